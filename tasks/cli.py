@@ -1,0 +1,99 @@
+"""The command line: ``python -m tasks <step> [flags]``.
+
+A lookup table maps each step name to its argument dataclass and to the function that runs it. The
+function's module is imported only when its step runs, so light steps never pay for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tasks import sagemaker
+from tasks.config import SampleArguments, StageArguments, TrainArguments
+from tasks.errors import TaskError
+
+log = logging.getLogger("tasks")
+
+
+@dataclass(frozen=True)
+class Step:
+    arguments: type
+    target: str
+    summary: str
+
+    def run(self, args) -> None:
+        module, function = self.target.split(":")
+        getattr(importlib.import_module(module), function)(args)
+
+
+STEPS: dict[str, Step] = {
+    "sample": Step(SampleArguments, "tasks.sample:run", "write a generated paraphrase data set in GLUE TSV form"),
+    "stage": Step(StageArguments, "tasks.stage:run", "validate, tokenise and fingerprint a data set"),
+    "train": Step(TrainArguments, "tasks.train:run", "fine-tune a BERT classifier on a staged data set"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, STEPS))
+    steps = "\n".join(f"  {name:<{width}}  {step.summary}" for name, step in STEPS.items())
+    return f"usage: python -m tasks <step> [flags]\n\nsteps:\n{steps}\n\n`python -m tasks <step> --help` lists a step's flags."
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("TASKS_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stdout,
+        force=True,
+    )
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    for noisy in ("absl", "h5py", "fsspec", "botocore", "s3fs", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def parse(step_name: str, argv: Sequence[str]):
+    """Parse a step's flags into its argument dataclass (argparse exits 2 on a malformed flag)."""
+    from transformers import HfArgumentParser
+
+    step = STEPS[step_name]
+    parser = HfArgumentParser(step.arguments, prog=f"python -m tasks {step_name}", description=step.summary)
+    (args,) = parser.parse_args_into_dataclasses(args=list(argv))
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    step_name, flags = argv[0], argv[1:]
+    if step_name not in STEPS:
+        print(f"error: unknown step {step_name!r}; choose one of {', '.join(STEPS)}\n\n{_usage()}", file=sys.stderr)
+        return 2
+
+    configure_logging()
+    job = sagemaker.TrainingJob.detect() if step_name == "train" else None
+    try:
+        if job is not None:
+            flags = job.arguments() + flags
+        args = parse(step_name, flags)
+        log.info("%s: %s", step_name, args)
+        STEPS[step_name].run(args)
+    except TaskError as error:
+        log.error("%s failed: %s", step_name, error)
+        print(f"error: {error}", file=sys.stderr)
+        if job is not None:
+            job.report_failure(error)
+        return error.exit_code
+    except Exception as error:
+        if job is not None:
+            job.report_failure(error)
+        raise
+    return 0

@@ -1,0 +1,125 @@
+"""The arguments of each step, as typed dataclasses.
+
+The same classes back the command line (through transformers' ``HfArgumentParser``) and the
+SageMaker hyper-parameters file, so every flag has one type, one default and one help text.
+``__post_init__`` checks values, so a bad flag fails before any work starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tasks.errors import ConfigError
+
+DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
+DEFAULT_BASE_MODEL = "bert-base-uncased"
+
+
+def _require(condition: bool, flag: str, allowed: str, given: object) -> None:
+    if not condition:
+        raise ConfigError(f"--{flag.replace('_', '-')} must be {allowed}, got {given!r}")
+
+
+@dataclass
+class SampleArguments:
+    output: str = field(metadata={"help": "Folder to write train.tsv, dev.tsv and test.tsv into."})
+    seed: int = field(default=42, metadata={"help": "Random seed; the same seed gives the same files."})
+    train_size: int = field(default=2000, metadata={"help": "Pairs in train.tsv."})
+    dev_size: int = field(default=300, metadata={"help": "Pairs in dev.tsv."})
+    test_size: int = field(default=300, metadata={"help": "Pairs in test.tsv."})
+    label_noise: float = field(
+        default=0.04,
+        metadata={"help": "Fraction of labels flipped, modelling annotator disagreement as in MRPC."},
+    )
+
+    def __post_init__(self):
+        for name in ("train_size", "dev_size", "test_size"):
+            value = getattr(self, name)
+            _require(value >= 1, name, "a positive integer", value)
+        _require(0.0 <= self.label_noise < 0.5, "label_noise", "in [0, 0.5)", self.label_noise)
+
+
+@dataclass
+class StageArguments:
+    output: str = field(metadata={"help": "Folder to write the staged data set into (replaced atomically)."})
+    source: str = field(
+        default=DEFAULT_SOURCE,
+        metadata={
+            "help": "hf://OWNER/NAME/CONFIG (Hugging Face hub), a local folder or file, or an s3:// URI. "
+            "Formats: GLUE TSV, MSR paraphrase .txt, CSV, JSONL, Parquet."
+        },
+    )
+    tokenizer: str = field(
+        default=DEFAULT_BASE_MODEL, metadata={"help": "Tokenizer: a hub id, a local folder, or an s3:// URI."}
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Pairs longer than this are truncated."})
+    on_bad_rows: Literal["fail", "skip"] = field(
+        default="fail", metadata={"help": "fail: stop on any bad row; skip: drop bad rows and list them."}
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "Share of train carved off as validation when the source has no validation split."},
+    )
+
+    def __post_init__(self):
+        _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
+        _require(
+            0.0 < self.validation_fraction < 0.5,
+            "validation_fraction",
+            "in (0, 0.5)",
+            self.validation_fraction,
+        )
+
+
+@dataclass
+class TrainArguments:
+    data: str = field(metadata={"help": "Staged data folder (the output of `stage`)."})
+    output: str = field(metadata={"help": "Folder to write the model into (replaced atomically)."})
+    model: str = field(
+        default=DEFAULT_BASE_MODEL,
+        metadata={"help": "Base model: a hub id, a local folder, or an s3:// URI."},
+    )
+    epochs: int = field(default=3, metadata={"help": "Passes over the training split."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per step on each worker."})
+    learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate of AdamW."})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "Share of steps with linear warm-up."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    max_seq_length: int = field(default=0, metadata={"help": "Truncate longer pairs; 0 keeps the staged max length."})
+    precision: Literal["auto", "fp32", "bf16"] = field(
+        default="auto",
+        metadata={"help": "auto: bf16 mixed precision where the CPU has avx512_bf16 or amx_bf16, else fp32."},
+    )
+    padding: Literal["longest", "max_length"] = field(
+        default="longest",
+        metadata={"help": "longest: pad each batch to its longest pair (bucketed); max_length: always pad."},
+    )
+    seed: int = field(default=42, metadata={"help": "Seed for initialisation and shuffling."})
+    log_every: int = field(default=10, metadata={"help": "Log loss, samples/s and ETA every N steps."})
+    checkpoint_every: int = field(
+        default=0, metadata={"help": "Also checkpoint every N steps (0: only at each epoch end)."}
+    )
+    checkpoint_dir: str = field(
+        default="", metadata={"help": "Where checkpoints live; default: checkpoints/ in the output."}
+    )
+    max_steps: int = field(
+        default=0, metadata={"help": "Stop after this many steps in all (0: run every epoch); for benchmarks."}
+    )
+
+    def __post_init__(self):
+        _require(self.epochs >= 1, "epochs", "a positive integer", self.epochs)
+        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
+        _require(0.0 < self.learning_rate < 1.0, "learning_rate", "in (0, 1)", self.learning_rate)
+        _require(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "in [0, 1)", self.warmup_ratio)
+        _require(0.0 <= self.weight_decay < 1.0, "weight_decay", "in [0, 1)", self.weight_decay)
+        _require(
+            self.max_seq_length == 0 or 8 <= self.max_seq_length <= 512,
+            "max_seq_length",
+            "0 or between 8 and 512",
+            self.max_seq_length,
+        )
+        _require(self.log_every >= 1, "log_every", "a positive integer", self.log_every)
+        _require(self.checkpoint_every >= 0, "checkpoint_every", "0 or a positive integer", self.checkpoint_every)
+        _require(self.max_steps >= 0, "max_steps", "0 or a positive integer", self.max_steps)
+        _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16", self.precision)
+        _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)

@@ -1,0 +1,127 @@
+"""Intel CPU tuning for TensorFlow: oneDNN, thread pools sized to the cores this process may use, bf16.
+
+``configure_environment`` must run before TensorFlow is imported (oneDNN is chosen at import time);
+``configure_tensorflow`` runs right after the import, before any op executes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in cores (v2 ``cpu.max`` or v1 CFS files), or None."""
+    v2 = root / "cpu.max"
+    if v2.is_file():
+        quota, _, period = v2.read_text().strip().partition(" ")
+        if quota != "max" and period:
+            return int(quota) / int(period)
+        return None
+    quota_file, period_file = root / "cpu" / "cpu.cfs_quota_us", root / "cpu" / "cpu.cfs_period_us"
+    if quota_file.is_file() and period_file.is_file():
+        quota, period = int(quota_file.read_text()), int(period_file.read_text())
+        if quota > 0 and period > 0:
+            return quota / period
+    return None
+
+
+def available_cores(cgroup_root: Path = _CGROUP_ROOT) -> int:
+    """Cores this process may use: its CPU affinity, capped by the container's cgroup quota."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    limit = cgroup_cpu_limit(cgroup_root)
+    if limit is not None:
+        cores = min(cores, max(1, math.ceil(limit)))
+    return cores
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """What the tuning decided, logged once and recorded in the model card."""
+
+    cores: int
+    intra_op_threads: int
+    inter_op_threads: int
+    onednn: bool
+    precision: str
+    flags: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_precision(requested: str, flags: frozenset[str]) -> str:
+    """``auto`` means bf16 where the CPU computes it natively, fp32 elsewhere."""
+    has_bf16 = any(flag in flags for flag in BF16_FLAGS)
+    if requested == "auto":
+        return "bf16" if has_bf16 else "fp32"
+    if requested == "bf16" and not has_bf16:
+        log.warning("bf16 requested but this CPU has none of %s: TensorFlow will emulate it slowly", BF16_FLAGS)
+    return requested
+
+
+def configure_environment(precision: str = "fp32") -> CpuPlan:
+    """Decide threads and precision and set the environment TensorFlow reads at import time.
+
+    oneDNN is switched on unless ``TF_ENABLE_ONEDNN_OPTS=0`` was set on purpose (the benchmark's
+    stock baseline does that).
+    """
+    flags = cpu_flags()
+    cores = available_cores()
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+    # OpenMP-based kernels (oneDNN builds with OpenMP) follow the same core count.
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores))
+    return CpuPlan(
+        cores=cores,
+        intra_op_threads=cores,
+        inter_op_threads=1 if cores <= 4 else 2,
+        onednn=os.environ["TF_ENABLE_ONEDNN_OPTS"] != "0",
+        precision=resolve_precision(precision, flags),
+        flags=tuple(flag for flag in REPORTED_FLAGS if flag in flags),
+    )
+
+
+def configure_tensorflow(plan: CpuPlan) -> None:
+    """Apply the plan to TensorFlow's thread pools and Keras' precision policy, and log it."""
+    import tensorflow as tf
+    import tf_keras
+
+    tf.config.threading.set_intra_op_parallelism_threads(plan.intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(plan.inter_op_threads)
+    policy = "mixed_bfloat16" if plan.precision == "bf16" else "float32"
+    tf_keras.mixed_precision.set_global_policy(policy)
+    log.info(
+        "CPU tuning: oneDNN %s, %d core(s) -> intra-op %d / inter-op %d threads, precision %s (Keras policy %s), "
+        "CPU flags: %s",
+        "on" if plan.onednn else "off",
+        plan.cores,
+        plan.intra_op_threads,
+        plan.inter_op_threads,
+        plan.precision,
+        policy,
+        ", ".join(plan.flags) or "none of note",
+    )

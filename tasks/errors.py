@@ -1,0 +1,91 @@
+"""The errors a step reports to its caller.
+
+Every failure a user can cause or fix is one of these; the CLI prints its message and exits non-zero
+without a traceback. Anything else is a bug and keeps its traceback.
+
+    TaskError
+    ├── ConfigError        a flag or hyper-parameter is invalid
+    ├── DataError
+    │   ├── SourceError    a data source cannot be found or read
+    │   ├── SchemaError    a data file lacks a required column or has an unknown format
+    │   ├── BadRowsError   rows fail validation (label, empty sentence, malformed line)
+    │   └── LeakageError   the same pair appears in two splits
+    └── ModelError         a model or tokenizer cannot be resolved or loaded
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class TaskError(Exception):
+    """A step failed for a reason the user can act on."""
+
+    exit_code = 1
+
+
+class ConfigError(TaskError):
+    """A flag, hyper-parameter or environment setting is invalid."""
+
+    exit_code = 2
+
+
+class DataError(TaskError):
+    """The input data cannot be used."""
+
+
+class SourceError(DataError):
+    """A data source cannot be found, listed or read."""
+
+
+class SchemaError(DataError):
+    """A data file lacks a required column, or its format is not one the stager reads."""
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """One rejected row: where it is and what is wrong with it."""
+
+    file: str
+    line: int | None
+    field: str
+    reason: str
+    row: int | None = None
+
+    @property
+    def location(self) -> str:
+        if self.line is not None:
+            return f"{self.file}:{self.line}"
+        if self.row is not None:
+            return f"{self.file}: row {self.row}"
+        return self.file
+
+    def __str__(self) -> str:
+        return f"{self.location}: field {self.field!r}: {self.reason}"
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "row": self.row, "field": self.field, "reason": self.reason}
+
+
+class BadRowsError(DataError):
+    """Rows failed validation and ``--on-bad-rows fail`` is in force."""
+
+    shown = 20
+
+    def __init__(self, bad_rows: list[BadRow]):
+        self.bad_rows = bad_rows
+        files = sorted({row.file for row in bad_rows})
+        lines = "\n".join(f"  {row}" for row in bad_rows[: self.shown])
+        more = f"\n  ... and {len(bad_rows) - self.shown} more" if len(bad_rows) > self.shown else ""
+        super().__init__(
+            f"{len(bad_rows)} bad row(s) in {len(files)} file(s):\n{lines}{more}\n"
+            "Fix the data, or pass --on-bad-rows skip to drop these rows and list them in manifest.json."
+        )
+
+
+class LeakageError(DataError):
+    """A sentence pair appears in more than one split, which would inflate evaluation scores."""
+
+
+class ModelError(TaskError):
+    """A model or tokenizer cannot be found, downloaded or loaded."""

