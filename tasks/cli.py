@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from tasks import sagemaker
 from tasks.config import SampleArguments, StageArguments, TrainArguments
-from tasks.errors import TaskError
+from tasks.errors import ConfigError, TaskError
 
 log = logging.getLogger("tasks")
 
@@ -54,18 +54,23 @@ def configure_logging() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for noisy in ("absl", "h5py", "fsspec", "botocore", "s3fs", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def parse(step_name: str, argv: Sequence[str]):
-    """Parse a step's flags into its argument dataclass (argparse exits 2 on a malformed flag)."""
+    """Parse a step's flags into its argument dataclass; a bad flag is a ConfigError naming it."""
     from transformers import HfArgumentParser
 
     step = STEPS[step_name]
     parser = HfArgumentParser(step.arguments, prog=f"python -m tasks {step_name}", description=step.summary)
-    (args,) = parser.parse_args_into_dataclasses(args=list(argv))
-    return args
+
+    def refuse(message: str):
+        raise ConfigError(f"{parser.prog}: {message} (see `{parser.prog} --help`)")
+
+    parser.error = refuse
+    return step.arguments(**vars(parser.parse_args(list(argv))))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

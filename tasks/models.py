@@ -169,6 +169,8 @@ def load_classifier(source: str, num_labels: int = len(LABELS)):
     from transformers import AutoConfig, TFAutoModelForSequenceClassification
 
     folder = resolve(source)
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"{source}: cannot read the model's config.json: {folder} has none")
     try:
         config = AutoConfig.from_pretrained(
             folder,

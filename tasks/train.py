@@ -138,7 +138,7 @@ def package_versions() -> dict:
     return versions
 
 
-def fit(args: TrainArguments, cluster: Cluster, plan: cpu.CpuPlan, manifest: dict, checkpoints: Path):
+def fit(args: TrainArguments, cluster: Cluster, strategy, manifest: dict, checkpoints: Path):
     """Train; returns the model, the validation scorer and the progress logger."""
     import tf_keras
 
@@ -164,7 +164,6 @@ def fit(args: TrainArguments, cluster: Cluster, plan: cpu.CpuPlan, manifest: dic
             input_context=input_context,
         )  # fmt: skip
 
-    strategy = strategy_for(cluster)
     with strategy.scope():
         model = build_model(args, steps_per_epoch * epochs)
     check_vocabulary(model, manifest)
@@ -190,6 +189,8 @@ def run(args: TrainArguments) -> None:
     import tf_keras
 
     cpu.configure_tensorflow(plan)
+    # A multi-worker strategy configures collective ops, which TensorFlow allows only before its first op.
+    strategy = strategy_for(cluster)
     tf_keras.utils.set_random_seed(args.seed)
     data = Path(args.data)
     manifest = read_manifest(data)
@@ -204,7 +205,7 @@ def run(args: TrainArguments) -> None:
     with workspace as work:
         checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else work / "checkpoints"
         prepare_checkpoints(checkpoints, identity)
-        model, scorer, progress = fit(args, cluster, plan, manifest, checkpoints)
+        model, scorer, progress = fit(args, cluster, strategy, manifest, checkpoints)
         if not cluster.is_chief:
             log.info("worker %d done; the chief writes the model", cluster.index + 1)
             return

@@ -43,7 +43,9 @@ def run_tasks(*args: str, env: dict | None = None, check: bool = True, timeout: 
         timeout=timeout,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"python -m tasks {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"python -m tasks {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 

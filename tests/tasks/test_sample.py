@@ -52,7 +52,10 @@ def test_many_negatives_are_hard_sharing_most_words():
     """Hard negatives change one fact and keep the rest, as MRPC's do; a bag of words cannot separate them."""
     pairs = generate(SampleArguments(output="unused", train_size=2000, label_noise=0.0))["train"]
     negatives = [pair for pair in pairs if pair.label == 0]
-    overlap = [len(_words(p.sentence1) & _words(p.sentence2)) / len(_words(p.sentence1) | _words(p.sentence2)) for p in negatives]
+    overlap = [
+        len(_words(p.sentence1) & _words(p.sentence2)) / len(_words(p.sentence1) | _words(p.sentence2))
+        for p in negatives
+    ]
     hard = sum(value >= 0.7 for value in overlap) / len(negatives)
     assert hard > 0.25
     positives = [pair for pair in pairs if pair.label == 1]

@@ -50,11 +50,15 @@ def write_csv(path, pairs):
 
 
 def write_jsonl(path, pairs):
-    path.write_text("".join(json.dumps({"sentence1": s1, "sentence2": s2, "label": label}) + "\n" for label, s1, s2 in pairs))
+    path.write_text(
+        "".join(json.dumps({"sentence1": s1, "sentence2": s2, "label": label}) + "\n" for label, s1, s2 in pairs)
+    )
 
 
 def write_parquet(path, pairs):
-    table = pa.table({"sentence1": [p[1] for p in pairs], "sentence2": [p[2] for p in pairs], "label": [p[0] for p in pairs]})
+    table = pa.table(
+        {"sentence1": [p[1] for p in pairs], "sentence2": [p[2] for p in pairs], "label": [p[0] for p in pairs]}
+    )
     pq.write_table(table, path)
 
 
@@ -97,7 +101,9 @@ def test_msr_paraphrase_txt_with_bom_and_quotes_and_carved_validation(tmp_path, 
     assert manifest["validation"] == {"carved_from_train": True, "fraction": 0.25}
     rows = manifest["splits"]
     assert rows["train"]["rows"] + rows["validation"]["rows"] == 40 and rows["validation"]["rows"] > 0
-    texts = [row["sentence1"] for split in ("train", "validation") for row in datasets.load_from_disk(str(output / split))]
+    texts = [
+        row["sentence1"] for split in ("train", "validation") for row in datasets.load_from_disk(str(output / split))
+    ]
     assert 'Line 0 says "quoted" text.' in texts
 
 
@@ -105,7 +111,9 @@ def test_carving_is_deterministic(tmp_path, minilm_path):
     folder = tmp_path / "one"
     folder.mkdir()
     many = [(i % 2, f"Sentence number {i}.", f"Another sentence {i}.") for i in range(50)]
-    (folder / "train.jsonl").write_text("".join(json.dumps({"sentence1": a, "sentence2": b, "label": c}) + "\n" for c, a, b in many))
+    (folder / "train.jsonl").write_text(
+        "".join(json.dumps({"sentence1": a, "sentence2": b, "label": c}) + "\n" for c, a, b in many)
+    )
     first = stage(tmp_path / "a", folder / "train.jsonl", minilm_path)[0]
     second = stage(tmp_path / "b", folder / "train.jsonl", minilm_path)[0]
     carved = [list(datasets.load_from_disk(str(folder / "validation"))["sentence1"]) for folder in (first, second)]

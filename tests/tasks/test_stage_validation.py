@@ -34,12 +34,17 @@ BAD_TSV_ROWS = [
     ("yes\t1\t2\tA sentence.\tAnother one.", "field 'Quality': must be 0 or 1, got 'yes'"),
     ("1\t1\t2\t\tAnother one.", "field '#1 String': is empty"),
     ("1\t1\t2\tA sentence.\t   ", "field '#2 String': is only whitespace"),
-    ("1\t1\t2\tA sentence with a stray\ttab.\tAnother one.", "field '(line)': has 6 tab-separated fields, the header has 5"),
+    (
+        "1\t1\t2\tA sentence with a stray\ttab.\tAnother one.",
+        "field '(line)': has 6 tab-separated fields, the header has 5",
+    ),
     ("1\t1\tA sentence.\tAnother one.", "field '(line)': has 4 tab-separated fields, the header has 5"),
 ]
 
 
-@pytest.mark.parametrize(("line", "message"), BAD_TSV_ROWS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_TSV_ROWS)])
+@pytest.mark.parametrize(
+    ("line", "message"), BAD_TSV_ROWS, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD_TSV_ROWS)]
+)
 def test_bad_tsv_row_names_file_line_and_field(tmp_path, minilm_path, line, message):
     text = glue_lines(PAIRS[:2]) + line + "\n" + "\n".join(glue_lines(PAIRS[2:]).splitlines()[1:]) + "\n"
     source = make_source(tmp_path, text)
@@ -90,8 +95,16 @@ def test_bad_csv_row_and_parquet_row_are_located(tmp_path, minilm_path):
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("train.tsv", "Label\tA\tB\nx\ty\tz\n", r"train.tsv:1: header lacks column\(s\) '#1 String', '#2 String', 'Quality'"),
-        ("train.csv", "text_a,text_b,label\nx,y,1\n", r"train.csv:1: missing column\(s\) 'sentence1', 'sentence2'; .*found: 'text_a', 'text_b', 'label'"),
+        (
+            "train.tsv",
+            "Label\tA\tB\nx\ty\tz\n",
+            r"train.tsv:1: header lacks column\(s\) '#1 String', '#2 String', 'Quality'",
+        ),
+        (
+            "train.csv",
+            "text_a,text_b,label\nx,y,1\n",
+            r"train.csv:1: missing column\(s\) 'sentence1', 'sentence2'; .*found: 'text_a', 'text_b', 'label'",
+        ),
         ("train.jsonl", '{"a": "x", "label": 1}\n', r"train.jsonl:1: missing column\(s\) 'sentence1', 'sentence2'"),
     ],
 )
@@ -103,7 +116,9 @@ def test_missing_columns_fail_even_in_skip_mode(tmp_path, minilm_path, name, tex
 
 def test_unlabelled_train_rows_are_bad(tmp_path, minilm_path):
     source = make_source(tmp_path, glue_lines(PAIRS, header="index\t#1 ID\t#2 ID\t#1 String\t#2 String"))
-    with pytest.raises(BadRowsError, match="field 'Quality': is missing; only the test split may be unlabelled, not train"):
+    with pytest.raises(
+        BadRowsError, match="field 'Quality': is missing; only the test split may be unlabelled, not train"
+    ):
         stage(tmp_path, source, minilm_path)
 
 
@@ -162,7 +177,9 @@ def test_fingerprint_is_stable_and_tracks_every_content_change(tmp_path, minilm_
 
 def test_truncation_is_counted(tmp_path, minilm_path):
     long = " ".join(["word"] * 40)
-    manifest = stage(tmp_path, make_source(tmp_path, glue_lines([*PAIRS, (1, long, long)])), minilm_path, max_seq_length=32)
+    manifest = stage(
+        tmp_path, make_source(tmp_path, glue_lines([*PAIRS, (1, long, long)])), minilm_path, max_seq_length=32
+    )
     assert manifest["splits"]["train"]["truncated"] == 1
     assert manifest["splits"]["train"]["tokens"]["max"] == 32
 
@@ -179,9 +196,21 @@ def test_failed_stage_keeps_the_previous_output_whole(tmp_path, minilm_path):
 
 def test_cli_exits_non_zero_with_the_message_and_no_traceback(tmp_path, minilm_path):
     source = make_source(tmp_path, glue_lines(PAIRS) + "5\t1\t2\tA.\tB.\n")
-    result = run_tasks("stage", "--source", str(source), "--output", str(tmp_path / "out"), "--tokenizer", str(minilm_path), check=False)
+    result = run_tasks(
+        "stage",
+        "--source",
+        str(source),
+        "--output",
+        str(tmp_path / "out"),
+        "--tokenizer",
+        str(minilm_path),
+        check=False,
+    )
     assert result.returncode == 1
-    assert f"error: 1 bad row(s) in 1 file(s):\n  {source}/train.tsv:8: field 'Quality': must be 0 or 1, got '5'" in result.stderr
+    assert (
+        f"error: 1 bad row(s) in 1 file(s):\n  {source}/train.tsv:8: field 'Quality': must be 0 or 1, got '5'"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -207,6 +236,15 @@ def test_stage_arguments_validate_in_process():
 
 def test_bad_tokenizer_is_a_clear_error(tmp_path, minilm_path):
     source = write_splits(tmp_path / "src", lambda p, pairs: p.write_text(glue_lines(pairs)), ".tsv")
-    result = run_tasks("stage", "--source", str(source), "--output", str(tmp_path / "o"), "--tokenizer", str(tmp_path / "nope"), check=False)
+    result = run_tasks(
+        "stage",
+        "--source",
+        str(source),
+        "--output",
+        str(tmp_path / "o"),
+        "--tokenizer",
+        str(tmp_path / "nope"),
+        check=False,
+    )
     assert result.returncode == 1
     assert f"error: {tmp_path / 'nope'}: no such folder" in result.stderr

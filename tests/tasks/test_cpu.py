@@ -1,0 +1,67 @@
+import os
+
+import pytest
+
+from tasks import cpu
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    (tmp_path / "cpuinfo").write_text(
+        "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n\nprocessor\t: 1\n"
+    )
+    assert {"avx512_bf16", "amx_tile"} <= cpu.cpu_flags(tmp_path / "cpuinfo")
+    assert cpu.cpu_flags(tmp_path / "absent") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("files", "limit"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 1.5),
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "300000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 3.0),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+    ids=["v2-quota", "v2-unlimited", "v1-quota", "v1-unlimited", "no-cgroup"],
+)
+def test_cgroup_cpu_limit(tmp_path, files, limit):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu.cgroup_cpu_limit(tmp_path) == limit
+
+
+def test_available_cores_are_capped_by_the_container_quota(tmp_path):
+    (tmp_path / "cpu.max").write_text("50000 100000\n")
+    assert cpu.available_cores(tmp_path) == 1
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu.available_cores(tmp_path) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(
+    ("requested", "flags", "expected"),
+    [
+        ("auto", {"avx512_bf16"}, "bf16"),
+        ("auto", {"amx_bf16"}, "bf16"),
+        ("auto", {"avx512f"}, "fp32"),
+        ("fp32", {"avx512_bf16"}, "fp32"),
+        ("bf16", {"avx2"}, "bf16"),
+    ],
+)
+def test_precision_resolution(requested, flags, expected):
+    assert cpu.resolve_precision(requested, frozenset(flags)) == expected
+
+
+def test_bf16_without_hardware_support_warns(caplog):
+    cpu.resolve_precision("bf16", frozenset({"avx2"}))
+    assert "TensorFlow will emulate it slowly" in caplog.text
+
+
+def test_environment_turns_onednn_on_unless_switched_off(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    plan = cpu.configure_environment("fp32")
+    assert plan.onednn and os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == str(plan.cores) and plan.intra_op_threads == plan.cores
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    assert not cpu.configure_environment("fp32").onednn

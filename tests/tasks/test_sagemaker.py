@@ -1,0 +1,73 @@
+"""The SageMaker job files translated into flags and TF_CONFIG (the end-to-end run is in test_train.py)."""
+
+import json
+import os
+
+import pytest
+
+from tasks.errors import ConfigError
+from tasks.sagemaker import TrainingJob
+
+
+@pytest.fixture
+def job(tmp_path, monkeypatch):
+    (tmp_path / "input" / "config").mkdir(parents=True)
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"epochs": "2"}))
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(tmp_path))
+    return TrainingJob.detect()
+
+
+def test_detects_a_job_only_where_hyperparameters_exist(tmp_path, monkeypatch, job):
+    assert job.root == tmp_path
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(tmp_path / "elsewhere"))
+    assert TrainingJob.detect() is None
+
+
+def test_flags_point_at_the_job_folders_and_hyperparameters_win(job, tmp_path):
+    flags = job.arguments()
+    assert flags[:6] == [
+        "--data",
+        f"{tmp_path}/input/data",
+        "--output",
+        f"{tmp_path}/model",
+        "--checkpoint-dir",
+        f"{tmp_path}/checkpoints",
+    ]
+    assert flags[-2:] == ["--epochs", "2"]
+
+
+def test_multi_host_job_becomes_tf_config(job, tmp_path):
+    config = {"current_host": "algo-2", "hosts": ["algo-2", "algo-1", "algo-3"], "network_interface_name": "eth0"}
+    (tmp_path / "input" / "config" / "resourceconfig.json").write_text(json.dumps(config))
+    job.export_tf_config()
+    assert json.loads(os.environ["TF_CONFIG"]) == {
+        "cluster": {"worker": ["algo-1:8890", "algo-2:8890", "algo-3:8890"]},
+        "task": {"type": "worker", "index": 1},
+    }
+
+
+def test_single_host_job_sets_no_tf_config(job, tmp_path):
+    (tmp_path / "input" / "config" / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]})
+    )
+    job.export_tf_config()
+    assert "TF_CONFIG" not in os.environ
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{broken", "cannot read SageMaker job file"),
+        ("[1]", "expected a JSON object, got list"),
+        ('{"hosts": ["a"]}', "needs 'hosts'"),
+    ],
+)
+def test_bad_resource_config_is_named(job, tmp_path, text, message):
+    (tmp_path / "input" / "config" / "resourceconfig.json").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        job.export_tf_config()
+
+
+def test_failure_reason_is_truncated_to_what_sagemaker_keeps(job, tmp_path):
+    job.report_failure(ValueError("x" * 5000))
+    assert len((tmp_path / "output" / "failure").read_text()) == 1024

@@ -1,0 +1,233 @@
+"""The train step as users and containers run it: ``python -m tasks train`` in a fresh process."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_tasks, upload_folder
+
+
+def train_flags(data, model, output, *extra):
+    return ["train", "--data", str(data), "--model", str(model), "--output", str(output), "--epochs", "1",
+            "--batch-size", "16", "--learning-rate", "1e-3", "--log-every", "4", *extra]  # fmt: skip
+
+
+def load_signature(folder):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
+
+
+def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, tiny_model):
+    output = tmp_path / "model"
+    result = run_tasks(*train_flags(staged_data, tiny_model, output, "--epochs", "2"))
+    assert "CPU tuning: oneDNN on" in result.stdout
+    assert "epoch 2/2 step 16/16: loss" in result.stdout and "samples/s | ETA" in result.stdout
+    assert "epoch 2: train loss" in result.stdout and "validation accuracy" in result.stdout
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(output / "tokenizer")
+    batch = tokenizer(
+        ["The cat sat.", "Prices rose."], ["A cat was sitting.", "Prices fell."], padding=True, return_tensors="np"
+    )
+    serve = load_signature(output)
+    logits = serve(
+        **{name: batch[name].astype(np.int32) for name in ("input_ids", "attention_mask", "token_type_ids")}
+    )["logits"]
+    assert logits.shape == (2, 2) and logits.dtype.name == "float32"
+
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["f1"] <= 1.0
+    assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
+    assert metrics["steps"] == 32 and metrics["samples_per_second"] > 0 and metrics["wall_time_seconds"] > 0
+    assert metrics["precision"] == "bf16"  # auto on this CPU (avx512_bf16); the export is FP32 regardless
+
+    card = json.loads((output / "model_card.json").read_text())
+    manifest = json.loads((staged_data / "manifest.json").read_text())
+    assert card["base_model"] == str(tiny_model)
+    assert card["data"]["fingerprint"] == manifest["fingerprint"]
+    assert card["hyperparameters"]["epochs"] == 2 and card["precision"] == {"training": "bf16", "exported": "fp32"}
+    assert card["packages"]["tensorflow"] == "2.21.0" and "avx512_bf16" in card["cpu"]["flags"]
+    assert json.loads((output / "config.json").read_text())["id2label"] == {"0": "not_equivalent", "1": "equivalent"}
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+def test_fp32_fixed_padding_shorter_max_length_and_model_from_s3(tmp_path, staged_data, tiny_model, s3):
+    uri = upload_folder(s3["client"], tiny_model, s3["bucket"], "models/tiny")
+    output = tmp_path / "model"
+    result = run_tasks(
+        *train_flags(
+            staged_data, uri, output, "--precision", "fp32", "--padding", "max_length", "--max-seq-length", "32"
+        )
+    )
+    assert "re-tokenising to 32 tokens (staged at 128)" in result.stdout
+    assert "precision fp32 (Keras policy float32)" in result.stdout
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert (metrics["precision"], metrics["padding"]) == ("fp32", "max_length")
+
+
+def test_resumes_from_the_checkpoint_after_being_killed(tmp_path, staged_data, tiny_model):
+    output = tmp_path / "model"
+    flags = train_flags(
+        staged_data, tiny_model, output, "--epochs", "6", "--batch-size", "8", "--checkpoint-every", "5"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tasks", *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if "epoch 3/6 step" in line:
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)
+    assert not output.exists() and (tmp_path / ".model.partial" / "checkpoints" / "backup").is_dir()
+
+    result = run_tasks(*flags)
+    resumed = [line for line in result.stdout.splitlines() if "resuming from the checkpoint" in line]
+    assert resumed, result.stdout
+    epoch = int(resumed[0].split("epoch ")[1].split(",")[0])
+    assert epoch >= 3
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["steps"] < 6 * 32  # only the remaining steps ran
+    assert [record["epoch"] for record in metrics["epochs"]][-1] == 6
+    assert (output / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path, staged_data, tiny_model):
+    partial = tmp_path / ".model.partial" / "checkpoints"
+    partial.mkdir(parents=True)
+    (partial / "run_config.json").write_text(json.dumps({"epochs": 99}))
+    result = run_tasks(*train_flags(staged_data, tiny_model, tmp_path / "model"))
+    assert "were written with other settings" in result.stdout and "resuming" not in result.stdout
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_workers_train_together_and_only_the_chief_writes(tmp_path, staged_data, tiny_model):
+    workers = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    processes = []
+    for index in range(2):
+        env = {
+            **os.environ,
+            "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
+        }
+        flags = train_flags(staged_data, tiny_model, tmp_path / f"out-{index}", "--epochs", "2")
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tasks", *flags],
+                cwd=REPO,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    logs = [process.communicate(timeout=300)[0] for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], "\n".join(logs)
+    assert "worker 1 of 2 (chief)" in logs[0] and "worker 2 of 2" in logs[1]
+    assert "batch 16 x 2 worker(s)" in logs[0] and "2 epoch(s) x 8 steps" in logs[0]
+    assert "the chief writes the model" in logs[1]
+    assert (tmp_path / "out-0" / "saved_model" / "saved_model.pb").is_file()
+    assert json.loads((tmp_path / "out-0" / "metrics.json").read_text())["workers"] == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out-0"]
+
+
+@pytest.fixture
+def sagemaker_root(tmp_path, staged_data, tiny_model):
+    """A simulated /opt/ml tree as SageMaker lays it out for a training job with four channels."""
+    import shutil
+
+    root = tmp_path / "opt-ml"
+    data = root / "input" / "data"
+    for split in ("train", "validation"):
+        shutil.copytree(staged_data / split, data / split)
+    (data / "manifest").mkdir(parents=True)
+    shutil.copy(staged_data / "manifest.json", data / "manifest")
+    shutil.copytree(staged_data / "tokenizer", data / "manifest" / "tokenizer")
+    shutil.copytree(tiny_model, data / "model")
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "model").mkdir()
+    return root
+
+
+def write_hyperparameters(root, values):
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
+
+
+def test_sagemaker_training_contract(sagemaker_root):
+    # The SageMaker Python SDK JSON-encodes every value; plain strings come from CreateTrainingJob callers.
+    write_hyperparameters(
+        sagemaker_root, {"epochs": "1", "batch_size": "16", "learning_rate": '"0.001"', "sagemaker_program": '"x.py"'}
+    )
+    result = run_tasks("train", env={"TASKS_SAGEMAKER_ROOT": str(sagemaker_root)})
+    assert "ignoring SageMaker SDK hyper-parameter sagemaker_program" in result.stdout
+    assert f"--model {sagemaker_root}/input/data/model" in result.stdout
+    model = sagemaker_root / "model"
+    assert (model / "saved_model" / "saved_model.pb").is_file() and (model / "tokenizer").is_dir()
+    assert json.loads((model / "model_card.json").read_text())["hyperparameters"]["learning_rate"] == 0.001
+    assert (sagemaker_root / "checkpoints" / "backup").is_dir()
+    assert not (sagemaker_root / "output" / "failure").exists()
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "remove", "exit_code", "reason"),
+    [
+        (
+            {"epochs": "zero"},
+            None,
+            2,
+            "ConfigError: python -m tasks train: argument --epochs: invalid int value: 'zero'",
+        ),
+        ({"epochs": "0"}, None, 2, "ConfigError: --epochs must be a positive integer, got 0"),
+        ({"dropout": "0.1"}, None, 2, "ConfigError: python -m tasks train: unrecognized arguments: --dropout 0.1"),
+        ({"epochs": "1"}, "train", 1, "DataError: "),
+    ],
+)
+def test_sagemaker_failure_is_written_for_the_job(sagemaker_root, hyperparameters, remove, exit_code, reason):
+    import shutil
+
+    write_hyperparameters(sagemaker_root, hyperparameters)
+    if remove:
+        shutil.rmtree(sagemaker_root / "input" / "data" / remove)
+    result = run_tasks("train", env={"TASKS_SAGEMAKER_ROOT": str(sagemaker_root)}, check=False)
+    assert result.returncode == exit_code, result.stderr
+    failure = (sagemaker_root / "output" / "failure").read_text()
+    assert failure.startswith(reason)
+    if remove:
+        assert "no staged train split" in failure
+
+
+def test_vocabulary_mismatch_is_refused(tmp_path, staged_data, minilm_path):
+    from transformers import AutoTokenizer, BertConfig, TFBertForSequenceClassification
+
+    small = tmp_path / "small-vocab"
+    model = TFBertForSequenceClassification(
+        BertConfig(vocab_size=500, hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=16)
+    )
+    model(model.dummy_inputs)
+    model.save_pretrained(small)
+    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(small)
+    result = run_tasks(*train_flags(staged_data, small, tmp_path / "out"), check=False)
+    assert result.returncode == 1
+    assert (
+        "tokenised with" in result.stderr and "vocabulary has 500" in result.stderr and "--tokenizer" in result.stderr
+    )
+
+
+def test_missing_data_folder_is_a_clear_error(tmp_path, tiny_model):
+    result = run_tasks(*train_flags(tmp_path / "nothing", tiny_model, tmp_path / "out"), check=False)
+    assert result.returncode == 1
+    assert "no manifest.json; --data must be a folder written by `python -m tasks stage`" in result.stderr

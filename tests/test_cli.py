@@ -1,0 +1,34 @@
+import tasks
+from tasks.cli import STEPS, main
+from tests.conftest import run_tasks
+
+
+def test_help_lists_every_step():
+    result = run_tasks("--help")
+    for step in STEPS:
+        assert f"  {step} " in result.stdout
+
+
+def test_step_help_lists_flags_with_defaults():
+    result = run_tasks("train", "--help")
+    assert "--learning-rate" in result.stdout and "(default: 3e-05)" in result.stdout
+
+
+def test_no_step_and_unknown_step_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["deploy"]) == 2
+    assert "unknown step 'deploy'; choose one of sample, stage, train" in capsys.readouterr().err
+
+
+def test_exported_names_are_sorted_and_real():
+    assert tasks.__all__ == sorted(tasks.__all__)
+    assert all(hasattr(tasks, name) for name in tasks.__all__)
+
+
+def test_the_package_never_imports_airflow():
+    import pathlib
+    import re
+
+    sources = pathlib.Path(tasks.__file__).parent.glob("*.py")
+    offenders = [path.name for path in sources if re.search(r"^\s*(import|from)\s+airflow\b", path.read_text(), re.M)]
+    assert offenders == []
