@@ -151,11 +151,12 @@ def build_dataset(columns_by_split: dict[str, dict]):
 
 def run(args: StageArguments) -> None:
     splits, facts, rejected = validated_splits(args)
-    empty = [split for split in ("train", "validation") if not splits[split]]
-    if empty:
-        raise DataError(
-            f"no usable rows left in the {' and '.join(empty)} split(s) after dropping {len(rejected)} bad row(s)"
-        )
+    for split in ("train", "validation"):
+        if not splits[split]:
+            why = f"{len(rejected)} bad row(s) were dropped"
+            if split == "validation" and facts["validation"]["carved_from_train"]:
+                why = f"carving {args.validation_fraction:.0%} of train by pair hash selected none; add a validation split or raise --validation-fraction"
+            raise DataError(f"{args.source}: the {split} split has no usable rows ({why})")
     tokenizer = load_tokenizer(args.tokenizer)
     columns = {split: tokenise(tokenizer, pairs, args.max_seq_length) for split, pairs in splits.items()}
     manifest = {

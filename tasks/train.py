@@ -23,7 +23,9 @@ import math
 import platform
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -138,15 +140,42 @@ def package_versions() -> dict:
     return versions
 
 
-def fit(args: TrainArguments, cluster: Cluster, strategy, manifest: dict, checkpoints: Path):
-    """Train; returns the model, the validation scorer and the progress logger."""
+@dataclass(frozen=True)
+class TrainingRun:
+    """What one invocation trains with: its arguments, its place in the cluster, the CPU plan, the data."""
+
+    args: TrainArguments
+    cluster: Cluster
+    plan: cpu.CpuPlan
+    data: Path
+    manifest: dict
+
+    @property
+    def identity(self) -> dict:
+        """The settings a checkpoint must share to be resumed."""
+        return {key: getattr(self.args, key) for key in _RUN_IDENTITY} | {
+            "data_fingerprint": self.manifest["fingerprint"],
+            "workers": self.cluster.workers,
+            "resolved_precision": self.plan.precision,
+        }
+
+
+@dataclass
+class Trained:
+    model: object
+    epochs: list[dict]
+    progress: object
+
+
+def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
     import tf_keras
 
     from tasks.batches import make_dataset
     from tasks.callbacks import ProgressLogger, ResumableBackup, ValidationScorer
 
-    train, validation, max_seq_length = load_data(args, manifest)
-    global_batch_size = args.batch_size * cluster.workers
+    args, workers = run.args, run.cluster.workers
+    train, validation, max_seq_length = load_data(args, run.manifest)
+    global_batch_size = args.batch_size * workers
     steps_per_epoch = math.ceil(len(train) / global_batch_size)
     epochs = args.epochs
     if args.max_steps:
@@ -154,8 +183,7 @@ def fit(args: TrainArguments, cluster: Cluster, strategy, manifest: dict, checkp
     log.info(
         "training on %d pairs (validation %d): %d epoch(s) x %d steps, batch %d x %d worker(s), max length %d, "
         "padding %s",
-        len(train), len(validation), epochs, steps_per_epoch, args.batch_size, cluster.workers, max_seq_length,
-        args.padding,
+        len(train), len(validation), epochs, steps_per_epoch, args.batch_size, workers, max_seq_length, args.padding,
     )  # fmt: skip
 
     def train_batches(input_context=None):
@@ -166,7 +194,7 @@ def fit(args: TrainArguments, cluster: Cluster, strategy, manifest: dict, checkp
 
     with strategy.scope():
         model = build_model(args, steps_per_epoch * epochs)
-    check_vocabulary(model, manifest)
+    check_vocabulary(model, run.manifest)
 
     progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size)
     scorer = ValidationScorer(make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding))
@@ -178,7 +206,17 @@ def fit(args: TrainArguments, cluster: Cluster, strategy, manifest: dict, checkp
         callbacks=[backup, progress, scorer],
         verbose=0,
     )
-    return model, scorer, progress
+    return Trained(model, scorer.history, progress)
+
+
+@contextmanager
+def worker_scratch(output: str) -> Iterator[Path]:
+    """A non-chief worker's checkpoint folder: never published, kept after a crash, removed after success."""
+    output_path = Path(output).absolute()
+    folder = output_path.parent / f".{output_path.name}.worker"
+    folder.mkdir(parents=True, exist_ok=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(args: TrainArguments) -> None:
@@ -192,93 +230,78 @@ def run(args: TrainArguments) -> None:
     # A multi-worker strategy configures collective ops, which TensorFlow allows only before its first op.
     strategy = strategy_for(cluster)
     tf_keras.utils.set_random_seed(args.seed)
-    data = Path(args.data)
-    manifest = read_manifest(data)
-    identity = {key: getattr(args, key) for key in _RUN_IDENTITY} | {
-        "data_fingerprint": manifest["fingerprint"],
-        "workers": cluster.workers,
-        "resolved_precision": plan.precision,
-    }
+    training = TrainingRun(args, cluster, plan, Path(args.data), read_manifest(Path(args.data)))
     log.info("worker %d of %d%s", cluster.index + 1, cluster.workers, " (chief)" if cluster.is_chief else "")
 
-    workspace = atomic_output(args.output, resumable=True) if cluster.is_chief else _scratch(args.output)
+    workspace = atomic_output(args.output, resumable=True) if cluster.is_chief else worker_scratch(args.output)
     with workspace as work:
         checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else work / "checkpoints"
-        prepare_checkpoints(checkpoints, identity)
-        model, scorer, progress = fit(args, cluster, strategy, manifest, checkpoints)
+        prepare_checkpoints(checkpoints, training.identity)
+        trained = fit(training, strategy, checkpoints)
         if not cluster.is_chief:
             log.info("worker %d done; the chief writes the model", cluster.index + 1)
             return
-        write_model(args, work, model, data, manifest, plan, scorer, progress, cluster, time.perf_counter() - started)
+        write_model(training, trained, work, time.perf_counter() - started)
     log.info("model written to %s (TensorFlow %s)", args.output, tf.__version__)
 
 
-class _scratch:
-    """A non-chief worker's checkpoint folder: never published, removed after a successful run."""
-
-    def __init__(self, output: str):
-        output = Path(output).absolute()
-        self.folder = output.parent / f".{output.name}.worker"
-
-    def __enter__(self) -> Path:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        return self.folder
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def write_model(args, work: Path, model, data: Path, manifest, plan, scorer, progress, cluster, wall_time) -> None:
-    from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT, fp32_copy, save_classifier
-    from tasks.models import LABELS
-
-    exported = fp32_copy(model)
-    save_classifier(exported, work / "saved_model")
-    exported.config.save_pretrained(work)
-    shutil.copytree(tokenizer_folder(data), work / "tokenizer", dirs_exist_ok=True)
-
-    final = scorer.history[-1] if scorer.history else {}
-    metrics = {
+def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> dict:
+    final = trained.epochs[-1] if trained.epochs else {}
+    progress = trained.progress
+    return {
         "accuracy": final.get("accuracy"),
         "f1": final.get("f1"),
         "confusion_matrix": final.get("confusion_matrix"),
         "train_loss": final.get("loss"),
-        "epochs": scorer.history,
+        "epochs": trained.epochs,
         "samples_per_second": round(progress.samples_per_second, 2),
         "steady_samples_per_second": round(progress.steady_samples_per_second, 2),
         "train_seconds": round(progress.train_seconds, 2),
         "wall_time_seconds": round(wall_time, 2),
         "steps": len(progress.step_times),
-        "precision": plan.precision,
-        "padding": args.padding,
-        "workers": cluster.workers,
+        "precision": run.plan.precision,
+        "padding": run.args.padding,
+        "workers": run.cluster.workers,
     }
-    write_json(work / "metrics.json", metrics)
-    hyperparameters = {k: v for k, v in asdict(args).items() if k not in ("data", "output", "checkpoint_dir")}
-    write_json(
-        work / "model_card.json",
-        {
-            "task": "paraphrase detection (sentence-pair classification, GLUE MRPC)",
-            "architecture": type(exported).__name__,
-            "base_model": args.model,
-            "labels": list(LABELS),
-            "data": {
-                "source": manifest["source"],
-                "fingerprint": manifest["fingerprint"],
-                "rows": {split: summary["rows"] for split, summary in manifest["splits"].items()},
-                "tokenizer": manifest["tokenizer"]["source"],
-            },
-            "hyperparameters": hyperparameters,
-            "precision": {"training": plan.precision, "exported": "fp32"},
-            "cpu": plan.as_dict(),
-            "packages": package_versions(),
-            "metrics": {"accuracy": metrics["accuracy"], "f1": metrics["f1"]},
-            "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
+
+
+def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
+    from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
+    from tasks.models import LABELS
+
+    manifest = run.manifest
+    return {
+        "task": "paraphrase detection (sentence-pair classification, GLUE MRPC)",
+        "architecture": architecture,
+        "base_model": run.args.model,
+        "labels": list(LABELS),
+        "data": {
+            "source": manifest["source"],
+            "fingerprint": manifest["fingerprint"],
+            "rows": {split: summary["rows"] for split, summary in manifest["splits"].items()},
+            "tokenizer": manifest["tokenizer"]["source"],
         },
-    )
+        "hyperparameters": {k: v for k, v in asdict(run.args).items() if k not in ("data", "output", "checkpoint_dir")},
+        "precision": {"training": run.plan.precision, "exported": "fp32"},
+        "cpu": run.plan.as_dict(),
+        "packages": package_versions(),
+        "metrics": {"accuracy": metrics["accuracy"], "f1": metrics["f1"]},
+        "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
+    }
+
+
+def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float) -> None:
+    from tasks.export import fp32_copy, save_classifier
+
+    exported = fp32_copy(trained.model)
+    save_classifier(exported, work / "saved_model")
+    exported.config.save_pretrained(work)
+    shutil.copytree(tokenizer_folder(run.data), work / "tokenizer", dirs_exist_ok=True)
+    metrics = training_metrics(run, trained, wall_time)
+    write_json(work / "metrics.json", metrics)
+    write_json(work / "model_card.json", model_card(run, type(exported).__name__, metrics))
     log.info(
         "validation accuracy %.4f, F1 %.4f; %.1f samples/s (%.1f steady), %s precision",
         metrics["accuracy"], metrics["f1"], metrics["samples_per_second"], metrics["steady_samples_per_second"],
-        plan.precision,
+        run.plan.precision,
     )  # fmt: skip

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from tasks.config import StageArguments
-from tasks.errors import BadRowsError, ConfigError, LeakageError, SchemaError
+from tasks.errors import BadRowsError, ConfigError, DataError, LeakageError, SchemaError
 from tasks.stage import run
 from tests.conftest import run_tasks
 from tests.tasks.test_stage_formats import DEV, PAIRS, TEST, glue_lines, write_splits
@@ -248,3 +248,15 @@ def test_bad_tokenizer_is_a_clear_error(tmp_path, minilm_path):
     )
     assert result.returncode == 1
     assert f"error: {tmp_path / 'nope'}: no such folder" in result.stderr
+
+
+def test_a_split_left_empty_is_explained(tmp_path, minilm_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.tsv").write_text(glue_lines(PAIRS[1:]))  # no pair of these hashes below 0.1
+    with pytest.raises(DataError, match=r"the validation split has no usable rows \(carving 10% of train"):
+        stage(tmp_path, folder, minilm_path)
+    (folder / "dev.tsv").write_text(glue_lines(DEV) + "4\t1\t2\tA.\tB.\n")
+    (folder / "train.tsv").write_text(HEADER + "\n3\t1\t2\tA.\tB.\n")
+    with pytest.raises(DataError, match=r"the train split has no usable rows \(2 bad row\(s\) were dropped\)"):
+        stage(tmp_path, folder, minilm_path, on_bad_rows="skip")
