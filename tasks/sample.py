@@ -379,7 +379,8 @@ class PairGenerator:
         polarity = self.rng.random() < 0.8
         first = self.rng.choice(event.templates)
         second = first if self.rng.random() < 0.4 else self.rng.choice(event.templates)
-        shared = set(_SLOT.findall(first)) & set(_SLOT.findall(second))
+        # Slots in both sentences, in a fixed order: set order varies between processes (hash seeding).
+        shared = sorted(set(_SLOT.findall(first)) & set(_SLOT.findall(second)))
         changes = [slot for slot in shared if slot in event.slots and event.slots[slot] not in _NOT_FACTS]
         changes += ["polarity"] * event.has_polarity
         changes += ["swap"] * bool(event.swaps)

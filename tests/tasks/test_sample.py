@@ -6,6 +6,7 @@ import pytest
 from tasks.config import SampleArguments
 from tasks.errors import ConfigError
 from tasks.sample import GLUE_HEADER, generate, run
+from tests.conftest import run_tasks
 
 
 def read_tsv(path):
@@ -30,6 +31,14 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path):
     same = (tmp_path / "a" / "train.tsv").read_bytes() == (tmp_path / "b" / "train.tsv").read_bytes()
     other = (tmp_path / "a" / "train.tsv").read_bytes() == (tmp_path / "c" / "train.tsv").read_bytes()
     assert same and not other
+
+
+def test_same_seed_gives_identical_files_across_processes(tmp_path):
+    """Separate processes hash strings differently; nothing may depend on set or dict-of-hash order."""
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        run_tasks("sample", "--output", str(tmp_path / name), "--train-size", "400", env={"PYTHONHASHSEED": hash_seed})
+    for split in ("train.tsv", "dev.tsv", "test.tsv"):
+        assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes()
 
 
 def test_no_pair_repeats_within_or_across_splits():

@@ -260,3 +260,13 @@ def test_a_split_left_empty_is_explained(tmp_path, minilm_path):
     (folder / "train.tsv").write_text(HEADER + "\n3\t1\t2\tA.\tB.\n")
     with pytest.raises(DataError, match=r"the train split has no usable rows \(2 bad row\(s\) were dropped\)"):
         stage(tmp_path, folder, minilm_path, on_bad_rows="skip")
+
+
+def test_manifest_is_byte_identical_across_processes(tmp_path, raw_data, minilm_path):
+    manifests = []
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        output = tmp_path / name
+        run_tasks("stage", "--source", str(raw_data), "--output", str(output), "--tokenizer", str(minilm_path),
+                  env={"PYTHONHASHSEED": hash_seed})  # fmt: skip
+        manifests.append((output / "manifest.json").read_bytes())
+    assert manifests[0] == manifests[1]
