@@ -89,30 +89,25 @@ def _leak_row(leak: Leak) -> BadRow:
 
 
 def tokenise(tokenizer, pairs: list[Pair], max_seq_length: int) -> dict:
-    encoded = tokenizer(
-        [pair.sentence1 for pair in pairs],
-        [pair.sentence2 for pair in pairs],
-        truncation="longest_first",
-        max_length=max_seq_length,
-        return_attention_mask=False,
-    )
-    full_lengths = [
-        len(ids)
-        for ids in tokenizer(
-            [p.sentence1 for p in pairs],
-            [p.sentence2 for p in pairs],
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
-    ]
+    """Token ids per pair; only the pairs longer than ``max_seq_length`` are encoded a second time, truncated."""
+    first, second = [pair.sentence1 for pair in pairs], [pair.sentence2 for pair in pairs]
+    encoded = tokenizer(first, second, return_attention_mask=False)
+    input_ids, token_type_ids = encoded["input_ids"], encoded["token_type_ids"]
+    long = [index for index, ids in enumerate(input_ids) if len(ids) > max_seq_length]
+    if long:
+        cut = tokenizer([first[i] for i in long], [second[i] for i in long], truncation="longest_first",
+                        max_length=max_seq_length, return_attention_mask=False)  # fmt: skip
+        for position, index in enumerate(long):
+            input_ids[index], token_type_ids[index] = cut["input_ids"][position], cut["token_type_ids"][position]
+    truncated = set(long)
     return {
-        "sentence1": [pair.sentence1 for pair in pairs],
-        "sentence2": [pair.sentence2 for pair in pairs],
+        "sentence1": first,
+        "sentence2": second,
         "label": [pair.label for pair in pairs],
         "origin": [pair.origin for pair in pairs],
-        "input_ids": encoded["input_ids"],
-        "token_type_ids": encoded["token_type_ids"],
-        "truncated": [length > max_seq_length for length in full_lengths],
+        "input_ids": input_ids,
+        "token_type_ids": token_type_ids,
+        "truncated": [index in truncated for index in range(len(pairs))],
     }
 
 
