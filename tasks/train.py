@@ -140,6 +140,16 @@ def package_versions() -> dict:
     return versions
 
 
+def schedule(pairs: int, global_batch_size: int, epochs: int, max_steps: int = 0) -> tuple[int, int]:
+    """(epochs, steps per epoch): whole passes over the data, or exactly ``max_steps`` steps when set.
+
+    The training stream repeats forever, so a run capped at ``max_steps`` is one "epoch" of that length.
+    """
+    if max_steps:
+        return 1, max_steps
+    return epochs, math.ceil(pairs / global_batch_size)
+
+
 @dataclass(frozen=True)
 class TrainingRun:
     """What one invocation trains with: its arguments, its place in the cluster, the CPU plan, the data."""
@@ -176,10 +186,7 @@ def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
     args, workers = run.args, run.cluster.workers
     train, validation, max_seq_length = load_data(args, run.manifest)
     global_batch_size = args.batch_size * workers
-    steps_per_epoch = math.ceil(len(train) / global_batch_size)
-    epochs = args.epochs
-    if args.max_steps:
-        steps_per_epoch, epochs = min(steps_per_epoch, args.max_steps), math.ceil(args.max_steps / steps_per_epoch)
+    epochs, steps_per_epoch = schedule(len(train), global_batch_size, args.epochs, args.max_steps)
     log.info(
         "training on %d pairs (validation %d): %d epoch(s) x %d steps, batch %d x %d worker(s), max length %d, "
         "padding %s",
