@@ -157,8 +157,11 @@ class TrainingRun:
     args: TrainArguments
     cluster: Cluster
     plan: cpu.CpuPlan
-    data: Path
     manifest: dict
+
+    @property
+    def data(self) -> Path:
+        return Path(self.args.data)
 
     @property
     def identity(self) -> dict:
@@ -237,7 +240,7 @@ def run(args: TrainArguments) -> None:
     # A multi-worker strategy configures collective ops, which TensorFlow allows only before its first op.
     strategy = strategy_for(cluster)
     tf_keras.utils.set_random_seed(args.seed)
-    training = TrainingRun(args, cluster, plan, Path(args.data), read_manifest(Path(args.data)))
+    training = TrainingRun(args, cluster, plan, read_manifest(Path(args.data)))
     log.info("worker %d of %d%s", cluster.index + 1, cluster.workers, " (chief)" if cluster.is_chief else "")
 
     workspace = atomic_output(args.output, resumable=True) if cluster.is_chief else worker_scratch(args.output)
