@@ -83,20 +83,22 @@ class DataFile:
     format: str
 
 
-def split_of(name: str) -> str | None:
-    stem = name.rsplit("/", 1)[-1]
+def _stem_and_extension(path: str) -> tuple[str, str]:
+    """A file name without its compression suffix, lower-cased, as (stem, extension); extension '' if none."""
+    name = path.rsplit("/", 1)[-1].lower()
     for suffix in _COMPRESSIONS:
-        stem = stem.removesuffix(suffix)
-    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
-    match = _SPLIT_NAME.match(stem)
+        name = name.removesuffix(suffix)
+    stem, dot, extension = name.rpartition(".")
+    return (stem, f".{extension}") if dot else (name, "")
+
+
+def split_of(name: str) -> str | None:
+    match = _SPLIT_NAME.match(_stem_and_extension(name)[0])
     return _SPLIT_ALIASES[match.group(1).lower()] if match else None
 
 
 def format_of(uri: str) -> str:
-    name = uri.lower()
-    for suffix in _COMPRESSIONS:
-        name = name.removesuffix(suffix)
-    extension = "." + name.rsplit(".", 1)[-1] if "." in name.rsplit("/", 1)[-1] else ""
+    extension = _stem_and_extension(uri)[1]
     if extension not in FORMATS:
         raise SchemaError(
             f"{uri}: unsupported format {extension or '(no extension)'!r}; supported: {', '.join(sorted(FORMATS))}"
