@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from functools import cache
 from pathlib import Path
 
 import uvicorn
@@ -18,12 +19,17 @@ from fastapi.responses import FileResponse, JSONResponse
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
+@cache
+def _sha1(path: Path) -> str:
+    """Git-style object id of a file; cached, as model weights are large and asked for repeatedly."""
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
 def _entry(root: Path, path: Path) -> dict:
     relative = path.relative_to(root).as_posix()
     if path.is_dir():
         return {"type": "directory", "path": relative, "oid": SHA}
-    digest = hashlib.sha1(path.read_bytes()).hexdigest()
-    return {"type": "file", "path": relative, "size": path.stat().st_size, "oid": digest}
+    return {"type": "file", "path": relative, "size": path.stat().st_size, "oid": _sha1(path)}
 
 
 def create_app(repos: dict[tuple[str, str], Path]) -> FastAPI:
@@ -68,8 +74,7 @@ def create_app(repos: dict[tuple[str, str], Path]) -> FastAPI:
         path = folder(kind, repo) / filename
         if not path.is_file():
             return JSONResponse({"error": "Entry not found"}, 404, headers={"X-Error-Code": "EntryNotFound"})
-        etag = f'"{hashlib.sha1(path.read_bytes()).hexdigest()}"'
-        headers = {"ETag": etag, "X-Repo-Commit": SHA}
+        headers = {"ETag": f'"{_sha1(path)}"', "X-Repo-Commit": SHA}
         if request.method == "HEAD":
             headers["Content-Length"] = str(path.stat().st_size)
             return JSONResponse(None, headers=headers)
