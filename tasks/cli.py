@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tasks import sagemaker
-from tasks.config import SampleArguments, StageArguments, TrainArguments
+from tasks.config import EvaluateArguments, QuantizeArguments, SampleArguments, StageArguments, TrainArguments
 from tasks.errors import ConfigError, TaskError
 
 log = logging.getLogger("tasks")
@@ -35,6 +35,12 @@ STEPS: dict[str, Step] = {
     "sample": Step(SampleArguments, "tasks.sample:run", "write a generated paraphrase data set in GLUE TSV form"),
     "stage": Step(StageArguments, "tasks.stage:run", "validate, tokenise and fingerprint a data set"),
     "train": Step(TrainArguments, "tasks.train:run", "fine-tune a BERT classifier on a staged data set"),
+    "quantize": Step(
+        QuantizeArguments, "tasks.quantize:run", "quantise a trained model to INT8 with Intel Neural Compressor"
+    ),
+    "evaluate": Step(
+        EvaluateArguments, "tasks.evaluate:run", "score a model (and the champion) and decide promote/reject"
+    ),
 }
 
 
@@ -84,10 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     configure_logging()
-    job = sagemaker.TrainingJob.detect() if step_name == "train" else None
+    job = sagemaker.detect_job(step_name)
     try:
         if job is not None:
-            flags = job.arguments() + flags
+            flags = job.arguments(step_name) + flags
         args = parse(step_name, flags)
         log.info("%s: %s", step_name, args)
         STEPS[step_name].run(args)

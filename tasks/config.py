@@ -123,3 +123,62 @@ class TrainArguments:
         _require(self.max_steps >= 0, "max_steps", "0 or a positive integer", self.max_steps)
         _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16", self.precision)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
+
+
+@dataclass
+class QuantizeArguments:
+    model: str = field(
+        metadata={"help": "Trained FP32 model folder (the output of `train`), an s3:// URI or model.tar.gz."}
+    )
+    data: str = field(metadata={"help": "Staged data folder; its train split calibrates, its validation split scores."})
+    output: str = field(metadata={"help": "Folder to write the chosen model into (replaced atomically)."})
+    tolerance: float = field(
+        default=0.01,
+        metadata={
+            "help": "Largest accepted relative accuracy loss of INT8 against FP32 on the validation split "
+            "(0.01 = 1%%). A negative value demands INT8 beat FP32, which in effect keeps FP32."
+        },
+    )
+    min_speedup: float = field(
+        default=1.0,
+        metadata={"help": "Keep FP32 unless INT8 is at least this many times as fast at batch 32 (0 disables)."},
+    )
+    calibration_size: int = field(default=300, metadata={"help": "Train pairs sampled to calibrate INT8 ranges."})
+    max_trials: int = field(default=4, metadata={"help": "INT8 recipes tried at most before keeping FP32."})
+    batch_size: int = field(default=32, metadata={"help": "Pairs per batch in calibration and scoring."})
+    seed: int = field(default=42, metadata={"help": "Seed of the calibration sample."})
+
+    def __post_init__(self):
+        _require(-1.0 < self.tolerance < 1.0, "tolerance", "in (-1, 1)", self.tolerance)
+        _require(self.min_speedup >= 0, "min_speedup", "0 or more", self.min_speedup)
+        _require(self.calibration_size >= 1, "calibration_size", "a positive integer", self.calibration_size)
+        _require(self.max_trials >= 1, "max_trials", "a positive integer", self.max_trials)
+        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
+
+
+@dataclass
+class EvaluateArguments:
+    model: str = field(metadata={"help": "Candidate model folder (FP32 or INT8, the output of `train` or `quantize`)."})
+    data: str = field(metadata={"help": "Staged data folder."})
+    output: str = field(metadata={"help": "Folder to write evaluation.json, report.md and report.png into."})
+    champion: str = field(default="", metadata={"help": "The model now in production, scored on the same data."})
+    split: Literal["validation", "test"] = field(default="validation", metadata={"help": "Split to score on."})
+    min_accuracy: float = field(default=0.75, metadata={"help": "Reject a candidate below this accuracy."})
+    min_f1: float = field(default=0.80, metadata={"help": "Reject a candidate below this F1."})
+    max_int8_loss: float = field(
+        default=0.01, metadata={"help": "Reject an INT8 candidate whose relative accuracy loss to FP32 is above this."}
+    )
+    champion_margin: float = field(
+        default=0.01,
+        metadata={"help": "Reject a candidate whose accuracy is below the champion's by more than this (absolute)."},
+    )
+    batch_size: int = field(default=32, metadata={"help": "Pairs per batch for scoring and throughput."})
+    latency_samples: int = field(default=100, metadata={"help": "Single pairs timed for the batch-1 latency."})
+
+    def __post_init__(self):
+        _require(self.split in ("validation", "test"), "split", "validation or test", self.split)
+        for name in ("min_accuracy", "min_f1", "max_int8_loss", "champion_margin"):
+            value = getattr(self, name)
+            _require(0.0 <= value <= 1.0, name, "in [0, 1]", value)
+        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
+        _require(self.latency_samples >= 1, "latency_samples", "a positive integer", self.latency_samples)

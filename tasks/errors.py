@@ -89,3 +89,11 @@ class LeakageError(DataError):
 
 class ModelError(TaskError):
     """A model or tokenizer cannot be found, downloaded or loaded."""
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` on one line; of a long multi-line message (TensorFlow's, with a Python stack
+    inside), the first and the last line, which name the failure and its cause."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    return f"{type(error).__name__}: {text}" if lines else type(error).__name__

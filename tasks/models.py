@@ -48,6 +48,11 @@ def resolve(source: str) -> Path:
     """A local folder with the files of ``source`` (downloaded once into the cache when remote)."""
     path = Path(source).expanduser()
     if path.is_dir():
+        archive = path / "model.tar.gz"
+        if archive.is_file() and not any((path / name).exists() for name in ("saved_model", "config.json")):
+            # A SageMaker job's model artefact, mounted as it sits in S3: unpacked once into the cache.
+            stat = archive.stat()
+            return _download(archive.absolute().as_uri(), version=f"{stat.st_size}-{stat.st_mtime_ns}")
         return path
     if "://" in source:
         return _download(source)
@@ -58,10 +63,11 @@ def resolve(source: str) -> Path:
     return _from_hub(source)
 
 
-def _download(uri: str) -> Path:
+def _download(uri: str, version: str = "") -> Path:
+    """A local copy of ``uri`` in the cache; ``version`` tells apart changing contents at one address."""
     import fsspec
 
-    target = cache_dir() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    target = cache_dir() / "models" / hashlib.sha256(f"{uri}{version}".encode()).hexdigest()[:16]
     if (target / ".complete").exists():
         return target
     work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"

@@ -88,7 +88,7 @@ class TrainingJob:
             result[key] = decoded if isinstance(decoded, str) else value
         return result
 
-    def arguments(self) -> list[str]:
+    def arguments(self, step: str = "train") -> list[str]:
         """The train step's flags for this job; hyper-parameters come last so they win."""
         flags = [
             "--data",
@@ -129,3 +129,60 @@ class TrainingJob:
         """Write the reason SageMaker shows as the job's FailureReason."""
         self.failure_file.parent.mkdir(parents=True, exist_ok=True)
         self.failure_file.write_text(f"{type(error).__name__}: {error}"[:_FAILURE_REASON_LIMIT])
+
+
+@dataclass(frozen=True)
+class ProcessingJob:
+    """The SageMaker processing-container contract for the ``quantize`` and ``evaluate`` steps.
+
+    SageMaker describes the job in ``config/processingjobconfig.json`` and mounts each ``ProcessingInput``
+    at the local path the job names, all under ``processing/``. The pipeline's jobs use the layout below;
+    flags given as ``ContainerArguments`` come after these defaults, so they win::
+
+        processing/input/model/      the trained model (a folder, or the training job's model.tar.gz)
+        processing/input/data/       the staged data set
+        processing/input/champion/   evaluate only, optional: the model in production
+        processing/output/           uploaded to S3 when the job ends
+
+    On failure the reason goes to ``output/message``, which SageMaker shows as the job's ExitMessage.
+    """
+
+    root: Path
+
+    @classmethod
+    def detect(cls) -> ProcessingJob | None:
+        job = cls(Path(os.environ.get(ROOT_ENV, DEFAULT_ROOT)))
+        return job if (job.root / "config" / "processingjobconfig.json").is_file() else None
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "processing" / "input"
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "processing" / "output"
+
+    @property
+    def failure_file(self) -> Path:
+        return self.root / "output" / "message"
+
+    def arguments(self, step: str) -> list[str]:
+        flags = ["--model", str(self.input_dir / "model"), "--data", str(self.input_dir / "data")]
+        flags += ["--output", str(self.output_dir)]
+        if step == "evaluate" and (self.input_dir / "champion").is_dir():
+            flags += ["--champion", str(self.input_dir / "champion")]
+        log.info("SageMaker processing job under %s: %s", self.root, " ".join(flags))
+        return flags
+
+    def report_failure(self, error: BaseException) -> None:
+        self.failure_file.parent.mkdir(parents=True, exist_ok=True)
+        self.failure_file.write_text(f"{type(error).__name__}: {error}"[:_FAILURE_REASON_LIMIT])
+
+
+def detect_job(step: str) -> TrainingJob | ProcessingJob | None:
+    """The SageMaker job this step runs in, if any: training for ``train``, processing for the others."""
+    if step == "train":
+        return TrainingJob.detect()
+    if step in ("quantize", "evaluate"):
+        return ProcessingJob.detect()
+    return None

@@ -137,3 +137,26 @@ def upload_folder(client, folder: Path, bucket: str, prefix: str) -> str:
         if path.is_file():
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
     return f"s3://{bucket}/{prefix}"
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory, staged_data, tiny_model) -> Path:
+    """The tiny BERT fine-tuned for two epochs: a servable FP32 model folder (about 15 s)."""
+    output = tmp_path_factory.mktemp("trained") / "tiny"
+    run_tasks("train", "--data", str(staged_data), "--model", str(tiny_model), "--output", str(output),
+              "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-3")  # fmt: skip
+    return output
+
+
+@pytest.fixture(scope="session")
+def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
+    """The packaged MiniLM fine-tuned on 1200 generated pairs (about a minute): (staged data, model)."""
+    work = tmp_path_factory.mktemp("minilm")
+    raw, staged, model = work / "raw", work / "staged", work / "model"
+    run_tasks(
+        "sample", "--output", str(raw), "--seed", "11", "--train-size", "1200", "--dev-size", "300", "--test-size", "10"
+    )
+    run_tasks("stage", "--source", str(raw), "--output", str(staged), "--tokenizer", str(minilm_path))
+    run_tasks("train", "--data", str(staged), "--model", str(minilm_path), "--output", str(model),
+              "--epochs", "3", "--learning-rate", "1e-4", "--log-every", "20")  # fmt: skip
+    return staged, model

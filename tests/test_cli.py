@@ -17,7 +17,7 @@ def test_step_help_lists_flags_with_defaults():
 def test_no_step_and_unknown_step_exit_2(capsys):
     assert main([]) == 2
     assert main(["deploy"]) == 2
-    assert "unknown step 'deploy'; choose one of sample, stage, train" in capsys.readouterr().err
+    assert "unknown step 'deploy'; choose one of sample, stage, train, quantize, evaluate" in capsys.readouterr().err
 
 
 def test_exported_names_are_sorted_and_real():

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.sagemaker import TrainingJob
+from tasks.sagemaker import ProcessingJob, TrainingJob, detect_job
 
 
 @pytest.fixture
@@ -71,3 +71,19 @@ def test_bad_resource_config_is_named(job, tmp_path, text, message):
 def test_failure_reason_is_truncated_to_what_sagemaker_keeps(job, tmp_path):
     job.report_failure(ValueError("x" * 5000))
     assert len((tmp_path / "output" / "failure").read_text()) == 1024
+
+
+def test_processing_job_flags_follow_the_input_layout(tmp_path, monkeypatch):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "processingjobconfig.json").write_text("{}")
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(tmp_path))
+    job = detect_job("evaluate")
+    assert isinstance(job, ProcessingJob) and detect_job("train") is None and detect_job("sample") is None
+    inputs = tmp_path / "processing" / "input"
+    expected = ["--model", f"{inputs}/model", "--data", f"{inputs}/data", "--output", f"{tmp_path}/processing/output"]
+    assert job.arguments("evaluate") == expected
+    (inputs / "champion").mkdir(parents=True)
+    assert job.arguments("evaluate") == expected + ["--champion", f"{inputs}/champion"]
+    assert job.arguments("quantize") == expected
+    job.report_failure(ValueError("x" * 2000))
+    assert len((tmp_path / "output" / "message").read_text()) == 1024

@@ -1,0 +1,412 @@
+"""``python -m tasks quantize``: post-training static INT8 quantisation with Intel Neural Compressor.
+
+INC's ``autotune`` tries a ladder of recipes (fastest first) and stops at the first whose accuracy on the
+validation split is within ``--tolerance`` of the FP32 model's. Calibration samples the TRAIN split only.
+The chosen INT8 graph is exported with the FP32 model's serving signature, then loaded and scored in a
+fresh process with plain TensorFlow (``python -m tasks.inference``) beside the FP32 model: that run gives
+the published figures, and if the INT8 model does not load, run, or hold its accuracy there, the step
+keeps the FP32 model and says why. Either way the output is a servable model.
+
+What the recipes do and leave out (measured with ``bench/int8_speedup.py`` on MiniLM):
+
+- every dense MatMul (Q/K/V, attention output, both feed-forward layers, pooler, classifier) runs as an
+  oneDNN INT8 MatMul with fused bias and dequantise; later recipes keep the most sensitive ones in FP32.
+- attention's BatchMatMuls, embeddings, LayerNorm, GELU and softmax stay FP32: INC 3.10 has no INT8
+  pattern for an activation-by-activation BatchMatMul in this graph.
+- bf16 for the ops left in FP32 (TensorFlow's ``auto_mixed_precision_onednn_bfloat16``) was measured and
+  left out: no faster at batch 32 on top of INT8, and it moved predictions further from FP32.
+- the signature keeps a dynamic sequence length, so the server pads each batch to its length bucket.
+
+Output (written to a temporary sibling, renamed into place)::
+
+    saved_model/        INT8 (or, on fallback, the FP32) SavedModel: serving_default(...) -> {"logits"}
+    tokenizer/          copied from the trained model
+    config.json, model_card.json   copied from the trained model
+    quantization.json   chosen precision and why, FP32 and INT8 figures, the recipe, every trial
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from tasks.config import QuantizeArguments
+from tasks.errors import ModelError, describe
+from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
+from tasks.inference import agreement, saved_model_folder
+from tasks.outputs import atomic_output, write_json
+
+log = logging.getLogger(__name__)
+
+# Regular expressions over graph node names (INC matches them with re.match).
+_HEAD = [".*/pooler/.*", ".*/classifier/.*"]
+_FEED_FORWARD_OUTPUT = [".*/layer_._\\d+/output/dense/.*"]
+_FIRST_FEED_FORWARD_OUTPUT = [".*/layer_._0/output/dense/.*"]
+_COPIED_FILES = ("config.json", "model_card.json")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    options: dict = field(default_factory=dict)
+    fp32_ops: tuple[str, ...] = ()
+
+    def config(self):
+        from neural_compressor.tensorflow import StaticQuantConfig
+
+        config = StaticQuantConfig(**self.options)
+        for pattern in self.fp32_ops:
+            config.set_local(pattern, StaticQuantConfig(weight_dtype="fp32", act_dtype="fp32"))
+        return config
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"fp32_ops": list(self.fp32_ops)}
+
+
+# Tried in this order; each later one gives back some speed for accuracy. The first encoder layer's
+# feed-forward output carries the widest activation range in BERT models, so it goes back to FP32 first.
+RECIPES = (
+    Recipe("int8-dense", "all dense MatMuls INT8, symmetric per-tensor min-max"),
+    Recipe(
+        "int8-fp32-head-and-first-ffn-output",
+        "INT8 except the pooler, classifier and the first layer's feed-forward output",
+        fp32_ops=tuple(_HEAD + _FIRST_FEED_FORWARD_OUTPUT),
+    ),
+    Recipe(
+        "int8-dense-per-channel-kl",
+        "all dense MatMuls INT8, per-channel weights, KL-calibrated activations",
+        {"weight_granularity": "per_channel", "act_algorithm": "kl"},
+    ),
+    Recipe(
+        "int8-fp32-head-and-ffn-output",
+        "INT8 except the pooler, classifier and every feed-forward output layer",
+        fp32_ops=tuple(_HEAD + _FEED_FORWARD_OUTPUT),
+    ),
+)
+
+
+class CalibrationData:
+    """INC's dataloader protocol: ``batch_size`` and batches of ``(features by input name, labels)``."""
+
+    def __init__(self, split, batch_size: int, max_seq_length: int):
+        from tasks.inference import batches
+
+        self.batch_size = batch_size
+        self._batches = [
+            ({name: features[name].numpy() for name in SIGNATURE_INPUTS}, labels)
+            for features, labels in batches(split, batch_size, max_seq_length)
+        ]
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def __iter__(self):
+        return iter(self._batches)
+
+
+def calibration_sample(split, size: int, seed: int):
+    """``size`` pairs drawn from ``split`` without replacement (all of it when smaller)."""
+    import tensorflow as tf
+
+    from tasks.batches import Split
+
+    if size >= len(split):
+        return split
+    chosen = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
+    return Split(tf.gather(split.input_ids, chosen), tf.gather(split.token_type_ids, chosen), split.labels[chosen])
+
+
+def graph_function(graph_def, input_names, output_name):
+    """A callable ``f(input_ids, attention_mask, token_type_ids) -> logits`` over a frozen GraphDef."""
+    import tensorflow as tf
+
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    by_name = dict(zip(input_names, input_names, strict=True))
+    feeds = [wrapped.graph.get_tensor_by_name(f"{by_name[name]}:0") for name in SIGNATURE_INPUTS]
+    return wrapped.prune(feeds, wrapped.graph.get_tensor_by_name(f"{output_name}:0"))
+
+
+def _single_output(model) -> str:
+    outputs = model.output_tensor_names
+    if len(outputs) != 1 or set(model.input_tensor_names) != set(SIGNATURE_INPUTS):
+        raise ModelError(
+            f"the frozen graph has inputs {model.input_tensor_names} and outputs {outputs}; "
+            f"expected {list(SIGNATURE_INPUTS)} and one logits output"
+        )
+    return outputs[0]
+
+
+def export_graph(model, folder: Path) -> None:
+    """Save an INC model's GraphDef as a SavedModel with the FP32 model's serving signature."""
+    import tensorflow as tf
+
+    logits = graph_function(model.graph_def, model.input_tensor_names, _single_output(model))
+    module = tf.Module()
+    module.logits = logits
+    specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in SIGNATURE_INPUTS]
+
+    @tf.function(input_signature=specs)
+    def serve(input_ids, attention_mask, token_type_ids):
+        return {SIGNATURE_OUTPUT: module.logits(input_ids, attention_mask, token_type_ids)}
+
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
+
+
+class Trials:
+    """INC's evaluation callback: scores each model it is given and remembers the results in order.
+
+    ``autotune`` calls it once for the FP32 baseline, then once per recipe in ``RECIPES`` order.
+    """
+
+    def __init__(self, validation_batches, tolerance: float):
+        self.batches = validation_batches
+        self.tolerance = tolerance
+        self.baseline: float | None = None
+        self.results: list[dict] = []
+
+    def __call__(self, model) -> float:
+        start = time.perf_counter()
+        logits = graph_function(model.graph_def, model.input_tensor_names, _single_output(model))
+        correct = total = 0
+        for features, labels in self.batches:
+            predictions = np.argmax(logits(*(features[name] for name in SIGNATURE_INPUTS)).numpy(), axis=-1)
+            correct += int(np.sum(predictions == labels))
+            total += len(labels)
+        accuracy = correct / total
+        if self.baseline is None:
+            self.baseline = accuracy
+            log.info("FP32 baseline: validation accuracy %.4f", accuracy)
+            return accuracy
+        recipe = RECIPES[len(self.results)]
+        loss = relative_loss(self.baseline, accuracy)
+        int8_ops = count_int8_ops(model.graph_def)
+        accepted = loss <= self.tolerance and int8_ops > 0
+        self.results.append(
+            {
+                "trial": len(self.results) + 1,
+                "recipe": recipe.name,
+                "accuracy": round(accuracy, 4),
+                "relative_accuracy_loss": round(loss, 4),
+                "int8_ops": int8_ops,
+                "within_tolerance": accepted,
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
+        log.info(
+            "trial %d (%s): %d INT8 ops, validation accuracy %.4f, relative loss %.2f%% (tolerance %.2f%%): %s",
+            len(self.results),
+            recipe.name,
+            int8_ops,
+            accuracy,
+            100 * loss,
+            100 * self.tolerance,
+            "accepted" if accepted else "rejected",
+        )
+        # A graph INC left without INT8 ops would pass on accuracy alone; scoring it 0 keeps autotune going.
+        return accuracy if int8_ops else 0.0
+
+    def chosen(self) -> dict | None:
+        """The trial whose model ``autotune`` returns: the first within tolerance, else none."""
+        return next((trial for trial in self.results if trial["within_tolerance"]), None)
+
+    def best(self) -> dict | None:
+        return max(self.results, key=lambda trial: trial["accuracy"], default=None)
+
+
+def count_int8_ops(graph_def) -> int:
+    """Nodes running INT8 kernels (INC's ``Quantized*`` ops), including inside graph functions."""
+    nodes = list(graph_def.node) + [node for function in graph_def.library.function for node in function.node_def]
+    return sum(node.op.startswith(("Quantized", "_QuantizedMatMul", "_MklQuantized")) for node in nodes)
+
+
+def relative_loss(baseline: float, accuracy: float) -> float:
+    return (baseline - accuracy) / baseline if baseline else 0.0
+
+
+def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials):
+    """Run INC's autotune over ``RECIPES``; the INT8 model within tolerance, or None."""
+    os.environ.setdefault("LOGLEVEL", "ERROR")  # INC's own logger; it prints whole node lists at WARNING
+    from neural_compressor.common.base_tuning import TuningConfig
+    from neural_compressor.tensorflow import Model, autotune
+
+    from tasks.batches import load_split
+
+    max_seq_length = manifest["max_seq_length"]
+    calibration = CalibrationData(
+        calibration_sample(load_split(Path(args.data), "train"), args.calibration_size, args.seed),
+        args.batch_size,
+        max_seq_length,
+    )
+    recipes = RECIPES[: args.max_trials]
+    log.info(
+        "calibrating on %d train pairs; up to %d recipe(s): %s",
+        args.calibration_size,
+        len(recipes),
+        ", ".join(recipe.name for recipe in recipes),
+    )
+    tuning = TuningConfig(
+        config_set=[recipe.config() for recipe in recipes], tolerable_loss=args.tolerance, max_trials=len(recipes)
+    )
+    quantized = autotune(
+        Model(str(saved_model_folder(model_dir))),
+        tuning,
+        eval_fn=trials,
+        calib_dataloader=calibration,
+        calib_iteration=len(calibration),
+    )
+    return quantized if trials.chosen() is not None else None
+
+
+def score_in_fresh_process(models: list[Path], data: Path, work: Path) -> dict:
+    """Score models with plain TensorFlow in a new interpreter (``python -m tasks.inference``)."""
+    report = work / "inference.json"
+    command = [sys.executable, "-m", "tasks.inference", "--data", str(data), "--output", str(report)]
+    completed = subprocess.run(command + [str(model) for model in models], capture_output=True, text=True)
+    result = json.loads(report.read_text()) if report.is_file() else {}
+    report.unlink(missing_ok=True)
+    if completed.returncode != 0 or "models" not in result:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-3:])
+        raise ModelError(result.get("error") or f"scoring exited with status {completed.returncode}: {tail}")
+    return result
+
+
+def try_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials, folder: Path) -> str:
+    """Quantise into ``folder``; the reason INT8 is not an option, or "" when ``folder`` holds a candidate."""
+    try:
+        quantized = autotune_int8(args, model_dir, manifest, trials)
+        if quantized is None:
+            best = trials.best()
+            return (
+                f"no INT8 recipe kept accuracy within {args.tolerance:.2%} of FP32 ({trials.baseline:.4f}); "
+                f"best: {best['recipe']} at {best['accuracy']:.4f}, a relative loss of {best['relative_accuracy_loss']:.2%}"
+            )
+        export_graph(quantized, folder)
+    except Exception as error:  # INC and TensorFlow raise many types; the FP32 model still ships
+        log.warning("INT8 quantisation failed", exc_info=True)
+        return f"INT8 quantisation failed: {describe(error)}"
+    return ""
+
+
+def compare(
+    model_dir: Path, candidate: Path | None, data: Path, work: Path, tolerance: float, min_speedup: float = 0.0
+) -> tuple[dict, str]:
+    """FP32 and INT8 figures from one fresh process, and the reason to reject INT8 ("" to keep it)."""
+    summary = {"fp32": None, "int8": None, "relative_accuracy_loss": None, "agreement": None, "speedup_b32": None}
+    rejection = ""
+    if candidate is not None:
+        try:
+            result = score_in_fresh_process([model_dir, candidate], data, work)
+        except ModelError as error:
+            candidate, rejection = None, f"the INT8 model fails in a fresh TensorFlow process: {error}"
+    if candidate is None:
+        summary["fp32"] = score_in_fresh_process([model_dir], data, work)["models"][str(model_dir)]
+        return summary, rejection
+    fp32, int8 = result["models"][str(model_dir)], result["models"][str(candidate)]
+    loss = relative_loss(fp32["accuracy"], int8["accuracy"])
+    predictions = result["predictions"]
+    summary |= {
+        "fp32": fp32,
+        "int8": int8,
+        "relative_accuracy_loss": round(loss, 4),
+        "agreement": agreement(np.asarray(predictions[str(model_dir)]), np.asarray(predictions[str(candidate)])),
+        "speedup_b32": round(int8["throughput_b32"] / fp32["throughput_b32"], 2),
+        "speedup_b1_p50": round(fp32["latency_ms_b1_p50"] / int8["latency_ms_b1_p50"], 2),
+    }
+    if loss > tolerance + 1e-9:
+        return (
+            summary,
+            f"the INT8 model loses {loss:.2%} accuracy in a fresh process, above the {tolerance:.2%} tolerance",
+        )
+    if summary["speedup_b32"] < min_speedup:
+        return summary, (
+            f"the INT8 model runs {summary['speedup_b32']:.2f}x as fast as FP32 at batch 32, "
+            f"below --min-speedup {min_speedup:g}"
+        )
+    return summary, ""
+
+
+def run(args: QuantizeArguments) -> None:
+    from tasks import cpu
+    from tasks.models import resolve
+    from tasks.train import read_manifest, tokenizer_folder
+
+    plan = cpu.configure_environment("fp32")
+    cpu.configure_tensorflow(plan)
+    started = time.perf_counter()
+    model_dir = resolve(args.model)
+    saved_model_folder(model_dir)
+    data = Path(args.data)
+    manifest = read_manifest(data)
+    tokenizer = model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else tokenizer_folder(data)
+
+    with atomic_output(args.output) as work:
+        candidate = work / "int8"
+        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance)
+        reason = try_int8(args, model_dir, manifest, trials, candidate / "saved_model")
+        summary, rejection = compare(
+            model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup
+        )
+        reason = reason or rejection
+        chosen_trial = None if reason else trials.chosen()
+        if chosen_trial:
+            shutil.move(candidate / "saved_model", work / "saved_model")
+            reason = (
+                f"INT8 recipe {chosen_trial['recipe']} loses {summary['relative_accuracy_loss']:.2%} accuracy "
+                f"(tolerance {args.tolerance:.2%}) and runs {summary['speedup_b32']:.2f}x as fast at batch 32"
+            )
+        else:
+            log.warning("keeping the FP32 model: %s", reason)
+            shutil.copytree(saved_model_folder(model_dir), work / "saved_model")
+        shutil.rmtree(candidate, ignore_errors=True)
+        shutil.copytree(tokenizer, work / "tokenizer")
+        for name in _COPIED_FILES:
+            if (model_dir / name).is_file():
+                shutil.copy2(model_dir / name, work / name)
+        write_json(
+            work / "quantization.json",
+            summary
+            | {
+                "chosen_precision": "int8" if chosen_trial else "fp32",
+                "reason": reason,
+                "tolerance": args.tolerance,
+                "min_speedup": args.min_speedup,
+                "evaluation_split": "validation",
+                "calibration": {
+                    "split": "train",
+                    "pairs": min(args.calibration_size, manifest["splits"]["train"]["rows"]),
+                },
+                "inc": {
+                    "version": metadata.version("neural-compressor-tf"),
+                    "recipe": _recipe(chosen_trial["recipe"]).as_dict() if chosen_trial else None,
+                    "baseline_accuracy": trials.baseline,
+                    "trials": trials.results,
+                },
+                "trials_run": len(trials.results),
+                "source_model": args.model,
+                "wall_time_s": round(time.perf_counter() - started, 1),
+                "cpu": plan.as_dict(),
+            },
+        )
+    log.info("quantize: wrote %s: %s", args.output, reason)
+
+
+def _recipe(name: str) -> Recipe:
+    return next(recipe for recipe in RECIPES if recipe.name == name)
+
+
+def _validation_batches(data: Path, manifest: dict, batch_size: int) -> list:
+    from tasks.batches import load_split
+    from tasks.inference import batches
+
+    return batches(load_split(data, "validation"), batch_size, manifest["max_seq_length"])

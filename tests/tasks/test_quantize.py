@@ -1,0 +1,185 @@
+"""The quantize step: INC INT8 that runs on plain TensorFlow, the FP32 fallback, the SageMaker contract."""
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from tests.conftest import REPO, run_tasks
+
+# Loads both models with plain TensorFlow in a fresh interpreter and compares them on the validation split.
+_AGREEMENT_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np
+from tasks.batches import load_split
+from tasks.inference import batches, serving_function
+fp32, int8, data = (Path(arg) for arg in sys.argv[1:4])
+split = load_split(data, "validation")
+labels = {}
+for name, folder in (("fp32", fp32), ("int8", int8)):
+    function = serving_function(folder)
+    labels[name] = np.concatenate([np.argmax(function(**x)["logits"].numpy(), -1) for x, _ in batches(split, 32, 128)])
+print(json.dumps({
+    "agreement": float(np.mean(labels["fp32"] == labels["int8"])),
+    "inc_imported": any(name.startswith("neural_compressor") for name in sys.modules),
+}))
+"""
+
+
+def compare_in_fresh_process(fp32, int8, data) -> dict:
+    completed = subprocess.run(
+        [sys.executable, "-c", _AGREEMENT_SCRIPT, str(fp32), str(int8), str(data)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def quantize(model, data, output, *extra, env=None, check=True):
+    return run_tasks("quantize", "--model", str(model), "--data", str(data), "--output", str(output), *extra,
+                     env=env, check=check)  # fmt: skip
+
+
+def assert_int8_record(record: dict) -> None:
+    assert record["chosen_precision"] == "int8", record["reason"]
+    for precision in ("fp32", "int8"):
+        figures = record[precision]
+        assert set(figures) >= {"accuracy", "f1", "size_mb", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32"}
+        assert figures["latency_ms_b1_p50"] <= figures["latency_ms_b1_p99"]
+        assert figures["throughput_b32"] > 0
+    assert record["int8"]["size_mb"] < record["fp32"]["size_mb"]
+    assert record["relative_accuracy_loss"] <= record["tolerance"]
+    assert record["calibration"]["split"] == "train" and record["evaluation_split"] == "validation"
+    chosen = record["inc"]["trials"][-1]
+    assert chosen["within_tolerance"] and chosen["int8_ops"] > 0
+    assert record["inc"]["recipe"]["name"] == chosen["recipe"] and record["trials_run"] == len(record["inc"]["trials"])
+    assert record["wall_time_s"] > 0
+
+
+def test_tiny_model_becomes_an_int8_model_that_plain_tensorflow_serves(tmp_path, staged_data, trained_tiny):
+    output = tmp_path / "int8"
+    # A hidden size of 32 is too small for INT8 kernels to pay off, so the speed rule is waived here.
+    result = quantize(trained_tiny, staged_data, output, "--calibration-size", "64", "--min-speedup", "0")
+    assert "calibrating on 64 train pairs" in result.stdout and "FP32 baseline: validation accuracy" in result.stdout
+
+    record = json.loads((output / "quantization.json").read_text())
+    assert_int8_record(record)
+    assert record["calibration"]["pairs"] == 64
+    assert (output / "tokenizer" / "tokenizer.json").is_file() and (output / "config.json").is_file()
+    fresh = compare_in_fresh_process(trained_tiny, output, staged_data)
+    assert not fresh["inc_imported"]
+    assert fresh["agreement"] >= 0.98
+    assert fresh["agreement"] == pytest.approx(record["agreement"])
+    assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_minilm_int8_agrees_with_fp32(tmp_path, minilm_run):
+    staged, model = minilm_run
+    output = tmp_path / "int8"
+    quantize(model, staged, output)
+    record = json.loads((output / "quantization.json").read_text())
+    assert_int8_record(record)
+    fresh = compare_in_fresh_process(model, output, staged)
+    assert not fresh["inc_imported"] and fresh["agreement"] >= 0.98
+
+
+def test_an_impossible_tolerance_keeps_fp32_after_every_recipe(tmp_path, staged_data, trained_tiny):
+    output = tmp_path / "out"
+    quantize(trained_tiny, staged_data, output, "--tolerance", "-0.9", "--calibration-size", "32", "--max-trials", "2")
+    record = json.loads((output / "quantization.json").read_text())
+    assert record["chosen_precision"] == "fp32"
+    assert record["reason"].startswith("no INT8 recipe kept accuracy within -90.00% of FP32")
+    assert record["trials_run"] == 2 and not any(trial["within_tolerance"] for trial in record["inc"]["trials"])
+    assert record["int8"] is None and record["inc"]["recipe"] is None and record["fp32"]["accuracy"] > 0
+    original = (trained_tiny / "saved_model" / "saved_model.pb").read_bytes()
+    assert (output / "saved_model" / "saved_model.pb").read_bytes() == original
+
+
+def test_int8_that_cannot_run_keeps_fp32(tmp_path, staged_data, trained_tiny):
+    # INC's INT8 kernels exist only in TensorFlow's oneDNN build path: with oneDNN off they cannot run.
+    output = tmp_path / "out"
+    quantize(trained_tiny, staged_data, output, "--calibration-size", "32", "--min-speedup", "0",
+             env={"TF_ENABLE_ONEDNN_OPTS": "0"})  # fmt: skip
+    record = json.loads((output / "quantization.json").read_text())
+    assert record["chosen_precision"] == "fp32"
+    assert record["reason"].startswith("INT8 quantisation failed: InternalError: Graph execution error: ... ")
+    assert "_eightbit_" in record["reason"] and "File " not in record["reason"]
+    assert record["fp32"]["accuracy"] > 0 and record["int8"] is None
+    assert (output / "saved_model" / "saved_model.pb").is_file()
+
+
+def test_int8_that_is_not_fast_enough_keeps_fp32(tmp_path, staged_data, trained_tiny):
+    output = tmp_path / "out"
+    quantize(trained_tiny, staged_data, output, "--calibration-size", "32", "--min-speedup", "50")
+    record = json.loads((output / "quantization.json").read_text())
+    assert record["chosen_precision"] == "fp32"
+    assert f"runs {record['speedup_b32']:.2f}x as fast as FP32 at batch 32, below --min-speedup 50" in record["reason"]
+    assert record["int8"]["throughput_b32"] > 0  # measured, then turned down
+
+
+def test_a_candidate_that_fails_in_a_fresh_process_is_rejected(tmp_path, staged_data, trained_tiny):
+    from tasks.quantize import compare
+
+    broken = tmp_path / "candidate"
+    (broken / "saved_model").mkdir(parents=True)
+    (broken / "saved_model" / "saved_model.pb").write_bytes(b"not a graph")
+    summary, rejection = compare(trained_tiny, broken, staged_data, tmp_path, tolerance=0.01)
+    assert rejection.startswith("the INT8 model fails in a fresh TensorFlow process")
+    assert "cannot load the serving signature" in rejection and str(broken) in rejection
+    assert summary["fp32"]["accuracy"] > 0 and summary["int8"] is None
+
+
+def test_sagemaker_processing_contract_with_model_tarball(tmp_path, staged_data, trained_tiny):
+    root = tmp_path / "opt-ml"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "processingjobconfig.json").write_text(json.dumps({"ProcessingJobName": "quantize-1"}))
+    model_input = root / "processing" / "input" / "model"
+    model_input.mkdir(parents=True)
+    with tarfile.open(model_input / "model.tar.gz", "w:gz") as archive:  # a training job's output, as S3 holds it
+        for entry in trained_tiny.iterdir():
+            archive.add(entry, arcname=entry.name)
+    (root / "processing" / "input" / "data").symlink_to(staged_data)
+    (root / "processing" / "output").mkdir(parents=True)
+
+    run_tasks("quantize", "--calibration-size", "32", "--min-speedup", "0", env={"TASKS_SAGEMAKER_ROOT": str(root)})
+    record = json.loads((root / "processing" / "output" / "quantization.json").read_text())
+    assert record["chosen_precision"] == "int8" and record["fp32"]["accuracy"] > 0
+    assert record["source_model"] == str(model_input)
+
+
+def test_sagemaker_processing_failure_is_written_for_the_job(tmp_path):
+    root = tmp_path / "opt-ml"
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "processingjobconfig.json").write_text("{}")
+    result = run_tasks("quantize", env={"TASKS_SAGEMAKER_ROOT": str(root)}, check=False)
+    assert result.returncode == 1
+    message = (root / "output" / "message").read_text()
+    assert message.startswith("ModelError:") and "processing/input/model" in message
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--tolerance", "1.5"], "--tolerance must be in (-1, 1), got 1.5"),
+        (["--calibration-size", "0"], "--calibration-size must be a positive integer, got 0"),
+        (["--max-trials", "0"], "--max-trials must be a positive integer, got 0"),
+        (["--min-speedup", "-1"], "--min-speedup must be 0 or more, got -1.0"),
+    ],
+)
+def test_bad_flags_are_refused(tmp_path, flags, expected):
+    result = run_tasks("quantize", "--model", "m", "--data", "d", "--output", str(tmp_path), *flags, check=False)
+    assert result.returncode == 2 and expected in result.stderr
+
+
+def test_a_folder_without_a_saved_model_is_a_clear_error(tmp_path, staged_data):
+    (tmp_path / "empty").mkdir()
+    result = quantize(tmp_path / "empty", staged_data, tmp_path / "out", check=False)
+    assert result.returncode == 1
+    assert "no saved_model/saved_model.pb; expected the output of `train` or `quantize`" in result.stderr
+    assert not (tmp_path / "out").exists()
