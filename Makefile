@@ -25,7 +25,10 @@ demo: install
 	$(BIN)/python -m tasks stage --source $(DEMO)/raw --output $(DEMO)/staged --tokenizer $(MINILM)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m tasks train --data $(DEMO)/staged --model $(MINILM) --output $(DEMO)/model \
 		--epochs 3 --learning-rate 1e-4
-	@echo "Model, metrics and model card: $(DEMO)/model"
+	$(BIN)/python -m tasks quantize --model $(DEMO)/model --data $(DEMO)/staged --output $(DEMO)/quantized
+	$(BIN)/python -m tasks evaluate --model $(DEMO)/quantized --data $(DEMO)/staged --output $(DEMO)/evaluation
+	@echo "FP32 model: $(DEMO)/model; INT8 model and quantization.json: $(DEMO)/quantized"
+	@echo "Decision, report.md and report.png: $(DEMO)/evaluation"
 
 test: install lint
 	$(BIN)/python -m pytest
@@ -43,6 +46,7 @@ lock:
 
 bench: install
 	$(BIN)/python bench/train_throughput.py
+	$(BIN)/python bench/int8_speedup.py
 
 clean:
 	rm -rf $(VENV) $(DEMO)

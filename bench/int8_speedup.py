@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,28 +38,17 @@ def trained_model(work: Path) -> tuple[Path, Path]:
     return work / "model", work / "staged"
 
 
-def measure(models: dict[str, Path], data: Path) -> dict:
-    """Figures per (model, padding), from a fresh process that imports TensorFlow but not INC."""
-    code = """
-import json, sys
-from pathlib import Path
-from tasks import cpu
-cpu.configure_tensorflow(cpu.configure_environment("fp32"))
-from tasks.batches import load_split
-from tasks.inference import score, serving_function
-models, data = json.loads(sys.argv[1]), Path(sys.argv[2])
-split = load_split(data, "validation")
-result = {}
-for name, folder in models.items():
-    function = serving_function(Path(folder))
+def measure(models: dict[str, Path], data: Path, work: Path) -> dict:
+    """Figures per "model padding", each workload in a fresh process that imports TensorFlow but not INC."""
+    from tasks.inference import measure_models
+
+    figures = {}
     for padding in ("max_length", "longest"):
-        result[f"{name} {padding}"] = score(function, split, 128, where=folder, padding=padding).metrics
-print(json.dumps(result))
-"""
-    paths = json.dumps({name: str(path) for name, path in models.items()})
-    completed = subprocess.run([sys.executable, "-c", code, paths, str(data)], cwd=REPO, check=True,
-                               capture_output=True, text=True, env={**os.environ, "TASKS_LOG_LEVEL": "WARNING"})  # fmt: skip
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+        result = measure_models(list(models.values()), data, work, padding=padding)
+        for name, path in models.items():
+            figures[f"{name} {padding}"] = result["models"][str(path)]
+    print(f"threads: {result['threads']}")
+    return figures
 
 
 def main() -> None:
@@ -82,7 +70,7 @@ def main() -> None:
         print(f"  trial {trial['trial']} {trial['recipe']}: accuracy {trial['accuracy']:.4f}, "
               f"relative loss {trial['relative_accuracy_loss']:.2%}, {trial['int8_ops']} INT8 ops")  # fmt: skip
 
-    figures = measure({"fp32": model, "int8": quantized}, data)
+    figures = measure({"fp32": model, "int8": quantized}, data, options.work)
     print(f"\n{'model, padding':<22} {'accuracy':>8} {'b1 p50 ms':>10} {'b1 p99 ms':>10} {'b32 pairs/s':>12}")
     for name, metrics in figures.items():
         print(f"{name:<22} {metrics['accuracy']:>8.4f} {metrics['latency_ms_b1_p50']:>10.2f} "

@@ -39,14 +39,19 @@ def _ragged(column):
     return tf.RaggedTensor.from_row_splits(array.flatten().to_numpy().astype(np.int32), offsets - offsets[0])
 
 
-def load_split(folder: Path, name: str, tokenizer=None, max_seq_length: int = 0) -> Split:
-    """Read a staged split; with a tokenizer, re-tokenise its raw text to ``max_seq_length`` instead."""
+def load_split_dataset(folder: Path, name: str):
+    """A staged split as the ``datasets.Dataset`` that ``stage`` saved."""
     import datasets
 
     path = folder / name
     if not (path / "dataset_info.json").is_file():
         raise DataError(f"{folder}: no staged {name} split (expected {path}/ as written by `python -m tasks stage`)")
-    dataset = datasets.load_from_disk(str(path))
+    return datasets.load_from_disk(str(path))
+
+
+def load_split(folder: Path, name: str, tokenizer=None, max_seq_length: int = 0) -> Split:
+    """Read a staged split; with a tokenizer, re-tokenise its raw text to ``max_seq_length`` instead."""
+    dataset = load_split_dataset(folder, name)
     if tokenizer is not None:
         dataset = dataset.map(
             lambda rows: tokenizer(

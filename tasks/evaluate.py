@@ -21,6 +21,7 @@ from pathlib import Path
 from tasks.config import EvaluateArguments
 from tasks.gate import Thresholds, decide
 from tasks.outputs import atomic_output, write_json
+from tasks.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -31,28 +32,39 @@ def read_quantization(model_dir: Path) -> dict | None:
 
 
 def run(args: EvaluateArguments) -> None:
-    from tasks import cpu
-    from tasks.inference import score_model
+    from tasks.inference import check_labelled, measure_models
     from tasks.models import resolve
     from tasks.train import read_manifest
 
-    cpu.configure_tensorflow(cpu.configure_environment("fp32"))
     started = time.perf_counter()
     data = Path(args.data)
     manifest = read_manifest(data)
+    check_labelled(data, args.split)
     model_dir = resolve(args.model)
     champion_dir = resolve(args.champion) if args.champion else None
 
-    candidate = score_model(model_dir, data, args.split, args.latency_samples).metrics
-    log.info("candidate %s: %s", args.model, _summary(candidate))
-    champion = score_model(champion_dir, data, args.split, args.latency_samples).metrics if champion_dir else None
-    if champion:
-        log.info("champion %s: %s", args.champion, _summary(champion))
+    with atomic_output(args.output) as work:
+        models = [model_dir] + ([champion_dir] if champion_dir else [])
+        measured = measure_models(models, data, work, split=args.split, latency_samples=args.latency_samples)
+        candidate = measured["models"][str(model_dir)]
+        champion = measured["models"][str(champion_dir)] if champion_dir else None
+        log.info("candidate %s: %s", args.model, _summary(candidate))
+        if champion:
+            log.info("champion %s: %s", args.champion, _summary(champion))
+        quantization = read_quantization(model_dir)
+        evaluation = _evaluation(args, candidate, champion, quantization, manifest)
+        evaluation |= {"threads": measured["threads"], "wall_time_s": round(time.perf_counter() - started, 1)}
+        write_json(work / "evaluation.json", evaluation)
+        write_report(work, evaluation, quantization)
+    for reason in evaluation["reasons"]:
+        log.info("gate: %s", reason)
+    log.info("evaluate: %s (%s)", evaluation["decision"].upper(), args.output)
 
-    quantization = read_quantization(model_dir)
+
+def _evaluation(args: EvaluateArguments, candidate: dict, champion: dict | None, quantization, manifest) -> dict:
     thresholds = Thresholds(args.min_accuracy, args.min_f1, args.max_int8_loss, args.champion_margin)
     decision = decide(candidate, thresholds, champion=champion, quantization=quantization)
-    evaluation = (
+    return (
         candidate
         | decision.as_dict()
         | {
@@ -63,17 +75,8 @@ def run(args: EvaluateArguments) -> None:
             "split": args.split,
             "data_fingerprint": manifest.get("fingerprint"),
             "thresholds": asdict(thresholds),
-            "wall_time_s": round(time.perf_counter() - started, 1),
         }
     )
-    with atomic_output(args.output) as work:
-        write_json(work / "evaluation.json", evaluation)
-        from tasks.report import write_report
-
-        write_report(work, evaluation, quantization)
-    for reason in evaluation["reasons"]:
-        log.info("gate: %s", reason)
-    log.info("evaluate: %s (%s)", evaluation["decision"].upper(), args.output)
 
 
 def _summary(metrics: dict) -> str:

@@ -24,6 +24,7 @@ from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 from tasks.scores import classification_scores
 
 THROUGHPUT_BATCH = 32
+WORKLOADS = ("throughput", "latency")
 
 
 @dataclass(frozen=True)
@@ -83,10 +84,8 @@ def _call(function, features: dict, where: str) -> np.ndarray:
         raise ModelError(f"{where}: the model fails to run: {describe(error)}") from error
 
 
-def score(
-    function, split, max_seq_length: int, *, where: str, latency_samples: int = 100, padding: str = "longest"
-) -> Scored:
-    """Accuracy, F1, confusion matrix, latency at batch 1 (p50/p99 ms) and throughput at batch 32 (pairs/s)."""
+def score_throughput(function, split, max_seq_length: int, *, where: str, padding: str = "longest") -> Scored:
+    """Accuracy, F1, confusion matrix and throughput at batch 32 (pairs/s) over the whole split."""
     large = batches(split, THROUGHPUT_BATCH, max_seq_length, padding)
     for features, _ in large:
         _call(function, features, where)
@@ -95,41 +94,39 @@ def score(
     elapsed = time.perf_counter() - start
     labels = np.concatenate([labels for _, labels in large])
     predictions = np.argmax(np.concatenate(logits), axis=-1)
-
-    single = batches(split, 1, max_seq_length, padding)[:latency_samples]
-    for features, _ in single:
-        _run(function, features)
-    latencies = []
-    for features, _ in single:
-        start = time.perf_counter()
-        _run(function, features)
-        latencies.append(time.perf_counter() - start)
-
     metrics = classification_scores(labels, predictions) | {
-        "latency_ms_b1_p50": round(float(np.percentile(latencies, 50)) * 1e3, 3),
-        "latency_ms_b1_p99": round(float(np.percentile(latencies, 99)) * 1e3, 3),
         "throughput_b32": round(len(labels) / elapsed, 2),
         "pairs": int(len(labels)),
     }
     return Scored(metrics, predictions)
 
 
-def score_model(model_dir: Path, data: Path, split_name: str, latency_samples: int = 100) -> Scored:
-    """Load ``model_dir`` and score it on the staged ``split_name`` of ``data``, with its size."""
-    from tasks.batches import load_split
-    from tasks.train import read_manifest
+def score_latency(function, split, max_seq_length: int, *, where: str, samples: int, padding: str = "longest"):
+    """Latency at batch 1 (p50 and p99, ms) over the first ``samples`` pairs, one at a time."""
+    single = batches(split, 1, max_seq_length, padding)[:samples]
+    for features, _ in single:
+        _call(function, features, where)
+    latencies = []
+    for features, _ in single:
+        start = time.perf_counter()
+        _run(function, features)
+        latencies.append(time.perf_counter() - start)
+    return {
+        "latency_ms_b1_p50": round(float(np.percentile(latencies, 50)) * 1e3, 3),
+        "latency_ms_b1_p99": round(float(np.percentile(latencies, 99)) * 1e3, 3),
+    }
 
-    max_seq_length = read_manifest(data)["max_seq_length"]
-    split = load_split(data, split_name)
-    unlabelled = int(np.sum(split.labels < 0))
+
+def check_labelled(data: Path, split_name: str) -> None:
+    """Refuse a split with unlabelled pairs (GLUE's test split) before any model is loaded."""
+    from tasks.batches import load_split_dataset
+
+    labels = np.asarray(load_split_dataset(data, split_name)["label"])
+    unlabelled = int(np.sum(labels < 0))
     if unlabelled:
         raise DataError(
-            f"{data / split_name}: {unlabelled} of {len(split)} pairs have no label, so it cannot be scored"
+            f"{data / split_name}: {unlabelled} of {len(labels)} pairs have no label, so it cannot be scored"
         )
-    function = serving_function(model_dir)
-    scored = score(function, split, max_seq_length, where=str(model_dir), latency_samples=latency_samples)
-    scored.metrics["size_mb"] = size_mb(saved_model_folder(model_dir))
-    return scored
 
 
 def agreement(first: np.ndarray, second: np.ndarray) -> float:
@@ -137,17 +134,70 @@ def agreement(first: np.ndarray, second: np.ndarray) -> float:
     return round(float(np.mean(first == second)), 4)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.inference --data D --output F.json MODEL...``: score each model in this process.
+def thread_plan(workload: str):
+    """Threads for a workload, set before TensorFlow starts.
 
-    Writes ``{"models": {MODEL: metrics}, "predictions": {MODEL: [...]}}``, or ``{"error": "..."}`` with
-    exit status 1 when a model cannot be loaded or run.
+    Throughput (batch 32) uses every core for each op. Latency (batch 1) uses one thread per op: ops on a
+    single pair are too small to split, and waking a second thread costs more than it saves (measured
+    on MiniLM: INT8 batch-1 latency 15.8 ms with two threads per op, 6.5 ms with one).
+    """
+    import dataclasses
+    import os
+
+    from tasks import cpu
+
+    if workload == "latency":
+        os.environ["OMP_NUM_THREADS"] = "1"
+        return dataclasses.replace(cpu.configure_environment("fp32"), intra_op_threads=1, inter_op_threads=1)
+    return cpu.configure_environment("fp32")
+
+
+def measure_models(
+    models: list[Path], data: Path, work: Path, *, split: str = "validation", latency_samples: int = 100,
+    padding: str = "longest",
+) -> dict:  # fmt: skip
+    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.inference``), one per workload.
+
+    Returns ``{"models": {path: metrics}, "predictions": {path: labels}, "threads": {workload: plan}}``;
+    raises ModelError when a model cannot be loaded or run.
+    """
+    import subprocess
+
+    merged: dict = {"models": {str(model): {} for model in models}, "predictions": {}, "threads": {}}
+    for workload in WORKLOADS:
+        report = work / f".inference-{workload}.json"
+        command = [sys.executable, "-m", "tasks.inference", "--workload", workload, "--data", str(data),
+                   "--split", split, "--latency-samples", str(latency_samples), "--padding", padding,
+                   "--output", str(report), *map(str, models)]  # fmt: skip
+        completed = subprocess.run(command, capture_output=True, text=True)
+        result = json.loads(report.read_text()) if report.is_file() else {}
+        report.unlink(missing_ok=True)
+        if completed.returncode != 0 or "models" not in result:
+            tail = " | ".join(completed.stderr.strip().splitlines()[-3:])
+            raise ModelError(result.get("error") or f"scoring exited with status {completed.returncode}: {tail}")
+        for model, metrics in result["models"].items():
+            merged["models"][model].update(metrics)
+        merged["predictions"].update(result.get("predictions", {}))
+        merged["threads"][workload] = result["threads"]
+    for model in models:
+        merged["models"][str(model)]["size_mb"] = size_mb(saved_model_folder(model))
+    return merged
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tasks.inference --workload W --data D --output F.json MODEL...``: score each model.
+
+    ``throughput`` writes accuracy, F1, confusion matrix, throughput at batch 32 and the predictions;
+    ``latency`` writes batch-1 latency. On a model that cannot be loaded or run it writes
+    ``{"error": "..."}`` and exits 1.
     """
     parser = argparse.ArgumentParser(prog="python -m tasks.inference", description=main.__doc__)
     parser.add_argument("models", nargs="+", type=Path)
+    parser.add_argument("--workload", choices=WORKLOADS, required=True)
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--padding", choices=("longest", "max_length"), default="longest")
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args(argv)
 
@@ -155,21 +205,28 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.cli import configure_logging
 
     configure_logging()
-    cpu.configure_tensorflow(cpu.configure_environment("fp32"))
+    plan = thread_plan(args.workload)
+    cpu.configure_tensorflow(plan)
+    from tasks.batches import load_split
+    from tasks.train import read_manifest
+
+    max_seq_length = read_manifest(args.data)["max_seq_length"]
+    split = load_split(args.data, args.split)
+    metrics, predictions = {}, {}
     try:
-        scored = {str(model): score_model(model, args.data, args.split, args.latency_samples) for model in args.models}
-    except (ModelError, DataError) as error:
+        for model in args.models:
+            function, where = serving_function(model), str(model)
+            if args.workload == "throughput":
+                scored = score_throughput(function, split, max_seq_length, where=where, padding=args.padding)
+                metrics[where], predictions[where] = scored.metrics, scored.predictions.tolist()
+            else:
+                metrics[where] = score_latency(function, split, max_seq_length, where=where,
+                                               samples=args.latency_samples, padding=args.padding)  # fmt: skip
+    except ModelError as error:
         args.output.write_text(json.dumps({"error": str(error)}))
         return 1
-    args.output.write_text(
-        json.dumps(
-            {
-                "models": {model: result.metrics for model, result in scored.items()},
-                "predictions": {model: result.predictions.tolist() for model, result in scored.items()},
-                "modules": sorted(name for name in sys.modules if name.split(".")[0] == "neural_compressor"),
-            }
-        )
-    )
+    threads = {"intra_op": plan.intra_op_threads, "inter_op": plan.inter_op_threads}
+    args.output.write_text(json.dumps({"models": metrics, "predictions": predictions, "threads": threads}))
     return 0
 
 

@@ -27,12 +27,9 @@ Output (written to a temporary sibling, renamed into place)::
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -43,7 +40,7 @@ import numpy as np
 from tasks.config import QuantizeArguments
 from tasks.errors import ModelError, describe
 from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
-from tasks.inference import agreement, saved_model_folder
+from tasks.inference import agreement, measure_models, saved_model_folder
 from tasks.outputs import atomic_output, write_json
 
 log = logging.getLogger(__name__)
@@ -234,20 +231,22 @@ def relative_loss(baseline: float, accuracy: float) -> float:
     return (baseline - accuracy) / baseline if baseline else 0.0
 
 
+def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData:
+    """A seeded sample of the TRAIN split: the pairs the model is scored on never set INT8 ranges."""
+    from tasks import batches
+
+    train = batches.load_split(Path(args.data), "train")
+    sample = calibration_sample(train, args.calibration_size, args.seed)
+    return CalibrationData(sample, args.batch_size, manifest["max_seq_length"])
+
+
 def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials):
     """Run INC's autotune over ``RECIPES``; the INT8 model within tolerance, or None."""
     os.environ.setdefault("LOGLEVEL", "ERROR")  # INC's own logger; it prints whole node lists at WARNING
     from neural_compressor.common.base_tuning import TuningConfig
     from neural_compressor.tensorflow import Model, autotune
 
-    from tasks.batches import load_split
-
-    max_seq_length = manifest["max_seq_length"]
-    calibration = CalibrationData(
-        calibration_sample(load_split(Path(args.data), "train"), args.calibration_size, args.seed),
-        args.batch_size,
-        max_seq_length,
-    )
+    calibration = calibration_data(args, manifest)
     recipes = RECIPES[: args.max_trials]
     log.info(
         "calibrating on %d train pairs; up to %d recipe(s): %s",
@@ -266,19 +265,6 @@ def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, tria
         calib_iteration=len(calibration),
     )
     return quantized if trials.chosen() is not None else None
-
-
-def score_in_fresh_process(models: list[Path], data: Path, work: Path) -> dict:
-    """Score models with plain TensorFlow in a new interpreter (``python -m tasks.inference``)."""
-    report = work / "inference.json"
-    command = [sys.executable, "-m", "tasks.inference", "--data", str(data), "--output", str(report)]
-    completed = subprocess.run(command + [str(model) for model in models], capture_output=True, text=True)
-    result = json.loads(report.read_text()) if report.is_file() else {}
-    report.unlink(missing_ok=True)
-    if completed.returncode != 0 or "models" not in result:
-        tail = "\n".join(completed.stderr.strip().splitlines()[-3:])
-        raise ModelError(result.get("error") or f"scoring exited with status {completed.returncode}: {tail}")
-    return result
 
 
 def try_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials, folder: Path) -> str:
@@ -306,11 +292,12 @@ def compare(
     rejection = ""
     if candidate is not None:
         try:
-            result = score_in_fresh_process([model_dir, candidate], data, work)
+            result = measure_models([model_dir, candidate], data, work)
         except ModelError as error:
             candidate, rejection = None, f"the INT8 model fails in a fresh TensorFlow process: {error}"
     if candidate is None:
-        summary["fp32"] = score_in_fresh_process([model_dir], data, work)["models"][str(model_dir)]
+        result = measure_models([model_dir], data, work)
+        summary |= {"fp32": result["models"][str(model_dir)], "threads": result["threads"]}
         return summary, rejection
     fp32, int8 = result["models"][str(model_dir)], result["models"][str(candidate)]
     loss = relative_loss(fp32["accuracy"], int8["accuracy"])
@@ -322,6 +309,7 @@ def compare(
         "agreement": agreement(np.asarray(predictions[str(model_dir)]), np.asarray(predictions[str(candidate)])),
         "speedup_b32": round(int8["throughput_b32"] / fp32["throughput_b32"], 2),
         "speedup_b1_p50": round(fp32["latency_ms_b1_p50"] / int8["latency_ms_b1_p50"], 2),
+        "threads": result["threads"],
     }
     if loss > tolerance + 1e-9:
         return (

@@ -183,3 +183,21 @@ def test_a_folder_without_a_saved_model_is_a_clear_error(tmp_path, staged_data):
     assert result.returncode == 1
     assert "no saved_model/saved_model.pb; expected the output of `train` or `quantize`" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_calibration_reads_only_the_train_split(monkeypatch, staged_data):
+    from tasks import batches
+    from tasks.config import QuantizeArguments
+    from tasks.quantize import calibration_data
+
+    requested, load_split = [], batches.load_split
+    monkeypatch.setattr(
+        batches, "load_split", lambda folder, name, *rest: requested.append(name) or load_split(folder, name, *rest)
+    )
+    args = QuantizeArguments(model="m", data=str(staged_data), output="o", calibration_size=40, batch_size=8)
+    manifest = json.loads((staged_data / "manifest.json").read_text())
+    calibration = calibration_data(args, manifest)
+    assert requested == ["train"]
+    assert sum(len(labels) for _, labels in calibration) == 40 and calibration.batch_size == 8
+    again = calibration_data(args, manifest)  # the seeded sample is the same every time
+    assert [labels.tolist() for _, labels in calibration] == [labels.tolist() for _, labels in again]
