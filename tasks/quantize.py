@@ -124,31 +124,30 @@ def calibration_sample(split, size: int, seed: int):
     return Split(tf.gather(split.input_ids, chosen), tf.gather(split.token_type_ids, chosen), split.labels[chosen])
 
 
-def graph_function(graph_def, input_names, output_name):
-    """A callable ``f(input_ids, attention_mask, token_type_ids) -> logits`` over a frozen GraphDef."""
+def graph_function(model):
+    """A callable ``f(input_ids, attention_mask, token_type_ids) -> logits`` over an INC model's frozen graph.
+
+    Freezing keeps the signature's input names as placeholder names; the one output is the logits.
+    """
     import tensorflow as tf
 
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    by_name = dict(zip(input_names, input_names, strict=True))
-    feeds = [wrapped.graph.get_tensor_by_name(f"{by_name[name]}:0") for name in SIGNATURE_INPUTS]
-    return wrapped.prune(feeds, wrapped.graph.get_tensor_by_name(f"{output_name}:0"))
-
-
-def _single_output(model) -> str:
     outputs = model.output_tensor_names
     if len(outputs) != 1 or set(model.input_tensor_names) != set(SIGNATURE_INPUTS):
         raise ModelError(
             f"the frozen graph has inputs {model.input_tensor_names} and outputs {outputs}; "
             f"expected {list(SIGNATURE_INPUTS)} and one logits output"
         )
-    return outputs[0]
+    graph_def = model.graph_def
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    feeds = [wrapped.graph.get_tensor_by_name(f"{name}:0") for name in SIGNATURE_INPUTS]
+    return wrapped.prune(feeds, wrapped.graph.get_tensor_by_name(f"{outputs[0]}:0"))
 
 
 def export_graph(model, folder: Path) -> None:
     """Save an INC model's GraphDef as a SavedModel with the FP32 model's serving signature."""
     import tensorflow as tf
 
-    logits = graph_function(model.graph_def, model.input_tensor_names, _single_output(model))
+    logits = graph_function(model)
     module = tf.Module()
     module.logits = logits
     specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in SIGNATURE_INPUTS]
@@ -166,21 +165,23 @@ class Trials:
     ``autotune`` calls it once for the FP32 baseline, then once per recipe in ``RECIPES`` order.
     """
 
-    def __init__(self, validation_batches, tolerance: float):
+    def __init__(self, validation_batches, tolerance: float, planned: int):
         self.batches = validation_batches
         self.tolerance = tolerance
+        self.planned = planned
         self.baseline: float | None = None
         self.results: list[dict] = []
+        self._since = time.perf_counter()
 
     def __call__(self, model) -> float:
-        start = time.perf_counter()
-        logits = graph_function(model.graph_def, model.input_tensor_names, _single_output(model))
+        logits = graph_function(model)
         correct = total = 0
         for features, labels in self.batches:
             predictions = np.argmax(logits(*(features[name] for name in SIGNATURE_INPUTS)).numpy(), axis=-1)
             correct += int(np.sum(predictions == labels))
             total += len(labels)
         accuracy = correct / total
+        seconds, self._since = time.perf_counter() - self._since, time.perf_counter()
         if self.baseline is None:
             self.baseline = accuracy
             log.info("FP32 baseline: validation accuracy %.4f", accuracy)
@@ -196,14 +197,17 @@ class Trials:
                 "accuracy": round(accuracy, 4),
                 "relative_accuracy_loss": round(loss, 4),
                 "int8_ops": int8_ops,
-                "within_tolerance": accepted,
-                "seconds": round(time.perf_counter() - start, 1),
+                "accepted": accepted,
+                "seconds": round(seconds, 1),
             }
         )
         log.info(
-            "trial %d (%s): %d INT8 ops, validation accuracy %.4f, relative loss %.2f%% (tolerance %.2f%%): %s",
+            "trial %d/%d (%s, quantised and scored in %.0f s): %d INT8 ops, validation accuracy %.4f, "
+            "relative loss %.2f%% (tolerance %.2f%%): %s",
             len(self.results),
+            self.planned,
             recipe.name,
+            seconds,
             int8_ops,
             accuracy,
             100 * loss,
@@ -215,7 +219,7 @@ class Trials:
 
     def chosen(self) -> dict | None:
         """The trial whose model ``autotune`` returns: the first within tolerance, else none."""
-        return next((trial for trial in self.results if trial["within_tolerance"]), None)
+        return next((trial for trial in self.results if trial["accepted"]), None)
 
     def best(self) -> dict | None:
         return max(self.results, key=lambda trial: trial["accuracy"], default=None)
@@ -287,7 +291,7 @@ def try_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: T
 def compare(
     model_dir: Path, candidate: Path | None, data: Path, work: Path, tolerance: float, min_speedup: float = 0.0
 ) -> tuple[dict, str]:
-    """FP32 and INT8 figures from one fresh process, and the reason to reject INT8 ("" to keep it)."""
+    """FP32 and INT8 figures from fresh processes, and the reason to reject INT8 ("" to keep it)."""
     summary = {"fp32": None, "int8": None, "relative_accuracy_loss": None, "agreement": None, "speedup_b32": None}
     rejection = ""
     if candidate is not None:
@@ -340,7 +344,8 @@ def run(args: QuantizeArguments) -> None:
 
     with atomic_output(args.output) as work:
         candidate = work / "int8"
-        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance)
+        planned = min(args.max_trials, len(RECIPES))
+        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance, planned)
         reason = try_int8(args, model_dir, manifest, trials, candidate / "saved_model")
         summary, rejection = compare(
             model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup
@@ -382,6 +387,7 @@ def run(args: QuantizeArguments) -> None:
                 },
                 "trials_run": len(trials.results),
                 "source_model": args.model,
+                "data_fingerprint": manifest.get("fingerprint"),
                 "wall_time_s": round(time.perf_counter() - started, 1),
                 "cpu": plan.as_dict(),
             },
