@@ -247,6 +247,9 @@ def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData
 def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials):
     """Run INC's autotune over ``RECIPES``; the INT8 model within tolerance, or None."""
     os.environ.setdefault("LOGLEVEL", "ERROR")  # INC's own logger; it prints whole node lists at WARNING
+    # INC probes the SavedModel as a Keras model and calls TF1 graph utilities: warnings about INC's
+    # internals, once per trial, that a user cannot act on.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     from neural_compressor.common.base_tuning import TuningConfig
     from neural_compressor.tensorflow import Model, autotune
 
