@@ -1,8 +1,10 @@
 """Scoring and timing a saved classifier with plain TensorFlow, the way the inference server runs it.
 
-Nothing here imports Intel Neural Compressor: an INT8 model must run on TensorFlow alone. The quantize
-step runs this module in a fresh process (``python -m tasks.inference``) to prove exactly that, and to
-time FP32 and INT8 under the same conditions, away from the memory and threads INC used.
+Nothing here imports Intel Neural Compressor: an INT8 model must run on TensorFlow alone. ``quantize`` and
+``evaluate`` score models through ``measure_models``, which runs ``python -m tasks.inference`` in fresh
+processes, one per workload, because TensorFlow's thread pools are fixed when it starts: throughput at
+batch 32 (with accuracy, F1 and predictions) uses a thread per core for each op, latency at batch 1 one
+thread per op. Both models of a comparison are scored in the same processes, under the same settings.
 
 Batches are padded to their length bucket (multiples of 16), as the server pads them. Timings exclude the
 data pipeline: batches are built first, and every shape is run once before the clock starts.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ import numpy as np
 from tasks.errors import DataError, ModelError, describe
 from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 from tasks.scores import classification_scores
+
+log = logging.getLogger(__name__)
 
 THROUGHPUT_BATCH = 32
 WORKLOADS = ("throughput", "latency")
@@ -169,6 +174,7 @@ def measure_models(
         command = [sys.executable, "-m", "tasks.inference", "--workload", workload, "--data", str(data),
                    "--split", split, "--latency-samples", str(latency_samples), "--padding", padding,
                    "--output", str(report), *map(str, models)]  # fmt: skip
+        started = time.perf_counter()
         completed = subprocess.run(command, capture_output=True, text=True)
         result = json.loads(report.read_text()) if report.is_file() else {}
         report.unlink(missing_ok=True)
@@ -179,6 +185,13 @@ def measure_models(
             merged["models"][model].update(metrics)
         merged["predictions"].update(result.get("predictions", {}))
         merged["threads"][workload] = result["threads"]
+        log.info(
+            "scored %s on the %s split in a fresh process: %s (%.0f s)",
+            ", ".join(str(model) for model in models),
+            split,
+            workload,
+            time.perf_counter() - started,
+        )
     for model in models:
         merged["models"][str(model)]["size_mb"] = size_mb(saved_model_folder(model))
     return merged
