@@ -1,4 +1,4 @@
-"""Staged Arrow splits as TensorFlow input pipelines.
+"""Staged data: its manifest and tokenizer, and its Arrow splits as TensorFlow input pipelines.
 
 Token ids are stored unpadded. Arrow's list offsets become a ``tf.RaggedTensor`` without a Python loop,
 and batches are padded in the graph: either to the batch's length bucket (multiples of
@@ -8,6 +8,7 @@ comparison, always to the maximum length.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,23 @@ def _ragged(column):
     array = column.combine_chunks()
     offsets = array.offsets.to_numpy()
     return tf.RaggedTensor.from_row_splits(array.flatten().to_numpy().astype(np.int32), offsets - offsets[0])
+
+
+def read_manifest(data: Path) -> dict:
+    path = data / "manifest.json"
+    if not path.is_file():
+        channel = data / "manifest" / "manifest.json"  # SageMaker: the manifest as its own input channel
+        if not channel.is_file():
+            raise DataError(f"{data}: no manifest.json; --data must be a folder written by `python -m tasks stage`")
+        path = channel
+    return json.loads(path.read_text())
+
+
+def tokenizer_folder(data: Path) -> Path:
+    for folder in (data / "tokenizer", data / "manifest" / "tokenizer"):
+        if folder.is_dir():
+            return folder
+    raise DataError(f"{data}: no tokenizer/ folder; stage the data again with `python -m tasks stage`")
 
 
 def load_split_dataset(folder: Path, name: str):

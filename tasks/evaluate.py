@@ -32,9 +32,9 @@ def read_quantization(model_dir: Path) -> dict | None:
 
 
 def run(args: EvaluateArguments) -> None:
+    from tasks.batches import read_manifest
     from tasks.inference import check_labelled, measure_models
     from tasks.models import resolve
-    from tasks.train import read_manifest
 
     started = time.perf_counter()
     data = Path(args.data)

@@ -220,8 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging()
     plan = thread_plan(args.workload)
     cpu.configure_tensorflow(plan)
-    from tasks.batches import load_split
-    from tasks.train import read_manifest
+    from tasks.batches import load_split, read_manifest
 
     max_seq_length = read_manifest(args.data)["max_seq_length"]
     split = load_split(args.data, args.split)

@@ -333,8 +333,8 @@ def compare(
 
 def run(args: QuantizeArguments) -> None:
     from tasks import cpu
+    from tasks.batches import read_manifest, tokenizer_folder
     from tasks.models import resolve
-    from tasks.train import read_manifest, tokenizer_folder
 
     plan = cpu.configure_environment("fp32")
     cpu.configure_tensorflow(plan)

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tasks import cpu
+from tasks.batches import read_manifest, tokenizer_folder
 from tasks.config import TrainArguments
 from tasks.distributed import Cluster, cluster_from_environment, strategy_for
 from tasks.errors import DataError, ModelError
@@ -44,23 +45,6 @@ _RUN_IDENTITY = (
     "model", "epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length",
     "precision", "padding", "seed", "max_steps",
 )  # fmt: skip
-
-
-def read_manifest(data: Path) -> dict:
-    path = data / "manifest.json"
-    if not path.is_file():
-        channel = data / "manifest" / "manifest.json"  # SageMaker: the manifest as its own input channel
-        if not channel.is_file():
-            raise DataError(f"{data}: no manifest.json; --data must be a folder written by `python -m tasks stage`")
-        path = channel
-    return json.loads(path.read_text())
-
-
-def tokenizer_folder(data: Path) -> Path:
-    for folder in (data / "tokenizer", data / "manifest" / "tokenizer"):
-        if folder.is_dir():
-            return folder
-    raise DataError(f"{data}: no tokenizer/ folder; stage the data again with `python -m tasks stage`")
 
 
 def load_data(args: TrainArguments, manifest: dict):
