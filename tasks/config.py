@@ -172,7 +172,6 @@ class EvaluateArguments:
         default=0.01,
         metadata={"help": "Reject a candidate whose accuracy is below the champion's by more than this (absolute)."},
     )
-    batch_size: int = field(default=32, metadata={"help": "Pairs per batch for scoring and throughput."})
     latency_samples: int = field(default=100, metadata={"help": "Single pairs timed for the batch-1 latency."})
 
     def __post_init__(self):
@@ -180,5 +179,4 @@ class EvaluateArguments:
         for name in ("min_accuracy", "min_f1", "max_int8_loss", "champion_margin"):
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, name, "in [0, 1]", value)
-        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
         _require(self.latency_samples >= 1, "latency_samples", "a positive integer", self.latency_samples)
