@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tasks import sagemaker
-from tasks.config import EvaluateArguments, QuantizeArguments, SampleArguments, StageArguments, TrainArguments
+from tasks.config import (
+    EvaluateArguments,
+    QuantizeArguments,
+    SampleArguments,
+    ServeArguments,
+    StageArguments,
+    TrainArguments,
+)
 from tasks.errors import ConfigError, TaskError
 
 log = logging.getLogger("tasks")
@@ -41,6 +48,7 @@ STEPS: dict[str, Step] = {
     "evaluate": Step(
         EvaluateArguments, "tasks.evaluate:run", "score a model (and the champion) and decide promote/reject"
     ),
+    "serve": Step(ServeArguments, "tasks.server:run", "serve a model over HTTP (the SageMaker/TF Serving contract)"),
 }
 
 

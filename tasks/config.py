@@ -180,3 +180,30 @@ class EvaluateArguments:
             value = getattr(self, name)
             _require(0.0 <= value <= 1.0, name, "in [0, 1]", value)
         _require(self.latency_samples >= 1, "latency_samples", "a positive integer", self.latency_samples)
+
+
+@dataclass
+class ServeArguments:
+    model: str = field(
+        default="/opt/ml/model",
+        metadata={"help": "Model folder (output of `train` or `quantize`), a folder holding model.tar.gz, or s3://."},
+    )
+    host: str = field(default="0.0.0.0", metadata={"help": "Address to listen on (127.0.0.1: this machine only)."})
+    port: int = field(default=0, metadata={"help": "Port; 0 means $SAGEMAKER_BIND_TO_PORT, else 8080."})
+    max_batch_size: int = field(default=32, metadata={"help": "Pairs per model call at most (dynamic batching)."})
+    max_wait_ms: float = field(default=5.0, metadata={"help": "How long the first request of a batch waits for more."})
+    max_instances: int = field(default=64, metadata={"help": "Pairs per request at most."})
+    max_body_bytes: int = field(default=1_000_000, metadata={"help": "Request bodies above this get 413."})
+    max_seq_length: int = field(default=128, metadata={"help": "Tokens per pair; longer text pairs are truncated."})
+    graceful_timeout: float = field(
+        default=25.0, metadata={"help": "Seconds to finish in-flight requests after SIGTERM (SageMaker kills at 30)."}
+    )
+
+    def __post_init__(self):
+        _require(0 <= self.port <= 65535, "port", "between 0 and 65535", self.port)
+        _require(self.max_batch_size >= 1, "max_batch_size", "a positive integer", self.max_batch_size)
+        _require(0 <= self.max_wait_ms <= 1000, "max_wait_ms", "between 0 and 1000", self.max_wait_ms)
+        _require(self.max_instances >= 1, "max_instances", "a positive integer", self.max_instances)
+        _require(self.max_body_bytes >= 1024, "max_body_bytes", "at least 1024", self.max_body_bytes)
+        _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
+        _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)

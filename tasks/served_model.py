@@ -1,0 +1,123 @@
+"""A model folder loaded for serving: its signature, its tokenizer, its version, and batch padding.
+
+The folder is the output of ``train`` or ``quantize`` (``saved_model/``, ``tokenizer/``); a folder holding
+only a SageMaker ``model.tar.gz`` is unpacked first. Batches are padded to the smallest multiple of 16 that
+holds their longest pair, so a batch of short pairs never pays for 128 positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tasks.batches import BUCKET_WIDTH
+from tasks.errors import ModelError
+from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
+from tasks.models import LABELS
+
+log = logging.getLogger(__name__)
+
+_WARM_UP_PAIR = ("The company posted a profit.", "The firm reported earnings.")
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One pair as token ids; ``attention_mask`` marks real tokens (pre-tokenised input may carry padding)."""
+
+    input_ids: list[int]
+    token_type_ids: list[int]
+    attention_mask: list[int]
+
+
+def bucket_length(longest: int, max_seq_length: int) -> int:
+    return min(max_seq_length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)
+
+
+def pad_batch(pairs: list[Encoded], max_seq_length: int) -> dict[str, np.ndarray]:
+    """int32 ``[batch, bucket]`` arrays of the signature's inputs, zero-padded."""
+    length = bucket_length(max(len(pair.input_ids) for pair in pairs), max_seq_length)
+    arrays = {name: np.zeros((len(pairs), length), dtype=np.int32) for name in SIGNATURE_INPUTS}
+    for row, pair in enumerate(pairs):
+        for name in SIGNATURE_INPUTS:
+            values = getattr(pair, name)
+            arrays[name][row, : len(values)] = values
+    return arrays
+
+
+def model_version(folder: Path) -> str:
+    """``<precision>-<first 12 hex of the graph's sha256>``: equal graphs, equal versions."""
+    digest = hashlib.sha256((folder / "saved_model" / "saved_model.pb").read_bytes()).hexdigest()[:12]
+    quantization = folder / "quantization.json"
+    precision = json.loads(quantization.read_text())["chosen_precision"] if quantization.is_file() else "fp32"
+    return f"{precision}-{digest}"
+
+
+@dataclass
+class ServedModel:
+    folder: Path
+    version: str
+    function: object
+    tokenizer: object
+    max_seq_length: int
+
+    @classmethod
+    def load(cls, source: str, max_seq_length: int = 128) -> ServedModel:
+        from transformers import AutoTokenizer
+
+        from tasks.inference import serving_function
+        from tasks.models import resolve
+
+        started = time.perf_counter()
+        folder = resolve(source)
+        function = serving_function(folder)
+        if not (folder / "tokenizer").is_dir():
+            raise ModelError(f"{folder}: no tokenizer/ folder; serve the output of `train` or `quantize`")
+        tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length)
+        model.warm_up()
+        log.info("loaded and warmed %s (version %s) in %.1f s", folder, model.version, time.perf_counter() - started)
+        return model
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def encode(self, pairs: list[tuple[str, str]]) -> list[Encoded]:
+        """Tokenise sentence pairs, truncating the longer sentence first to ``max_seq_length``."""
+        batch = self.tokenizer(
+            [first for first, _ in pairs],
+            [second for _, second in pairs],
+            truncation="longest_first",
+            max_length=self.max_seq_length,
+        )
+        return [
+            Encoded(ids, types, [1] * len(ids))
+            for ids, types in zip(batch["input_ids"], batch["token_type_ids"], strict=True)
+        ]
+
+    def predict(self, pairs: list[Encoded]) -> np.ndarray:
+        """float32 logits ``[len(pairs), 2]``; runs the graph, so call it off the event loop."""
+        inputs = pad_batch(pairs, self.max_seq_length)
+        return self.function(**inputs)[SIGNATURE_OUTPUT].numpy()
+
+    def warm_up(self) -> None:
+        """Run every bucket length once, so no request pays for graph and kernel set-up."""
+        pair = self.encode([_WARM_UP_PAIR])[0]
+        for length in range(BUCKET_WIDTH, self.max_seq_length + 1, BUCKET_WIDTH):
+            ids = (pair.input_ids * length)[:length]
+            self.predict([Encoded(ids, [0] * length, [1] * length)])
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def labels(logits: np.ndarray) -> list[str]:
+    return [LABELS[index] for index in np.argmax(logits, axis=-1)]
