@@ -6,8 +6,10 @@ Expensive resources are session-scoped. Servers bind 127.0.0.1 on a free port an
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -160,3 +162,59 @@ def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
     run_tasks("train", "--data", str(staged), "--model", str(minilm_path), "--output", str(model),
               "--epochs", "3", "--learning-rate", "1e-4", "--log-every", "20")  # fmt: skip
     return staged, model
+
+
+@pytest.fixture(scope="session")
+def int8_tiny(tmp_path_factory, staged_data, trained_tiny) -> Path:
+    """``trained_tiny`` quantised to INT8 (the speed rule waived: INT8 does not pay at hidden size 32)."""
+    output = tmp_path_factory.mktemp("quantized") / "tiny"
+    run_tasks("quantize", "--model", str(trained_tiny), "--data", str(staged_data), "--output", str(output),
+              "--calibration-size", "64", "--min-speedup", "0")  # fmt: skip
+    return output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m tasks serve`` on 127.0.0.1 in a subprocess, ready once ``/ping`` answers 200."""
+
+    def __init__(self, model: Path, *flags: str, log: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tasks", "serve", "--model", str(model), "--host", "127.0.0.1",
+             "--port", str(self.port), *flags],
+            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.log_path = log
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"server exited {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.25)
+        raise AssertionError(f"server not ready after {timeout} s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode

@@ -2,19 +2,9 @@
 
 import json
 
-import pytest
-
 from tests.conftest import run_tasks
 
 METRICS = {"accuracy", "f1", "confusion_matrix", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32", "size_mb"}
-
-
-@pytest.fixture(scope="module")
-def int8_tiny(tmp_path_factory, staged_data, trained_tiny):
-    output = tmp_path_factory.mktemp("quantized") / "tiny"
-    run_tasks("quantize", "--model", str(trained_tiny), "--data", str(staged_data), "--output", str(output),
-              "--calibration-size", "64", "--min-speedup", "0")  # fmt: skip
-    return output
 
 
 def evaluate(model, data, output, *extra, check=True):
