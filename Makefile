@@ -47,6 +47,7 @@ lock:
 bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/int8_speedup.py
+	$(BIN)/python bench/serve_load.py  # serves the models `make demo` wrote
 
 clean:
 	rm -rf $(VENV) $(DEMO)

@@ -195,6 +195,10 @@ class ServeArguments:
     max_instances: int = field(default=64, metadata={"help": "Pairs per request at most."})
     max_body_bytes: int = field(default=1_000_000, metadata={"help": "Request bodies above this get 413."})
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per pair; longer text pairs are truncated."})
+    padding: Literal["longest", "max_length"] = field(
+        default="longest",
+        metadata={"help": "longest: pad each batch to its length bucket (multiple of 16); max_length: always pad."},
+    )
     graceful_timeout: float = field(
         default=25.0, metadata={"help": "Seconds to finish in-flight requests after SIGTERM (SageMaker kills at 30)."}
     )
@@ -206,4 +210,5 @@ class ServeArguments:
         _require(self.max_instances >= 1, "max_instances", "a positive integer", self.max_instances)
         _require(self.max_body_bytes >= 1024, "max_body_bytes", "at least 1024", self.max_body_bytes)
         _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
+        _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
         _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)

@@ -39,9 +39,10 @@ def bucket_length(longest: int, max_seq_length: int) -> int:
     return min(max_seq_length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)
 
 
-def pad_batch(pairs: list[Encoded], max_seq_length: int) -> dict[str, np.ndarray]:
-    """int32 ``[batch, bucket]`` arrays of the signature's inputs, zero-padded."""
-    length = bucket_length(max(len(pair.input_ids) for pair in pairs), max_seq_length)
+def pad_batch(pairs: list[Encoded], max_seq_length: int, padding: str = "longest") -> dict[str, np.ndarray]:
+    """int32 ``[batch, length]`` arrays of the signature's inputs, zero-padded to the bucket (or to the maximum)."""
+    longest = max(len(pair.input_ids) for pair in pairs)
+    length = max_seq_length if padding == "max_length" else bucket_length(longest, max_seq_length)
     arrays = {name: np.zeros((len(pairs), length), dtype=np.int32) for name in SIGNATURE_INPUTS}
     for row, pair in enumerate(pairs):
         for name in SIGNATURE_INPUTS:
@@ -65,9 +66,10 @@ class ServedModel:
     function: object
     tokenizer: object
     max_seq_length: int
+    padding: str = "longest"
 
     @classmethod
-    def load(cls, source: str, max_seq_length: int = 128) -> ServedModel:
+    def load(cls, source: str, max_seq_length: int = 128, padding: str = "longest") -> ServedModel:
         from transformers import AutoTokenizer
 
         from tasks.inference import serving_function
@@ -79,7 +81,7 @@ class ServedModel:
         if not (folder / "tokenizer").is_dir():
             raise ModelError(f"{folder}: no tokenizer/ folder; serve the output of `train` or `quantize`")
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length)
+        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length, padding)
         model.warm_up()
         log.info("loaded and warmed %s (version %s) in %.1f s", folder, model.version, time.perf_counter() - started)
         return model
@@ -103,7 +105,7 @@ class ServedModel:
 
     def predict(self, pairs: list[Encoded]) -> np.ndarray:
         """float32 logits ``[len(pairs), 2]``; runs the graph, so call it off the event loop."""
-        inputs = pad_batch(pairs, self.max_seq_length)
+        inputs = pad_batch(pairs, self.max_seq_length, self.padding)
         return self.function(**inputs)[SIGNATURE_OUTPUT].numpy()
 
     def warm_up(self) -> None:

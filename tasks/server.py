@@ -70,7 +70,9 @@ def create_app(args: ServeArguments, load_model=None):
     from tasks.batcher import DynamicBatcher
     from tasks.served_model import ServedModel, labels, probabilities
 
-    load_model = load_model or (lambda settings: ServedModel.load(settings.model, settings.max_seq_length))
+    load_model = load_model or (
+        lambda settings: ServedModel.load(settings.model, settings.max_seq_length, settings.padding)
+    )
     metrics = Metrics()
     state: dict = {"model": None, "load_error": None}
 
