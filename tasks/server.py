@@ -109,6 +109,12 @@ def create_app(args: ServeArguments, load_model=None):
     async def http_error(request, exc: HTTPException):
         return error(exc.status_code, str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def server_fault(request, exc: Exception):
+        # Only a fault of the server or its model lands here, never a client mistake: logged with its trace.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, f"internal error: {describe(exc)}")
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
         return error(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
@@ -170,7 +176,6 @@ def create_app(args: ServeArguments, load_model=None):
             }
         )
 
-    app.state.model_state = state
     return app
 
 

@@ -199,3 +199,32 @@ def test_the_port_follows_sagemaker_unless_given(monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9090")
     assert listening_port(ServeArguments()) == 9090
     assert listening_port(ServeArguments(port=7070)) == 7070
+
+
+def test_a_model_fault_is_a_json_500_and_the_server_keeps_serving():
+    from fastapi.testclient import TestClient
+
+    from tasks.config import ServeArguments
+    from tasks.server import create_app
+
+    class Broken:
+        version, max_seq_length, vocab_size = "fp32-broken", 128, 30522
+
+        def encode(self, pairs):
+            from tasks.served_model import Encoded
+
+            return [Encoded([101, 102], [0, 0], [1, 1]) for _ in pairs]
+
+        def predict(self, pairs):
+            raise RuntimeError("kernel exploded")
+
+    with TestClient(
+        create_app(ServeArguments(), load_model=lambda args: Broken()), raise_server_exceptions=False
+    ) as client:
+        for _ in range(100):
+            if client.get("/ping").status_code == 200:
+                break
+        response = client.post("/invocations", json={"instances": [PAIR]})
+        assert response.status_code == 500
+        assert response.json() == {"error": "internal error: RuntimeError: kernel exploded"}
+        assert client.get("/ping").status_code == 200
