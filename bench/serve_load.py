@@ -23,8 +23,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-
-REPO = Path(__file__).resolve().parents[1]
+from steps import REPO
 
 
 def pairs_from(staged: Path) -> list[dict]:

