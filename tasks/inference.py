@@ -125,9 +125,10 @@ def score_latency(function, split, max_seq_length: int, *, where: str, samples: 
 def check_labelled(data: Path, split_name: str) -> None:
     """Refuse a split with unlabelled pairs (GLUE's test split) before any model is loaded."""
     from tasks.batches import load_split_dataset
+    from tasks.data_checks import UNLABELLED_VALUE
 
     labels = np.asarray(load_split_dataset(data, split_name)["label"])
-    unlabelled = int(np.sum(labels < 0))
+    unlabelled = int(np.sum(labels == UNLABELLED_VALUE))
     if unlabelled:
         raise DataError(
             f"{data / split_name}: {unlabelled} of {len(labels)} pairs have no label, so it cannot be scored"
