@@ -4,6 +4,9 @@ Each request hands over its pairs and awaits its rows of the result. One worker 
 waiting request, then gathers more until the batch holds ``max_batch_size`` pairs or ``max_wait`` has
 passed since the first arrived, and runs the model on a single background thread, so the event loop keeps
 accepting requests while the model computes and model calls never overlap.
+
+Each request names the model that encoded it, and a batch holds one model's requests only: while a new
+model is swapped in, requests encoded by the old one finish on the old one.
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 
+class Model(Protocol):
+    def predict(self, pairs: list) -> np.ndarray: ...
+
+
 @dataclass
 class _Waiting:
+    model: Model
     pairs: Sequence
     future: asyncio.Future
     arrived: float = field(default_factory=time.perf_counter)
@@ -27,13 +36,11 @@ class _Waiting:
 class DynamicBatcher:
     def __init__(
         self,
-        predict: Callable[[list], np.ndarray],
         *,
         max_batch_size: int = 32,
         max_wait: float = 0.005,
         on_batch: Callable[[int], None] = lambda size: None,
     ):
-        self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait
         self.on_batch = on_batch
@@ -51,10 +58,10 @@ class DynamicBatcher:
             await asyncio.gather(self._worker, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def submit(self, pairs: Sequence) -> np.ndarray:
-        """The model's output rows for ``pairs``, computed together with whatever else is waiting."""
+    async def submit(self, model: Model, pairs: Sequence) -> np.ndarray:
+        """``model``'s output rows for ``pairs``, computed together with whatever else waits for that model."""
         future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Waiting(pairs, future))
+        await self._queue.put(_Waiting(model, pairs, future))
         return await future
 
     async def _gather(self) -> list[_Waiting]:
@@ -69,7 +76,7 @@ class DynamicBatcher:
                 )
             except (asyncio.QueueEmpty, TimeoutError):
                 break
-            if size + len(waiting.pairs) > self.max_batch_size:
+            if waiting.model is not first.model or size + len(waiting.pairs) > self.max_batch_size:
                 self._carried = waiting
                 break
             batch.append(waiting)
@@ -84,7 +91,7 @@ class DynamicBatcher:
         pairs = [pair for waiting in batch for pair in waiting.pairs]
         self.on_batch(len(pairs))
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self.predict, pairs)
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, batch[0].model.predict, pairs)
         except Exception as error:  # the model failed: every request in the batch gets the error
             for waiting in batch:
                 if not waiting.future.done():

@@ -24,6 +24,17 @@ from tasks.models import LABELS
 log = logging.getLogger(__name__)
 
 _WARM_UP_PAIR = ("The company posted a profit.", "The firm reported earnings.")
+# Scored together and one by one before a model may serve; lengths fall in different buckets.
+SMOKE_PAIRS = (
+    _WARM_UP_PAIR,
+    ("Shares fell 3 percent in early trading.", "The weather stayed sunny all week."),
+    (
+        "The central bank left interest rates unchanged on Thursday, citing steady growth and low inflation.",
+        "On Thursday the central bank kept rates where they were, pointing to stable growth and inflation.",
+    ),
+)
+# Logits of a pair alone and in a padded batch differ by rounding only (INT8 included); more is a broken model.
+SMOKE_TOLERANCE = 0.05
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,13 @@ class ServedModel:
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
         model = cls(folder, model_version(folder), function, tokenizer, max_seq_length, padding)
         model.warm_up()
-        log.info("loaded and warmed %s (version %s) in %.1f s", folder, model.version, time.perf_counter() - started)
+        model.smoke_check()
+        log.info(
+            "loaded, warmed and smoke-checked %s (version %s) in %.1f s",
+            folder,
+            model.version,
+            time.perf_counter() - started,
+        )
         return model
 
     @property
@@ -114,6 +131,22 @@ class ServedModel:
         for length in range(BUCKET_WIDTH, self.max_seq_length + 1, BUCKET_WIDTH):
             ids = (pair.input_ids * length)[:length]
             self.predict([Encoded(ids, [0] * length, [1] * length)])
+
+    def smoke_check(self) -> None:
+        """Refuse a model whose logits are malformed, not finite, or change when a pair is batched and padded."""
+        encoded = self.encode(list(SMOKE_PAIRS))
+        together = self.predict(encoded)
+        if together.shape != (len(encoded), len(LABELS)):
+            raise ModelError(f"smoke check: logits of shape {together.shape}, expected ({len(encoded)}, {len(LABELS)})")
+        if not np.isfinite(together).all():
+            raise ModelError(f"smoke check: logits are not finite: {together.tolist()}")
+        alone = np.concatenate([self.predict([pair]) for pair in encoded])
+        drift = float(np.abs(alone - together).max())
+        if drift > SMOKE_TOLERANCE:
+            raise ModelError(
+                f"smoke check: a pair's logits change by {drift:.3f} (more than {SMOKE_TOLERANCE}) when it is scored"
+                " in a padded batch instead of alone; the attention mask is not applied"
+            )
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
