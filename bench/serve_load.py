@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,22 +33,17 @@ def pairs_from(staged: Path) -> list[dict]:
 
 
 def start(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    from tasks.local_endpoint import spawn_server, wait_ready
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([sys.executable, "-m", "tasks", "serve", "--model", str(model), "--host", "127.0.0.1",
-                                "--port", str(port), *flags], cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    log = Path(f"/tmp/serve_load-{port}.log")
+    with log.open("wb") as output:
+        process = spawn_server(["--model", str(model), "--host", "127.0.0.1", "--port", str(port), *flags], output)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ping", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.5)
-    process.kill()
-    raise SystemExit(f"server for {model} did not become ready")
+    wait_ready(url, process, 180, log)
+    return process, url
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from tasks import sagemaker
 from tasks.config import (
+    DeployLocalArguments,
+    EndpointArguments,
     EvaluateArguments,
     QuantizeArguments,
     SampleArguments,
@@ -32,6 +34,7 @@ class Step:
     arguments: type
     target: str
     summary: str
+    announce: bool = True  # log the parsed arguments first (not for status, whose output scripts read)
 
     def run(self, args) -> None:
         module, function = self.target.split(":")
@@ -49,6 +52,20 @@ STEPS: dict[str, Step] = {
         EvaluateArguments, "tasks.evaluate:run", "score a model (and the champion) and decide promote/reject"
     ),
     "serve": Step(ServeArguments, "tasks.server:run", "serve a model over HTTP (the SageMaker/TF Serving contract)"),
+    "deploy-local": Step(
+        DeployLocalArguments,
+        "tasks.local_endpoint:deploy",
+        "start the local endpoint, or swap a model into it with zero downtime",
+    ),
+    "rollback": Step(
+        EndpointArguments, "tasks.local_endpoint:rollback", "serve the local endpoint's previous model again"
+    ),
+    "status": Step(
+        EndpointArguments, "tasks.local_endpoint:status", "print what the local endpoint serves", announce=False
+    ),
+    "stop-local": Step(
+        EndpointArguments, "tasks.local_endpoint:stop", "stop the local endpoint after in-flight requests"
+    ),
 }
 
 
@@ -69,7 +86,7 @@ def configure_logging() -> None:
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    for noisy in ("absl", "h5py", "fsspec", "botocore", "s3fs", "urllib3", "filelock"):
+    for noisy in ("absl", "h5py", "fsspec", "botocore", "s3fs", "urllib3", "filelock", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -103,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if job is not None:
             flags = job.arguments(step_name) + flags
         args = parse(step_name, flags)
-        log.info("%s: %s", step_name, args)
+        if STEPS[step_name].announce:
+            log.info("%s: %s", step_name, args)
         STEPS[step_name].run(args)
     except TaskError as error:
         log.error("%s failed: %s", step_name, error)

@@ -202,6 +202,13 @@ class ServeArguments:
     graceful_timeout: float = field(
         default=25.0, metadata={"help": "Seconds to finish in-flight requests after SIGTERM (SageMaker kills at 30)."}
     )
+    state: str = field(
+        default="",
+        metadata={
+            "help": "State folder of a local endpoint: record what is served there and take rollouts on its"
+            " owner-only control socket (set by deploy-local)."
+        },
+    )
 
     def __post_init__(self):
         _require(0 <= self.port <= 65535, "port", "between 0 and 65535", self.port)
@@ -212,3 +219,37 @@ class ServeArguments:
         _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
         _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)
+
+
+@dataclass
+class DeployLocalArguments(ServeArguments):
+    """``serve``'s flags, for the endpoint this command starts; a running endpoint keeps its own settings."""
+
+    model: str = field(default="", metadata={"help": "Model folder to serve (output of `train` or `quantize`) or URI."})
+    state: str = field(
+        default="", metadata={"help": "State folder of the local endpoint (pid, port, models, history)."}
+    )
+    host: str = field(default="127.0.0.1", metadata={"help": "Address to listen on when starting the endpoint."})
+    port: int = field(default=8080, metadata={"help": "Port to listen on when starting the endpoint."})
+    timeout: float = field(
+        default=600.0, metadata={"help": "Seconds to wait for the model to load, warm up and pass its smoke check."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        _require(bool(self.model), "model", "a model folder or URI", self.model)
+        _require(bool(self.state), "state", "a state folder", self.state)
+        _require(1 <= self.port <= 65535, "port", "between 1 and 65535", self.port)
+        _require(self.timeout > 0, "timeout", "positive", self.timeout)
+
+
+@dataclass
+class EndpointArguments:
+    state: str = field(metadata={"help": "State folder of the local endpoint (as given to deploy-local)."})
+    timeout: float = field(
+        default=600.0, metadata={"help": "Seconds to wait for the endpoint (a rollback loads and checks a model)."}
+    )
+    json: bool = field(default=False, metadata={"help": "status: print the endpoint's state as JSON."})
+
+    def __post_init__(self):
+        _require(self.timeout > 0, "timeout", "positive", self.timeout)

@@ -10,7 +10,8 @@ without a traceback. Anything else is a bug and keeps its traceback.
     │   ├── SchemaError    a data file lacks a required column or has an unknown format
     │   ├── BadRowsError   rows fail validation (label, empty sentence, malformed line)
     │   └── LeakageError   the same pair appears in two splits
-    └── ModelError         a model or tokenizer cannot be resolved or loaded
+    ├── ModelError         a model or tokenizer cannot be resolved or loaded
+    └── EndpointError      the local endpoint cannot start or be reached, or refused a model
 """
 
 from __future__ import annotations
@@ -89,6 +90,10 @@ class LeakageError(DataError):
 
 class ModelError(TaskError):
     """A model or tokenizer cannot be found, downloaded or loaded."""
+
+
+class EndpointError(TaskError):
+    """The local endpoint cannot start or be reached, or it refused a model (and kept serving the old one)."""
 
 
 def describe(error: BaseException) -> str:

@@ -8,15 +8,16 @@ FastAPI on uvicorn, with the HTTP contract of DESIGN.md::
 
 The model loads in the background after the server starts listening, so ``/ping`` can say 503 meanwhile.
 Client mistakes are 4xx with ``{"error": "..."}``; SIGTERM stops accepting and lets in-flight requests finish.
+With ``--state DIR`` the server is a local endpoint whose model is swapped in place (rollout.py, endpoint_control.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
-import threading
 import time
 from contextlib import asynccontextmanager
 
@@ -26,7 +27,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from tasks.config import ServeArguments
-from tasks.errors import describe
+from tasks.endpoint_control import LocalEndpoint, client_url
+from tasks.errors import EndpointError, describe
+from tasks.rollout import ModelSlot
 
 log = logging.getLogger(__name__)
 
@@ -63,44 +66,51 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 def create_app(args: ServeArguments, load_model=None):
-    """The ASGI app; ``load_model(args)`` returns a ServedModel (the default loads ``args.model``)."""
+    """The ASGI app; ``load_model(source)`` returns a ServedModel (the default loads, warms and smoke-checks it).
+
+    With ``args.state``, the app also records what it serves in that state folder and takes rollouts on its
+    owner-only control socket there (a local endpoint).
+    """
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     from tasks import invocations
     from tasks.batcher import DynamicBatcher
     from tasks.served_model import ServedModel, labels, probabilities
 
-    load_model = load_model or (
-        lambda settings: ServedModel.load(settings.model, settings.max_seq_length, settings.padding)
-    )
+    load_model = load_model or (lambda source: ServedModel.load(source, args.max_seq_length, args.padding))
     metrics = Metrics()
-    state: dict = {"model": None, "load_error": None}
+    endpoint = (
+        LocalEndpoint(args.state, client_url(args.host, listening_port(args)), args.model) if args.state else None
+    )
 
-    def predict(pairs):
-        return state["model"].predict(pairs)
+    def changed() -> None:
+        if slot.current is not None:
+            metrics.serving(slot.current.version)
+        if endpoint is not None:
+            endpoint.record(slot)
 
-    def load() -> None:
-        try:
-            model = load_model(args)
-        except Exception as failure:  # the server stays up and says why on /ping
-            state["load_error"] = describe(failure)
-            log.error("cannot load the model: %s", state["load_error"])
-            return
-        state["model"] = model
-        metrics.serving(model.version)
+    slot = ModelSlot(load_model, on_change=changed, **(endpoint.recalled() if endpoint else {}))
+
+    async def load_first_model() -> None:
+        with contextlib.suppress(EndpointError):  # the reason is logged and /ping reports it
+            await slot.deploy(args.model, action="start")
 
     @asynccontextmanager
     async def lifespan(app):
         batcher = DynamicBatcher(
-            predict,
             max_batch_size=args.max_batch_size,
             max_wait=args.max_wait_ms / 1000,
             on_batch=metrics.batch_size.observe,
         )
         batcher.start()
         app.state.batcher = batcher
-        threading.Thread(target=load, name="model-loader", daemon=True).start()
+        if endpoint is not None:
+            await endpoint.open_control(slot)
+        loading = asyncio.create_task(load_first_model())
         yield
+        if endpoint is not None:
+            endpoint.close_control()
+        loading.cancel()
         await batcher.stop()
 
     app = FastAPI(title="nlp-workflow inference", lifespan=lifespan)
@@ -121,11 +131,9 @@ def create_app(args: ServeArguments, load_model=None):
 
     @app.get("/ping")
     async def ping():
-        model = state["model"]
+        model = slot.model
         if model is None:
-            status = (
-                {"status": "failed", "error": state["load_error"]} if state["load_error"] else {"status": "loading"}
-            )
+            status = {"status": "failed", "error": slot.load_error} if slot.load_error else {"status": "loading"}
             return JSONResponse(status, status_code=503)
         return {"status": "ready", "model_version": model.version}
 
@@ -153,7 +161,7 @@ def create_app(args: ServeArguments, load_model=None):
         body = await _read_body(request, args.max_body_bytes)
         if body is None:
             return error(413, f"the body is larger than {args.max_body_bytes} bytes")
-        model = state["model"]
+        model = slot.model  # read once: this request is encoded, scored and labelled by one model
         if model is None:
             return error(503, "the model is not loaded yet; retry when /ping answers 200")
         try:
@@ -166,7 +174,7 @@ def create_app(args: ServeArguments, load_model=None):
         except invocations.InvalidRequest as failure:
             return error(400, str(failure))
         encoded = pairs if isinstance(pairs[0], invocations.Encoded) else model.encode(pairs)
-        logits = await request.app.state.batcher.submit(encoded)
+        logits = await request.app.state.batcher.submit(model, encoded)
         return JSONResponse(
             {
                 "predictions": logits.tolist(),

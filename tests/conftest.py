@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -183,30 +182,20 @@ class ServerProcess:
     """``python -m tasks serve`` on 127.0.0.1 in a subprocess, ready once ``/ping`` answers 200."""
 
     def __init__(self, model: Path, *flags: str, log: Path):
+        from tasks.local_endpoint import spawn_server
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("w")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tasks", "serve", "--model", str(model), "--host", "127.0.0.1",
-             "--port", str(self.port), *flags],
-            cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
         self.log_path = log
+        with log.open("wb") as output:
+            self.process = spawn_server(
+                ["--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *flags], output
+            )
 
-    def wait_ready(self, timeout: float = 120) -> None:
-        import httpx
+    def wait_ready(self, timeout: float = 120) -> str:
+        from tasks.local_endpoint import wait_ready
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited {self.process.returncode}:\n{self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise AssertionError(f"server not ready after {timeout} s:\n{self.log_path.read_text()}")
+        return wait_ready(self.url, self.process, timeout, self.log_path)
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -216,5 +205,4 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log.close()
         return self.process.returncode

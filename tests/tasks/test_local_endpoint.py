@@ -1,0 +1,192 @@
+"""The local endpoint end to end: ``deploy-local``, ``rollback``, ``status`` and ``stop-local`` as a user runs them,
+with a client sending requests the whole time."""
+
+import asyncio
+import json
+import shutil
+import threading
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tasks.endpoint_state import pid_alive
+from tests.conftest import free_port, run_tasks
+
+PAIRS = [
+    {"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."},
+    {"sentence1": "Shares fell 3 percent in early trading on Monday.", "sentence2": "It rained all week."},
+]
+
+
+class LoadClient:
+    """``clients`` concurrent clients posting pairs without pause until stopped; keeps every outcome."""
+
+    def __init__(self, url: str, clients: int = 4):
+        self.url, self.clients = url, clients
+        self.outcomes: list[tuple[int, str]] = []  # (HTTP status or 0 for a transport error, version or error)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(60)
+
+    def versions_seen(self) -> Counter:
+        return Counter(detail for status, detail in self.outcomes if status == 200)
+
+    def failures(self) -> list[tuple[int, str]]:
+        return [outcome for outcome in self.outcomes if outcome[0] != 200]
+
+    async def _run(self):
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            await asyncio.gather(*(self._client(http, offset) for offset in range(self.clients)))
+
+    async def _client(self, http, offset: int):
+        index = offset
+        while not self._stop.is_set():
+            try:
+                response = await http.post("/invocations", json={"instances": [PAIRS[index % len(PAIRS)]]})
+                body = response.json()
+                self.outcomes.append((response.status_code, body.get("model_version") or body.get("error")))
+            except httpx.HTTPError as error:
+                self.outcomes.append((0, repr(error)))
+            index += 1
+
+
+def wait_for(condition, timeout: float = 30):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def status(state: Path) -> dict:
+    return json.loads(run_tasks("status", "--state", str(state), "--json").stdout)
+
+
+@pytest.fixture
+def corrupt_model(tmp_path, trained_tiny) -> Path:
+    """A model folder whose graph is garbage: it cannot load."""
+    folder = tmp_path / "corrupt"
+    shutil.copytree(trained_tiny, folder)
+    (folder / "saved_model" / "saved_model.pb").write_bytes(b"not a graph")
+    return folder
+
+
+@pytest.fixture
+def nan_model(tmp_path, trained_tiny) -> Path:
+    """A model that loads and runs but answers NaN: only the smoke check catches it."""
+    import tensorflow as tf
+
+    from tasks.export import SIGNATURE_INPUTS
+
+    class NaNClassifier(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in SIGNATURE_INPUTS])
+        def serve(self, input_ids, attention_mask, token_type_ids):
+            return {"logits": tf.fill([tf.shape(input_ids)[0], 2], float("nan"))}
+
+    folder = tmp_path / "nan"
+    module = NaNClassifier()
+    tf.saved_model.save(module, str(folder / "saved_model"), signatures={"serving_default": module.serve})
+    shutil.copytree(trained_tiny / "tokenizer", folder / "tokenizer")
+    return folder
+
+
+def test_rollouts_under_load_never_fail_a_request(tmp_path, trained_tiny, int8_tiny, corrupt_model, nan_model):
+    state, port = tmp_path / "ep", free_port()
+    started = run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(state), "--port", str(port))
+    first = status(state)
+    fp32, url = first["current"]["version"], first["url"]
+    assert url == f"http://127.0.0.1:{port}" and fp32.startswith("fp32-") and fp32 in started.stdout
+    try:
+        with LoadClient(url) as load:
+            wait_for(lambda: len(load.outcomes) > 20)
+            run_tasks("deploy-local", "--model", str(int8_tiny), "--state", str(state))
+            int8 = status(state)["current"]["version"]
+            assert int8.startswith("int8-")
+            wait_for(lambda: load.versions_seen()[int8] > 20)
+
+            for broken, reason in ((corrupt_model, "cannot load the serving signature"),
+                                   (nan_model, "smoke check: logits are not finite")):  # fmt: skip
+                refused = run_tasks("deploy-local", "--model", str(broken), "--state", str(state), check=False)
+                assert refused.returncode == 1
+                assert f"deploy of {broken} failed, still serving {int8}" in refused.stderr
+                assert reason in refused.stderr
+            assert httpx.get(f"{url}/ping").json()["model_version"] == int8
+
+            rolled_back = run_tasks("rollback", "--state", str(state))
+            assert f"serving   {fp32}" in rolled_back.stdout
+            before = load.versions_seen()[fp32]
+            wait_for(lambda: load.versions_seen()[fp32] > before + 20)
+        assert load.failures() == []
+        assert set(load.versions_seen()) == {fp32, int8}
+    finally:
+        run_tasks("stop-local", "--state", str(state))
+
+    recorded = json.loads((state / "state.json").read_text())
+    assert recorded["current"]["version"] == fp32 and recorded["previous"]["version"] == int8
+    assert [(entry["action"], entry["result"]) for entry in recorded["history"]] == [
+        ("start", "serving"), ("deploy", "serving"), ("deploy", "rejected"), ("deploy", "rejected"),
+        ("rollback", "serving"),
+    ]  # fmt: skip
+    assert not pid_alive(recorded["pid"]) and not (state / "control.sock").exists()
+
+
+def test_a_restarted_endpoint_remembers_its_previous_model(tmp_path, trained_tiny, int8_tiny):
+    state, port = tmp_path / "ep", free_port()
+    run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(state), "--port", str(port))
+    run_tasks("stop-local", "--state", str(state))
+    stopped = run_tasks("status", "--state", str(state), check=False)
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
+
+    run_tasks("deploy-local", "--model", str(int8_tiny), "--state", str(state), "--port", str(port))
+    try:
+        restarted = status(state)
+        assert restarted["current"]["model"] == str(int8_tiny)
+        assert restarted["previous"]["model"] == str(trained_tiny)
+        assert [entry["action"] for entry in restarted["history"]] == ["start", "start"]
+        run_tasks("rollback", "--state", str(state))
+        assert status(state)["current"]["model"] == str(trained_tiny)
+    finally:
+        run_tasks("stop-local", "--state", str(state))
+
+
+def test_a_first_model_that_cannot_serve_leaves_no_server_behind(tmp_path, corrupt_model):
+    state, port = tmp_path / "ep", free_port()
+    result = run_tasks("deploy-local", "--model", str(corrupt_model), "--state", str(state), "--port", str(port),
+                       check=False)  # fmt: skip
+    assert result.returncode == 1
+    assert "the server could not serve its model: ModelError:" in result.stderr
+    assert "cannot load the serving signature" in result.stderr
+    recorded = json.loads((state / "state.json").read_text())
+    wait_for(lambda: not pid_alive(recorded["pid"]))
+    assert recorded["current"] is None and recorded["history"][-1]["result"] == "rejected"
+    free = run_tasks("status", "--state", str(state), check=False)
+    assert free.returncode == 1 and "is not running" in free.stderr
+
+
+def test_commands_name_what_is_missing(tmp_path, trained_tiny):
+    import socket
+
+    nothing = run_tasks("rollback", "--state", str(tmp_path / "none"), check=False)
+    assert nothing.returncode == 1 and "no endpoint runs from" in nothing.stderr
+    never = run_tasks("status", "--state", str(tmp_path / "none"), check=False)
+    assert never.returncode == 1 and "no endpoint was ever started from" in never.stderr
+    no_model = run_tasks("deploy-local", "--state", str(tmp_path / "ep"), check=False)
+    assert no_model.returncode == 2 and "--model must be a model folder or URI" in no_model.stderr
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(tmp_path / "ep"),
+                         "--port", str(port), check=False)  # fmt: skip
+    assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
