@@ -73,6 +73,14 @@ def status(state: Path) -> dict:
 
 
 @pytest.fixture
+def state(tmp_path):
+    """A state folder whose endpoint, if any was started, is stopped after the test whatever happened."""
+    folder = tmp_path / "ep"
+    yield folder
+    run_tasks("stop-local", "--state", str(folder), check=False)
+
+
+@pytest.fixture
 def corrupt_model(tmp_path, trained_tiny) -> Path:
     """A model folder whose graph is garbage: it cannot load."""
     folder = tmp_path / "corrupt"
@@ -100,36 +108,34 @@ def nan_model(tmp_path, trained_tiny) -> Path:
     return folder
 
 
-def test_rollouts_under_load_never_fail_a_request(tmp_path, trained_tiny, int8_tiny, corrupt_model, nan_model):
-    state, port = tmp_path / "ep", free_port()
+def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny, corrupt_model, nan_model):
+    port = free_port()
     started = run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(state), "--port", str(port))
     first = status(state)
     fp32, url = first["current"]["version"], first["url"]
     assert url == f"http://127.0.0.1:{port}" and fp32.startswith("fp32-") and fp32 in started.stdout
-    try:
-        with LoadClient(url) as load:
-            wait_for(lambda: len(load.outcomes) > 20)
-            run_tasks("deploy-local", "--model", str(int8_tiny), "--state", str(state))
-            int8 = status(state)["current"]["version"]
-            assert int8.startswith("int8-")
-            wait_for(lambda: load.versions_seen()[int8] > 20)
+    with LoadClient(url) as load:
+        wait_for(lambda: len(load.outcomes) > 20)
+        run_tasks("deploy-local", "--model", str(int8_tiny), "--state", str(state))
+        int8 = status(state)["current"]["version"]
+        assert int8.startswith("int8-")
+        wait_for(lambda: load.versions_seen()[int8] > 20)
 
-            for broken, reason in ((corrupt_model, "cannot load the serving signature"),
-                                   (nan_model, "smoke check: logits are not finite")):  # fmt: skip
-                refused = run_tasks("deploy-local", "--model", str(broken), "--state", str(state), check=False)
-                assert refused.returncode == 1
-                assert f"deploy of {broken} failed, still serving {int8}" in refused.stderr
-                assert reason in refused.stderr
-            assert httpx.get(f"{url}/ping").json()["model_version"] == int8
+        for broken, reason in ((corrupt_model, "cannot load the serving signature"),
+                               (nan_model, "smoke check: logits are not finite")):  # fmt: skip
+            refused = run_tasks("deploy-local", "--model", str(broken), "--state", str(state), check=False)
+            assert refused.returncode == 1
+            assert f"deploy of {broken} failed, still serving {int8}" in refused.stderr
+            assert reason in refused.stderr
+        assert httpx.get(f"{url}/ping").json()["model_version"] == int8
 
-            rolled_back = run_tasks("rollback", "--state", str(state))
-            assert f"serving   {fp32}" in rolled_back.stdout
-            before = load.versions_seen()[fp32]
-            wait_for(lambda: load.versions_seen()[fp32] > before + 20)
-        assert load.failures() == []
-        assert set(load.versions_seen()) == {fp32, int8}
-    finally:
-        run_tasks("stop-local", "--state", str(state))
+        rolled_back = run_tasks("rollback", "--state", str(state))
+        assert f"serving   {fp32}" in rolled_back.stdout
+        before = load.versions_seen()[fp32]
+        wait_for(lambda: load.versions_seen()[fp32] > before + 20)
+    assert load.failures() == []
+    assert set(load.versions_seen()) == {fp32, int8}
+    run_tasks("stop-local", "--state", str(state))
 
     recorded = json.loads((state / "state.json").read_text())
     assert recorded["current"]["version"] == fp32 and recorded["previous"]["version"] == int8
@@ -140,27 +146,24 @@ def test_rollouts_under_load_never_fail_a_request(tmp_path, trained_tiny, int8_t
     assert not pid_alive(recorded["pid"]) and not (state / "control.sock").exists()
 
 
-def test_a_restarted_endpoint_remembers_its_previous_model(tmp_path, trained_tiny, int8_tiny):
-    state, port = tmp_path / "ep", free_port()
+def test_a_restarted_endpoint_remembers_its_previous_model(state, trained_tiny, int8_tiny):
+    port = free_port()
     run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(state), "--port", str(port))
     run_tasks("stop-local", "--state", str(state))
     stopped = run_tasks("status", "--state", str(state), check=False)
     assert stopped.returncode == 1 and "is not running" in stopped.stderr
 
     run_tasks("deploy-local", "--model", str(int8_tiny), "--state", str(state), "--port", str(port))
-    try:
-        restarted = status(state)
-        assert restarted["current"]["model"] == str(int8_tiny)
-        assert restarted["previous"]["model"] == str(trained_tiny)
-        assert [entry["action"] for entry in restarted["history"]] == ["start", "start"]
-        run_tasks("rollback", "--state", str(state))
-        assert status(state)["current"]["model"] == str(trained_tiny)
-    finally:
-        run_tasks("stop-local", "--state", str(state))
+    restarted = status(state)
+    assert restarted["current"]["model"] == str(int8_tiny)
+    assert restarted["previous"]["model"] == str(trained_tiny)
+    assert [entry["action"] for entry in restarted["history"]] == ["start", "start"]
+    run_tasks("rollback", "--state", str(state))
+    assert status(state)["current"]["model"] == str(trained_tiny)
 
 
-def test_a_first_model_that_cannot_serve_leaves_no_server_behind(tmp_path, corrupt_model):
-    state, port = tmp_path / "ep", free_port()
+def test_a_first_model_that_cannot_serve_leaves_no_server_behind(state, corrupt_model):
+    port = free_port()
     result = run_tasks("deploy-local", "--model", str(corrupt_model), "--state", str(state), "--port", str(port),
                        check=False)  # fmt: skip
     assert result.returncode == 1
