@@ -19,8 +19,10 @@ from tasks.config import (
     EndpointArguments,
     EvaluateArguments,
     QuantizeArguments,
+    RegistryArguments,
     SampleArguments,
     ServeArguments,
+    SmokeTestArguments,
     StageArguments,
     TrainArguments,
 )
@@ -62,6 +64,13 @@ STEPS: dict[str, Step] = {
     ),
     "status": Step(
         EndpointArguments, "tasks.local_endpoint:status", "print what the local endpoint serves", announce=False
+    ),
+    "smoke-test": Step(SmokeTestArguments, "tasks.smoke_test:run", "check that an endpoint answers as a model should"),
+    "registry": Step(
+        RegistryArguments,
+        "tasks.registry:run",
+        "record, promote and look up models in the local registry",
+        announce=False,
     ),
     "stop-local": Step(
         EndpointArguments, "tasks.local_endpoint:stop", "stop the local endpoint after in-flight requests"

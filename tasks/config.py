@@ -250,6 +250,61 @@ class EndpointArguments:
         default=600.0, metadata={"help": "Seconds to wait for the endpoint (a rollback loads and checks a model)."}
     )
     json: bool = field(default=False, metadata={"help": "status: print the endpoint's state as JSON."})
+    expect_version: str = field(
+        default="",
+        metadata={
+            "help": "rollback: roll back only while this version is served (a deploy that never switched"
+            " leaves nothing to undo)."
+        },
+    )
 
     def __post_init__(self):
+        _require(self.timeout > 0, "timeout", "positive", self.timeout)
+
+
+@dataclass
+class RegistryArguments:
+    registry: str = field(metadata={"help": "The registry's SQLite file (created if missing)."})
+    action: Literal["register", "promote", "production", "list"] = field(
+        default="list",
+        metadata={
+            "help": "register: record --model with --evaluation and --status; promote: make entry --id the"
+            " production model; production: print it (or null); list: print every entry."
+        },
+    )
+    model: str = field(default="", metadata={"help": "register: the candidate model folder or URI."})
+    evaluation: str = field(default="", metadata={"help": "register: the evaluate step's output folder."})
+    status: Literal["candidate", "approved", "production", "archived"] = field(
+        default="candidate", metadata={"help": "register: the status to record."}
+    )
+    config: str = field(default="{}", metadata={"help": "register: the training configuration, a JSON object."})
+    dag_id: str = field(default="", metadata={"help": "register: lineage, the DAG that produced the model."})
+    run_id: str = field(default="", metadata={"help": "register: lineage, the DAG run."})
+    logical_date: str = field(default="", metadata={"help": "register: lineage, the run's logical date."})
+    id: int = field(default=0, metadata={"help": "promote: the registry entry."})
+
+    def __post_init__(self):
+        _require(
+            self.action in ("register", "promote", "production", "list"),
+            "action",
+            "register, promote, production or list",
+            self.action,
+        )
+        if self.action == "register":
+            _require(bool(self.model), "model", "a model folder or URI when registering", self.model)
+            _require(bool(self.evaluation), "evaluation", "an evaluate output folder when registering", self.evaluation)
+        if self.action == "promote":
+            _require(self.id >= 1, "id", "a registry entry id when promoting", self.id)
+
+
+@dataclass
+class SmokeTestArguments:
+    url: str = field(metadata={"help": "The endpoint's base URL, e.g. http://127.0.0.1:8080."})
+    expect_version: str = field(
+        default="", metadata={"help": "Fail unless the endpoint answers with this model_version."}
+    )
+    timeout: float = field(default=30.0, metadata={"help": "Seconds per request."})
+
+    def __post_init__(self):
+        _require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
         _require(self.timeout > 0, "timeout", "positive", self.timeout)

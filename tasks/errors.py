@@ -1,7 +1,8 @@
 """The errors a step reports to its caller.
 
 Every failure a user can cause or fix is one of these; the CLI prints its message and exits non-zero
-without a traceback. Anything else is a bug and keeps its traceback.
+without a traceback. Anything else is a bug and keeps its traceback (exit 1). A bad flag exits 2 and bad
+data 3: retrying cannot help, so an orchestrator fails those at once and retries the rest.
 
     TaskError
     ├── ConfigError        a flag or hyper-parameter is invalid
@@ -34,9 +35,13 @@ class ConfigError(TaskError):
 class DataError(TaskError):
     """The input data cannot be used."""
 
+    exit_code = 3
+
 
 class SourceError(DataError):
-    """A data source cannot be found, listed or read."""
+    """A data source cannot be found, listed or read (perhaps for a while: a network or permission fault)."""
+
+    exit_code = 1
 
 
 class SchemaError(DataError):

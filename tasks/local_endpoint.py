@@ -49,8 +49,13 @@ def deploy(args: DeployLocalArguments) -> None:
 
 def rollback(args: EndpointArguments) -> None:
     folder = Path(args.state).absolute()
-    if _live_status(folder) is None:
+    running = _live_status(folder)
+    if running is None:
         raise EndpointError(f"no endpoint runs from {folder}; start one with `python -m tasks deploy-local`")
+    serving = (running["current"] or {}).get("version")
+    if args.expect_version and serving != args.expect_version:
+        print(f"nothing to roll back: the endpoint serves {serving}, not {args.expect_version}")
+        return
     print(summary(_call(folder, {"action": "rollback"}, args.timeout)))
 
 
@@ -63,7 +68,7 @@ def status(args: EndpointArguments) -> None:
             raise EndpointError(f"no endpoint was ever started from {folder}")
         last = (recorded.get("current") or {}).get("version", "nothing")
         raise EndpointError(f"the endpoint of {folder} is not running (pid {recorded.get('pid')} served {last})")
-    print(json.dumps(answer, indent=2, sort_keys=True) if args.json else summary(answer))
+    print(json.dumps(answer, sort_keys=True) if args.json else summary(answer))
 
 
 def stop(args: EndpointArguments) -> None:

@@ -61,7 +61,7 @@ def test_an_unlabelled_split_cannot_be_scored(tmp_path, raw_data, minilm_path, t
     staged = tmp_path / "staged"
     run_tasks("stage", "--source", str(source), "--output", str(staged), "--tokenizer", str(minilm_path))
     result = evaluate(trained_tiny, staged, tmp_path / "evaluation", "--split", "test", check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert f"{staged / 'test'}: {len(rows)} of {len(rows)} pairs have no label, so it cannot be scored" in result.stderr
     assert not (tmp_path / "evaluation").exists()
 

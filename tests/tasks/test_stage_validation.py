@@ -206,7 +206,7 @@ def test_cli_exits_non_zero_with_the_message_and_no_traceback(tmp_path, minilm_p
         str(minilm_path),
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 3  # bad data: an orchestrator does not retry
     assert (
         f"error: 1 bad row(s) in 1 file(s):\n  {source}/train.tsv:8: field 'Quality': must be 0 or 1, got '5'"
         in result.stderr

@@ -229,5 +229,5 @@ def test_vocabulary_mismatch_is_refused(tmp_path, staged_data, minilm_path):
 
 def test_missing_data_folder_is_a_clear_error(tmp_path, tiny_model):
     result = run_tasks(*train_flags(tmp_path / "nothing", tiny_model, tmp_path / "out"), check=False)
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert "no manifest.json; --data must be a folder written by `python -m tasks stage`" in result.stderr

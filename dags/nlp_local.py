@@ -1,0 +1,23 @@
+"""nlp_local: the pipeline on this machine (the embedded default platform)."""
+
+from nlp_pipeline import local
+from nlp_pipeline.pipeline import build_pipeline
+
+dag = build_pipeline(
+    "nlp_local",
+    local,
+    tags=["local"],
+    doc_md="""
+### nlp_local: fine-tune, quantise, gate and roll out BERT on this machine
+
+Each step runs `python -m tasks <step>` in a subprocess of the worker, its output in the task log.
+Artefacts: `$AIRFLOW_HOME/nlp-artefacts/nlp_local/<logical date>/` (Variable `nlp_artefact_root`);
+registry: `registry.sqlite` beside them; endpoint: http://127.0.0.1:`endpoint_port`, swapped in place.
+
+- **Trigger** with the form: data source, base model, training, quantisation, gate and rollout settings.
+- **Schedule**: weekly (`NLP_RETRAIN_SCHEDULE`), and whenever the `nlp_source_data` Asset is updated.
+  Training is skipped when the data and configuration equal the production model's.
+- **Backfill**: `airflow backfill create --dag-id nlp_local --from-date ... --to-date ...` runs one pipeline
+  per interval and registers its model; a backfill never deploys.
+""",
+)

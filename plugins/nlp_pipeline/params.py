@@ -1,0 +1,119 @@
+"""The pipeline's Params: the Airflow trigger form, and the contract a CLI or REST trigger is checked against.
+
+Each Param carries a JSON-schema type, range or enum and a description, so the UI renders a typed form and
+refuses bad values, and Airflow refuses the same values from ``airflow dags trigger -c`` or the REST API.
+The defaults are the production ones (GLUE MRPC from the hub, bert-base-uncased); ``make demo`` overrides
+the source and base model with generated data and the packaged MiniLM.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param
+
+DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
+DEFAULT_BASE_MODEL = "bert-base-uncased"
+# The Params that decide which model training produces: equal values on equal data give the cached model.
+TRAINING_CONFIG = ("base_model", "epochs", "batch_size", "learning_rate", "max_seq_length", "precision", "seed",
+                   "quantize", "quantization_tolerance")  # fmt: skip
+
+
+def _threshold(default: float, description: str) -> Param:
+    return Param(default, type="number", minimum=0, maximum=1, description=description, section="Promotion gate")
+
+
+def pipeline_params() -> dict[str, Param]:
+    return {
+        "source": Param(
+            DEFAULT_SOURCE,
+            type="string",
+            minLength=1,
+            title="Data source",
+            description="hf://OWNER/NAME/CONFIG, a folder or file on the worker, or s3://bucket/prefix.",
+            section="Data and model",
+        ),
+        "base_model": Param(
+            DEFAULT_BASE_MODEL,
+            type="string",
+            minLength=1,
+            title="Base model",
+            description="A Hugging Face hub id, a folder on the worker, or s3://; also the tokenizer.",
+            section="Data and model",
+        ),
+        "max_seq_length": Param(
+            128,
+            type="integer",
+            minimum=16,
+            maximum=512,
+            title="Max length",
+            description="Tokens per sentence pair; longer pairs are truncated.",
+            section="Data and model",
+        ),  # fmt: skip
+        "epochs": Param(
+            3, type="integer", minimum=1, maximum=50, description="Passes over the training split.", section="Training"
+        ),  # fmt: skip
+        "batch_size": Param(
+            32, type="integer", minimum=1, maximum=512, description="Pairs per training step.", section="Training"
+        ),  # fmt: skip
+        "learning_rate": Param(
+            3e-5,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=0.01,
+            title="Learning rate",
+            description="Peak AdamW learning rate.",
+            section="Training",
+        ),  # fmt: skip
+        "precision": Param(
+            "auto",
+            type="string",
+            enum=["auto", "fp32", "bf16"],
+            description="auto: bf16 where the CPU has AVX512-BF16 or AMX, else fp32.",
+            section="Training",
+        ),  # fmt: skip
+        "seed": Param(
+            42, type="integer", minimum=0, description="Seed for initialisation and shuffling.", section="Training"
+        ),  # fmt: skip
+        "quantize": Param(
+            True,
+            type="boolean",
+            title="Quantise to INT8",
+            description="Quantise with Intel Neural Compressor; off ships the FP32 model.",
+            section="Quantisation",
+        ),  # fmt: skip
+        "quantization_tolerance": Param(
+            0.01,
+            type="number",
+            minimum=0,
+            maximum=0.2,
+            title="INT8 tolerance",
+            description="Largest relative accuracy loss INT8 may cost.",
+            section="Quantisation",
+        ),  # fmt: skip
+        "min_accuracy": _threshold(0.75, "Reject a candidate below this validation accuracy."),
+        "min_f1": _threshold(0.80, "Reject a candidate below this validation F1."),
+        "max_int8_loss": _threshold(0.01, "Reject an INT8 candidate losing more accuracy than this (relative)."),
+        "champion_margin": _threshold(0.01, "Reject a candidate this much less accurate than production."),
+        "deploy": Param(
+            True,
+            type="boolean",
+            title="Deploy",
+            description="Roll a promoted model out to the endpoint (never in backfills).",
+            section="Rollout",
+        ),  # fmt: skip
+        "require_approval": Param(
+            False,
+            type="boolean",
+            title="Require approval",
+            description="Wait for a person to approve the rollout in the Airflow UI.",
+            section="Rollout",
+        ),  # fmt: skip
+        "endpoint_port": Param(
+            8080,
+            type="integer",
+            minimum=1024,
+            maximum=65535,
+            title="Endpoint port",
+            description="Port of the local endpoint on 127.0.0.1 (when it starts).",
+            section="Rollout",
+        ),  # fmt: skip
+    }

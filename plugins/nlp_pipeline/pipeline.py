@@ -1,0 +1,91 @@
+"""The one pipeline definition every platform DAG is built from.
+
+    stage_dataset >> train >> quantize >> evaluate >> gate ─┬─► register >> choose_rollout ─┬─► approve ─┐
+                                                            └─► reject                      └───────────┴► deploy
+    deploy >> smoke_test >> mark_production;  deploy/smoke_test failed ──► rollback
+
+A platform supplies the steps (how each runs and where artefacts live); the decisions are shared here:
+``gate`` follows the evaluate step's decision, ``choose_rollout`` never deploys from a backfill (production
+never goes back in time) nor when the run's ``deploy`` Param is off, and waits for a person's approval in
+the UI when ``require_approval`` is on. Small JSON (artefact locations, metrics, the decision) travels by
+XCom; artefacts stay in storage.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from types import ModuleType
+
+import pendulum
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
+
+from nlp_pipeline.assets import SOURCE_DATA
+from nlp_pipeline.params import pipeline_params
+
+DEFAULT_ARGS = {
+    "owner": "mlops",
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+APPROVAL_TIMEOUT = timedelta(days=2)
+
+
+@task.branch
+def gate(evaluation: dict) -> str:
+    """Register a promoted candidate; record a rejected one with the gate's reasons."""
+    return "register" if evaluation["decision"] == "promote" else "reject"
+
+
+@task.branch
+def choose_rollout(entry: dict, **context) -> str | None:
+    params, run_type = context["params"], context["dag_run"].run_type
+    if run_type == "backfill":
+        print(f"{entry['version']} registered; a backfill run never deploys, so production never goes back in time")
+        return None
+    if not params["deploy"]:
+        print(f"{entry['version']} registered; deploy is off for this run")
+        return None
+    return "approve" if params["require_approval"] else "deploy"
+
+
+def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list[str]) -> DAG:
+    """The DAG for ``platform``: a module with the step tasks (stage_dataset ... rollback)."""
+    schedule = AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(os.environ.get("NLP_RETRAIN_SCHEDULE", "@weekly"), timezone="UTC"),
+        assets=[SOURCE_DATA],
+    )
+    with DAG(
+        dag_id,
+        schedule=schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        params=pipeline_params(),
+        tags=["nlp", "bert", "int8", *tags],
+        doc_md=doc_md,
+    ) as dag:
+        staged = platform.stage_dataset()
+        candidate = platform.quantize(staged, platform.train(staged))
+        evaluation = platform.evaluate(staged, candidate)
+        entry = platform.register(evaluation)
+        gate(evaluation) >> [entry, platform.reject(evaluation)]
+        approve = ApprovalOperator(
+            task_id="approve",
+            subject="Roll out {{ ti.xcom_pull(task_ids='register')['version'] }} to the endpoint?",
+            body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
+            "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
+            execution_timeout=APPROVAL_TIMEOUT,
+            retries=0,
+        )
+        deployed = platform.deploy(entry)
+        choose_rollout(entry) >> [approve, deployed]
+        approve >> deployed
+        smoke = platform.smoke_test(deployed)
+        platform.mark_production(entry, smoke)
+        [deployed, smoke] >> platform.rollback()
+    return dag
