@@ -1,0 +1,87 @@
+"""Every DAG file parses, stays light, and declares what an operator of Airflow expects."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+DAG_FILES = sorted((REPO / "dags").glob("*.py"))
+HEAVY = ("tensorflow", "transformers", "neural_compressor", "torch", "datasets")
+
+
+@pytest.fixture(scope="module")
+def dag_bag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    sys.path[:0] = [str(REPO / "plugins")]
+    try:
+        yield DagBag(dag_folder=str(REPO / "dags"))
+    finally:
+        sys.path.remove(str(REPO / "plugins"))
+
+
+def test_every_dag_file_imports_without_errors(dag_bag):
+    assert DAG_FILES and dag_bag.import_errors == {}
+    assert {"nlp_local"} <= set(dag_bag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
+def test_dag_files_import_nothing_heavy(dag_file):
+    allowed = {"kubernetes"} if dag_file.stem == "nlp_eks" else set()
+    probe = (
+        f"import runpy, sys; sys.path[:0] = [{str(REPO / 'plugins')!r}]; runpy.run_path({str(dag_file)!r}); "
+        f"print(sorted(m for m in {HEAVY + ('kubernetes',)!r} if m in sys.modules and m not in {allowed!r}))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_each_dag_has_owner_retries_tags_docs_and_no_cycle(dag_bag):
+    for dag_id, dag in dag_bag.dags.items():
+        assert dag.tags and dag.doc_md, dag_id
+        dag.check_cycle()
+        for task in dag.tasks:
+            assert task.owner == "mlops", task.task_id
+            if task.task_id != "approve":  # a person's answer is not retried
+                assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
+
+
+def test_the_pipeline_runs_in_the_documented_order(dag_bag):
+    dag = dag_bag.dags["nlp_local"]
+    order = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
+             "smoke_test", "mark_production"]  # fmt: skip
+    for upstream, downstream in zip(order, order[1:]):
+        assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
+    assert dag.get_task("gate").downstream_task_ids == {"register", "reject"}
+    assert dag.get_task("choose_rollout").downstream_task_ids == {"approve", "deploy"}
+    assert dag.get_task("rollback").upstream_task_ids == {"deploy", "smoke_test"}
+    assert dag.get_task("rollback").trigger_rule == "one_failed"
+    assert not dag.catchup and dag.max_active_runs == 1
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"precision": "fp16"}, "precision"),
+        ({"min_accuracy": 1.5}, "min_accuracy"),
+        ({"batch_size": "many"}, "batch_size"),
+        ({"endpoint_port": 80}, "endpoint_port"),
+    ],
+)
+def test_invalid_params_are_refused(dag_bag, conf, field):
+    from airflow.sdk.definitions.param import ParamsDict
+    from airflow.sdk.exceptions import ParamValidationError
+
+    params = ParamsDict(dag_bag.dags["nlp_local"].params)
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}"):
+        params.update(conf)
+        params.validate()
+
+
+def test_every_param_is_typed_and_described(dag_bag):
+    for name, param in dag_bag.dags["nlp_local"].params.items():
+        assert param.schema.get("type") and param.description, name

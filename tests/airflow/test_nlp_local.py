@@ -1,0 +1,64 @@
+"""``airflow dags test nlp_local`` end to end on a tiny BERT and generated data, as `make demo` runs it."""
+
+import json
+
+import httpx
+import pytest
+
+from tests.airflow.conftest import run_airflow
+from tests.conftest import free_port, run_tasks
+
+
+def trigger(env: dict, conf: dict) -> str:
+    """Run the DAG once with ``conf``; returns its run id."""
+    result = run_airflow(env, "dags", "test", "nlp_local", "-c", json.dumps(conf))
+    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
+    assert finished and "state=success" in finished[-1], result.stdout[-4000:]
+    return finished[-1].split("run_id=")[1].split(",")[0]
+
+
+def task_states(env: dict, run_id: str) -> dict:
+    result = run_airflow(env, "tasks", "states-for-dag-run", "nlp_local", run_id, "-o", "json")
+    return {row["task_id"]: row["state"] for row in json.loads(result.stdout[result.stdout.index("[") :])}
+
+
+def registry(env: dict) -> list[dict]:
+    registry_file = f"{env['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/registry.sqlite"
+    return json.loads(run_tasks("registry", "--registry", registry_file).stdout)
+
+
+@pytest.fixture
+def endpoint_state(airflow_home):
+    state = f"{airflow_home['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint"
+    yield state
+    run_tasks("stop-local", "--state", state, check=False)
+
+
+def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_state, raw_data, tiny_model):
+    port = free_port()
+    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 2, "batch_size": 16,
+            "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0, "endpoint_port": port}  # fmt: skip
+    first = trigger(airflow_home, conf)
+    states = task_states(airflow_home, first)
+    ran = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
+           "smoke_test", "mark_production"]  # fmt: skip
+    assert {task: states[task] for task in ran} == dict.fromkeys(ran, "success")
+    assert {task: states[task] for task in ("reject", "approve", "rollback")} == dict.fromkeys(
+        ("reject", "approve", "rollback"), "skipped"
+    )
+    [entry] = registry(airflow_home)
+    assert entry["status"] == "production" and entry["run_id"] == first and entry["dag_id"] == "nlp_local"
+    assert entry["config"]["base_model"] == str(tiny_model) and entry["data_fingerprint"].startswith("sha256:")
+    answer = httpx.post(f"http://127.0.0.1:{port}/invocations",
+                        json={"instances": [{"sentence1": "A cat sat.", "sentence2": "A cat was sitting."}]})  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["model_version"] == entry["version"]
+
+    barely_trained = conf | {"epochs": 1, "learning_rate": 1e-7, "min_accuracy": 0.75, "min_f1": 0.8}
+    second = trigger(airflow_home, barely_trained)
+    states = task_states(airflow_home, second)
+    assert states["reject"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
+    production, rejected = registry(airflow_home)
+    assert (production["id"], production["status"]) == (entry["id"], "production")
+    assert rejected["status"] == "archived" and rejected["decision"] == "reject"
+    assert any(reason.startswith("min_accuracy: FAIL") for reason in rejected["reasons"])
+    assert httpx.get(f"http://127.0.0.1:{port}/ping").json()["model_version"] == entry["version"]
