@@ -42,11 +42,11 @@ test: install lint
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check tasks tests bench
-	$(BIN)/ruff format --check tasks tests bench
+	$(BIN)/ruff check tasks tests bench dags plugins
+	$(BIN)/ruff format --check tasks tests bench dags plugins
 
 format: install
-	$(BIN)/ruff format tasks tests bench
+	$(BIN)/ruff format tasks tests bench dags plugins
 
 # Re-resolve every pin after changing pyproject.toml (needs the package index).
 lock:

@@ -1,5 +1,6 @@
 """Every DAG file parses, stays light, and declares what an operator of Airflow expects."""
 
+import itertools
 import subprocess
 import sys
 
@@ -52,7 +53,7 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag):
     dag = dag_bag.dags["nlp_local"]
     order = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
              "smoke_test", "mark_production"]  # fmt: skip
-    for upstream, downstream in zip(order, order[1:]):
+    for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("gate").downstream_task_ids == {"register", "reject"}
     assert dag.get_task("choose_rollout").downstream_task_ids == {"approve", "deploy"}
