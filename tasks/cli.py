@@ -23,6 +23,7 @@ from tasks.config import (
     SampleArguments,
     ServeArguments,
     SmokeTestArguments,
+    SummaryArguments,
     StageArguments,
     TrainArguments,
 )
@@ -72,6 +73,7 @@ STEPS: dict[str, Step] = {
         "record, promote and look up models in the local registry",
         announce=False,
     ),
+    "summary": Step(SummaryArguments, "tasks.run_summary:run", "print what a pipeline run produced", announce=False),
     "stop-local": Step(
         EndpointArguments, "tasks.local_endpoint:stop", "stop the local endpoint after in-flight requests"
     ),

@@ -308,3 +308,9 @@ class SmokeTestArguments:
     def __post_init__(self):
         _require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
         _require(self.timeout > 0, "timeout", "positive", self.timeout)
+
+
+@dataclass
+class SummaryArguments:
+    run_folder: str = field(metadata={"help": "A pipeline run's artefact folder (staged/, model/, quantized/, ...)."})
+    state: str = field(default="", metadata={"help": "The local endpoint's state folder."})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -34,6 +35,11 @@ def run_airflow(env: dict, *args: str, check: bool = True, timeout: float = 900)
     return result
 
 
+def json_output(result: subprocess.CompletedProcess):
+    """The JSON line of an ``airflow ... -o json`` command (warnings may print before it)."""
+    return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith("[")))
+
+
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> dict:
     """A migrated Airflow home; yields the environment that points the CLI at it."""
@@ -41,3 +47,56 @@ def airflow_home(tmp_path_factory) -> dict:
     env = airflow_env(home, home / "artefacts")
     run_airflow(env, "db", "migrate")
     return env
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory):
+    """``airflow standalone`` (api-server on 127.0.0.1, scheduler, dag-processor, triggerer; LocalExecutor on
+    SQLite) with user admin/admin, until nlp_local is parsed. The schedule is set to a yearly cron, so only
+    the runs a test starts run. Stopped with the session."""
+    import signal
+    import time
+
+    import httpx
+
+    from tests.conftest import free_port
+
+    home, port = tmp_path_factory.mktemp("stack"), free_port()
+    (home / "passwords.json").write_text('{"admin": "admin"}')
+    url = f"http://127.0.0.1:{port}"
+    env = airflow_env(
+        home,
+        home / "artefacts",
+        AIRFLOW__API__HOST="127.0.0.1",
+        AIRFLOW__API__PORT=str(port),
+        AIRFLOW__API__BASE_URL=url,
+        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
+        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
+        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        NLP_RETRAIN_SCHEDULE="0 0 1 1 *",
+    )
+    log = home / "standalone.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, f"airflow standalone exited:\n{log.read_text()[-4000:]}"
+            assert time.monotonic() < deadline, f"the Airflow stack was not ready:\n{log.read_text()[-4000:]}"
+            try:
+                healthy = httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200
+            except httpx.TransportError:
+                healthy = False
+            if healthy and "nlp_local" in run_airflow(env, "dags", "list", "-o", "plain", check=False).stdout:
+                break
+            time.sleep(2)
+        yield {"env": env, "url": url, "home": home, "log": log}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()

@@ -5,7 +5,7 @@ import json
 import httpx
 import pytest
 
-from tests.airflow.conftest import run_airflow
+from tests.airflow.conftest import json_output, run_airflow
 from tests.conftest import free_port, run_tasks
 
 
@@ -19,7 +19,7 @@ def trigger(env: dict, conf: dict) -> str:
 
 def task_states(env: dict, run_id: str) -> dict:
     result = run_airflow(env, "tasks", "states-for-dag-run", "nlp_local", run_id, "-o", "json")
-    return {row["task_id"]: row["state"] for row in json.loads(result.stdout[result.stdout.index("[") :])}
+    return {row["task_id"]: row["state"] for row in json_output(result)}
 
 
 def registry(env: dict) -> list[dict]:

@@ -1,0 +1,42 @@
+"""``airflow backfill create`` with a scheduler running: one pipeline per interval, each in its own folder,
+each model registered, none deployed."""
+
+import json
+import time
+from pathlib import Path
+
+from tests.airflow.conftest import json_output, run_airflow
+from tests.conftest import run_tasks
+
+
+def backfill_runs(env: dict) -> list[dict]:
+    runs = json_output(run_airflow(env, "dags", "list-runs", "nlp_local", "-o", "json"))
+    return sorted((run for run in runs if run["run_id"].startswith("backfill__")), key=lambda run: run["run_id"])
+
+
+def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data, tiny_model):
+    env = airflow_stack["env"]
+    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
+            "learning_rate": 1e-3, "quantize": False, "min_accuracy": 0, "min_f1": 0, "deploy": True}  # fmt: skip
+    run_airflow(env, "dags", "unpause", "nlp_local")
+    run_airflow(env, "backfill", "create", "--dag-id", "nlp_local", "--from-date", "2023-01-01",
+                "--to-date", "2025-01-01", "--dag-run-conf", json.dumps(conf))  # fmt: skip
+
+    deadline = time.monotonic() + 900
+    while True:
+        runs = backfill_runs(env)
+        if len(runs) == 3 and all(run["state"] in ("success", "failed") for run in runs):
+            break
+        assert time.monotonic() < deadline, f"backfill not done: {runs}\n{airflow_stack['log'].read_text()[-3000:]}"
+        time.sleep(5)
+    assert [run["state"] for run in runs] == ["success"] * 3, runs
+
+    artefacts = Path(env["AIRFLOW_VAR_NLP_ARTEFACT_ROOT"])
+    folders = sorted(path.name for path in (artefacts / "nlp_local").iterdir())
+    assert folders == ["20230101T000000Z", "20240101T000000Z", "20250101T000000Z"]
+    for folder in folders:
+        assert {path.name for path in (artefacts / "nlp_local" / folder).iterdir()} == {"staged", "model", "evaluation"}
+    entries = json.loads(run_tasks("registry", "--registry", str(artefacts / "registry.sqlite")).stdout)
+    assert sorted(entry["logical_date"] for entry in entries) == folders
+    assert {entry["status"] for entry in entries} == {"approved"}  # registered, never production
+    assert not (artefacts / "nlp_local" / "endpoint").exists()
