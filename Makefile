@@ -47,7 +47,7 @@ $(DEMO)/airflow/airflow.db:
 
 # The Airflow UI on http://localhost:8080 would clash with the endpoint: it listens on 8081 (user admin, password admin).
 airflow: install $(DEMO)/airflow/airflow.db
-	$(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
+	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
 test: install lint
 	$(BIN)/python -m pytest

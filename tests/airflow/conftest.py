@@ -17,6 +17,7 @@ BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
     return {
         **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # airflow standalone starts `airflow ...` by name
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
