@@ -12,13 +12,16 @@ from airflow.sdk import Param
 
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
 DEFAULT_BASE_MODEL = "bert-base-uncased"
+# hf://OWNER/NAME[/CONFIG], s3://..., or a path on the worker (absolute, ./relative or ~).
+SOURCE_PATTERN = r"^(hf://[^/\s]+/[^/\s]+(/[^/\s]+)?|s3://\S+|[/.~]\S*)$"
 # The Params that decide which model training produces: equal values on equal data give the cached model.
 TRAINING_CONFIG = ("base_model", "epochs", "batch_size", "learning_rate", "max_seq_length", "precision", "seed",
                    "quantize", "quantization_tolerance")  # fmt: skip
 
 
-def _threshold(default: float, description: str) -> Param:
-    return Param(default, type="number", minimum=0, maximum=1, description=description, section="Promotion gate")
+def _threshold(default: float, title: str, description: str) -> Param:
+    return Param(default, type="number", minimum=0, maximum=1, title=title, description=description,
+                 section="Promotion gate")  # fmt: skip
 
 
 def pipeline_params() -> dict[str, Param]:
@@ -26,7 +29,7 @@ def pipeline_params() -> dict[str, Param]:
         "source": Param(
             DEFAULT_SOURCE,
             type="string",
-            minLength=1,
+            pattern=SOURCE_PATTERN,
             title="Data source",
             description="hf://OWNER/NAME/CONFIG, a folder or file on the worker, or s3://bucket/prefix.",
             section="Data and model",
@@ -89,10 +92,14 @@ def pipeline_params() -> dict[str, Param]:
             description="Largest relative accuracy loss INT8 may cost.",
             section="Quantisation",
         ),  # fmt: skip
-        "min_accuracy": _threshold(0.75, "Reject a candidate below this validation accuracy."),
-        "min_f1": _threshold(0.80, "Reject a candidate below this validation F1."),
-        "max_int8_loss": _threshold(0.01, "Reject an INT8 candidate losing more accuracy than this (relative)."),
-        "champion_margin": _threshold(0.01, "Reject a candidate this much less accurate than production."),
+        "min_accuracy": _threshold(0.75, "Minimum accuracy", "Reject a candidate below this validation accuracy."),
+        "min_f1": _threshold(0.80, "Minimum F1", "Reject a candidate below this validation F1."),
+        "max_int8_loss": _threshold(
+            0.01, "Maximum INT8 loss", "Reject an INT8 candidate losing more accuracy than this (relative)."
+        ),
+        "champion_margin": _threshold(
+            0.01, "Champion margin", "Reject a candidate this much less accurate than production."
+        ),
         "deploy": Param(
             True,
             type="boolean",

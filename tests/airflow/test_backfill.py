@@ -18,7 +18,6 @@ def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data
     env = airflow_stack["env"]
     conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
             "learning_rate": 1e-3, "quantize": False, "min_accuracy": 0, "min_f1": 0, "deploy": True}  # fmt: skip
-    run_airflow(env, "dags", "unpause", "nlp_local")
     run_airflow(env, "backfill", "create", "--dag-id", "nlp_local", "--from-date", "2023-01-01",
                 "--to-date", "2025-01-01", "--dag-run-conf", json.dumps(conf))  # fmt: skip
 
