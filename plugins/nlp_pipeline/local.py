@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import logging
 
-from airflow.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts
 from nlp_pipeline.assets import STAGED_DATA

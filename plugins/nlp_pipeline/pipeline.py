@@ -79,7 +79,7 @@ def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list
             subject="Roll out {{ ti.xcom_pull(task_ids='register')['version'] }} to the endpoint?",
             body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
             "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
-            execution_timeout=APPROVAL_TIMEOUT,
+            response_timeout=APPROVAL_TIMEOUT,
             retries=0,
         )
         deployed = platform.deploy(entry)

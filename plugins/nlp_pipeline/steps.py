@@ -13,7 +13,7 @@ import shlex
 import subprocess
 import sys
 
-from airflow.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 log = logging.getLogger(__name__)
 
