@@ -23,8 +23,8 @@ from tasks.config import (
     SampleArguments,
     ServeArguments,
     SmokeTestArguments,
-    SummaryArguments,
     StageArguments,
+    SummaryArguments,
     TrainArguments,
 )
 from tasks.errors import ConfigError, TaskError
