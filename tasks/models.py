@@ -64,15 +64,20 @@ def resolve(source: str) -> Path:
 
 
 def _download(uri: str, version: str = "") -> Path:
-    """A local copy of ``uri`` in the cache; ``version`` tells apart changing contents at one address."""
+    """A local copy of ``uri`` in the cache; ``version`` tells apart changing contents at one address (by
+    default, the size and ETag or time of every object there: a replaced artefact is downloaded again)."""
     import fsspec
 
+    try:
+        fs, remote = fsspec.core.url_to_fs(uri)
+        version = version or _contents_version(fs, remote)
+    except Exception as error:  # botocore and aiohttp errors alike
+        raise ModelError(f"{uri}: cannot list: {error}") from error
     target = cache_dir() / "models" / hashlib.sha256(f"{uri}{version}".encode()).hexdigest()[:16]
     if (target / ".complete").exists():
         return target
     work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
-        fs, remote = fsspec.core.url_to_fs(uri)
         if remote.endswith((".tar.gz", ".tgz")):
             work.mkdir(parents=True)
             with fs.open(remote, "rb") as handle, tarfile.open(fileobj=handle, mode="r:gz") as archive:
@@ -92,6 +97,17 @@ def _download(uri: str, version: str = "") -> Path:
     os.rename(work, target)
     log.info("downloaded %s to %s", uri, target)
     return target
+
+
+def _contents_version(fs, remote: str) -> str:
+    if not fs.exists(remote):
+        return ""
+    objects = fs.find(remote, detail=True) if fs.isdir(remote) else {remote: fs.info(remote)}
+    stamps = sorted(
+        (name, info.get("size"), str(info.get("ETag") or info.get("mtime") or info.get("LastModified") or ""))
+        for name, info in objects.items()
+    )
+    return hashlib.sha256(json.dumps(stamps, default=str).encode()).hexdigest()[:16]
 
 
 def _from_hub(repo_id: str) -> Path:

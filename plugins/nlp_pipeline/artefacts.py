@@ -1,25 +1,41 @@
 """Where a run's artefacts, the registry and the local endpoint's state live.
 
-    ROOT/registry.sqlite                 the model registry (all DAGs)
-    ROOT/DAG_ID/endpoint/                the local endpoint's state folder
-    ROOT/DAG_ID/RUN_KEY/{staged,model,quantized,evaluation}
+    ROOT/DAG_ID/RUN_KEY/{staged,model,quantized,evaluation}   one folder per run and step
+    ROOT/registry.sqlite                                       the model registry (all DAGs)
+    ROOT/DAG_ID/endpoint/                                      the local endpoint's state folder
 
 ROOT is the Airflow Variable ``nlp_artefact_root`` (or ``AIRFLOW_VAR_NLP_ARTEFACT_ROOT``), by default
 ``$AIRFLOW_HOME/nlp-artefacts``. RUN_KEY is the run's logical date (its run-after time when a manual run
 has none), so each backfill interval writes its own folder, and re-running an interval replaces it.
+
+ROOT may be remote (``s3://bucket/prefix``): each step then writes into a local workspace
+(``$AIRFLOW_HOME/nlp-workspace/DAG_ID/RUN_KEY/STEP``), which is uploaded to ROOT once the step succeeded;
+the next steps of the run read the local copy, and the registry points at the uploaded one. The registry
+(a SQLite file) and the endpoint's state, which must be on the worker, stay under ``$AIRFLOW_HOME``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from airflow.sdk import Variable
 
+log = logging.getLogger(__name__)
 
-def root() -> Path:
-    default = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow")) / "nlp-artefacts"
-    return Path(Variable.get("nlp_artefact_root", default=str(default))).expanduser().absolute()
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
+
+
+def root() -> str:
+    configured = Variable.get("nlp_artefact_root", default=str(airflow_home() / "nlp-artefacts"))
+    return configured.rstrip("/") if is_remote(configured) else str(Path(configured).expanduser().absolute())
+
+
+def is_remote(location: str) -> bool:
+    return "://" in location
 
 
 def run_key(context) -> str:
@@ -27,13 +43,40 @@ def run_key(context) -> str:
     return moment.strftime("%Y%m%dT%H%M%SZ")
 
 
-def run_folder(context) -> Path:
-    return root() / context["dag"].dag_id / run_key(context)
+def run_folder(context) -> str:
+    return f"{root()}/{context['dag'].dag_id}/{run_key(context)}"
+
+
+def workspace(context, step: str) -> Path:
+    """The local folder a step writes into: the artefact folder itself when ROOT is local."""
+    if is_remote(root()):
+        return airflow_home() / "nlp-workspace" / context["dag"].dag_id / run_key(context) / step
+    return Path(run_folder(context)) / step
+
+
+def publish(context, step: str, local: Path) -> str:
+    """The artefact's location under ROOT: ``local`` uploaded there when ROOT is remote (replacing what was)."""
+    target = f"{run_folder(context)}/{step}"
+    if not is_remote(target):
+        return target
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+    fs.put(f"{local}/", f"{path}/", recursive=True)
+    log.info("uploaded %s to %s", local, target)
+    return target
+
+
+def _local_root() -> Path:
+    location = root()
+    return airflow_home() / "nlp-artefacts" if is_remote(location) else Path(location)
 
 
 def registry_file() -> Path:
-    return root() / "registry.sqlite"
+    return _local_root() / "registry.sqlite"
 
 
 def endpoint_state(context) -> Path:
-    return root() / context["dag"].dag_id / "endpoint"
+    return _local_root() / context["dag"].dag_id / "endpoint"

@@ -1,7 +1,9 @@
 """The local platform: every step is its ``python -m tasks`` command in a subprocess of the worker.
 
-Artefacts are folders under the artefact root (artefacts.py), the registry is a SQLite file beside them,
-and the endpoint is the long-running local server of ``deploy-local``, swapped in place.
+Artefacts are folders under the artefact root (artefacts.py: local, or uploaded to s3://), the registry
+is a SQLite file beside them, and the endpoint is the long-running local server of ``deploy-local``,
+swapped in place. XCom carries each artefact's ``uri`` (under the root) and the local copy the next steps
+of the run read.
 """
 
 from __future__ import annotations
@@ -30,17 +32,18 @@ def training_config(params) -> dict:
 
 @task(outlets=[STAGED_DATA])
 def stage_dataset(**context) -> dict:
-    params, output = context["params"], artefacts.run_folder(context) / "staged"
+    params, output = context["params"], artefacts.workspace(context, "staged")
     run_step("stage", "--source", params["source"], "--output", output, "--tokenizer", params["base_model"],
              "--max-seq-length", params["max_seq_length"])  # fmt: skip
     manifest = json.loads((output / "manifest.json").read_text())
     rows = {name: split["rows"] for name, split in manifest["splits"].items()}
-    return {"data": str(output), "fingerprint": manifest["fingerprint"], "rows": rows}
+    uri = artefacts.publish(context, "staged", output)
+    return {"data": str(output), "uri": uri, "fingerprint": manifest["fingerprint"], "rows": rows}
 
 
 @task
 def train(staged: dict, **context) -> dict:
-    params, output = context["params"], artefacts.run_folder(context) / "model"
+    params, output = context["params"], artefacts.workspace(context, "model")
     production, config = production_model(), training_config(params)
     if production and production["data_fingerprint"] == staged["fingerprint"] and production["config"] == config:
         raise AirflowSkipException(
@@ -51,7 +54,8 @@ def train(staged: dict, **context) -> dict:
              "--epochs", params["epochs"], "--batch-size", params["batch_size"],
              "--learning-rate", params["learning_rate"], "--precision", params["precision"],
              "--seed", params["seed"])  # fmt: skip
-    return {"model": str(output), "metrics": json.loads((output / "metrics.json").read_text())}
+    metrics = json.loads((output / "metrics.json").read_text())
+    return {"model": str(output), "uri": artefacts.publish(context, "model", output), "metrics": metrics}
 
 
 @task
@@ -59,17 +63,20 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
     params = context["params"]
     if not params["quantize"]:
         log.info("quantisation is off for this run: the FP32 model is the candidate")
-        return {"model": trained["model"], "chosen_precision": "fp32", "reason": "quantisation off"}
-    output = artefacts.run_folder(context) / "quantized"
+        return {"model": trained["model"], "uri": trained["uri"], "chosen_precision": "fp32",
+                "reason": "quantisation off"}  # fmt: skip
+    output = artefacts.workspace(context, "quantized")
     run_step("quantize", "--model", trained["model"], "--data", staged["data"], "--output", output,
              "--tolerance", params["quantization_tolerance"])  # fmt: skip
     report = json.loads((output / "quantization.json").read_text())
-    return {"model": str(output)} | {key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")}
+    return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | {
+        key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")
+    }
 
 
 @task
 def evaluate(staged: dict, candidate: dict, **context) -> dict:
-    params, output = context["params"], artefacts.run_folder(context) / "evaluation"
+    params, output = context["params"], artefacts.workspace(context, "evaluation")
     production = production_model()
     champion = ["--champion", production["model"]] if production else []
     run_step("evaluate", "--model", candidate["model"], "--data", staged["data"], "--output", output, *champion,
@@ -77,7 +84,8 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
              "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"])  # fmt: skip
     evaluation = json.loads((output / "evaluation.json").read_text())
     keys = ("decision", "reasons", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision")
-    return {"evaluation": str(output), "model": candidate["model"], "champion_model": evaluation["champion_model"],
+    artefacts.publish(context, "evaluation", output)
+    return {"evaluation": str(output), "model": candidate["uri"], "champion_model": evaluation["champion_model"],
             "champion": evaluation["champion"] and {k: evaluation["champion"][k] for k in ("accuracy", "f1")},
             } | {key: evaluation[key] for key in keys}  # fmt: skip
 

@@ -62,3 +62,25 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     assert rejected["status"] == "archived" and rejected["decision"] == "reject"
     assert any(reason.startswith("min_accuracy: FAIL") for reason in rejected["reasons"])
     assert httpx.get(f"http://127.0.0.1:{port}/ping").json()["model_version"] == entry["version"]
+
+
+def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home, s3, raw_data, tiny_model):
+    root = f"s3://{s3['bucket']}/artefacts"
+    env = airflow_home | s3["env"] | {"AIRFLOW_VAR_NLP_ARTEFACT_ROOT": root}
+    port = free_port()
+    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
+            "learning_rate": 1e-3, "quantize": False, "min_accuracy": 0, "min_f1": 0, "champion_margin": 1,
+            "endpoint_port": port}  # fmt: skip
+    state = f"{env['AIRFLOW_HOME']}/nlp-artefacts/nlp_local/endpoint"
+    try:
+        trigger(env, conf)
+        listed = s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix="artefacts/nlp_local/")["Contents"]
+        steps = {key["Key"].split("/")[3] for key in listed}
+        assert steps == {"staged", "model", "evaluation"}
+        registry_file = f"{env['AIRFLOW_HOME']}/nlp-artefacts/registry.sqlite"
+        [entry] = json.loads(run_tasks("registry", "--registry", registry_file).stdout)
+        assert entry["status"] == "production" and entry["model"].startswith(f"{root}/nlp_local/")
+        served = httpx.get(f"http://127.0.0.1:{port}/ping").json()
+        assert served["model_version"] == entry["version"]
+    finally:
+        run_tasks("stop-local", "--state", state, check=False)

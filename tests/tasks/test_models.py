@@ -141,6 +141,16 @@ def test_s3_folder_and_sagemaker_model_tarball_are_downloaded_once(s3, tiny_mode
     assert load_classifier(f"s3://{s3['bucket']}/jobs/train-1/output/model.tar.gz").config.hidden_size == 32
 
 
+def test_a_replaced_s3_model_is_downloaded_again(s3, tiny_model):
+    folder_uri = upload_folder(s3["client"], tiny_model, s3["bucket"], "runs/20260105T000000Z/model")
+    first = resolve(folder_uri)
+    config = json.loads((tiny_model / "config.json").read_text()) | {"retrained": True}
+    key = "runs/20260105T000000Z/model/config.json"
+    s3["client"].put_object(Bucket=s3["bucket"], Key=key, Body=json.dumps(config).encode())
+    second = resolve(folder_uri)
+    assert second != first and json.loads((second / "config.json").read_text())["retrained"] is True
+
+
 def test_missing_s3_model_is_a_model_error(s3):
     with pytest.raises(ModelError, match="no such folder or model.tar.gz"):
         resolve(f"s3://{s3['bucket']}/models/absent")
