@@ -31,7 +31,7 @@ def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny
         return httpx.get(f"{tasks}/{task_id}", headers=headers).json().get("state")
 
     try:
-        wait_until(lambda: state("approve") == "deferred", 600, "the approval to be asked for")
+        wait_until(lambda: state("approve") in ("deferred", "awaiting_input"), 600, "the approval to be asked for")
         assert state("deploy") is None and state("register") == "success"
         answer = httpx.patch(f"{tasks}/approve/-1/hitlDetails", headers=headers, json={"chosen_options": ["Approve"]})
         answer.raise_for_status()
