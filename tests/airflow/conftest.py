@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import REPO
 
+# The api-server waits on SQLite while the scheduler writes: far longer than httpx's default 5 s at times.
+REST_TIMEOUT = 60
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 
 
@@ -57,7 +59,8 @@ def airflow_home(tmp_path_factory) -> dict:
 def api_headers(url: str) -> dict:
     import httpx
 
-    token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": "admin"}).json()["access_token"]
+    token = httpx.post(f"{url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=REST_TIMEOUT)
+    token = token.json()["access_token"]
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -68,12 +71,15 @@ def fail_scheduled_runs(url: str, timeout: float = 60) -> None:
 
     headers, runs = api_headers(url), f"{url}/api/v2/dags/nlp_local/dagRuns"
     deadline = time.monotonic() + timeout
-    while not (scheduled := [run for run in httpx.get(runs, headers=headers).json()["dag_runs"]
+    while not (scheduled := [run for run in httpx.get(runs, headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
                              if run["run_type"] == "scheduled"]):  # fmt: skip
         assert time.monotonic() < deadline, "unpausing nlp_local scheduled no run"
         time.sleep(1)
     for run in scheduled:
-        httpx.patch(f"{runs}/{run['dag_run_id']}", headers=headers, json={"state": "failed"}).raise_for_status()
+        failed = httpx.patch(
+            f"{runs}/{run['dag_run_id']}", headers=headers, json={"state": "failed"}, timeout=REST_TIMEOUT
+        )
+        failed.raise_for_status()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from tests.airflow.conftest import api_headers
+from tests.airflow.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
 
 
@@ -22,22 +22,28 @@ def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny
     conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
             "learning_rate": 1e-3, "quantize": False, "min_accuracy": 0, "min_f1": 0, "champion_margin": 1,
             "require_approval": True, "endpoint_port": port}  # fmt: skip
-    run = httpx.post(runs, headers=headers, json={"logical_date": None, "conf": conf})
+    run = httpx.post(runs, headers=headers, json={"logical_date": None, "conf": conf}, timeout=REST_TIMEOUT)
     run.raise_for_status()
     run_id = run.json()["dag_run_id"]
     tasks = f"{runs}/{run_id}/taskInstances"
 
     def state(task_id: str) -> str | None:
-        return httpx.get(f"{tasks}/{task_id}", headers=headers).json().get("state")
+        return httpx.get(f"{tasks}/{task_id}", headers=headers, timeout=REST_TIMEOUT).json().get("state")
 
     try:
         wait_until(lambda: state("approve") in ("deferred", "awaiting_input"), 600, "the approval to be asked for")
         assert state("deploy") is None and state("register") == "success"
-        answer = httpx.patch(f"{tasks}/approve/-1/hitlDetails", headers=headers, json={"chosen_options": ["Approve"]})
+        answer = httpx.patch(
+            f"{tasks}/approve/-1/hitlDetails",
+            headers=headers,
+            json={"chosen_options": ["Approve"]},
+            timeout=REST_TIMEOUT,
+        )
         answer.raise_for_status()
         final = wait_until(
             lambda: (
-                (run := httpx.get(f"{runs}/{run_id}", headers=headers).json())["state"] in ("success", "failed")
+                (run := httpx.get(f"{runs}/{run_id}", headers=headers, timeout=REST_TIMEOUT).json())["state"]
+                in ("success", "failed")
                 and run["state"]
             ),
             600,

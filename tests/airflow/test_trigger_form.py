@@ -9,7 +9,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.airflow.conftest import api_headers
+from tests.airflow.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import REPO, free_port, run_tasks
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,7 +32,7 @@ def browser():
 
 def manual_runs(url: str) -> list[str]:
     headers = api_headers(url)
-    runs = httpx.get(f"{url}/api/v2/dags/nlp_local/dagRuns", headers=headers).json()["dag_runs"]
+    runs = httpx.get(f"{url}/api/v2/dags/nlp_local/dagRuns", headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
     return [run["dag_run_id"] for run in runs if run["run_type"] == "manual"]
 
 
@@ -40,7 +40,9 @@ def wait_for_run(url: str, run_id: str, timeout: float = 900) -> str:
     headers = api_headers(url)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        state = httpx.get(f"{url}/api/v2/dags/nlp_local/dagRuns/{run_id}", headers=headers).json()["state"]
+        state = httpx.get(
+            f"{url}/api/v2/dags/nlp_local/dagRuns/{run_id}", headers=headers, timeout=REST_TIMEOUT
+        ).json()["state"]
         if state in ("success", "failed"):
             return state
         time.sleep(5)

@@ -158,7 +158,11 @@ def test_a_restarted_endpoint_remembers_its_previous_model(state, trained_tiny, 
     assert restarted["current"]["model"] == str(int8_tiny)
     assert restarted["previous"]["model"] == str(trained_tiny)
     assert [entry["action"] for entry in restarted["history"]] == ["start", "start"]
-    run_tasks("rollback", "--state", str(state))
+    fp32, int8 = restarted["previous"]["version"], restarted["current"]["version"]
+    stale = run_tasks("rollback", "--state", str(state), "--expect-version", fp32)  # another rollout won since
+    assert f"nothing to roll back: the endpoint serves {int8}, not {fp32}" in stale.stdout
+    assert status(state)["current"]["version"] == int8
+    run_tasks("rollback", "--state", str(state), "--expect-version", int8)
     assert status(state)["current"]["model"] == str(trained_tiny)
 
 
