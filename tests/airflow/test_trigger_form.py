@@ -53,6 +53,7 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
     from playwright.sync_api import expect
 
     url, port = airflow_stack["url"], free_port()
+    runs_before = manual_runs(url)  # other tests share the stack
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     page.goto(f"{url}/")
     page.get_by_label("Username").fill("admin")
@@ -72,7 +73,7 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
     expect(form.get_by_text("Invalid input for param source: 'mrpc data' does not match")).to_be_visible()
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=SCREENSHOTS / "trigger-form-refuses-bad-source.png")
-    assert page.url == f"{url}/dags/nlp_local" and manual_runs(url) == []
+    assert page.url == f"{url}/dags/nlp_local" and manual_runs(url) == runs_before
     source.fill(str(raw_data))
     form.locator("[name=element_base_model]").fill(str(tiny_model))
     form.get_by_role("button", name="Training").click()
@@ -80,8 +81,8 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
     form.locator("[name=element_batch_size]").fill("16")
     form.locator("[name=element_learning_rate]").fill("0.001")
     form.get_by_role("button", name="Promotion gate").click()
-    for threshold in ("min_accuracy", "min_f1"):
-        form.locator(f"[name=element_{threshold}]").fill("0")
+    for threshold, value in (("min_accuracy", "0"), ("min_f1", "0"), ("champion_margin", "1")):
+        form.locator(f"[name=element_{threshold}]").fill(value)
     form.get_by_role("button", name="Rollout").click()
     form.locator("[name=element_endpoint_port]").fill(str(port))
     trigger.click()
