@@ -5,7 +5,9 @@ import json
 import time
 from pathlib import Path
 
-from tests.airflow.conftest import json_output, run_airflow
+import httpx
+
+from tests.airflow.conftest import REST_TIMEOUT, api_headers, json_output, run_airflow
 from tests.conftest import run_tasks
 
 
@@ -31,12 +33,16 @@ def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data
         time.sleep(5)
     assert [run["state"] for run in runs] == ["success"] * 3, runs
 
-    artefacts = Path(env["AIRFLOW_VAR_NLP_ARTEFACT_ROOT"])
-    folders = sorted(path.name for path in (artefacts / "nlp_local").iterdir())
-    assert folders == ["20230101T000000Z", "20240101T000000Z", "20250101T000000Z"]
+    artefacts = Path(env["AIRFLOW_VAR_NLP_ARTEFACT_ROOT"])  # shared with the other tests on the stack
+    folders = ["20230101T000000Z", "20240101T000000Z", "20250101T000000Z"]
     for folder in folders:
         assert {path.name for path in (artefacts / "nlp_local" / folder).iterdir()} == {"staged", "model", "evaluation"}
     entries = json.loads(run_tasks("registry", "--registry", str(artefacts / "registry.sqlite")).stdout)
-    assert sorted(entry["logical_date"] for entry in entries) == folders
-    assert {entry["status"] for entry in entries} == {"approved"}  # registered, never production
-    assert not (artefacts / "nlp_local" / "endpoint").exists()
+    backfilled = [entry for entry in entries if entry["run_id"].startswith("backfill__")]
+    assert sorted(entry["logical_date"] for entry in backfilled) == folders
+    assert {entry["status"] for entry in backfilled} == {"approved"}  # registered, never production
+    headers = api_headers(airflow_stack["url"])
+    for run in runs:
+        deploy = httpx.get(f"{airflow_stack['url']}/api/v2/dags/nlp_local/dagRuns/{run['run_id']}/taskInstances/deploy",
+                           headers=headers, timeout=REST_TIMEOUT).json()  # fmt: skip
+        assert deploy["state"] == "skipped", run["run_id"]
