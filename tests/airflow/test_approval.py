@@ -57,6 +57,9 @@ def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny
         )
         assert final == "success" and state("deploy") == "success" and state("mark_production") == "success"
         assert httpx.get(f"http://127.0.0.1:{port}/ping").json()["status"] == "ready"
-    finally:
+    finally:  # never leave this run active: with max_active_runs=1 it would hold back every later test's run
+        current = httpx.get(f"{runs}/{run_id}", headers=headers, timeout=REST_TIMEOUT).json()["state"]
+        if current not in ("success", "failed"):
+            httpx.patch(f"{runs}/{run_id}", headers=headers, json={"state": "failed"}, timeout=REST_TIMEOUT)
         run_tasks("stop-local", "--state", f"{airflow_stack['env']['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint",
                   check=False)  # fmt: skip
