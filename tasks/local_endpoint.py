@@ -135,7 +135,7 @@ def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     try:
         wait_ready(url, process, args.timeout, folder / endpoint_state.SERVER_LOG)
     except EndpointError:
-        _terminate(process)
+        terminate(process)
         raise
 
 
@@ -171,7 +171,8 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float, log_file: Pa
     raise EndpointError(f"the server was not ready within {timeout:.0f} s:\n{_tail(log_file)}")
 
 
-def _terminate(process: subprocess.Popen) -> None:
+def terminate(process: subprocess.Popen) -> None:
+    """SIGTERM, 30 s to drain and exit, then SIGKILL."""
     process.terminate()
     try:
         process.wait(timeout=30)

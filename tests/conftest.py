@@ -198,11 +198,7 @@ class ServerProcess:
         return wait_ready(self.url, self.process, timeout, self.log_path)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        from tasks.local_endpoint import terminate
+
+        terminate(self.process)
         return self.process.returncode
