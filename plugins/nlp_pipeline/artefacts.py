@@ -12,12 +12,19 @@ ROOT may be remote (``s3://bucket/prefix``): each step then writes into a local 
 (``$AIRFLOW_HOME/nlp-workspace/DAG_ID/RUN_KEY/STEP``), which is uploaded to ROOT once the step succeeded;
 the next steps of the run read the local copy, and the registry points at the uploaded one. The registry
 (a SQLite file) and the endpoint's state, which must be on the worker, stay under ``$AIRFLOW_HOME``.
+
+S3 cannot rename a folder, so a remote artefact is replaced atomically the way table formats commit:
+each upload goes to a new prefix ``STEP/UPLOAD_ID/`` and, once complete, the one object ``STEP/LATEST``
+is overwritten with its id (a single PUT, atomic). A reader sees the old upload or the new one, never a
+mix; a URI handed on by XCom or kept in the registry names one upload and stays valid (an S3 lifecycle
+rule may expire old uploads).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airflow.sdk import Variable
@@ -54,19 +61,22 @@ def workspace(context, step: str) -> Path:
     return Path(run_folder(context)) / step
 
 
+LATEST = "LATEST"
+
+
 def publish(context, step: str, local: Path) -> str:
-    """The artefact's location under ROOT: ``local`` uploaded there when ROOT is remote (replacing what was)."""
+    """The artefact's location under ROOT; when ROOT is remote, ``local`` uploaded as the step's latest upload."""
     target = f"{run_folder(context)}/{step}"
     if not is_remote(target):
         return target
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(target)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-    fs.put(f"{local}/", f"{path}/", recursive=True)
-    log.info("uploaded %s to %s", local, target)
-    return target
+    upload = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-try{context['ti'].try_number}"
+    fs.put(f"{local}/", f"{path}/{upload}/", recursive=True)
+    fs.pipe_file(f"{path}/{LATEST}", upload.encode())
+    log.info("uploaded %s to %s/%s (now %s/%s)", local, target, upload, target, LATEST)
+    return f"{target}/{upload}"
 
 
 def _local_root() -> Path:

@@ -77,9 +77,13 @@ def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home
         listed = s3["client"].list_objects_v2(Bucket=s3["bucket"], Prefix="artefacts/nlp_local/")["Contents"]
         steps = {key["Key"].split("/")[3] for key in listed}
         assert steps == {"staged", "model", "evaluation"}
+        assert {key["Key"].split("/", 3)[3] for key in listed if key["Key"].endswith("/LATEST")} == {
+            f"{step}/LATEST" for step in steps
+        }
         registry_file = f"{env['AIRFLOW_HOME']}/nlp-artefacts/registry.sqlite"
         [entry] = json.loads(run_tasks("registry", "--registry", registry_file).stdout)
         assert entry["status"] == "production" and entry["model"].startswith(f"{root}/nlp_local/")
+        assert entry["model"].rsplit("/", 1)[1].endswith("-try1"), "the registry names one upload of the model"
         served = httpx.get(f"http://127.0.0.1:{port}/ping").json()
         assert served["model_version"] == entry["version"]
     finally:
