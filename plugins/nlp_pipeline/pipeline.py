@@ -80,7 +80,7 @@ def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list
             body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
             "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
             response_timeout=APPROVAL_TIMEOUT,
-            retries=1,  # once, for a worker lost before the question was asked; a person's answer is final
+            retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (README, Approval)
         )
         deployed = platform.deploy(entry)
         choose_rollout(entry) >> [approve, deployed]

@@ -1,8 +1,8 @@
 """A throwaway PostgreSQL cluster on 127.0.0.1 for the Airflow metadata database of the stack tests.
 
 Airflow's scheduler, dag-processor, triggerer, api-server and task runners all write the metadata database at
-once; on SQLite they serialise on one file lock and lose updates under load (a human-in-the-loop task parked
-as ``deferred`` came back ``failed``). PostgreSQL is what Airflow supports for that, so the stack runs on it.
+once; on SQLite they take turns on one file lock (the CLI then fails with "database is locked" and the REST API
+stalls). PostgreSQL is the database Airflow documents for that, and the one a deployment runs on.
 Debian's ``postgresql`` package provides the binaries (``make postgresql`` installs it). PostgreSQL refuses to
 run as root: as root, the cluster belongs to the ``postgres`` user the package creates.
 """
