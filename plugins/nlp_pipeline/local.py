@@ -21,6 +21,8 @@ from nlp_pipeline.steps import run_step, run_step_json
 
 log = logging.getLogger(__name__)
 
+ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
+
 
 def production_model() -> dict | None:
     return run_step_json("registry", "--registry", artefacts.registry_file(), "--action", "production")

@@ -19,7 +19,7 @@ from types import ModuleType
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from nlp_pipeline.assets import SOURCE_DATA
 from nlp_pipeline.params import pipeline_params
@@ -41,7 +41,7 @@ def gate(evaluation: dict) -> str:
 
 
 @task.branch
-def choose_rollout(entry: dict, **context) -> str | None:
+def choose_rollout(entry: dict, rollout_start: str, **context) -> str | None:
     params, run_type = context["params"], context["dag_run"].run_type
     if run_type == "backfill":
         print(f"{entry['version']} registered; a backfill run never deploys, so production never goes back in time")
@@ -49,11 +49,14 @@ def choose_rollout(entry: dict, **context) -> str | None:
     if not params["deploy"]:
         print(f"{entry['version']} registered; deploy is off for this run")
         return None
-    return "approve" if params["require_approval"] else "deploy"
+    return "approve" if params["require_approval"] else rollout_start
 
 
-def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list[str]) -> DAG:
-    """The DAG for ``platform``: a module with the step tasks (stage_dataset ... rollback)."""
+def build_pipeline(
+    dag_id: str, platform: ModuleType, *, doc_md: str, tags: list[str], params: dict[str, Param] | None = None
+) -> DAG:
+    """The DAG for ``platform``: a module with the step tasks (stage_dataset ... rollback) and ``ROLLOUT_START``,
+    the first task of its rollout; ``params`` adds the platform's own Params to the shared ones."""
     schedule = AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(os.environ.get("NLP_RETRAIN_SCHEDULE", "@weekly"), timezone="UTC"),
         assets=[SOURCE_DATA],
@@ -65,7 +68,7 @@ def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list
         catchup=False,
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
-        params=pipeline_params(),
+        params=pipeline_params() | (params or {}),
         tags=["nlp", "bert", "int8", *tags],
         doc_md=doc_md,
     ) as dag:
@@ -83,8 +86,9 @@ def build_pipeline(dag_id: str, platform: ModuleType, *, doc_md: str, tags: list
             retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (README, Approval)
         )
         deployed = platform.deploy(entry)
-        choose_rollout(entry) >> [approve, deployed]
-        approve >> deployed
+        rollout = dag.get_task(platform.ROLLOUT_START)
+        choose_rollout(entry, platform.ROLLOUT_START) >> [approve, rollout]
+        approve >> rollout
         smoke = platform.smoke_test(deployed)
         platform.mark_production(entry, smoke)
         [deployed, smoke] >> platform.rollback()

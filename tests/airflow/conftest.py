@@ -16,6 +16,8 @@ from tests.conftest import REPO
 # The api-server shares two cores with training steps: slower than httpx's default 5 s at times.
 REST_TIMEOUT = 60
 BIN = Path(os.environ.get("VIRTUAL_ENV", REPO / ".venv")) / "bin"
+# Test artefacts CI keeps: screenshots, and the whole output of an airflow command that failed.
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
 def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
@@ -36,14 +38,37 @@ def run_airflow(env: dict, *args: str, check: bool = True, timeout: float = 900)
     """``airflow ARGS`` with ``env``; its exit status checked unless ``check`` is false."""
     result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode}:\n{result.stdout[-6000:]}\n"
-                             f"{result.stderr[-6000:]}")  # fmt: skip
+        raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode} (whole output: "
+                             f"{keep_output(result, args)}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")  # fmt: skip
     return result
+
+
+def keep_output(result: subprocess.CompletedProcess, args) -> Path:
+    """Save a command's whole output under ARTIFACTS, named after its first arguments."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / ("airflow-" + "-".join(str(arg) for arg in args[:4]).replace("/", "_") + ".log")
+    path.write_text(f"$ airflow {' '.join(map(str, args))}\n{result.stdout}\n{result.stderr}")
+    return path
 
 
 def json_output(result: subprocess.CompletedProcess):
     """The JSON line of an ``airflow ... -o json`` command (warnings may print before it)."""
     return json.loads(next(line for line in reversed(result.stdout.splitlines()) if line.startswith("[")))
+
+
+def dags_test(env: dict, dag_id: str, conf: dict, logical_date: str | None = None, state: str = "success") -> str:
+    """``airflow dags test DAG_ID [LOGICAL_DATE] -c CONF``, which must end in ``state``; returns the run id."""
+    result = run_airflow(env, "dags", "test", dag_id, *([logical_date] if logical_date else []), "-c", json.dumps(conf))
+    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
+    assert finished and f"state={state}" in finished[-1], (
+        f"{keep_output(result, ('dags', 'test', dag_id))}: {result.stdout[-6000:]}"
+    )
+    return finished[-1].split("run_id=")[1].split(",")[0]
+
+
+def task_states(env: dict, dag_id: str, run_id: str) -> dict:
+    result = run_airflow(env, "tasks", "states-for-dag-run", dag_id, run_id, "-o", "json")
+    return {row["task_id"]: row["state"] for row in json_output(result)}
 
 
 @pytest.fixture(scope="session")

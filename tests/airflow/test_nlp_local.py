@@ -5,21 +5,16 @@ import json
 import httpx
 import pytest
 
-from tests.airflow.conftest import json_output, run_airflow
+from tests.airflow.conftest import dags_test, task_states
 from tests.conftest import free_port, run_tasks
 
 
 def trigger(env: dict, conf: dict) -> str:
-    """Run the DAG once with ``conf``; returns its run id."""
-    result = run_airflow(env, "dags", "test", "nlp_local", "-c", json.dumps(conf))
-    finished = [line for line in result.stdout.splitlines() if "DagRun Finished" in line]
-    assert finished and "state=success" in finished[-1], result.stdout[-4000:]
-    return finished[-1].split("run_id=")[1].split(",")[0]
+    return dags_test(env, "nlp_local", conf)
 
 
-def task_states(env: dict, run_id: str) -> dict:
-    result = run_airflow(env, "tasks", "states-for-dag-run", "nlp_local", run_id, "-o", "json")
-    return {row["task_id"]: row["state"] for row in json_output(result)}
+def states_of(env: dict, run_id: str) -> dict:
+    return task_states(env, "nlp_local", run_id)
 
 
 def registry(env: dict) -> list[dict]:
@@ -39,7 +34,7 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 2, "batch_size": 16,
             "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0, "endpoint_port": port}  # fmt: skip
     first = trigger(airflow_home, conf)
-    states = task_states(airflow_home, first)
+    states = states_of(airflow_home, first)
     ran = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
            "smoke_test", "mark_production"]  # fmt: skip
     assert {task: states[task] for task in ran} == dict.fromkeys(ran, "success")
@@ -55,7 +50,7 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
 
     barely_trained = conf | {"epochs": 1, "learning_rate": 1e-7, "min_accuracy": 0.75, "min_f1": 0.8}
     second = trigger(airflow_home, barely_trained)
-    states = task_states(airflow_home, second)
+    states = states_of(airflow_home, second)
     assert states["reject"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
     production, rejected = registry(airflow_home)
     assert (production["id"], production["status"]) == (entry["id"], "production")

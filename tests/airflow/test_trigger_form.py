@@ -1,7 +1,6 @@
 """The Airflow UI in a real browser (Debian's chromium, driven by Playwright): sign in, open nlp_local, fill
 the trigger form, see an invalid value refused, trigger, and watch the run succeed."""
 
-import os
 import time
 from pathlib import Path
 from urllib.parse import unquote
@@ -9,14 +8,14 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.airflow.conftest import REST_TIMEOUT, api_headers
-from tests.conftest import REPO, free_port, run_tasks
+from tests.airflow.conftest import ARTIFACTS, REST_TIMEOUT, api_headers
+from tests.conftest import free_port, run_tasks
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As root, without a sandbox; no background traffic, which this machine's closed network refuses.
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                   "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]  # fmt: skip
-SCREENSHOTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
+SCREENSHOTS = ARTIFACTS
 
 
 @pytest.fixture
