@@ -124,3 +124,97 @@ def pipeline_params() -> dict[str, Param]:
             section="Rollout",
         ),  # fmt: skip
     }
+
+
+# Intel Xeon instance families: c6i/m6i/r6i (Ice Lake, AVX-512 VNNI), c7i/m7i/r7i (Sapphire Rapids, AMX).
+INTEL_INSTANCE = r"^ml\.(c|m|r)(6i|7i)\.(large|[0-9]*xlarge)$"
+
+
+def _instance(default: str, title: str, description: str) -> Param:
+    return Param(default, type="string", pattern=INTEL_INSTANCE, title=title, description=description,
+                 section="SageMaker")  # fmt: skip
+
+
+def sagemaker_params() -> dict[str, Param]:
+    """What only the SageMaker platform needs: instances, Spot, the rollout policy, the model registry."""
+    return {
+        "processing_instance_type": _instance("ml.c6i.2xlarge", "Processing instance", "Stage, quantise, evaluate."),
+        "training_instance_type": _instance("ml.c7i.4xlarge", "Training instance", "Intel Xeon; AMX on c7i/m7i."),
+        "training_instance_count": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=16,
+            title="Training instances",
+            description="More than 1 trains multi-worker (one TensorFlow worker per instance).",
+            section="SageMaker",
+        ),  # fmt: skip
+        "spot_training": Param(
+            False,
+            type="boolean",
+            title="Managed Spot training",
+            description="Train on Spot capacity; checkpoints on S3 let an interrupted job resume.",
+            section="SageMaker",
+        ),  # fmt: skip
+        "max_runtime_hours": Param(
+            6,
+            type="integer",
+            minimum=1,
+            maximum=120,
+            title="Max training hours",
+            description="MaxRuntimeInSeconds; with Spot, MaxWaitTimeInSeconds is twice this.",
+            section="SageMaker",
+        ),  # fmt: skip
+        "endpoint_instance_type": _instance("ml.c6i.xlarge", "Endpoint instance", "Serves the INT8 model."),
+        "endpoint_instance_count": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=20,
+            title="Endpoint instances",
+            section="SageMaker",
+            description="Instances behind the endpoint.",
+        ),  # fmt: skip
+        "traffic_shifting": Param(
+            "canary",
+            type="string",
+            enum=["canary", "linear", "all_at_once"],
+            title="Traffic shifting",
+            description="How an update moves traffic to the new fleet (blue/green).",
+            section="SageMaker",
+        ),  # fmt: skip
+        "traffic_step_percent": Param(
+            10,
+            type="integer",
+            minimum=1,
+            maximum=100,
+            title="Traffic step %",
+            description="Canary size, or each linear step, in percent of capacity.",
+            section="SageMaker",
+        ),  # fmt: skip
+        "baking_minutes": Param(
+            10,
+            type="integer",
+            minimum=0,
+            maximum=60,
+            title="Baking minutes",
+            description="Watch the alarms this long after each traffic step.",
+            section="SageMaker",
+        ),  # fmt: skip
+        "rollback_alarms": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            title="Rollback alarms",
+            description="CloudWatch alarm names; one in ALARM while baking rolls the update back.",
+            section="SageMaker",
+        ),  # fmt: skip
+        "model_approval": Param(
+            "Approved",
+            type="string",
+            enum=["Approved", "PendingManualApproval"],
+            title="Model approval",
+            description="PendingManualApproval: the rollout waits until the package is approved in SageMaker.",
+            section="SageMaker",
+        ),  # fmt: skip
+    }

@@ -1,0 +1,357 @@
+"""The SageMaker platform: each step a SageMaker job of the task image, the rollout a SageMaker endpoint.
+
+    stage_dataset, quantize, evaluate   processing jobs: ``python -m tasks stage|quantize|evaluate``
+    train                               a training job (``train``), deferrable, Spot and multi-instance by Param
+    register / reject                   a version in the model package group, with its metrics
+    create_model >> create_endpoint_config >> deploy
+                                        a model and endpoint config per run; create the endpoint, or
+                                        update it blue/green (canary/linear, baking, alarm rollback)
+    smoke_test                          InvokeEndpoint with sentence pairs; failure → ``rollback``
+
+Everything AWS-side comes from Airflow: the connection (Variable ``nlp_aws_conn_id``, default
+``aws_default``, which holds the region and credentials), and the Variables ``nlp_artefact_root``
+(``s3://bucket/prefix``), ``nlp_sagemaker_role_arn``, ``nlp_task_image`` (the task image's ECR URI),
+``nlp_sagemaker_endpoint`` and ``nlp_model_package_group`` (both default ``nlp-paraphrase``).
+Artefacts: ``ROOT/nlp_sagemaker/RUN_KEY/STEP/JOB_NAME/``, one prefix per job, so a retry never mixes its
+files with an earlier try's; XCom carries the exact prefix on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from datetime import timedelta
+
+from airflow.sdk import Variable, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from nlp_pipeline import artefacts, sagemaker_requests
+from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.sagemaker_operators import (
+    RunEndpointConfigOperator,
+    RunModelOperator,
+    RunModelVersionOperator,
+    StepProcessingOperator,
+    StepTrainingOperator,
+    VerifiedEndpointOperator,
+    run_name,
+)
+from nlp_pipeline.sagemaker_requests import PROCESSING
+
+log = logging.getLogger(__name__)
+
+AWS_CONN_ID = "{{ var.value.get('nlp_aws_conn_id', 'aws_default') }}"
+ROLLOUT_START = "create_model"  # the first task of the rollout: choose_rollout's branch target
+# Seconds between status polls of a job or endpoint (read at parse time; the tests on moto poll every second).
+CHECK_INTERVAL = int(os.environ.get("NLP_SAGEMAKER_POLL_SECONDS", "30"))
+# Three pairs every model must score: the labels are not checked (a candidate may be wrong), the answer is.
+SMOKE_PAIRS = [
+    ("The company said profits rose sharply.", "Profits at the company rose sharply, it said."),
+    ("He plays the piano every morning.", "The weather in the mountains was cold."),
+    ("Shares fell 3 percent in early trading.", "In early trading the shares were down 3 percent."),
+]
+LABELS = ("not_equivalent", "equivalent")  # GLUE MRPC's class names, as the server answers (tasks.models)
+
+
+def aws_conn_id() -> str:
+    return Variable.get("nlp_aws_conn_id", default="aws_default")
+
+
+def settings() -> sagemaker_requests.Settings:
+    root = artefacts.root()
+    if not root.startswith("s3://"):
+        raise AirflowFailException(f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), "
+                                   f"got {root!r}")  # fmt: skip
+    missing = [name for name in ("nlp_sagemaker_role_arn", "nlp_task_image") if Variable.get(name, None) is None]
+    if missing:
+        raise AirflowFailException(f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
+                                   f"SageMaker assumes and the task image's ECR URI (README, SageMaker)")  # fmt: skip
+    return sagemaker_requests.Settings(
+        role_arn=Variable.get("nlp_sagemaker_role_arn"),
+        image_uri=Variable.get("nlp_task_image"),
+        artefact_root=root,
+        endpoint_name=Variable.get("nlp_sagemaker_endpoint", default="nlp-paraphrase"),
+        model_package_group=Variable.get("nlp_model_package_group", default="nlp-paraphrase"),
+    )
+
+
+def step_prefix(context, step: str, job: str) -> str:
+    return f"{artefacts.run_folder(context)}/{step}/{job}"
+
+
+def _s3_hook():
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    return S3Hook(aws_conn_id=aws_conn_id())
+
+
+def read_json(uri: str) -> dict:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return json.loads(_s3_hook().read_key(key, bucket))
+
+
+def _processing(context, name: str, step: str, folder: str, arguments: list[str], inputs: dict[str, str]) -> dict:
+    """``python -m tasks STEP ARGUMENTS`` as a processing job writing ``ROOT/.../RUN_KEY/FOLDER/JOB/``."""
+    params = context["params"]
+    return sagemaker_requests.processing_job(
+        name, settings(), arguments=[step, *arguments], inputs=inputs, output=step_prefix(context, folder, name),
+        instance_type=params["processing_instance_type"], max_runtime_seconds=params["max_runtime_hours"] * 3600,
+    )  # fmt: skip
+
+
+def _output_of(result: dict) -> str:
+    return result["Processing"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+
+
+# ---- stage_dataset ------------------------------------------------------------------------------------------------
+def _stage_config(context, name: str) -> dict:
+    params = context["params"]
+    arguments = ["--source", params["source"], "--output", f"{PROCESSING}/output", "--tokenizer", params["base_model"],
+                 "--max-seq-length", str(params["max_seq_length"])]  # fmt: skip
+    return _processing(context, name, "stage", "staged", arguments, {})
+
+
+def _stage_summary(context, result: dict) -> dict:
+    uri = _output_of(result)
+    manifest = read_json(f"{uri}/manifest.json")
+    return {"uri": uri, "fingerprint": manifest["fingerprint"],
+            "rows": {name: split["rows"] for name, split in manifest["splits"].items()}}  # fmt: skip
+
+
+def stage_dataset():
+    return StepProcessingOperator(task_id="stage_dataset", kind="stage", build_config=_stage_config,
+                                  summarize=_stage_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
+                                  check_interval=CHECK_INTERVAL, outlets=[STAGED_DATA]).output  # fmt: skip
+
+
+# ---- train --------------------------------------------------------------------------------------------------------
+def _train_config(context, name: str) -> dict:
+    params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
+    hours = params["max_runtime_hours"]
+    return sagemaker_requests.training_job(
+        name, settings(), staged=staged["uri"], base_model=params["base_model"],
+        hyperparameters={key: params[key] for key in ("epochs", "batch_size", "learning_rate", "precision", "seed")},
+        output=f"{artefacts.run_folder(context)}/model", checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
+        instance_type=params["training_instance_type"], instance_count=params["training_instance_count"],
+        max_runtime_seconds=hours * 3600, spot=params["spot_training"], max_wait_seconds=2 * hours * 3600,
+    )  # fmt: skip
+
+
+def _train_summary(context, result: dict) -> dict:
+    job = result["Training"]
+    return {"job": job["TrainingJobName"], "model": job["ModelArtifacts"]["S3ModelArtifacts"],
+            "billable_seconds": job.get("BillableTimeInSeconds")}  # fmt: skip
+
+
+def train(staged):
+    operator = StepTrainingOperator(task_id="train", kind="train", build_config=_train_config,
+                                    summarize=_train_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
+                                    check_interval=CHECK_INTERVAL, print_log=True)  # fmt: skip
+    staged >> operator
+    return operator.output
+
+
+# ---- quantize -----------------------------------------------------------------------------------------------------
+def _quantize_config(context, name: str) -> dict:
+    params, ti = context["params"], context["ti"]
+    if not params["quantize"]:
+        raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
+    inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
+    return _processing(
+        context, name, "quantize", "quantized", ["--tolerance", str(params["quantization_tolerance"])], inputs
+    )
+
+
+def _quantize_summary(context, result: dict) -> dict:
+    uri = _output_of(result)
+    report = read_json(f"{uri}/quantization.json")
+    return {"model": uri} | {key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")}
+
+
+def quantize(staged, trained):
+    operator = StepProcessingOperator(task_id="quantize", kind="quantize", build_config=_quantize_config,
+                                      summarize=_quantize_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
+                                      check_interval=CHECK_INTERVAL)  # fmt: skip
+    [staged, trained] >> operator
+    return operator.output
+
+
+# ---- evaluate -----------------------------------------------------------------------------------------------------
+def candidate_model(ti) -> str:
+    """The quantised model when quantisation ran, else the trained one (its model.tar.gz)."""
+    quantized = ti.xcom_pull(task_ids="quantize")
+    return quantized["model"] if quantized else ti.xcom_pull(task_ids="train")["model"]
+
+
+def endpoint_model(hook, endpoint: str) -> str | None:
+    """The model data the endpoint serves now (the champion), or None when there is no endpoint yet."""
+    from botocore.exceptions import ClientError
+
+    try:
+        config = hook.describe_endpoint(endpoint)["EndpointConfigName"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ValidationException":
+            return None
+        raise
+    model_name = hook.describe_endpoint_config(config)["ProductionVariants"][0]["ModelName"]
+    container = hook.describe_model(model_name)["PrimaryContainer"]
+    return container.get("ModelDataUrl") or container["ModelDataSource"]["S3DataSource"]["S3Uri"]
+
+
+def _evaluate_config(context, name: str) -> dict:
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    params, ti = context["params"], context["ti"]
+    inputs = {"model": candidate_model(ti), "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
+    champion = endpoint_model(SageMakerHook(aws_conn_id=aws_conn_id()), settings().endpoint_name)
+    if champion:
+        inputs["champion"] = champion
+    arguments = ["--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
+                 "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"]]  # fmt: skip
+    return _processing(context, name, "evaluate", "evaluation", [str(argument) for argument in arguments], inputs)
+
+
+def _evaluate_summary(context, result: dict) -> dict:
+    uri = _output_of(result)
+    evaluation = read_json(f"{uri}/evaluation.json")
+    keys = ("decision", "reasons", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision")
+    return {"evaluation": f"{uri}/evaluation.json", "model": candidate_model(context["ti"]),
+            "champion": evaluation.get("champion") and {k: evaluation["champion"][k] for k in ("accuracy", "f1")},
+            } | {key: evaluation[key] for key in keys}  # fmt: skip
+
+
+def evaluate(staged, candidate):
+    operator = StepProcessingOperator(task_id="evaluate", kind="evaluate", build_config=_evaluate_config,
+                                      summarize=_evaluate_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
+                                      check_interval=CHECK_INTERVAL, trigger_rule="none_failed")  # fmt: skip
+    [staged, candidate] >> operator
+    return operator.output
+
+
+# ---- register / reject --------------------------------------------------------------------------------------------
+def _package(context) -> dict:
+    ti = context["ti"]
+    lineage = {"data_fingerprint": ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
+               "base_model": context["params"]["base_model"], "run_id": context["run_id"]}  # fmt: skip
+    return sagemaker_requests.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage)
+
+
+def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
+    return RunModelVersionOperator(
+        task_id=task_id, build_extras=_package, approval=approval, aws_conn_id=AWS_CONN_ID,
+        package_group_name="{{ var.value.get('nlp_model_package_group', 'nlp-paraphrase') }}",
+        package_group_desc="Paraphrase classifiers (BERT, INT8) trained by the nlp_sagemaker DAG",
+        approval_poll=timedelta(minutes=1), approval_timeout=timedelta(days=2),
+    )  # fmt: skip
+
+
+def register(evaluation):
+    """The promoted candidate, Approved or PendingManualApproval per Param (then waits for a person)."""
+    operator = _model_version("register", None)
+    evaluation >> operator
+    return operator.output
+
+
+def reject(evaluation):
+    """The rejected candidate, registered Rejected so the registry keeps its metrics and lineage."""
+    operator = _model_version("reject", "Rejected")
+    evaluation >> operator
+    return operator.output
+
+
+# ---- rollout ------------------------------------------------------------------------------------------------------
+def _model_config(context, name: str) -> dict:
+    model_data = context["ti"].xcom_pull(task_ids="evaluate")["model"]
+    return sagemaker_requests.model(name, settings(), model_data)
+
+
+def _endpoint_config(context, name: str) -> dict:
+    params = context["params"]
+    return sagemaker_requests.endpoint_config(name, run_name("model", context),
+                                              instance_type=params["endpoint_instance_type"],
+                                              instance_count=params["endpoint_instance_count"])  # fmt: skip
+
+
+def _deployment(context, config_name: str) -> tuple[str, dict]:
+    params = context["params"]
+    policy = sagemaker_requests.deployment_config(traffic=params["traffic_shifting"],
+                                                  step_percent=params["traffic_step_percent"],
+                                                  baking_minutes=params["baking_minutes"],
+                                                  alarms=params["rollback_alarms"])  # fmt: skip
+    return settings().endpoint_name, policy
+
+
+def deploy(entry):
+    """create_model >> create_endpoint_config >> deploy; returns deploy's XCom (endpoint, config, previous)."""
+    model = RunModelOperator(task_id="create_model", build_config=_model_config, aws_conn_id=AWS_CONN_ID,
+                             trigger_rule="none_failed_min_one_success")  # fmt: skip
+    config = RunEndpointConfigOperator(task_id="create_endpoint_config", build_config=_endpoint_config,
+                                       aws_conn_id=AWS_CONN_ID)  # fmt: skip
+    endpoint = VerifiedEndpointOperator(task_id="deploy", build_config=_deployment, aws_conn_id=AWS_CONN_ID,
+                                        deferrable=True, check_interval=CHECK_INTERVAL)  # fmt: skip
+    entry >> model >> config >> endpoint
+    return endpoint.output
+
+
+@task
+def smoke_test(deployed: dict) -> dict:
+    """Send the smoke pairs through InvokeEndpoint; the answer must have the contract's shape."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    runtime = AwsBaseHook(aws_conn_id=aws_conn_id(), client_type="sagemaker-runtime").conn
+    instances = [{"sentence1": first, "sentence2": second} for first, second in SMOKE_PAIRS]
+    response = runtime.invoke_endpoint(EndpointName=deployed["endpoint"], ContentType="application/json",
+                                       Accept="application/json", Body=json.dumps({"instances": instances}))  # fmt: skip
+    raw = response["Body"].read()
+    try:
+        body = json.loads(raw)
+        problems = [] if len(body["predictions"]) == len(instances) else [f"{len(instances)} pairs, answer {body}"]
+        problems += [f"label {label!r} not in {LABELS}" for label in body["labels"] if label not in LABELS]
+        problems += [f"probabilities {row} do not sum to 1" for row in body["probabilities"]
+                     if not math.isclose(sum(row), 1.0, abs_tol=1e-3)]  # fmt: skip
+    except (ValueError, KeyError, TypeError) as error:
+        problems = [f"not the inference contract's answer ({error!r}): {raw[:300]!r}"]
+    if problems:
+        raise AirflowException(f"smoke test of endpoint {deployed['endpoint']} failed: {'; '.join(problems)}")
+    log.info("endpoint %s (%s) answers: %s", deployed["endpoint"], deployed["config"], body["labels"])
+    return {"endpoint": deployed["endpoint"], "config": deployed["config"], "model_version": body.get("model_version")}
+
+
+@task
+def mark_production(entry: dict, smoke: dict) -> dict:
+    """The model package now served is production; the one before it is archived."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    sagemaker = SageMakerHook(aws_conn_id=aws_conn_id()).conn
+    group = settings().model_package_group
+    for summary in sagemaker.list_model_packages(ModelPackageGroupName=group).get("ModelPackageSummaryList", []):
+        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        if (package.get("CustomerMetadataProperties") or {}).get("stage") == "production":
+            sagemaker.update_model_package(ModelPackageArn=package["ModelPackageArn"],
+                                           CustomerMetadataProperties={"stage": "archived"})  # fmt: skip
+    sagemaker.update_model_package(ModelPackageArn=entry["arn"], CustomerMetadataProperties={"stage": "production"})
+    log.info("%s is in production on %s", entry["version"], smoke["endpoint"])
+    return entry | {"stage": "production"}
+
+
+@task(trigger_rule="one_failed")
+def rollback(**context) -> None:
+    """Put the endpoint back on the config it ran before this run's update."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    previous = context["ti"].xcom_pull(task_ids="deploy", key="previous_config")
+    endpoint, ours = settings().endpoint_name, run_name("config", context)
+    if not previous:
+        raise AirflowSkipException("this run created the endpoint or never reached it: no earlier config to restore")
+    hook = SageMakerHook(aws_conn_id=aws_conn_id())
+    serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
+    if serving != ours:
+        raise AirflowSkipException(f"{endpoint} serves {serving}, not this run's {ours}: nothing to roll back")
+    log.info("rolling %s back from %s to %s", endpoint, ours, previous)
+    hook.update_endpoint({"EndpointName": endpoint, "EndpointConfigName": previous}, wait_for_completion=True,
+                         check_interval=CHECK_INTERVAL)  # fmt: skip
+    serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
+    if serving != previous:
+        raise AirflowException(f"rollback of {endpoint} to {previous} did not take: it serves {serving}")

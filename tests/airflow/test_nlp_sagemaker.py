@@ -1,0 +1,125 @@
+"""``airflow dags test nlp_sagemaker`` against moto on 127.0.0.1, the jobs really run by tests/fakes/sagemaker.py.
+
+A first run creates the endpoint, a second updates it blue/green; the exact requests SageMaker received are
+checked, since moto would accept anything. Then a broken answer fails the smoke test and ``rollback``
+restores the first run's config.
+"""
+
+import json
+
+import pytest
+
+from tests.airflow.conftest import dags_test, run_airflow, task_states
+from tests.conftest import upload_folder
+from tests.fakes.sagemaker import ACCOUNT, REGION, FakeSageMaker
+
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/nlp-tasks:test"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/nlp-sagemaker"
+
+
+@pytest.fixture
+def fake_sagemaker(s3, tmp_path, monkeypatch):
+    fake = FakeSageMaker(s3["env"]["AWS_ENDPOINT_URL"], tmp_path / "sagemaker").install(monkeypatch)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def sagemaker_env(airflow_home, s3) -> dict:
+    """The Airflow side of the account: the aws_default connection on moto and the pipeline's Variables."""
+    connection = {"conn_type": "aws", "login": "testing", "password": "testing",
+                  "extra": {"region_name": REGION, "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]}}  # fmt: skip
+    return (
+        airflow_home
+        | s3["env"]
+        | {
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+            "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": f"s3://{s3['bucket']}/artefacts",
+            "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": ROLE,
+            "AIRFLOW_VAR_NLP_TASK_IMAGE": IMAGE,
+            "NLP_SAGEMAKER_POLL_SECONDS": "1",
+        }
+    )
+
+
+def only(requests: list[dict]) -> dict:
+    assert len(requests) == 1, requests
+    return requests[0]
+
+
+def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemaker, s3, raw_data, tiny_model):
+    client, bucket, env = s3["client"], s3["bucket"], sagemaker_env
+    source, base = upload_folder(client, raw_data, bucket, "raw"), upload_folder(client, tiny_model, bucket, "base")
+    conf = {"source": f"{source}/", "base_model": base, "epochs": 1, "batch_size": 16, "learning_rate": 1e-3,
+            "min_accuracy": 0, "min_f1": 0, "champion_margin": 1, "max_int8_loss": 1}  # fmt: skip
+
+    first = dags_test(env, "nlp_sagemaker", conf | {"quantize": True}, "2026-03-01")
+    states = task_states(env, "nlp_sagemaker", first)
+    assert {task: states[task] for task in ("reject", "approve", "rollback")} == dict.fromkeys(
+        ("reject", "approve", "rollback"), "skipped"
+    )
+    assert all(states[task] == "success" for task in states if task not in ("reject", "approve", "rollback")), states
+
+    stage, quantize, evaluate = fake_sagemaker.requests_of("create_processing_job")
+    assert [job["AppSpecification"]["ContainerArguments"][0] for job in (stage, quantize, evaluate)] == [
+        "stage", "quantize", "evaluate"]  # fmt: skip
+    assert {job["AppSpecification"]["ImageUri"] for job in (stage, quantize, evaluate)} == {IMAGE}
+    assert stage["AppSpecification"]["ContainerArguments"][1:5] == ["--source", f"{source}/", "--output",
+                                                                    "/opt/ml/processing/output"]  # fmt: skip
+    assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data"], "no champion yet"
+    training = only(fake_sagemaker.requests_of("create_training_job"))
+    assert training["HyperParameters"] == {"epochs": "1", "batch_size": "16", "learning_rate": "0.001",
+                                           "precision": "auto", "seed": "42"}  # fmt: skip
+    assert training["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+                for channel in training["InputDataConfig"]}  # fmt: skip
+    staged = stage["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    assert channels == {"train": f"{staged}/train/", "validation": f"{staged}/validation/",
+                        "manifest": f"{staged}/manifest.json", "tokenizer": f"{staged}/tokenizer/",
+                        "model": f"{base}/"}  # fmt: skip
+    assert training["ResourceConfig"] == {"InstanceType": "ml.c7i.4xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    assert training["EnableManagedSpotTraining"] is False and training["RoleArn"] == ROLE
+    assert training["CheckpointConfig"]["S3Uri"].endswith("/nlp_sagemaker/20260301T000000Z/checkpoints")
+    created = only(fake_sagemaker.requests_of("create_endpoint"))
+    assert created["EndpointName"] == "nlp-paraphrase" and not fake_sagemaker.requests_of("update_endpoint")
+    package = only(fake_sagemaker.requests_of("create_model_package"))
+    assert package["ModelApprovalStatus"] == "Approved" and package["ModelPackageGroupName"] == "nlp-paraphrase"
+    metrics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    assert client.get_object(Bucket=bucket, Key=metrics.split("/", 3)[3])["ContentLength"] > 0
+    first_config = created["EndpointConfigName"]
+
+    second_conf = conf | {"quantize": False, "spot_training": True, "traffic_shifting": "linear",
+                          "traffic_step_percent": 25, "baking_minutes": 5, "rollback_alarms": ["nlp-5xx"]}  # fmt: skip
+    second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
+    states = task_states(env, "nlp_sagemaker", second)
+    assert states["quantize"] == "skipped" and states["mark_production"] == "success", states
+    training = fake_sagemaker.requests_of("create_training_job")[-1]
+    assert training["EnableManagedSpotTraining"] is True
+    assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 6 * 3600, "MaxWaitTimeInSeconds": 12 * 3600}
+    evaluate = fake_sagemaker.requests_of("create_processing_job")[-1]
+    assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data", "champion"]
+    update = only(fake_sagemaker.requests_of("update_endpoint"))
+    assert update["EndpointName"] == "nlp-paraphrase" and update["EndpointConfigName"] != first_config
+    assert update["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 300,
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            },  # fmt: skip
+            "TerminationWaitInSeconds": 300,
+            "MaximumExecutionTimeoutInSeconds": 4 * 300 + 300 + 1800,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nlp-5xx"}]},
+    }
+    second_config = update["EndpointConfigName"]
+    served = fake_sagemaker.backend().endpoints["nlp-paraphrase"]
+    assert (served.endpoint_status, served.endpoint_config_name) == ("InService", second_config)
+
+    fake_sagemaker.broken_answers = True
+    failed = run_airflow(env, "tasks", "test", "nlp_sagemaker", "smoke_test", "2026-03-08", check=False)
+    assert "smoke test of endpoint nlp-paraphrase failed" in failed.stdout + failed.stderr
+    run_airflow(env, "tasks", "test", "nlp_sagemaker", "rollback", "2026-03-08")
+    rolled_back = fake_sagemaker.requests_of("update_endpoint")[-1]
+    assert rolled_back == {"EndpointName": "nlp-paraphrase", "EndpointConfigName": first_config}
+    assert fake_sagemaker.backend().endpoints["nlp-paraphrase"].endpoint_config_name == first_config
