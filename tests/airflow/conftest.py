@@ -168,3 +168,13 @@ def airflow_stack(tmp_path_factory, metadata_database):
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture
+def fake_sagemaker(s3, tmp_path, monkeypatch):
+    """SageMaker on the moto server: jobs that run the real steps (tests/fakes/sagemaker.py)."""
+    from tests.fakes.sagemaker import FakeSageMaker
+
+    fake = FakeSageMaker(s3["env"]["AWS_ENDPOINT_URL"], tmp_path / "sagemaker").install(monkeypatch)
+    yield fake
+    fake.close()

@@ -11,17 +11,7 @@ import pytest
 
 from tests.airflow.conftest import dags_test, run_airflow, task_states
 from tests.conftest import upload_folder
-from tests.fakes.sagemaker import ACCOUNT, REGION, FakeSageMaker
-
-IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/nlp-tasks:test"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/nlp-sagemaker"
-
-
-@pytest.fixture
-def fake_sagemaker(s3, tmp_path, monkeypatch):
-    fake = FakeSageMaker(s3["env"]["AWS_ENDPOINT_URL"], tmp_path / "sagemaker").install(monkeypatch)
-    yield fake
-    fake.close()
+from tests.fakes.sagemaker import IMAGE, REGION, ROLE
 
 
 @pytest.fixture

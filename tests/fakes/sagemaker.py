@@ -39,6 +39,8 @@ from pathlib import Path
 from tests.conftest import REPO, ServerProcess
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/nlp-tasks:test"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/nlp-sagemaker"
 _RECORDED = ("create_processing_job", "create_training_job", "create_model", "create_endpoint_config",
              "create_endpoint", "update_endpoint", "create_model_package")  # fmt: skip
 
