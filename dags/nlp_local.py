@@ -1,11 +1,13 @@
 """nlp_local: the pipeline on this machine (the embedded default platform)."""
 
 from nlp_pipeline import local
+from nlp_pipeline.params import local_params
 from nlp_pipeline.pipeline import build_pipeline
 
 dag = build_pipeline(
     "nlp_local",
     local,
+    params=local_params(),
     tags=["local"],
     doc_md="""
 ### nlp_local: fine-tune, quantise, gate and roll out BERT on this machine

@@ -114,6 +114,12 @@ def pipeline_params() -> dict[str, Param]:
             description="Wait for a person to approve the rollout in the Airflow UI.",
             section="Rollout",
         ),  # fmt: skip
+    }
+
+
+def local_params() -> dict[str, Param]:
+    """What only the local platform needs: where its endpoint listens."""
+    return {
         "endpoint_port": Param(
             8080,
             type="integer",

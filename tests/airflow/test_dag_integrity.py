@@ -25,7 +25,7 @@ def dag_bag():
 
 def test_every_dag_file_imports_without_errors(dag_bag):
     assert DAG_FILES and dag_bag.import_errors == {}
-    assert {"nlp_local"} <= set(dag_bag.dag_ids)
+    assert {"nlp_local", "nlp_sagemaker"} <= set(dag_bag.dag_ids)
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
@@ -48,40 +48,57 @@ def test_each_dag_has_owner_retries_tags_docs_and_no_cycle(dag_bag):
             assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
 
 
-def test_the_pipeline_runs_in_the_documented_order(dag_bag):
-    dag = dag_bag.dags["nlp_local"]
-    order = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
+ROLLOUT = {"nlp_local": ["deploy"], "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"]}
+
+
+@pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
+def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
+    dag = dag_bag.dags[dag_id]
+    order = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", *ROLLOUT[dag_id],
              "smoke_test", "mark_production"]  # fmt: skip
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("gate").downstream_task_ids == {"register", "reject"}
-    assert dag.get_task("choose_rollout").downstream_task_ids == {"approve", "deploy"}
+    assert dag.get_task("choose_rollout").downstream_task_ids == {"approve", ROLLOUT[dag_id][0]}
     assert dag.get_task("rollback").upstream_task_ids == {"deploy", "smoke_test"}
     assert dag.get_task("rollback").trigger_rule == "one_failed"
     assert not dag.catchup and dag.max_active_runs == 1
 
 
 @pytest.mark.parametrize(
-    ("conf", "field"),
+    ("dag_id", "conf", "field"),
     [
-        ({"epochs": 0}, "epochs"),
-        ({"learning_rate": -1.0}, "learning_rate"),
-        ({"precision": "fp16"}, "precision"),
-        ({"min_accuracy": 1.5}, "min_accuracy"),
-        ({"batch_size": "many"}, "batch_size"),
-        ({"endpoint_port": 80}, "endpoint_port"),
+        ("nlp_local", {"epochs": 0}, "epochs"),
+        ("nlp_local", {"learning_rate": -1.0}, "learning_rate"),
+        ("nlp_local", {"precision": "fp16"}, "precision"),
+        ("nlp_local", {"min_accuracy": 1.5}, "min_accuracy"),
+        ("nlp_local", {"batch_size": "many"}, "batch_size"),
+        ("nlp_local", {"endpoint_port": 80}, "endpoint_port"),
+        ("nlp_sagemaker", {"epochs": 0}, "epochs"),
+        ("nlp_sagemaker", {"training_instance_type": "ml.p3.2xlarge"}, "training_instance_type"),
+        ("nlp_sagemaker", {"training_instance_count": 0}, "training_instance_count"),
+        ("nlp_sagemaker", {"traffic_shifting": "blue"}, "traffic_shifting"),
+        ("nlp_sagemaker", {"rollback_alarms": [""]}, "rollback_alarms"),
+        ("nlp_sagemaker", {"model_approval": "Rejected"}, "model_approval"),
     ],
 )
-def test_invalid_params_are_refused(dag_bag, conf, field):
+def test_invalid_params_are_refused(dag_bag, dag_id, conf, field):
     from airflow.sdk.definitions.param import ParamsDict
     from airflow.sdk.exceptions import ParamValidationError
 
-    params = ParamsDict(dag_bag.dags["nlp_local"].params)
+    params = ParamsDict(dag_bag.dags[dag_id].params)
+    assert field in params, f"{dag_id} has no Param {field}"
     with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}"):
         params.update(conf)
         params.validate()
 
 
+def test_only_the_local_dag_has_a_local_endpoint_port(dag_bag):
+    assert "endpoint_port" in dag_bag.dags["nlp_local"].params
+    assert "endpoint_port" not in dag_bag.dags["nlp_sagemaker"].params
+
+
 def test_every_param_is_typed_and_described(dag_bag):
-    for name, param in dag_bag.dags["nlp_local"].params.items():
-        assert param.schema.get("type") and param.description, name
+    for dag in dag_bag.dags.values():
+        for name, param in dag.params.items():
+            assert param.schema.get("type") and param.description, (dag.dag_id, name)
