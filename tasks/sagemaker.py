@@ -29,6 +29,14 @@ _SDK_KEY_PREFIX = "sagemaker_"
 _FAILURE_REASON_LIMIT = 1024
 
 
+def write_failure(path: Path, error: BaseException) -> None:
+    """``Class (exit N): message``, what SageMaker shows as the job's reason. The exit code tells the caller
+    whether a retry can help: 2 (bad flag) and 3 (bad data) fail the same way again."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    code = getattr(error, "exit_code", 1)
+    path.write_text(f"{type(error).__name__} (exit {code}): {error}"[:_FAILURE_REASON_LIMIT])
+
+
 @dataclass(frozen=True)
 class TrainingJob:
     root: Path
@@ -127,13 +135,12 @@ class TrainingJob:
 
     def report_failure(self, error: BaseException) -> None:
         """Write the reason SageMaker shows as the job's FailureReason."""
-        self.failure_file.parent.mkdir(parents=True, exist_ok=True)
-        self.failure_file.write_text(f"{type(error).__name__}: {error}"[:_FAILURE_REASON_LIMIT])
+        write_failure(self.failure_file, error)
 
 
 @dataclass(frozen=True)
 class ProcessingJob:
-    """The SageMaker processing-container contract for the ``quantize`` and ``evaluate`` steps.
+    """The SageMaker processing-container contract for the ``stage``, ``quantize`` and ``evaluate`` steps.
 
     SageMaker describes the job in ``config/processingjobconfig.json`` and mounts each ``ProcessingInput``
     at the local path the job names, all under ``processing/``. The pipeline's jobs use the layout below;
@@ -144,6 +151,7 @@ class ProcessingJob:
         processing/input/champion/   evaluate only, optional: the model in production
         processing/output/           uploaded to S3 when the job ends
 
+    ``stage`` reads its source from a URI, so it gets no default paths: its flags name them all.
     On failure the reason goes to ``output/message``, which SageMaker shows as the job's ExitMessage.
     """
 
@@ -167,6 +175,8 @@ class ProcessingJob:
         return self.root / "output" / "message"
 
     def arguments(self, step: str) -> list[str]:
+        if step == "stage":
+            return []
         flags = ["--model", str(self.input_dir / "model"), "--data", str(self.input_dir / "data")]
         flags += ["--output", str(self.output_dir)]
         if step == "evaluate" and (self.input_dir / "champion").is_dir():
@@ -175,14 +185,13 @@ class ProcessingJob:
         return flags
 
     def report_failure(self, error: BaseException) -> None:
-        self.failure_file.parent.mkdir(parents=True, exist_ok=True)
-        self.failure_file.write_text(f"{type(error).__name__}: {error}"[:_FAILURE_REASON_LIMIT])
+        write_failure(self.failure_file, error)
 
 
 def detect_job(step: str) -> TrainingJob | ProcessingJob | None:
     """The SageMaker job this step runs in, if any: training for ``train``, processing for the others."""
     if step == "train":
         return TrainingJob.detect()
-    if step in ("quantize", "evaluate"):
+    if step in ("stage", "quantize", "evaluate"):
         return ProcessingJob.detect()
     return None

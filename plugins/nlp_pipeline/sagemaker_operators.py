@@ -42,8 +42,9 @@ from nlp_pipeline.sagemaker_requests import resource_name
 ConfigBuilder = Callable[[dict, str], dict]  # (context, resource name) -> the request
 Summarizer = Callable[[dict, dict], dict]  # (context, the provider operator's result) -> this step's XCom
 RUNNING = ("InProgress", "Stopping")
-# A step that failed on a bad flag or bad data (tasks' ConfigError, DataError) fails the same way on a retry.
-BAD_INPUT = re.compile(r"\b(ConfigError|DataError):")
+# A step that failed on a bad flag (exit 2) or bad data (exit 3) fails the same way on a retry; the step
+# writes "Class (exit N): message" as the job's failure reason (tasks/sagemaker.py).
+BAD_INPUT = re.compile(r"\(exit [23]\):")
 
 
 def run_name(kind: str, context, try_number: int | None = None) -> str:

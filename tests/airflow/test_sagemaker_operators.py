@@ -102,8 +102,12 @@ def test_a_retry_waits_for_the_job_its_run_left_running_and_never_starts_a_secon
 def test_a_job_that_failed_on_bad_input_is_not_retried(aws):
     from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-    bad = {"status": "failed", "job_name": "nlp-stage-x-t1", "message": "AlgorithmError: exit 3: DataError: x: no rows"}
-    with pytest.raises(AirflowFailException, match="failed on bad input, not retried: .*DataError: x: no rows"):
+    bad = {
+        "status": "failed",
+        "job_name": "nlp-stage-x-t1",
+        "message": "AlgorithmError: SchemaError (exit 3): x: no rows",
+    }
+    with pytest.raises(AirflowFailException, match=r"failed on bad input, not retried: .*SchemaError \(exit 3\): x"):
         stage_operator().execute_complete(context("stage_dataset"), bad)
     lost = bad | {"message": "InternalServerError: capacity"}
     with pytest.raises(AirflowException, match="capacity") as raised:

@@ -7,6 +7,7 @@ import pytest
 
 from tasks.errors import ConfigError
 from tasks.sagemaker import ProcessingJob, TrainingJob, detect_job
+from tests.conftest import run_tasks
 
 
 @pytest.fixture
@@ -85,5 +86,17 @@ def test_processing_job_flags_follow_the_input_layout(tmp_path, monkeypatch):
     (inputs / "champion").mkdir(parents=True)
     assert job.arguments("evaluate") == expected + ["--champion", f"{inputs}/champion"]
     assert job.arguments("quantize") == expected
+    assert detect_job("stage").arguments("stage") == [], "stage names its source and output itself"
     job.report_failure(ValueError("x" * 2000))
     assert len((tmp_path / "output" / "message").read_text()) == 1024
+
+
+def test_a_stage_processing_job_that_fails_on_bad_data_says_why(tmp_path, monkeypatch):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "processingjobconfig.json").write_text("{}")
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "train.tsv").write_text("no header, no rows\n")
+    result = run_tasks("stage", "--source", str(tmp_path / "raw"), "--output", str(tmp_path / "processing" / "output"),
+                       env={"TASKS_SAGEMAKER_ROOT": str(tmp_path)}, check=False)  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert (tmp_path / "output" / "message").read_text().startswith("SchemaError (exit 3): ")

@@ -189,11 +189,16 @@ def test_sagemaker_training_contract(sagemaker_root):
             {"epochs": "zero"},
             None,
             2,
-            "ConfigError: python -m tasks train: argument --epochs: invalid int value: 'zero'",
+            "ConfigError (exit 2): python -m tasks train: argument --epochs: invalid int value: 'zero'",
         ),
-        ({"epochs": "0"}, None, 2, "ConfigError: --epochs must be a positive integer, got 0"),
-        ({"dropout": "0.1"}, None, 2, "ConfigError: python -m tasks train: unrecognized arguments: --dropout 0.1"),
-        ({"epochs": "1"}, "train", 3, "DataError: "),
+        ({"epochs": "0"}, None, 2, "ConfigError (exit 2): --epochs must be a positive integer, got 0"),
+        (
+            {"dropout": "0.1"},
+            None,
+            2,
+            "ConfigError (exit 2): python -m tasks train: unrecognized arguments: --dropout 0.1",
+        ),
+        ({"epochs": "1"}, "train", 3, "DataError (exit 3): "),
     ],
 )
 def test_sagemaker_failure_is_written_for_the_job(sagemaker_root, hyperparameters, remove, exit_code, reason):
