@@ -107,10 +107,17 @@ def _output_of(result: dict) -> str:
 
 # ---- stage_dataset ------------------------------------------------------------------------------------------------
 def _stage_config(context, name: str) -> dict:
-    params = context["params"]
-    arguments = ["--source", params["source"], "--output", f"{PROCESSING}/output", "--tokenizer", params["base_model"],
+    """The source and the tokenizer's model come in as ProcessingInputs when they are on S3; a hub id or
+    ``hf://`` data set is fetched by the job itself."""
+    params, inputs = context["params"], {}
+    source, tokenizer = params["source"], params["base_model"]
+    if source.startswith("s3://"):
+        inputs["source"], source = source, f"{PROCESSING}/input/source"
+    if tokenizer.startswith("s3://"):
+        inputs["tokenizer"], tokenizer = tokenizer, f"{PROCESSING}/input/tokenizer"
+    arguments = ["--source", source, "--output", f"{PROCESSING}/output", "--tokenizer", tokenizer,
                  "--max-seq-length", str(params["max_seq_length"])]  # fmt: skip
-    return _processing(context, name, "stage", "staged", arguments, {})
+    return _processing(context, name, "stage", "staged", arguments, inputs)
 
 
 def _stage_summary(context, result: dict) -> dict:

@@ -49,12 +49,14 @@ def _cluster(instance_type: str, instance_count: int = 1, volume_gb: int = 30) -
 
 
 def _processing_input(name: str, s3_uri: str) -> dict:
-    """``s3_uri`` is one archive (``.tar.gz``) or a folder: a folder's prefix ends in ``/``, so that its files,
-    not the folder, land in ``LocalPath`` and a sibling sharing the name's start (``model-2/``) stays out."""
+    """One object (a name with a suffix: ``model.tar.gz``, ``train.tsv``) or a folder. A folder's prefix gets
+    a ``/``, so that its files, not the folder, land in ``LocalPath`` and a sibling sharing the start of its
+    name (``model-2/``) stays out."""
+    folder = "." not in s3_uri.rstrip("/").rsplit("/", 1)[-1]
     return {
         "InputName": name,
         "S3Input": {
-            "S3Uri": s3_uri if s3_uri.endswith((".tar.gz", "/")) else f"{s3_uri}/",
+            "S3Uri": s3_uri.rstrip("/") + "/" if folder else s3_uri,
             "LocalPath": f"{PROCESSING}/input/{name}",
             "S3DataType": "S3Prefix",
             "S3InputMode": "File",

@@ -54,8 +54,11 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert [job["AppSpecification"]["ContainerArguments"][0] for job in (stage, quantize, evaluate)] == [
         "stage", "quantize", "evaluate"]  # fmt: skip
     assert {job["AppSpecification"]["ImageUri"] for job in (stage, quantize, evaluate)} == {IMAGE}
-    assert stage["AppSpecification"]["ContainerArguments"][1:5] == ["--source", f"{source}/", "--output",
-                                                                    "/opt/ml/processing/output"]  # fmt: skip
+    assert stage["AppSpecification"]["ContainerArguments"][1:7] == [
+        "--source", "/opt/ml/processing/input/source", "--output", "/opt/ml/processing/output",
+        "--tokenizer", "/opt/ml/processing/input/tokenizer"]  # fmt: skip
+    assert {i["InputName"]: i["S3Input"]["S3Uri"] for i in stage["ProcessingInputs"]} == {
+        "source": f"{source}/", "tokenizer": f"{base}/"}  # fmt: skip
     assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data"], "no champion yet"
     training = only(fake_sagemaker.requests_of("create_training_job"))
     assert training["HyperParameters"] == {"epochs": "1", "batch_size": "16", "learning_rate": "0.001",

@@ -146,6 +146,8 @@ class FakeSageMaker:
         return root
 
     def _run_training(self, job) -> str | None:
+        if int(job.resource_config["InstanceCount"]) > 1:  # its hosts would wait for peers that never come
+            return "fake SageMaker runs one instance; multi-instance requests are checked, not run"
         root = self._root(job.training_job_name)
         config = root / "input" / "config"
         config.mkdir(parents=True)
