@@ -328,17 +328,24 @@ def smoke_test(deployed: dict) -> dict:
 
 @task
 def mark_production(entry: dict, smoke: dict) -> dict:
-    """The model package now served is production; the one before it is archived."""
+    """The model package now served is production; the one before it is archived (both stay Approved)."""
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
     sagemaker = SageMakerHook(aws_conn_id=aws_conn_id()).conn
+
+    def mark(arn: str, stage: str) -> None:
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
+                                       CustomerMetadataProperties={"stage": stage})  # fmt: skip
+
     group = settings().model_package_group
     for summary in sagemaker.list_model_packages(ModelPackageGroupName=group).get("ModelPackageSummaryList", []):
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-        if (package.get("CustomerMetadataProperties") or {}).get("stage") == "production":
-            sagemaker.update_model_package(ModelPackageArn=package["ModelPackageArn"],
-                                           CustomerMetadataProperties={"stage": "archived"})  # fmt: skip
-    sagemaker.update_model_package(ModelPackageArn=entry["arn"], CustomerMetadataProperties={"stage": "production"})
+        if (
+            package["ModelPackageArn"] != entry["arn"]
+            and (package.get("CustomerMetadataProperties") or {}).get("stage") == "production"
+        ):
+            mark(package["ModelPackageArn"], "archived")
+    mark(entry["arn"], "production")
     log.info("%s is in production on %s", entry["version"], smoke["endpoint"])
     return entry | {"stage": "production"}
 

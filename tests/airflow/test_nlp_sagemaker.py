@@ -106,6 +106,10 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nlp-5xx"}]},
     }
     second_config = update["EndpointConfigName"]
+    sagemaker = fake_sagemaker.backend()
+    stages = [(package.model_package_version, package.model_approval_status, package.customer_metadata_properties)
+              for package in sorted(sagemaker.model_packages.values(), key=lambda p: p.model_package_version)]  # fmt: skip
+    assert stages == [(1, "Approved", {"stage": "archived"}), (2, "Approved", {"stage": "production"})]
     served = fake_sagemaker.backend().endpoints["nlp-paraphrase"]
     assert (served.endpoint_status, served.endpoint_config_name) == ("InService", second_config)
 

@@ -64,6 +64,7 @@ class FakeSageMaker:
         from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
+        self.backend().reset()  # a fresh account: no jobs, models or packages of an earlier test
         fake = self
         for action in _RECORDED:
             original = getattr(SageMakerResponse, action, None)
