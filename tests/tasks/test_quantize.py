@@ -162,7 +162,7 @@ def test_sagemaker_processing_failure_is_written_for_the_job(tmp_path):
     result = run_tasks("quantize", env={"TASKS_SAGEMAKER_ROOT": str(root)}, check=False)
     assert result.returncode == 1
     message = (root / "output" / "message").read_text()
-    assert message.startswith("ModelError:") and "processing/input/model" in message
+    assert message.startswith("ModelError (exit 1): ") and "processing/input/model" in message
 
 
 @pytest.mark.parametrize(
