@@ -1,0 +1,110 @@
+"""The nlp_eks pipeline's Kubernetes objects: valid against the Kubernetes 1.37 schema, with the fields that matter."""
+
+import sys
+
+import kubernetes_validate
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import kubernetes_manifests as k8s  # noqa: E402
+
+KUBERNETES = "1.37.0"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test"
+PLACEMENT = k8s.Placement(
+    node_features=("feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI", "feature.node.kubernetes.io/cpu-cpuid.AMXBF16"),
+    tolerations=({"key": "intel", "operator": "Equal", "value": "true", "effect": "NoSchedule"},),
+)
+
+
+def valid(manifest: dict) -> dict:
+    kubernetes_validate.validate(manifest, KUBERNETES, strict=True)
+    return manifest
+
+
+def deployment(**overrides) -> dict:
+    arguments = {"replicas": 2, "resources": k8s.Resources(), "placement": PLACEMENT, "service_account": "nlp-tasks",
+                 "volume_claim": None} | overrides  # fmt: skip
+    return valid(k8s.inference_deployment("nlp-server", "nlp", IMAGE, "s3://bucket/run/quantized/", **arguments))
+
+
+def test_the_inference_deployment_rolls_out_without_taking_a_serving_pod_away():
+    manifest = deployment()
+    spec = manifest["spec"]
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pod = spec["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"] == IMAGE and container["args"][:3] == ["serve", "--model", "s3://bucket/run/quantized/"]
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/ping", "port": "http"}, probe
+    assert pod["terminationGracePeriodSeconds"] > 25, "longer than the server's own drain"
+    assert pod["serviceAccountName"] == "nlp-tasks" and container["securityContext"]["runAsNonRoot"] is True
+    assert spec["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"] == "s3://bucket/run/quantized/"
+
+
+def test_pods_go_to_intel_nodes_with_the_features_and_size_threads_from_their_cpu_limit():
+    pod = deployment()["spec"]["template"]["spec"]
+    [term] = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert [expression["key"] for expression in term["matchExpressions"]] == list(PLACEMENT.node_features)
+    assert pod["tolerations"] == list(PLACEMENT.tolerations)
+    [container] = pod["containers"]
+    assert container["resources"] == {
+        "requests": {"cpu": "2", "memory": "4Gi"},
+        "limits": {"cpu": "4", "memory": "8Gi"},
+    }
+    threads = next(variable for variable in container["env"] if variable["name"] == "OMP_NUM_THREADS")
+    assert threads["valueFrom"]["resourceFieldRef"] == {"containerName": "server", "resource": "limits.cpu",
+                                                        "divisor": "1"}  # fmt: skip
+    unplaced = k8s.intel_placement(k8s.Placement(node_features=(), tolerations=()))
+    assert unplaced == {}, "no NFD labels asked for: any node"
+
+
+def test_a_shared_volume_is_mounted_when_artefacts_live_on_a_claim():
+    pod = deployment(volume_claim="nlp-artefacts")["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "artefacts", "persistentVolumeClaim": {"claimName": "nlp-artefacts"}}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts"}]
+
+
+def test_a_step_pod_is_a_valid_pod():
+    container = k8s.step_container("stage", IMAGE, ["stage", "--source", "s3://b/raw/", "--output", "/artefacts/x"],
+                                   k8s.Resources(cpu_limit="8"), env={"AWS_REGION": "us-east-1"},
+                                   volume_claim="nlp-artefacts")  # fmt: skip
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nlp-stage", "namespace": "nlp"},
+           "spec": {"containers": [container], "restartPolicy": "Never", "serviceAccountName": "nlp-tasks",
+                    "volumes": k8s.artefact_volumes("nlp-artefacts")} | k8s.intel_placement(PLACEMENT)}  # fmt: skip
+    valid(pod)
+    assert {"name": "AWS_REGION", "value": "us-east-1"} in container["env"]
+
+
+@pytest.mark.parametrize(("replicas", "budget"), [(1, {"minAvailable": 1}), (3, {"maxUnavailable": 1})])
+def test_the_service_budget_and_autoscaler_select_the_server(replicas, budget):
+    service = valid(k8s.inference_service("nlp-server", "nlp"))
+    pdb = valid(k8s.pod_disruption_budget("nlp-server", "nlp", replicas))
+    hpa = valid(k8s.horizontal_pod_autoscaler("nlp-server", "nlp", minimum=2, maximum=6, cpu_percent=70))
+    pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == pod_labels and pdb["spec"]["selector"]["matchLabels"] == pod_labels
+    assert {key: pdb["spec"][key] for key in budget} == budget
+    assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "nlp-server"}
+
+
+def test_an_invalid_object_is_refused_by_the_schema():
+    broken = deployment()
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
+    with pytest.raises(kubernetes_validate.ValidationError, match="is not of type 'integer'"):
+        valid(broken)
+
+
+def test_a_multi_worker_training_is_a_tfjob_whose_pods_are_valid():
+    job = k8s.tf_job("nlp-train-x", "nlp", IMAGE, ["train", "--data", "/artefacts/staged"], workers=3,
+                     resources=k8s.Resources(cpu_limit="16"), placement=PLACEMENT, service_account="nlp-tasks",
+                     volume_claim="nlp-artefacts")  # fmt: skip
+    assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "TFJob")  # a CRD: no schema in Kubernetes
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 3 and worker["restartPolicy"] == "OnFailure"
+    valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "worker"}, "template": worker["template"]})
+    [container] = worker["template"]["spec"]["containers"]
+    assert container["name"] == "tensorflow", "the training operator sets TF_CONFIG in the container of that name"
+    assert container["args"][0] == "train" and container["resources"]["limits"]["cpu"] == "16"
