@@ -122,38 +122,37 @@ class StepTrainingOperator(_JobOfThisRun, SageMakerTrainingOperator):
     job_type = "Training"
 
 
-class RunModelOperator(SageMakerModelOperator):
-    """``CreateModel`` for this run's candidate; an existing model of the run is reused."""
+class _OncePerRun(SageMakerBaseOperator):
+    """Create this run's ``kind`` (named per run) unless it exists: a retry reuses it."""
+
+    kind: str
+    resource: str  # the API's name for it: Model or EndpointConfig
+    describe: str  # the hook's method that describes one
 
     def __init__(self, *, build_config: ConfigBuilder, **kwargs):
         super().__init__(config={}, **kwargs)
         self.build_config = build_config
 
     def execute(self, context):
-        self.config = self.build_config(context, run_name("model", context))
+        self.config = self.build_config(context, run_name(self.kind, context))
         try:
-            return {"Model": self.hook.describe_model(self.config["ModelName"])} | {"reused": True}
+            return {self.resource: getattr(self.hook, self.describe)(self.config[f"{self.resource}Name"])}
         except ClientError as error:
             if not _not_found(error):
                 raise
         return super().execute(context)
 
 
-class RunEndpointConfigOperator(SageMakerEndpointConfigOperator):
-    """``CreateEndpointConfig``: a new config per run (configs are immutable); reused on retry."""
+class RunModelOperator(_OncePerRun, SageMakerModelOperator):
+    """``CreateModel`` for this run's candidate."""
 
-    def __init__(self, *, build_config: ConfigBuilder, **kwargs):
-        super().__init__(config={}, **kwargs)
-        self.build_config = build_config
+    kind, resource, describe = "model", "Model", "describe_model"
 
-    def execute(self, context):
-        self.config = self.build_config(context, run_name("config", context))
-        try:
-            return {"EndpointConfig": self.hook.describe_endpoint_config(self.config["EndpointConfigName"])}
-        except ClientError as error:
-            if not _not_found(error):
-                raise
-        return super().execute(context)
+
+class RunEndpointConfigOperator(_OncePerRun, SageMakerEndpointConfigOperator):
+    """``CreateEndpointConfig``: a new config per run (configs are immutable)."""
+
+    kind, resource, describe = "config", "EndpointConfig", "describe_endpoint_config"
 
 
 class VerifiedEndpointOperator(SageMakerEndpointOperator):

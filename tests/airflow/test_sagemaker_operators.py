@@ -20,6 +20,8 @@ sys.path.insert(0, str(REPO / "plugins"))
 from nlp_pipeline import sagemaker, sagemaker_requests  # noqa: E402
 from nlp_pipeline.params import pipeline_params, sagemaker_params  # noqa: E402
 from nlp_pipeline.sagemaker_operators import (  # noqa: E402
+    RunEndpointConfigOperator,
+    RunModelOperator,
     RunModelVersionOperator,
     StepProcessingOperator,
     VerifiedEndpointOperator,
@@ -153,6 +155,23 @@ def test_an_update_that_takes_reports_the_config_before_it(aws):
                                               "previous_config": old}  # fmt: skip
     retried = deploy_operator().execute(context("deploy", try_number=2))
     assert retried["config"] == run_name("config", run) and len(aws.fake.requests_of("update_endpoint")) == 1
+
+
+def test_a_retried_rollout_step_reuses_the_model_and_config_of_its_run(aws):
+    run = context("create_model")
+    run["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/run/model/job/output/model.tar.gz"}
+    for _try in (1, 2):
+        model = RunModelOperator(
+            task_id="create_model", build_config=sagemaker._model_config, aws_conn_id="aws_default"
+        )
+        assert model.execute(run)["Model"]["ModelName"] == run_name("model", run)
+        config = RunEndpointConfigOperator(task_id="create_endpoint_config", build_config=sagemaker._endpoint_config,
+                                           aws_conn_id="aws_default")  # fmt: skip
+        assert config.execute(run)["EndpointConfig"]["EndpointConfigName"] == run_name("config", run)
+    assert len(aws.fake.requests_of("create_model")) == len(aws.fake.requests_of("create_endpoint_config")) == 1
+    [request] = aws.fake.requests_of("create_model")
+    assert request["PrimaryContainer"] == {"Image": IMAGE, "Mode": "SingleModel",
+                                           "ModelDataUrl": "s3://b/run/model/job/output/model.tar.gz"}  # fmt: skip
 
 
 def register_operator() -> RunModelVersionOperator:
