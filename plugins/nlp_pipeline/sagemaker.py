@@ -36,6 +36,7 @@ from nlp_pipeline.sagemaker_operators import (
     StepProcessingOperator,
     StepTrainingOperator,
     VerifiedEndpointOperator,
+    not_found,
     run_name,
 )
 from nlp_pipeline.sagemaker_requests import PROCESSING
@@ -199,7 +200,7 @@ def endpoint_model(hook, endpoint: str) -> str | None:
     try:
         config = hook.describe_endpoint(endpoint)["EndpointConfigName"]
     except ClientError as error:
-        if error.response["Error"]["Code"] == "ValidationException":
+        if not_found(error):
             return None
         raise
     model_name = hook.describe_endpoint_config(config)["ProductionVariants"][0]["ModelName"]

@@ -51,7 +51,8 @@ def run_name(kind: str, context, try_number: int | None = None) -> str:
     return resource_name(kind, artefacts.run_key(context), context["run_id"], try_number)
 
 
-def _not_found(error: ClientError) -> bool:
+def not_found(error: ClientError) -> bool:
+    """What SageMaker answers when describing a job, model, config or endpoint that does not exist."""
     return error.response["Error"]["Code"] in ("ValidationException", "ResourceNotFound")
 
 
@@ -65,11 +66,16 @@ class _JobOfThisRun(SageMakerBaseOperator):
         super().__init__(config={}, action_if_job_exists="fail", **kwargs)
         self.kind, self.build_config, self.summarize = kind, build_config, summarize
 
+    @property
+    def _describe_job(self) -> Callable[[str], dict]:
+        """The hook's describe_processing_job or describe_training_job."""
+        return getattr(self.hook, f"describe_{self.job_type.lower()}_job")
+
     def _describe(self, name: str) -> dict | None:
         try:
-            return getattr(self.hook, f"describe_{self.job_type.lower()}_job")(name)
+            return self._describe_job(name)
         except ClientError as error:
-            if _not_found(error):
+            if not_found(error):
                 return None
             raise
 
@@ -99,8 +105,7 @@ class _JobOfThisRun(SageMakerBaseOperator):
                                                 waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
                                                 region_name=self.region_name),  # fmt: skip
                        method_name="execute_complete")  # fmt: skip
-        describe = getattr(self.hook, f"describe_{self.job_type.lower()}_job")
-        self.hook.check_status(name, f"{self.job_type}JobStatus", describe, self.check_interval,
+        self.hook.check_status(name, f"{self.job_type}JobStatus", self._describe_job, self.check_interval,
                                self.max_ingestion_time)  # fmt: skip
         return self.execute_complete(context, {"status": "success", "job_name": name})
 
@@ -138,7 +143,7 @@ class _OncePerRun(SageMakerBaseOperator):
         try:
             return {self.resource: getattr(self.hook, self.describe)(self.config[f"{self.resource}Name"])}
         except ClientError as error:
-            if not _not_found(error):
+            if not not_found(error):
                 raise
         return super().execute(context)
 
@@ -172,7 +177,7 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
         try:
             previous = self.hook.describe_endpoint(endpoint)["EndpointConfigName"]
         except ClientError as error:
-            if not _not_found(error):
+            if not not_found(error):
                 raise
             previous = None
         context["ti"].xcom_push(key="previous_config", value=previous)
@@ -239,7 +244,7 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
         try:
             listed = self.hook.conn.list_model_packages(ModelPackageGroupName=self.package_group_name)
         except ClientError as error:
-            if _not_found(error):
+            if not_found(error):
                 return []
             raise
         return listed.get("ModelPackageSummaryList", [])
