@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tasks import sagemaker
+from tasks import sagemaker, step_result
 from tasks.config import (
     DeployLocalArguments,
     EndpointArguments,
@@ -134,6 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if STEPS[step_name].announce:
             log.info("%s: %s", step_name, args)
         STEPS[step_name].run(args)
+        step_result.write_result(step_name, args)
     except TaskError as error:
         log.error("%s failed: %s", step_name, error)
         print(f"error: {error}", file=sys.stderr)
