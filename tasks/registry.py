@@ -17,6 +17,7 @@ import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from tasks import step_result
 from tasks.config import RegistryArguments
 from tasks.endpoint_state import now
 from tasks.errors import ConfigError, ModelError
@@ -125,7 +126,8 @@ class Registry:
 
 
 def run(args: RegistryArguments) -> None:
-    """Print the result as one line of JSON (the last line of stdout), for the caller to parse."""
+    """Print the result as one line of JSON (the last line of stdout), for the caller to parse; in a pod it is
+    also the termination message (step_result.py)."""
     registry = Registry(args.registry)
     if args.action == "register":
         result = _register(registry, args)
@@ -136,6 +138,8 @@ def run(args: RegistryArguments) -> None:
     else:
         result = registry.entries()
     print(json.dumps(result, sort_keys=True))
+    if args.action != "list":  # one entry: small enough for a termination message
+        step_result.write(result)
 
 
 def _register(registry: Registry, args: RegistryArguments) -> dict:

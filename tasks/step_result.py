@@ -51,12 +51,18 @@ def result_of(step: str, output: str | os.PathLike) -> dict:
     return select(json.loads((Path(output) / report_name).read_text()))
 
 
-def write_result(step: str, args) -> None:
-    """Write ``step``'s result where ``TASKS_RESULT_FILE`` says; nothing when it is unset or the step has none."""
+def write(result) -> None:
+    """Write ``result`` (JSON) where ``TASKS_RESULT_FILE`` says; nothing when it is unset."""
     target = os.environ.get(RESULT_FILE_ENV)
-    if not target or step not in RESULTS:
+    if not target:
         return
-    text = json.dumps(result_of(step, args.output), separators=(",", ":"))
+    text = json.dumps(result, separators=(",", ":"))
     if len(text) > LIMIT:
-        raise ValueError(f"the {step} result is {len(text)} bytes, more than the {LIMIT} a termination message keeps")
+        raise ValueError(f"the result is {len(text)} bytes, more than the {LIMIT} a termination message keeps")
     Path(target).write_text(text)
+
+
+def write_result(step: str, args) -> None:
+    """Write the result of a step that has a report (RESULTS); the others write theirs themselves, or none."""
+    if step in RESULTS and os.environ.get(RESULT_FILE_ENV):
+        write(result_of(step, args.output))

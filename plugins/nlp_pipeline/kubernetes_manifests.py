@@ -20,6 +20,10 @@ PART_LABEL = "app.kubernetes.io/part-of"
 SERVER_PORT = 8080
 # The server drains in-flight requests for 25 s after SIGTERM (tasks/config.py); Kubernetes waits longer.
 TERMINATION_GRACE_SECONDS = 40
+# A step writes its result here (tasks/step_result.py); the API server shows it as the termination message.
+# A failed step writes nothing, so Kubernetes shows the log's last lines instead (FallbackToLogsOnError).
+TERMINATION_LOG = "/dev/termination-log"
+STEP_CONTAINER = "base"  # the KubernetesPodOperator's name for the container it follows
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,12 @@ def step_container(
                 "valueFrom": {"resourceFieldRef": {"containerName": name, "resource": "limits.cpu", "divisor": "1"}},
             },
             {"name": "TF_USE_LEGACY_KERAS", "value": "1"},
+            {"name": "TASKS_RESULT_FILE", "value": TERMINATION_LOG},
             *({"name": key, "value": value} for key, value in sorted((env or {}).items())),
         ],  # fmt: skip
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000},
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if volume_claim:
         container["volumeMounts"] = [{"name": "artefacts", "mountPath": mount_path}]
@@ -92,6 +99,25 @@ def step_container(
 
 def artefact_volumes(volume_claim: str | None) -> list[dict]:
     return [{"name": "artefacts", "persistentVolumeClaim": {"claimName": volume_claim}}] if volume_claim else []
+
+
+def step_pod(
+    namespace: str, image: str, arguments: list[str], *, resources: Resources, placement: Placement,
+    service_account: str, volume_claim: str | None = None,
+) -> dict:  # fmt: skip
+    """One run of a step: the pod the KubernetesPodOperator starts (it adds its name and run labels)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "labels": labels("nlp-step")},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": service_account,
+            "containers": [step_container(STEP_CONTAINER, image, arguments, resources, volume_claim=volume_claim)],
+            "volumes": artefact_volumes(volume_claim),
+        }
+        | intel_placement(placement),
+    }
 
 
 def inference_deployment(

@@ -16,7 +16,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts
 from nlp_pipeline.assets import STAGED_DATA
-from nlp_pipeline.params import TRAINING_CONFIG
+from nlp_pipeline.params import training_config
 from nlp_pipeline.steps import run_step, run_step_json
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,6 @@ ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's bran
 
 def production_model() -> dict | None:
     return run_step_json("registry", "--registry", artefacts.registry_file(), "--action", "production")
-
-
-def training_config(params) -> dict:
-    return {name: params[name] for name in TRAINING_CONFIG}
 
 
 @task(outlets=[STAGED_DATA])

@@ -19,6 +19,11 @@ TRAINING_CONFIG = ("base_model", "epochs", "batch_size", "learning_rate", "max_s
                    "quantize", "quantization_tolerance")  # fmt: skip
 
 
+def training_config(params) -> dict:
+    """What the registry keeps of a run's Params: the ones that decide which model training produces."""
+    return {name: params[name] for name in TRAINING_CONFIG}
+
+
 def _threshold(default: float, title: str, description: str) -> Param:
     return Param(default, type="number", minimum=0, maximum=1, title=title, description=description,
                  section="Promotion gate")  # fmt: skip
@@ -222,5 +227,89 @@ def sagemaker_params() -> dict[str, Param]:
             title="Model approval",
             description="PendingManualApproval: the rollout waits until the package is approved in SageMaker.",
             section="SageMaker",
+        ),  # fmt: skip
+    }
+
+
+CPU_PATTERN = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"  # Kubernetes CPU quantities: 2, 0.5, 500m
+MEMORY_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"  # Kubernetes memory quantities: 8Gi, 512Mi
+
+
+def _quantity(default: str, pattern: str, title: str, description: str, section: str = "Kubernetes") -> Param:
+    return Param(default, type="string", pattern=pattern, title=title, description=description, section=section)
+
+
+def eks_params() -> dict[str, Param]:
+    """What only the Kubernetes platform needs: pod sizes, Intel node placement, workers, the server's rollout."""
+    return {
+        "step_cpu": _quantity(
+            "4", CPU_PATTERN, "Step CPU", "CPU request and limit of each step's pod; the step runs as many threads."
+        ),  # fmt: skip
+        "step_memory": _quantity("16Gi", MEMORY_PATTERN, "Step memory", "Memory request and limit of each step."),
+        "training_workers": Param(
+            1,
+            type="integer",
+            minimum=1,
+            maximum=16,
+            title="Training workers",
+            description="1: one pod. More: a Kubeflow TFJob, one TensorFlow worker per pod (training operator).",
+            section="Kubernetes",
+        ),  # fmt: skip
+        "node_features": Param(
+            ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
+            type="array",
+            items={"type": "string", "pattern": r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"},
+            title="Required CPU features",
+            description="Node Feature Discovery labels a node must have (value true), e.g. "
+            "feature.node.kubernetes.io/cpu-cpuid.AMXBF16 for Sapphire Rapids. Empty: any node.",
+            section="Kubernetes",
+        ),  # fmt: skip
+        "tolerations": Param(
+            [],
+            type="array",
+            items={
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"type": "string", "enum": ["Equal", "Exists"]},
+                    "value": {"type": "string"},
+                    "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                },
+                "required": ["key"],
+                "additionalProperties": False,
+            },
+            title="Tolerations",
+            description='Taints of a dedicated node group the pods tolerate, e.g. [{"key": "intel", '
+            '"operator": "Exists", "effect": "NoSchedule"}].',
+            section="Kubernetes",
+        ),  # fmt: skip
+        "server_replicas": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=50,
+            title="Server replicas",
+            description="Inference pods (the autoscaler's minimum when it is on).",
+            section="Kubernetes",
+        ),  # fmt: skip
+        "server_cpu": _quantity("2", CPU_PATTERN, "Server CPU", "CPU request and limit of each inference pod."),
+        "server_memory": _quantity("4Gi", MEMORY_PATTERN, "Server memory", "Memory of each inference pod."),
+        "autoscale_max_replicas": Param(
+            0,
+            type="integer",
+            minimum=0,
+            maximum=100,
+            title="Autoscale up to",
+            description="0: a fixed number of replicas. More: a HorizontalPodAutoscaler on CPU, up to this many.",
+            section="Kubernetes",
+        ),  # fmt: skip
+        "rollout_timeout_minutes": Param(
+            15,
+            type="integer",
+            minimum=1,
+            maximum=120,
+            title="Rollout timeout (minutes)",
+            description="A rollout not complete by then is undone: the previous revision is applied again.",
+            section="Kubernetes",
         ),  # fmt: skip
     }

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from datetime import timedelta
 
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, sagemaker_requests
+from nlp_pipeline import artefacts, sagemaker_requests, smoke
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.sagemaker_operators import (
     RunEndpointConfigOperator,
@@ -47,13 +46,6 @@ AWS_CONN_ID = "{{ var.value.get('nlp_aws_conn_id', 'aws_default') }}"
 ROLLOUT_START = "create_model"  # the first task of the rollout: choose_rollout's branch target
 # Seconds between status polls of a job or endpoint (read at parse time; the tests on moto poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_SAGEMAKER_POLL_SECONDS", "30"))
-# Three pairs every model must score: the labels are not checked (a candidate may be wrong), the answer is.
-SMOKE_PAIRS = [
-    ("The company said profits rose sharply.", "Profits at the company rose sharply, it said."),
-    ("He plays the piano every morning.", "The weather in the mountains was cold."),
-    ("Shares fell 3 percent in early trading.", "In early trading the shares were down 3 percent."),
-]
-LABELS = ("not_equivalent", "equivalent")  # GLUE MRPC's class names, as the server answers (tasks.models)
 
 
 def aws_conn_id() -> str:
@@ -305,22 +297,13 @@ def deploy(entry):
 
 @task
 def smoke_test(deployed: dict) -> dict:
-    """Send the smoke pairs through InvokeEndpoint; the answer must have the contract's shape."""
+    """Send the smoke pairs (smoke.py) through InvokeEndpoint; the answer must have the contract's shape."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     runtime = AwsBaseHook(aws_conn_id=aws_conn_id(), client_type="sagemaker-runtime").conn
-    instances = [{"sentence1": first, "sentence2": second} for first, second in SMOKE_PAIRS]
     response = runtime.invoke_endpoint(EndpointName=deployed["endpoint"], ContentType="application/json",
-                                       Accept="application/json", Body=json.dumps({"instances": instances}))  # fmt: skip
-    raw = response["Body"].read()
-    try:
-        body = json.loads(raw)
-        problems = [] if len(body["predictions"]) == len(instances) else [f"{len(instances)} pairs, answer {body}"]
-        problems += [f"label {label!r} not in {LABELS}" for label in body["labels"] if label not in LABELS]
-        problems += [f"probabilities {row} do not sum to 1" for row in body["probabilities"]
-                     if not math.isclose(sum(row), 1.0, abs_tol=1e-3)]  # fmt: skip
-    except (ValueError, KeyError, TypeError) as error:
-        problems = [f"not the inference contract's answer ({error!r}): {raw[:300]!r}"]
+                                       Accept="application/json", Body=json.dumps(smoke.REQUEST))  # fmt: skip
+    body, problems = smoke.problems(response["Body"].read())
     if problems:
         raise AirflowException(f"smoke test of endpoint {deployed['endpoint']} failed: {'; '.join(problems)}")
     log.info("endpoint %s (%s) answers: %s", deployed["endpoint"], deployed["config"], body["labels"])

@@ -1,0 +1,27 @@
+"""nlp_eks: the Airflow DAG of the pipeline as Kubernetes pods (Amazon EKS first), rolled out to a Deployment."""
+
+from nlp_pipeline import eks
+from nlp_pipeline.params import eks_params
+from nlp_pipeline.pipeline import build_pipeline
+
+dag = build_pipeline(
+    "nlp_eks",
+    eks,
+    params=eks_params(),
+    tags=["kubernetes", "eks"],
+    doc_md="""
+### nlp_eks: fine-tune, quantise, gate and roll out BERT on Kubernetes (Amazon EKS)
+
+Each step is a pod of the task image (`python -m tasks <step>`, KubernetesPodOperator, logs in the task log,
+pods deleted when done); with `training_workers` > 1, training is a Kubeflow TFJob. Artefacts and the model
+registry live on a shared volume (PVC). The candidate is rolled out to the server's Deployment (server-side
+apply, rolling update with no serving pod taken away first); a rollout that does not complete, or a failed
+smoke test through the Service, puts the previous model back.
+
+- **Settings**: Variables `nlp_task_image` (required), `nlp_k8s_conn_id` (`kubernetes_default`),
+  `nlp_k8s_namespace` (`nlp`), `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`.
+- **Placement**: `node_features` (Node Feature Discovery labels such as AVX512VNNI or AMXBF16) and
+  `tolerations`; threads follow each pod's CPU limit.
+- **Backfill**: as nlp_local; a backfill run registers and never deploys.
+""",
+)

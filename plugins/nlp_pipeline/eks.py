@@ -1,0 +1,335 @@
+"""The Kubernetes platform (Amazon EKS first): each step a pod of the task image, the rollout a Deployment.
+
+    stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``
+    train                               one pod, or a Kubeflow TFJob of ``training_workers`` workers
+    register / reject / mark_production ``python -m tasks registry`` pods on the registry beside the artefacts
+    deploy                              server-side apply of the server's Deployment, Service, PDB (and HPA),
+                                        then wait for the rollout; one that does not complete is undone
+    smoke_test                          the smoke pairs through the Service (the API server's proxy);
+                                        failure → ``rollback`` applies the previous model's revision again
+
+Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` in every
+pod: ``/artefacts/nlp_eks/RUN_KEY/STEP``, the registry at ``/artefacts/registry.sqlite``. Each step writes
+its output atomically; its result comes back as the pod's termination message, so Airflow's workers never
+mount the volume. Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
+default ``kubernetes_default``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
+``nlp_k8s_service_account`` (``nlp-pipeline``), ``nlp_k8s_volume_claim`` (``nlp-artefacts``) and
+``nlp_k8s_server`` (the Deployment and Service, ``nlp-paraphrase``). Pod sizes, CPU features and
+tolerations, workers and the server's replicas are Params.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from airflow.sdk import Variable, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+from nlp_pipeline import artefacts, kubernetes_manifests, smoke
+from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.kubernetes_operators import StepPodOperator, TrainOperator
+from nlp_pipeline.params import training_config
+
+log = logging.getLogger(__name__)
+
+ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
+K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
+NAMESPACE = "{{ var.value.get('nlp_k8s_namespace', 'nlp') }}"
+MOUNT = "/artefacts"
+PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
+# Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
+CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
+
+
+@dataclass(frozen=True)
+class Cluster:
+    conn_id: str
+    namespace: str
+    image: str
+    service_account: str
+    volume_claim: str
+    server: str
+
+
+def cluster() -> Cluster:
+    image = Variable.get("nlp_task_image", None)
+    if not image:
+        raise AirflowFailException("nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run "
+                                   "(README, Kubernetes)")  # fmt: skip
+    return Cluster(
+        conn_id=Variable.get("nlp_k8s_conn_id", default="kubernetes_default"),
+        namespace=Variable.get("nlp_k8s_namespace", default="nlp"),
+        image=image,
+        service_account=Variable.get("nlp_k8s_service_account", default="nlp-pipeline"),
+        volume_claim=Variable.get("nlp_k8s_volume_claim", default="nlp-artefacts"),
+        server=Variable.get("nlp_k8s_server", default="nlp-paraphrase"),
+    )
+
+
+def step_output(context, step: str) -> str:
+    """``/artefacts/nlp_eks/RUN_KEY/STEP``: where the step writes, as the pods see the volume."""
+    return f"{MOUNT}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
+
+
+REGISTRY = f"{MOUNT}/registry.sqlite"
+
+
+def _placement(params) -> kubernetes_manifests.Placement:
+    return kubernetes_manifests.Placement(node_features=tuple(params["node_features"]),
+                                          tolerations=tuple(params["tolerations"]))  # fmt: skip
+
+
+def _step_resources(params) -> kubernetes_manifests.Resources:
+    cpu, memory = params["step_cpu"], params["step_memory"]
+    return kubernetes_manifests.Resources(cpu, cpu, memory, memory)  # Guaranteed QoS: whole cores, no throttling
+
+
+def _pod(context, arguments: list) -> dict:
+    params, settings = context["params"], cluster()
+    return kubernetes_manifests.step_pod(
+        settings.namespace, settings.image, [str(argument) for argument in arguments],
+        resources=_step_resources(params), placement=_placement(params), service_account=settings.service_account,
+        volume_claim=settings.volume_claim,
+    )  # fmt: skip
+
+
+def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> StepPodOperator:
+    return StepPodOperator(
+        task_id=task_id, step=step, build_pod=lambda context: _pod(context, build_arguments(context)),
+        summarize=summarize, kubernetes_conn_id=K8S_CONN_ID, namespace=NAMESPACE,
+        startup_timeout_seconds=900, poll_interval=CHECK_INTERVAL, **kwargs,
+    )  # fmt: skip
+
+
+# ---- stage_dataset ------------------------------------------------------------------------------------------------
+def _stage_arguments(context) -> list:
+    params = context["params"]
+    return ["stage", "--source", params["source"], "--output", step_output(context, "staged"),
+            "--tokenizer", params["base_model"], "--max-seq-length", params["max_seq_length"]]  # fmt: skip
+
+
+def stage_dataset():
+    return _step("stage_dataset", "stage", _stage_arguments,
+                 lambda context, result: {"data": step_output(context, "staged")} | result,
+                 outlets=[STAGED_DATA]).output  # fmt: skip
+
+
+# ---- train --------------------------------------------------------------------------------------------------------
+def _train_arguments(context) -> list:
+    params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
+    return ["train", "--data", staged["data"], "--model", params["base_model"],
+            "--output", step_output(context, "model"), "--epochs", params["epochs"],
+            "--batch-size", params["batch_size"], "--learning-rate", params["learning_rate"],
+            "--precision", params["precision"], "--seed", params["seed"]]  # fmt: skip
+
+
+def _tf_job(context) -> dict:
+    from nlp_pipeline.sagemaker_requests import run_suffix
+
+    params, settings = context["params"], cluster()
+    return kubernetes_manifests.tf_job(
+        f"nlp-train-{run_suffix(artefacts.run_key(context), context['run_id'])}".lower(), settings.namespace,
+        settings.image, [str(argument) for argument in _train_arguments(context)],
+        workers=params["training_workers"], resources=_step_resources(params), placement=_placement(params),
+        service_account=settings.service_account, volume_claim=settings.volume_claim,
+    )  # fmt: skip
+
+
+def train(staged):
+    operator = TrainOperator(
+        task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
+        workers=lambda context: context["params"]["training_workers"],
+        summarize=lambda context, result: {"model": step_output(context, "model")} | result,
+        kubernetes_conn_id=K8S_CONN_ID, namespace=NAMESPACE, startup_timeout_seconds=900,
+        poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
+    )  # fmt: skip
+    staged >> operator
+    return operator.output
+
+
+# ---- quantize -----------------------------------------------------------------------------------------------------
+def _quantize_arguments(context) -> list:
+    params, ti = context["params"], context["ti"]
+    if not params["quantize"]:
+        raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
+    return ["quantize", "--model", ti.xcom_pull(task_ids="train")["model"],
+            "--data", ti.xcom_pull(task_ids="stage_dataset")["data"], "--output", step_output(context, "quantized"),
+            "--tolerance", params["quantization_tolerance"]]  # fmt: skip
+
+
+def quantize(staged, trained):
+    operator = _step("quantize", "quantize", _quantize_arguments,
+                     lambda context, result: {"model": step_output(context, "quantized")} | result)  # fmt: skip
+    [staged, trained] >> operator
+    return operator.output
+
+
+# ---- evaluate -----------------------------------------------------------------------------------------------------
+def candidate_model(ti) -> str:
+    """The quantised model when quantisation ran, else the trained one."""
+    quantized = ti.xcom_pull(task_ids="quantize")
+    return quantized["model"] if quantized else ti.xcom_pull(task_ids="train")["model"]
+
+
+def _api_client():
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    return KubernetesHook(conn_id=cluster().conn_id).api_client
+
+
+def _served_model() -> str | None:
+    from nlp_pipeline.kubernetes_rollout import live_deployment, served_model
+
+    settings = cluster()
+    return served_model(live_deployment(_api_client(), settings.server, settings.namespace))
+
+
+def _evaluate_arguments(context) -> list:
+    params, ti = context["params"], context["ti"]
+    champion = _served_model()
+    return ["evaluate", "--model", candidate_model(ti), "--data", ti.xcom_pull(task_ids="stage_dataset")["data"],
+            "--output", step_output(context, "evaluation"), *(["--champion", champion] if champion else []),
+            "--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
+            "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"]]  # fmt: skip
+
+
+def evaluate(staged, candidate):
+    operator = _step("evaluate", "evaluate", _evaluate_arguments,
+                     lambda context, result: {"evaluation": step_output(context, "evaluation"),
+                                              "model": candidate_model(context["ti"])} | result,
+                     trigger_rule="none_failed")  # fmt: skip
+    [staged, candidate] >> operator
+    return operator.output
+
+
+# ---- register / reject / mark_production: the registry beside the artefacts ---------------------------------------
+def _registration(status_of):
+    def arguments(context) -> list:
+        evaluation = context["ti"].xcom_pull(task_ids="evaluate")
+        return ["registry", "--registry", REGISTRY, "--action", "register", "--model", evaluation["model"],
+                "--evaluation", evaluation["evaluation"], "--status", status_of(context),
+                "--config", json.dumps(training_config(context["params"])), "--dag-id", context["dag"].dag_id,
+                "--run-id", context["run_id"], "--logical-date", artefacts.run_key(context)]  # fmt: skip
+
+    return arguments
+
+
+def register(evaluation):
+    """Record the promoted candidate: approved, or a candidate waiting for a person's approval."""
+    status = _registration(lambda context: "candidate" if context["params"]["require_approval"] else "approved")
+    operator = _step("register", "registry", status, lambda context, entry: entry)
+    evaluation >> operator
+    return operator.output
+
+
+def reject(evaluation):
+    """Record the rejected candidate, archived with the gate's reasons."""
+    operator = _step("reject", "registry", _registration(lambda context: "archived"), lambda context, entry: entry)
+    evaluation >> operator
+    return operator.output
+
+
+def mark_production(entry, smoke_result):
+    def arguments(context) -> list:
+        return ["registry", "--registry", REGISTRY, "--action", "promote",
+                "--id", context["ti"].xcom_pull(task_ids="register")["id"]]  # fmt: skip
+
+    operator = _step("mark_production", "registry", arguments, lambda context, promoted: promoted)
+    [entry, smoke_result] >> operator
+    return operator.output
+
+
+# ---- rollout ------------------------------------------------------------------------------------------------------
+def _server_objects(context, model: str, previous: str | None) -> list[dict]:
+    """Service, Deployment serving ``model`` (noting ``previous``), PDB, and the HPA when autoscaling is on."""
+    params, settings = context["params"], cluster()
+    name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
+    cpu, memory = params["server_cpu"], params["server_memory"]
+    deployment = kubernetes_manifests.inference_deployment(
+        name, namespace, settings.image, model, replicas=replicas,
+        resources=kubernetes_manifests.Resources(cpu, cpu, memory, memory), placement=_placement(params),
+        service_account=settings.service_account, volume_claim=settings.volume_claim,
+    )  # fmt: skip
+    if previous:
+        deployment["metadata"]["annotations"] = {PREVIOUS_MODEL: previous}
+    objects = [kubernetes_manifests.inference_service(name, namespace), deployment,
+               kubernetes_manifests.pod_disruption_budget(name, namespace, replicas)]  # fmt: skip
+    if params["autoscale_max_replicas"]:
+        del deployment["spec"]["replicas"]  # the autoscaler owns the replica count
+        objects.append(kubernetes_manifests.horizontal_pod_autoscaler(
+            name, namespace, minimum=replicas, maximum=max(replicas, params["autoscale_max_replicas"]), cpu_percent=70,
+        ))  # fmt: skip
+    return objects
+
+
+def _roll_out(context, api_client, model: str, previous: str | None) -> None:
+    from nlp_pipeline import kubernetes_rollout
+
+    settings = cluster()
+    for manifest in _server_objects(context, model, previous):
+        kubernetes_rollout.apply(api_client, manifest)
+    if not context["params"]["autoscale_max_replicas"]:
+        kubernetes_rollout.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
+    kubernetes_rollout.wait_for_rollout(api_client, settings.server, settings.namespace,
+                                        timeout=context["params"]["rollout_timeout_minutes"] * 60,
+                                        poll=CHECK_INTERVAL)  # fmt: skip
+
+
+@task(trigger_rule="none_failed_min_one_success")
+def deploy(entry: dict, **context) -> dict:
+    """Roll the server out with the entry's model; a rollout that does not complete is undone, then fails."""
+    from nlp_pipeline import kubernetes_rollout
+
+    settings, api_client = cluster(), _api_client()
+    live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
+    serving = kubernetes_rollout.served_model(live)
+    # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
+    previous = (live["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL) if serving == entry["model"] else serving
+    log.info("rolling %s/%s out with %s (%s before)", settings.namespace, settings.server, entry["model"],
+             previous or "nothing")  # fmt: skip
+    try:
+        _roll_out(context, api_client, entry["model"], previous)
+    except kubernetes_rollout.RolloutFailed as error:
+        if not previous:
+            raise AirflowFailException(f"{error}; there is no earlier model to go back to") from None
+        log.error("%s; applying the previous model's revision again (%s)", error, previous)
+        _roll_out(context, api_client, previous, None)
+        raise AirflowFailException(f"{error}; the previous revision ({previous}) is serving again") from None
+    return {"deployment": settings.server, "namespace": settings.namespace, "model": entry["model"],
+            "version": entry["version"], "previous_model": previous}  # fmt: skip
+
+
+@task
+def smoke_test(deployed: dict) -> dict:
+    """Send the smoke pairs through the Service; the answer must have the contract's shape and the new version."""
+    from nlp_pipeline.kubernetes_rollout import invoke_through_service
+
+    raw = invoke_through_service(_api_client(), deployed["deployment"], deployed["namespace"], smoke.REQUEST)
+    body, problems = smoke.problems(raw)
+    if body and body.get("model_version") != deployed["version"]:
+        problems.append(f"the Service answers with model {body.get('model_version')}, not {deployed['version']}")
+    if problems:
+        raise AirflowException(f"smoke test of Service {deployed['deployment']} failed: {'; '.join(problems)}")
+    log.info("Service %s answers: %s", deployed["deployment"], json.dumps(body["labels"]))
+    return {"deployment": deployed["deployment"], "model_version": body["model_version"]}
+
+
+@task(trigger_rule="one_failed")
+def rollback(**context) -> None:
+    """Put the server back on the model it ran before this run, when this run's model is the one serving."""
+    from nlp_pipeline import kubernetes_rollout
+
+    settings, api_client = cluster(), _api_client()
+    entry = context["ti"].xcom_pull(task_ids="register")
+    live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
+    serving = kubernetes_rollout.served_model(live)
+    if not entry or serving != entry["model"]:
+        raise AirflowSkipException(f"{settings.server} serves {serving}, not this run's model: nothing to roll back")
+    previous = (live["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL)
+    if not previous:
+        raise AirflowSkipException("this run created the server: there is no earlier model to restore")
+    log.info("rolling %s back from %s to %s", settings.server, serving, previous)
+    _roll_out(context, api_client, previous, None)
