@@ -63,6 +63,9 @@ def write(result) -> None:
 
 
 def write_result(step: str, args) -> None:
-    """Write the result of a step that has a report (RESULTS); the others write theirs themselves, or none."""
-    if step in RESULTS and os.environ.get(RESULT_FILE_ENV):
+    """Write the result of a step that has a report (RESULTS); the others write theirs themselves, or none.
+    Of a multi-worker training only the chief writes the model, so only the chief has a result."""
+    from tasks.distributed import cluster_from_environment
+
+    if step in RESULTS and os.environ.get(RESULT_FILE_ENV) and cluster_from_environment().is_chief:
         write(result_of(step, args.output))

@@ -8,8 +8,9 @@
     smoke_test                          the smoke pairs through the Service (the API server's proxy);
                                         failure → ``rollback`` applies the previous model's revision again
 
-Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` in every
-pod: ``/artefacts/nlp_eks/RUN_KEY/STEP``, the registry at ``/artefacts/registry.sqlite``. Each step writes
+Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` (Variable
+``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP``, the registry at
+``/artefacts/registry.sqlite``. Each step writes
 its output atomically; its result comes back as the pod's termination message, so Airflow's workers never
 mount the volume. Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
 default ``kubernetes_default``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
 NAMESPACE = "{{ var.value.get('nlp_k8s_namespace', 'nlp') }}"
-MOUNT = "/artefacts"
 PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
 # Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
@@ -51,7 +51,12 @@ class Cluster:
     image: str
     service_account: str
     volume_claim: str
+    volume_path: str
     server: str
+
+    @property
+    def registry(self) -> str:
+        return f"{self.volume_path}/registry.sqlite"
 
 
 def cluster() -> Cluster:
@@ -65,16 +70,14 @@ def cluster() -> Cluster:
         image=image,
         service_account=Variable.get("nlp_k8s_service_account", default="nlp-pipeline"),
         volume_claim=Variable.get("nlp_k8s_volume_claim", default="nlp-artefacts"),
+        volume_path=Variable.get("nlp_k8s_volume_path", default="/artefacts").rstrip("/"),
         server=Variable.get("nlp_k8s_server", default="nlp-paraphrase"),
     )
 
 
 def step_output(context, step: str) -> str:
     """``/artefacts/nlp_eks/RUN_KEY/STEP``: where the step writes, as the pods see the volume."""
-    return f"{MOUNT}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
-
-
-REGISTRY = f"{MOUNT}/registry.sqlite"
+    return f"{cluster().volume_path}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
 
 
 def _placement(params) -> kubernetes_manifests.Placement:
@@ -92,7 +95,7 @@ def _pod(context, arguments: list) -> dict:
     return kubernetes_manifests.step_pod(
         settings.namespace, settings.image, [str(argument) for argument in arguments],
         resources=_step_resources(params), placement=_placement(params), service_account=settings.service_account,
-        volume_claim=settings.volume_claim,
+        volume_claim=settings.volume_claim, mount_path=settings.volume_path,
     )  # fmt: skip
 
 
@@ -134,7 +137,7 @@ def _tf_job(context) -> dict:
         f"nlp-train-{run_suffix(artefacts.run_key(context), context['run_id'])}".lower(), settings.namespace,
         settings.image, [str(argument) for argument in _train_arguments(context)],
         workers=params["training_workers"], resources=_step_resources(params), placement=_placement(params),
-        service_account=settings.service_account, volume_claim=settings.volume_claim,
+        service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
     )  # fmt: skip
 
 
@@ -209,7 +212,7 @@ def evaluate(staged, candidate):
 def _registration(status_of):
     def arguments(context) -> list:
         evaluation = context["ti"].xcom_pull(task_ids="evaluate")
-        return ["registry", "--registry", REGISTRY, "--action", "register", "--model", evaluation["model"],
+        return ["registry", "--registry", cluster().registry, "--action", "register", "--model", evaluation["model"],
                 "--evaluation", evaluation["evaluation"], "--status", status_of(context),
                 "--config", json.dumps(training_config(context["params"])), "--dag-id", context["dag"].dag_id,
                 "--run-id", context["run_id"], "--logical-date", artefacts.run_key(context)]  # fmt: skip
@@ -234,7 +237,7 @@ def reject(evaluation):
 
 def mark_production(entry, smoke_result):
     def arguments(context) -> list:
-        return ["registry", "--registry", REGISTRY, "--action", "promote",
+        return ["registry", "--registry", cluster().registry, "--action", "promote",
                 "--id", context["ti"].xcom_pull(task_ids="register")["id"]]  # fmt: skip
 
     operator = _step("mark_production", "registry", arguments, lambda context, promoted: promoted)
@@ -251,7 +254,7 @@ def _server_objects(context, model: str, previous: str | None) -> list[dict]:
     deployment = kubernetes_manifests.inference_deployment(
         name, namespace, settings.image, model, replicas=replicas,
         resources=kubernetes_manifests.Resources(cpu, cpu, memory, memory), placement=_placement(params),
-        service_account=settings.service_account, volume_claim=settings.volume_claim,
+        service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
     )  # fmt: skip
     if previous:
         deployment["metadata"]["annotations"] = {PREVIOUS_MODEL: previous}

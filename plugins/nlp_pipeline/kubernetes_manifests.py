@@ -103,7 +103,7 @@ def artefact_volumes(volume_claim: str | None) -> list[dict]:
 
 def step_pod(
     namespace: str, image: str, arguments: list[str], *, resources: Resources, placement: Placement,
-    service_account: str, volume_claim: str | None = None,
+    service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
 ) -> dict:  # fmt: skip
     """One run of a step: the pod the KubernetesPodOperator starts (it adds its name and run labels)."""
     return {
@@ -113,7 +113,11 @@ def step_pod(
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account,
-            "containers": [step_container(STEP_CONTAINER, image, arguments, resources, volume_claim=volume_claim)],
+            "containers": [
+                step_container(
+                    STEP_CONTAINER, image, arguments, resources, volume_claim=volume_claim, mount_path=mount_path
+                )
+            ],
             "volumes": artefact_volumes(volume_claim),
         }
         | intel_placement(placement),
@@ -122,11 +126,11 @@ def step_pod(
 
 def inference_deployment(
     name: str, namespace: str, image: str, model_uri: str, *, replicas: int, resources: Resources,
-    placement: Placement, service_account: str, volume_claim: str | None = None,
+    placement: Placement, service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
 ) -> dict:  # fmt: skip
     """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first."""
     container = step_container("server", image, ["serve", "--model", model_uri, "--host", "0.0.0.0"], resources,
-                               volume_claim=volume_claim)  # fmt: skip
+                               volume_claim=volume_claim, mount_path=mount_path)  # fmt: skip
     container["ports"] = [{"name": "http", "containerPort": SERVER_PORT}]
     probe = {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
     # /ping is 503 until the model is loaded and warmed: ready then; alive unless it stays down for a minute.
@@ -199,7 +203,7 @@ def horizontal_pod_autoscaler(name: str, namespace: str, *, minimum: int, maximu
 
 def tf_job(
     name: str, namespace: str, image: str, arguments: list[str], *, workers: int, resources: Resources,
-    placement: Placement, service_account: str, volume_claim: str | None = None,
+    placement: Placement, service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
 ) -> dict:  # fmt: skip
     """A Kubeflow ``TFJob`` of ``workers`` replicas of the train step. The training operator gives each its
     ``TF_CONFIG`` (in the container it must call ``tensorflow``); the step trains multi-worker from it, and
@@ -208,7 +212,11 @@ def tf_job(
         "metadata": {"labels": labels(name)},
         "spec": {
             "serviceAccountName": service_account,
-            "containers": [step_container("tensorflow", image, arguments, resources, volume_claim=volume_claim)],
+            "containers": [
+                step_container(
+                    "tensorflow", image, arguments, resources, volume_claim=volume_claim, mount_path=mount_path
+                )
+            ],
             "volumes": artefact_volumes(volume_claim),
         }
         | intel_placement(placement),

@@ -178,3 +178,25 @@ def fake_sagemaker(s3, tmp_path, monkeypatch):
     fake = FakeSageMaker(s3["env"]["AWS_ENDPOINT_URL"], tmp_path / "sagemaker").install(monkeypatch)
     yield fake
     fake.close()
+
+
+@pytest.fixture
+def fake_kubernetes(tmp_path, monkeypatch):
+    """A Kubernetes cluster on kmock (tests/fakes/kubernetes.py), the ``kubernetes_default`` connection to it
+    and the nlp_eks Variables, in this process's environment and in ``cluster.env`` for airflow commands."""
+    from tests.fakes.kubernetes import FakeKubernetes
+    from tests.fakes.sagemaker import IMAGE
+
+    cluster = FakeKubernetes(tmp_path / "cluster", poll=0.2)
+    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(cluster.kubeconfig(tmp_path / "kubeconfig")),
+                                                       "namespace": "nlp"}}  # fmt: skip
+    cluster.env = {
+        "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(connection),
+        "AIRFLOW_VAR_NLP_TASK_IMAGE": IMAGE,
+        "AIRFLOW_VAR_NLP_K8S_VOLUME_PATH": str(cluster.volume),
+        "NLP_K8S_POLL_SECONDS": "1",
+    }
+    for name, value in cluster.env.items():
+        monkeypatch.setenv(name, value)
+    yield cluster
+    cluster.stop()

@@ -43,3 +43,19 @@ def test_steps_without_a_report_have_no_result(step):
     from tasks.step_result import RESULTS
 
     assert step not in RESULTS
+
+
+def test_only_the_chief_of_a_multi_worker_training_writes_a_result(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tasks.step_result import write_result
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "metrics.json").write_text('{"accuracy": 0.5}')
+    monkeypatch.setenv(RESULT_FILE_ENV, str(tmp_path / "result"))
+    for index in (1, 0):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                                    "task": {"type": "worker", "index": index}}))  # fmt: skip
+        write_result("train", SimpleNamespace(output=str(tmp_path / ("missing" if index else "model"))))
+        assert (tmp_path / "result").exists() == (index == 0)
+    assert json.loads((tmp_path / "result").read_text()) == {"metrics": {"accuracy": 0.5}}

@@ -1,0 +1,183 @@
+"""The nlp_eks operators and rollout, run in this process against a Kubernetes API on kmock (tests/fakes).
+
+Each ``execute`` is called as a task runner would call it, with a context of this run and try. The pods run
+the real steps (the fake kubelet runs ``python -m tasks ARGS``); the server's Deployment serves a real model.
+"""
+
+import logging
+import sys
+from types import SimpleNamespace
+
+import pendulum
+import pytest
+
+from tests.conftest import REPO
+from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import eks  # noqa: E402
+from nlp_pipeline.kubernetes_operators import StepPodOperator, TrainOperator  # noqa: E402
+from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
+
+RUN_ID = "manual__2026-05-01"
+
+
+class TaskInstance(SimpleNamespace):
+    """What the operators use of a task instance: its identity, try number and XCom."""
+
+    def xcom_push(self, key, value):
+        self.xcom[(self.task_id, key)] = value
+
+    def xcom_pull(self, task_ids, key="return_value"):
+        return self.xcom.get((task_ids, key))
+
+
+def context(task_id: str, try_number: int = 1, xcom: dict | None = None, **params) -> dict:
+    defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
+    logical_date = pendulum.datetime(2026, 5, 1, tz="UTC")
+    ti = TaskInstance(dag_id="nlp_eks", task_id=task_id, run_id=RUN_ID, try_number=try_number, map_index=-1,
+                      xcom=dict(xcom or {}), start_date=pendulum.now("UTC"))  # fmt: skip
+    return {
+        "ti": ti,
+        "run_id": RUN_ID,
+        "dag": SimpleNamespace(dag_id="nlp_eks"),
+        "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date, run_type="manual"),
+        "params": defaults | {"step_cpu": "1", "step_memory": "2Gi", "node_features": []} | params,
+    }
+
+
+def stage_operator(**kwargs) -> StepPodOperator:
+    return StepPodOperator(task_id="stage_dataset", step="stage",
+                           build_pod=lambda ctx: eks._pod(ctx, eks._stage_arguments(ctx)),
+                           summarize=lambda ctx, result: {"data": eks.step_output(ctx, "staged")} | result,
+                           kubernetes_conn_id="kubernetes_default", namespace="nlp", poll_interval=1,
+                           startup_check_interval_seconds=1, **kwargs)  # fmt: skip
+
+
+def task_log(capsys, caplog) -> str:
+    """What the task log would show: the provider logs through structlog (stdout) and logging."""
+    return capsys.readouterr().out + caplog.text
+
+
+def live_pods(cluster) -> list[dict]:
+    return cluster.objects(PODS, "nlp")
+
+
+def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_deleted(
+    fake_kubernetes, raw_data, minilm_path, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    run = context("stage_dataset", source=str(raw_data), base_model=str(minilm_path))
+    stage_operator().execute(run)
+
+    result = run["ti"].xcom_pull("stage_dataset")
+    staged = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "staged"
+    assert result["data"] == str(staged) and (staged / "manifest.json").is_file()
+    assert len(result["fingerprint"]) > 20 and result["rows"]["train"] == 256
+    [pod] = fake_kubernetes.pods_run
+    [container] = pod["spec"]["containers"]
+    assert container["args"][:2] == ["stage", "--source"] and container["image"].endswith("nlp-tasks:test")
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert pod["spec"]["serviceAccountName"] == "nlp-pipeline" and pod["spec"]["restartPolicy"] == "Never"
+    assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks" and pod["metadata"]["labels"]["try_number"] == "1"
+    assert "[base]" in (log := task_log(capsys, caplog)) and "INFO tasks.stage: train: 256 rows" in log, "step log"
+    assert live_pods(fake_kubernetes) == [], "the finished pod was deleted"
+
+
+def test_a_pod_that_fails_fails_the_task_with_its_log_tail_and_bad_input_is_not_retried(fake_kubernetes, raw_data):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    bad_flag = context("stage_dataset", source=str(raw_data), base_model="/nowhere/tokenizer", max_seq_length=4)
+    bad_flag["params"]["max_seq_length"] = "many"
+    with pytest.raises(AirflowFailException, match=r"(?s)stage failed on a bad flag, not retried:.*max.seq.length"):
+        stage_operator().execute(bad_flag)
+
+    missing = context("stage_dataset", try_number=2, source=str(raw_data / "missing"), base_model="/nowhere")
+    with pytest.raises(AirflowException, match=r"(?s)stage exited with \d+:\n.*missing") as raised:
+        stage_operator().execute(missing)
+    assert not isinstance(raised.value, AirflowFailException), "other failures are retried"
+    assert live_pods(fake_kubernetes) == [], "failed pods are deleted too"
+
+
+def test_a_retry_reattaches_to_the_pod_its_run_left_running(fake_kubernetes, raw_data, minilm_path):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    fake_kubernetes.hold_pods = True  # the pod is created but not yet started; the worker is then lost
+    params = {"source": str(raw_data), "base_model": str(minilm_path)}
+    with pytest.raises(TaskDeferred):
+        stage_operator(deferrable=True).execute(context("stage_dataset", **params))
+    [created] = live_pods(fake_kubernetes)
+
+    fake_kubernetes.hold_pods = False
+    retry = context("stage_dataset", try_number=2, **params)
+    stage_operator().execute(retry)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/pods$")) == 1, "one pod, not two"
+    assert [pod["metadata"]["name"] for pod in fake_kubernetes.pods_run] == [created["metadata"]["name"]]
+    assert retry["ti"].xcom_pull("stage_dataset")["rows"]["train"] == 256
+
+
+def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_deleted(
+    fake_kubernetes, staged_data, tiny_model, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    run = context("train", xcom={("stage_dataset", "return_value"): {"data": str(staged_data)}},
+                  base_model=str(tiny_model), training_workers=2, epochs=1, batch_size=16)  # fmt: skip
+    operator = TrainOperator(
+        task_id="train", build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)), build_tfjob=eks._tf_job,
+        workers=lambda ctx: ctx["params"]["training_workers"],
+        summarize=lambda ctx, result: {"model": eks.step_output(ctx, "model")} | result,
+        kubernetes_conn_id="kubernetes_default", namespace="nlp", tfjob_poll_interval=1,
+    )  # fmt: skip
+    operator.execute(run)
+
+    result = run["ti"].xcom_pull("train")
+    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / "saved_model").is_dir()
+    assert result["metrics"]["workers"] == 2 and 0 <= result["metrics"]["accuracy"] <= 1
+    [job] = [request.data for request in fake_kubernetes.requests_to("post", r"/tfjobs$")]
+    assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+    assert sorted(pod["metadata"]["name"] for pod in fake_kubernetes.pods_run) == [
+        f"{job['metadata']['name']}-worker-0", f"{job['metadata']['name']}-worker-1"]  # fmt: skip
+    assert "[worker-0]" in (log := task_log(capsys, caplog)) and "workers active" in log
+    assert fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == [], "job and pods deleted"
+
+
+# ---- rollout ------------------------------------------------------------------------------------------------------
+def deploy(cluster, model, **params) -> dict:
+    from tasks.served_model import model_version
+
+    run = context("deploy", server_replicas=2, rollout_timeout_minutes=1, server_cpu="1", server_memory="1Gi",
+                  **params)  # fmt: skip
+    return eks.deploy.function({"model": str(model), "version": model_version(model)}, **run)
+
+
+def serving(cluster) -> str:
+    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
+    return deployment["spec"]["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"]
+
+
+def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_never_completes(
+    fake_kubernetes, trained_tiny, int8_tiny
+):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from nlp_pipeline.kubernetes_rollout import served_model
+
+    first = deploy(fake_kubernetes, trained_tiny)
+    assert first["previous_model"] is None and serving(fake_kubernetes) == str(trained_tiny)
+    [deployment] = fake_kubernetes.objects(DEPLOYMENTS, "nlp")
+    assert deployment["status"]["updatedReplicas"] == deployment["status"]["availableReplicas"] == 2
+    assert deployment["status"]["observedGeneration"] == deployment["metadata"]["generation"] == 1
+    assert {obj["kind"] for obj in (request.data for request in fake_kubernetes.requests_to("patch", r"/nlp/"))} >= {
+        "Service", "Deployment", "PodDisruptionBudget"}  # fmt: skip
+    assert deploy(fake_kubernetes, trained_tiny)["previous_model"] is None, "applied again: no change"
+    assert fake_kubernetes.objects(DEPLOYMENTS, "nlp")[0]["metadata"]["generation"] == 1
+
+    assert eks.smoke_test.function(first)["model_version"] == first["version"]
+
+    fake_kubernetes.broken_rollouts = True  # the new model's pods never become ready
+    with pytest.raises(AirflowFailException, match="did not complete in 60 s.*previous revision .* is serving again"):
+        deploy(fake_kubernetes, int8_tiny)
+    assert serving(fake_kubernetes) == str(trained_tiny)
+    assert served_model(fake_kubernetes.objects(DEPLOYMENTS, "nlp")[0]) == str(trained_tiny)
