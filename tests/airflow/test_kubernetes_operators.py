@@ -158,12 +158,13 @@ def serving(cluster) -> str:
 
 
 def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_never_completes(
-    fake_kubernetes, trained_tiny, int8_tiny
+    fake_kubernetes, trained_tiny, int8_tiny, monkeypatch
 ):
     from airflow.sdk.exceptions import AirflowFailException
 
     from nlp_pipeline.kubernetes_rollout import served_model
 
+    monkeypatch.setattr(eks, "CHECK_INTERVAL", 1)
     first = deploy(fake_kubernetes, trained_tiny)
     assert first["previous_model"] is None and serving(fake_kubernetes) == str(trained_tiny)
     [deployment] = fake_kubernetes.objects(DEPLOYMENTS, "nlp")

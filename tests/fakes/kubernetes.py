@@ -13,7 +13,7 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
   it. The artefact volume is a folder of the test, mounted at its own path (Variable ``nlp_k8s_volume_path``);
 - the Deployment controller: each new generation starts ``python -m tasks serve`` on the template's model,
   and reports the rollout (``observedGeneration``, updated and available replicas) once it answers
-  ``/ping``; ``broken_rollouts`` keeps a new generation from ever becoming available;
+  ``/ping``; ``broken_rollouts`` keeps a new revision (a pod template not seen before) from ever becoming available;
 - the training operator: a TFJob gets one pod per worker, each with its ``TF_CONFIG``, and the conditions
   ``Succeeded`` or ``Failed`` from them; deleting it deletes its pods first (foreground deletion).
 
@@ -326,8 +326,8 @@ class FakeKubernetes:
         template_hash = hashlib.sha256(template.encode()).hexdigest()[:10]
         await self._set_status(key, {"observedGeneration": generation, "replicas": old + 1, "updatedReplicas": 0,
                                      "availableReplicas": old, "readyReplicas": old})  # fmt: skip
-        if self.broken_rollouts:
-            return  # the new pods never become ready: the rollout hangs until its deadline
+        if self.broken_rollouts and template_hash not in self.servers:
+            return  # a new revision's pods never become ready; an earlier revision's still can
         if template_hash not in self.servers:
             args = spec["template"]["spec"]["containers"][0]["args"]
             model = args[args.index("--model") + 1]
