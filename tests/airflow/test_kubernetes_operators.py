@@ -78,7 +78,10 @@ def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_dele
     [pod] = fake_kubernetes.pods_run
     [container] = pod["spec"]["containers"]
     assert container["args"][:2] == ["stage", "--source"] and container["image"].endswith("nlp-tasks:test")
-    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert container["resources"] == {
+        "requests": {"cpu": "1", "memory": "2Gi"},
+        "limits": {"cpu": "1", "memory": "2Gi"},
+    }
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert pod["spec"]["serviceAccountName"] == "nlp-pipeline" and pod["spec"]["restartPolicy"] == "Never"
     assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks" and pod["metadata"]["labels"]["try_number"] == "1"

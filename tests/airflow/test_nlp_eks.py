@@ -1,0 +1,61 @@
+"""``airflow dags test nlp_eks`` against a Kubernetes API on kmock (tests/fakes/kubernetes.py): every step a
+pod that really runs, the server a Deployment that really serves.
+
+A first run creates the server; a second rolls a new model out over it, with the first as the champion.
+Then a broken answer fails the smoke test and ``rollback`` puts the first run's model back.
+"""
+
+from tests.airflow.conftest import dags_test, run_airflow, task_states
+from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+
+
+def served_model(cluster) -> str:
+    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
+    return deployment["spec"]["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"]
+
+
+def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kubernetes, raw_data, tiny_model):
+    env, cluster = airflow_home | fake_kubernetes.env, fake_kubernetes
+    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
+            "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0, "champion_margin": 1, "max_int8_loss": 1,
+            "step_cpu": "1", "step_memory": "2Gi", "server_cpu": "1", "server_memory": "1Gi", "server_replicas": 2,
+            "node_features": ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
+            "tolerations": [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]}  # fmt: skip
+
+    first = dags_test(env, "nlp_eks", conf | {"quantize": True}, "2026-06-01")
+    states = task_states(env, "nlp_eks", first)
+    skipped = ("reject", "approve", "rollback")
+    assert {task: states[task] for task in skipped} == dict.fromkeys(skipped, "skipped"), states
+    assert all(states[task] == "success" for task in states if task not in skipped), states
+    steps = [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run]
+    assert steps == ["stage", "train", "quantize", "evaluate", "registry", "registry"], steps
+    for pod in cluster.pods_run:
+        spec = pod["spec"]
+        [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        assert term["matchExpressions"][0]["key"] == "feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"
+        assert spec["tolerations"] == [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]
+        assert spec["volumes"] == [{"name": "artefacts", "persistentVolumeClaim": {"claimName": "nlp-artefacts"}}]
+        assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks"
+    evaluate = cluster.pods_run[3]["spec"]["containers"][0]["args"]
+    assert "--champion" not in evaluate, "no server yet, so no champion"
+    run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
+    assert served_model(cluster) == str(run_folder / "quantized")
+    assert cluster.objects(TFJOBS) == [] and cluster.objects(PODS) == [], "finished pods are deleted"
+
+    second = dags_test(env, "nlp_eks", conf | {"quantize": False}, "2026-06-08")
+    states = task_states(env, "nlp_eks", second)
+    assert states["quantize"] == "skipped" and states["mark_production"] == "success", states
+    evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-3]
+    assert evaluate[0] == "evaluate"
+    assert evaluate[evaluate.index("--champion") + 1] == str(run_folder / "quantized")
+    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model")
+    assert served_model(cluster) == second_model
+    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
+    assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(run_folder / "quantized")
+    assert deployment["metadata"]["generation"] == 2 and deployment["status"]["updatedReplicas"] == 2
+
+    cluster.broken_answers = True
+    failed = run_airflow(env, "tasks", "test", "nlp_eks", "smoke_test", "2026-06-08", check=False)
+    assert "smoke test of Service nlp-paraphrase failed" in failed.stdout + failed.stderr
+    run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
+    assert served_model(cluster) == str(run_folder / "quantized")
