@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
-NAMESPACE = "{{ var.value.get('nlp_k8s_namespace', 'nlp') }}"
 PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
 # Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
@@ -102,7 +101,7 @@ def _pod(context, arguments: list) -> dict:
 def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> StepPodOperator:
     return StepPodOperator(
         task_id=task_id, step=step, build_pod=lambda context: _pod(context, build_arguments(context)),
-        summarize=summarize, kubernetes_conn_id=K8S_CONN_ID, namespace=NAMESPACE,
+        summarize=summarize, kubernetes_conn_id=K8S_CONN_ID,
         startup_timeout_seconds=900, poll_interval=CHECK_INTERVAL, **kwargs,
     )  # fmt: skip
 
@@ -146,7 +145,7 @@ def train(staged):
         task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
         workers=lambda context: context["params"]["training_workers"],
         summarize=lambda context, result: {"model": step_output(context, "model")} | result,
-        kubernetes_conn_id=K8S_CONN_ID, namespace=NAMESPACE, startup_timeout_seconds=900,
+        kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900,
         poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
     )  # fmt: skip
     staged >> operator

@@ -25,7 +25,7 @@ def dag_bag():
 
 def test_every_dag_file_imports_without_errors(dag_bag):
     assert DAG_FILES and dag_bag.import_errors == {}
-    assert {"nlp_local", "nlp_sagemaker"} <= set(dag_bag.dag_ids)
+    assert {"nlp_local", "nlp_sagemaker", "nlp_eks"} <= set(dag_bag.dag_ids)
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
@@ -48,7 +48,8 @@ def test_each_dag_has_owner_retries_tags_docs_and_no_cycle(dag_bag):
             assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
 
 
-ROLLOUT = {"nlp_local": ["deploy"], "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"]}
+ROLLOUT = {"nlp_local": ["deploy"], "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"],
+           "nlp_eks": ["deploy"]}  # fmt: skip
 
 
 @pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
@@ -80,6 +81,13 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
         ("nlp_sagemaker", {"traffic_shifting": "blue"}, "traffic_shifting"),
         ("nlp_sagemaker", {"rollback_alarms": [""]}, "rollback_alarms"),
         ("nlp_sagemaker", {"model_approval": "Rejected"}, "model_approval"),
+        ("nlp_eks", {"step_cpu": "four"}, "step_cpu"),
+        ("nlp_eks", {"step_memory": "16 GB"}, "step_memory"),
+        ("nlp_eks", {"training_workers": 0}, "training_workers"),
+        ("nlp_eks", {"node_features": ["AVX512 VNNI"]}, "node_features"),
+        ("nlp_eks", {"tolerations": [{"key": "intel", "effect": "Sometimes"}]}, "tolerations"),
+        ("nlp_eks", {"server_replicas": 0}, "server_replicas"),
+        ("nlp_eks", {"rollout_timeout_minutes": 0}, "rollout_timeout_minutes"),
     ],
 )
 def test_invalid_params_are_refused(dag_bag, dag_id, conf, field):
@@ -96,6 +104,7 @@ def test_invalid_params_are_refused(dag_bag, dag_id, conf, field):
 def test_only_the_local_dag_has_a_local_endpoint_port(dag_bag):
     assert "endpoint_port" in dag_bag.dags["nlp_local"].params
     assert "endpoint_port" not in dag_bag.dags["nlp_sagemaker"].params
+    assert "endpoint_port" not in dag_bag.dags["nlp_eks"].params
 
 
 def test_every_param_is_typed_and_described(dag_bag):

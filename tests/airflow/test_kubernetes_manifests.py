@@ -108,3 +108,87 @@ def test_a_multi_worker_training_is_a_tfjob_whose_pods_are_valid():
     [container] = worker["template"]["spec"]["containers"]
     assert container["name"] == "tensorflow", "the training operator sets TF_CONFIG in the container of that name"
     assert container["args"][0] == "train" and container["resources"]["limits"]["cpu"] == "16"
+
+
+# ---- what nlp_eks itself creates, built by its operators and tasks from a run's Params ----------------------------
+def eks_context(monkeypatch, **params) -> dict:
+    import pendulum
+
+    from nlp_pipeline.params import eks_params, pipeline_params
+    from tests.airflow.task_context import task_context
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
+    defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
+    xcom = {("stage_dataset", "return_value"): {"data": "/artefacts/nlp_eks/20260501T000000Z/staged"},
+            ("train", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/model"},
+            ("quantize", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/quantized"},
+            ("evaluate", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/quantized",
+                                           "evaluation": "/artefacts/nlp_eks/20260501T000000Z/evaluation"},
+            ("register", "return_value"): {"id": 7}}  # fmt: skip
+    return task_context("nlp_eks", "stage_dataset", defaults | {"tolerations": list(PLACEMENT.tolerations)} | params,
+                        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="manual__x", xcom=xcom)  # fmt: skip
+
+
+def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypatch):
+    from kubernetes.client import ApiClient
+
+    from nlp_pipeline import eks
+    from nlp_pipeline.params import eks_params
+    from nlp_pipeline.pipeline import build_pipeline
+
+    context = eks_context(monkeypatch)
+    monkeypatch.setattr(eks, "_served_model", lambda: "/artefacts/nlp_eks/20260424T000000Z/quantized")
+    dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+    steps = {}
+    for task_id in ("stage_dataset", "train", "quantize", "evaluate", "register", "reject", "mark_production"):
+        operator = dag.get_task(task_id)
+        pod = ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(context, dry_run=True))
+        valid(pod)
+        [container] = pod["spec"]["containers"]
+        steps[task_id] = container["args"]
+        assert container["name"] == "base" and container["image"] == IMAGE
+        assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+        assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
+                                          "limits": {"cpu": "4", "memory": "16Gi"}}  # fmt: skip
+        assert {"name": "TASKS_RESULT_FILE", "value": "/dev/termination-log"} in container["env"]
+        assert container["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts"}]
+        assert pod["spec"]["serviceAccountName"] == "nlp-pipeline" and pod["spec"]["restartPolicy"] == "Never"
+        assert pod["spec"]["tolerations"] == list(PLACEMENT.tolerations)
+        assert pod["metadata"]["namespace"] == "nlp" and pod["metadata"]["labels"]["run_id"] == "manual__x"
+    assert [arguments[0] for arguments in steps.values()] == [
+        "stage",
+        "train",
+        "quantize",
+        "evaluate",
+        *["registry"] * 3,
+    ]
+    stage, evaluate = steps["stage_dataset"], steps["evaluate"]
+    assert stage[stage.index("--output") + 1] == "/artefacts/nlp_eks/20260501T000000Z/staged"
+    assert evaluate[evaluate.index("--champion") + 1].endswith("20260424T000000Z/quantized")
+    assert steps["register"][1:5] == ["--registry", "/artefacts/registry.sqlite", "--action", "register"]
+    assert steps["reject"][steps["reject"].index("--status") + 1] == "archived"
+    assert steps["mark_production"][3:] == ["--action", "promote", "--id", "7"]
+
+
+def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
+    from nlp_pipeline import eks
+
+    context = eks_context(monkeypatch, training_workers=4, server_replicas=3, autoscale_max_replicas=8)
+    job = eks._tf_job(context)
+    assert job["metadata"]["name"].startswith("nlp-train-20260501t000000z-") and job["metadata"]["namespace"] == "nlp"
+    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 4 and worker["template"]["spec"]["containers"][0]["args"][0] == "train"
+    valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "worker"}, "template": worker["template"]})
+
+    service, deployment, budget, autoscaler = [valid(manifest) for manifest in eks._server_objects(
+        context, "/artefacts/nlp_eks/20260501T000000Z/quantized", "/artefacts/nlp_eks/20260424T000000Z/quantized")]  # fmt: skip
+    assert [manifest["kind"] for manifest in (service, deployment, budget, autoscaler)] == [
+        "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]  # fmt: skip
+    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+    assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 8)
+    assert deployment["metadata"]["annotations"] == {
+        "nlp.pipeline/previous-model-uri": "/artefacts/nlp_eks/20260424T000000Z/quantized"}  # fmt: skip
+    assert budget["spec"] == {"selector": {"matchLabels": service["spec"]["selector"]}, "maxUnavailable": 1}
+    fixed = eks._server_objects(context | {"params": context["params"] | {"autoscale_max_replicas": 0}}, "m", None)
+    assert [manifest["kind"] for manifest in fixed] == ["Service", "Deployment", "PodDisruptionBudget"]
+    assert fixed[1]["spec"]["replicas"] == 3 and "annotations" not in fixed[1]["metadata"]

@@ -6,11 +6,11 @@ the real steps (the fake kubelet runs ``python -m tasks ARGS``); the server's De
 
 import logging
 import sys
-from types import SimpleNamespace
 
 import pendulum
 import pytest
 
+from tests.airflow.task_context import task_context
 from tests.conftest import REPO
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
@@ -23,28 +23,11 @@ from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
 RUN_ID = "manual__2026-05-01"
 
 
-class TaskInstance(SimpleNamespace):
-    """What the operators use of a task instance: its identity, try number and XCom."""
-
-    def xcom_push(self, key, value):
-        self.xcom[(self.task_id, key)] = value
-
-    def xcom_pull(self, task_ids, key="return_value"):
-        return self.xcom.get((task_ids, key))
-
-
 def context(task_id: str, try_number: int = 1, xcom: dict | None = None, **params) -> dict:
     defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
-    logical_date = pendulum.datetime(2026, 5, 1, tz="UTC")
-    ti = TaskInstance(dag_id="nlp_eks", task_id=task_id, run_id=RUN_ID, try_number=try_number, map_index=-1,
-                      xcom=dict(xcom or {}), start_date=pendulum.now("UTC"))  # fmt: skip
-    return {
-        "ti": ti,
-        "run_id": RUN_ID,
-        "dag": SimpleNamespace(dag_id="nlp_eks"),
-        "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date, run_type="manual"),
-        "params": defaults | {"step_cpu": "1", "step_memory": "2Gi", "node_features": []} | params,
-    }
+    small = {"step_cpu": "1", "step_memory": "2Gi", "node_features": []}
+    return task_context("nlp_eks", task_id, defaults | small | params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
+                        run_id=RUN_ID, try_number=try_number, xcom=xcom)  # fmt: skip
 
 
 def stage_operator(**kwargs) -> StepPodOperator:
@@ -164,7 +147,6 @@ def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_nev
     fake_kubernetes, trained_tiny, int8_tiny, monkeypatch
 ):
     from airflow.sdk.exceptions import AirflowFailException
-
     from nlp_pipeline.kubernetes_rollout import served_model
 
     monkeypatch.setattr(eks, "CHECK_INTERVAL", 1)

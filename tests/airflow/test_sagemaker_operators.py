@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pendulum
 import pytest
 
+from tests.airflow.task_context import task_context
 from tests.conftest import REPO
 from tests.fakes.sagemaker import ACCOUNT, IMAGE, REGION, ROLE
 
@@ -31,26 +32,11 @@ from nlp_pipeline.sagemaker_operators import (  # noqa: E402
 ENDPOINT = "nlp-paraphrase"
 
 
-class TaskInstance(SimpleNamespace):
-    """What the operators use of a task instance: its try number and XCom."""
-
-    def xcom_push(self, key, value):
-        self.xcom[(self.task_id, key)] = value
-
-    def xcom_pull(self, task_ids, key="return_value"):
-        return self.xcom.get((task_ids, key))
-
-
 def context(task_id: str, try_number: int = 1, run_id: str = "manual__2026-04-01", **params) -> dict:
     defaults = {name: param.value for name, param in (pipeline_params() | sagemaker_params()).items()}
-    logical_date = pendulum.datetime(2026, 4, 1, tz="UTC")
-    return {
-        "ti": TaskInstance(task_id=task_id, try_number=try_number, xcom={}),
-        "run_id": run_id,
-        "dag": SimpleNamespace(dag_id="nlp_sagemaker"),
-        "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date),
-        "params": defaults | {"source": "s3://data/mrpc/"} | params,
-    }
+    return task_context("nlp_sagemaker", task_id, defaults | {"source": "s3://data/mrpc/"} | params,
+                        logical_date=pendulum.datetime(2026, 4, 1, tz="UTC"), run_id=run_id,
+                        try_number=try_number)  # fmt: skip
 
 
 @pytest.fixture
