@@ -113,8 +113,8 @@ def test_a_multi_worker_training_is_a_tfjob_whose_pods_are_valid():
 # ---- what nlp_eks itself creates, built by its operators and tasks from a run's Params ----------------------------
 def eks_context(monkeypatch, **params) -> dict:
     import pendulum
-
     from nlp_pipeline.params import eks_params, pipeline_params
+
     from tests.airflow.task_context import task_context
 
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
@@ -131,7 +131,6 @@ def eks_context(monkeypatch, **params) -> dict:
 
 def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypatch):
     from kubernetes.client import ApiClient
-
     from nlp_pipeline import eks
     from nlp_pipeline.params import eks_params
     from nlp_pipeline.pipeline import build_pipeline
@@ -192,3 +191,36 @@ def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
     fixed = eks._server_objects(context | {"params": context["params"] | {"autoscale_max_replicas": 0}}, "m", None)
     assert [manifest["kind"] for manifest in fixed] == ["Service", "Deployment", "PodDisruptionBudget"]
     assert fixed[1]["spec"]["replicas"] == 3 and "annotations" not in fixed[1]["metadata"]
+
+
+CLUSTER_MANIFESTS = sorted((REPO / "docker" / "kubernetes").glob("*.yaml"))
+
+
+def cluster_objects() -> list[dict]:
+    import yaml
+
+    return [document for path in CLUSTER_MANIFESTS for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+def airflow_role() -> dict:
+    return next(obj for obj in cluster_objects() if obj["kind"] == "Role" and obj["metadata"]["name"] == "nlp-airflow")
+
+
+def forbidden(calls: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """The (group, resource, verb) calls the Airflow workers' Role does not allow."""
+    rules = airflow_role()["rules"]
+    return {(group, resource, verb) for group, resource, verb in calls
+            if not any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+                       for rule in rules)}  # fmt: skip
+
+
+def test_the_cluster_prerequisites_are_valid_and_agree_with_the_dag_defaults():
+    objects = [valid(obj) for obj in cluster_objects()]
+    kinds = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
+    assert kinds == {("Namespace", "nlp"), ("ServiceAccount", "nlp-pipeline"), ("PersistentVolumeClaim", "nlp-artefacts"),
+                     ("Role", "nlp-airflow"), ("RoleBinding", "nlp-airflow")}  # fmt: skip
+    assert all(obj["metadata"].get("namespace", "nlp") == "nlp" for obj in objects)
+    [claim] = [obj for obj in objects if obj["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "TFJob workers and server pods mount it at once"
+    assert forbidden({("", "pods", "create"), ("", "pods/log", "get"), ("kubeflow.org", "tfjobs", "delete")}) == set()
+    assert forbidden({("", "secrets", "get")}) == {("", "secrets", "get")}, "nothing beyond what the DAG does"

@@ -11,6 +11,7 @@ import pendulum
 import pytest
 
 from tests.airflow.task_context import task_context
+from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.conftest import REPO
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
@@ -127,6 +128,7 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
         f"{job['metadata']['name']}-worker-0", f"{job['metadata']['name']}-worker-1"]  # fmt: skip
     assert "[worker-0]" in (log := task_log(capsys, caplog)) and "workers active" in log
     assert fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == [], "job and pods deleted"
+    assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
 
 
 # ---- rollout ------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Then a broken answer fails the smoke test and ``rollback`` puts the first run's 
 """
 
 from tests.airflow.conftest import dags_test, run_airflow, task_states
+from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
 
@@ -59,3 +60,4 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert "smoke test of Service nlp-paraphrase failed" in failed.stdout + failed.stderr
     run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
     assert served_model(cluster) == str(run_folder / "quantized")
+    assert forbidden(cluster.api_calls()) == set(), "docker/kubernetes/airflow-rbac.yaml allows every call made"

@@ -193,6 +193,24 @@ class FakeKubernetes:
         return [copy.deepcopy(obj.raw) for (kind, ns, _), obj in list(self.api.objects.items())
                 if kind == resource and (namespace is None or ns == namespace) and not obj.deleted]  # fmt: skip
 
+    def api_calls(self) -> set[tuple[str, str, str]]:
+        """(API group, resource[/subresource], verb) of every namespaced request so far, as RBAC sees it."""
+        calls = set()
+        for request in list(self.api):
+            path, method = str(request.url.path), request.method.value.upper()
+            core = re.match(r"/api/v1/namespaces/[^/]+/(.+)", path)
+            grouped = re.match(r"/apis/([^/]+)/[^/]+/namespaces/[^/]+/(.+)", path)
+            if not (core or grouped):
+                continue  # discovery and other non-resource URLs
+            group, rest = ("", core.group(1)) if core else grouped.groups()
+            resource, *named = rest.split("/")
+            if len(named) > 1:
+                resource = f"{resource}/{named[1]}"
+            verbs = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+            listing = "watch" if request.params.get("watch") in ("true", "True", "1") else "list"
+            calls.add((group, resource, verbs.get(method) or ("get" if named else listing)))
+        return calls
+
     def requests_to(self, method: str, pattern: str) -> list:
         return [request for request in list(self.api)
                 if request.method.value.lower() == method and re.search(pattern, str(request.url.path))]  # fmt: skip
