@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tasks import sagemaker, step_result
+from tasks import remote_paths, sagemaker, step_result
 from tasks.config import (
     DeployLocalArguments,
     EndpointArguments,
@@ -133,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(step_name, flags)
         if STEPS[step_name].announce:
             log.info("%s: %s", step_name, args)
-        STEPS[step_name].run(args)
-        step_result.write_result(step_name, args)
+        with remote_paths.local_arguments(args):
+            STEPS[step_name].run(args)
+            step_result.write_result(step_name, args)
     except TaskError as error:
         log.error("%s failed: %s", step_name, error)
         print(f"error: {error}", file=sys.stderr)
