@@ -133,9 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse(step_name, flags)
         if STEPS[step_name].announce:
             log.info("%s: %s", step_name, args)
+        requested_output = getattr(args, "output", "")
         with remote_paths.local_arguments(args):
             STEPS[step_name].run(args)
-            step_result.write_result(step_name, args)
+            step_result.write_result(step_name, args, requested_output)
     except TaskError as error:
         log.error("%s failed: %s", step_name, error)
         print(f"error: {error}", file=sys.stderr)

@@ -62,10 +62,11 @@ def write(result) -> None:
     Path(target).write_text(text)
 
 
-def write_result(step: str, args) -> None:
-    """Write the result of a step that has a report (RESULTS); the others write theirs themselves, or none.
-    Of a multi-worker training only the chief writes the model, so only the chief has a result."""
+def write_result(step: str, args, output: str) -> None:
+    """Write the result of a step that has a report (RESULTS), with ``output``, where the caller asked it to
+    write (a local folder or a URI); the other steps write theirs themselves, or none. Of a multi-worker
+    training only the chief writes the model, so only the chief has a result."""
     from tasks.distributed import cluster_from_environment
 
     if step in RESULTS and os.environ.get(RESULT_FILE_ENV) and cluster_from_environment().is_chief:
-        write(result_of(step, args.output))
+        write(result_of(step, args.output) | {"output": output})

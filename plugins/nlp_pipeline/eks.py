@@ -2,7 +2,7 @@
 
     stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``
     train                               one pod, or a Kubeflow TFJob of ``training_workers`` workers
-    register / reject / mark_production ``python -m tasks registry`` pods on the registry beside the artefacts
+    register / reject / mark_production ``python -m tasks registry`` pods, the registry beside the artefacts
     deploy                              server-side apply of the server's Deployment, Service, PDB (and HPA),
                                         then wait for the rollout; one that does not complete is undone
     smoke_test                          the smoke pairs through the Service (the API server's proxy);
@@ -10,7 +10,9 @@
 
 Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` (Variable
 ``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP``, the registry at
-``/artefacts/registry.sqlite``. Each step writes
+``/artefacts/registry.sqlite``. When the Variable ``nlp_artefact_root`` is ``s3://bucket/prefix``, they live
+there instead and no volume is mounted: the pods read and write S3 with their service account's credentials
+(EKS IRSA or Pod Identity), one prefix per try, the registry file beside them. Each step writes
 its output atomically; its result comes back as the pod's termination message, so Airflow's workers never
 mount the volume. Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
 default ``kubernetes_default``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
@@ -49,16 +51,23 @@ class Cluster:
     namespace: str
     image: str
     service_account: str
-    volume_claim: str
+    volume_claim: str | None  # None: the artefacts live on S3 (``s3_root``), no volume is mounted
     volume_path: str
+    s3_root: str | None
     server: str
 
     @property
+    def storage_root(self) -> str:
+        return self.s3_root or self.volume_path
+
+    @property
     def registry(self) -> str:
-        return f"{self.volume_path}/registry.sqlite"
+        return f"{self.storage_root}/registry.sqlite"
 
 
 def cluster() -> Cluster:
+    root = Variable.get("nlp_artefact_root", default="")
+    s3_root = root.rstrip("/") if root.startswith("s3://") else None
     image = Variable.get("nlp_task_image", None)
     if not image:
         raise AirflowFailException("nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run "
@@ -68,15 +77,20 @@ def cluster() -> Cluster:
         namespace=Variable.get("nlp_k8s_namespace", default="nlp"),
         image=image,
         service_account=Variable.get("nlp_k8s_service_account", default="nlp-pipeline"),
-        volume_claim=Variable.get("nlp_k8s_volume_claim", default="nlp-artefacts"),
+        volume_claim=None if s3_root else Variable.get("nlp_k8s_volume_claim", default="nlp-artefacts"),
         volume_path=Variable.get("nlp_k8s_volume_path", default="/artefacts").rstrip("/"),
+        s3_root=s3_root,
         server=Variable.get("nlp_k8s_server", default="nlp-paraphrase"),
     )
 
 
 def step_output(context, step: str) -> str:
-    """``/artefacts/nlp_eks/RUN_KEY/STEP``: where the step writes, as the pods see the volume."""
-    return f"{cluster().volume_path}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
+    """Where the step writes: ``/artefacts/nlp_eks/RUN_KEY/STEP`` on the volume (replaced atomically), or
+    ``s3://.../nlp_eks/RUN_KEY/STEP/tryN`` on S3 (one prefix per try: S3 cannot rename). The step reports the
+    place in its result, which is what the next steps read (a retry may re-attach to an earlier try's pod)."""
+    settings = cluster()
+    folder = f"{settings.storage_root}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
+    return f"{folder}/try{context['ti'].try_number}" if settings.s3_root else folder
 
 
 def _placement(params) -> kubernetes_manifests.Placement:
@@ -115,7 +129,7 @@ def _stage_arguments(context) -> list:
 
 def stage_dataset():
     return _step("stage_dataset", "stage", _stage_arguments,
-                 lambda context, result: {"data": step_output(context, "staged")} | result,
+                 lambda context, result: {"data": result["output"]} | result,
                  outlets=[STAGED_DATA]).output  # fmt: skip
 
 
@@ -144,7 +158,7 @@ def train(staged):
     operator = TrainOperator(
         task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
         workers=lambda context: context["params"]["training_workers"],
-        summarize=lambda context, result: {"model": step_output(context, "model")} | result,
+        summarize=lambda context, result: {"model": result["output"]} | result,
         kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900,
         poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
     )  # fmt: skip
@@ -164,7 +178,7 @@ def _quantize_arguments(context) -> list:
 
 def quantize(staged, trained):
     operator = _step("quantize", "quantize", _quantize_arguments,
-                     lambda context, result: {"model": step_output(context, "quantized")} | result)  # fmt: skip
+                     lambda context, result: {"model": result["output"]} | result)  # fmt: skip
     [staged, trained] >> operator
     return operator.output
 
@@ -200,7 +214,7 @@ def _evaluate_arguments(context) -> list:
 
 def evaluate(staged, candidate):
     operator = _step("evaluate", "evaluate", _evaluate_arguments,
-                     lambda context, result: {"evaluation": step_output(context, "evaluation"),
+                     lambda context, result: {"evaluation": result["output"],
                                               "model": candidate_model(context["ti"])} | result,
                      trigger_rule="none_failed")  # fmt: skip
     [staged, candidate] >> operator

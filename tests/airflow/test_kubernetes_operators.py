@@ -12,7 +12,7 @@ import pytest
 
 from tests.airflow.task_context import task_context
 from tests.airflow.test_kubernetes_manifests import forbidden
-from tests.conftest import REPO
+from tests.conftest import REPO, upload_folder
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
 sys.path.insert(0, str(REPO / "plugins"))
@@ -71,6 +71,25 @@ def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_dele
     assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks" and pod["metadata"]["labels"]["try_number"] == "1"
     assert "[base]" in (log := task_log(capsys, caplog)) and "INFO tasks.stage: train: 256 rows" in log, "step log"
     assert live_pods(fake_kubernetes) == [], "the finished pod was deleted"
+
+
+def test_with_an_s3_artefact_root_the_pods_read_and_write_s3_and_mount_no_volume(
+    fake_kubernetes, s3, raw_data, minilm_path, monkeypatch
+):
+    bucket = s3["bucket"]
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", f"s3://{bucket}/root/")
+    source = upload_folder(s3["client"], raw_data, bucket, "raw")
+    run = context("stage_dataset", source=f"{source}/", base_model=str(minilm_path))
+    stage_operator().execute(run)
+
+    prefix = "root/nlp_eks/20260501T000000Z/staged/try1"
+    assert run["ti"].xcom_pull("stage_dataset")["data"] == f"s3://{bucket}/{prefix}"
+    assert s3["client"].head_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["ContentLength"] > 0
+    [pod] = fake_kubernetes.pods_run
+    [container] = pod["spec"]["containers"]
+    assert not pod["spec"].get("volumes") and not container.get("volumeMounts")
+    assert not [variable for variable in container["env"] if variable["name"].startswith("AWS_")], "IRSA, no keys"
+    assert not list(fake_kubernetes.volume.iterdir()), "nothing on the volume"
 
 
 def test_a_pod_that_fails_fails_the_task_with_its_log_tail_and_bad_input_is_not_retried(fake_kubernetes, raw_data):

@@ -19,7 +19,8 @@ def test_a_step_reads_and_writes_s3_and_uploads_nothing_when_it_fails(s3, raw_da
     uploaded = keys(s3, "run/staged/try1/")
     assert {"manifest.json", "tokenizer/tokenizer.json"} <= uploaded and any(k.startswith("train/") for k in uploaded)
     manifest = json.loads(s3["client"].get_object(Bucket=bucket, Key="run/staged/try1/manifest.json")["Body"].read())
-    assert json.loads(result_file.read_text())["fingerprint"] == manifest["fingerprint"]
+    result = json.loads(result_file.read_text())
+    assert result["fingerprint"] == manifest["fingerprint"] and result["output"] == f"s3://{bucket}/run/staged/try1"
 
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "train.tsv").write_text("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n7\t1\t2\ta\tb\n")

@@ -12,7 +12,7 @@ def test_a_step_writes_its_result_where_the_environment_says(tmp_path, raw_data,
               str(minilm_path), env={RESULT_FILE_ENV: str(result_file)})  # fmt: skip
     manifest = json.loads((tmp_path / "staged" / "manifest.json").read_text())
     result = json.loads(result_file.read_text())
-    assert result == {"fingerprint": manifest["fingerprint"],
+    assert result == {"fingerprint": manifest["fingerprint"], "output": str(tmp_path / "staged"),
                       "rows": {name: split["rows"] for name, split in manifest["splits"].items()}}  # fmt: skip
     assert len(result_file.read_bytes()) <= LIMIT
 
@@ -56,6 +56,7 @@ def test_only_the_chief_of_a_multi_worker_training_writes_a_result(tmp_path, mon
     for index in (1, 0):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
                                                     "task": {"type": "worker", "index": index}}))  # fmt: skip
-        write_result("train", SimpleNamespace(output=str(tmp_path / ("missing" if index else "model"))))
+        output = str(tmp_path / ("missing" if index else "model"))
+        write_result("train", SimpleNamespace(output=output), output)
         assert (tmp_path / "result").exists() == (index == 0)
-    assert json.loads((tmp_path / "result").read_text()) == {"metrics": {"accuracy": 0.5}}
+    assert json.loads((tmp_path / "result").read_text()) == {"metrics": {"accuracy": 0.5}, "output": output}
