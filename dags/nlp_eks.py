@@ -14,7 +14,7 @@ dag = build_pipeline(
 
 Each step is a pod of the task image (`python -m tasks <step>`, KubernetesPodOperator, logs in the task log,
 pods deleted when done); with `training_workers` > 1, training is a Kubeflow TFJob. Artefacts and the model
-registry live on a shared volume (PVC). The candidate is rolled out to the server's Deployment (server-side
+registry live on a shared volume (PVC), or on S3 when `nlp_artefact_root` is `s3://...`. The candidate is rolled out to the server's Deployment (server-side
 apply, rolling update with no serving pod taken away first); a rollout that does not complete, or a failed
 smoke test through the Service, puts the previous model back.
 
