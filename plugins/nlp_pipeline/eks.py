@@ -43,6 +43,7 @@ K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
 PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
 # Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
+STARTUP_CHECK = min(CHECK_INTERVAL, 5)  # how often a pending pod is looked at (the provider's default: 5 s)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> Step
     return StepPodOperator(
         task_id=task_id, step=step, build_pod=lambda context: _pod(context, build_arguments(context)),
         summarize=summarize, kubernetes_conn_id=K8S_CONN_ID,
-        startup_timeout_seconds=900, poll_interval=CHECK_INTERVAL, **kwargs,
+        startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK, poll_interval=CHECK_INTERVAL,
+        **kwargs,
     )  # fmt: skip
 
 
@@ -159,7 +161,7 @@ def train(staged):
         task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
         workers=lambda context: context["params"]["training_workers"],
         summarize=lambda context, result: {"model": result["output"]} | result,
-        kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900,
+        kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK,
         poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
     )  # fmt: skip
     staged >> operator
