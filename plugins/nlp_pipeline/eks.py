@@ -283,6 +283,11 @@ def _server_objects(context, model: str, previous: str | None) -> list[dict]:
     return objects
 
 
+def _noted_previous(deployment: dict) -> str | None:
+    """The model the Deployment served before this run's rollout, as deploy noted it."""
+    return (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL)
+
+
 def _roll_out(context, api_client, model: str, previous: str | None) -> None:
     from nlp_pipeline import kubernetes_rollout
 
@@ -305,7 +310,7 @@ def deploy(entry: dict, **context) -> dict:
     live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
     serving = kubernetes_rollout.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
-    previous = (live["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL) if serving == entry["model"] else serving
+    previous = _noted_previous(live) if serving == entry["model"] else serving
     log.info("rolling %s/%s out with %s (%s before)", settings.namespace, settings.server, entry["model"],
              previous or "nothing")  # fmt: skip
     try:
@@ -346,7 +351,7 @@ def rollback(**context) -> None:
     serving = kubernetes_rollout.served_model(live)
     if not entry or serving != entry["model"]:
         raise AirflowSkipException(f"{settings.server} serves {serving}, not this run's model: nothing to roll back")
-    previous = (live["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL)
+    previous = _noted_previous(live)
     if not previous:
         raise AirflowSkipException("this run created the server: there is no earlier model to restore")
     log.info("rolling %s back from %s to %s", settings.server, serving, previous)

@@ -29,6 +29,7 @@ from nlp_pipeline.steps import BAD_INPUT_EXIT_CODES
 
 PodBuilder = Callable[[dict], dict]  # context -> the pod (or TFJob) manifest
 Summarizer = Callable[[dict, dict], dict]  # (context, the step's result) -> the task's XCom
+DELETE_TIMEOUT_SECONDS = 300  # a TFJob's foreground deletion waits for its pods' grace periods
 
 
 def container_state(pod, container: str):
@@ -120,7 +121,12 @@ class TFJob:
         except ApiException as error:
             if error.status != 404:
                 raise
+        deadline = time.monotonic() + DELETE_TIMEOUT_SECONDS
         while self._object(name, namespace) is not None:
+            if time.monotonic() > deadline:
+                self.log.warning("TFJob %s/%s is still being deleted after %d s; going on", namespace, name,
+                                 DELETE_TIMEOUT_SECONDS)  # fmt: skip
+                return
             time.sleep(min(self.poll_interval, 2))
 
     def run(self, job: dict) -> dict:
