@@ -15,7 +15,8 @@ there instead and no volume is mounted: the pods read and write S3 with their se
 (EKS IRSA or Pod Identity), one prefix per try, the registry file beside them. Each step writes
 its output atomically; its result comes back as the pod's termination message, so Airflow's workers never
 mount the volume. Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
-default ``kubernetes_default``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
+default ``kubernetes_default``; in-cluster or a kubeconfig), or ``nlp_eks_cluster_name`` (access through the
+amazon provider's ``EksHook`` with the AWS connection ``nlp_aws_conn_id``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
 ``nlp_k8s_service_account`` (``nlp-pipeline``), ``nlp_k8s_volume_claim`` (``nlp-artefacts``) and
 ``nlp_k8s_server`` (the Deployment and Service, ``nlp-paraphrase``). Pod sizes, CPU features and
 tolerations, workers and the server's replicas are Params.
@@ -26,6 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from airflow.sdk import Variable, task
@@ -56,6 +59,8 @@ class Cluster:
     volume_path: str
     s3_root: str | None
     server: str
+    eks_cluster: str | None  # access through the amazon provider (EksHook) instead of the connection alone
+    aws_conn_id: str
 
     @property
     def storage_root(self) -> str:
@@ -82,7 +87,26 @@ def cluster() -> Cluster:
         volume_path=Variable.get("nlp_k8s_volume_path", default="/artefacts").rstrip("/"),
         s3_root=s3_root,
         server=Variable.get("nlp_k8s_server", default="nlp-paraphrase"),
+        eks_cluster=Variable.get("nlp_eks_cluster_name", default=None),
+        aws_conn_id=Variable.get("nlp_aws_conn_id", default="aws_default"),
     )
+
+
+@contextmanager
+def cluster_config() -> Iterator[str | None]:
+    """A kubeconfig when the amazon provider gives access (Variable ``nlp_eks_cluster_name``): written by
+    ``EksHook`` from the AWS connection (``nlp_aws_conn_id``), tokens from STS without the aws CLI, removed
+    afterwards. None when the Kubernetes connection alone gives access (in-cluster, or its kubeconfig)."""
+    settings = cluster()
+    if not settings.eks_cluster:
+        yield None
+        return
+    from airflow.providers.amazon.aws.hooks.eks import EksHook
+
+    hook = EksHook(aws_conn_id=settings.aws_conn_id)
+    with hook.generate_config_file_with_credentials(eks_cluster_name=settings.eks_cluster,
+                                                    pod_namespace=settings.namespace) as (config_file, _):  # fmt: skip
+        yield config_file
 
 
 def step_output(context, step: str) -> str:
@@ -116,7 +140,7 @@ def _pod(context, arguments: list) -> dict:
 def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> StepPodOperator:
     return StepPodOperator(
         task_id=task_id, step=step, build_pod=lambda context: _pod(context, build_arguments(context)),
-        summarize=summarize, kubernetes_conn_id=K8S_CONN_ID,
+        summarize=summarize, cluster_config=cluster_config, kubernetes_conn_id=K8S_CONN_ID,
         startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK, poll_interval=CHECK_INTERVAL,
         **kwargs,
     )  # fmt: skip
@@ -160,7 +184,7 @@ def train(staged):
     operator = TrainOperator(
         task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
         workers=lambda context: context["params"]["training_workers"],
-        summarize=lambda context, result: {"model": result["output"]} | result,
+        summarize=lambda context, result: {"model": result["output"]} | result, cluster_config=cluster_config,
         kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK,
         poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
     )  # fmt: skip
@@ -192,17 +216,20 @@ def candidate_model(ti) -> str:
     return quantized["model"] if quantized else ti.xcom_pull(task_ids="train")["model"]
 
 
+@contextmanager
 def _api_client():
     from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
-    return KubernetesHook(conn_id=cluster().conn_id).api_client
+    with cluster_config() as config_file:
+        yield KubernetesHook(conn_id=cluster().conn_id, config_file=config_file).api_client
 
 
 def _served_model() -> str | None:
     from nlp_pipeline.kubernetes_rollout import live_deployment, served_model
 
     settings = cluster()
-    return served_model(live_deployment(_api_client(), settings.server, settings.namespace))
+    with _api_client() as api_client:
+        return served_model(live_deployment(api_client, settings.server, settings.namespace))
 
 
 def _evaluate_arguments(context) -> list:
@@ -304,9 +331,15 @@ def _roll_out(context, api_client, model: str, previous: str | None) -> None:
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     """Roll the server out with the entry's model; a rollout that does not complete is undone, then fails."""
+
+    settings = cluster()
+    with _api_client() as api_client:
+        return _deploy(context, api_client, settings, entry)
+
+
+def _deploy(context, api_client, settings: Cluster, entry: dict) -> dict:
     from nlp_pipeline import kubernetes_rollout
 
-    settings, api_client = cluster(), _api_client()
     live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
     serving = kubernetes_rollout.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
@@ -330,7 +363,8 @@ def smoke_test(deployed: dict) -> dict:
     """Send the smoke pairs through the Service; the answer must have the contract's shape and the new version."""
     from nlp_pipeline.kubernetes_rollout import invoke_through_service
 
-    raw = invoke_through_service(_api_client(), deployed["deployment"], deployed["namespace"], smoke.REQUEST)
+    with _api_client() as api_client:
+        raw = invoke_through_service(api_client, deployed["deployment"], deployed["namespace"], smoke.REQUEST)
     body, problems = smoke.problems(raw)
     if body and body.get("model_version") != deployed["version"]:
         problems.append(f"the Service answers with model {body.get('model_version')}, not {deployed['version']}")
@@ -345,14 +379,16 @@ def rollback(**context) -> None:
     """Put the server back on the model it ran before this run, when this run's model is the one serving."""
     from nlp_pipeline import kubernetes_rollout
 
-    settings, api_client = cluster(), _api_client()
-    entry = context["ti"].xcom_pull(task_ids="register")
-    live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
-    serving = kubernetes_rollout.served_model(live)
-    if not entry or serving != entry["model"]:
-        raise AirflowSkipException(f"{settings.server} serves {serving}, not this run's model: nothing to roll back")
-    previous = _noted_previous(live)
-    if not previous:
-        raise AirflowSkipException("this run created the server: there is no earlier model to restore")
-    log.info("rolling %s back from %s to %s", settings.server, serving, previous)
-    _roll_out(context, api_client, previous, None)
+    settings, entry = cluster(), context["ti"].xcom_pull(task_ids="register")
+    with _api_client() as api_client:
+        live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
+        serving = kubernetes_rollout.served_model(live)
+        if not entry or serving != entry["model"]:
+            raise AirflowSkipException(
+                f"{settings.server} serves {serving}, not this run's model: nothing to roll back"
+            )
+        previous = _noted_previous(live)
+        if not previous:
+            raise AirflowSkipException("this run created the server: there is no earlier model to restore")
+        log.info("rolling %s back from %s to %s", settings.server, serving, previous)
+        _roll_out(context, api_client, previous, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -29,6 +30,8 @@ from nlp_pipeline.steps import BAD_INPUT_EXIT_CODES
 
 PodBuilder = Callable[[dict], dict]  # context -> the pod (or TFJob) manifest
 Summarizer = Callable[[dict, dict], dict]  # (context, the step's result) -> the task's XCom
+# () -> a context giving the kubeconfig to use, or None for the Kubernetes connection alone (eks.cluster_config)
+ClusterConfig = Callable[[], AbstractContextManager[str | None]]
 DELETE_TIMEOUT_SECONDS = 300  # a TFJob's foreground deletion waits for its pods' grace periods
 
 
@@ -58,7 +61,8 @@ def step_result(step: str, message: str | None) -> dict:
 class StepPodOperator(KubernetesPodOperator):
     """``python -m tasks STEP`` in a pod; the task's XCom is ``summarize(context, the step's result)``."""
 
-    def __init__(self, *, step: str, build_pod: PodBuilder, summarize: Summarizer, **kwargs):
+    def __init__(self, *, step: str, build_pod: PodBuilder, summarize: Summarizer,
+                 cluster_config: ClusterConfig = nullcontext, **kwargs):  # fmt: skip
         kwargs.setdefault("name", f"nlp-{step}")
         super().__init__(
             termination_message_policy="FallbackToLogsOnError",
@@ -67,7 +71,17 @@ class StepPodOperator(KubernetesPodOperator):
             do_xcom_push=False,  # no sidecar: the result is the termination message
             **kwargs,
         )
-        self.step, self.build_pod, self.summarize = step, build_pod, summarize
+        self.step, self.build_pod, self.summarize, self.cluster_config = step, build_pod, summarize, cluster_config
+
+    def execute(self, context):
+        with self.cluster_config() as config_file:
+            self.config_file = config_file or self.config_file
+            return super().execute(context)
+
+    def trigger_reentry(self, context, event):
+        with self.cluster_config() as config_file:
+            self.config_file = config_file or self.config_file
+            return super().trigger_reentry(context, event)
 
     def build_pod_request_obj(self, context=None, *, dry_run: bool = False):
         if context is not None:
@@ -189,6 +203,8 @@ class TrainOperator(StepPodOperator):
     def execute(self, context):
         if self.workers(context) == 1:
             return super().execute(context)
-        tfjob = TFJob(KubernetesHook(conn_id=self.kubernetes_conn_id), self.log,
-                      poll_interval=self.tfjob_poll_interval, timeout_seconds=self.tfjob_timeout_seconds)  # fmt: skip
-        context["ti"].xcom_push(key="return_value", value=self.summarize(context, tfjob.run(self.build_tfjob(context))))
+        with self.cluster_config() as config_file:
+            tfjob = TFJob(KubernetesHook(conn_id=self.kubernetes_conn_id, config_file=config_file), self.log,
+                          poll_interval=self.tfjob_poll_interval, timeout_seconds=self.tfjob_timeout_seconds)  # fmt: skip
+            result = tfjob.run(self.build_tfjob(context))
+        context["ti"].xcom_push(key="return_value", value=self.summarize(context, result))

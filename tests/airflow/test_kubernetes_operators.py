@@ -5,6 +5,7 @@ the real steps (the fake kubelet runs ``python -m tasks ARGS``); the server's De
 """
 
 import logging
+import os
 import sys
 
 import pendulum
@@ -90,6 +91,32 @@ def test_with_an_s3_artefact_root_the_pods_read_and_write_s3_and_mount_no_volume
     assert not pod["spec"].get("volumes") and not container.get("volumeMounts")
     assert not [variable for variable in container["env"] if variable["name"].startswith("AWS_")], "IRSA, no keys"
     assert not list(fake_kubernetes.volume.iterdir()), "nothing on the volume"
+
+
+def test_the_amazon_provider_gives_access_to_an_eks_cluster(fake_kubernetes, s3, raw_data, minilm_path, monkeypatch):
+    """With Variable nlp_eks_cluster_name, EksHook writes the kubeconfig (endpoint and CA from DescribeCluster,
+    a token from STS through the provider's exec plugin); the Kubernetes connection holds nothing."""
+    import json
+
+    import boto3
+    from moto.backends import get_backend
+
+    eks_api = boto3.client("eks", region_name="us-east-1")
+    eks_api.create_cluster(name="nlp-eks", roleArn="arn:aws:iam::123456789012:role/eks",
+                           resourcesVpcConfig={"subnetIds": ["subnet-1"]})  # fmt: skip
+    get_backend("eks")["123456789012"]["us-east-1"].clusters["nlp-eks"].endpoint = fake_kubernetes.url
+    aws = {"conn_type": "aws", "login": "testing", "password": "testing",
+           "extra": {"region_name": "us-east-1", "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]}}  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
+    monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps({"conn_type": "kubernetes"}))
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_EKS_CLUSTER_NAME", "nlp-eks")
+    monkeypatch.setenv("PATH", f"{sys.executable.rsplit('/', 1)[0]}:{os.environ['PATH']}")  # the plugin's python
+
+    run = context("stage_dataset", source=str(raw_data), base_model=str(minilm_path))
+    stage_operator(cluster_config=eks.cluster_config).execute(run)
+    assert run["ti"].xcom_pull("stage_dataset")["rows"]["train"] == 256
+    [created] = [request for request in fake_kubernetes.requests_to("post", r"/namespaces/nlp/pods$")]
+    assert created.headers["Authorization"].startswith("Bearer k8s-aws-v1."), "an EKS token from STS"
 
 
 def test_a_pod_that_fails_fails_the_task_with_its_log_tail_and_bad_input_is_not_retried(fake_kubernetes, raw_data):
