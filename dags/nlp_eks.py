@@ -18,8 +18,9 @@ registry live on a shared volume (PVC), or on S3 when `nlp_artefact_root` is `s3
 apply, rolling update with no serving pod taken away first); a rollout that does not complete, or a failed
 smoke test through the Service, puts the previous model back.
 
-- **Settings**: Variables `nlp_task_image` (required), `nlp_k8s_conn_id` (`kubernetes_default`),
-  `nlp_k8s_namespace` (`nlp`), `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`.
+- **Settings**: Variables `nlp_task_image` (required), `nlp_k8s_conn_id` (`kubernetes_default`) or
+  `nlp_eks_cluster_name` (EKS access through the amazon provider), `nlp_k8s_namespace` (`nlp`),
+  `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`, `nlp_artefact_root` (S3).
 - **Placement**: `node_features` (Node Feature Discovery labels such as AVX512VNNI or AMXBF16) and
   `tolerations`; threads follow each pod's CPU limit.
 - **Backfill**: as nlp_local; a backfill run registers and never deploys.
