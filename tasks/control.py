@@ -11,6 +11,7 @@ line each way::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ class NotRunning(EndpointError):
 
 Handler = Callable[[dict], Awaitable[dict]]
 _MAX_REQUEST_BYTES = 64 * 1024
+_REFUSED_READ_SECONDS = 5  # how long a refused caller's request is waited for before the answer
 
 
 def peer_uid(sock) -> int:
@@ -61,6 +63,10 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ha
     uid = peer_uid(writer.get_extra_info("socket"))
     if uid != os.getuid():
         log.warning("refused a control request from uid %d (the server runs as uid %d)", uid, os.getuid())
+        # Take the request off the socket first: closing it with unread data resets the connection, and the
+        # caller would see a broken pipe instead of this answer.
+        with contextlib.suppress(ValueError, asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError):
+            await asyncio.wait_for(reader.readuntil(b"\n"), _REFUSED_READ_SECONDS)
         return {"ok": False, "error": f"uid {uid} may not control this endpoint; only its owner may"}
     try:
         request = json.loads(await reader.readuntil(b"\n"))
