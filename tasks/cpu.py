@@ -2,6 +2,10 @@
 
 ``configure_environment`` must run before TensorFlow is imported (oneDNN is chosen at import time);
 ``configure_tensorflow`` runs right after the import, before any op executes.
+
+``python -m tasks.cpu`` prints the same decisions as shell ``export`` lines: the task image's entrypoint
+evaluates them, so every library of a step (OpenMP, OpenBLAS, tokenizers, TensorFlow) starts with thread
+pools sized to the CPUs the container may use rather than to the host's.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -59,6 +64,23 @@ def available_cores(cgroup_root: Path = _CGROUP_ROOT) -> int:
     return cores
 
 
+def _inter_op_threads(cores: int) -> int:
+    """Independent ops run side by side: one pool on small machines, two above four cores."""
+    return 1 if cores <= 4 else 2
+
+
+def thread_environment(cores: int) -> dict[str, str]:
+    """The environment that sizes every thread pool of a step to ``cores`` and keeps oneDNN on."""
+    return {
+        "OMP_NUM_THREADS": str(cores),
+        "OPENBLAS_NUM_THREADS": str(cores),
+        "RAYON_NUM_THREADS": str(cores),
+        "TF_NUM_INTRAOP_THREADS": str(cores),
+        "TF_NUM_INTEROP_THREADS": str(_inter_op_threads(cores)),
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }
+
+
 @dataclass(frozen=True)
 class CpuPlan:
     """What the tuning decided, logged once and recorded in the model card."""
@@ -98,7 +120,7 @@ def configure_environment(precision: str = "fp32") -> CpuPlan:
     return CpuPlan(
         cores=cores,
         intra_op_threads=cores,
-        inter_op_threads=1 if cores <= 4 else 2,
+        inter_op_threads=_inter_op_threads(cores),
         onednn=os.environ["TF_ENABLE_ONEDNN_OPTS"] != "0",
         precision=resolve_precision(precision, flags),
         flags=tuple(flag for flag in REPORTED_FLAGS if flag in flags),
@@ -125,3 +147,14 @@ def configure_tensorflow(plan: CpuPlan) -> None:
         policy,
         ", ".join(plan.flags) or "none of note",
     )
+
+
+def main() -> None:
+    """Print ``export NAME=VALUE`` for each thread setting the environment does not set already."""
+    for name, value in thread_environment(available_cores()).items():
+        if name not in os.environ:
+            print(f"export {name}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    main()

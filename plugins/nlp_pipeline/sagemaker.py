@@ -57,13 +57,17 @@ def settings() -> sagemaker_requests.Settings:
     if not root.startswith("s3://"):
         raise AirflowFailException(f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), "
                                    f"got {root!r}")  # fmt: skip
-    missing = [name for name in ("nlp_sagemaker_role_arn", "nlp_task_image") if Variable.get(name, None) is None]
-    if missing:
+    # SageMaker writes /opt/ml only as root: its tag of the task image (task-sagemaker) may differ from the
+    # pods' non-root one, nlp_task_image (docker/task/Dockerfile).
+    role_arn = Variable.get("nlp_sagemaker_role_arn", None)
+    image_uri = Variable.get("nlp_sagemaker_image", None) or Variable.get("nlp_task_image", None)
+    required = {"nlp_sagemaker_role_arn": role_arn, "nlp_sagemaker_image (or nlp_task_image)": image_uri}
+    if missing := [name for name, value in required.items() if value is None]:
         raise AirflowFailException(f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
                                    f"SageMaker assumes and the task image's ECR URI (README, SageMaker)")  # fmt: skip
     return sagemaker_requests.Settings(
-        role_arn=Variable.get("nlp_sagemaker_role_arn"),
-        image_uri=Variable.get("nlp_task_image"),
+        role_arn=role_arn,
+        image_uri=image_uri,
         artefact_root=root,
         endpoint_name=Variable.get("nlp_sagemaker_endpoint", default="nlp-paraphrase"),
         model_package_group=Variable.get("nlp_model_package_group", default="nlp-paraphrase"),

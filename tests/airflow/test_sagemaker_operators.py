@@ -213,11 +213,24 @@ def test_settings_name_what_is_missing(monkeypatch, tmp_path):
     with pytest.raises(AirflowFailException, match=r"nlp_artefact_root on S3 \(s3://bucket/prefix\), got '/"):
         sagemaker.settings()
     monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://bucket/artefacts")
+    with pytest.raises(AirflowFailException, match=r"Variable\(s\) nlp_sagemaker_role_arn, nlp_sagemaker_image "
+                                                   r"\(or nlp_task_image\): the IAM role"):  # fmt: skip
+        sagemaker.settings()
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
     with pytest.raises(
         AirflowFailException, match="needs the Airflow Variable.s. nlp_sagemaker_role_arn: the IAM role"
     ):
         sagemaker.settings()
+
+
+def test_sagemaker_jobs_run_the_images_root_tag_when_one_is_set(monkeypatch):
+    """SageMaker writes /opt/ml only as root (docker/task/Dockerfile, target task-sagemaker)."""
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://bucket/artefacts")
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN", ROLE)
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
+    assert sagemaker.settings().image_uri == IMAGE
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE", f"{IMAGE}-sagemaker")
+    assert sagemaker.settings().image_uri == f"{IMAGE}-sagemaker"
 
 
 def test_names_are_valid_sagemaker_names_per_run_and_try():
