@@ -126,7 +126,7 @@ def airflow_stack(tmp_path_factory, metadata_database):
 
     from tests.conftest import free_port
 
-    home, port = tmp_path_factory.mktemp("stack"), free_port()
+    home, port, health_port = tmp_path_factory.mktemp("stack"), free_port(), free_port()
     (home / "passwords.json").write_text('{"admin": "admin"}')
     url = f"http://127.0.0.1:{port}"
     env = airflow_env(
@@ -140,6 +140,10 @@ def airflow_stack(tmp_path_factory, metadata_database):
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
         AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
+        # The scheduler's health server, which docker-compose.yaml's health check asks.
+        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="True",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST="127.0.0.1",
+        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT=str(health_port),
         NLP_RETRAIN_SCHEDULE="0 0 1 1 *",  # yearly: a three-interval backfill spans three years
     )
     log = home / "standalone.log"
@@ -160,7 +164,7 @@ def airflow_stack(tmp_path_factory, metadata_database):
             time.sleep(2)
         run_airflow(env, "dags", "unpause", "nlp_local")
         fail_scheduled_runs(url)
-        yield {"env": env, "url": url, "home": home, "log": log}
+        yield {"env": env, "url": url, "home": home, "log": log, "scheduler_health_port": health_port}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

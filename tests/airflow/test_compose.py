@@ -1,0 +1,160 @@
+"""docker-compose.yaml: valid against the Compose specification, every service's image, command, health
+check and mounts checked against the repository and the installed Airflow, and the Airflow services' health
+checks run against a running stack."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import REPO
+from tests.docker import compose
+from tests.docker.images import AIRFLOW_DOCKERFILE, stages
+
+AIRFLOW_SERVICES = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    return compose.load()["services"]
+
+
+def _validator():
+    import jsonschema
+
+    assert compose.COMPOSE_SCHEMA.is_file(), f"{compose.COMPOSE_SCHEMA} is missing: run `make compose-schema`"
+    # The schema names draft 2019-09 in a form jsonschema no longer recognises by itself.
+    return jsonschema.Draft201909Validator(json.loads(compose.COMPOSE_SCHEMA.read_text()))
+
+
+def test_compose_file_follows_the_compose_specification():
+    validator = _validator()
+    for document in (yaml.safe_load(compose.COMPOSE_FILE.read_text()), compose.load()):
+        errors = [f"{error.json_path}: {error.message}" for error in validator.iter_errors(document)]
+        assert errors == []
+    mistyped = compose.load()
+    mistyped["services"]["postgres"]["healthcheck"]["intervall"] = "10s"
+    assert not validator.is_valid(mistyped), "the schema refuses unknown keys"
+
+
+def test_every_variable_is_documented_in_env_example_and_required_ones_have_a_value():
+    assert compose.referenced_variables() <= compose.documented_variables()
+    compose.load()  # every ${NAME:?...} is set by .env.example
+    with pytest.raises(ValueError, match="_AIRFLOW_WWW_USER_PASSWORD: set _AIRFLOW_WWW_USER_PASSWORD in .env"):
+        compose.load({})
+    assert ".env" in (REPO / ".gitignore").read_text().splitlines(), "a filled-in .env must never be committed"
+    example = compose.env_file()
+    assert not [name for name in example if name.startswith("AWS_") and name != "AWS_CONFIG_DIR"], (
+        "AWS credentials are shown commented out only"
+    )
+
+
+def test_airflow_services_run_the_local_airflow_image_with_the_local_executor(services):
+    assert set(AIRFLOW_SERVICES) | {"airflow-init", "airflow-cli"} <= set(services)
+    targets = stages(AIRFLOW_DOCKERFILE)
+    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+        service = services[name]
+        assert service["image"] == "nlp-airflow:local"
+        build = service["build"]
+        assert (REPO / build["context"] / build["dockerfile"]) == AIRFLOW_DOCKERFILE
+        assert build["target"] in targets and build["target"] == "airflow-local", "nlp_local runs in the worker"
+        environment = service["environment"]
+        assert environment["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert environment["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-apiserver:8080/execution/"
+        assert environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@postgres/airflow")
+        assert environment["AIRFLOW_CONFIG"] == "/opt/airflow/config/airflow.cfg"
+    for name, service in services.items():
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
+
+
+def test_airflow_commands_exist_in_the_installed_airflow(services):
+    from airflow.cli.cli_parser import get_parser
+
+    subcommands = next(action for action in get_parser()._actions if action.dest == "subcommand").choices
+    for name, command in AIRFLOW_SERVICES.items():
+        assert services[name]["command"] == command and command in subcommands
+    jobs = subcommands["jobs"]._actions
+    check = next(action for action in jobs if action.dest == "subcommand").choices["check"]
+    job_types = next(action for action in check._actions if action.dest == "job_type").choices
+    for name in ("airflow-dag-processor", "airflow-triggerer"):
+        words = shlex.split(services[name]["healthcheck"]["test"][1])
+        assert words[:4] == ["airflow", "jobs", "check", "--job-type"] and words[4] in job_types
+
+
+def test_services_start_in_order_and_only_once_their_dependencies_are_healthy(services):
+    for name in AIRFLOW_SERVICES:
+        depends_on = services[name]["depends_on"]
+        assert depends_on["postgres"] == {"condition": "service_healthy"}
+        assert depends_on["airflow-init"] == {"condition": "service_completed_successfully"}
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on an unknown service {dependency}"
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no health check"
+        if name not in ("airflow-init", "airflow-cli", "minio-init"):
+            assert service["healthcheck"]["test"][0] in ("CMD", "CMD-SHELL"), name
+    assert set(services["minio"]["profiles"]) == set(services["minio-init"]["profiles"]) == {"minio"}
+
+
+def test_bind_mounts_exist_and_land_where_the_images_expect_them(services):
+    copied = {value.split()[-1].rstrip("/") for value in stages(AIRFLOW_DOCKERFILE)["airflow"].values("COPY")}
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                assert (REPO / source).is_dir(), f"{name} mounts {source}, which the repository lacks"
+                if source in ("./dags", "./plugins"):
+                    assert target in copied, f"{name} mounts {source} at {target}, not where the image has it"
+    scheduler = services["airflow-scheduler"]
+    assert scheduler["ports"] == ["8090:8080"], "the nlp_local endpoint (endpoint_port 8080) is published"
+    assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
+    # The mounted tasks/ shadows the installed copy: PYTHONPATH is its parent.
+    assert "./tasks:/opt/nlp/tasks:ro" in scheduler["volumes"] and scheduler["environment"]["PYTHONPATH"] == "/opt/nlp"
+
+
+def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, tmp_path):
+    init = services["airflow-init"]
+    assert init["environment"]["_AIRFLOW_DB_MIGRATE"] == "true" and init["user"] == "0:0"
+    script = init["command"][1]
+    line = next(line for line in script.splitlines() if "json.dump" in line)
+    writer = shlex.split(line.rstrip("\\"))
+    password = 'pa"ss\\word'
+    result = subprocess.run(writer, capture_output=True, text=True, check=True,
+                            env={"PATH": os.environ["PATH"], "_AIRFLOW_WWW_USER_USERNAME": "admin",
+                                 "_AIRFLOW_WWW_USER_PASSWORD": password})  # fmt: skip
+    assert json.loads(result.stdout) == {"admin": password}
+    assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"
+
+
+def test_airflow_health_checks_pass_against_a_running_stack(services, airflow_stack, metadata_database):
+    """Each Airflow service's health check, run as the container would run it, against `airflow standalone`
+    on PostgreSQL (the same components; ports are this machine's free ones instead of 8080 and 8974)."""
+    from airflow.utils.net import get_hostname
+
+    from tests.airflow.postgres import server_binaries
+
+    stack_env = {**airflow_stack["env"], "HOSTNAME": get_hostname()}
+    ports = {"localhost:8080": airflow_stack["url"].removeprefix("http://"),
+             "localhost:8974": f"127.0.0.1:{airflow_stack['scheduler_health_port']}"}  # fmt: skip
+    for name in AIRFLOW_SERVICES:
+        test = services[name]["healthcheck"]["test"]
+        command = ["bash", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
+        for container_address, address in ports.items():
+            command = [word.replace(container_address, address) for word in command]
+        result = subprocess.run(command, env=stack_env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name}: {command}\n{result.stdout}\n{result.stderr}"
+    postgres = services["postgres"]["healthcheck"]["test"][1:]
+    port = metadata_database.rsplit(":", 1)[1].split("/")[0]
+    postgres = [str(server_binaries() / postgres[0]), *postgres[1:], "--host", "127.0.0.1", "--port", port]
+    assert subprocess.run(postgres, capture_output=True).returncode == 0
