@@ -95,6 +95,7 @@ bench: install
 	$(BIN)/python bench/int8_speedup.py
 	$(BIN)/python bench/serve_load.py --fp32 $(RUN)/model --int8 $(RUN)/quantized --data $(RUN)/staged
 	$(BIN)/python bench/dag_parse.py
+	$(BIN)/python bench/image_contents.py
 
 clean:
 	test ! -d $(ENDPOINT) || $(BIN)/python -m tasks stop-local --state $(ENDPOINT)
