@@ -115,63 +115,47 @@ def metadata_database():
 
 @pytest.fixture(scope="session")
 def airflow_stack(tmp_path_factory, metadata_database):
-    """``airflow standalone`` (api-server on 127.0.0.1, scheduler, dag-processor, triggerer; LocalExecutor on
-    PostgreSQL) with user admin/admin, nlp_local parsed and unpaused. Unpausing schedules the latest interval
-    (catchup=False) with the default Params, which read the hub, offline here: that run is failed at once,
-    so only the runs and backfills a test starts run. Stopped with the session."""
-    import signal
+    """docker-compose.yaml's Airflow stack (tests/airflow/compose_stack.py): airflow-init, then api-server,
+    scheduler, dag-processor and triggerer with the LocalExecutor on PostgreSQL, each started and checked as
+    compose would, on 127.0.0.1 ports; user admin/admin, nlp_local parsed and unpaused. Unpausing schedules
+    the latest interval (catchup=False) with the default Params, which read the hub, offline here: that run
+    is failed at once, so only the runs and backfills a test starts run. Stopped with the session."""
     import time
 
-    import httpx
+    from airflow.utils.net import get_hostname
 
+    from tests.airflow.compose_stack import running
     from tests.conftest import free_port
 
-    home, port, health_port = tmp_path_factory.mktemp("stack"), free_port(), free_port()
-    (home / "passwords.json").write_text('{"admin": "admin"}')
-    url = f"http://127.0.0.1:{port}"
-    env = airflow_env(
-        home,
-        home / "artefacts",
-        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=metadata_database,
-        AIRFLOW__API__HOST="127.0.0.1",
-        AIRFLOW__API__PORT=str(port),
-        AIRFLOW__API__BASE_URL=url,
-        AIRFLOW__CORE__EXECUTION_API_SERVER_URL=f"{url}/execution/",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS="admin:admin",
-        AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=str(home / "passwords.json"),
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
-        # The scheduler's health server, which docker-compose.yaml's health check asks.
-        AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK="True",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST="127.0.0.1",
-        AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT=str(health_port),
-        NLP_RETRAIN_SCHEDULE="0 0 1 1 *",  # yearly: a three-interval backfill spans three years
-    )
-    log = home / "standalone.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([str(BIN / "airflow"), "standalone"], env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    try:
+    root, ports = tmp_path_factory.mktemp("compose"), {"api": free_port(), "scheduler_health": free_port()}
+    url = f"http://127.0.0.1:{ports['api']}"
+    variables = {"_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": "admin",
+                 "AIRFLOW_UID": str(os.getuid()), "NLP_RETRAIN_SCHEDULE": "0 0 1 1 *"}  # fmt: skip
+    overrides = {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "HOSTNAME": get_hostname(),  # what a container's HOSTNAME is to Airflow's job records
+        # This machine's ports, bound to 127.0.0.1 only (a container has 8080 and 8974 to itself).
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(ports["api"]),
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(ports["scheduler_health"]),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    }
+    logs = tmp_path_factory.mktemp("compose-logs")
+    with running(root, metadata_database, variables, overrides, ports, logs) as stack:
+        env = stack.environment("airflow-scheduler")  # the CLI as `docker compose run airflow-cli` has it
         deadline = time.monotonic() + 300
-        while True:
-            assert process.poll() is None, f"airflow standalone exited:\n{log.read_text()[-4000:]}"
-            assert time.monotonic() < deadline, f"the Airflow stack was not ready:\n{log.read_text()[-4000:]}"
-            try:
-                healthy = httpx.get(f"{url}/api/v2/monitor/health", timeout=5).status_code == 200
-            except httpx.TransportError:
-                healthy = False
-            if healthy and "nlp_local" in run_airflow(env, "dags", "list", "-o", "plain", check=False).stdout:
-                break
+        while "nlp_local" not in run_airflow(env, "dags", "list", "-o", "plain", check=False).stdout:
+            assert time.monotonic() < deadline, (
+                f"nlp_local was not parsed:\n{(logs / 'airflow-dag-processor.log').read_text()[-4000:]}"
+            )
             time.sleep(2)
         run_airflow(env, "dags", "unpause", "nlp_local")
         fail_scheduled_runs(url)
-        yield {"env": env, "url": url, "home": home, "log": log, "scheduler_health_port": health_port}
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        yield {"env": env, "url": url, "stack": stack, "log": logs / "airflow-scheduler.log",
+               "scheduler_health_port": ports["scheduler_health"]}  # fmt: skip
 
 
 @pytest.fixture

@@ -137,24 +137,26 @@ def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, t
     assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"
 
 
-def test_airflow_health_checks_pass_against_a_running_stack(services, airflow_stack, metadata_database):
-    """Each Airflow service's health check, run as the container would run it, against `airflow standalone`
-    on PostgreSQL (the same components; ports are this machine's free ones instead of 8080 and 8974)."""
-    from airflow.utils.net import get_hostname
-
+def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(airflow_stack, metadata_database):
+    """The stack every Airflow test uses runs docker-compose.yaml's services with their environment
+    (tests/airflow/compose_stack.py): here each one's health check, run as its container would run it."""
     from tests.airflow.postgres import server_binaries
 
-    stack_env = {**airflow_stack["env"], "HOSTNAME": get_hostname()}
-    ports = {"localhost:8080": airflow_stack["url"].removeprefix("http://"),
-             "localhost:8974": f"127.0.0.1:{airflow_stack['scheduler_health_port']}"}  # fmt: skip
+    stack = airflow_stack["stack"]
+    assert list(stack.processes) == list(AIRFLOW_SERVICES)
     for name in AIRFLOW_SERVICES:
-        test = services[name]["healthcheck"]["test"]
-        command = ["bash", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
-        for container_address, address in ports.items():
-            command = [word.replace(container_address, address) for word in command]
-        result = subprocess.run(command, env=stack_env, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"{name}: {command}\n{result.stdout}\n{result.stderr}"
-    postgres = services["postgres"]["healthcheck"]["test"][1:]
+        check = stack.healthy(name)
+        assert check.returncode == 0, f"{name}: {stack.health_check(name)}\n{check.stdout}\n{check.stderr}"
+    # airflow-init wrote the one airflow.cfg every component reads (their shared secrets are in it).
+    config = stack.root / "opt" / "airflow" / "config"
+    assert stack.environment("airflow-triggerer")["AIRFLOW_CONFIG"] == str(config / "airflow.cfg")
+    assert "jwt_secret" in (config / "airflow.cfg").read_text()
+    assert json.loads((config / "passwords.json").read_text()) == {"admin": "admin"}
+    postgres = services_of_compose()["postgres"]["healthcheck"]["test"][1:]
     port = metadata_database.rsplit(":", 1)[1].split("/")[0]
     postgres = [str(server_binaries() / postgres[0]), *postgres[1:], "--host", "127.0.0.1", "--port", port]
     assert subprocess.run(postgres, capture_output=True).returncode == 0
+
+
+def services_of_compose() -> dict:
+    return compose.load()["services"]
