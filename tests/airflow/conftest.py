@@ -1,5 +1,6 @@
 """Airflow homes of their own for the Airflow tests, with this repo's dags/ and plugins/ and no examples:
-SQLite for ``airflow dags test`` (one process, as ``make demo``), PostgreSQL for the running stack."""
+SQLite for ``airflow dags test`` (one process, as ``make demo``); the running stack is docker-compose.yaml's
+services on PostgreSQL (compose_stack.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
 def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
     return {
         **os.environ,
-        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # airflow standalone starts `airflow ...` by name
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",  # `airflow ...` subprocesses are started by name
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
