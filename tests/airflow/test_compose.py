@@ -78,6 +78,18 @@ def test_airflow_services_run_the_local_airflow_image_with_the_local_executor(se
         assert ":" in image and not image.endswith(":latest"), f"{name}: {image} is not pinned"
 
 
+def test_every_airflow_setting_is_an_option_of_the_installed_airflow(services):
+    """Airflow ignores an AIRFLOW__SECTION__KEY it does not know: a misspelt one would silently do nothing."""
+    from airflow.configuration import retrieve_configuration_description
+
+    options = retrieve_configuration_description(include_providers=True)
+    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+        for variable in services[name]["environment"]:
+            if variable.startswith("AIRFLOW__"):
+                section, key = variable.removeprefix("AIRFLOW__").lower().split("__")
+                assert key in options.get(section, {}).get("options", {}), f"{name}: {variable} is no Airflow option"
+
+
 def test_airflow_commands_exist_in_the_installed_airflow(services):
     from airflow.cli.cli_parser import get_parser
 
