@@ -72,7 +72,7 @@ class ComposeStack:
         command = ["bash", "-c", test[1]] if test[0] == "CMD-SHELL" else test[1:]
         return [self.translate(part) for part in command]
 
-    def healthy(self, name: str) -> subprocess.CompletedProcess:
+    def check_health(self, name: str) -> subprocess.CompletedProcess:
         return subprocess.run(self.health_check(name), env=self.environment(name), capture_output=True, text=True,
                               timeout=120)  # fmt: skip
 
@@ -98,7 +98,7 @@ def dependencies_ready(stack: ComposeStack, name: str) -> bool:
     """Whether every service ``name`` depends on is up as its compose condition asks."""
     for dependency, condition in stack.services[name].get("depends_on", {}).items():
         if dependency in stack.processes and condition["condition"] == "service_healthy":
-            if stack.healthy(dependency).returncode != 0:
+            if stack.check_health(dependency).returncode != 0:
                 return False
     return True
 
@@ -143,7 +143,7 @@ def running(root: Path, database_url: str, variables: dict[str, str], overrides:
                                                          stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         for name in AIRFLOW_SERVICES:
             deadline = time.monotonic() + timeout
-            while (check := stack.healthy(name)).returncode != 0:
+            while (check := stack.check_health(name)).returncode != 0:
                 assert stack.processes[name].poll() is None, f"{name} exited:\n{_tail(log_folder, name)}"
                 assert time.monotonic() < deadline, f"{name} never passed its health check: {check.stdout}" \
                                                     f"{check.stderr}\n{_tail(log_folder, name)}"  # fmt: skip

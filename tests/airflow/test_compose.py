@@ -157,7 +157,7 @@ def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(airfl
     stack = airflow_stack["stack"]
     assert list(stack.processes) == list(AIRFLOW_SERVICES)
     for name in AIRFLOW_SERVICES:
-        check = stack.healthy(name)
+        check = stack.check_health(name)
         assert check.returncode == 0, f"{name}: {stack.health_check(name)}\n{check.stdout}\n{check.stderr}"
     # airflow-init wrote the one airflow.cfg every component reads (their shared secrets are in it).
     config = stack.root / "opt" / "airflow" / "config"

@@ -6,10 +6,11 @@ import json
 import re
 import shlex
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from tests.airflow.conftest import BIN
 from tests.conftest import REPO
 from tests.docker.images import (
     AIRFLOW_DOCKERFILE,
@@ -20,6 +21,8 @@ from tests.docker.images import (
     stages,
 )
 
+# hadolint, shellcheck and dumb-init come as wheels into this environment (`make install`).
+BIN = Path(sys.executable).parent
 DOCKERFILES = [TASK_DOCKERFILE, AIRFLOW_DOCKERFILE]
 SHELL_SCRIPTS = [REPO / "docker" / "task" / "entrypoint.sh", REPO / "docker" / "build-and-push.sh"]
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE)", re.IGNORECASE)
