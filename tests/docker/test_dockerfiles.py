@@ -25,6 +25,9 @@ from tests.docker.images import (
 BIN = Path(sys.executable).parent
 DOCKERFILES = [TASK_DOCKERFILE, AIRFLOW_DOCKERFILE]
 SHELL_SCRIPTS = [REPO / "docker" / "task" / "entrypoint.sh", REPO / "docker" / "build-and-push.sh"]
+# What python:3.11-slim (Debian slim) has of the system libraries a compiled wheel may link against.
+_SLIM_LIBRARIES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libresolv.so.2",
+                   "libgcc_s.so.1", "libstdc++.so.6", "libz.so.1"}  # fmt: skip
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE)", re.IGNORECASE)
 
 
@@ -125,3 +128,25 @@ def test_airflow_image_is_the_official_one_of_the_pinned_airflow_with_the_provid
     assert "tasks/" not in " ".join(copies), "nlp_sagemaker and nlp_eks need no ML stack in Airflow"
     assert "tasks/" in " ".join(airflow_stages["airflow-local"].values("COPY"))
     assert "/opt/nlp" in airflow_stages["airflow-local"].values("RUN")[0]
+
+
+def test_no_compiled_module_needs_a_system_library_the_slim_base_lacks():
+    """The task image installs no Debian package: every shared object the pinned wheels bring (this
+    environment installs the same ones) links only against libraries python:3.11-slim has, or its own."""
+    import sysconfig
+
+    site_packages = Path(sysconfig.get_paths()["purelib"])
+    objects = [path for path in site_packages.rglob("*.so*") if path.is_file()]
+    assert len(objects) > 100
+    needed = set()
+    for start in range(0, len(objects), 100):
+        listing = subprocess.run(["ldd", *objects[start : start + 100]], capture_output=True, text=True).stdout
+        for line in listing.splitlines():
+            name, arrow, target = line.strip().partition(" => ")
+            if not arrow or str(site_packages) in target:
+                continue  # the loader and vDSO lines, or a library the wheel ships
+            # auditwheel renames the libraries it vendors with a hash; ldd may not follow their rpath
+            if target.startswith("not found") and re.search(r"-[0-9a-f]{8}\.so", name):
+                continue
+            needed.add(name)
+    assert needed - _SLIM_LIBRARIES == set()
