@@ -79,6 +79,8 @@ $(COMPOSE_SCHEMA):
 lint: install
 	$(BIN)/ruff check tasks tests bench dags plugins
 	$(BIN)/ruff format --check tasks tests bench dags plugins
+	$(BIN)/hadolint docker/task/Dockerfile docker/airflow/Dockerfile
+	$(BIN)/shellcheck docker/task/entrypoint.sh docker/build-and-push.sh
 
 format: install
 	$(BIN)/ruff format tasks tests bench dags plugins
