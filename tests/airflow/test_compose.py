@@ -16,7 +16,7 @@ from tests.conftest import REPO
 from tests.docker import compose
 from tests.docker.images import AIRFLOW_DOCKERFILE, stages
 
-AIRFLOW_SERVICES = {
+AIRFLOW_COMMANDS = {
     "airflow-apiserver": "api-server",
     "airflow-scheduler": "scheduler",
     "airflow-dag-processor": "dag-processor",
@@ -60,9 +60,9 @@ def test_every_variable_is_documented_in_env_example_and_required_ones_have_a_va
 
 
 def test_airflow_services_run_the_local_airflow_image_with_the_local_executor(services):
-    assert set(AIRFLOW_SERVICES) | {"airflow-init", "airflow-cli"} <= set(services)
+    assert set(AIRFLOW_COMMANDS) | {"airflow-init", "airflow-cli"} <= set(services)
     targets = stages(AIRFLOW_DOCKERFILE)
-    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
         service = services[name]
         assert service["image"] == "nlp-airflow:local"
         build = service["build"]
@@ -83,7 +83,7 @@ def test_every_airflow_setting_is_an_option_of_the_installed_airflow(services):
     from airflow.configuration import retrieve_configuration_description
 
     options = retrieve_configuration_description(include_providers=True)
-    for name in [*AIRFLOW_SERVICES, "airflow-init"]:
+    for name in [*AIRFLOW_COMMANDS, "airflow-init"]:
         for variable in services[name]["environment"]:
             if variable.startswith("AIRFLOW__"):
                 section, key = variable.removeprefix("AIRFLOW__").lower().split("__")
@@ -94,7 +94,7 @@ def test_airflow_commands_exist_in_the_installed_airflow(services):
     from airflow.cli.cli_parser import get_parser
 
     subcommands = next(action for action in get_parser()._actions if action.dest == "subcommand").choices
-    for name, command in AIRFLOW_SERVICES.items():
+    for name, command in AIRFLOW_COMMANDS.items():
         assert services[name]["command"] == command and command in subcommands
     jobs = subcommands["jobs"]._actions
     check = next(action for action in jobs if action.dest == "subcommand").choices["check"]
@@ -105,7 +105,7 @@ def test_airflow_commands_exist_in_the_installed_airflow(services):
 
 
 def test_services_start_in_order_and_only_once_their_dependencies_are_healthy(services):
-    for name in AIRFLOW_SERVICES:
+    for name in AIRFLOW_COMMANDS:
         depends_on = services[name]["depends_on"]
         assert depends_on["postgres"] == {"condition": "service_healthy"}
         assert depends_on["airflow-init"] == {"condition": "service_completed_successfully"}
@@ -155,8 +155,8 @@ def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(airfl
     from tests.airflow.postgres import server_binaries
 
     stack = airflow_stack["stack"]
-    assert list(stack.processes) == list(AIRFLOW_SERVICES)
-    for name in AIRFLOW_SERVICES:
+    assert list(stack.processes) == list(AIRFLOW_COMMANDS)
+    for name in AIRFLOW_COMMANDS:
         check = stack.check_health(name)
         assert check.returncode == 0, f"{name}: {stack.health_check(name)}\n{check.stdout}\n{check.stderr}"
     # airflow-init wrote the one airflow.cfg every component reads (their shared secrets are in it).
