@@ -113,6 +113,21 @@ def test_task_image_final_stages_take_the_environment_from_the_builder_and_build
     assert (BIN / "dumb-init").is_file()
 
 
+def test_airflow_image_installs_exactly_the_airflow_side_dependencies_of_pyproject():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    def names(requirements):
+        return {(Requirement(text).name, frozenset(Requirement(text).extras)) for text in requirements}
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["airflow"]
+    install = shlex.split(stages(AIRFLOW_DOCKERFILE)["airflow"].values("RUN")[0])
+    requested = [word for word in install[install.index("install") + 1 :] if not word.startswith("-")]
+    requested = [word.replace("${AIRFLOW_VERSION}", "3.3.2") for word in requested if not word.endswith(".txt")]
+    assert names(requested) == names(declared)
+
+
 def test_airflow_image_is_the_official_one_of_the_pinned_airflow_with_the_providers():
     pins = _pins()
     base = default_arguments(AIRFLOW_DOCKERFILE)["AIRFLOW_IMAGE"]
