@@ -105,6 +105,11 @@ def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_
         assert "Application shutdown complete" in log.read_text()
     finally:
         if container.poll() is None:
-            container.kill()
-            container.wait()
+            # SIGKILL would leave the server behind: dumb-init runs it in a session of its own.
+            container.terminate()
+            try:
+                container.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                container.kill()
+                container.wait()
     assert healthcheck.ping(port) is not None, "the server stopped"
