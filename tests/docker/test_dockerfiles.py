@@ -31,6 +31,10 @@ _SLIM_LIBRARIES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "l
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE)", re.IGNORECASE)
 
 
+def _pip_install(stage) -> str:
+    return next(command for command in stage.values("RUN") if "pip install" in command)
+
+
 def _pins() -> dict[str, str]:
     lines = (REPO / "constraints.txt").read_text().splitlines()
     return dict(line.split("==") for line in lines if "==" in line)
@@ -122,7 +126,7 @@ def test_airflow_image_installs_exactly_the_airflow_side_dependencies_of_pyproje
         return {(Requirement(text).name, frozenset(Requirement(text).extras)) for text in requirements}
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["airflow"]
-    install = shlex.split(stages(AIRFLOW_DOCKERFILE)["airflow"].values("RUN")[0])
+    install = shlex.split(_pip_install(stages(AIRFLOW_DOCKERFILE)["airflow"]))
     requested = [word for word in install[install.index("install") + 1 :] if not word.startswith("-")]
     requested = [word.replace("${AIRFLOW_VERSION}", "3.3.2") for word in requested if not word.endswith(".txt")]
     assert names(requested) == names(declared)
@@ -134,15 +138,19 @@ def test_airflow_image_is_the_official_one_of_the_pinned_airflow_with_the_provid
     assert base == f"apache/airflow:{pins['apache-airflow']}-python3.11"
     airflow_stages = stages(AIRFLOW_DOCKERFILE)
     assert list(airflow_stages) == ["airflow", "airflow-local"]
-    install = airflow_stages["airflow"].values("RUN")[0]
+    install = _pip_install(airflow_stages["airflow"])
     for package in ("apache-airflow-providers-amazon[aiobotocore]", "apache-airflow-providers-cncf-kubernetes"):
         assert package in install
     copies = airflow_stages["airflow"].values("COPY")
-    assert "--chown=airflow:0 dags/ /opt/airflow/dags/" in copies
-    assert "--chown=airflow:0 plugins/ /opt/airflow/plugins/" in copies
+    assert "--chown=50000:0 dags/ /opt/airflow/dags/" in copies
+    assert "--chown=50000:0 plugins/ /opt/airflow/plugins/" in copies
     assert "tasks/" not in " ".join(copies), "nlp_sagemaker and nlp_eks need no ML stack in Airflow"
     assert "tasks/" in " ".join(airflow_stages["airflow-local"].values("COPY"))
-    assert "/opt/nlp" in airflow_stages["airflow-local"].values("RUN")[0]
+    assert "/opt/nlp" in _pip_install(airflow_stages["airflow-local"]).split()[-1]
+    # The official image's user installs, and owns the folder pip builds the tasks package in.
+    users = airflow_stages["airflow"].values("USER")
+    assert users[-1] == "50000" and not airflow_stages["airflow-local"].values("USER")
+    assert "chown 50000:0 /opt/nlp" in " ".join(airflow_stages["airflow"].values("RUN"))
 
 
 def test_no_compiled_module_needs_a_system_library_the_slim_base_lacks():
