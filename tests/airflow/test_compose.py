@@ -149,7 +149,7 @@ def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, t
     assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"
 
 
-def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(airflow_stack, metadata_database):
+def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(services, airflow_stack, metadata_database):
     """The stack every Airflow test uses runs docker-compose.yaml's services with their environment
     (tests/airflow/compose_stack.py): here each one's health check, run as its container would run it."""
     from tests.airflow.postgres import server_binaries
@@ -164,11 +164,7 @@ def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(airfl
     assert stack.environment("airflow-triggerer")["AIRFLOW_CONFIG"] == str(config / "airflow.cfg")
     assert "jwt_secret" in (config / "airflow.cfg").read_text()
     assert json.loads((config / "passwords.json").read_text()) == {"admin": "admin"}
-    postgres = services_of_compose()["postgres"]["healthcheck"]["test"][1:]
+    postgres = services["postgres"]["healthcheck"]["test"][1:]
     port = metadata_database.rsplit(":", 1)[1].split("/")[0]
     postgres = [str(server_binaries() / postgres[0]), *postgres[1:], "--host", "127.0.0.1", "--port", port]
     assert subprocess.run(postgres, capture_output=True).returncode == 0
-
-
-def services_of_compose() -> dict:
-    return compose.load()["services"]

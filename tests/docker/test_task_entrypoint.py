@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from tasks import cpu, healthcheck
+from tasks.local_endpoint import terminate
 from tests.conftest import entrypoint_environment, free_port, run_entrypoint
 
 PAIR = {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting on the mat."}
@@ -105,11 +106,6 @@ def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_
         assert "Application shutdown complete" in log.read_text()
     finally:
         if container.poll() is None:
-            # SIGKILL would leave the server behind: dumb-init runs it in a session of its own.
-            container.terminate()
-            try:
-                container.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                container.kill()
-                container.wait()
+            # SIGTERM first: SIGKILL alone would leave the server behind (dumb-init runs it in its own session).
+            terminate(container)
     assert healthcheck.ping(port) is not None, "the server stopped"
