@@ -1,6 +1,6 @@
 """docker-compose.yaml: valid against the Compose specification, every service's image, command, health
-check and mounts checked against the repository and the installed Airflow, and the Airflow services' health
-checks run against a running stack."""
+check and mounts checked against the repository and the installed Airflow (the running stack's health checks:
+stack/test_compose_stack.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,8 @@ import yaml
 
 from tests.conftest import REPO
 from tests.docker import compose
+from tests.docker.compose import AIRFLOW_COMMANDS
 from tests.docker.images import AIRFLOW_DOCKERFILE, stages
-
-AIRFLOW_COMMANDS = {
-    "airflow-apiserver": "api-server",
-    "airflow-scheduler": "scheduler",
-    "airflow-dag-processor": "dag-processor",
-    "airflow-triggerer": "triggerer",
-}
 
 
 @pytest.fixture(scope="module")
@@ -147,24 +141,3 @@ def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, t
                                  "_AIRFLOW_WWW_USER_PASSWORD": password})  # fmt: skip
     assert json.loads(result.stdout) == {"admin": password}
     assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"
-
-
-def test_the_stack_runs_from_the_compose_file_and_passes_its_health_checks(services, airflow_stack, metadata_database):
-    """The stack every Airflow test uses runs docker-compose.yaml's services with their environment
-    (tests/airflow/compose_stack.py): here each one's health check, run as its container would run it."""
-    from tests.airflow.postgres import server_binaries
-
-    stack = airflow_stack["stack"]
-    assert list(stack.processes) == list(AIRFLOW_COMMANDS)
-    for name in AIRFLOW_COMMANDS:
-        check = stack.check_health(name)
-        assert check.returncode == 0, f"{name}: {stack.health_check(name)}\n{check.stdout}\n{check.stderr}"
-    # airflow-init wrote the one airflow.cfg every component reads (their shared secrets are in it).
-    config = stack.root / "opt" / "airflow" / "config"
-    assert stack.environment("airflow-triggerer")["AIRFLOW_CONFIG"] == str(config / "airflow.cfg")
-    assert "jwt_secret" in (config / "airflow.cfg").read_text()
-    assert json.loads((config / "passwords.json").read_text()) == {"admin": "admin"}
-    postgres = services["postgres"]["healthcheck"]["test"][1:]
-    port = metadata_database.rsplit(":", 1)[1].split("/")[0]
-    postgres = [str(server_binaries() / postgres[0]), *postgres[1:], "--host", "127.0.0.1", "--port", port]
-    assert subprocess.run(postgres, capture_output=True).returncode == 0

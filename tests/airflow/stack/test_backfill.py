@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.airflow.conftest import REST_TIMEOUT, api_headers, json_output, run_airflow
+from tests.airflow.conftest import json_output, run_airflow
+from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import run_tasks
 
 

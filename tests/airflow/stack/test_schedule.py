@@ -4,7 +4,8 @@ import time
 
 import httpx
 
-from tests.airflow.conftest import REST_TIMEOUT, api_headers, run_airflow
+from tests.airflow.conftest import run_airflow
+from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 
 
 def test_an_update_of_the_source_asset_triggers_a_run(airflow_stack):

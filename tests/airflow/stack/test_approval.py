@@ -4,7 +4,7 @@ import time
 
 import httpx
 
-from tests.airflow.conftest import REST_TIMEOUT, api_headers
+from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
 
 
