@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import platform
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,23 +21,60 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-REPORTED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+# The ISA extensions that decide how fast a transformer runs on a CPU: AVX2 and AVX-512 for FP32, VNNI (AVX-512
+# or AVX) for INT8 dot products, AVX512-BF16 and AMX for bf16 and INT8 matrix tiles.
+REPORTED_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx_vnni",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CPUINFO = Path("/proc/cpuinfo")
 
 
-def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
-    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+def _first_cpu(cpuinfo: Path) -> dict[str, str]:
+    """The ``key: value`` fields of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
     try:
         text = cpuinfo.read_text()
     except OSError:
-        return frozenset()
+        return {}
+    fields: dict[str, str] = {}
     for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            return frozenset(value.split())
-    return frozenset()
+        fields[key.strip()] = value.strip()
+    return fields
+
+
+def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    return frozenset(_first_cpu(cpuinfo).get("flags", "").split())
+
+
+def describe(cpuinfo: Path = _CPUINFO) -> str:
+    """One line naming the CPU and, for each ISA flag the decisions read, whether it has it.
+
+    Printed at the head of every test session and benchmark, so a figure or a failure says which hardware
+    it came from.
+    """
+    fields = _first_cpu(cpuinfo)
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    flags = frozenset(fields.get("flags", "").split())
+    present = [flag for flag in REPORTED_FLAGS if flag in flags]
+    absent = [flag for flag in REPORTED_FLAGS if flag not in flags]
+    return (
+        f"CPU: {model}, {available_cores()} core(s) usable; ISA: {' '.join(present) or 'none of note'}"
+        f"{'; lacks: ' + ' '.join(absent) if absent else ''}; training precision auto -> {resolve_precision('auto', flags)}"
+    )
 
 
 def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:

@@ -24,6 +24,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
+def pytest_report_header() -> str:
+    """Every test log names its hardware: tests of hardware-dependent decisions expect what this CPU gets."""
+    from tasks import cpu
+
+    return cpu.describe()
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path_factory):
     """No test sees another's cluster, SageMaker root, AWS endpoint or model cache."""
