@@ -3,6 +3,7 @@ import os
 import pytest
 
 from tasks import cpu
+from tests.tasks.isas import AUTO_PRECISION, ISAS, cpuinfo
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -50,6 +51,31 @@ def test_available_cores_are_capped_by_the_container_quota(tmp_path):
 )
 def test_precision_resolution(requested, flags, expected):
     assert cpu.resolve_precision(requested, frozenset(flags)) == expected
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_the_plan_follows_the_detected_isa(monkeypatch, isa):
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(ISAS[isa].split()))
+    plan = cpu.configure_environment("auto")
+    assert plan.precision == AUTO_PRECISION[isa]
+    assert set(plan.flags) == set(ISAS[isa].split()) & set(cpu.REPORTED_FLAGS)
+    assert cpu.configure_environment("fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_the_description_names_the_cpu_and_each_isa_flag(tmp_path, isa):
+    described = cpu.describe(cpuinfo(tmp_path, ISAS[isa], "Some Xeon"))
+    assert described.startswith("CPU: Some Xeon, ")
+    present, _, absent = described.split("ISA: ")[1].partition("; lacks: ")
+    flags = set(ISAS[isa].split())
+    assert present.split(";")[0].split() == [flag for flag in cpu.REPORTED_FLAGS if flag in flags]
+    assert set(absent.split(";")[0].split()) == set(cpu.REPORTED_FLAGS) - flags
+    assert described.endswith(f"training precision auto -> {AUTO_PRECISION[isa]}")
+
+
+def test_the_description_of_a_host_without_cpuinfo(tmp_path):
+    described = cpu.describe(tmp_path / "absent")
+    assert "ISA: none of note; lacks: avx2 " in described and described.endswith("auto -> fp32")
 
 
 def test_bf16_without_hardware_support_warns(caplog):

@@ -125,6 +125,50 @@ def test_int8_that_is_not_fast_enough_keeps_fp32(tmp_path, staged_data, trained_
     assert record["int8"]["throughput_b32"] > 0  # measured, then turned down
 
 
+def measured(fp32_throughput: float, int8_throughput: float, int8_accuracy: float = 0.9) -> dict:
+    """What ``measure_models`` returns for an FP32 model "fp32" and an INT8 candidate "int8"."""
+    figures = {"accuracy": 0.9, "f1": 0.9, "latency_ms_b1_p50": 10.0, "latency_ms_b1_p99": 12.0}
+    return {
+        "models": {
+            "fp32": figures | {"throughput_b32": fp32_throughput},
+            "int8": figures | {"accuracy": int8_accuracy, "throughput_b32": int8_throughput},
+        },
+        "predictions": {"fp32": [0, 1, 1, 0], "int8": [0, 1, 1, 0]},
+        "threads": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("int8_throughput", "min_speedup", "refused"),
+    [
+        (48.0, 1.0, "the INT8 model runs 0.96x as fast as FP32 at batch 32, below --min-speedup 1"),
+        (75.0, 1.0, ""),
+        (48.0, 0.0, ""),
+    ],
+    ids=["slower-int8-refused", "faster-int8-kept", "speed-rule-waived"],
+)
+def test_the_speed_rule_decides_on_measured_figures_not_on_the_cpu(monkeypatch, int8_throughput, min_speedup, refused):
+    """As on an AVX2-only host (INT8 0.96x FP32) and a VNNI host (1.5x): the rule reads the figures it is given."""
+    from pathlib import Path
+
+    from tasks import quantize
+
+    monkeypatch.setattr(quantize, "measure_models", lambda models, *rest: measured(50.0, int8_throughput))
+    summary, rejection = quantize.compare(Path("fp32"), Path("int8"), Path("data"), Path("work"), 0.01, min_speedup)
+    assert rejection == refused
+    assert summary["speedup_b32"] == round(int8_throughput / 50.0, 2) and summary["agreement"] == 1.0
+
+
+def test_an_int8_model_that_loses_accuracy_is_refused_before_its_speed_counts(monkeypatch):
+    from pathlib import Path
+
+    from tasks import quantize
+
+    monkeypatch.setattr(quantize, "measure_models", lambda models, *rest: measured(50.0, 100.0, int8_accuracy=0.8))
+    _, rejection = quantize.compare(Path("fp32"), Path("int8"), Path("data"), Path("work"), 0.01, 1.0)
+    assert rejection == "the INT8 model loses 11.11% accuracy in a fresh process, above the 1.00% tolerance"
+
+
 def test_a_candidate_that_fails_in_a_fresh_process_is_rejected(tmp_path, staged_data, trained_tiny):
     from tasks.quantize import compare
 

@@ -10,12 +10,28 @@ import sys
 import numpy as np
 import pytest
 
+from tasks import cpu
 from tests.conftest import REPO, run_entrypoint, run_tasks, upload_folder
+from tests.tasks.isas import AUTO_PRECISION, ISAS
 
 
 def train_flags(data, model, output, *extra):
     return ["train", "--data", str(data), "--model", str(model), "--output", str(output), "--epochs", "1",
             "--batch-size", "16", "--learning-rate", "1e-3", "--log-every", "4", *extra]  # fmt: skip
+
+
+def detected_auto_precision() -> str:
+    """What ``--precision auto`` must choose on the CPU running the tests."""
+    return cpu.resolve_precision("auto", cpu.cpu_flags())
+
+
+# ``python -m tasks ARGS`` on a CPU whose /proc/cpuinfo flags are argv[1]: the step's own detection is replaced.
+_ON_FORCED_CPU = """
+import sys
+from tasks import cli, cpu
+cpu.cpu_flags = lambda cpuinfo=None: frozenset(sys.argv[1].split())
+sys.exit(cli.main(sys.argv[2:]))
+"""
 
 
 def load_signature(folder):
@@ -47,16 +63,43 @@ def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, ti
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["f1"] <= 1.0
     assert [epoch["epoch"] for epoch in metrics["epochs"]] == [1, 2]
     assert metrics["steps"] == 32 and metrics["samples_per_second"] > 0 and metrics["wall_time_seconds"] > 0
-    assert metrics["precision"] == "bf16"  # auto on this CPU (avx512_bf16); the export is FP32 regardless
+    assert metrics["precision"] == detected_auto_precision()  # the export is FP32 regardless
 
     card = json.loads((output / "model_card.json").read_text())
     manifest = json.loads((staged_data / "manifest.json").read_text())
     assert card["base_model"] == str(tiny_model)
     assert card["data"]["fingerprint"] == manifest["fingerprint"]
-    assert card["hyperparameters"]["epochs"] == 2 and card["precision"] == {"training": "bf16", "exported": "fp32"}
-    assert card["packages"]["tensorflow"] == "2.21.0" and "avx512_bf16" in card["cpu"]["flags"]
+    assert card["hyperparameters"]["epochs"] == 2
+    assert card["precision"] == {"training": detected_auto_precision(), "exported": "fp32"}
+    assert card["packages"]["tensorflow"] == "2.21.0"
+    assert card["cpu"]["flags"] == [flag for flag in cpu.REPORTED_FLAGS if flag in cpu.cpu_flags()]
     assert json.loads((output / "config.json").read_text())["id2label"] == {"0": "not_equivalent", "1": "equivalent"}
     assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("isa", ["avx2-only", "amx"])
+def test_auto_precision_trains_as_the_cpu_allows(tmp_path, staged_data, tiny_model, isa):
+    """Both branches of ``--precision auto`` run on every host: bf16 is emulated where the CPU lacks it."""
+    output = tmp_path / "model"
+    flags = train_flags(staged_data, tiny_model, output, "--max-steps", "4")
+    result = subprocess.run([sys.executable, "-c", _ON_FORCED_CPU, ISAS[isa], *flags], cwd=REPO, capture_output=True,
+                            text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    precision = AUTO_PRECISION[isa]
+    policy = {"bf16": "mixed_bfloat16", "fp32": "float32"}[precision]
+    assert f"precision {precision} (Keras policy {policy})" in result.stdout
+    card = json.loads((output / "model_card.json").read_text())
+    assert card["precision"] == {"training": precision, "exported": "fp32"}
+    assert card["cpu"]["flags"] == [flag for flag in cpu.REPORTED_FLAGS if flag in ISAS[isa].split()]
+    assert json.loads((output / "metrics.json").read_text())["steps"] == 4
+    assert (
+        load_signature(output)(
+            input_ids=np.array([[101, 2000, 102]], np.int32),
+            attention_mask=np.ones((1, 3), np.int32),
+            token_type_ids=np.zeros((1, 3), np.int32),
+        )["logits"].dtype.name
+        == "float32"
+    )
 
 
 def test_fp32_fixed_padding_shorter_max_length_and_model_from_s3(tmp_path, staged_data, tiny_model, s3):
