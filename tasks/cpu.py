@@ -34,6 +34,23 @@ REPORTED_FLAGS = (
     "amx_tile",
 )
 
+# oneDNN's ISA cap (``ONEDNN_MAX_CPU_ISA``, read when TensorFlow first runs a oneDNN kernel) and the flags above
+# that each level lets oneDNN use. A capped process computes like a CPU without the others, so the decisions
+# follow the cap; an unset, unknown or uncapping value (ALL, DEFAULT, the AMX levels) leaves every flag.
+_AVX512_BF16_LEVEL = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16")
+ONEDNN_ISA_FLAGS = {
+    "SSE41": (),
+    "AVX": (),
+    "AVX2": ("avx2",),
+    "AVX2_VNNI": ("avx2", "avx_vnni"),
+    "AVX2_VNNI_2": ("avx2", "avx_vnni"),
+    "AVX512_CORE": ("avx2", "avx512f"),
+    "AVX512_CORE_VNNI": ("avx2", "avx512f", "avx512_vnni"),
+    "AVX512_CORE_BF16": _AVX512_BF16_LEVEL,
+    "AVX512_CORE_FP16": _AVX512_BF16_LEVEL,
+    "AVX10_1_512": _AVX512_BF16_LEVEL,
+}
+
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CPUINFO = Path("/proc/cpuinfo")
 
@@ -55,9 +72,23 @@ def _first_cpu(cpuinfo: Path) -> dict[str, str]:
     return fields
 
 
+def onednn_cap() -> str | None:
+    """The ``ONEDNN_MAX_CPU_ISA`` level that withholds some of ``REPORTED_FLAGS`` from oneDNN, if one is set."""
+    level = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    return level if level in ONEDNN_ISA_FLAGS else None
+
+
+def _capped(flags: frozenset[str]) -> frozenset[str]:
+    level = onednn_cap()
+    if level is None:
+        return flags
+    return flags - (set(REPORTED_FLAGS) - set(ONEDNN_ISA_FLAGS[level]))
+
+
 def cpu_flags(cpuinfo: Path = _CPUINFO) -> frozenset[str]:
-    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
-    return frozenset(_first_cpu(cpuinfo).get("flags", "").split())
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file), less those a
+    ``ONEDNN_MAX_CPU_ISA`` cap keeps oneDNN from using."""
+    return _capped(frozenset(_first_cpu(cpuinfo).get("flags", "").split()))
 
 
 def describe(cpuinfo: Path = _CPUINFO) -> str:
@@ -66,14 +97,15 @@ def describe(cpuinfo: Path = _CPUINFO) -> str:
     Printed at the head of every test session and benchmark, so a figure or a failure says which hardware
     it came from.
     """
-    fields = _first_cpu(cpuinfo)
-    model = fields.get("model name") or platform.processor() or platform.machine()
-    flags = frozenset(fields.get("flags", "").split())
+    model = _first_cpu(cpuinfo).get("model name") or platform.processor() or platform.machine()
+    flags = cpu_flags(cpuinfo)
     present = [flag for flag in REPORTED_FLAGS if flag in flags]
     absent = [flag for flag in REPORTED_FLAGS if flag not in flags]
+    cap = onednn_cap()
     return (
         f"CPU: {model}, {available_cores()} core(s) usable; ISA: {' '.join(present) or 'none of note'}"
-        f"{'; lacks: ' + ' '.join(absent) if absent else ''}; training precision auto -> {resolve_precision('auto', flags)}"
+        f"{'; lacks: ' + ' '.join(absent) if absent else ''}"
+        f"{f' (ONEDNN_MAX_CPU_ISA={cap})' if cap else ''}; training precision auto -> {resolve_precision('auto', flags)}"
     )
 
 

@@ -3,7 +3,13 @@ import os
 import pytest
 
 from tasks import cpu
-from tests.tasks.isas import AUTO_PRECISION, ISAS, cpuinfo
+from tests.tasks.isas import AMX, AUTO_PRECISION, ISAS, cpuinfo
+
+
+@pytest.fixture(autouse=True)
+def uncapped_onednn(monkeypatch):
+    """These tests describe CPUs by their /proc/cpuinfo alone, whatever cap the session runs under."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
 
 
 def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
@@ -71,6 +77,37 @@ def test_the_description_names_the_cpu_and_each_isa_flag(tmp_path, isa):
     assert present.split(";")[0].split() == [flag for flag in cpu.REPORTED_FLAGS if flag in flags]
     assert set(absent.split(";")[0].split()) == set(cpu.REPORTED_FLAGS) - flags
     assert described.endswith(f"training precision auto -> {AUTO_PRECISION[isa]}")
+
+
+@pytest.mark.parametrize(
+    ("level", "flags", "precision"),
+    [
+        ("AVX2", ["avx2"], "fp32"),
+        ("avx512_core_vnni", ["avx2", "avx512f", "avx512_vnni"], "fp32"),
+        ("AVX512_CORE_BF16", ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"], "bf16"),
+        (
+            "AVX10_1_512_AMX",
+            ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"],
+            "bf16",
+        ),
+        (
+            "no-such-level",
+            ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"],
+            "bf16",
+        ),
+    ],
+)
+def test_a_onednn_isa_cap_is_the_cpu_the_decisions_see(tmp_path, monkeypatch, level, flags, precision):
+    """``ONEDNN_MAX_CPU_ISA`` keeps TensorFlow's oneDNN kernels below a level: bf16 would be emulated there."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", level)
+    path = cpuinfo(tmp_path, AMX)
+    detected = cpu.cpu_flags(path)
+    assert [flag for flag in cpu.REPORTED_FLAGS if flag in detected] == flags
+    assert {"fpu", "sse4_2", "avx"} <= detected, "flags outside the decisions stay"
+    assert cpu.resolve_precision("auto", detected) == precision
+    described = cpu.describe(path)
+    assert described.endswith(f"auto -> {precision}")
+    assert (f"(ONEDNN_MAX_CPU_ISA={level.upper()})" in described) == (level.upper() in cpu.ONEDNN_ISA_FLAGS)
 
 
 def test_the_description_of_a_host_without_cpuinfo(tmp_path):
