@@ -14,6 +14,13 @@ from tasks.errors import ConfigError
 
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
 DEFAULT_BASE_MODEL = "bert-base-uncased"
+# How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
+# (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
+TIMINGS = ("full", "quick")
+_TIMING_HELP = (
+    "full: batch-32 throughput and batch-1 latency each in a fresh process with its own threads; quick: both in "
+    "one fresh process, batch 1 over at most 20 pairs (for smoke runs: fewer TensorFlow start-ups, noisier figures)."
+)
 
 
 def _require(condition: bool, flag: str, allowed: str, given: object) -> None:
@@ -147,8 +154,10 @@ class QuantizeArguments:
     max_trials: int = field(default=4, metadata={"help": "INT8 recipes tried at most before keeping FP32."})
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch in calibration and scoring."})
     seed: int = field(default=42, metadata={"help": "Seed of the calibration sample."})
+    timing: Literal["full", "quick"] = field(default="full", metadata={"help": _TIMING_HELP})
 
     def __post_init__(self):
+        _require(self.timing in TIMINGS, "timing", " or ".join(TIMINGS), self.timing)
         _require(-1.0 < self.tolerance < 1.0, "tolerance", "in (-1, 1)", self.tolerance)
         _require(self.min_speedup >= 0, "min_speedup", "0 or more", self.min_speedup)
         _require(self.calibration_size >= 1, "calibration_size", "a positive integer", self.calibration_size)
@@ -173,8 +182,10 @@ class EvaluateArguments:
         metadata={"help": "Reject a candidate whose accuracy is below the champion's by more than this (absolute)."},
     )
     latency_samples: int = field(default=100, metadata={"help": "Single pairs timed for the batch-1 latency."})
+    timing: Literal["full", "quick"] = field(default="full", metadata={"help": _TIMING_HELP})
 
     def __post_init__(self):
+        _require(self.timing in TIMINGS, "timing", " or ".join(TIMINGS), self.timing)
         _require(self.split in ("validation", "test"), "split", "validation or test", self.split)
         for name in ("min_accuracy", "min_f1", "max_int8_loss", "champion_margin"):
             value = getattr(self, name)

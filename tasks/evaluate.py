@@ -45,7 +45,9 @@ def run(args: EvaluateArguments) -> None:
 
     with atomic_output(args.output) as work:
         models = [model_dir] + ([champion_dir] if champion_dir else [])
-        measured = measure_models(models, data, work, split=args.split, latency_samples=args.latency_samples)
+        measured = measure_models(
+            models, data, work, split=args.split, latency_samples=args.latency_samples, timing=args.timing
+        )
         candidate = measured["models"][str(model_dir)]
         champion = measured["models"][str(champion_dir)] if champion_dir else None
         log.info("candidate %s: %s", args.model, _summary(candidate))
@@ -53,7 +55,11 @@ def run(args: EvaluateArguments) -> None:
             log.info("champion %s: %s", args.champion, _summary(champion))
         quantization = read_quantization(model_dir)
         evaluation = _evaluation(args, candidate, champion, quantization, manifest)
-        evaluation |= {"threads": measured["threads"], "wall_time_s": round(time.perf_counter() - started, 1)}
+        evaluation |= {
+            "threads": measured["threads"],
+            "timing": args.timing,
+            "wall_time_s": round(time.perf_counter() - started, 1),
+        }
         write_json(work / "evaluation.json", evaluation)
         write_report(work, evaluation, quantization)
     for reason in evaluation["reasons"]:

@@ -6,6 +6,10 @@ processes, one per workload, because TensorFlow's thread pools are fixed when it
 batch 32 (with accuracy, F1 and predictions) uses a thread per core for each op, latency at batch 1 one
 thread per op. Both models of a comparison are scored in the same processes, under the same settings.
 
+``--timing quick`` (for smoke runs: the tests' pipelines) scores everything in one fresh process with the
+throughput threads and times batch 1 on fewer pairs: the same figures, less TensorFlow start-up, noisier
+latency. Every record says which timing made it.
+
 Batches are padded to their length bucket (multiples of 16), as the server pads them. Timings exclude the
 data pipeline: batches are built first, and every shape is run once before the clock starts.
 """
@@ -30,6 +34,7 @@ log = logging.getLogger(__name__)
 
 THROUGHPUT_BATCH = 32
 WORKLOADS = ("throughput", "latency")
+QUICK_LATENCY_SAMPLES = 20
 
 
 @dataclass(frozen=True)
@@ -140,11 +145,11 @@ def agreement(first: np.ndarray, second: np.ndarray) -> float:
     return round(float(np.mean(first == second)), 4)
 
 
-def thread_plan(workload: str):
-    """Threads for a workload, set before TensorFlow starts.
+def thread_plan(workloads: tuple[str, ...]):
+    """Threads for a process running ``workloads``, set before TensorFlow starts.
 
-    Throughput (batch 32) uses every core for each op. Latency (batch 1) uses one thread per op: ops on a
-    single pair are too small to split, and waking a second thread costs more than it saves (measured
+    Throughput (batch 32) uses every core for each op. Latency (batch 1) alone uses one thread per op: ops on
+    a single pair are too small to split, and waking a second thread costs more than it saves (measured
     on MiniLM: INT8 batch-1 latency 15.8 ms with two threads per op, 6.5 ms with one).
     """
     import dataclasses
@@ -152,29 +157,38 @@ def thread_plan(workload: str):
 
     from tasks import cpu
 
-    if workload == "latency":
+    if workloads == ("latency",):
         os.environ["OMP_NUM_THREADS"] = "1"
         return dataclasses.replace(cpu.configure_environment("fp32"), intra_op_threads=1, inter_op_threads=1)
     return cpu.configure_environment("fp32")
 
 
+def timing_runs(timing: str, latency_samples: int) -> tuple[list[tuple[str, ...]], int]:
+    """The workloads of each fresh process, and the pairs timed at batch 1, for a ``timing`` mode."""
+    if timing == "quick":
+        return [WORKLOADS], min(latency_samples, QUICK_LATENCY_SAMPLES)
+    return [(workload,) for workload in WORKLOADS], latency_samples
+
+
 def measure_models(
     models: list[Path], data: Path, work: Path, *, split: str = "validation", latency_samples: int = 100,
-    padding: str = "longest",
+    padding: str = "longest", timing: str = "full",
 ) -> dict:  # fmt: skip
-    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.inference``), one per workload.
+    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.inference``), one per workload
+    (``timing="full"``) or one for both (``"quick"``).
 
-    Returns ``{"models": {path: metrics}, "predictions": {path: labels}, "threads": {workload: plan}}``;
-    raises ModelError when a model cannot be loaded or run.
+    Returns ``{"models": {path: metrics}, "predictions": {path: labels}, "threads": {workload: plan},
+    "timing": timing}``; raises ModelError when a model cannot be loaded or run.
     """
     import subprocess
 
-    merged: dict = {"models": {str(model): {} for model in models}, "predictions": {}, "threads": {}}
-    for workload in WORKLOADS:
-        report = work / f".inference-{workload}.json"
-        command = [sys.executable, "-m", "tasks.inference", "--workload", workload, "--data", str(data),
-                   "--split", split, "--latency-samples", str(latency_samples), "--padding", padding,
-                   "--output", str(report), *map(str, models)]  # fmt: skip
+    merged: dict = {"models": {str(model): {} for model in models}, "predictions": {}, "threads": {}, "timing": timing}
+    runs, latency_samples = timing_runs(timing, latency_samples)
+    for workloads in runs:
+        report = work / f".inference-{'-'.join(workloads)}.json"
+        command = [sys.executable, "-m", "tasks.inference", *(f"--workload={workload}" for workload in workloads),
+                   "--data", str(data), "--split", split, "--latency-samples", str(latency_samples),
+                   "--padding", padding, "--output", str(report), *map(str, models)]  # fmt: skip
         started = time.perf_counter()
         completed = subprocess.run(command, capture_output=True, text=True)
         result = json.loads(report.read_text()) if report.is_file() else {}
@@ -185,12 +199,12 @@ def measure_models(
         for model, metrics in result["models"].items():
             merged["models"][model].update(metrics)
         merged["predictions"].update(result.get("predictions", {}))
-        merged["threads"][workload] = result["threads"]
+        merged["threads"] |= dict.fromkeys(workloads, result["threads"])
         log.info(
             "scored %s on the %s split in a fresh process: %s (%.0f s)",
             ", ".join(str(model) for model in models),
             split,
-            workload,
+            " and ".join(workloads),
             time.perf_counter() - started,
         )
     for model in models:
@@ -199,7 +213,7 @@ def measure_models(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.inference --workload W --data D --output F.json MODEL...``: score each model.
+    """``python -m tasks.inference --workload W [--workload W2] --data D --output F.json MODEL...``: score each model.
 
     ``throughput`` writes accuracy, F1, confusion matrix, throughput at batch 32 and the predictions;
     ``latency`` writes batch-1 latency. On a model that cannot be loaded or run it writes
@@ -207,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = argparse.ArgumentParser(prog="python -m tasks.inference", description=main.__doc__)
     parser.add_argument("models", nargs="+", type=Path)
-    parser.add_argument("--workload", choices=WORKLOADS, required=True)
+    parser.add_argument("--workload", choices=WORKLOADS, required=True, action="append", dest="workloads")
     parser.add_argument("--data", required=True, type=Path)
     parser.add_argument("--split", default="validation")
     parser.add_argument("--latency-samples", type=int, default=100)
@@ -219,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.cli import configure_logging
 
     configure_logging()
-    plan = thread_plan(args.workload)
+    workloads = tuple(workload for workload in WORKLOADS if workload in args.workloads)
+    plan = thread_plan(workloads)
     cpu.configure_tensorflow(plan)
     from tasks.batches import load_split, read_manifest
 
@@ -229,12 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for model in args.models:
             function, where = serving_function(model), str(model)
-            if args.workload == "throughput":
+            metrics[where] = {}
+            if "throughput" in workloads:
                 scored = score_throughput(function, split, max_seq_length, where=where, padding=args.padding)
-                metrics[where], predictions[where] = scored.metrics, scored.predictions.tolist()
-            else:
-                metrics[where] = score_latency(function, split, max_seq_length, where=where,
-                                               samples=args.latency_samples, padding=args.padding)  # fmt: skip
+                metrics[where] |= scored.metrics
+                predictions[where] = scored.predictions.tolist()
+            if "latency" in workloads:
+                metrics[where] |= score_latency(function, split, max_seq_length, where=where,
+                                                samples=args.latency_samples, padding=args.padding)  # fmt: skip
     except ModelError as error:
         args.output.write_text(json.dumps({"error": str(error)}))
         return 1

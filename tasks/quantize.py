@@ -292,18 +292,24 @@ def try_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: T
 
 
 def compare(
-    model_dir: Path, candidate: Path | None, data: Path, work: Path, tolerance: float, min_speedup: float = 0.0
+    model_dir: Path,
+    candidate: Path | None,
+    data: Path,
+    work: Path,
+    tolerance: float,
+    min_speedup: float = 0.0,
+    timing: str = "full",
 ) -> tuple[dict, str]:
     """FP32 and INT8 figures from fresh processes, and the reason to reject INT8 ("" to keep it)."""
     summary = {"fp32": None, "int8": None, "relative_accuracy_loss": None, "agreement": None, "speedup_b32": None}
     rejection = ""
     if candidate is not None:
         try:
-            result = measure_models([model_dir, candidate], data, work)
+            result = measure_models([model_dir, candidate], data, work, timing=timing)
         except ModelError as error:
             candidate, rejection = None, f"the INT8 model fails in a fresh TensorFlow process: {error}"
     if candidate is None:
-        result = measure_models([model_dir], data, work)
+        result = measure_models([model_dir], data, work, timing=timing)
         summary |= {"fp32": result["models"][str(model_dir)], "threads": result["threads"]}
         return summary, rejection
     fp32, int8 = result["models"][str(model_dir)], result["models"][str(candidate)]
@@ -351,7 +357,7 @@ def run(args: QuantizeArguments) -> None:
         trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance, planned)
         reason = try_int8(args, model_dir, manifest, trials, candidate / "saved_model")
         summary, rejection = compare(
-            model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup
+            model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup, args.timing
         )
         reason = reason or rejection
         chosen_trial = None if reason else trials.chosen()
@@ -377,6 +383,7 @@ def run(args: QuantizeArguments) -> None:
                 "reason": reason,
                 "tolerance": args.tolerance,
                 "min_speedup": args.min_speedup,
+                "timing": args.timing,
                 "evaluation_split": "validation",
                 "calibration": {
                     "split": "train",

@@ -199,7 +199,7 @@ def _quantize_arguments(context) -> list:
         raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
     return ["quantize", "--model", ti.xcom_pull(task_ids="train")["model"],
             "--data", ti.xcom_pull(task_ids="stage_dataset")["data"], "--output", step_output(context, "quantized"),
-            "--tolerance", params["quantization_tolerance"]]  # fmt: skip
+            "--tolerance", params["quantization_tolerance"], "--timing", params["timing"]]  # fmt: skip
 
 
 def quantize(staged, trained):
@@ -238,7 +238,8 @@ def _evaluate_arguments(context) -> list:
     return ["evaluate", "--model", candidate_model(ti), "--data", ti.xcom_pull(task_ids="stage_dataset")["data"],
             "--output", step_output(context, "evaluation"), *(["--champion", champion] if champion else []),
             "--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-            "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"]]  # fmt: skip
+            "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
+            "--timing", params["timing"]]  # fmt: skip
 
 
 def evaluate(staged, candidate):

@@ -65,7 +65,7 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
                 "reason": "quantisation off"}  # fmt: skip
     output = artefacts.workspace(context, "quantized")
     run_step("quantize", "--model", trained["model"], "--data", staged["data"], "--output", output,
-             "--tolerance", params["quantization_tolerance"])  # fmt: skip
+             "--tolerance", params["quantization_tolerance"], "--timing", params["timing"])  # fmt: skip
     report = json.loads((output / "quantization.json").read_text())
     return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | {
         key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")
@@ -79,7 +79,8 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
     champion = ["--champion", production["model"]] if production else []
     run_step("evaluate", "--model", candidate["model"], "--data", staged["data"], "--output", output, *champion,
              "--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-             "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"])  # fmt: skip
+             "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
+             "--timing", params["timing"])  # fmt: skip
     evaluation = json.loads((output / "evaluation.json").read_text())
     keys = ("decision", "reasons", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision")
     artefacts.publish(context, "evaluation", output)

@@ -97,6 +97,15 @@ def pipeline_params() -> dict[str, Param]:
             description="Largest relative accuracy loss INT8 may cost.",
             section="Quantisation",
         ),  # fmt: skip
+        "timing": Param(
+            "full",
+            type="string",
+            enum=["full", "quick"],
+            title="Timing runs",
+            description="How quantize and evaluate time models. full: throughput and latency each in a fresh "
+            "process; quick: both in one, batch 1 over fewer pairs (smoke runs: faster, noisier figures).",
+            section="Quantisation",
+        ),
         "min_accuracy": _threshold(0.75, "Minimum accuracy", "Reject a candidate below this validation accuracy."),
         "min_f1": _threshold(0.80, "Minimum F1", "Reject a candidate below this validation F1."),
         "max_int8_loss": _threshold(

@@ -163,9 +163,8 @@ def _quantize_config(context, name: str) -> dict:
     if not params["quantize"]:
         raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
     inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
-    return _processing(
-        context, name, "quantize", "quantized", ["--tolerance", str(params["quantization_tolerance"])], inputs
-    )
+    arguments = ["--tolerance", str(params["quantization_tolerance"]), "--timing", params["timing"]]
+    return _processing(context, name, "quantize", "quantized", arguments, inputs)
 
 
 def _quantize_summary(context, result: dict) -> dict:
@@ -213,7 +212,8 @@ def _evaluate_config(context, name: str) -> dict:
     if champion:
         inputs["champion"] = champion
     arguments = ["--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-                 "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"]]  # fmt: skip
+                 "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
+                 "--timing", params["timing"]]  # fmt: skip
     return _processing(context, name, "evaluate", "evaluation", [str(argument) for argument in arguments], inputs)
 
 

@@ -17,11 +17,25 @@ def served_model(cluster) -> str:
 
 def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kubernetes, raw_data, tiny_model):
     env, cluster = airflow_home | fake_kubernetes.env, fake_kubernetes
-    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
-            "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0, "champion_margin": 1, "max_int8_loss": 1,
-            "step_cpu": "1", "step_memory": "2Gi", "server_cpu": "1", "server_memory": "1Gi", "server_replicas": 2,
-            "node_features": ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
-            "tolerations": [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]}  # fmt: skip
+    conf = {
+        "source": str(raw_data),
+        "base_model": str(tiny_model),
+        "timing": "quick",
+        "epochs": 1,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "min_accuracy": 0,
+        "min_f1": 0,
+        "champion_margin": 1,
+        "max_int8_loss": 1,
+        "step_cpu": "1",
+        "step_memory": "2Gi",
+        "server_cpu": "1",
+        "server_memory": "1Gi",
+        "server_replicas": 2,
+        "node_features": ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
+        "tolerations": [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}],
+    }
 
     first = dags_test(env, "nlp_eks", conf | {"quantize": True}, "2026-06-01")
     states = task_states(env, "nlp_eks", first)
@@ -39,6 +53,7 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
         assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks"
     evaluate = cluster.pods_run[3]["spec"]["containers"][0]["args"]
     assert "--champion" not in evaluate, "no server yet, so no champion"
+    assert evaluate[evaluate.index("--timing") + 1] == "quick", "the run's timing Param reaches the step"
     run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
     assert served_model(cluster) == str(run_folder / "quantized")
     assert cluster.objects(TFJOBS) == [] and cluster.objects(PODS) == [], "finished pods are deleted"

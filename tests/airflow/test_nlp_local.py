@@ -1,6 +1,7 @@
 """``airflow dags test nlp_local`` end to end on a tiny BERT and generated data, as `make demo` runs it."""
 
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -31,8 +32,17 @@ def endpoint_state(airflow_home):
 
 def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_state, raw_data, tiny_model):
     port = free_port()
-    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 2, "batch_size": 16,
-            "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0, "endpoint_port": port}  # fmt: skip
+    conf = {
+        "source": str(raw_data),
+        "base_model": str(tiny_model),
+        "timing": "quick",
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "min_accuracy": 0,
+        "min_f1": 0,
+        "endpoint_port": port,
+    }
     first = trigger(airflow_home, conf)
     states = states_of(airflow_home, first)
     ran = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
@@ -44,6 +54,8 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     [entry] = registry(airflow_home)
     assert entry["status"] == "production" and entry["run_id"] == first and entry["dag_id"] == "nlp_local"
     assert entry["config"]["base_model"] == str(tiny_model) and entry["data_fingerprint"].startswith("sha256:")
+    quantization = json.loads((Path(entry["model"]) / "quantization.json").read_text())
+    assert quantization["timing"] == "quick", "the run's timing Param reaches the step"
     answer = httpx.post(f"http://127.0.0.1:{port}/invocations",
                         json={"instances": [{"sentence1": "A cat sat.", "sentence2": "A cat was sitting."}]})  # fmt: skip
     assert answer.status_code == 200 and answer.json()["model_version"] == entry["version"]
@@ -63,9 +75,19 @@ def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home
     root = f"s3://{s3['bucket']}/artefacts"
     env = airflow_home | s3["env"] | {"AIRFLOW_VAR_NLP_ARTEFACT_ROOT": root}
     port = free_port()
-    conf = {"source": str(raw_data), "base_model": str(tiny_model), "epochs": 1, "batch_size": 16,
-            "learning_rate": 1e-3, "quantize": False, "min_accuracy": 0, "min_f1": 0, "champion_margin": 1,
-            "endpoint_port": port}  # fmt: skip
+    conf = {
+        "source": str(raw_data),
+        "base_model": str(tiny_model),
+        "timing": "quick",
+        "epochs": 1,
+        "batch_size": 16,
+        "learning_rate": 1e-3,
+        "quantize": False,
+        "min_accuracy": 0,
+        "min_f1": 0,
+        "champion_margin": 1,
+        "endpoint_port": port,
+    }
     state = f"{env['AIRFLOW_HOME']}/nlp-artefacts/nlp_local/endpoint"
     try:
         trigger(env, conf)

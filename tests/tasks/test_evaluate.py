@@ -27,6 +27,9 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
     assert evaluation["pairs"] == evaluation["champion"]["pairs"] == manifest["splits"]["validation"]["rows"]
     assert sum(map(sum, evaluation["confusion_matrix"])) == evaluation["pairs"]
     assert "gate: min_accuracy: pass" in result.stdout and "evaluate: PROMOTE" in result.stdout
+    # Full timing: batch 32 on every core, batch 1 on one thread per op, each in a fresh process of its own.
+    assert evaluation["timing"] == "full" and evaluation["threads"]["latency"] == {"intra_op": 1, "inter_op": 1}
+    assert "in a fresh process: throughput (" in result.stdout and "in a fresh process: latency (" in result.stdout
 
     report = (output / "report.md").read_text()
     assert report.startswith("# Evaluation: PROMOTE")
@@ -36,8 +39,13 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
 
 def test_a_candidate_below_the_minimum_is_rejected_with_the_numbers(tmp_path, staged_data, trained_tiny):
     output = tmp_path / "evaluation"
-    evaluate(trained_tiny, staged_data, output, "--min-accuracy", "0.99", "--min-f1", "0", "--split", "test")
+    result = evaluate(trained_tiny, staged_data, output, "--min-accuracy", "0.99", "--min-f1", "0", "--split", "test",
+                      "--timing", "quick")  # fmt: skip
     evaluation = json.loads((output / "evaluation.json").read_text())
+    # Quick timing: one fresh process scores and times both workloads, with the throughput threads.
+    assert evaluation["timing"] == "quick" and set(evaluation) >= METRICS
+    assert evaluation["threads"]["latency"] == evaluation["threads"]["throughput"]
+    assert "in a fresh process: throughput and latency (" in result.stdout
     assert evaluation["decision"] == "reject" and evaluation["champion"] is None
     assert evaluation["precision"] == "fp32" and evaluation["split"] == "test"
     failing = [reason for reason in evaluation["reasons"] if ": FAIL: " in reason]

@@ -153,7 +153,7 @@ def test_the_speed_rule_decides_on_measured_figures_not_on_the_cpu(monkeypatch, 
 
     from tasks import quantize
 
-    monkeypatch.setattr(quantize, "measure_models", lambda models, *rest: measured(50.0, int8_throughput))
+    monkeypatch.setattr(quantize, "measure_models", lambda models, *rest, **options: measured(50.0, int8_throughput))
     summary, rejection = quantize.compare(Path("fp32"), Path("int8"), Path("data"), Path("work"), 0.01, min_speedup)
     assert rejection == refused
     assert summary["speedup_b32"] == round(int8_throughput / 50.0, 2) and summary["agreement"] == 1.0
@@ -164,7 +164,9 @@ def test_an_int8_model_that_loses_accuracy_is_refused_before_its_speed_counts(mo
 
     from tasks import quantize
 
-    monkeypatch.setattr(quantize, "measure_models", lambda models, *rest: measured(50.0, 100.0, int8_accuracy=0.8))
+    monkeypatch.setattr(
+        quantize, "measure_models", lambda models, *rest, **options: measured(50.0, 100.0, int8_accuracy=0.8)
+    )
     _, rejection = quantize.compare(Path("fp32"), Path("int8"), Path("data"), Path("work"), 0.01, 1.0)
     assert rejection == "the INT8 model loses 11.11% accuracy in a fresh process, above the 1.00% tolerance"
 
@@ -216,6 +218,7 @@ def test_sagemaker_processing_failure_is_written_for_the_job(tmp_path):
         (["--calibration-size", "0"], "--calibration-size must be a positive integer, got 0"),
         (["--max-trials", "0"], "--max-trials must be a positive integer, got 0"),
         (["--min-speedup", "-1"], "--min-speedup must be 0 or more, got -1.0"),
+        (["--timing", "fast"], "argument --timing: invalid choice: 'fast' (choose from 'full', 'quick')"),
     ],
 )
 def test_bad_flags_are_refused(tmp_path, flags, expected):
