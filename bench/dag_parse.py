@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from steps import REPO
+from steps import REPO, print_hardware
 
 EMPTY_DAG = """
 import pendulum
@@ -95,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     options = parser.parse_args()
+    print_hardware()
     print(f"{'DAG file':<28} {'parse ms':>9} {'empty, same operators':>22} {'ratio':>7}"
           f"   (median of {options.repeats} fresh interpreters)")  # fmt: skip
     with tempfile.TemporaryDirectory() as work:

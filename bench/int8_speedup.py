@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from steps import REPO, packaged_minilm, tasks
+from steps import REPO, packaged_minilm, print_hardware, tasks
 
 
 def trained_model(work: Path) -> tuple[Path, Path]:
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, help="its staged data (required with --model)")
     parser.add_argument("--work", type=Path, default=REPO / "bench-output" / "int8")
     options = parser.parse_args()
+    print_hardware()
     if options.model and not options.data:
         parser.error("--model needs --data")
     model, data = (options.model, options.data) if options.model else trained_model(options.work)

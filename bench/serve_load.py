@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from steps import REPO
+from steps import REPO, print_hardware
 
 
 def pairs_from(staged: Path) -> list[dict]:
@@ -118,6 +118,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
     options = parser.parse_args()
+    print_hardware()
     for folder in (options.fp32 / "saved_model", options.int8 / "saved_model", options.data / "validation"):
         if not folder.is_dir():
             parser.error(f"{folder} is missing: run `make demo` first, or pass --fp32, --int8 and --data")

@@ -10,6 +10,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def print_hardware() -> None:
+    """Every benchmark's figures name the CPU they came from: its model and the ISA flags decisions read."""
+    from tasks.cpu import describe
+
+    print(describe(), flush=True)
+
+
 def tasks(*args: str, env: dict | None = None) -> None:
     """``python -m tasks ARGS`` in a fresh process from the repository root; its output is not shown."""
     subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, env={**os.environ, **(env or {})}, check=True,

@@ -17,7 +17,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from steps import packaged_minilm, tasks
+from steps import packaged_minilm, print_hardware, tasks
 
 CONFIGURATIONS = (
     (
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="training steps per configuration")
     parser.add_argument("--batch-size", type=int, default=32)
     options = parser.parse_args()
+    print_hardware()
     model = options.model or packaged_minilm()
 
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
