@@ -152,6 +152,13 @@ class QuantizeArguments:
     )
     calibration_size: int = field(default=300, metadata={"help": "Train pairs sampled to calibrate INT8 ranges."})
     max_trials: int = field(default=4, metadata={"help": "INT8 recipes tried at most before keeping FP32."})
+    recipes: str = field(
+        default="",
+        metadata={
+            "help": "Comma-separated INT8 recipes to try, in this order (default: the whole ladder, fastest first); "
+            "e.g. the recipe an earlier quantization.json chose for this model."
+        },
+    )
     batch_size: int = field(default=32, metadata={"help": "Pairs per batch in calibration and scoring."})
     seed: int = field(default=42, metadata={"help": "Seed of the calibration sample."})
     timing: Literal["full", "quick"] = field(default="full", metadata={"help": _TIMING_HELP})

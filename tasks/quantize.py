@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from tasks.config import QuantizeArguments
-from tasks.errors import ModelError, describe
+from tasks.errors import ConfigError, ModelError, describe
 from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 from tasks.inference import agreement, measure_models, saved_model_folder
 from tasks.outputs import atomic_output, write_json
@@ -159,16 +159,28 @@ def export_graph(model, folder: Path) -> None:
     tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
 
 
+def planned_recipes(args: QuantizeArguments) -> tuple[Recipe, ...]:
+    """The recipes to try, in order: ``--recipes`` (default the whole ladder), at most ``--max-trials``."""
+    if not args.recipes:
+        return RECIPES[: args.max_trials]
+    by_name = {recipe.name: recipe for recipe in RECIPES}
+    names = [name.strip() for name in args.recipes.split(",")]
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        raise ConfigError(f"--recipes names no recipe {', '.join(unknown)}; the recipes: {', '.join(by_name)}")
+    return tuple(by_name[name] for name in names)[: args.max_trials]
+
+
 class Trials:
     """INC's evaluation callback: scores each model it is given and remembers the results in order.
 
-    ``autotune`` calls it once for the FP32 baseline, then once per recipe in ``RECIPES`` order.
+    ``autotune`` calls it once for the FP32 baseline, then once per recipe of ``recipes``, in order.
     """
 
-    def __init__(self, validation_batches, tolerance: float, planned: int):
+    def __init__(self, validation_batches, tolerance: float, recipes: tuple[Recipe, ...]):
         self.batches = validation_batches
         self.tolerance = tolerance
-        self.planned = planned
+        self.recipes = recipes
         self.baseline: float | None = None
         self.results: list[dict] = []
         self._since = time.perf_counter()
@@ -186,7 +198,7 @@ class Trials:
             self.baseline = accuracy
             log.info("FP32 baseline: validation accuracy %.4f", accuracy)
             return accuracy
-        recipe = RECIPES[len(self.results)]
+        recipe = self.recipes[len(self.results)]
         loss = relative_loss(self.baseline, accuracy)
         int8_ops = count_int8_ops(model.graph_def)
         accepted = loss <= self.tolerance and int8_ops > 0
@@ -205,7 +217,7 @@ class Trials:
             "trial %d/%d (%s, quantised and scored in %.0f s): %d INT8 ops, validation accuracy %.4f, "
             "relative loss %.2f%% (tolerance %.2f%%): %s",
             len(self.results),
-            self.planned,
+            len(self.recipes),
             recipe.name,
             seconds,
             int8_ops,
@@ -245,7 +257,7 @@ def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData
 
 
 def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials):
-    """Run INC's autotune over ``RECIPES``; the INT8 model within tolerance, or None."""
+    """Run INC's autotune over the trials' recipes; the INT8 model within tolerance, or None."""
     os.environ.setdefault("LOGLEVEL", "ERROR")  # INC's own logger; it prints whole node lists at WARNING
     # INC probes the SavedModel as a Keras model and calls TF1 graph utilities: warnings about INC's
     # internals, once per trial, that a user cannot act on.
@@ -254,7 +266,7 @@ def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, tria
     from neural_compressor.tensorflow import Model, autotune
 
     calibration = calibration_data(args, manifest)
-    recipes = RECIPES[: args.max_trials]
+    recipes = trials.recipes
     log.info(
         "calibrating on %d train pairs; up to %d recipe(s): %s",
         args.calibration_size,
@@ -342,6 +354,7 @@ def run(args: QuantizeArguments) -> None:
     from tasks.batches import read_manifest, tokenizer_folder
     from tasks.models import resolve
 
+    recipes = planned_recipes(args)
     plan = cpu.configure_environment("fp32")
     cpu.configure_tensorflow(plan)
     started = time.perf_counter()
@@ -353,8 +366,7 @@ def run(args: QuantizeArguments) -> None:
 
     with atomic_output(args.output) as work:
         candidate = work / "int8"
-        planned = min(args.max_trials, len(RECIPES))
-        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance, planned)
+        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance, recipes)
         reason = try_int8(args, model_dir, manifest, trials, candidate / "saved_model")
         summary, rejection = compare(
             model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup, args.timing

@@ -180,15 +180,19 @@ def trained_tiny(tmp_path_factory, staged_data, tiny_model) -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
-    """The packaged MiniLM fine-tuned on 800 generated pairs for two epochs (50 steps): (staged data, model)."""
+    """The packaged MiniLM fine-tuned on 800 generated pairs, 3 epochs of 25 steps: (staged data, model).
+
+    The smallest budget found to learn the task in both fp32 and bf16 (validation accuracy 0.855 and 0.79,
+    majority 0.63) with predictions confident enough for INT8 to keep them (agreement 1.0 and 0.995).
+    """
     work = tmp_path_factory.mktemp("minilm")
     raw, staged, model = work / "raw", work / "staged", work / "model"
     run_tasks(
         "sample", "--output", str(raw), "--seed", "11", "--train-size", "800", "--dev-size", "200", "--test-size", "10"
     )
     run_tasks("stage", "--source", str(raw), "--output", str(staged), "--tokenizer", str(minilm_path))
-    run_tasks("train", "--data", str(staged), "--model", str(minilm_path), "--output", str(model),
-              "--epochs", "2", "--learning-rate", "1e-4", "--log-every", "10")  # fmt: skip
+    run_tasks("train", "--data", str(staged), "--model", str(minilm_path), "--output", str(model), "--epochs", "3",
+              "--learning-rate", "3e-4", "--warmup-ratio", "0", "--log-every", "10")  # fmt: skip
     return staged, model
 
 
