@@ -101,7 +101,8 @@ def test_minilm_int8_agrees_with_fp32(tmp_path, minilm_run):
 
 def test_an_impossible_tolerance_keeps_fp32_after_every_recipe(tmp_path, staged_data, trained_tiny):
     output = tmp_path / "out"
-    quantize(trained_tiny, staged_data, output, "--tolerance", "-0.9", "--calibration-size", "32", "--max-trials", "2")
+    quantize(trained_tiny, staged_data, output, "--tolerance", "-0.9", "--calibration-size", "32", "--max-trials", "2",
+             "--timing", "quick")  # fmt: skip
     record = json.loads((output / "quantization.json").read_text())
     assert record["chosen_precision"] == "fp32"
     assert record["reason"].startswith("no INT8 recipe kept accuracy within -90.00% of FP32")
@@ -114,7 +115,7 @@ def test_an_impossible_tolerance_keeps_fp32_after_every_recipe(tmp_path, staged_
 def test_int8_that_cannot_run_keeps_fp32(tmp_path, staged_data, trained_tiny):
     # INC's INT8 kernels exist only in TensorFlow's oneDNN build path: with oneDNN off they cannot run.
     output = tmp_path / "out"
-    quantize(trained_tiny, staged_data, output, "--calibration-size", "32", "--min-speedup", "0",
+    quantize(trained_tiny, staged_data, output, "--calibration-size", "32", "--min-speedup", "0", "--timing", "quick",
              env={"TF_ENABLE_ONEDNN_OPTS": "0"})  # fmt: skip
     record = json.loads((output / "quantization.json").read_text())
     assert record["chosen_precision"] == "fp32"
@@ -203,7 +204,8 @@ def test_sagemaker_processing_contract_with_model_tarball(tmp_path, staged_data,
     (root / "processing" / "input" / "data").symlink_to(staged_data)
     (root / "processing" / "output").mkdir(parents=True)
 
-    run_tasks("quantize", "--calibration-size", "32", "--min-speedup", "0", env={"TASKS_SAGEMAKER_ROOT": str(root)})
+    run_tasks("quantize", "--calibration-size", "32", "--min-speedup", "0", "--timing", "quick",
+              env={"TASKS_SAGEMAKER_ROOT": str(root)})  # fmt: skip
     record = json.loads((root / "processing" / "output" / "quantization.json").read_text())
     assert record["chosen_precision"] == "int8" and record["fp32"]["accuracy"] > 0
     assert record["source_model"] == str(model_input)
