@@ -24,6 +24,28 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
+# Tests that share an expensive fixture, by where they live: pytest-xdist sends each group to one test process,
+# so the fixture is made once (the Airflow stack, package-scoped; the fine-tuned MiniLM). Every other test is
+# scheduled on its own.
+SHARED_FIXTURE_GROUPS = {"tests/airflow/stack/": "the Airflow stack", "tests/tasks/test_minilm.py": "the MiniLM run"}
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Schedule each test on its own, but each group of ``SHARED_FIXTURE_GROUPS`` as one unit, largest first.
+
+    (pytest-xdist's own ``xdist_group`` marks do not group on pytest 9.2: the node-id suffix they rely on is
+    ignored.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedFixtureScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return next((group for path, group in SHARED_FIXTURE_GROUPS.items() if nodeid.startswith(path)), nodeid)
+
+    return SharedFixtureScheduling(config, log)
+
+
 def pytest_report_header() -> str:
     """Every test log names its hardware: tests of hardware-dependent decisions expect what this CPU gets."""
     from tasks import cpu
