@@ -32,6 +32,13 @@ def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
     }
 
 
+def smoke_conf(source, base_model, **params) -> dict:
+    """A DAG run's conf that runs every step, fast, on a small data set and the tiny BERT: quick timing, one
+    epoch at a high learning rate, the gate's accuracy and F1 minimums off; ``params`` add or override."""
+    fast = {"timing": "quick", "epochs": 1, "batch_size": 16, "learning_rate": 1e-3, "min_accuracy": 0, "min_f1": 0}
+    return {"source": str(source), "base_model": str(base_model)} | fast | params
+
+
 def run_airflow(env: dict, *args: str, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
     """``airflow ARGS`` with ``env``; its exit status checked unless ``check`` is false."""
     result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)

@@ -5,7 +5,7 @@ A first run creates the server; a second rolls a new model out over it, with the
 Then a broken answer fails the smoke test and ``rollback`` puts the first run's model back.
 """
 
-from tests.airflow.conftest import dags_test, run_airflow, task_states
+from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
@@ -17,25 +17,19 @@ def served_model(cluster) -> str:
 
 def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kubernetes, raw_data, tiny_model):
     env, cluster = airflow_home | fake_kubernetes.env, fake_kubernetes
-    conf = {
-        "source": str(raw_data),
-        "base_model": str(tiny_model),
-        "timing": "quick",
-        "epochs": 1,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "champion_margin": 1,
-        "max_int8_loss": 1,
-        "step_cpu": "1",
-        "step_memory": "2Gi",
-        "server_cpu": "1",
-        "server_memory": "1Gi",
-        "server_replicas": 2,
-        "node_features": ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
-        "tolerations": [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}],
-    }
+    conf = smoke_conf(
+        raw_data,
+        tiny_model,
+        champion_margin=1,
+        max_int8_loss=1,
+        step_cpu="1",
+        step_memory="2Gi",
+        server_cpu="1",
+        server_memory="1Gi",
+        server_replicas=2,
+        node_features=["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
+        tolerations=[{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}],
+    )
 
     first = dags_test(env, "nlp_eks", conf | {"quantize": True}, "2026-06-01")
     states = task_states(env, "nlp_eks", first)

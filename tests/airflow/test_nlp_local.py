@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.airflow.conftest import dags_test, task_states
+from tests.airflow.conftest import dags_test, smoke_conf, task_states
 from tests.conftest import free_port, run_tasks
 
 
@@ -32,17 +32,7 @@ def endpoint_state(airflow_home):
 
 def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_state, raw_data, tiny_model):
     port = free_port()
-    conf = {
-        "source": str(raw_data),
-        "base_model": str(tiny_model),
-        "timing": "quick",
-        "epochs": 2,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "endpoint_port": port,
-    }
+    conf = smoke_conf(raw_data, tiny_model, epochs=2, endpoint_port=port)
     first = trigger(airflow_home, conf)
     states = states_of(airflow_home, first)
     ran = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
@@ -75,19 +65,7 @@ def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home
     root = f"s3://{s3['bucket']}/artefacts"
     env = airflow_home | s3["env"] | {"AIRFLOW_VAR_NLP_ARTEFACT_ROOT": root}
     port = free_port()
-    conf = {
-        "source": str(raw_data),
-        "base_model": str(tiny_model),
-        "timing": "quick",
-        "epochs": 1,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "quantize": False,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "champion_margin": 1,
-        "endpoint_port": port,
-    }
+    conf = smoke_conf(raw_data, tiny_model, quantize=False, champion_margin=1, endpoint_port=port)
     state = f"{env['AIRFLOW_HOME']}/nlp-artefacts/nlp_local/endpoint"
     try:
         trigger(env, conf)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.airflow.conftest import dags_test, run_airflow, task_states
+from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
 from tests.conftest import upload_folder
 from tests.fakes.sagemaker import IMAGE, REGION, ROLE
 
@@ -40,18 +40,7 @@ def only(requests: list[dict]) -> dict:
 def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemaker, s3, raw_data, tiny_model):
     client, bucket, env = s3["client"], s3["bucket"], sagemaker_env
     source, base = upload_folder(client, raw_data, bucket, "raw"), upload_folder(client, tiny_model, bucket, "base")
-    conf = {
-        "source": f"{source}/",
-        "base_model": base,
-        "timing": "quick",
-        "epochs": 1,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "champion_margin": 1,
-        "max_int8_loss": 1,
-    }
+    conf = smoke_conf(f"{source}/", base, champion_margin=1, max_int8_loss=1)
 
     first = dags_test(env, "nlp_sagemaker", conf | {"quantize": True}, "2026-03-01")
     states = task_states(env, "nlp_sagemaker", first)

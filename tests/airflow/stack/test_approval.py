@@ -4,6 +4,7 @@ import time
 
 import httpx
 
+from tests.airflow.conftest import smoke_conf
 from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
 
@@ -22,20 +23,9 @@ def wait_until(condition, timeout: float, what: str):
 def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny_model):
     url, port = airflow_stack["url"], free_port()
     headers, runs = api_headers(url), f"{url}/api/v2/dags/nlp_local/dagRuns"
-    conf = {
-        "source": str(raw_data),
-        "base_model": str(tiny_model),
-        "timing": "quick",
-        "epochs": 1,
-        "batch_size": 16,
-        "learning_rate": 1e-3,
-        "quantize": False,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "champion_margin": 1,
-        "require_approval": True,
-        "endpoint_port": port,
-    }
+    conf = smoke_conf(
+        raw_data, tiny_model, quantize=False, champion_margin=1, require_approval=True, endpoint_port=port
+    )
     run = httpx.post(runs, headers=headers, json={"logical_date": None, "conf": conf}, timeout=REST_TIMEOUT)
     run.raise_for_status()
     run_id = run.json()["dag_run_id"]

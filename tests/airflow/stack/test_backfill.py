@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.airflow.conftest import json_output, run_airflow
+from tests.airflow.conftest import json_output, run_airflow, smoke_conf
 from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import run_tasks
 
@@ -20,19 +20,7 @@ def backfill_runs(env: dict) -> list[dict]:
 def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data, tiny_model):
     env = airflow_stack["env"]
     # A seed of its own: no other test's production model may make these runs hit the training cache.
-    conf = {
-        "source": str(raw_data),
-        "base_model": str(tiny_model),
-        "timing": "quick",
-        "epochs": 1,
-        "batch_size": 16,
-        "seed": 3,
-        "learning_rate": 1e-3,
-        "quantize": False,
-        "min_accuracy": 0,
-        "min_f1": 0,
-        "deploy": True,
-    }
+    conf = smoke_conf(raw_data, tiny_model, seed=3, quantize=False, deploy=True)
     run_airflow(env, "backfill", "create", "--dag-id", "nlp_local", "--from-date", "2023-01-01",
                 "--to-date", "2025-01-01", "--dag-run-conf", json.dumps(conf))  # fmt: skip
 
