@@ -19,7 +19,7 @@ DEFAULT_BASE_MODEL = "bert-base-uncased"
 TIMINGS = ("full", "quick")
 _TIMING_HELP = (
     "full: batch-32 throughput and batch-1 latency each in a fresh process with its own threads; quick: both in "
-    "one fresh process, batch 1 over at most 20 pairs (for smoke runs: fewer TensorFlow start-ups, noisier figures)."
+    "one fresh process, batch 1 over fewer pairs (for smoke runs: fewer TensorFlow start-ups, noisier figures)."
 )
 
 
