@@ -17,6 +17,7 @@ data 3: retrying cannot help, so an orchestrator fails those at once and retries
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -107,3 +108,20 @@ def describe(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
     return f"{type(error).__name__}: {text}" if lines else type(error).__name__
+
+
+# The exit codes a retry cannot change, and what they mean: every platform fails these at once.
+NOT_RETRYABLE = {ConfigError.exit_code: "a bad flag", DataError.exit_code: "bad data"}
+_EXIT_CODE_IN_REASON = re.compile(r"\(exit (\d+)\): ")
+
+
+def failure_reason(error: BaseException) -> str:
+    """``Class (exit N): message``: a failure as text, for a platform that passes on only text (a SageMaker
+    job's FailureReason), with the exit code that tells whether a retry can help."""
+    return f"{type(error).__name__} (exit {getattr(error, 'exit_code', 1)}): {error}"
+
+
+def exit_code_in(reason: str) -> int | None:
+    """The exit code a ``failure_reason`` names, or None for any other text."""
+    found = _EXIT_CODE_IN_REASON.search(reason)
+    return int(found.group(1)) if found else None

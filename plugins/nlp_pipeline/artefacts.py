@@ -22,6 +22,7 @@ rule may expire old uploads).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from datetime import UTC, datetime
@@ -48,6 +49,11 @@ def is_remote(location: str) -> bool:
 def run_key(context) -> str:
     moment = context["dag_run"].logical_date or context["dag_run"].run_after
     return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def run_suffix(run_key: str, run_id: str) -> str:
+    """``RUNKEY-HASH``: the run key and 6 hex of the run id, what names a run's jobs, models and TFJobs."""
+    return f"{run_key.lower()}-{hashlib.sha1(run_id.encode()).hexdigest()[:6]}"
 
 
 def run_folder(context) -> str:

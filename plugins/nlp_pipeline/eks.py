@@ -34,10 +34,11 @@ from dataclasses import dataclass
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, kubernetes_manifests, smoke
+from nlp_pipeline import artefacts, smoke
 from nlp_pipeline.assets import STAGED_DATA
-from nlp_pipeline.kubernetes_operators import StepPodOperator, TrainOperator
+from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
 from nlp_pipeline.params import training_config
+from nlp_pipeline.specs import kubernetes as manifests
 
 log = logging.getLogger(__name__)
 
@@ -118,19 +119,19 @@ def step_output(context, step: str) -> str:
     return f"{folder}/try{context['ti'].try_number}" if settings.s3_root else folder
 
 
-def _placement(params) -> kubernetes_manifests.Placement:
-    return kubernetes_manifests.Placement(node_features=tuple(params["node_features"]),
+def _placement(params) -> manifests.Placement:
+    return manifests.Placement(node_features=tuple(params["node_features"]),
                                           tolerations=tuple(params["tolerations"]))  # fmt: skip
 
 
-def _step_resources(params) -> kubernetes_manifests.Resources:
+def _step_resources(params) -> manifests.Resources:
     cpu, memory = params["step_cpu"], params["step_memory"]
-    return kubernetes_manifests.Resources(cpu, cpu, memory, memory)  # Guaranteed QoS: whole cores, no throttling
+    return manifests.Resources(cpu, cpu, memory, memory)  # Guaranteed QoS: whole cores, no throttling
 
 
 def _pod(context, arguments: list) -> dict:
     params, settings = context["params"], cluster()
-    return kubernetes_manifests.step_pod(
+    return manifests.step_pod(
         settings.namespace, settings.image, [str(argument) for argument in arguments],
         resources=_step_resources(params), placement=_placement(params), service_account=settings.service_account,
         volume_claim=settings.volume_claim, mount_path=settings.volume_path,
@@ -169,11 +170,9 @@ def _train_arguments(context) -> list:
 
 
 def _tf_job(context) -> dict:
-    from nlp_pipeline.sagemaker_requests import run_suffix
-
     params, settings = context["params"], cluster()
-    return kubernetes_manifests.tf_job(
-        f"nlp-train-{run_suffix(artefacts.run_key(context), context['run_id'])}".lower(), settings.namespace,
+    return manifests.tf_job(
+        f"nlp-train-{artefacts.run_suffix(artefacts.run_key(context), context['run_id'])}".lower(), settings.namespace,
         settings.image, [str(argument) for argument in _train_arguments(context)],
         workers=params["training_workers"], resources=_step_resources(params), placement=_placement(params),
         service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
@@ -225,7 +224,7 @@ def _api_client():
 
 
 def _served_model() -> str | None:
-    from nlp_pipeline.kubernetes_rollout import live_deployment, served_model
+    from nlp_pipeline.hooks.kubernetes import live_deployment, served_model
 
     settings = cluster()
     with _api_client() as api_client:
@@ -294,18 +293,18 @@ def _server_objects(context, model: str, previous: str | None) -> list[dict]:
     params, settings = context["params"], cluster()
     name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
     cpu, memory = params["server_cpu"], params["server_memory"]
-    deployment = kubernetes_manifests.inference_deployment(
+    deployment = manifests.inference_deployment(
         name, namespace, settings.image, model, replicas=replicas,
-        resources=kubernetes_manifests.Resources(cpu, cpu, memory, memory), placement=_placement(params),
+        resources=manifests.Resources(cpu, cpu, memory, memory), placement=_placement(params),
         service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
     )  # fmt: skip
     if previous:
         deployment["metadata"]["annotations"] = {PREVIOUS_MODEL: previous}
-    objects = [kubernetes_manifests.inference_service(name, namespace), deployment,
-               kubernetes_manifests.pod_disruption_budget(name, namespace, replicas)]  # fmt: skip
+    objects = [manifests.inference_service(name, namespace), deployment,
+               manifests.pod_disruption_budget(name, namespace, replicas)]  # fmt: skip
     if params["autoscale_max_replicas"]:
         del deployment["spec"]["replicas"]  # the autoscaler owns the replica count
-        objects.append(kubernetes_manifests.horizontal_pod_autoscaler(
+        objects.append(manifests.horizontal_pod_autoscaler(
             name, namespace, minimum=replicas, maximum=max(replicas, params["autoscale_max_replicas"]), cpu_percent=70,
         ))  # fmt: skip
     return objects
@@ -317,14 +316,14 @@ def _noted_previous(deployment: dict) -> str | None:
 
 
 def _roll_out(context, api_client, model: str, previous: str | None) -> None:
-    from nlp_pipeline import kubernetes_rollout
+    from nlp_pipeline.hooks import kubernetes as kube_api
 
     settings = cluster()
     for manifest in _server_objects(context, model, previous):
-        kubernetes_rollout.apply(api_client, manifest)
+        kube_api.apply(api_client, manifest)
     if not context["params"]["autoscale_max_replicas"]:
-        kubernetes_rollout.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
-    kubernetes_rollout.wait_for_rollout(api_client, settings.server, settings.namespace,
+        kube_api.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
+    kube_api.wait_for_rollout(api_client, settings.server, settings.namespace,
                                         timeout=context["params"]["rollout_timeout_minutes"] * 60,
                                         poll=CHECK_INTERVAL)  # fmt: skip
 
@@ -339,17 +338,17 @@ def deploy(entry: dict, **context) -> dict:
 
 
 def _deploy(context, api_client, settings: Cluster, entry: dict) -> dict:
-    from nlp_pipeline import kubernetes_rollout
+    from nlp_pipeline.hooks import kubernetes as kube_api
 
-    live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
-    serving = kubernetes_rollout.served_model(live)
+    live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
+    serving = kube_api.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
     previous = _noted_previous(live) if serving == entry["model"] else serving
     log.info("rolling %s/%s out with %s (%s before)", settings.namespace, settings.server, entry["model"],
              previous or "nothing")  # fmt: skip
     try:
         _roll_out(context, api_client, entry["model"], previous)
-    except kubernetes_rollout.RolloutFailed as error:
+    except kube_api.RolloutFailed as error:
         if not previous:
             raise AirflowFailException(f"{error}; there is no earlier model to go back to") from None
         log.error("%s; applying the previous model's revision again (%s)", error, previous)
@@ -362,7 +361,7 @@ def _deploy(context, api_client, settings: Cluster, entry: dict) -> dict:
 @task
 def smoke_test(deployed: dict) -> dict:
     """Send the smoke pairs through the Service; the answer must have the contract's shape and the new version."""
-    from nlp_pipeline.kubernetes_rollout import invoke_through_service
+    from nlp_pipeline.hooks.kubernetes import invoke_through_service
 
     with _api_client() as api_client:
         raw = invoke_through_service(api_client, deployed["deployment"], deployed["namespace"], smoke.REQUEST)
@@ -378,12 +377,12 @@ def smoke_test(deployed: dict) -> dict:
 @task(trigger_rule="one_failed")
 def rollback(**context) -> None:
     """Put the server back on the model it ran before this run, when this run's model is the one serving."""
-    from nlp_pipeline import kubernetes_rollout
+    from nlp_pipeline.hooks import kubernetes as kube_api
 
     settings, entry = cluster(), context["ti"].xcom_pull(task_ids="register")
     with _api_client() as api_client:
-        live = kubernetes_rollout.live_deployment(api_client, settings.server, settings.namespace)
-        serving = kubernetes_rollout.served_model(live)
+        live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
+        serving = kube_api.served_model(live)
         if not entry or serving != entry["model"]:
             raise AirflowSkipException(
                 f"{settings.server} serves {serving}, not this run's model: nothing to roll back"

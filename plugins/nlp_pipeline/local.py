@@ -16,8 +16,8 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts
 from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.operators.local import run_step, run_step_json
 from nlp_pipeline.params import training_config
-from nlp_pipeline.steps import run_step, run_step_json
 
 log = logging.getLogger(__name__)
 

@@ -26,9 +26,9 @@ from datetime import timedelta
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, sagemaker_requests, smoke
+from nlp_pipeline import artefacts, smoke
 from nlp_pipeline.assets import STAGED_DATA
-from nlp_pipeline.sagemaker_operators import (
+from nlp_pipeline.operators.sagemaker import (
     RunEndpointConfigOperator,
     RunModelOperator,
     RunModelVersionOperator,
@@ -38,7 +38,8 @@ from nlp_pipeline.sagemaker_operators import (
     not_found,
     run_name,
 )
-from nlp_pipeline.sagemaker_requests import PROCESSING
+from nlp_pipeline.specs import sagemaker as specs
+from nlp_pipeline.specs.sagemaker import PROCESSING
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def aws_conn_id() -> str:
     return Variable.get("nlp_aws_conn_id", default="aws_default")
 
 
-def settings() -> sagemaker_requests.Settings:
+def settings() -> specs.Settings:
     root = artefacts.root()
     if not root.startswith("s3://"):
         raise AirflowFailException(f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), "
@@ -65,7 +66,7 @@ def settings() -> sagemaker_requests.Settings:
     if missing := [name for name, value in required.items() if value is None]:
         raise AirflowFailException(f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
                                    f"SageMaker assumes and the task image's ECR URI (README, SageMaker)")  # fmt: skip
-    return sagemaker_requests.Settings(
+    return specs.Settings(
         role_arn=role_arn,
         image_uri=image_uri,
         artefact_root=root,
@@ -92,7 +93,7 @@ def read_json(uri: str) -> dict:
 def _processing(context, name: str, step: str, folder: str, arguments: list[str], inputs: dict[str, str]) -> dict:
     """``python -m tasks STEP ARGUMENTS`` as a processing job writing ``ROOT/.../RUN_KEY/FOLDER/JOB/``."""
     params = context["params"]
-    return sagemaker_requests.processing_job(
+    return specs.processing_job(
         name, settings(), arguments=[step, *arguments], inputs=inputs, output=step_prefix(context, folder, name),
         instance_type=params["processing_instance_type"], max_runtime_seconds=params["max_runtime_hours"] * 3600,
     )  # fmt: skip
@@ -134,7 +135,7 @@ def stage_dataset():
 def _train_config(context, name: str) -> dict:
     params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
     hours = params["max_runtime_hours"]
-    return sagemaker_requests.training_job(
+    return specs.training_job(
         name, settings(), staged=staged["uri"], base_model=params["base_model"],
         hyperparameters={key: params[key] for key in ("epochs", "batch_size", "learning_rate", "precision", "seed")},
         output=f"{artefacts.run_folder(context)}/model", checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
@@ -239,7 +240,7 @@ def _package(context) -> dict:
     ti = context["ti"]
     lineage = {"data_fingerprint": ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
                "base_model": context["params"]["base_model"], "run_id": context["run_id"]}  # fmt: skip
-    return sagemaker_requests.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage)
+    return specs.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage)
 
 
 def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
@@ -268,19 +269,19 @@ def reject(evaluation):
 # ---- rollout ------------------------------------------------------------------------------------------------------
 def _model_config(context, name: str) -> dict:
     model_data = context["ti"].xcom_pull(task_ids="evaluate")["model"]
-    return sagemaker_requests.model(name, settings(), model_data)
+    return specs.model(name, settings(), model_data)
 
 
 def _endpoint_config(context, name: str) -> dict:
     params = context["params"]
-    return sagemaker_requests.endpoint_config(name, run_name("model", context),
+    return specs.endpoint_config(name, run_name("model", context),
                                               instance_type=params["endpoint_instance_type"],
                                               instance_count=params["endpoint_instance_count"])  # fmt: skip
 
 
 def _deployment(context, config_name: str) -> tuple[str, dict]:
     params = context["params"]
-    policy = sagemaker_requests.deployment_config(traffic=params["traffic_shifting"],
+    policy = specs.deployment_config(traffic=params["traffic_shifting"],
                                                   step_percent=params["traffic_step_percent"],
                                                   baking_minutes=params["baking_minutes"],
                                                   alarms=params["rollback_alarms"])  # fmt: skip

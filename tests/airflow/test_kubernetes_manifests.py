@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "plugins"))
 
-from nlp_pipeline import kubernetes_manifests as k8s  # noqa: E402
+from nlp_pipeline.specs import kubernetes as k8s  # noqa: E402
 
 KUBERNETES = "1.37.0"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test"

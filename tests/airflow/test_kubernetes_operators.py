@@ -19,7 +19,7 @@ from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import eks  # noqa: E402
-from nlp_pipeline.kubernetes_operators import StepPodOperator, TrainOperator  # noqa: E402
+from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator  # noqa: E402
 from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
 
 RUN_ID = "manual__2026-05-01"
@@ -70,7 +70,7 @@ def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_dele
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert pod["spec"]["serviceAccountName"] == "nlp-pipeline" and pod["spec"]["restartPolicy"] == "Never"
     assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks" and pod["metadata"]["labels"]["try_number"] == "1"
-    assert "[base]" in (log := task_log(capsys, caplog)) and "INFO tasks.stage: train: 256 rows" in log, "step log"
+    assert "[base]" in (log := task_log(capsys, caplog)) and "INFO tasks.data.stage: train: 256 rows" in log, "step log"
     assert live_pods(fake_kubernetes) == [], "the finished pod was deleted"
 
 
@@ -128,7 +128,7 @@ def test_a_pod_that_fails_fails_the_task_with_its_log_tail_and_bad_input_is_not_
         stage_operator().execute(bad_flag)
 
     missing = context("stage_dataset", try_number=2, source=str(raw_data / "missing"), base_model="/nowhere")
-    with pytest.raises(AirflowException, match=r"(?s)stage exited with \d+:\n.*missing") as raised:
+    with pytest.raises(AirflowException, match=r"(?s)stage exited with \d+: \n.*missing") as raised:
         stage_operator().execute(missing)
     assert not isinstance(raised.value, AirflowFailException), "other failures are retried"
     assert live_pods(fake_kubernetes) == [], "failed pods are deleted too"
@@ -179,7 +179,7 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
 def deploy(cluster, model, **params) -> dict:
-    from tasks.served_model import model_version
+    from tasks.serving.served_model import model_version
 
     run = context("deploy", server_replicas=2, server_cpu="1", server_memory="1Gi", **params)
     return eks.deploy.function({"model": str(model), "version": model_version(model)}, **run)
@@ -194,7 +194,7 @@ def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_nev
     fake_kubernetes, trained_tiny, int8_tiny, monkeypatch
 ):
     from airflow.sdk.exceptions import AirflowFailException
-    from nlp_pipeline.kubernetes_rollout import served_model
+    from nlp_pipeline.hooks.kubernetes import served_model
 
     monkeypatch.setattr(eks, "CHECK_INTERVAL", 1)
     first = deploy(fake_kubernetes, trained_tiny)

@@ -18,9 +18,8 @@ from tests.fakes.sagemaker import ACCOUNT, IMAGE, REGION, ROLE
 
 sys.path.insert(0, str(REPO / "plugins"))
 
-from nlp_pipeline import sagemaker, sagemaker_requests  # noqa: E402
-from nlp_pipeline.params import pipeline_params, sagemaker_params  # noqa: E402
-from nlp_pipeline.sagemaker_operators import (  # noqa: E402
+from nlp_pipeline import sagemaker  # noqa: E402
+from nlp_pipeline.operators.sagemaker import (  # noqa: E402
     RunEndpointConfigOperator,
     RunModelOperator,
     RunModelVersionOperator,
@@ -28,6 +27,8 @@ from nlp_pipeline.sagemaker_operators import (  # noqa: E402
     VerifiedEndpointOperator,
     run_name,
 )
+from nlp_pipeline.params import pipeline_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.specs import sagemaker as specs  # noqa: E402
 
 ENDPOINT = "nlp-paraphrase"
 
@@ -95,7 +96,7 @@ def test_a_job_that_failed_on_bad_input_is_not_retried(aws):
         "job_name": "nlp-stage-x-t1",
         "message": "AlgorithmError: SchemaError (exit 3): x: no rows",
     }
-    with pytest.raises(AirflowFailException, match=r"failed on bad input, not retried: .*SchemaError \(exit 3\): x"):
+    with pytest.raises(AirflowFailException, match=r"failed on bad data, not retried: .*SchemaError \(exit 3\): x"):
         stage_operator().execute_complete(context("stage_dataset"), bad)
     lost = bad | {"message": "InternalServerError: capacity"}
     with pytest.raises(AirflowException, match="capacity") as raised:
@@ -107,7 +108,7 @@ def endpoint_on_a_previous_config(client) -> str:
     client.create_model(ModelName="nlp-model-old", ExecutionRoleArn=ROLE,
                         PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/old/model.tar.gz"})  # fmt: skip
     for name in ("nlp-config-old", run_name("config", context("deploy"))):
-        client.create_endpoint_config(**sagemaker_requests.endpoint_config(
+        client.create_endpoint_config(**specs.endpoint_config(
             name, "nlp-model-old", instance_type="ml.c6i.xlarge", instance_count=1))  # fmt: skip
     client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="nlp-config-old")
     return "nlp-config-old"
@@ -163,10 +164,10 @@ def test_a_retried_rollout_step_reuses_the_model_and_config_of_its_run(aws):
 def register_operator() -> RunModelVersionOperator:
     evaluation = {"model": "s3://b/run/quantized/job/", "evaluation": "s3://b/run/evaluation/job/evaluation.json",
                   "accuracy": 0.86, "f1": 0.89, "decision": "promote"}  # fmt: skip
-    settings = sagemaker_requests.Settings(ROLE, IMAGE, "s3://b", ENDPOINT, "nlp-paraphrase")
+    settings = specs.Settings(ROLE, IMAGE, "s3://b", ENDPOINT, "nlp-paraphrase")
     return RunModelVersionOperator(
         task_id="register", approval=None, package_group_name="nlp-paraphrase", aws_conn_id="aws_default",
-        build_extras=lambda _: sagemaker_requests.model_package(settings, evaluation, {"run_id": "r"}),
+        build_extras=lambda _: specs.model_package(settings, evaluation, {"run_id": "r"}),
         approval_poll=timedelta(minutes=1), approval_timeout=timedelta(minutes=2),
     )  # fmt: skip
 
@@ -241,7 +242,7 @@ def test_names_are_valid_sagemaker_names_per_run_and_try():
     assert run_name("train", run, 1) == run_name("train", context("train"), 1), "deterministic"
     assert run_name("train", run, 1) != run_name("train", context("train", run_id="manual__other"), 1)
     with pytest.raises(ValueError, match="not a valid SageMaker name"):
-        sagemaker_requests.resource_name("x" * 60, "20260401T000000Z", "run")
+        specs.resource_name("x" * 60, "20260401T000000Z", "run")
 
 
 @pytest.mark.parametrize(
@@ -253,15 +254,15 @@ def test_names_are_valid_sagemaker_names_per_run_and_try():
     ],
 )  # fmt: skip
 def test_deployment_config_per_traffic_shifting(traffic, routing):
-    config = sagemaker_requests.deployment_config(traffic=traffic, step_percent=20, baking_minutes=2, alarms=[])
+    config = specs.deployment_config(traffic=traffic, step_percent=20, baking_minutes=2, alarms=[])
     policy = config["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == routing and "AutoRollbackConfiguration" not in config
     assert 600 <= policy["MaximumExecutionTimeoutInSeconds"] <= 28800 and policy["TerminationWaitInSeconds"] == 120
 
 
 def test_the_training_job_carries_hyperparameters_as_strings_and_a_hub_model_as_one():
-    settings = sagemaker_requests.Settings(ROLE, IMAGE, "s3://b", ENDPOINT, "nlp-paraphrase")
-    job = sagemaker_requests.training_job(
+    settings = specs.Settings(ROLE, IMAGE, "s3://b", ENDPOINT, "nlp-paraphrase")
+    job = specs.training_job(
         "nlp-train-x-t1", settings, staged="s3://b/staged/job", base_model="bert-base-uncased",
         hyperparameters={"epochs": 3, "learning_rate": 3e-5}, output="s3://b/model", checkpoints="s3://b/ckpt",
         instance_type="ml.m7i.8xlarge", instance_count=4, max_runtime_seconds=3600, spot=False, max_wait_seconds=7200,

@@ -11,9 +11,10 @@ Job names are at most 63 characters of ``[a-zA-Z0-9-]``, as SageMaker requires.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
+
+from nlp_pipeline.artefacts import run_suffix
 
 # Where SageMaker mounts a processing job's inputs and collects its outputs (tasks/sagemaker.py reads the same).
 PROCESSING = "/opt/ml/processing"
@@ -30,10 +31,6 @@ class Settings:
     artefact_root: str  # s3://bucket/prefix
     endpoint_name: str
     model_package_group: str
-
-
-def run_suffix(run_key: str, run_id: str) -> str:
-    return f"{run_key.lower()}-{hashlib.sha1(run_id.encode()).hexdigest()[:6]}"
 
 
 def resource_name(kind: str, run_key: str, run_id: str, try_number: int | None = None) -> str:

@@ -1,8 +1,7 @@
 """Running one ``python -m tasks`` step in a subprocess of the Airflow worker (the local platform).
 
 The command is the same one a SageMaker job or a Kubernetes pod runs. Its output streams into the task log
-line by line. Exit 2 (bad flag) and 3 (bad data) mean retrying cannot help: the task fails at once. Any
-other failure is raised as retryable, so the task's retries with back-off apply.
+line by line; a failure is raised as every platform raises it (failures.py).
 """
 
 from __future__ import annotations
@@ -13,11 +12,9 @@ import shlex
 import subprocess
 import sys
 
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from nlp_pipeline.failures import step_failure
 
 log = logging.getLogger(__name__)
-
-BAD_INPUT_EXIT_CODES = {2: "a bad flag", 3: "bad data"}
 
 
 def run_step(step: str, *flags: object) -> str:
@@ -36,10 +33,8 @@ def run_step(step: str, *flags: object) -> str:
         if process.poll() is None:  # the task was stopped: stop the step with it
             process.terminate()
             process.wait()
-    if code in BAD_INPUT_EXIT_CODES:
-        raise AirflowFailException(f"{step} failed on {BAD_INPUT_EXIT_CODES[code]}, not retried: {last}")
     if code != 0:
-        raise AirflowException(f"{step} exited with {code}: {last}")
+        raise step_failure(step, code, last)
     return last
 
 

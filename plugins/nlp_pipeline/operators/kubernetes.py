@@ -1,7 +1,7 @@
 """The cncf.kubernetes provider's operators for the nlp_eks pipeline, and the Kubeflow TFJob it lacks.
 
 - ``StepPodOperator``: the provider's ``KubernetesPodOperator`` running ``python -m tasks STEP`` in a pod
-  built when it runs (``kubernetes_manifests.step_pod``, from the run's Params and Variables). The pod's log
+  built when it runs (``specs.kubernetes.step_pod``, from the run's Params and Variables). The pod's log
   streams into the task log; the finished pod is deleted; a retry re-attaches to the pod an earlier try left
   running rather than starting a second one; ``deferrable=True`` waits in the triggerer. The step's result
   comes back as the container's termination message (tasks/step_result.py), so Airflow never needs to reach
@@ -22,11 +22,11 @@ from contextlib import AbstractContextManager, nullcontext
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException
 from kubernetes.client.exceptions import ApiException
 
-from nlp_pipeline.kubernetes_manifests import STEP_CONTAINER
-from nlp_pipeline.steps import BAD_INPUT_EXIT_CODES
+from nlp_pipeline.failures import step_failure
+from nlp_pipeline.specs.kubernetes import STEP_CONTAINER
 
 PodBuilder = Callable[[dict], dict]  # context -> the pod (or TFJob) manifest
 Summarizer = Callable[[dict, dict], dict]  # (context, the step's result) -> the task's XCom
@@ -43,12 +43,9 @@ def container_state(pod, container: str):
     return None
 
 
-def step_failure(step: str, exit_code: int, message: str | None) -> AirflowException:
-    """Bad input fails for good; anything else may pass on a retry."""
-    tail = f":\n{message.rstrip()}" if message else " (no termination message)"
-    if exit_code in BAD_INPUT_EXIT_CODES:
-        return AirflowFailException(f"{step} failed on {BAD_INPUT_EXIT_CODES[exit_code]}, not retried{tail}")
-    return AirflowException(f"{step} exited with {exit_code}{tail}")
+def pod_failure(step: str, exit_code: int, message: str | None) -> AirflowException:
+    """The step's failure, with its termination message (its log's last lines)."""
+    return step_failure(step, exit_code, f"\n{message.rstrip()}" if message else "(no termination message)")
 
 
 def step_result(step: str, message: str | None) -> dict:
@@ -96,7 +93,7 @@ class StepPodOperator(KubernetesPodOperator):
         except AirflowException:
             if state is None:
                 raise
-            raise step_failure(self.step, state.exit_code, state.message) from None
+            raise pod_failure(self.step, state.exit_code, state.message) from None
         if state is not None and context is not None:
             result = self.summarize(context, step_result(self.step, state.message))
             context["ti"].xcom_push(key="return_value", value=result)
@@ -167,7 +164,7 @@ class TFJob:
                 self.log.info("[worker-0] %s", line)
             state = container_state(chief, "tensorflow")
             if outcome == "Failed" or state is None or state.exit_code != 0:
-                raise step_failure("train", state.exit_code if state else -1, state.message if state else None)
+                raise pod_failure("train", state.exit_code if state else -1, state.message if state else None)
             return step_result("train", state.message)
         finally:
             self._delete(name, namespace)

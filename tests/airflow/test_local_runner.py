@@ -9,7 +9,7 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "plugins"))
 
-from nlp_pipeline.steps import run_step, run_step_json  # noqa: E402
+from nlp_pipeline.operators.local import run_step, run_step_json  # noqa: E402
 
 
 def test_a_step_streams_its_output_and_returns_its_last_line(tmp_path, caplog):

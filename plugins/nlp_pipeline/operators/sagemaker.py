@@ -1,7 +1,7 @@
 """The amazon provider's SageMaker operators, made safe to retry and to clear.
 
 Each operator here builds its request when it runs (from the run's Params, Variables and the XComs of the
-steps before it, with the functions of sagemaker_requests.py) and then lets the provider's operator do the
+steps before it, with the functions of specs/sagemaker.py) and then lets the provider's operator do the
 work. What they add:
 
 - Jobs are named ``nlp-STEP-RUNKEY-HASH-tTRY``. A try first looks for a job an earlier try of the same run
@@ -17,7 +17,6 @@ work. What they add:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -33,18 +32,17 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
 from botocore.exceptions import ClientError
 
 from nlp_pipeline import artefacts
-from nlp_pipeline.sagemaker_requests import resource_name
+from nlp_pipeline.failures import step_failure
+from nlp_pipeline.specs.sagemaker import resource_name
+from tasks.errors import NOT_RETRYABLE, exit_code_in
 
 ConfigBuilder = Callable[[dict, str], dict]  # (context, resource name) -> the request
 Summarizer = Callable[[dict, dict], dict]  # (context, the provider operator's result) -> this step's XCom
 RUNNING = ("InProgress", "Stopping")
-# A step that failed on a bad flag (exit 2) or bad data (exit 3) fails the same way on a retry; the step
-# writes "Class (exit N): message" as the job's failure reason (tasks/sagemaker.py).
-BAD_INPUT = re.compile(r"\(exit [23]\):")
 
 
 def run_name(kind: str, context, try_number: int | None = None) -> str:
@@ -110,8 +108,11 @@ class _JobOfThisRun(SageMakerBaseOperator):
         return self.execute_complete(context, {"status": "success", "job_name": name})
 
     def execute_complete(self, context, event=None):
-        if event and event.get("status") != "success" and BAD_INPUT.search(str(event.get("message", ""))):
-            raise AirflowFailException(f"{event.get('job_name')} failed on bad input, not retried: {event['message']}")
+        if event and event.get("status") != "success":
+            # The step names its exit code in the job's FailureReason (tasks.errors.failure_reason).
+            message = str(event.get("message", ""))
+            if (code := exit_code_in(message)) in NOT_RETRYABLE:
+                raise step_failure(event.get("job_name") or self.kind, code, message)
         return self.summarize(context, super().execute_complete(context, event))
 
 

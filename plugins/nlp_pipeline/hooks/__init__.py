@@ -1,0 +1,1 @@
+"""Calls to a platform's API that no provider operator makes: the Kubernetes server's rollout."""

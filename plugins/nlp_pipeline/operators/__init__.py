@@ -1,0 +1,1 @@
+"""How each platform runs a step: a subprocess (local), SageMaker jobs, Kubernetes pods and TFJobs."""
