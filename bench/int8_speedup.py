@@ -31,7 +31,7 @@ def trained_model(work: Path) -> tuple[Path, Path]:
 
 def measure(models: dict[str, Path], data: Path, work: Path) -> dict:
     """Figures per "model padding", each workload in a fresh process that imports TensorFlow but not INC."""
-    from tasks.inference import measure_models
+    from tasks.evaluation.measure import measure_models
 
     figures = {}
     for padding in ("max_length", "longest"):

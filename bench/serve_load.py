@@ -26,14 +26,14 @@ from steps import REPO, print_hardware
 
 
 def pairs_from(staged: Path) -> list[dict]:
-    from tasks.batches import load_split_dataset
+    from tasks.data.splits import load_split_dataset
 
     split = load_split_dataset(staged, "validation")
     return [{"sentence1": a, "sentence2": b} for a, b in zip(split["sentence1"], split["sentence2"], strict=True)]
 
 
 def start(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    from tasks.local_endpoint import spawn_server, wait_ready
+    from tasks.endpoint.commands import spawn_server, wait_ready
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def print_hardware() -> None:
     """Every benchmark's figures name the CPU they came from: its model and the ISA flags decisions read."""
-    from tasks.cpu import describe
+    from tasks.runtime.cpu import describe
 
     print(describe(), flush=True)
 

@@ -13,7 +13,6 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tasks import remote_paths, sagemaker, step_result
 from tasks.config import (
     DeployLocalArguments,
     EndpointArguments,
@@ -28,6 +27,7 @@ from tasks.config import (
     TrainArguments,
 )
 from tasks.errors import ConfigError, TaskError
+from tasks.runtime import remote_paths, sagemaker_job, step_result
 
 log = logging.getLogger("tasks")
 
@@ -45,37 +45,37 @@ class Step:
 
 
 STEPS: dict[str, Step] = {
-    "sample": Step(SampleArguments, "tasks.sample:run", "write a generated paraphrase data set in GLUE TSV form"),
-    "stage": Step(StageArguments, "tasks.stage:run", "validate, tokenise and fingerprint a data set"),
-    "train": Step(TrainArguments, "tasks.train:run", "fine-tune a BERT classifier on a staged data set"),
+    "sample": Step(SampleArguments, "tasks.data.sample:run", "write a generated paraphrase data set in GLUE TSV form"),
+    "stage": Step(StageArguments, "tasks.data.stage:run", "validate, tokenise and fingerprint a data set"),
+    "train": Step(TrainArguments, "tasks.training.train:run", "fine-tune a BERT classifier on a staged data set"),
     "quantize": Step(
-        QuantizeArguments, "tasks.quantize:run", "quantise a trained model to INT8 with Intel Neural Compressor"
+        QuantizeArguments, "tasks.compression.quantize:run", "quantise a trained model to INT8 with Intel Neural Compressor"
     ),
     "evaluate": Step(
-        EvaluateArguments, "tasks.evaluate:run", "score a model (and the champion) and decide promote/reject"
+        EvaluateArguments, "tasks.evaluation.evaluate:run", "score a model (and the champion) and decide promote/reject"
     ),
-    "serve": Step(ServeArguments, "tasks.server:run", "serve a model over HTTP (the SageMaker/TF Serving contract)"),
+    "serve": Step(ServeArguments, "tasks.serving.server:run", "serve a model over HTTP (the SageMaker/TF Serving contract)"),
     "deploy-local": Step(
         DeployLocalArguments,
-        "tasks.local_endpoint:deploy",
+        "tasks.endpoint.commands:deploy",
         "start the local endpoint, or swap a model into it with zero downtime",
     ),
     "rollback": Step(
-        EndpointArguments, "tasks.local_endpoint:rollback", "serve the local endpoint's previous model again"
+        EndpointArguments, "tasks.endpoint.commands:rollback", "serve the local endpoint's previous model again"
     ),
     "status": Step(
-        EndpointArguments, "tasks.local_endpoint:status", "print what the local endpoint serves", announce=False
+        EndpointArguments, "tasks.endpoint.commands:status", "print what the local endpoint serves", announce=False
     ),
-    "smoke-test": Step(SmokeTestArguments, "tasks.smoke_test:run", "check that an endpoint answers as a model should"),
+    "smoke-test": Step(SmokeTestArguments, "tasks.endpoint.smoke_test:run", "check that an endpoint answers as a model should"),
     "registry": Step(
         RegistryArguments,
-        "tasks.registry:run",
+        "tasks.endpoint.registry:run",
         "record, promote and look up models in the local registry",
         announce=False,
     ),
-    "summary": Step(SummaryArguments, "tasks.run_summary:run", "print what a pipeline run produced", announce=False),
+    "summary": Step(SummaryArguments, "tasks.evaluation.summary:run", "print what a pipeline run produced", announce=False),
     "stop-local": Step(
-        EndpointArguments, "tasks.local_endpoint:stop", "stop the local endpoint after in-flight requests"
+        EndpointArguments, "tasks.endpoint.commands:stop", "stop the local endpoint after in-flight requests"
     ),
 }
 
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     configure_logging()
-    job = sagemaker.detect_job(step_name)
+    job = sagemaker_job.detect_job(step_name)
     try:
         if job is not None:
             flags = job.arguments(step_name) + flags

@@ -50,7 +50,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 def pytest_report_header() -> str:
     """Every test log names its hardware: tests of hardware-dependent decisions expect what this CPU gets."""
-    from tasks import cpu
+    from tasks.runtime import cpu
 
     return cpu.describe()
 
@@ -134,7 +134,7 @@ def minilm_path() -> Path:
 def raw_data(tmp_path_factory) -> Path:
     """A small generated data set in GLUE TSV form."""
     from tasks.config import SampleArguments
-    from tasks.sample import run
+    from tasks.data.sample import run
 
     return built_once(
         tmp_path_factory,
@@ -146,7 +146,7 @@ def raw_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def staged_data(tmp_path_factory, raw_data, minilm_path) -> Path:
     from tasks.config import StageArguments
-    from tasks.stage import run
+    from tasks.data.stage import run
 
     return built_once(
         tmp_path_factory,
@@ -266,7 +266,7 @@ class ServerProcess:
     """``python -m tasks serve`` on 127.0.0.1 in a subprocess, ready once ``/ping`` answers 200."""
 
     def __init__(self, model: Path, *flags: str, log: Path):
-        from tasks.local_endpoint import spawn_server
+        from tasks.endpoint.commands import spawn_server
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -277,12 +277,12 @@ class ServerProcess:
             )
 
     def wait_ready(self, timeout: float = 120) -> str:
-        from tasks.local_endpoint import wait_ready
+        from tasks.endpoint.commands import wait_ready
 
         return wait_ready(self.url, self.process, timeout, self.log_path)
 
     def stop(self) -> int:
-        from tasks.local_endpoint import terminate
+        from tasks.endpoint.commands import terminate
 
         terminate(self.process)
         return self.process.returncode

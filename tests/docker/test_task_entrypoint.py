@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tasks import cpu, healthcheck
-from tasks.local_endpoint import terminate
+from tasks.endpoint.commands import terminate
+from tasks.runtime import cpu, healthcheck
 from tests.conftest import entrypoint_environment, free_port, run_entrypoint
 
 PAIR = {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting on the mat."}
@@ -23,7 +23,7 @@ PAIR = {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting 
 
 def _spy_python(folder: Path) -> Path:
     """A ``python`` that records what ``python -m tasks`` would get (arguments, environment) and runs
-    everything else (the entrypoint's ``python -m tasks.cpu``) with the real interpreter."""
+    everything else (the entrypoint's ``python -m tasks.runtime.cpu``) with the real interpreter."""
     folder.mkdir(parents=True)
     spy = folder / "python"
     spy.write_text(f"""#!/bin/sh

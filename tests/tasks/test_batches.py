@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tasks.batches import bucket_boundaries, load_split, make_dataset
+from tasks.data.splits import bucket_boundaries, load_split, make_dataset
 from tasks.errors import DataError
 
 

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tasks import cpu
+from tasks.runtime import cpu
 from tests.tasks.isas import AMX, AUTO_PRECISION, ISAS, cpuinfo
 
 

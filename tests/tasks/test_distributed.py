@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tasks.distributed import Cluster, cluster_from_environment
 from tasks.errors import ConfigError
+from tasks.training.distributed import TrainingCluster, cluster_from_environment
 
 
 def with_tf_config(monkeypatch, value):
@@ -12,16 +12,16 @@ def with_tf_config(monkeypatch, value):
 
 
 def test_no_tf_config_is_a_single_chief():
-    assert cluster_from_environment() == Cluster(workers=1, index=0, is_chief=True)
+    assert cluster_from_environment() == TrainingCluster(workers=1, index=0, is_chief=True)
 
 
 @pytest.mark.parametrize(
     ("cluster", "task", "expected"),
     [
-        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, Cluster(2, 0, True)),
-        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, Cluster(2, 1, False)),
-        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, {"type": "chief", "index": 0}, Cluster(3, 0, True)),
-        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, Cluster(3, 1, False)),
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, TrainingCluster(2, 0, True)),
+        ({"worker": ["a:1", "b:1"]}, {"type": "worker", "index": 1}, TrainingCluster(2, 1, False)),
+        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, {"type": "chief", "index": 0}, TrainingCluster(3, 0, True)),
+        ({"chief": ["c:1"], "worker": ["a:1", "b:1"]}, {"type": "worker", "index": 0}, TrainingCluster(3, 1, False)),
     ],
 )
 def test_tf_config_roles(monkeypatch, cluster, task, expected):

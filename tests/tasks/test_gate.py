@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.gate import Thresholds, decide
+from tasks.evaluation.gate import Thresholds, decide
 
 THRESHOLDS = Thresholds(min_accuracy=0.80, min_f1=0.85, max_int8_loss=0.01, champion_margin=0.01)
 GOOD = {"accuracy": 0.88, "f1": 0.91}

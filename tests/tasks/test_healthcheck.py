@@ -3,7 +3,7 @@ through the real entrypoint in tests/docker/test_task_entrypoint.py)."""
 
 import pytest
 
-from tasks import healthcheck
+from tasks.runtime import healthcheck
 from tests.conftest import free_port
 
 ENTRYPOINT = ["dumb-init", "--", "/usr/local/bin/nlp-task-entrypoint"]

@@ -3,7 +3,7 @@
 import pytest
 
 from tasks.errors import ModelError
-from tasks.inference import agreement, serving_function
+from tasks.evaluation.measure import agreement, serving_function
 
 
 def test_a_signature_that_breaks_the_contract_is_named(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tasks.endpoint_state import pid_alive
+from tasks.endpoint.state import pid_alive
 from tests.conftest import free_port, run_tasks
 
 PAIRS = [
@@ -94,7 +94,7 @@ def nan_model(tmp_path, trained_tiny) -> Path:
     """A model that loads and runs but answers NaN: only the smoke check catches it."""
     import tensorflow as tf
 
-    from tasks.export import SIGNATURE_INPUTS
+    from tasks.training.export import SIGNATURE_INPUTS
 
     class NaNClassifier(tf.Module):
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=name) for name in SIGNATURE_INPUTS])

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tasks.errors import ModelError
-from tasks.models import load_classifier, load_tokenizer, resolve
+from tasks.runtime.models import load_classifier, load_tokenizer, resolve
 from tests.conftest import upload_folder
 
 
@@ -19,7 +19,7 @@ def minilm_classifier(minilm_path):
 
 
 def test_transformers_own_loader_still_has_the_bug(minilm_path):
-    """Guards the workaround: when transformers fixes #40028, tasks.models can use from_pretrained again."""
+    """Guards the workaround: when transformers fixes #40028, tasks.runtime.models can use from_pretrained again."""
     from transformers import TFAutoModelForSequenceClassification
 
     with pytest.raises(TypeError, match="'builtins.safe_open' object is not iterable"):

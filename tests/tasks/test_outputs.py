@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.outputs import atomic_output, partial_path
+from tasks.runtime.outputs import atomic_output, partial_path
 
 
 def test_output_appears_only_when_complete(tmp_path):

@@ -14,8 +14,8 @@ _AGREEMENT_SCRIPT = """
 import json, sys
 from pathlib import Path
 import numpy as np
-from tasks.batches import load_split
-from tasks.inference import batches, serving_function
+from tasks.data.splits import load_split
+from tasks.evaluation.measure import batches, serving_function
 fp32, int8, data = (Path(arg) for arg in sys.argv[1:4])
 split = load_split(data, "validation")
 labels = {}
@@ -141,7 +141,7 @@ def test_the_speed_rule_decides_on_measured_figures_not_on_the_cpu(monkeypatch, 
     """As on an AVX2-only host (INT8 0.96x FP32) and a VNNI host (1.5x): the rule reads the figures it is given."""
     from pathlib import Path
 
-    from tasks import quantize
+    from tasks.compression import quantize
 
     monkeypatch.setattr(quantize, "measure_models", lambda models, *rest, **options: measured(50.0, int8_throughput))
     summary, rejection = quantize.compare(Path("fp32"), Path("int8"), Path("data"), Path("work"), 0.01, min_speedup)
@@ -152,7 +152,7 @@ def test_the_speed_rule_decides_on_measured_figures_not_on_the_cpu(monkeypatch, 
 def test_an_int8_model_that_loses_accuracy_is_refused_before_its_speed_counts(monkeypatch):
     from pathlib import Path
 
-    from tasks import quantize
+    from tasks.compression import quantize
 
     monkeypatch.setattr(
         quantize, "measure_models", lambda models, *rest, **options: measured(50.0, 100.0, int8_accuracy=0.8)
@@ -162,7 +162,7 @@ def test_an_int8_model_that_loses_accuracy_is_refused_before_its_speed_counts(mo
 
 
 def test_a_candidate_that_fails_in_a_fresh_process_is_rejected(tmp_path, staged_data, trained_tiny):
-    from tasks.quantize import compare
+    from tasks.compression.quantize import compare
 
     broken = tmp_path / "candidate"
     (broken / "saved_model").mkdir(parents=True)
@@ -230,13 +230,13 @@ def test_a_folder_without_a_saved_model_is_a_clear_error(tmp_path, staged_data):
 
 
 def test_calibration_reads_only_the_train_split(monkeypatch, staged_data):
-    from tasks import batches
+    from tasks.compression.quantize import calibration_data
     from tasks.config import QuantizeArguments
-    from tasks.quantize import calibration_data
+    from tasks.data import splits
 
-    requested, load_split = [], batches.load_split
+    requested, load_split = [], splits.load_split
     monkeypatch.setattr(
-        batches, "load_split", lambda folder, name, *rest: requested.append(name) or load_split(folder, name, *rest)
+        splits, "load_split", lambda folder, name, *rest: requested.append(name) or load_split(folder, name, *rest)
     )
     args = QuantizeArguments(model="m", data=str(staged_data), output="o", calibration_size=40, batch_size=8)
     manifest = json.loads((staged_data / "manifest.json").read_text())

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks import control, endpoint_state
-from tasks.batcher import DynamicBatcher
+from tasks.endpoint import control_client, control_server
+from tasks.endpoint import state as endpoint_state
 from tasks.errors import EndpointError, ModelError
-from tasks.rollout import ModelSlot
+from tasks.serving.batching import DynamicBatcher
+from tasks.serving.model_swap import ModelSlot
 
 
 class FakeModel:
@@ -170,7 +171,7 @@ class Tensor:
 def test_the_smoke_check_refuses_a_broken_model(minilm_path, fault, message):
     from transformers import AutoTokenizer
 
-    from tasks.served_model import ServedModel
+    from tasks.serving.served_model import ServedModel
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     ServedModel(minilm_path, "fp32-ok", FakeSignature(), tokenizer, 128).smoke_check()
@@ -184,7 +185,7 @@ def serve_control(tmp_path, handle):
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    server = asyncio.run_coroutine_threadsafe(control.serve(path, handle), loop).result(5)
+    server = asyncio.run_coroutine_threadsafe(control_server.serve(path, handle), loop).result(5)
 
     def stop():
         loop.call_soon_threadsafe(server.close)
@@ -201,7 +202,7 @@ def test_the_control_socket_is_owner_only_and_answers_one_json_line(tmp_path):
     path, stop = serve_control(tmp_path, echo)
     try:
         assert oct(path.stat().st_mode & 0o777) == "0o600"
-        assert control.call(path, {"action": "status"}, 5) == {"ok": True, "echo": {"action": "status"}}
+        assert control_client.call(path, {"action": "status"}, 5) == {"ok": True, "echo": {"action": "status"}}
         import socket
 
         with socket.socket(socket.AF_UNIX) as raw:
@@ -211,8 +212,8 @@ def test_the_control_socket_is_owner_only_and_answers_one_json_line(tmp_path):
         assert answer["ok"] is False and "not one line of JSON" in answer["error"]
     finally:
         stop()
-    with pytest.raises(control.NotRunning, match="nothing listens"):
-        control.call(path, {"action": "status"}, 5)
+    with pytest.raises(control_client.NotRunning, match="nothing listens"):
+        control_client.call(path, {"action": "status"}, 5)
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="acting as another user needs root (CI runs as root)")
@@ -237,7 +238,7 @@ def test_another_user_is_refused_even_when_the_socket_file_is_open_to_all(tmp_pa
             try:
                 os.close(read)
                 os.setuid(65534)
-                answer = control.call(path, {"action": "deploy", "model": "/evil"}, 5)
+                answer = control_client.call(path, {"action": "deploy", "model": "/evil"}, 5)
                 os.write(write, json.dumps(answer).encode())
             finally:
                 os._exit(0)
@@ -252,7 +253,7 @@ def test_another_user_is_refused_even_when_the_socket_file_is_open_to_all(tmp_pa
 
 
 def test_control_requests_name_their_mistakes(tmp_path):
-    from tasks.endpoint_control import LocalEndpoint
+    from tasks.endpoint.control_server import LocalEndpoint
 
     endpoint = LocalEndpoint(str(tmp_path / "state"), "http://127.0.0.1:8080", "/a")
 

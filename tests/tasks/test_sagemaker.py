@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.sagemaker import ProcessingJob, TrainingJob, detect_job
+from tasks.runtime.sagemaker_job import ProcessingJob, TrainingJob, detect_job
 from tests.conftest import run_tasks
 
 

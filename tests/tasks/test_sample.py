@@ -4,8 +4,8 @@ import re
 import pytest
 
 from tasks.config import SampleArguments
+from tasks.data.sample import GLUE_HEADER, generate, run
 from tasks.errors import ConfigError
-from tasks.sample import GLUE_HEADER, generate, run
 from tests.conftest import run_tasks
 
 

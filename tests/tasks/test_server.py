@@ -170,7 +170,7 @@ def test_ping_is_503_until_the_model_loads_and_says_why_it_failed():
     from fastapi.testclient import TestClient
 
     from tasks.config import ServeArguments
-    from tasks.server import create_app
+    from tasks.serving.server import create_app
 
     release = threading.Event()
 
@@ -193,7 +193,7 @@ def test_ping_is_503_until_the_model_loads_and_says_why_it_failed():
 
 def test_the_port_follows_sagemaker_unless_given(monkeypatch):
     from tasks.config import ServeArguments
-    from tasks.server import listening_port
+    from tasks.serving.server import listening_port
 
     assert listening_port(ServeArguments()) == 8080
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9090")
@@ -205,13 +205,13 @@ def test_a_model_fault_is_a_json_500_and_the_server_keeps_serving():
     from fastapi.testclient import TestClient
 
     from tasks.config import ServeArguments
-    from tasks.server import create_app
+    from tasks.serving.server import create_app
 
     class Broken:
         version, max_seq_length, vocab_size = "fp32-broken", 128, 30522
 
         def encode(self, pairs):
-            from tasks.served_model import Encoded
+            from tasks.serving.served_model import Encoded
 
             return [Encoded([101, 102], [0, 0], [1, 1]) for _ in pairs]
 

@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tasks.config import StageArguments
+from tasks.data.stage import run
 from tasks.errors import SchemaError, SourceError
-from tasks.stage import run
 from tests.conftest import upload_folder
 
 PAIRS = [

@@ -6,8 +6,8 @@ import re
 import pytest
 
 from tasks.config import StageArguments
+from tasks.data.stage import run
 from tasks.errors import BadRowsError, ConfigError, DataError, LeakageError, SchemaError
-from tasks.stage import run
 from tests.conftest import run_tasks
 from tests.tasks.test_stage_formats import DEV, PAIRS, TEST, glue_lines, write_splits
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tasks.step_result import LIMIT, RESULT_FILE_ENV, result_of
+from tasks.runtime.step_result import LIMIT, RESULT_FILE_ENV, result_of
 from tests.conftest import run_tasks
 
 
@@ -40,7 +40,7 @@ def test_evaluate_and_train_results_keep_what_the_pipeline_decides_on(tmp_path):
 
 @pytest.mark.parametrize("step", ["sample", "serve"])
 def test_steps_without_a_report_have_no_result(step):
-    from tasks.step_result import RESULTS
+    from tasks.runtime.step_result import RESULTS
 
     assert step not in RESULTS
 
@@ -48,7 +48,7 @@ def test_steps_without_a_report_have_no_result(step):
 def test_only_the_chief_of_a_multi_worker_training_writes_a_result(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from tasks.step_result import write_result
+    from tasks.runtime.step_result import write_result
 
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "metrics.json").write_text('{"accuracy": 0.5}')

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from tasks import cpu
+from tasks.runtime import cpu
 from tests.conftest import REPO, run_entrypoint, run_tasks, upload_folder
 from tests.tasks.isas import AUTO_PRECISION, ISAS
 
@@ -28,7 +28,8 @@ def detected_auto_precision() -> str:
 # ``python -m tasks ARGS`` on a CPU whose /proc/cpuinfo flags are argv[1]: the step's own detection is replaced.
 _ON_FORCED_CPU = """
 import sys
-from tasks import cli, cpu
+from tasks import cli
+from tasks.runtime import cpu
 cpu.cpu_flags = lambda cpuinfo=None: frozenset(sys.argv[1].split())
 sys.exit(cli.main(sys.argv[2:]))
 """

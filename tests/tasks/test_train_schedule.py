@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.train import schedule
+from tasks.training.train import schedule
 
 
 @pytest.mark.parametrize(

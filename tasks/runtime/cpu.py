@@ -3,7 +3,7 @@
 ``configure_environment`` must run before TensorFlow is imported (oneDNN is chosen at import time);
 ``configure_tensorflow`` runs right after the import, before any op executes.
 
-``python -m tasks.cpu`` prints the same decisions as shell ``export`` lines: the task image's entrypoint
+``python -m tasks.runtime.cpu`` prints the same decisions as shell ``export`` lines: the task image's entrypoint
 evaluates them, so every library of a step (OpenMP, OpenBLAS, tokenizers, TensorFlow) starts with thread
 pools sized to the CPUs the container may use rather than to the host's.
 """

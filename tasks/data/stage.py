@@ -16,20 +16,20 @@ import logging
 from collections import Counter
 
 from tasks.config import StageArguments
-from tasks.data_checks import (
+from tasks.data.checks import (
     UNLABELLED_VALUE,
+    CheckedPair,
     Leak,
-    Pair,
     carve_validation,
     check_records,
     find_duplicates,
     find_leakage,
     fingerprint,
 )
-from tasks.data_files import SPLITS, read_source
+from tasks.data.files import SPLITS, read_source
 from tasks.errors import BadRow, BadRowsError, DataError, LeakageError
-from tasks.models import LABELS, load_tokenizer
-from tasks.outputs import atomic_output, write_json
+from tasks.runtime.models import LABELS, load_tokenizer
+from tasks.runtime.outputs import atomic_output, write_json
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +38,10 @@ FORMAT = "nlp-workflow/staged-data/v1"
 _LISTED = 20
 
 
-def validated_splits(args: StageArguments) -> tuple[dict[str, list[Pair]], dict, list[BadRow]]:
+def validated_splits(args: StageArguments) -> tuple[dict[str, list[CheckedPair]], dict, list[BadRow]]:
     """Read the source and apply every rule; returns accepted pairs by split, facts for the manifest, rejects."""
     records, files = read_source(args.source)
-    splits: dict[str, list[Pair]] = {}
+    splits: dict[str, list[CheckedPair]] = {}
     rejected: list[BadRow] = []
     for split in SPLITS:
         if split in records:
@@ -88,7 +88,7 @@ def _leak_row(leak: Leak) -> BadRow:
     return BadRow(leak.pair.file, leak.pair.line, "(pair)", reason, leak.pair.row)
 
 
-def tokenise(tokenizer, pairs: list[Pair], max_seq_length: int) -> dict:
+def tokenise(tokenizer, pairs: list[CheckedPair], max_seq_length: int) -> dict:
     """Token ids per pair; only the pairs longer than ``max_seq_length`` are encoded a second time, truncated."""
     first, second = [pair.sentence1 for pair in pairs], [pair.sentence2 for pair in pairs]
     encoded = tokenizer(first, second, return_attention_mask=False)
@@ -111,7 +111,7 @@ def tokenise(tokenizer, pairs: list[Pair], max_seq_length: int) -> dict:
     }
 
 
-def split_summary(pairs: list[Pair], columns: dict, duplicates: list[list[str]]) -> dict:
+def split_summary(pairs: list[CheckedPair], columns: dict, duplicates: list[list[str]]) -> dict:
     labels = Counter(pair.label for pair in pairs)
     labelled = len(pairs) - labels[UNLABELLED_VALUE]
     lengths = [len(ids) for ids in columns["input_ids"]]

@@ -13,7 +13,7 @@ import math
 
 from tasks.config import SmokeTestArguments
 from tasks.errors import EndpointError
-from tasks.models import LABELS
+from tasks.runtime.models import LABELS
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 def run(args: SmokeTestArguments) -> None:
     import httpx
 
-    from tasks.served_model import SMOKE_PAIRS
+    from tasks.serving.served_model import SMOKE_PAIRS
 
     url = args.url.rstrip("/")
     instances = [{"sentence1": first, "sentence2": second} for first, second in SMOKE_PAIRS]

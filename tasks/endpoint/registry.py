@@ -17,10 +17,10 @@ import sqlite3
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from tasks import step_result
 from tasks.config import RegistryArguments
-from tasks.endpoint_state import now
+from tasks.endpoint.state import now
 from tasks.errors import ConfigError, ModelError
+from tasks.runtime import step_result
 
 STATUSES = ("candidate", "approved", "production", "archived")
 _SCHEMA = """
@@ -127,7 +127,7 @@ class Registry:
 
 def run(args: RegistryArguments) -> None:
     """Print the result as one line of JSON (the last line of stdout), for the caller to parse; in a pod it is
-    also the termination message (step_result.py)."""
+    also the termination message (``tasks.runtime.step_result``)."""
     registry = Registry(args.registry)
     if args.action == "register":
         result = _register(registry, args)
@@ -143,8 +143,8 @@ def run(args: RegistryArguments) -> None:
 
 
 def _register(registry: Registry, args: RegistryArguments) -> dict:
-    from tasks.models import resolve
-    from tasks.served_model import model_version
+    from tasks.runtime.models import resolve
+    from tasks.serving.served_model import model_version
 
     folder = resolve(args.model)
     if not (folder / "saved_model" / "saved_model.pb").is_file():

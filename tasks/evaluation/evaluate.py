@@ -19,9 +19,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from tasks.config import EvaluateArguments
-from tasks.gate import Thresholds, decide
-from tasks.outputs import atomic_output, write_json
-from tasks.report import write_report
+from tasks.evaluation.gate import Thresholds, decide
+from tasks.evaluation.report import write_report
+from tasks.runtime.outputs import atomic_output, write_json
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,9 @@ def read_quantization(model_dir: Path) -> dict | None:
 
 
 def run(args: EvaluateArguments) -> None:
-    from tasks.batches import read_manifest
-    from tasks.inference import check_labelled, measure_models
-    from tasks.models import resolve
+    from tasks.data.splits import read_manifest
+    from tasks.evaluation.measure import check_labelled, measure_models
+    from tasks.runtime.models import resolve
 
     started = time.perf_counter()
     data = Path(args.data)

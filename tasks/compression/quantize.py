@@ -3,7 +3,7 @@
 INC's ``autotune`` tries a ladder of recipes (fastest first) and stops at the first whose accuracy on the
 validation split is within ``--tolerance`` of the FP32 model's. Calibration samples the TRAIN split only.
 The chosen INT8 graph is exported with the FP32 model's serving signature, then loaded and scored in a
-fresh process with plain TensorFlow (``python -m tasks.inference``) beside the FP32 model: that run gives
+fresh process with plain TensorFlow (``python -m tasks.evaluation.measure``) beside the FP32 model: that run gives
 the published figures, and if the INT8 model does not load, run, or hold its accuracy there, the step
 keeps the FP32 model and says why. Either way the output is a servable model.
 
@@ -39,9 +39,9 @@ import numpy as np
 
 from tasks.config import QuantizeArguments
 from tasks.errors import ConfigError, ModelError, describe
-from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
-from tasks.inference import agreement, measure_models, saved_model_folder
-from tasks.outputs import atomic_output, write_json
+from tasks.evaluation.measure import agreement, measure_models, saved_model_folder
+from tasks.runtime.outputs import atomic_output, write_json
+from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class CalibrationData:
     """INC's dataloader protocol: ``batch_size`` and batches of ``(features by input name, labels)``."""
 
     def __init__(self, split, batch_size: int, max_seq_length: int):
-        from tasks.inference import batches
+        from tasks.evaluation.measure import batches
 
         self.batch_size = batch_size
         self._batches = [
@@ -116,7 +116,7 @@ def calibration_sample(split, size: int, seed: int):
     """``size`` pairs drawn from ``split`` without replacement (all of it when smaller)."""
     import tensorflow as tf
 
-    from tasks.batches import Split
+    from tasks.data.splits import Split
 
     if size >= len(split):
         return split
@@ -249,9 +249,9 @@ def relative_loss(baseline: float, accuracy: float) -> float:
 
 def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData:
     """A seeded sample of the TRAIN split: the pairs the model is scored on never set INT8 ranges."""
-    from tasks import batches
+    from tasks.data import splits
 
-    train = batches.load_split(Path(args.data), "train")
+    train = splits.load_split(Path(args.data), "train")
     sample = calibration_sample(train, args.calibration_size, args.seed)
     return CalibrationData(sample, args.batch_size, manifest["max_seq_length"])
 
@@ -350,9 +350,9 @@ def compare(
 
 
 def run(args: QuantizeArguments) -> None:
-    from tasks import cpu
-    from tasks.batches import read_manifest, tokenizer_folder
-    from tasks.models import resolve
+    from tasks.data.splits import read_manifest, tokenizer_folder
+    from tasks.runtime import cpu
+    from tasks.runtime.models import resolve
 
     recipes = planned_recipes(args)
     plan = cpu.configure_environment("fp32")
@@ -422,7 +422,7 @@ def _recipe(name: str) -> Recipe:
 
 
 def _validation_batches(data: Path, manifest: dict, batch_size: int) -> list:
-    from tasks.batches import load_split
-    from tasks.inference import batches
+    from tasks.data.splits import load_split
+    from tasks.evaluation.measure import batches
 
     return batches(load_split(data, "validation"), batch_size, manifest["max_seq_length"])

@@ -3,7 +3,7 @@
 
 A Kubernetes pod without a shared volume works this way, with its service account's credentials (EKS IRSA or
 Pod Identity; no keys in the pod spec). Input folders are downloaded into the local cache first
-(``models.resolve``, keyed by their contents); the step writes its output into a local folder, uploaded to the
+(``tasks.runtime.models.resolve``, keyed by their contents); the step writes its output into a local folder, uploaded to the
 URI once the step succeeded; a registry file is downloaded, updated and uploaded back. The caller names a new
 output URI for each try, so a reader never sees half an upload. Of a multi-worker training only the chief
 uploads: the other workers write nothing to keep. A registry on S3 has one writer at a time (the DAG runs
@@ -37,8 +37,8 @@ def _fs(uri: str):
 def local_arguments(args) -> Iterator[object]:
     """``args`` with remote inputs downloaded and remote outputs redirected to local folders; the outputs are
     uploaded when the block succeeds, and nothing is uploaded when it fails."""
-    from tasks.distributed import cluster_from_environment
-    from tasks.models import resolve
+    from tasks.runtime.models import resolve
+    from tasks.training.distributed import cluster_from_environment
 
     for name in INPUT_FOLDERS:
         value = getattr(args, name, "")

@@ -15,7 +15,9 @@ from tasks.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class Cluster:
+class TrainingCluster:
+    """This worker's place in a (multi-worker) training: how many workers, its index, whether it is the chief."""
+
     workers: int
     index: int
     is_chief: bool
@@ -25,11 +27,11 @@ class Cluster:
         return self.workers > 1
 
 
-def cluster_from_environment() -> Cluster:
+def cluster_from_environment() -> TrainingCluster:
     """Read ``TF_CONFIG``; a chief task, if the cluster has one, is counted as a worker."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
-        return Cluster(workers=1, index=0, is_chief=True)
+        return TrainingCluster(workers=1, index=0, is_chief=True)
     try:
         config = json.loads(raw)
         cluster, task = config["cluster"], config["task"]
@@ -47,10 +49,10 @@ def cluster_from_environment() -> Cluster:
     has_chief = bool(cluster.get("chief"))
     is_chief = task_type == "chief" or (not has_chief and index == 0)
     position = index if task_type == "chief" or not has_chief else index + 1
-    return Cluster(workers=workers, index=position, is_chief=is_chief)
+    return TrainingCluster(workers=workers, index=position, is_chief=is_chief)
 
 
-def strategy_for(cluster: Cluster):
+def strategy_for(cluster: TrainingCluster):
     """MultiWorkerMirroredStrategy across workers; TensorFlow's default strategy for one process."""
     import tensorflow as tf
 

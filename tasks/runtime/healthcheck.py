@@ -1,4 +1,4 @@
-"""The task image's ``HEALTHCHECK``: ``python -m tasks.healthcheck`` exits 0 when the container is healthy.
+"""The task image's ``HEALTHCHECK``: ``python -m tasks.runtime.healthcheck`` exits 0 when the container is healthy.
 
 One image runs every step, so the check first reads what the container runs, from PID 1's command line
 (``dumb-init -- nlp-task-entrypoint ARGS``). A container serving a model is healthy while ``GET /ping``

@@ -22,9 +22,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import IO
 
-from tasks import control, endpoint_state
 from tasks.config import DeployLocalArguments, EndpointArguments, ServeArguments
-from tasks.endpoint_control import client_url
+from tasks.endpoint import control_client
+from tasks.endpoint import state as endpoint_state
+from tasks.endpoint.state import client_url
 from tasks.errors import EndpointError
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def _deployment(record: dict | None) -> str:
 
 
 def _call(folder: Path, request: dict, timeout: float) -> dict:
-    answer = control.call(folder / endpoint_state.CONTROL_SOCKET, request, timeout)
+    answer = control_client.call(folder / endpoint_state.CONTROL_SOCKET, request, timeout)
     if not answer.get("ok"):
         raise EndpointError(answer.get("error", f"the endpoint refused {request}"))
     return answer
@@ -118,7 +119,7 @@ def _live_status(folder: Path) -> dict | None:
     """The running endpoint's own account of itself, or None when none answers on the folder's socket."""
     try:
         return _call(folder, {"action": "status"}, _STATUS_TIMEOUT)
-    except control.NotRunning:
+    except control_client.NotRunning:
         return None
 
 

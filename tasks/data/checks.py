@@ -13,14 +13,14 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from tasks.data_files import UNLABELLED, Record
+from tasks.data.files import UNLABELLED, Record
 from tasks.errors import BadRow
 
 UNLABELLED_VALUE = -1
 
 
 @dataclass(frozen=True)
-class Pair:
+class CheckedPair:
     """A row that passed the row rules."""
 
     sentence1: str
@@ -41,7 +41,7 @@ class Pair:
 
 @dataclass(frozen=True)
 class Leak:
-    pair: Pair
+    pair: CheckedPair
     split: str
     first_split: str
     first_origin: str
@@ -64,7 +64,7 @@ def _label(value: object) -> int | None:
     return None
 
 
-def check_records(split: str, records: list[Record]) -> tuple[list[Pair], list[BadRow]]:
+def check_records(split: str, records: list[Record]) -> tuple[list[CheckedPair], list[BadRow]]:
     pairs, bad = [], []
 
     def reject(record: Record, field: str, reason: str) -> None:
@@ -93,11 +93,11 @@ def check_records(split: str, records: list[Record]) -> tuple[list[Pair], list[B
                 reject(record, record.columns.label, f"must be 0 or 1, got {record.label!r}")
                 continue
         if len(sentences) == 2:
-            pairs.append(Pair(sentences[0], sentences[1], label, record.file, record.line, record.row))
+            pairs.append(CheckedPair(sentences[0], sentences[1], label, record.file, record.line, record.row))
     return pairs, bad
 
 
-def find_duplicates(pairs: list[Pair]) -> list[list[str]]:
+def find_duplicates(pairs: list[CheckedPair]) -> list[list[str]]:
     """Groups of origins holding the same pair, in order of first appearance."""
     groups: dict[tuple[str, str], list[str]] = defaultdict(list)
     for pair in pairs:
@@ -105,7 +105,7 @@ def find_duplicates(pairs: list[Pair]) -> list[list[str]]:
     return [origins for origins in groups.values() if len(origins) > 1]
 
 
-def find_leakage(splits: dict[str, list[Pair]]) -> list[Leak]:
+def find_leakage(splits: dict[str, list[CheckedPair]]) -> list[Leak]:
     """Pairs of a later split (validation, then test) already present in an earlier one."""
     seen: dict[tuple[str, str], tuple[str, str]] = {}
     leaks = []
@@ -126,7 +126,7 @@ def _unit_interval(key: tuple[str, str]) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def carve_validation(train: list[Pair], fraction: float) -> tuple[list[Pair], list[Pair]]:
+def carve_validation(train: list[CheckedPair], fraction: float) -> tuple[list[CheckedPair], list[CheckedPair]]:
     """Split train by a hash of each pair, so the carve is stable and duplicates stay on one side."""
     kept, carved = [], []
     for pair in train:
@@ -134,7 +134,7 @@ def carve_validation(train: list[Pair], fraction: float) -> tuple[list[Pair], li
     return kept, carved
 
 
-def fingerprint(splits: dict[str, list[Pair]]) -> str:
+def fingerprint(splits: dict[str, list[CheckedPair]]) -> str:
     """sha256 of the accepted content: each split's (label, sentence1, sentence2) rows, in any row order.
 
     Independent of file format and row order, so the same data re-exported gives the same fingerprint;

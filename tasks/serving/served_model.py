@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.batches import BUCKET_WIDTH
+from tasks.data.splits import BUCKET_WIDTH
 from tasks.errors import ModelError
-from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
-from tasks.models import LABELS
+from tasks.runtime.models import LABELS
+from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,8 @@ class ServedModel:
     def load(cls, source: str, max_seq_length: int = 128, padding: str = "longest") -> ServedModel:
         from transformers import AutoTokenizer
 
-        from tasks.inference import serving_function
-        from tasks.models import resolve
+        from tasks.evaluation.measure import serving_function
+        from tasks.runtime.models import resolve
 
         started = time.perf_counter()
         folder = resolve(source)

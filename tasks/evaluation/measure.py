@@ -1,7 +1,7 @@
 """Scoring and timing a saved classifier with plain TensorFlow, the way the inference server runs it.
 
 Nothing here imports Intel Neural Compressor: an INT8 model must run on TensorFlow alone. ``quantize`` and
-``evaluate`` score models through ``measure_models``, which runs ``python -m tasks.inference`` in fresh
+``evaluate`` score models through ``measure_models``, which runs ``python -m tasks.evaluation.measure`` in fresh
 processes, one per workload, because TensorFlow's thread pools are fixed when it starts: throughput at
 batch 32 (with accuracy, F1 and predictions) uses a thread per core for each op, latency at batch 1 one
 thread per op. Both models of a comparison are scored in the same processes, under the same settings.
@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from tasks.errors import DataError, ModelError, describe
-from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
-from tasks.scores import classification_scores
+from tasks.evaluation.scores import classification_scores
+from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def serving_function(model_dir: Path):
 
 def batches(split, batch_size: int, max_seq_length: int, padding: str = "longest") -> list[tuple[dict, np.ndarray]]:
     """The split as padded batches in memory, in a fixed order (``padding`` as in ``make_dataset``)."""
-    from tasks.batches import make_dataset
+    from tasks.data.splits import make_dataset
 
     dataset = make_dataset(split, batch_size, max_seq_length, padding=padding)
     return [({name: features[name] for name in SIGNATURE_INPUTS}, labels.numpy()) for features, labels in dataset]
@@ -129,8 +129,8 @@ def score_latency(function, split, max_seq_length: int, *, where: str, samples: 
 
 def check_labelled(data: Path, split_name: str) -> None:
     """Refuse a split with unlabelled pairs (GLUE's test split) before any model is loaded."""
-    from tasks.batches import load_split_dataset
-    from tasks.data_checks import UNLABELLED_VALUE
+    from tasks.data.checks import UNLABELLED_VALUE
+    from tasks.data.splits import load_split_dataset
 
     labels = np.asarray(load_split_dataset(data, split_name)["label"])
     unlabelled = int(np.sum(labels == UNLABELLED_VALUE))
@@ -155,7 +155,7 @@ def thread_plan(workloads: tuple[str, ...]):
     import dataclasses
     import os
 
-    from tasks import cpu
+    from tasks.runtime import cpu
 
     if workloads == ("latency",):
         os.environ["OMP_NUM_THREADS"] = "1"
@@ -174,7 +174,7 @@ def measure_models(
     models: list[Path], data: Path, work: Path, *, split: str = "validation", latency_samples: int = 100,
     padding: str = "longest", timing: str = "full",
 ) -> dict:  # fmt: skip
-    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.inference``), one per workload
+    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.evaluation.measure``), one per workload
     (``timing="full"``) or one for both (``"quick"``).
 
     Returns ``{"models": {path: metrics}, "predictions": {path: labels}, "threads": {workload: plan},
@@ -186,7 +186,7 @@ def measure_models(
     runs, latency_samples = timing_runs(timing, latency_samples)
     for workloads in runs:
         report = work / f".inference-{'-'.join(workloads)}.json"
-        command = [sys.executable, "-m", "tasks.inference", *(f"--workload={workload}" for workload in workloads),
+        command = [sys.executable, "-m", "tasks.evaluation.measure", *(f"--workload={workload}" for workload in workloads),
                    "--data", str(data), "--split", split, "--latency-samples", str(latency_samples),
                    "--padding", padding, "--output", str(report), *map(str, models)]  # fmt: skip
         started = time.perf_counter()
@@ -213,13 +213,13 @@ def measure_models(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.inference --workload W [--workload W2] --data D --output F.json MODEL...``: score each model.
+    """``python -m tasks.evaluation.measure --workload W [--workload W2] --data D --output F.json MODEL...``: score each model.
 
     ``throughput`` writes accuracy, F1, confusion matrix, throughput at batch 32 and the predictions;
     ``latency`` writes batch-1 latency. On a model that cannot be loaded or run it writes
     ``{"error": "..."}`` and exits 1.
     """
-    parser = argparse.ArgumentParser(prog="python -m tasks.inference", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tasks.evaluation.measure", description=main.__doc__)
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--workload", choices=WORKLOADS, required=True, action="append", dest="workloads")
     parser.add_argument("--data", required=True, type=Path)
@@ -229,14 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args(argv)
 
-    from tasks import cpu
     from tasks.cli import configure_logging
+    from tasks.runtime import cpu
 
     configure_logging()
     workloads = tuple(workload for workload in WORKLOADS if workload in args.workloads)
     plan = thread_plan(workloads)
     cpu.configure_tensorflow(plan)
-    from tasks.batches import load_split, read_manifest
+    from tasks.data.splits import load_split, read_manifest
 
     max_seq_length = read_manifest(args.data)["max_seq_length"]
     split = load_split(args.data, args.split)

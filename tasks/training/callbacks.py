@@ -8,9 +8,9 @@ import time
 import numpy as np
 import tf_keras
 
-from tasks.scores import classification_scores
+from tasks.evaluation.scores import classification_scores
 
-log = logging.getLogger("tasks.train")
+log = logging.getLogger("tasks.training.train")
 
 
 def _duration(seconds: float) -> str:

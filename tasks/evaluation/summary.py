@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks import endpoint_state
 from tasks.config import SummaryArguments
+from tasks.endpoint import state as endpoint_state
 
 _CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}]}
 

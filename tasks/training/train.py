@@ -29,12 +29,12 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from tasks import cpu
-from tasks.batches import read_manifest, tokenizer_folder
 from tasks.config import TrainArguments
-from tasks.distributed import Cluster, cluster_from_environment, strategy_for
+from tasks.data.splits import read_manifest, tokenizer_folder
 from tasks.errors import DataError, ModelError
-from tasks.outputs import atomic_output, write_json
+from tasks.runtime import cpu
+from tasks.runtime.outputs import atomic_output, write_json
+from tasks.training.distributed import TrainingCluster, cluster_from_environment, strategy_for
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def load_data(args: TrainArguments, manifest: dict):
     """Train and validation splits, re-tokenised from their text when --max-seq-length differs from staging."""
     from transformers import AutoTokenizer
 
-    from tasks.batches import load_split
+    from tasks.data.splits import load_split
 
     data = Path(args.data)
     staged_length = manifest["max_seq_length"]
@@ -101,7 +101,7 @@ def classification_loss(labels, logits):
 def build_model(args: TrainArguments, total_steps: int):
     from transformers import create_optimizer
 
-    from tasks.models import load_classifier
+    from tasks.runtime.models import load_classifier
 
     model = load_classifier(args.model)
     optimizer, _ = create_optimizer(
@@ -139,7 +139,7 @@ class TrainingRun:
     """What one invocation trains with: its arguments, its place in the cluster, the CPU plan, the data."""
 
     args: TrainArguments
-    cluster: Cluster
+    cluster: TrainingCluster
     plan: cpu.CpuPlan
     manifest: dict
 
@@ -167,8 +167,8 @@ class Trained:
 def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
     import tf_keras
 
-    from tasks.batches import make_dataset
-    from tasks.callbacks import ProgressLogger, ResumableBackup, ValidationScorer
+    from tasks.data.splits import make_dataset
+    from tasks.training.callbacks import ProgressLogger, ResumableBackup, ValidationScorer
 
     args, workers = run.args, run.cluster.workers
     train, validation, max_seq_length = load_data(args, run.manifest)
@@ -260,8 +260,8 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
 
 
 def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
-    from tasks.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
-    from tasks.models import LABELS
+    from tasks.runtime.models import LABELS
+    from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
     manifest = run.manifest
     return {
@@ -285,7 +285,7 @@ def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
 
 
 def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float) -> None:
-    from tasks.export import fp32_copy, save_classifier
+    from tasks.training.export import fp32_copy, save_classifier
 
     exported = fp32_copy(trained.model)
     save_classifier(exported, work / "saved_model")

@@ -1,9 +1,10 @@
-"""The owner-only control channel of a local endpoint: a Unix socket in its state folder.
+"""The server side of a local endpoint: it records itself in its state folder and takes rollouts on its
+owner-only control socket (``python -m tasks serve --state DIR``, as ``deploy-local`` starts it).
 
 No admin port is opened: a swap is requested over a Unix socket that only the user running the server can
 reach. The socket file is mode 0600 inside a 0700 folder, and the server also asks the kernel who is
 calling (``SO_PEERCRED``) and refuses any other user. One request per connection, one JSON object per
-line each way::
+line each way (``tasks.endpoint.control_client`` sends them)::
 
     -> {"action": "deploy", "model": "/abs/path"}       <- {"ok": true, ...} | {"ok": false, "error": "..."}
 """
@@ -20,14 +21,11 @@ import struct
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from tasks.endpoint import state as endpoint_state
 from tasks.errors import EndpointError, describe
+from tasks.serving.model_swap import Deployment, ModelSlot
 
 log = logging.getLogger(__name__)
-
-
-class NotRunning(EndpointError):
-    """Nothing listens on the control socket."""
-
 
 Handler = Callable[[dict], Awaitable[dict]]
 _MAX_REQUEST_BYTES = 64 * 1024
@@ -77,25 +75,57 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ha
     return await handle(request)
 
 
-def call(path: Path, request: dict, timeout: float) -> dict:
-    """Send ``request`` to the endpoint listening on ``path`` and return its answer."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-        client.settimeout(timeout)
+class LocalEndpoint:
+    def __init__(self, state: str, url: str, model: str):
+        self.folder = endpoint_state.prepare(state)
+        self.url = url
+        self.socket = self.folder / endpoint_state.CONTROL_SOCKET
+        self.started_at = endpoint_state.now()
+        self._model = model
+        self._server: asyncio.AbstractServer | None = None
+
+    def recalled(self) -> dict:
+        """What the last server in this folder served: its model becomes the previous one, its history goes on."""
+        recorded = endpoint_state.read(self.folder) or {}
+        current = Deployment.from_dict(recorded.get("current"))
+        previous = Deployment.from_dict(recorded.get("previous"))
+        if current is not None and current.model != self._model:
+            previous = current
+        return {"previous": previous, "history": recorded.get("history", [])}
+
+    def record(self, slot: ModelSlot) -> None:
+        endpoint_state.write(self.folder, self.describe(slot))
+
+    def describe(self, slot: ModelSlot) -> dict:
+        return {
+            "pid": os.getpid(),
+            "url": self.url,
+            "control_socket": str(self.socket),
+            "started_at": self.started_at,
+            **slot.describe(),
+        }
+
+    async def open_control(self, slot: ModelSlot) -> None:
+        self._server = await serve(self.socket, lambda request: self.handle(slot, request))
+
+    def close_control(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self.socket.unlink(missing_ok=True)
+
+    async def handle(self, slot: ModelSlot, request: dict) -> dict:
+        action = request.get("action")
         try:
-            client.connect(str(path))
-            client.sendall(json.dumps(request).encode() + b"\n")
-            answer = client.makefile("rb").readline()
-        except FileNotFoundError:
-            raise NotRunning(f"no endpoint is running: {path} does not exist") from None
-        except ConnectionRefusedError:
-            raise NotRunning(f"no endpoint is running: nothing listens on {path}") from None
-        except PermissionError:
-            raise EndpointError(f"{path}: permission denied; only the endpoint's owner may control it") from None
-        except TimeoutError:
-            raise EndpointError(
-                f"the endpoint did not answer {request.get('action')!r} within {timeout:.0f} s; it may still finish:"
-                " see `python -m tasks status`"
-            ) from None
-    if not answer:
-        raise EndpointError(f"the endpoint closed {path} without answering (did it stop?)")
-    return json.loads(answer)
+            if action == "deploy":
+                model = request.get("model")
+                if not isinstance(model, str) or not model:
+                    return {"ok": False, "error": 'deploy needs "model": a model folder or URI'}
+                await slot.deploy(model)
+            elif action == "rollback":
+                await slot.rollback()
+            elif action != "status":
+                return {"ok": False, "error": f"unknown action {action!r}; use deploy, rollback or status"}
+        except EndpointError as rejected:
+            return {**self.describe(slot), "ok": False, "error": str(rejected)}
+        return {**self.describe(slot), "ok": True}
+

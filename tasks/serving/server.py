@@ -8,7 +8,7 @@ FastAPI on uvicorn, with the HTTP contract of DESIGN.md::
 
 The model loads in the background after the server starts listening, so ``/ping`` can say 503 meanwhile.
 Client mistakes are 4xx with ``{"error": "..."}``; SIGTERM stops accepting and lets in-flight requests finish.
-With ``--state DIR`` the server is a local endpoint whose model is swapped in place (rollout.py, endpoint_control.py).
+With ``--state DIR`` the server is a local endpoint whose model is swapped in place (``tasks.serving.model_swap``, ``tasks.endpoint.control_server``).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
 
 from tasks.config import ServeArguments
-from tasks.endpoint_control import LocalEndpoint, client_url
+from tasks.endpoint.control_server import LocalEndpoint
+from tasks.endpoint.state import client_url
 from tasks.errors import EndpointError, describe
-from tasks.rollout import ModelSlot
+from tasks.serving.model_swap import ModelSlot
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def create_app(args: ServeArguments, load_model=None):
     """
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from tasks import invocations
-    from tasks.batcher import DynamicBatcher
-    from tasks.served_model import ServedModel, labels, probabilities
+    from tasks.serving import invocations
+    from tasks.serving.batching import DynamicBatcher
+    from tasks.serving.served_model import ServedModel, labels, probabilities
 
     load_model = load_model or (lambda source: ServedModel.load(source, args.max_seq_length, args.padding))
     metrics = Metrics()
@@ -208,7 +209,7 @@ def listening_port(args: ServeArguments) -> int:
 def run(args: ServeArguments) -> None:
     import uvicorn
 
-    from tasks import cpu
+    from tasks.runtime import cpu
 
     cpu.configure_tensorflow(cpu.configure_environment("fp32"))
     port = listening_port(args)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.config import SampleArguments
-from tasks.outputs import atomic_output
+from tasks.runtime.outputs import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +327,9 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 
 @dataclass(frozen=True)
-class Pair:
+class GeneratedPair:
+    """A generated sentence pair and its label (1: paraphrase)."""
+
     label: int
     sentence1: str
     sentence2: str
@@ -366,14 +368,14 @@ class PairGenerator:
                 sentence = re.sub(pattern, self.rng.choice(choices), sentence, count=1)
         return sentence
 
-    def positive(self) -> Pair:
+    def positive(self) -> GeneratedPair:
         event = self.rng.choice(EVENTS)
         values = self.draw_values(event)
         polarity = self.rng.random() < 0.8
         first, second = self.rng.sample(event.templates, 2)
-        return Pair(1, self.render(first, values, polarity), self.reword(self.render(second, values, polarity)))
+        return GeneratedPair(1, self.render(first, values, polarity), self.reword(self.render(second, values, polarity)))
 
-    def hard_negative(self) -> Pair:
+    def hard_negative(self) -> GeneratedPair:
         event = self.rng.choice(EVENTS)
         values = self.draw_values(event)
         polarity = self.rng.random() < 0.8
@@ -395,9 +397,9 @@ class PairGenerator:
             while changed[change] == values[change]:
                 changed[change] = KINDS[event.slots[change]](self.rng)
         sentence2 = self.reword(self.render(second, changed, changed_polarity))
-        return Pair(0, self.render(first, values, polarity), sentence2)
+        return GeneratedPair(0, self.render(first, values, polarity), sentence2)
 
-    def topical_negative(self) -> Pair:
+    def topical_negative(self) -> GeneratedPair:
         first_event, second_event = self.rng.sample(EVENTS, 2)
         values, others = self.draw_values(first_event), self.draw_values(second_event)
         for kind in _SHARED_KINDS:
@@ -408,9 +410,9 @@ class PairGenerator:
                 break
         sentence1 = self.render(self.rng.choice(first_event.templates), values, self.rng.random() < 0.8)
         sentence2 = self.render(self.rng.choice(second_event.templates), others, self.rng.random() < 0.8)
-        return Pair(0, sentence1, self.reword(sentence2))
+        return GeneratedPair(0, sentence1, self.reword(sentence2))
 
-    def pair(self) -> Pair:
+    def pair(self) -> GeneratedPair:
         roll = self.rng.random()
         if roll < POSITIVE_SHARE:
             pair = self.positive()
@@ -419,18 +421,18 @@ class PairGenerator:
         else:
             pair = self.topical_negative()
         if self.rng.random() < self.label_noise:
-            pair = Pair(1 - pair.label, pair.sentence1, pair.sentence2)
+            pair = GeneratedPair(1 - pair.label, pair.sentence1, pair.sentence2)
         return pair
 
 
-def generate(args: SampleArguments) -> dict[str, list[Pair]]:
+def generate(args: SampleArguments) -> dict[str, list[GeneratedPair]]:
     """Draw every split from one stream; a pair seen before is drawn again, so no pair repeats."""
     generator = PairGenerator(args.seed, args.label_noise)
     sizes = {"train": args.train_size, "validation": args.dev_size, "test": args.test_size}
     seen: set[tuple[str, str]] = set()
-    splits: dict[str, list[Pair]] = {}
+    splits: dict[str, list[GeneratedPair]] = {}
     for split, size in sizes.items():
-        pairs: list[Pair] = []
+        pairs: list[GeneratedPair] = []
         while len(pairs) < size:
             pair = generator.pair()
             if pair.key not in seen and pair.sentence1 != pair.sentence2:
@@ -440,7 +442,7 @@ def generate(args: SampleArguments) -> dict[str, list[Pair]]:
     return splits
 
 
-def write_glue_tsv(path: Path, pairs: list[Pair], ids: dict[str, int], rng: random.Random) -> None:
+def write_glue_tsv(path: Path, pairs: list[GeneratedPair], ids: dict[str, int], rng: random.Random) -> None:
     """Write pairs as GLUE MRPC does: tab-separated, no quoting, sentence ids in the two id columns."""
 
     def sentence_id(sentence: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tasks.served_model import Encoded
+from tasks.serving.served_model import Encoded
 
 TEXT_FIELDS = ("sentence1", "sentence2")
 TOKEN_FIELDS = ("input_ids", "attention_mask", "token_type_ids")

@@ -66,7 +66,7 @@ def write_result(step: str, args, output: str) -> None:
     """Write the result of a step that has a report (RESULTS), with ``output``, where the caller asked it to
     write (a local folder or a URI); the other steps write theirs themselves, or none. Of a multi-worker
     training only the chief writes the model, so only the chief has a result."""
-    from tasks.distributed import cluster_from_environment
+    from tasks.training.distributed import cluster_from_environment
 
     if step in RESULTS and os.environ.get(RESULT_FILE_ENV) and cluster_from_environment().is_chief:
         write(result_of(step, args.output) | {"output": output})

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from tasks.endpoint_state import HISTORY_KEPT, now
+from tasks.endpoint.state import HISTORY_KEPT, now
 from tasks.errors import EndpointError, describe
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Evaluation: scoring and timing saved models, the promote/reject gate, reports and run summaries."""

@@ -1,0 +1,1 @@
+"""What every step runs on: CPU tuning, models, remote paths, atomic outputs, SageMaker jobs, results."""
