@@ -90,6 +90,15 @@ def test_the_readme_is_a_front_page():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; at most {README_MAX_LINES}: move detail to docs/"
 
 
+def test_the_readme_gives_exactly_two_commands():
+    section = re.search(r"^## Two commands\n(.*?)(?=^## |\Z)", README.read_text(), re.MULTILINE | re.DOTALL)
+    assert section, "README.md has no '## Two commands' section"
+    block = FENCED_BLOCK.search(section.group(1))
+    commands = [line.split("#")[0].strip() for line in block.group(0).splitlines()[1:-1]] if block else []
+    commands = [command for command in commands if command]
+    assert commands == ["make demo", "make test"], f"'Two commands' lists {commands}: exactly make demo and make test"
+
+
 def test_every_page_under_docs_is_linked_from_the_readme():
     linked = {(README.parent / unquote(urlsplit(target).path)).resolve() for target in links(README.read_text())}
     orphans = [relative(page) for page in PAGES[1:] if page.resolve() not in linked]
