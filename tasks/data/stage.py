@@ -28,8 +28,9 @@ from tasks.data.checks import (
 )
 from tasks.data.files import SPLITS, read_source
 from tasks.errors import BadRow, BadRowsError, DataError, LeakageError
-from tasks.runtime.models import LABELS, load_tokenizer
+from tasks.runtime.models import load_tokenizer
 from tasks.runtime.outputs import atomic_output, write_json
+from tasks.serving.contract import LABELS
 
 log = logging.getLogger(__name__)
 

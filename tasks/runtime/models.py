@@ -27,11 +27,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from tasks.errors import ModelError
+from tasks.serving.contract import LABELS
 
 log = logging.getLogger(__name__)
-
-LABELS = ("not_equivalent", "equivalent")
-"""Class names in label order, as GLUE MRPC names them; label 1 (a paraphrase) is the positive class."""
 
 CACHE_ENV = "TASKS_CACHE_DIR"
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")

@@ -1,10 +1,15 @@
-"""The SageMaker training-container contract, translated into the train step's flags.
+"""The SageMaker container contract (training and processing jobs), translated into a step's flags.
 
-SageMaker starts the container with the single argument ``train`` and describes the job in files:
+SageMaker starts a training container with the single argument ``train`` and describes the job in files:
 hyper-parameters (all values are strings) in ``input/config/hyperparameters.json``, the hosts of a
 multi-instance job in ``input/config/resourceconfig.json``, one folder per data channel under
 ``input/data/``. The model must land in ``model/``; on failure the reason goes to ``output/failure``.
-The root is ``/opt/ml``, or ``$TASKS_SAGEMAKER_ROOT`` so tests can point it at a temporary folder.
+A processing container gets the step and its flags as arguments, its inputs under ``PROCESSING_INPUT`` and
+its output folder ``PROCESSING_OUTPUT`` (``ProcessingJob``). The root is ``/opt/ml``, or
+``$TASKS_SAGEMAKER_ROOT`` so tests can point it at a temporary folder.
+
+Only the standard library and ``tasks.errors`` are imported: the Airflow side's request builder imports the
+layout constants.
 """
 
 from __future__ import annotations
@@ -15,12 +20,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, failure_reason
 
 log = logging.getLogger(__name__)
 
 ROOT_ENV = "TASKS_SAGEMAKER_ROOT"
 DEFAULT_ROOT = "/opt/ml"
+# Where SageMaker mounts a processing job's inputs (PROCESSING_INPUT/NAME, one folder per ProcessingInput) and
+# collects its output (PROCESSING_OUTPUT, uploaded to S3 when the job ends).
+PROCESSING = f"{DEFAULT_ROOT}/processing"
+PROCESSING_INPUT = f"{PROCESSING}/input"
+PROCESSING_OUTPUT = f"{PROCESSING}/output"
 # SageMaker's TensorFlow containers use this port for the workers of a MultiWorkerMirroredStrategy job.
 WORKER_PORT = int(os.environ.get("TASKS_WORKER_PORT", "8890"))
 # The hyper-parameters file also carries keys the SageMaker Python SDK adds for its own containers.
@@ -30,11 +40,10 @@ _FAILURE_REASON_LIMIT = 1024
 
 
 def write_failure(path: Path, error: BaseException) -> None:
-    """``Class (exit N): message``, what SageMaker shows as the job's reason. The exit code tells the caller
-    whether a retry can help: 2 (bad flag) and 3 (bad data) fail the same way again."""
+    """The ``failure_reason`` (``Class (exit N): message``) SageMaker shows as the job's reason. The exit code
+    tells the caller whether a retry can help: 2 (bad flag) and 3 (bad data) fail the same way again."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    code = getattr(error, "exit_code", 1)
-    path.write_text(f"{type(error).__name__} (exit {code}): {error}"[:_FAILURE_REASON_LIMIT])
+    path.write_text(failure_reason(error)[:_FAILURE_REASON_LIMIT])
 
 
 @dataclass(frozen=True)
@@ -143,13 +152,13 @@ class ProcessingJob:
     """The SageMaker processing-container contract for the ``stage``, ``quantize`` and ``evaluate`` steps.
 
     SageMaker describes the job in ``config/processingjobconfig.json`` and mounts each ``ProcessingInput``
-    at the local path the job names, all under ``processing/``. The pipeline's jobs use the layout below;
+    at the local path the job names, all under ``PROCESSING``. The pipeline's jobs use the layout below;
     flags given as ``ContainerArguments`` come after these defaults, so they win::
 
-        processing/input/model/      the trained model (a folder, or the training job's model.tar.gz)
-        processing/input/data/       the staged data set
-        processing/input/champion/   evaluate only, optional: the model in production
-        processing/output/           uploaded to S3 when the job ends
+        PROCESSING_INPUT/model/      the trained model (a folder, or the training job's model.tar.gz)
+        PROCESSING_INPUT/data/       the staged data set
+        PROCESSING_INPUT/champion/   evaluate only, optional: the model in production
+        PROCESSING_OUTPUT/           uploaded to S3 when the job ends
 
     ``stage`` reads its source from a URI, so it gets no default paths: its flags name them all.
     On failure the reason goes to ``output/message``, which SageMaker shows as the job's ExitMessage.
@@ -162,13 +171,17 @@ class ProcessingJob:
         job = cls(Path(os.environ.get(ROOT_ENV, DEFAULT_ROOT)))
         return job if (job.root / "config" / "processingjobconfig.json").is_file() else None
 
+    def _in_root(self, path: str) -> Path:
+        """``path``, a place under ``DEFAULT_ROOT``, under this job's root (a temporary folder in tests)."""
+        return self.root / Path(path).relative_to(DEFAULT_ROOT)
+
     @property
     def input_dir(self) -> Path:
-        return self.root / "processing" / "input"
+        return self._in_root(PROCESSING_INPUT)
 
     @property
     def output_dir(self) -> Path:
-        return self.root / "processing" / "output"
+        return self._in_root(PROCESSING_OUTPUT)
 
     @property
     def failure_file(self) -> Path:

@@ -18,22 +18,14 @@ import numpy as np
 
 from tasks.data.splits import BUCKET_WIDTH
 from tasks.errors import ModelError
-from tasks.runtime.models import LABELS
+from tasks.serving.contract import LABELS, SMOKE_PAIRS
 from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
 log = logging.getLogger(__name__)
 
-_WARM_UP_PAIR = ("The company posted a profit.", "The firm reported earnings.")
-# Scored together and one by one before a model may serve; lengths fall in different buckets.
-SMOKE_PAIRS = (
-    _WARM_UP_PAIR,
-    ("Shares fell 3 percent in early trading.", "The weather stayed sunny all week."),
-    (
-        "The central bank left interest rates unchanged on Thursday, citing steady growth and low inflation.",
-        "On Thursday the central bank kept rates where they were, pointing to stable growth and inflation.",
-    ),
-)
-# Logits of a pair alone and in a padded batch differ by rounding only (INT8 included); more is a broken model.
+_WARM_UP_PAIR = SMOKE_PAIRS[0]
+# Before a model may serve, the smoke pairs are scored together and one by one. Logits of a pair alone and in
+# a padded batch differ by rounding only (INT8 included); more is a broken model.
 SMOKE_TOLERANCE = 0.05
 
 

@@ -260,7 +260,7 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
 
 
 def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
-    from tasks.runtime.models import LABELS
+    from tasks.serving.contract import LABELS
     from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
     manifest = run.manifest

@@ -6,7 +6,14 @@ import os
 import pytest
 
 from tasks.errors import ConfigError
-from tasks.runtime.sagemaker_job import ProcessingJob, TrainingJob, detect_job
+from tasks.runtime.sagemaker_job import (
+    PROCESSING,
+    PROCESSING_INPUT,
+    PROCESSING_OUTPUT,
+    ProcessingJob,
+    TrainingJob,
+    detect_job,
+)
 from tests.conftest import run_tasks
 
 
@@ -89,6 +96,31 @@ def test_processing_job_flags_follow_the_input_layout(tmp_path, monkeypatch):
     assert detect_job("stage").arguments("stage") == [], "stage names its source and output itself"
     job.report_failure(ValueError("x" * 2000))
     assert len((tmp_path / "output" / "message").read_text()) == 1024
+
+
+def test_the_processing_layout_the_airflow_side_imports_is_the_one_a_job_reads():
+    """The request builder mounts inputs at PROCESSING_INPUT/NAME and collects PROCESSING_OUTPUT."""
+    from pathlib import Path
+
+    job = ProcessingJob(Path("/opt/ml"))
+    assert (PROCESSING, PROCESSING_INPUT, PROCESSING_OUTPUT) == (
+        "/opt/ml/processing",
+        "/opt/ml/processing/input",
+        "/opt/ml/processing/output",
+    )
+    assert job.arguments("quantize")[1::2] == [
+        f"{PROCESSING_INPUT}/model",
+        f"{PROCESSING_INPUT}/data",
+        PROCESSING_OUTPUT,
+    ]
+
+
+def test_a_failure_reason_names_the_class_and_the_exit_code(tmp_path, monkeypatch):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "processingjobconfig.json").write_text("{}")
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(tmp_path))
+    detect_job("evaluate").report_failure(ConfigError("--split must be validation or test"))
+    assert (tmp_path / "output" / "message").read_text() == "ConfigError (exit 2): --split must be validation or test"
 
 
 def test_a_stage_processing_job_that_fails_on_bad_data_says_why(tmp_path, monkeypatch):
