@@ -201,6 +201,50 @@ class EvaluateArguments:
 
 
 @dataclass
+class MeasureArguments:
+    """``quantize`` and ``evaluate`` run ``measure`` in fresh processes, one per workload (``--timing``)."""
+
+    models: list[str] = field(metadata={"help": "Model folders to score (outputs of `train` or `quantize`)."})
+    data: str = field(metadata={"help": "Staged data folder."})
+    report: str = field(metadata={"help": "JSON file to write each model's figures (or the error) into."})
+    workload: Literal["throughput", "latency", "both"] = field(
+        default="both",
+        metadata={
+            "help": "throughput: accuracy, F1, predictions and batch-32 throughput, a thread per core for each op; "
+            "latency: batch-1 latency, one thread per op; both: both, with the throughput threads (quick timing)."
+        },
+    )
+    split: Literal["validation", "test"] = field(default="validation", metadata={"help": "Split to score on."})
+    latency_samples: int = field(default=100, metadata={"help": "Single pairs timed for the batch-1 latency."})
+    padding: Literal["longest", "max_length"] = field(
+        default="longest", metadata={"help": "longest: pad each batch to its length bucket; max_length: always pad."}
+    )
+
+    def __post_init__(self):
+        _require(bool(self.models), "models", "one or more model folders", self.models)
+        workloads = ("throughput", "latency", "both")
+        _require(self.workload in workloads, "workload", "throughput, latency or both", self.workload)
+        _require(self.split in ("validation", "test"), "split", "validation or test", self.split)
+        _require(self.latency_samples >= 1, "latency_samples", "a positive integer", self.latency_samples)
+        _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
+
+
+@dataclass
+class HealthcheckArguments:
+    """The task image's ``HEALTHCHECK`` runs ``healthcheck`` without flags."""
+
+    cmdline: str = field(
+        default="/proc/1/cmdline",
+        metadata={"help": "The container's command line, NUL-separated: what its main process (PID 1) runs."},
+    )
+
+
+@dataclass
+class CpuThreadsArguments:
+    """``cpu-threads`` takes no flags: the task image's entrypoint evaluates what it prints."""
+
+
+@dataclass
 class ServeArguments:
     model: str = field(
         default="/opt/ml/model",

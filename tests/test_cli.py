@@ -32,3 +32,20 @@ def test_the_package_never_imports_airflow():
     sources = pathlib.Path(tasks.__file__).parent.glob("*.py")
     offenders = [path.name for path in sources if re.search(r"^\s*(import|from)\s+airflow\b", path.read_text(), re.M)]
     assert offenders == []
+
+
+def test_steps_given_no_flags_start_without_transformers():
+    """The image's HEALTHCHECK (every 30 s beside the server) and entrypoint run `healthcheck` and `cpu-threads`
+    without flags: no flag parser is built, so transformers is never imported."""
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\nfrom tasks.cli import main\nmain(['cpu-threads'])\n"
+        "print(json.dumps([name for name in ('transformers', 'tensorflow') if name in sys.modules]))"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    exports, imported = result.stdout.splitlines()[:-1], result.stdout.splitlines()[-1]
+    assert json.loads(imported) == []
+    assert all(line.startswith("export ") for line in exports)

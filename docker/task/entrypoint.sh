@@ -15,7 +15,7 @@ if [ "$#" -eq 0 ]; then
     exit 2
 fi
 
-thread_settings="$(python -m tasks.runtime.cpu)"
+thread_settings="$(python -m tasks cpu-threads)"
 eval "$thread_settings"
 
 echo "nlp-task-entrypoint: python -m tasks $1, $OMP_NUM_THREADS CPU thread(s)" >&2

@@ -1,10 +1,11 @@
 """Scoring and timing a saved classifier with plain TensorFlow, the way the inference server runs it.
 
 Nothing here imports Intel Neural Compressor: an INT8 model must run on TensorFlow alone. ``quantize`` and
-``evaluate`` score models through ``measure_models``, which runs ``python -m tasks.evaluation.measure`` in fresh
-processes, one per workload, because TensorFlow's thread pools are fixed when it starts: throughput at
-batch 32 (with accuracy, F1 and predictions) uses a thread per core for each op, latency at batch 1 one
-thread per op. Both models of a comparison are scored in the same processes, under the same settings.
+``evaluate`` score models through ``measure_models``, which runs the ``measure`` step (``python -m tasks
+measure``) in fresh processes, one per workload, because TensorFlow's thread pools are fixed when it starts:
+throughput at batch 32 (with accuracy, F1 and predictions) uses a thread per core for each op, latency at
+batch 1 one thread per op. Both models of a comparison are scored in the same processes, under the same
+settings.
 
 ``--timing quick`` (for smoke runs: the tests' pipelines) scores everything in one fresh process with the
 throughput threads and times batch 1 on fewer pairs: the same figures, less TensorFlow start-up, noisier
@@ -16,7 +17,6 @@ data pipeline: batches are built first, and every shape is run once before the c
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.config import MeasureArguments
 from tasks.errors import DataError, ModelError, describe
 from tasks.evaluation.scores import classification_scores
 from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
@@ -33,7 +34,8 @@ from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 log = logging.getLogger(__name__)
 
 THROUGHPUT_BATCH = 32
-WORKLOADS = ("throughput", "latency")
+# What a ``measure`` process scores, by its ``--workload``: ``both`` is the quick timing's single process.
+WORKLOADS = {"throughput": ("throughput",), "latency": ("latency",), "both": ("throughput", "latency")}
 QUICK_LATENCY_SAMPLES = 20
 
 
@@ -163,18 +165,24 @@ def thread_plan(workloads: tuple[str, ...]):
     return cpu.configure_environment("fp32")
 
 
-def timing_runs(timing: str, latency_samples: int) -> tuple[list[tuple[str, ...]], int]:
-    """The workloads of each fresh process, and the pairs timed at batch 1, for a ``timing`` mode."""
+def timing_runs(timing: str, latency_samples: int) -> tuple[list[str], int]:
+    """The ``--workload`` of each fresh process, and the pairs timed at batch 1, for a ``timing`` mode."""
     if timing == "quick":
-        return [WORKLOADS], min(latency_samples, QUICK_LATENCY_SAMPLES)
-    return [(workload,) for workload in WORKLOADS], latency_samples
+        return ["both"], min(latency_samples, QUICK_LATENCY_SAMPLES)
+    return ["throughput", "latency"], latency_samples
 
 
 def measure_models(
-    models: list[Path], data: Path, work: Path, *, split: str = "validation", latency_samples: int = 100,
-    padding: str = "longest", timing: str = "full",
-) -> dict:  # fmt: skip
-    """Score models with plain TensorFlow in fresh interpreters (``python -m tasks.evaluation.measure``), one per workload
+    models: list[Path],
+    data: Path,
+    work: Path,
+    *,
+    split: str = "validation",
+    latency_samples: int = 100,
+    padding: str = "longest",
+    timing: str = "full",
+) -> dict:
+    """Score models with plain TensorFlow in fresh interpreters (the ``measure`` step), one per workload
     (``timing="full"``) or one for both (``"quick"``).
 
     Returns ``{"models": {path: metrics}, "predictions": {path: labels}, "threads": {workload: plan},
@@ -184,13 +192,13 @@ def measure_models(
 
     merged: dict = {"models": {str(model): {} for model in models}, "predictions": {}, "threads": {}, "timing": timing}
     runs, latency_samples = timing_runs(timing, latency_samples)
-    for workloads in runs:
-        report = work / f".inference-{'-'.join(workloads)}.json"
-        command = [sys.executable, "-m", "tasks.evaluation.measure", *(f"--workload={workload}" for workload in workloads),
-                   "--data", str(data), "--split", split, "--latency-samples", str(latency_samples),
-                   "--padding", padding, "--output", str(report), *map(str, models)]  # fmt: skip
+    for workload in runs:
+        report = work / f".measure-{workload}.json"
+        flags = ["--models", *map(str, models), "--data", str(data), "--report", str(report)]
+        flags += ["--workload", workload, "--split", split, "--latency-samples", str(latency_samples)]
+        flags += ["--padding", padding]
         started = time.perf_counter()
-        completed = subprocess.run(command, capture_output=True, text=True)
+        completed = subprocess.run([sys.executable, "-m", "tasks", "measure", *flags], capture_output=True, text=True)
         result = json.loads(report.read_text()) if report.is_file() else {}
         report.unlink(missing_ok=True)
         if completed.returncode != 0 or "models" not in result:
@@ -199,12 +207,12 @@ def measure_models(
         for model, metrics in result["models"].items():
             merged["models"][model].update(metrics)
         merged["predictions"].update(result.get("predictions", {}))
-        merged["threads"] |= dict.fromkeys(workloads, result["threads"])
+        merged["threads"] |= dict.fromkeys(WORKLOADS[workload], result["threads"])
         log.info(
             "scored %s on the %s split in a fresh process: %s (%.0f s)",
             ", ".join(str(model) for model in models),
             split,
-            " and ".join(workloads),
+            " and ".join(WORKLOADS[workload]),
             time.perf_counter() - started,
         )
     for model in models:
@@ -212,53 +220,39 @@ def measure_models(
     return merged
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tasks.evaluation.measure --workload W [--workload W2] --data D --output F.json MODEL...``: score each model.
+def run(args: MeasureArguments) -> None:
+    """``python -m tasks measure``: score each model in this process, for ``measure_models``.
 
-    ``throughput`` writes accuracy, F1, confusion matrix, throughput at batch 32 and the predictions;
-    ``latency`` writes batch-1 latency. On a model that cannot be loaded or run it writes
-    ``{"error": "..."}`` and exits 1.
+    ``throughput`` writes accuracy, F1, confusion matrix, throughput at batch 32 and the predictions to
+    ``--report``; ``latency`` writes batch-1 latency; ``both`` writes both. On a model that cannot be loaded or
+    run it writes ``{"error": "..."}`` and fails.
     """
-    parser = argparse.ArgumentParser(prog="python -m tasks.evaluation.measure", description=main.__doc__)
-    parser.add_argument("models", nargs="+", type=Path)
-    parser.add_argument("--workload", choices=WORKLOADS, required=True, action="append", dest="workloads")
-    parser.add_argument("--data", required=True, type=Path)
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--latency-samples", type=int, default=100)
-    parser.add_argument("--padding", choices=("longest", "max_length"), default="longest")
-    parser.add_argument("--output", required=True, type=Path)
-    args = parser.parse_args(argv)
-
-    from tasks.cli import configure_logging
     from tasks.runtime import cpu
 
-    configure_logging()
-    workloads = tuple(workload for workload in WORKLOADS if workload in args.workloads)
+    workloads = WORKLOADS[args.workload]
     plan = thread_plan(workloads)
     cpu.configure_tensorflow(plan)
     from tasks.data.splits import load_split, read_manifest
 
-    max_seq_length = read_manifest(args.data)["max_seq_length"]
-    split = load_split(args.data, args.split)
+    data, report = Path(args.data), Path(args.report)
+    max_seq_length = read_manifest(data)["max_seq_length"]
+    split = load_split(data, args.split)
     metrics, predictions = {}, {}
     try:
         for model in args.models:
-            function, where = serving_function(model), str(model)
+            function, where = serving_function(Path(model)), model
             metrics[where] = {}
             if "throughput" in workloads:
                 scored = score_throughput(function, split, max_seq_length, where=where, padding=args.padding)
                 metrics[where] |= scored.metrics
                 predictions[where] = scored.predictions.tolist()
             if "latency" in workloads:
-                metrics[where] |= score_latency(function, split, max_seq_length, where=where,
-                                                samples=args.latency_samples, padding=args.padding)  # fmt: skip
+                timed = score_latency(
+                    function, split, max_seq_length, where=where, samples=args.latency_samples, padding=args.padding
+                )
+                metrics[where] |= timed
     except ModelError as error:
-        args.output.write_text(json.dumps({"error": str(error)}))
-        return 1
+        report.write_text(json.dumps({"error": str(error)}))
+        raise
     threads = {"intra_op": plan.intra_op_threads, "inter_op": plan.inter_op_threads}
-    args.output.write_text(json.dumps({"models": metrics, "predictions": predictions, "threads": threads}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    report.write_text(json.dumps({"models": metrics, "predictions": predictions, "threads": threads}))

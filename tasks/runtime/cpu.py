@@ -3,9 +3,9 @@
 ``configure_environment`` must run before TensorFlow is imported (oneDNN is chosen at import time);
 ``configure_tensorflow`` runs right after the import, before any op executes.
 
-``python -m tasks.runtime.cpu`` prints the same decisions as shell ``export`` lines: the task image's entrypoint
-evaluates them, so every library of a step (OpenMP, OpenBLAS, tokenizers, TensorFlow) starts with thread
-pools sized to the CPUs the container may use rather than to the host's.
+``python -m tasks cpu-threads`` prints the same decisions as shell ``export`` lines: the task image's
+entrypoint evaluates them, so every library of a step (OpenMP, OpenBLAS, tokenizers, TensorFlow) starts with
+thread pools sized to the CPUs the container may use rather than to the host's.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import platform
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from tasks.config import CpuThreadsArguments
 
 log = logging.getLogger(__name__)
 
@@ -219,12 +221,9 @@ def configure_tensorflow(plan: CpuPlan) -> None:
     )
 
 
-def main() -> None:
-    """Print ``export NAME=VALUE`` for each thread setting the environment does not set already."""
+def print_exports(args: CpuThreadsArguments) -> None:
+    """Print ``export NAME=VALUE`` for each thread setting the environment does not set already (and nothing
+    else: the entrypoint evaluates the output)."""
     for name, value in thread_environment(available_cores()).items():
         if name not in os.environ:
             print(f"export {name}={shlex.quote(value)}")
-
-
-if __name__ == "__main__":
-    main()

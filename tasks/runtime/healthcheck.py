@@ -1,4 +1,4 @@
-"""The task image's ``HEALTHCHECK``: ``python -m tasks.runtime.healthcheck`` exits 0 when the container is healthy.
+"""The task image's ``HEALTHCHECK``: ``python -m tasks healthcheck`` exits 0 when the container is healthy.
 
 One image runs every step, so the check first reads what the container runs, from PID 1's command line
 (``dumb-init -- nlp-task-entrypoint ARGS``). A container serving a model is healthy while ``GET /ping``
@@ -6,21 +6,23 @@ answers 200 on the server's port: ``--port``, else ``$SAGEMAKER_BIND_TO_PORT``, 
 decides. A container running a batch step (stage, train, quantize, ...) has no server to ask: it is
 healthy while it runs, and its exit status tells the rest.
 
-Only the standard library is imported: the check runs every 30 seconds beside the server.
+Only the standard library is imported, and the CLI builds no flag parser for a step given no flags: the check
+runs every 30 seconds beside the server.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tasks.config import HealthcheckArguments
+from tasks.errors import TaskError
+
 DEFAULT_PORT = 8080
 _ENTRYPOINT = "nlp-task-entrypoint"
-_PID1_CMDLINE = Path("/proc/1/cmdline")
 
 
 def container_arguments(cmdline: Sequence[str]) -> list[str]:
@@ -55,17 +57,20 @@ def ping(port: int, timeout: float = 5.0) -> str | None:
         return f"nothing answers on port {port}: {error}"
 
 
-def main(cmdline_file: Path = _PID1_CMDLINE) -> int:
+def check(cmdline_file: Path) -> tuple[bool, str]:
+    """Whether the container whose command line is in ``cmdline_file`` is healthy, and why."""
     cmdline = cmdline_file.read_bytes().rstrip(b"\0").split(b"\0")
     arguments = container_arguments([part.decode(errors="replace") for part in cmdline])
     port = serving_port(arguments, os.environ)
     if port is None:
-        print(f"healthy: runs `{' '.join(arguments[:1]) or 'nothing'}`, which serves no HTTP")
-        return 0
+        return True, f"runs `{' '.join(arguments[:1]) or 'nothing'}`, which serves no HTTP"
     problem = ping(port)
-    print(f"unhealthy: {problem}" if problem else f"healthy: /ping answers on port {port}")
-    return 1 if problem else 0
+    return problem is None, problem or f"/ping answers on port {port}"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run(args: HealthcheckArguments) -> None:
+    """Print ``healthy: WHY``, or fail (exit 1) with ``unhealthy: WHY``."""
+    healthy, reason = check(Path(args.cmdline))
+    if not healthy:
+        raise TaskError(f"unhealthy: {reason}")
+    print(f"healthy: {reason}")

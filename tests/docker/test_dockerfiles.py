@@ -100,7 +100,7 @@ def test_task_image_runs_the_entrypoint_under_dumb_init_as_uid_1000_and_root_onl
     assert task.base == "task-sagemaker" and task.values("USER") == ["1000:0"]
     assert "--uid 1000" in " ".join(runtime.values("RUN"))
     healthcheck = runtime.values("HEALTHCHECK")[-1]
-    assert json.loads(healthcheck.split(" CMD ", 1)[1]) == ["python", "-m", "tasks.runtime.healthcheck"]
+    assert json.loads(healthcheck.split(" CMD ", 1)[1]) == ["python", "-m", "tasks", "healthcheck"]
     environment = " ".join(runtime.values("ENV"))
     assert "TF_ENABLE_ONEDNN_OPTS=1" in environment and "TF_USE_LEGACY_KERAS=1" in environment
 

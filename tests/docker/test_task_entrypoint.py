@@ -16,18 +16,18 @@ import httpx
 
 from tasks.endpoint.commands import terminate
 from tasks.runtime import cpu, healthcheck
-from tests.conftest import entrypoint_environment, free_port, run_entrypoint
+from tests.conftest import entrypoint_environment, free_port, run_entrypoint, run_tasks
 
 PAIR = {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting on the mat."}
 
 
 def _spy_python(folder: Path) -> Path:
     """A ``python`` that records what ``python -m tasks`` would get (arguments, environment) and runs
-    everything else (the entrypoint's ``python -m tasks.runtime.cpu``) with the real interpreter."""
+    everything else (the entrypoint's ``python -m tasks cpu-threads``) with the real interpreter."""
     folder.mkdir(parents=True)
     spy = folder / "python"
     spy.write_text(f"""#!/bin/sh
-if [ "$1 $2" = "-m tasks" ]; then
+if [ "$1 $2" = "-m tasks" ] && [ "$3" != "cpu-threads" ]; then
     exec {sys.executable} -c 'import json, os, sys; json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, sys.stdout)' "$@"
 fi
 exec {sys.executable} "$@"
@@ -79,7 +79,7 @@ def test_other_steps_run_and_their_exit_status_comes_back(tmp_path):
     assert refused.returncode == 2 and "unknown step 'no-such-step'" in refused.stderr
 
 
-def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_path, trained_tiny, capsys):
+def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_path, trained_tiny):
     """``docker run IMAGE serve ...``: dumb-init is PID 1 and forwards SIGTERM to the server."""
     port = free_port()
     command = ["dumb-init", "--", "nlp-task-entrypoint", "serve", "--model", str(trained_tiny),
@@ -93,11 +93,13 @@ def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_
         deadline = time.monotonic() + 180
         while not cmdline.read_bytes():  # the kernel shows it once dumb-init is running
             time.sleep(0.1)
-        while healthcheck.main(cmdline) != 0:
+        while not healthcheck.check(cmdline)[0]:
             assert container.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"/ping never answered 200:\n{log.read_text()}"
             time.sleep(1)
-        assert f"healthy: /ping answers on port {port}" in capsys.readouterr().out
+        # The image's HEALTHCHECK command, as Docker runs it.
+        health = run_tasks("healthcheck", "--cmdline", str(cmdline))
+        assert health.stdout == f"healthy: /ping answers on port {port}\n"
         answer = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"instances": [PAIR]}, timeout=30)
         assert answer.status_code == 200 and len(answer.json()["probabilities"]) == 1
         container.send_signal(signal.SIGTERM)

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from tasks.config import CpuThreadsArguments
 from tasks.runtime import cpu
 from tests.tasks.isas import AMX, AUTO_PRECISION, ISAS, cpuinfo
 
@@ -147,7 +148,7 @@ def test_shell_exports_leave_what_the_environment_sets_alone(monkeypatch, capsys
     for name in cpu.thread_environment(3):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a pod's limits.cpu, set by Kubernetes
-    cpu.main()
+    cpu.print_exports(CpuThreadsArguments())
     exports = capsys.readouterr().out.splitlines()
     assert "export TF_NUM_INTRAOP_THREADS=3" in exports and "export TF_ENABLE_ONEDNN_OPTS=1" in exports
     assert not [line for line in exports if "OMP_NUM_THREADS" in line]

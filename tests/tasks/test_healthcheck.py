@@ -4,7 +4,7 @@ through the real entrypoint in tests/docker/test_task_entrypoint.py)."""
 import pytest
 
 from tasks.runtime import healthcheck
-from tests.conftest import free_port
+from tests.conftest import free_port, run_tasks
 
 ENTRYPOINT = ["dumb-init", "--", "/usr/local/bin/nlp-task-entrypoint"]
 
@@ -26,19 +26,23 @@ def test_serving_port_follows_serve_flags_then_sagemaker_then_8080(arguments, en
     assert healthcheck.serving_port(healthcheck.container_arguments([*ENTRYPOINT, *arguments]), environ) == port
 
 
-def test_a_batch_step_container_is_healthy_while_it_runs(tmp_path, capsys):
+def _cmdline(tmp_path, *arguments: str):
+    """A ``/proc/PID/cmdline`` file of a container started with ``arguments``."""
     cmdline = tmp_path / "cmdline"
-    cmdline.write_bytes(b"\0".join(part.encode() for part in [*ENTRYPOINT, "train"]) + b"\0")
-    assert healthcheck.main(cmdline) == 0
-    assert "runs `train`, which serves no HTTP" in capsys.readouterr().out
+    cmdline.write_bytes(b"\0".join(part.encode() for part in [*ENTRYPOINT, *arguments]) + b"\0")
+    return cmdline
 
 
-def test_a_server_that_does_not_answer_is_unhealthy(tmp_path, capsys):
+def test_a_batch_step_container_is_healthy_while_it_runs(tmp_path):
+    result = run_tasks("healthcheck", "--cmdline", str(_cmdline(tmp_path, "train")))
+    assert result.stdout == "healthy: runs `train`, which serves no HTTP\n"
+
+
+def test_a_server_that_does_not_answer_is_unhealthy(tmp_path):
     port = free_port()
-    cmdline = tmp_path / "cmdline"
-    cmdline.write_bytes(b"\0".join(part.encode() for part in [*ENTRYPOINT, "serve", "--port", str(port)]) + b"\0")
-    assert healthcheck.main(cmdline) == 1
-    assert f"unhealthy: nothing answers on port {port}" in capsys.readouterr().out
+    result = run_tasks("healthcheck", "--cmdline", str(_cmdline(tmp_path, "serve", "--port", str(port))), check=False)
+    assert result.returncode == 1
+    assert f"error: unhealthy: nothing answers on port {port}" in result.stderr
 
 
 def test_a_server_still_loading_its_model_is_unhealthy():
