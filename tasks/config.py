@@ -1,12 +1,15 @@
 """The arguments of each step, as typed dataclasses.
 
-The same classes back the command line (through transformers' ``HfArgumentParser``) and the
-SageMaker hyper-parameters file, so every flag has one type, one default and one help text.
-``__post_init__`` checks values, so a bad flag fails before any work starts.
+The same classes back the command line (through transformers' ``HfArgumentParser``), the
+SageMaker hyper-parameters file and the Airflow trigger form (``flag_schema``), so every flag has one
+type, one default, one range and one help text. A field's ``range`` (JSON-schema bounds) is checked by
+``check_ranges`` in ``__post_init__``, with the other checks, so a bad flag fails before any work starts.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -28,23 +31,82 @@ def _require(condition: bool, flag: str, allowed: str, given: object) -> None:
         raise ConfigError(f"--{flag.replace('_', '-')} must be {allowed}, got {given!r}")
 
 
+def _flag(help_text: str, bounds: dict | None = None, **kwargs):
+    """A field with its help and, for a number, its JSON-schema bounds (minimum, maximum, exclusiveMinimum,
+    exclusiveMaximum)."""
+    return field(metadata={"help": help_text} | ({"range": bounds} if bounds else {}), **kwargs)
+
+
+def _within(value: float, bounds: dict) -> bool:
+    return (
+        value >= bounds.get("minimum", value)
+        and value <= bounds.get("maximum", value)
+        and value > bounds.get("exclusiveMinimum", value - 1)
+        and value < bounds.get("exclusiveMaximum", value + 1)
+    )
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def describe_range(bounds: dict, integer: bool) -> str:
+    """The bounds in words, as an error message says them: "a positive integer", "between 8 and 512",
+    "in (0, 0.5)"."""
+    low = bounds.get("minimum", bounds.get("exclusiveMinimum"))
+    high = bounds.get("maximum", bounds.get("exclusiveMaximum"))
+    if high is None:
+        if "exclusiveMinimum" in bounds:
+            return "positive" if low == 0 else f"more than {_number(low)}"
+        if integer and low in (0, 1):
+            return "0 or a positive integer" if low == 0 else "a positive integer"
+        return f"{_number(low)} or more"
+    if integer and "minimum" in bounds and "maximum" in bounds:
+        return f"between {low} and {high}"
+    opening = "(" if "exclusiveMinimum" in bounds else "["
+    closing = ")" if "exclusiveMaximum" in bounds else "]"
+    return f"in {opening}{_number(low)}, {_number(high)}{closing}"
+
+
+def check_ranges(arguments) -> None:
+    """Refuse a value outside its field's ``range``: a ConfigError naming the flag, its range and the value."""
+    for spec in dataclasses.fields(arguments):
+        if bounds := spec.metadata.get("range"):
+            value = getattr(arguments, spec.name)
+            _require(_within(value, bounds), spec.name, describe_range(bounds, isinstance(value, int)), value)
+
+
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
+
+
+def flag_schema(arguments: type, name: str) -> dict:
+    """A step's flag as JSON schema: ``type``, ``default``, its bounds or ``enum``, and its help as
+    ``description``; what a form (the Airflow trigger form) needs to offer exactly what the CLI accepts."""
+    spec = next(spec for spec in dataclasses.fields(arguments) if spec.name == name)
+    annotation = typing.get_type_hints(arguments)[name]
+    if typing.get_origin(annotation) is Literal:
+        schema = {"type": "string", "enum": list(typing.get_args(annotation))}
+    else:
+        schema = {"type": _JSON_TYPES[annotation]} | spec.metadata.get("range", {})
+    # argparse needs a literal % doubled in help texts; a form shows it once.
+    return schema | {"default": spec.default, "description": spec.metadata["help"].replace("%%", "%")}
+
+
 @dataclass
 class SampleArguments:
     output: str = field(metadata={"help": "Folder to write train.tsv, dev.tsv and test.tsv into."})
     seed: int = field(default=42, metadata={"help": "Random seed; the same seed gives the same files."})
-    train_size: int = field(default=2000, metadata={"help": "Pairs in train.tsv."})
-    dev_size: int = field(default=300, metadata={"help": "Pairs in dev.tsv."})
-    test_size: int = field(default=300, metadata={"help": "Pairs in test.tsv."})
-    label_noise: float = field(
+    train_size: int = _flag("Pairs in train.tsv.", {"minimum": 1}, default=2000)
+    dev_size: int = _flag("Pairs in dev.tsv.", {"minimum": 1}, default=300)
+    test_size: int = _flag("Pairs in test.tsv.", {"minimum": 1}, default=300)
+    label_noise: float = _flag(
+        "Fraction of labels flipped, modelling annotator disagreement as in MRPC.",
+        {"minimum": 0, "exclusiveMaximum": 0.5},
         default=0.04,
-        metadata={"help": "Fraction of labels flipped, modelling annotator disagreement as in MRPC."},
     )
 
     def __post_init__(self):
-        for name in ("train_size", "dev_size", "test_size"):
-            value = getattr(self, name)
-            _require(value >= 1, name, "a positive integer", value)
-        _require(0.0 <= self.label_noise < 0.5, "label_noise", "in [0, 0.5)", self.label_noise)
+        check_ranges(self)
 
 
 @dataclass
@@ -60,23 +122,18 @@ class StageArguments:
     tokenizer: str = field(
         default=DEFAULT_BASE_MODEL, metadata={"help": "Tokenizer: a hub id, a local folder, or an s3:// URI."}
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Pairs longer than this are truncated."})
+    max_seq_length: int = _flag("Pairs longer than this are truncated.", {"minimum": 8, "maximum": 512}, default=128)
     on_bad_rows: Literal["fail", "skip"] = field(
         default="fail", metadata={"help": "fail: stop on any bad row; skip: drop bad rows and list them."}
     )
-    validation_fraction: float = field(
+    validation_fraction: float = _flag(
+        "Share of train carved off as validation when the source has no validation split.",
+        {"exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
         default=0.1,
-        metadata={"help": "Share of train carved off as validation when the source has no validation split."},
     )
 
     def __post_init__(self):
-        _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
-        _require(
-            0.0 < self.validation_fraction < 0.5,
-            "validation_fraction",
-            "in (0, 0.5)",
-            self.validation_fraction,
-        )
+        check_ranges(self)
 
 
 @dataclass
@@ -87,11 +144,15 @@ class TrainArguments:
         default=DEFAULT_BASE_MODEL,
         metadata={"help": "Base model: a hub id, a local folder, or an s3:// URI."},
     )
-    epochs: int = field(default=3, metadata={"help": "Passes over the training split."})
-    batch_size: int = field(default=32, metadata={"help": "Pairs per step on each worker."})
-    learning_rate: float = field(default=3e-5, metadata={"help": "Peak learning rate of AdamW."})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "Share of steps with linear warm-up."})
-    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay."})
+    epochs: int = _flag("Passes over the training split.", {"minimum": 1}, default=3)
+    batch_size: int = _flag("Pairs per step on each worker.", {"minimum": 1}, default=32)
+    learning_rate: float = _flag(
+        "Peak learning rate of AdamW.", {"exclusiveMinimum": 0, "exclusiveMaximum": 1}, default=3e-5
+    )
+    warmup_ratio: float = _flag(
+        "Share of steps with linear warm-up.", {"minimum": 0, "exclusiveMaximum": 1}, default=0.1
+    )
+    weight_decay: float = _flag("AdamW weight decay.", {"minimum": 0, "exclusiveMaximum": 1}, default=0.01)
     max_seq_length: int = field(default=0, metadata={"help": "Truncate longer pairs; 0 keeps the staged max length."})
     precision: Literal["auto", "fp32", "bf16"] = field(
         default="auto",
@@ -101,33 +162,26 @@ class TrainArguments:
         default="longest",
         metadata={"help": "longest: pad each batch to its longest pair (bucketed); max_length: always pad."},
     )
-    seed: int = field(default=42, metadata={"help": "Seed for initialisation and shuffling."})
-    log_every: int = field(default=10, metadata={"help": "Log loss, samples/s and ETA every N steps."})
-    checkpoint_every: int = field(
-        default=0, metadata={"help": "Also checkpoint every N steps (0: only at each epoch end)."}
+    seed: int = _flag("Seed for initialisation and shuffling.", {"minimum": 0}, default=42)
+    log_every: int = _flag("Log loss, samples/s and ETA every N steps.", {"minimum": 1}, default=10)
+    checkpoint_every: int = _flag(
+        "Also checkpoint every N steps (0: only at each epoch end).", {"minimum": 0}, default=0
     )
     checkpoint_dir: str = field(
         default="", metadata={"help": "Where checkpoints live; default: checkpoints/ in the output."}
     )
-    max_steps: int = field(
-        default=0, metadata={"help": "Stop after this many steps in all (0: run every epoch); for benchmarks."}
+    max_steps: int = _flag(
+        "Stop after this many steps in all (0: run every epoch); for benchmarks.", {"minimum": 0}, default=0
     )
 
     def __post_init__(self):
-        _require(self.epochs >= 1, "epochs", "a positive integer", self.epochs)
-        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
-        _require(0.0 < self.learning_rate < 1.0, "learning_rate", "in (0, 1)", self.learning_rate)
-        _require(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio", "in [0, 1)", self.warmup_ratio)
-        _require(0.0 <= self.weight_decay < 1.0, "weight_decay", "in [0, 1)", self.weight_decay)
+        check_ranges(self)
         _require(
             self.max_seq_length == 0 or 8 <= self.max_seq_length <= 512,
             "max_seq_length",
             "0 or between 8 and 512",
             self.max_seq_length,
         )
-        _require(self.log_every >= 1, "log_every", "a positive integer", self.log_every)
-        _require(self.checkpoint_every >= 0, "checkpoint_every", "0 or a positive integer", self.checkpoint_every)
-        _require(self.max_steps >= 0, "max_steps", "0 or a positive integer", self.max_steps)
         _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16", self.precision)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
 
@@ -139,19 +193,19 @@ class QuantizeArguments:
     )
     data: str = field(metadata={"help": "Staged data folder; its train split calibrates, its validation split scores."})
     output: str = field(metadata={"help": "Folder to write the chosen model into (replaced atomically)."})
-    tolerance: float = field(
+    tolerance: float = _flag(
+        "Largest accepted relative accuracy loss of INT8 against FP32 on the validation split "
+        "(0.01 = 1%%). A negative value demands INT8 beat FP32, which in effect keeps FP32.",
+        {"exclusiveMinimum": -1, "exclusiveMaximum": 1},
         default=0.01,
-        metadata={
-            "help": "Largest accepted relative accuracy loss of INT8 against FP32 on the validation split "
-            "(0.01 = 1%%). A negative value demands INT8 beat FP32, which in effect keeps FP32."
-        },
     )
-    min_speedup: float = field(
+    min_speedup: float = _flag(
+        "Keep FP32 unless INT8 is at least this many times as fast at batch 32 (0 disables).",
+        {"minimum": 0},
         default=1.0,
-        metadata={"help": "Keep FP32 unless INT8 is at least this many times as fast at batch 32 (0 disables)."},
     )
-    calibration_size: int = field(default=300, metadata={"help": "Train pairs sampled to calibrate INT8 ranges."})
-    max_trials: int = field(default=4, metadata={"help": "INT8 recipes tried at most before keeping FP32."})
+    calibration_size: int = _flag("Train pairs sampled to calibrate INT8 ranges.", {"minimum": 1}, default=300)
+    max_trials: int = _flag("INT8 recipes tried at most before keeping FP32.", {"minimum": 1}, default=4)
     recipes: str = field(
         default="",
         metadata={
@@ -159,17 +213,16 @@ class QuantizeArguments:
             "e.g. the recipe an earlier quantization.json chose for this model."
         },
     )
-    batch_size: int = field(default=32, metadata={"help": "Pairs per batch in calibration and scoring."})
-    seed: int = field(default=42, metadata={"help": "Seed of the calibration sample."})
+    batch_size: int = _flag("Pairs per batch in calibration and scoring.", {"minimum": 1}, default=32)
+    seed: int = _flag("Seed of the calibration sample.", {"minimum": 0}, default=42)
     timing: Literal["full", "quick"] = field(default="full", metadata={"help": _TIMING_HELP})
 
     def __post_init__(self):
         _require(self.timing in TIMINGS, "timing", " or ".join(TIMINGS), self.timing)
-        _require(-1.0 < self.tolerance < 1.0, "tolerance", "in (-1, 1)", self.tolerance)
-        _require(self.min_speedup >= 0, "min_speedup", "0 or more", self.min_speedup)
-        _require(self.calibration_size >= 1, "calibration_size", "a positive integer", self.calibration_size)
-        _require(self.max_trials >= 1, "max_trials", "a positive integer", self.max_trials)
-        _require(self.batch_size >= 1, "batch_size", "a positive integer", self.batch_size)
+        check_ranges(self)
+
+
+_FRACTION = {"minimum": 0, "maximum": 1}
 
 
 @dataclass
@@ -179,25 +232,23 @@ class EvaluateArguments:
     output: str = field(metadata={"help": "Folder to write evaluation.json, report.md and report.png into."})
     champion: str = field(default="", metadata={"help": "The model now in production, scored on the same data."})
     split: Literal["validation", "test"] = field(default="validation", metadata={"help": "Split to score on."})
-    min_accuracy: float = field(default=0.75, metadata={"help": "Reject a candidate below this accuracy."})
-    min_f1: float = field(default=0.80, metadata={"help": "Reject a candidate below this F1."})
-    max_int8_loss: float = field(
-        default=0.01, metadata={"help": "Reject an INT8 candidate whose relative accuracy loss to FP32 is above this."}
+    min_accuracy: float = _flag("Reject a candidate below this accuracy.", _FRACTION, default=0.75)
+    min_f1: float = _flag("Reject a candidate below this F1.", _FRACTION, default=0.80)
+    max_int8_loss: float = _flag(
+        "Reject an INT8 candidate whose relative accuracy loss to FP32 is above this.", _FRACTION, default=0.01
     )
-    champion_margin: float = field(
+    champion_margin: float = _flag(
+        "Reject a candidate whose accuracy is below the champion's by more than this (absolute).",
+        _FRACTION,
         default=0.01,
-        metadata={"help": "Reject a candidate whose accuracy is below the champion's by more than this (absolute)."},
     )
-    latency_samples: int = field(default=100, metadata={"help": "Single pairs timed for the batch-1 latency."})
+    latency_samples: int = _flag("Single pairs timed for the batch-1 latency.", {"minimum": 1}, default=100)
     timing: Literal["full", "quick"] = field(default="full", metadata={"help": _TIMING_HELP})
 
     def __post_init__(self):
         _require(self.timing in TIMINGS, "timing", " or ".join(TIMINGS), self.timing)
         _require(self.split in ("validation", "test"), "split", "validation or test", self.split)
-        for name in ("min_accuracy", "min_f1", "max_int8_loss", "champion_margin"):
-            value = getattr(self, name)
-            _require(0.0 <= value <= 1.0, name, "in [0, 1]", value)
-        _require(self.latency_samples >= 1, "latency_samples", "a positive integer", self.latency_samples)
+        check_ranges(self)
 
 
 @dataclass

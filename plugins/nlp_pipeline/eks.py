@@ -34,24 +34,27 @@ from dataclasses import dataclass
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, smoke
+from nlp_pipeline import artefacts, commands, decisions
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
-from nlp_pipeline.params import training_config
 from nlp_pipeline.specs import kubernetes as manifests
+from tasks.serving import contract
 
 log = logging.getLogger(__name__)
 
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
 PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
+# On the Deployment, what its model was trained from (the training cache reads them); a rollback drops them.
+DATA_FINGERPRINT = "nlp.pipeline/data-fingerprint"
+TRAINING_CONFIG = "nlp.pipeline/training-config"
 # Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
 STARTUP_CHECK = min(CHECK_INTERVAL, 5)  # how often a pending pod is looked at (the provider's default: 5 s)
 
 
 @dataclass(frozen=True)
-class Cluster:
+class ClusterSettings:
     conn_id: str
     namespace: str
     image: str
@@ -72,14 +75,15 @@ class Cluster:
         return f"{self.storage_root}/registry.sqlite"
 
 
-def cluster() -> Cluster:
+def cluster() -> ClusterSettings:
     root = Variable.get("nlp_artefact_root", default="")
     s3_root = root.rstrip("/") if root.startswith("s3://") else None
     image = Variable.get("nlp_task_image", None)
     if not image:
-        raise AirflowFailException("nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run "
-                                   "(README, Kubernetes)")  # fmt: skip
-    return Cluster(
+        raise AirflowFailException(
+            "nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run (README, Kubernetes)"
+        )
+    return ClusterSettings(
         conn_id=Variable.get("nlp_k8s_conn_id", default="kubernetes_default"),
         namespace=Variable.get("nlp_k8s_namespace", default="nlp"),
         image=image,
@@ -105,8 +109,9 @@ def cluster_config() -> Iterator[str | None]:
     from airflow.providers.amazon.aws.hooks.eks import EksHook
 
     hook = EksHook(aws_conn_id=settings.aws_conn_id)
-    with hook.generate_config_file_with_credentials(eks_cluster_name=settings.eks_cluster,
-                                                    pod_namespace=settings.namespace) as (config_file, _):  # fmt: skip
+    with hook.generate_config_file_with_credentials(
+        eks_cluster_name=settings.eks_cluster, pod_namespace=settings.namespace
+    ) as (config_file, _):
         yield config_file
 
 
@@ -120,8 +125,7 @@ def step_output(context, step: str) -> str:
 
 
 def _placement(params) -> manifests.Placement:
-    return manifests.Placement(node_features=tuple(params["node_features"]),
-                                          tolerations=tuple(params["tolerations"]))  # fmt: skip
+    return manifests.Placement(node_features=tuple(params["node_features"]), tolerations=tuple(params["tolerations"]))
 
 
 def _step_resources(params) -> manifests.Resources:
@@ -132,87 +136,115 @@ def _step_resources(params) -> manifests.Resources:
 def _pod(context, arguments: list) -> dict:
     params, settings = context["params"], cluster()
     return manifests.step_pod(
-        settings.namespace, settings.image, [str(argument) for argument in arguments],
-        resources=_step_resources(params), placement=_placement(params), service_account=settings.service_account,
-        volume_claim=settings.volume_claim, mount_path=settings.volume_path,
-    )  # fmt: skip
+        settings.namespace,
+        settings.image,
+        [str(argument) for argument in arguments],
+        resources=_step_resources(params),
+        placement=_placement(params),
+        service_account=settings.service_account,
+        volume_claim=settings.volume_claim,
+        mount_path=settings.volume_path,
+    )
 
 
 def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> StepPodOperator:
     return StepPodOperator(
-        task_id=task_id, step=step, build_pod=lambda context: _pod(context, build_arguments(context)),
-        summarize=summarize, cluster_config=cluster_config, kubernetes_conn_id=K8S_CONN_ID,
-        startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK, poll_interval=CHECK_INTERVAL,
+        task_id=task_id,
+        step=step,
+        build_pod=lambda context: _pod(context, build_arguments(context)),
+        summarize=summarize,
+        cluster_config=cluster_config,
+        kubernetes_conn_id=K8S_CONN_ID,
+        startup_timeout_seconds=900,
+        startup_check_interval_seconds=STARTUP_CHECK,
+        poll_interval=CHECK_INTERVAL,
         **kwargs,
-    )  # fmt: skip
+    )
 
 
 # ---- stage_dataset ------------------------------------------------------------------------------------------------
 def _stage_arguments(context) -> list:
-    params = context["params"]
-    return ["stage", "--source", params["source"], "--output", step_output(context, "staged"),
-            "--tokenizer", params["base_model"], "--max-seq-length", params["max_seq_length"]]  # fmt: skip
+    return commands.command("stage", context["params"], output=step_output(context, "staged"))
 
 
 def stage_dataset():
-    return _step("stage_dataset", "stage", _stage_arguments,
-                 lambda context, result: {"data": result["output"]} | result,
-                 outlets=[STAGED_DATA]).output  # fmt: skip
+    return _step(
+        "stage_dataset",
+        "stage",
+        _stage_arguments,
+        lambda context, result: {"data": result["output"]} | result,
+        outlets=[STAGED_DATA],
+    ).output
 
 
 # ---- train --------------------------------------------------------------------------------------------------------
 def _train_arguments(context) -> list:
     params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
-    return ["train", "--data", staged["data"], "--model", params["base_model"],
-            "--output", step_output(context, "model"), "--epochs", params["epochs"],
-            "--batch-size", params["batch_size"], "--learning-rate", params["learning_rate"],
-            "--precision", params["precision"], "--seed", params["seed"]]  # fmt: skip
+    decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
+    return commands.command("train", params, data=staged["data"], output=step_output(context, "model"))
 
 
 def _tf_job(context) -> dict:
     params, settings = context["params"], cluster()
     return manifests.tf_job(
-        f"nlp-train-{artefacts.run_suffix(artefacts.run_key(context), context['run_id'])}".lower(), settings.namespace,
-        settings.image, [str(argument) for argument in _train_arguments(context)],
-        workers=params["training_workers"], resources=_step_resources(params), placement=_placement(params),
-        service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
-    )  # fmt: skip
+        f"nlp-train-{artefacts.run_suffix(artefacts.run_key(context), context['run_id'])}".lower(),
+        settings.namespace,
+        settings.image,
+        [str(argument) for argument in _train_arguments(context)],
+        workers=params["training_workers"],
+        resources=_step_resources(params),
+        placement=_placement(params),
+        service_account=settings.service_account,
+        volume_claim=settings.volume_claim,
+        mount_path=settings.volume_path,
+    )
 
 
 def train(staged):
     operator = TrainOperator(
-        task_id="train", build_pod=lambda context: _pod(context, _train_arguments(context)), build_tfjob=_tf_job,
+        task_id="train",
+        build_pod=lambda context: _pod(context, _train_arguments(context)),
+        build_tfjob=_tf_job,
         workers=lambda context: context["params"]["training_workers"],
-        summarize=lambda context, result: {"model": result["output"]} | result, cluster_config=cluster_config,
-        kubernetes_conn_id=K8S_CONN_ID, startup_timeout_seconds=900, startup_check_interval_seconds=STARTUP_CHECK,
-        poll_interval=CHECK_INTERVAL, tfjob_poll_interval=CHECK_INTERVAL,
-    )  # fmt: skip
+        summarize=lambda context, result: {"model": result["output"]} | result,
+        cluster_config=cluster_config,
+        kubernetes_conn_id=K8S_CONN_ID,
+        startup_timeout_seconds=900,
+        startup_check_interval_seconds=STARTUP_CHECK,
+        poll_interval=CHECK_INTERVAL,
+        tfjob_poll_interval=CHECK_INTERVAL,
+    )
     staged >> operator
     return operator.output
 
 
 # ---- quantize -----------------------------------------------------------------------------------------------------
 def _quantize_arguments(context) -> list:
-    params, ti = context["params"], context["ti"]
-    if not params["quantize"]:
-        raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
-    return ["quantize", "--model", ti.xcom_pull(task_ids="train")["model"],
-            "--data", ti.xcom_pull(task_ids="stage_dataset")["data"], "--output", step_output(context, "quantized"),
-            "--tolerance", params["quantization_tolerance"], "--timing", params["timing"]]  # fmt: skip
+    ti = context["ti"]
+    model, data = ti.xcom_pull(task_ids="train")["model"], ti.xcom_pull(task_ids="stage_dataset")["data"]
+    return commands.command(
+        "quantize", context["params"], model=model, data=data, output=step_output(context, "quantized")
+    )
 
 
 def quantize(staged, trained):
-    operator = _step("quantize", "quantize", _quantize_arguments,
-                     lambda context, result: {"model": result["output"]} | result)  # fmt: skip
+    operator = _step(
+        "quantize",
+        "quantize",
+        _quantize_arguments,
+        lambda context, result: {"model": result["output"]} | result,
+        result_without_pod=lambda context: decisions.unquantized_candidate(
+            context["params"], context["ti"].xcom_pull(task_ids="train")
+        ),
+    )
     [staged, trained] >> operator
     return operator.output
 
 
 # ---- evaluate -----------------------------------------------------------------------------------------------------
 def candidate_model(ti) -> str:
-    """The quantised model when quantisation ran, else the trained one."""
-    quantized = ti.xcom_pull(task_ids="quantize")
-    return quantized["model"] if quantized else ti.xcom_pull(task_ids="train")["model"]
+    """The quantize task's candidate: the INT8 or FP32 model it chose, or the trained one."""
+    return ti.xcom_pull(task_ids="quantize")["model"]
 
 
 @contextmanager
@@ -223,29 +255,43 @@ def _api_client():
         yield KubernetesHook(conn_id=cluster().conn_id, config_file=config_file).api_client
 
 
-def _served_model() -> str | None:
+def production_model(context=None) -> dict | None:
+    """The model the server's Deployment serves (``model``) and what it was trained from (``data_fingerprint``,
+    ``config``, as deploy noted them), or None when there is no server yet."""
     from nlp_pipeline.hooks.kubernetes import live_deployment, served_model
 
     settings = cluster()
     with _api_client() as api_client:
-        return served_model(live_deployment(api_client, settings.server, settings.namespace))
+        live = live_deployment(api_client, settings.server, settings.namespace)
+    if not (model := served_model(live)):
+        return None
+    annotations = live["metadata"].get("annotations") or {}
+    return {
+        "model": model,
+        "data_fingerprint": annotations.get(DATA_FINGERPRINT),
+        "config": json.loads(annotations.get(TRAINING_CONFIG, "null")),
+    }
 
 
 def _evaluate_arguments(context) -> list:
-    params, ti = context["params"], context["ti"]
-    champion = _served_model()
-    return ["evaluate", "--model", candidate_model(ti), "--data", ti.xcom_pull(task_ids="stage_dataset")["data"],
-            "--output", step_output(context, "evaluation"), *(["--champion", champion] if champion else []),
-            "--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-            "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
-            "--timing", params["timing"]]  # fmt: skip
+    ti, champion = context["ti"], production_model(context)
+    return commands.command(
+        "evaluate",
+        context["params"],
+        model=candidate_model(ti),
+        data=ti.xcom_pull(task_ids="stage_dataset")["data"],
+        output=step_output(context, "evaluation"),
+        champion=champion and champion["model"],
+    )
 
 
 def evaluate(staged, candidate):
-    operator = _step("evaluate", "evaluate", _evaluate_arguments,
-                     lambda context, result: {"evaluation": result["output"],
-                                              "model": candidate_model(context["ti"])} | result,
-                     trigger_rule="none_failed")  # fmt: skip
+    operator = _step(
+        "evaluate",
+        "evaluate",
+        _evaluate_arguments,
+        lambda context, result: {"evaluation": result["output"], "model": candidate_model(context["ti"])} | result,
+    )
     [staged, candidate] >> operator
     return operator.output
 
@@ -254,10 +300,7 @@ def evaluate(staged, candidate):
 def _registration(status_of):
     def arguments(context) -> list:
         evaluation = context["ti"].xcom_pull(task_ids="evaluate")
-        return ["registry", "--registry", cluster().registry, "--action", "register", "--model", evaluation["model"],
-                "--evaluation", evaluation["evaluation"], "--status", status_of(context),
-                "--config", json.dumps(training_config(context["params"])), "--dag-id", context["dag"].dag_id,
-                "--run-id", context["run_id"], "--logical-date", artefacts.run_key(context)]  # fmt: skip
+        return commands.registration(cluster().registry, evaluation, status_of(context), context)
 
     return arguments
 
@@ -277,36 +320,52 @@ def reject(evaluation):
     return operator.output
 
 
-def mark_production(entry, smoke_result):
+def mark_production(entry, smoke):
     def arguments(context) -> list:
-        return ["registry", "--registry", cluster().registry, "--action", "promote",
-                "--id", context["ti"].xcom_pull(task_ids="register")["id"]]  # fmt: skip
+        entry = context["ti"].xcom_pull(task_ids="register")
+        return commands.command("registry", {}, registry=cluster().registry, action="promote", id=entry["id"])
 
     operator = _step("mark_production", "registry", arguments, lambda context, promoted: promoted)
-    [entry, smoke_result] >> operator
+    [entry, smoke] >> operator
     return operator.output
 
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
-def _server_objects(context, model: str, previous: str | None) -> list[dict]:
-    """Service, Deployment serving ``model`` (noting ``previous``), PDB, and the HPA when autoscaling is on."""
+def _server_objects(context, model: str, previous: str | None, lineage: dict[str, str]) -> list[dict]:
+    """Service, Deployment serving ``model`` (noting ``previous`` and the model's ``lineage``), PDB, and the HPA
+    when autoscaling is on."""
     params, settings = context["params"], cluster()
     name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
     cpu, memory = params["server_cpu"], params["server_memory"]
     deployment = manifests.inference_deployment(
-        name, namespace, settings.image, model, replicas=replicas,
-        resources=manifests.Resources(cpu, cpu, memory, memory), placement=_placement(params),
-        service_account=settings.service_account, volume_claim=settings.volume_claim, mount_path=settings.volume_path,
-    )  # fmt: skip
-    if previous:
-        deployment["metadata"]["annotations"] = {PREVIOUS_MODEL: previous}
-    objects = [manifests.inference_service(name, namespace), deployment,
-               manifests.pod_disruption_budget(name, namespace, replicas)]  # fmt: skip
+        name,
+        namespace,
+        settings.image,
+        model,
+        replicas=replicas,
+        resources=manifests.Resources(cpu, cpu, memory, memory),
+        placement=_placement(params),
+        service_account=settings.service_account,
+        volume_claim=settings.volume_claim,
+        mount_path=settings.volume_path,
+    )
+    deployment["metadata"]["annotations"] = lineage | ({PREVIOUS_MODEL: previous} if previous else {})
+    objects = [
+        manifests.inference_service(name, namespace),
+        deployment,
+        manifests.pod_disruption_budget(name, namespace, replicas),
+    ]
     if params["autoscale_max_replicas"]:
         del deployment["spec"]["replicas"]  # the autoscaler owns the replica count
-        objects.append(manifests.horizontal_pod_autoscaler(
-            name, namespace, minimum=replicas, maximum=max(replicas, params["autoscale_max_replicas"]), cpu_percent=70,
-        ))  # fmt: skip
+        objects.append(
+            manifests.horizontal_pod_autoscaler(
+                name,
+                namespace,
+                minimum=replicas,
+                maximum=max(replicas, params["autoscale_max_replicas"]),
+                cpu_percent=70,
+            )
+        )
     return objects
 
 
@@ -315,17 +374,30 @@ def _noted_previous(deployment: dict) -> str | None:
     return (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL)
 
 
-def _roll_out(context, api_client, model: str, previous: str | None) -> None:
+def _lineage(context) -> dict[str, str]:
+    """What this run's model was trained from, noted on the Deployment that serves it."""
+    return {
+        DATA_FINGERPRINT: context["ti"].xcom_pull(task_ids="stage_dataset")["fingerprint"],
+        TRAINING_CONFIG: json.dumps(decisions.training_config(context["params"]), sort_keys=True),
+    }
+
+
+def _roll_out(context, api_client, model: str, previous: str | None, lineage: dict[str, str]) -> None:
+    """Apply the server objects; a model whose lineage is unknown (a rollback's) gets none, so no cache hit."""
     from nlp_pipeline.hooks import kubernetes as kube_api
 
     settings = cluster()
-    for manifest in _server_objects(context, model, previous):
+    for manifest in _server_objects(context, model, previous, lineage):
         kube_api.apply(api_client, manifest)
     if not context["params"]["autoscale_max_replicas"]:
         kube_api.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
-    kube_api.wait_for_rollout(api_client, settings.server, settings.namespace,
-                                        timeout=context["params"]["rollout_timeout_minutes"] * 60,
-                                        poll=CHECK_INTERVAL)  # fmt: skip
+    kube_api.wait_for_rollout(
+        api_client,
+        settings.server,
+        settings.namespace,
+        timeout=context["params"]["rollout_timeout_minutes"] * 60,
+        poll=CHECK_INTERVAL,
+    )
 
 
 @task(trigger_rule="none_failed_min_one_success")
@@ -337,25 +409,35 @@ def deploy(entry: dict, **context) -> dict:
         return _deploy(context, api_client, settings, entry)
 
 
-def _deploy(context, api_client, settings: Cluster, entry: dict) -> dict:
+def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict:
     from nlp_pipeline.hooks import kubernetes as kube_api
 
     live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
     serving = kube_api.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
     previous = _noted_previous(live) if serving == entry["model"] else serving
-    log.info("rolling %s/%s out with %s (%s before)", settings.namespace, settings.server, entry["model"],
-             previous or "nothing")  # fmt: skip
+    log.info(
+        "rolling %s/%s out with %s (%s before)",
+        settings.namespace,
+        settings.server,
+        entry["model"],
+        previous or "nothing",
+    )
     try:
-        _roll_out(context, api_client, entry["model"], previous)
+        _roll_out(context, api_client, entry["model"], previous, _lineage(context))
     except kube_api.RolloutFailed as error:
         if not previous:
             raise AirflowFailException(f"{error}; there is no earlier model to go back to") from None
         log.error("%s; applying the previous model's revision again (%s)", error, previous)
-        _roll_out(context, api_client, previous, None)
+        _roll_out(context, api_client, previous, None, {})
         raise AirflowFailException(f"{error}; the previous revision ({previous}) is serving again") from None
-    return {"deployment": settings.server, "namespace": settings.namespace, "model": entry["model"],
-            "version": entry["version"], "previous_model": previous}  # fmt: skip
+    return {
+        "deployment": settings.server,
+        "namespace": settings.namespace,
+        "model": entry["model"],
+        "version": entry["version"],
+        "previous_model": previous,
+    }
 
 
 @task
@@ -364,8 +446,8 @@ def smoke_test(deployed: dict) -> dict:
     from nlp_pipeline.hooks.kubernetes import invoke_through_service
 
     with _api_client() as api_client:
-        raw = invoke_through_service(api_client, deployed["deployment"], deployed["namespace"], smoke.REQUEST)
-    body, problems = smoke.problems(raw)
+        raw = invoke_through_service(api_client, deployed["deployment"], deployed["namespace"], contract.SMOKE_REQUEST)
+    body, problems = contract.answer_problems(raw)
     if body and body.get("model_version") != deployed["version"]:
         problems.append(f"the Service answers with model {body.get('model_version')}, not {deployed['version']}")
     if problems:
@@ -391,4 +473,4 @@ def rollback(**context) -> None:
         if not previous:
             raise AirflowSkipException("this run created the server: there is no earlier model to restore")
         log.info("rolling %s back from %s to %s", settings.server, serving, previous)
-        _roll_out(context, api_client, previous, None)
+        _roll_out(context, api_client, previous, None, {})

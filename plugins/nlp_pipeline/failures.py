@@ -15,4 +15,6 @@ def step_failure(step: str, exit_code: int | None, detail: str) -> AirflowExcept
     """The exception a task raises for ``step`` having failed with ``exit_code`` (None: unknown)."""
     if exit_code in NOT_RETRYABLE:
         return AirflowFailException(f"{step} failed on {NOT_RETRYABLE[exit_code]}, not retried: {detail}")
-    return AirflowException(f"{step} exited with {exit_code}: {detail}" if exit_code is not None else f"{step} failed: {detail}")
+    return AirflowException(
+        f"{step} exited with {exit_code}: {detail}" if exit_code is not None else f"{step} failed: {detail}"
+    )

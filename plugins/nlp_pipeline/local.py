@@ -14,44 +14,34 @@ import logging
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts
+from nlp_pipeline import artefacts, commands, decisions
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.local import run_step, run_step_json
-from nlp_pipeline.params import training_config
+from tasks.runtime import step_result
 
 log = logging.getLogger(__name__)
 
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 
 
-def production_model() -> dict | None:
-    return run_step_json("registry", "--registry", artefacts.registry_file(), "--action", "production")
+def production_model(context=None) -> dict | None:
+    """The registry's production model (``model``, ``version``, ``data_fingerprint``, ``config``), or None."""
+    return run_step_json(*commands.command("registry", {}, registry=artefacts.registry_file(), action="production"))
 
 
 @task(outlets=[STAGED_DATA])
 def stage_dataset(**context) -> dict:
-    params, output = context["params"], artefacts.workspace(context, "staged")
-    run_step("stage", "--source", params["source"], "--output", output, "--tokenizer", params["base_model"],
-             "--max-seq-length", params["max_seq_length"])  # fmt: skip
-    manifest = json.loads((output / "manifest.json").read_text())
-    rows = {name: split["rows"] for name, split in manifest["splits"].items()}
+    output = artefacts.workspace(context, "staged")
+    run_step(*commands.command("stage", context["params"], output=output))
     uri = artefacts.publish(context, "staged", output)
-    return {"data": str(output), "uri": uri, "fingerprint": manifest["fingerprint"], "rows": rows}
+    return {"data": str(output), "uri": uri} | step_result.result_of("stage", output)
 
 
 @task
 def train(staged: dict, **context) -> dict:
     params, output = context["params"], artefacts.workspace(context, "model")
-    production, config = production_model(), training_config(params)
-    if production and production["data_fingerprint"] == staged["fingerprint"] and production["config"] == config:
-        raise AirflowSkipException(
-            f"cached: production model {production['version']} (registry entry {production['id']}) was trained on"
-            f" the same data ({staged['fingerprint'][:19]}) with the same configuration; nothing to retrain"
-        )
-    run_step("train", "--data", staged["data"], "--model", params["base_model"], "--output", output,
-             "--epochs", params["epochs"], "--batch-size", params["batch_size"],
-             "--learning-rate", params["learning_rate"], "--precision", params["precision"],
-             "--seed", params["seed"])  # fmt: skip
+    decisions.skip_training_if_cached(production_model(), staged["fingerprint"], params)
+    run_step(*commands.command("train", params, data=staged["data"], output=output))
     metrics = json.loads((output / "metrics.json").read_text())
     return {"model": str(output), "uri": artefacts.publish(context, "model", output), "metrics": metrics}
 
@@ -59,42 +49,35 @@ def train(staged: dict, **context) -> dict:
 @task
 def quantize(staged: dict, trained: dict, **context) -> dict:
     params = context["params"]
-    if not params["quantize"]:
+    if unquantized := decisions.unquantized_candidate(params, trained):
         log.info("quantisation is off for this run: the FP32 model is the candidate")
-        return {"model": trained["model"], "uri": trained["uri"], "chosen_precision": "fp32",
-                "reason": "quantisation off"}  # fmt: skip
+        return unquantized | {"uri": trained["uri"]}
     output = artefacts.workspace(context, "quantized")
-    run_step("quantize", "--model", trained["model"], "--data", staged["data"], "--output", output,
-             "--tolerance", params["quantization_tolerance"], "--timing", params["timing"])  # fmt: skip
-    report = json.loads((output / "quantization.json").read_text())
-    return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | {
-        key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")
-    }
+    run_step(*commands.command("quantize", params, model=trained["model"], data=staged["data"], output=output))
+    report = step_result.result_of("quantize", output)
+    return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | report
 
 
 @task
 def evaluate(staged: dict, candidate: dict, **context) -> dict:
-    params, output = context["params"], artefacts.workspace(context, "evaluation")
+    output = artefacts.workspace(context, "evaluation")
     production = production_model()
-    champion = ["--champion", production["model"]] if production else []
-    run_step("evaluate", "--model", candidate["model"], "--data", staged["data"], "--output", output, *champion,
-             "--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-             "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
-             "--timing", params["timing"])  # fmt: skip
-    evaluation = json.loads((output / "evaluation.json").read_text())
-    keys = ("decision", "reasons", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision")
+    run_step(
+        *commands.command(
+            "evaluate",
+            context["params"],
+            model=candidate["model"],
+            data=staged["data"],
+            output=output,
+            champion=production and production["model"],
+        )
+    )
     artefacts.publish(context, "evaluation", output)
-    return {"evaluation": str(output), "model": candidate["uri"], "champion_model": evaluation["champion_model"],
-            "champion": evaluation["champion"] and {k: evaluation["champion"][k] for k in ("accuracy", "f1")},
-            } | {key: evaluation[key] for key in keys}  # fmt: skip
+    return {"evaluation": str(output), "model": candidate["uri"]} | step_result.result_of("evaluate", output)
 
 
 def _register(evaluation: dict, status: str, context) -> dict:
-    return run_step_json("registry", "--registry", artefacts.registry_file(), "--action", "register",
-                         "--model", evaluation["model"], "--evaluation", evaluation["evaluation"],
-                         "--status", status, "--config", json.dumps(training_config(context["params"])),
-                         "--dag-id", context["dag"].dag_id, "--run-id", context["run_id"],
-                         "--logical-date", artefacts.run_key(context))  # fmt: skip
+    return run_step_json(*commands.registration(artefacts.registry_file(), evaluation, status, context))
 
 
 @task
@@ -115,8 +98,8 @@ def reject(evaluation: dict, **context) -> dict:
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     state, port = artefacts.endpoint_state(context), context["params"]["endpoint_port"]
-    run_step("deploy-local", "--model", entry["model"], "--state", state, "--port", port)
-    status = run_step_json("status", "--state", state, "--json")
+    run_step(*commands.command("deploy-local", {}, model=entry["model"], state=state, port=port))
+    status = run_step_json(*commands.command("status", {}, state=state, json=True))
     served = status["current"]["version"]
     if served != entry["version"]:
         raise AirflowFailException(f"the endpoint serves {served} after the rollout, not {entry['version']}")
@@ -125,14 +108,15 @@ def deploy(entry: dict, **context) -> dict:
 
 @task
 def smoke_test(deployed: dict) -> dict:
-    return run_step_json("smoke-test", "--url", deployed["url"], "--expect-version", deployed["version"])
+    return run_step_json(*commands.command("smoke-test", {}, url=deployed["url"], expect_version=deployed["version"]))
 
 
 @task
 def mark_production(entry: dict, smoke: dict) -> dict:
     log.info("%s passed its smoke test at %s", entry["version"], smoke["url"])
-    return run_step_json("registry", "--registry", artefacts.registry_file(), "--action", "promote",
-                         "--id", entry["id"])  # fmt: skip
+    return run_step_json(
+        *commands.command("registry", {}, registry=artefacts.registry_file(), action="promote", id=entry["id"])
+    )
 
 
 @task(trigger_rule="one_failed")
@@ -141,4 +125,4 @@ def rollback(**context) -> None:
     deployed = context["ti"].xcom_pull(task_ids="deploy")
     if not deployed:
         raise AirflowSkipException("nothing was deployed, so nothing to roll back")
-    run_step("rollback", "--state", deployed["state"], "--expect-version", deployed["version"])
+    run_step(*commands.command("rollback", {}, state=deployed["state"], expect_version=deployed["version"]))

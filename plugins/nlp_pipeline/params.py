@@ -2,117 +2,62 @@
 
 Each Param carries a JSON-schema type, range or enum and a description, so the UI renders a typed form and
 refuses bad values, and Airflow refuses the same values from ``airflow dags trigger -c`` or the REST API.
-The defaults are the production ones (GLUE MRPC from the hub, bert-base-uncased); ``make demo`` overrides
-the source and base model with generated data and the packaged MiniLM.
+A Param that sets a step's flag (commands.PARAM_FLAGS) takes its type, default, range and help from that
+flag (tasks/config.py); the form only adds its title and section. The defaults are the production ones (GLUE
+MRPC from the hub, bert-base-uncased); ``make demo`` overrides the source and base model with generated data
+and the packaged MiniLM.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param
 
-DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
-DEFAULT_BASE_MODEL = "bert-base-uncased"
-# hf://OWNER/NAME[/CONFIG], s3://..., or a path on the worker (absolute, ./relative or ~).
-SOURCE_PATTERN = r"^(hf://[^/\s]+/[^/\s]+(/[^/\s]+)?|s3://\S+|[/.~]\S*)$"
-# The Params that decide which model training produces: equal values on equal data give the cached model.
-TRAINING_CONFIG = ("base_model", "epochs", "batch_size", "learning_rate", "max_seq_length", "precision", "seed",
-                   "quantize", "quantization_tolerance")  # fmt: skip
+from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS, ParamFlag
+from tasks.config import flag_schema
+
+# The form's sections of the steps' flags.
+STEP_SECTIONS = {
+    "stage": "Data and model",
+    "train": "Training",
+    "quantize": "Quantisation",
+    "evaluate": "Promotion gate",
+}
+# What the form adds to a flag's schema: a source the CLI would only refuse once the step runs.
+FORM_RULES = {
+    # hf://OWNER/NAME[/CONFIG], s3://..., or a path on the worker (absolute, ./relative or ~).
+    "source": {"pattern": r"^(hf://[^/\s]+/[^/\s]+(/[^/\s]+)?|s3://\S+|[/.~]\S*)$"},
+    "base_model": {"minLength": 1},
+}
+TITLES = {
+    "source": "Data source",
+    "base_model": "Base model",
+    "max_seq_length": "Max length",
+    "quantization_tolerance": "INT8 tolerance",
+    "timing": "Timing runs",
+    "min_accuracy": "Minimum accuracy",
+    "min_f1": "Minimum F1",
+    "max_int8_loss": "Maximum INT8 loss",
+}
 
 
-def training_config(params) -> dict:
-    """What the registry keeps of a run's Params: the ones that decide which model training produces."""
-    return {name: params[name] for name in TRAINING_CONFIG}
-
-
-def _threshold(default: float, title: str, description: str) -> Param:
-    return Param(default, type="number", minimum=0, maximum=1, title=title, description=description,
-                 section="Promotion gate")  # fmt: skip
+def flag_param(spec: ParamFlag) -> Param:
+    """The Param setting a step's flag: the flag's type, default, range and help (tasks/config.py), in the form."""
+    schema = flag_schema(STEP_ARGUMENTS[spec.step], spec.field) | FORM_RULES.get(spec.param, {})
+    section = "Data and model" if spec.param == "base_model" else STEP_SECTIONS[spec.step]
+    title = TITLES.get(spec.param, spec.param.replace("_", " ").capitalize())
+    return Param(schema.pop("default"), title=title, section=section, **schema)
 
 
 def pipeline_params() -> dict[str, Param]:
-    return {
-        "source": Param(
-            DEFAULT_SOURCE,
-            type="string",
-            pattern=SOURCE_PATTERN,
-            title="Data source",
-            description="hf://OWNER/NAME/CONFIG, a folder or file on the worker, or s3://bucket/prefix.",
-            section="Data and model",
-        ),
-        "base_model": Param(
-            DEFAULT_BASE_MODEL,
-            type="string",
-            minLength=1,
-            title="Base model",
-            description="A Hugging Face hub id, a folder on the worker, or s3://; also the tokenizer.",
-            section="Data and model",
-        ),
-        "max_seq_length": Param(
-            128,
-            type="integer",
-            minimum=16,
-            maximum=512,
-            title="Max length",
-            description="Tokens per sentence pair; longer pairs are truncated.",
-            section="Data and model",
-        ),  # fmt: skip
-        "epochs": Param(
-            3, type="integer", minimum=1, maximum=50, description="Passes over the training split.", section="Training"
-        ),  # fmt: skip
-        "batch_size": Param(
-            32, type="integer", minimum=1, maximum=512, description="Pairs per training step.", section="Training"
-        ),  # fmt: skip
-        "learning_rate": Param(
-            3e-5,
-            type="number",
-            exclusiveMinimum=0,
-            maximum=0.01,
-            title="Learning rate",
-            description="Peak AdamW learning rate.",
-            section="Training",
-        ),  # fmt: skip
-        "precision": Param(
-            "auto",
-            type="string",
-            enum=["auto", "fp32", "bf16"],
-            description="auto: bf16 where the CPU has AVX512-BF16 or AMX, else fp32.",
-            section="Training",
-        ),  # fmt: skip
-        "seed": Param(
-            42, type="integer", minimum=0, description="Seed for initialisation and shuffling.", section="Training"
-        ),  # fmt: skip
+    flags = {spec.param: flag_param(spec) for spec in reversed(PARAM_FLAGS)}  # the first of a Param's flags wins
+    flags = {spec.param: flags[spec.param] for spec in PARAM_FLAGS}  # in PARAM_FLAGS' order
+    return flags | {
         "quantize": Param(
             True,
             type="boolean",
             title="Quantise to INT8",
-            description="Quantise with Intel Neural Compressor; off ships the FP32 model.",
+            description="Quantise with Intel Neural Compressor; off: the FP32 model is the candidate.",
             section="Quantisation",
-        ),  # fmt: skip
-        "quantization_tolerance": Param(
-            0.01,
-            type="number",
-            minimum=0,
-            maximum=0.2,
-            title="INT8 tolerance",
-            description="Largest relative accuracy loss INT8 may cost.",
-            section="Quantisation",
-        ),  # fmt: skip
-        "timing": Param(
-            "full",
-            type="string",
-            enum=["full", "quick"],
-            title="Timing runs",
-            description="How quantize and evaluate time models. full: throughput and latency each in a fresh "
-            "process; quick: both in one, batch 1 over fewer pairs (smoke runs: faster, noisier figures).",
-            section="Quantisation",
-        ),
-        "min_accuracy": _threshold(0.75, "Minimum accuracy", "Reject a candidate below this validation accuracy."),
-        "min_f1": _threshold(0.80, "Minimum F1", "Reject a candidate below this validation F1."),
-        "max_int8_loss": _threshold(
-            0.01, "Maximum INT8 loss", "Reject an INT8 candidate losing more accuracy than this (relative)."
-        ),
-        "champion_margin": _threshold(
-            0.01, "Champion margin", "Reject a candidate this much less accurate than production."
         ),
         "deploy": Param(
             True,
@@ -120,14 +65,14 @@ def pipeline_params() -> dict[str, Param]:
             title="Deploy",
             description="Roll a promoted model out to the endpoint (never in backfills).",
             section="Rollout",
-        ),  # fmt: skip
+        ),
         "require_approval": Param(
             False,
             type="boolean",
             title="Require approval",
             description="Wait for a person to approve the rollout in the Airflow UI.",
             section="Rollout",
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -142,7 +87,7 @@ def local_params() -> dict[str, Param]:
             title="Endpoint port",
             description="Port of the local endpoint on 127.0.0.1 (when it starts).",
             section="Rollout",
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -151,8 +96,9 @@ INTEL_INSTANCE = r"^ml\.(c|m|r)(6i|7i)\.(large|[0-9]*xlarge)$"
 
 
 def _instance(default: str, title: str, description: str) -> Param:
-    return Param(default, type="string", pattern=INTEL_INSTANCE, title=title, description=description,
-                 section="SageMaker")  # fmt: skip
+    return Param(
+        default, type="string", pattern=INTEL_INSTANCE, title=title, description=description, section="SageMaker"
+    )
 
 
 def sagemaker_params() -> dict[str, Param]:
@@ -168,14 +114,14 @@ def sagemaker_params() -> dict[str, Param]:
             title="Training instances",
             description="More than 1 trains multi-worker (one TensorFlow worker per instance).",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "spot_training": Param(
             False,
             type="boolean",
             title="Managed Spot training",
             description="Train on Spot capacity; checkpoints on S3 let an interrupted job resume.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "max_runtime_hours": Param(
             6,
             type="integer",
@@ -184,7 +130,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Max training hours",
             description="MaxRuntimeInSeconds; with Spot, MaxWaitTimeInSeconds is twice this.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "endpoint_instance_type": _instance("ml.c6i.xlarge", "Endpoint instance", "Serves the INT8 model."),
         "endpoint_instance_count": Param(
             1,
@@ -194,7 +140,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Endpoint instances",
             section="SageMaker",
             description="Instances behind the endpoint.",
-        ),  # fmt: skip
+        ),
         "traffic_shifting": Param(
             "canary",
             type="string",
@@ -202,7 +148,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Traffic shifting",
             description="How an update moves traffic to the new fleet (blue/green).",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "traffic_step_percent": Param(
             10,
             type="integer",
@@ -211,7 +157,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Traffic step %",
             description="Canary size, or each linear step, in percent of capacity.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "baking_minutes": Param(
             10,
             type="integer",
@@ -220,7 +166,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Baking minutes",
             description="Watch the alarms this long after each traffic step.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "rollback_alarms": Param(
             [],
             type="array",
@@ -228,7 +174,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Rollback alarms",
             description="CloudWatch alarm names; one in ALARM while baking rolls the update back.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
         "model_approval": Param(
             "Approved",
             type="string",
@@ -236,7 +182,7 @@ def sagemaker_params() -> dict[str, Param]:
             title="Model approval",
             description="PendingManualApproval: the rollout waits until the package is approved in SageMaker.",
             section="SageMaker",
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -253,7 +199,7 @@ def eks_params() -> dict[str, Param]:
     return {
         "step_cpu": _quantity(
             "4", CPU_PATTERN, "Step CPU", "CPU request and limit of each step's pod; the step runs as many threads."
-        ),  # fmt: skip
+        ),
         "step_memory": _quantity("16Gi", MEMORY_PATTERN, "Step memory", "Memory request and limit of each step."),
         "training_workers": Param(
             1,
@@ -263,7 +209,7 @@ def eks_params() -> dict[str, Param]:
             title="Training workers",
             description="1: one pod. More: a Kubeflow TFJob, one TensorFlow worker per pod (training operator).",
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
         "node_features": Param(
             ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
             type="array",
@@ -272,7 +218,7 @@ def eks_params() -> dict[str, Param]:
             description="Node Feature Discovery labels a node must have (value true), e.g. "
             "feature.node.kubernetes.io/cpu-cpuid.AMXBF16 for Sapphire Rapids. Empty: any node.",
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
         "tolerations": Param(
             [],
             type="array",
@@ -291,7 +237,7 @@ def eks_params() -> dict[str, Param]:
             description='Taints of a dedicated node group the pods tolerate, e.g. [{"key": "intel", '
             '"operator": "Exists", "effect": "NoSchedule"}].',
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
         "server_replicas": Param(
             2,
             type="integer",
@@ -300,7 +246,7 @@ def eks_params() -> dict[str, Param]:
             title="Server replicas",
             description="Inference pods (the autoscaler's minimum when it is on).",
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
         "server_cpu": _quantity("2", CPU_PATTERN, "Server CPU", "CPU request and limit of each inference pod."),
         "server_memory": _quantity("4Gi", MEMORY_PATTERN, "Server memory", "Memory of each inference pod."),
         "autoscale_max_replicas": Param(
@@ -311,7 +257,7 @@ def eks_params() -> dict[str, Param]:
             title="Autoscale up to",
             description="0: a fixed number of replicas. More: a HorizontalPodAutoscaler on CPU, up to this many.",
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
         "rollout_timeout_minutes": Param(
             15,
             type="integer",
@@ -320,5 +266,5 @@ def eks_params() -> dict[str, Param]:
             title="Rollout timeout (minutes)",
             description="A rollout not complete by then is undone: the previous revision is applied again.",
             section="Kubernetes",
-        ),  # fmt: skip
+        ),
     }

@@ -4,25 +4,27 @@
                                                             └─► reject                      └───────────┴► deploy
     deploy >> smoke_test >> mark_production;  deploy/smoke_test failed ──► rollback
 
-A platform supplies the steps (how each runs and where artefacts live); the decisions are shared here:
-``gate`` follows the evaluate step's decision, ``choose_rollout`` never deploys from a backfill (production
-never goes back in time) nor when the run's ``deploy`` Param is off, and waits for a person's approval in
-the UI when ``require_approval`` is on. Small JSON (artefact locations, metrics, the decision) travels by
-XCom; artefacts stay in storage.
+A platform (platform.Platform) supplies the steps: how each runs and where artefacts live. The decisions
+are the same on every platform (decisions.py): ``gate`` follows the evaluate step's decision,
+``choose_rollout`` never deploys from a backfill nor when the run's ``deploy`` Param is off, and waits for a
+person's approval in the UI when ``require_approval`` is on; the platforms' train and quantize tasks apply
+the training cache and "quantisation off". Small JSON (artefact locations, metrics, the decision) travels
+by XCom; artefacts stay in storage.
 """
 
 from __future__ import annotations
 
 import os
 from datetime import timedelta
-from types import ModuleType
 
 import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
+from nlp_pipeline import decisions
 from nlp_pipeline.assets import SOURCE_DATA
 from nlp_pipeline.params import pipeline_params
+from nlp_pipeline.platform import Platform
 
 DEFAULT_ARGS = {
     "owner": "mlops",
@@ -37,26 +39,21 @@ APPROVAL_TIMEOUT = timedelta(days=2)
 @task.branch
 def gate(evaluation: dict) -> str:
     """Register a promoted candidate; record a rejected one with the gate's reasons."""
-    return "register" if evaluation["decision"] == "promote" else "reject"
+    return decisions.gate(evaluation)
 
 
 @task.branch
 def choose_rollout(entry: dict, rollout_start: str, **context) -> str | None:
-    params, run_type = context["params"], context["dag_run"].run_type
-    if run_type == "backfill":
-        print(f"{entry['version']} registered; a backfill run never deploys, so production never goes back in time")
-        return None
-    if not params["deploy"]:
-        print(f"{entry['version']} registered; deploy is off for this run")
-        return None
-    return "approve" if params["require_approval"] else rollout_start
+    target, why = decisions.rollout(context["params"], context["dag_run"].run_type, rollout_start)
+    print(f"{entry['version']} registered; {why}")
+    return target
 
 
 def build_pipeline(
-    dag_id: str, platform: ModuleType, *, doc_md: str, tags: list[str], params: dict[str, Param] | None = None
+    dag_id: str, platform: Platform, *, doc_md: str, tags: list[str], params: dict[str, Param] | None = None
 ) -> DAG:
-    """The DAG for ``platform``: a module with the step tasks (stage_dataset ... rollback) and ``ROLLOUT_START``,
-    the first task of its rollout; ``params`` adds the platform's own Params to the shared ones."""
+    """The DAG for ``platform`` (a module with the step tasks and ``ROLLOUT_START``, the first task of its
+    rollout); ``params`` adds the platform's own Params to the shared ones."""
     schedule = AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(os.environ.get("NLP_RETRAIN_SCHEDULE", "@weekly"), timezone="UTC"),
         assets=[SOURCE_DATA],

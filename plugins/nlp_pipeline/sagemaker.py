@@ -26,7 +26,7 @@ from datetime import timedelta
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, smoke
+from nlp_pipeline import artefacts, commands, decisions
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.sagemaker import (
     RunEndpointConfigOperator,
@@ -39,7 +39,9 @@ from nlp_pipeline.operators.sagemaker import (
     run_name,
 )
 from nlp_pipeline.specs import sagemaker as specs
-from nlp_pipeline.specs.sagemaker import PROCESSING
+from tasks.runtime import step_result
+from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
+from tasks.serving import contract
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +58,19 @@ def aws_conn_id() -> str:
 def settings() -> specs.Settings:
     root = artefacts.root()
     if not root.startswith("s3://"):
-        raise AirflowFailException(f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), "
-                                   f"got {root!r}")  # fmt: skip
+        raise AirflowFailException(
+            f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), got {root!r}"
+        )
     # SageMaker writes /opt/ml only as root: its tag of the task image (task-sagemaker) may differ from the
     # pods' non-root one, nlp_task_image (docker/task/Dockerfile).
     role_arn = Variable.get("nlp_sagemaker_role_arn", None)
     image_uri = Variable.get("nlp_sagemaker_image", None) or Variable.get("nlp_task_image", None)
     required = {"nlp_sagemaker_role_arn": role_arn, "nlp_sagemaker_image (or nlp_task_image)": image_uri}
     if missing := [name for name, value in required.items() if value is None]:
-        raise AirflowFailException(f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
-                                   f"SageMaker assumes and the task image's ECR URI (README, SageMaker)")  # fmt: skip
+        raise AirflowFailException(
+            f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
+            f"SageMaker assumes and the task image's ECR URI (README, SageMaker)"
+        )
     return specs.Settings(
         role_arn=role_arn,
         image_uri=image_uri,
@@ -90,17 +95,29 @@ def read_json(uri: str) -> dict:
     return json.loads(_s3_hook().read_key(key, bucket))
 
 
-def _processing(context, name: str, step: str, folder: str, arguments: list[str], inputs: dict[str, str]) -> dict:
-    """``python -m tasks STEP ARGUMENTS`` as a processing job writing ``ROOT/.../RUN_KEY/FOLDER/JOB/``."""
+def _processing(context, name: str, folder: str, command: list[str], inputs: dict[str, str]) -> dict:
+    """``python -m tasks COMMAND`` as a processing job writing ``ROOT/.../RUN_KEY/FOLDER/JOB/``; the job's
+    inputs are mounted where the step's processing contract (tasks/runtime/sagemaker_job.py) finds them."""
     params = context["params"]
     return specs.processing_job(
-        name, settings(), arguments=[step, *arguments], inputs=inputs, output=step_prefix(context, folder, name),
-        instance_type=params["processing_instance_type"], max_runtime_seconds=params["max_runtime_hours"] * 3600,
-    )  # fmt: skip
+        name,
+        settings(),
+        arguments=command,
+        inputs=inputs,
+        output=step_prefix(context, folder, name),
+        instance_type=params["processing_instance_type"],
+        max_runtime_seconds=params["max_runtime_hours"] * 3600,
+    )
 
 
 def _output_of(result: dict) -> str:
     return result["Processing"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
+
+
+def _result(step: str, uri: str) -> dict:
+    """What the pipeline needs of the step's report under ``uri`` (as tasks/runtime/step_result.py selects it)."""
+    report, select = step_result.RESULTS[step]
+    return select(read_json(f"{uri}/{report}"))
 
 
 # ---- stage_dataset ------------------------------------------------------------------------------------------------
@@ -110,87 +127,116 @@ def _stage_config(context, name: str) -> dict:
     params, inputs = context["params"], {}
     source, tokenizer = params["source"], params["base_model"]
     if source.startswith("s3://"):
-        inputs["source"], source = source, f"{PROCESSING}/input/source"
+        inputs["source"], source = source, f"{PROCESSING_INPUT}/source"
     if tokenizer.startswith("s3://"):
-        inputs["tokenizer"], tokenizer = tokenizer, f"{PROCESSING}/input/tokenizer"
-    arguments = ["--source", source, "--output", f"{PROCESSING}/output", "--tokenizer", tokenizer,
-                 "--max-seq-length", str(params["max_seq_length"])]  # fmt: skip
-    return _processing(context, name, "stage", "staged", arguments, inputs)
+        inputs["tokenizer"], tokenizer = tokenizer, f"{PROCESSING_INPUT}/tokenizer"
+    command = commands.command("stage", params, source=source, tokenizer=tokenizer, output=PROCESSING_OUTPUT)
+    return _processing(context, name, "staged", command, inputs)
 
 
 def _stage_summary(context, result: dict) -> dict:
     uri = _output_of(result)
-    manifest = read_json(f"{uri}/manifest.json")
-    return {"uri": uri, "fingerprint": manifest["fingerprint"],
-            "rows": {name: split["rows"] for name, split in manifest["splits"].items()}}  # fmt: skip
+    return {"uri": uri} | _result("stage", uri)
 
 
 def stage_dataset():
-    return StepProcessingOperator(task_id="stage_dataset", kind="stage", build_config=_stage_config,
-                                  summarize=_stage_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
-                                  check_interval=CHECK_INTERVAL, outlets=[STAGED_DATA]).output  # fmt: skip
+    return StepProcessingOperator(
+        task_id="stage_dataset",
+        kind="stage",
+        build_config=_stage_config,
+        summarize=_stage_summary,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+        outlets=[STAGED_DATA],
+    ).output
 
 
 # ---- train --------------------------------------------------------------------------------------------------------
 def _train_config(context, name: str) -> dict:
     params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
+    decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
     hours = params["max_runtime_hours"]
     return specs.training_job(
-        name, settings(), staged=staged["uri"], base_model=params["base_model"],
-        hyperparameters={key: params[key] for key in ("epochs", "batch_size", "learning_rate", "precision", "seed")},
-        output=f"{artefacts.run_folder(context)}/model", checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
-        instance_type=params["training_instance_type"], instance_count=params["training_instance_count"],
-        max_runtime_seconds=hours * 3600, spot=params["spot_training"], max_wait_seconds=2 * hours * 3600,
-    )  # fmt: skip
+        name,
+        settings(),
+        staged=staged["uri"],
+        base_model=params["base_model"],
+        hyperparameters=commands.values("train", params, model=None),
+        output=f"{artefacts.run_folder(context)}/model",
+        checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
+        instance_type=params["training_instance_type"],
+        instance_count=params["training_instance_count"],
+        max_runtime_seconds=hours * 3600,
+        spot=params["spot_training"],
+        max_wait_seconds=2 * hours * 3600,
+    )
 
 
 def _train_summary(context, result: dict) -> dict:
     job = result["Training"]
-    return {"job": job["TrainingJobName"], "model": job["ModelArtifacts"]["S3ModelArtifacts"],
-            "billable_seconds": job.get("BillableTimeInSeconds")}  # fmt: skip
+    return {
+        "job": job["TrainingJobName"],
+        "model": job["ModelArtifacts"]["S3ModelArtifacts"],
+        "billable_seconds": job.get("BillableTimeInSeconds"),
+    }
 
 
 def train(staged):
-    operator = StepTrainingOperator(task_id="train", kind="train", build_config=_train_config,
-                                    summarize=_train_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
-                                    check_interval=CHECK_INTERVAL, print_log=True)  # fmt: skip
+    operator = StepTrainingOperator(
+        task_id="train",
+        kind="train",
+        build_config=_train_config,
+        summarize=_train_summary,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+        print_log=True,
+    )
     staged >> operator
     return operator.output
 
 
 # ---- quantize -----------------------------------------------------------------------------------------------------
 def _quantize_config(context, name: str) -> dict:
-    params, ti = context["params"], context["ti"]
-    if not params["quantize"]:
-        raise AirflowSkipException("quantisation is off for this run: the FP32 model is the candidate")
+    ti = context["ti"]
     inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
-    arguments = ["--tolerance", str(params["quantization_tolerance"]), "--timing", params["timing"]]
-    return _processing(context, name, "quantize", "quantized", arguments, inputs)
+    return _processing(context, name, "quantized", commands.command("quantize", context["params"]), inputs)
 
 
 def _quantize_summary(context, result: dict) -> dict:
     uri = _output_of(result)
-    report = read_json(f"{uri}/quantization.json")
-    return {"model": uri} | {key: report.get(key) for key in ("chosen_precision", "reason", "speedup_b32")}
+    return {"model": uri} | _result("quantize", uri)
+
+
+def _unquantized(context) -> dict | None:
+    return decisions.unquantized_candidate(context["params"], context["ti"].xcom_pull(task_ids="train"))
 
 
 def quantize(staged, trained):
-    operator = StepProcessingOperator(task_id="quantize", kind="quantize", build_config=_quantize_config,
-                                      summarize=_quantize_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
-                                      check_interval=CHECK_INTERVAL)  # fmt: skip
+    operator = StepProcessingOperator(
+        task_id="quantize",
+        kind="quantize",
+        build_config=_quantize_config,
+        summarize=_quantize_summary,
+        result_without_job=_unquantized,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+    )
     [staged, trained] >> operator
     return operator.output
 
 
 # ---- evaluate -----------------------------------------------------------------------------------------------------
 def candidate_model(ti) -> str:
-    """The quantised model when quantisation ran, else the trained one (its model.tar.gz)."""
-    quantized = ti.xcom_pull(task_ids="quantize")
-    return quantized["model"] if quantized else ti.xcom_pull(task_ids="train")["model"]
+    """The quantize task's candidate: the INT8 or FP32 model it chose, or the trained one (its model.tar.gz)."""
+    return ti.xcom_pull(task_ids="quantize")["model"]
 
 
-def endpoint_model(hook, endpoint: str) -> str | None:
-    """The model data the endpoint serves now (the champion), or None when there is no endpoint yet."""
+def endpoint_model(hook, endpoint: str) -> dict | None:
+    """The model the endpoint serves now (``model``: its data, ``version``: the SageMaker model, and what it
+    was trained from: ``data_fingerprint``, ``config``), or None when there is no endpoint yet."""
     from botocore.exceptions import ClientError
 
     try:
@@ -201,36 +247,46 @@ def endpoint_model(hook, endpoint: str) -> str | None:
         raise
     model_name = hook.describe_endpoint_config(config)["ProductionVariants"][0]["ModelName"]
     container = hook.describe_model(model_name)["PrimaryContainer"]
-    return container.get("ModelDataUrl") or container["ModelDataSource"]["S3DataSource"]["S3Uri"]
+    environment = container.get("Environment") or {}
+    return {
+        "model": container.get("ModelDataUrl") or container["ModelDataSource"]["S3DataSource"]["S3Uri"],
+        "version": model_name,
+        "data_fingerprint": environment.get(specs.DATA_FINGERPRINT_ENV),
+        "config": json.loads(environment.get(specs.TRAINING_CONFIG_ENV, "null")),
+    }
+
+
+def production_model(context) -> dict | None:
+    """The model the endpoint serves: SageMaker's production model."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    return endpoint_model(SageMakerHook(aws_conn_id=aws_conn_id()), settings().endpoint_name)
 
 
 def _evaluate_config(context, name: str) -> dict:
-    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
     params, ti = context["params"], context["ti"]
     inputs = {"model": candidate_model(ti), "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
-    champion = endpoint_model(SageMakerHook(aws_conn_id=aws_conn_id()), settings().endpoint_name)
-    if champion:
-        inputs["champion"] = champion
-    arguments = ["--min-accuracy", params["min_accuracy"], "--min-f1", params["min_f1"],
-                 "--max-int8-loss", params["max_int8_loss"], "--champion-margin", params["champion_margin"],
-                 "--timing", params["timing"]]  # fmt: skip
-    return _processing(context, name, "evaluate", "evaluation", [str(argument) for argument in arguments], inputs)
+    if champion := production_model(context):
+        inputs["champion"] = champion["model"]
+    return _processing(context, name, "evaluation", commands.command("evaluate", params), inputs)
 
 
 def _evaluate_summary(context, result: dict) -> dict:
     uri = _output_of(result)
-    evaluation = read_json(f"{uri}/evaluation.json")
-    keys = ("decision", "reasons", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision")
-    return {"evaluation": f"{uri}/evaluation.json", "model": candidate_model(context["ti"]),
-            "champion": evaluation.get("champion") and {k: evaluation["champion"][k] for k in ("accuracy", "f1")},
-            } | {key: evaluation[key] for key in keys}  # fmt: skip
+    report, _ = step_result.RESULTS["evaluate"]
+    return {"evaluation": f"{uri}/{report}", "model": candidate_model(context["ti"])} | _result("evaluate", uri)
 
 
 def evaluate(staged, candidate):
-    operator = StepProcessingOperator(task_id="evaluate", kind="evaluate", build_config=_evaluate_config,
-                                      summarize=_evaluate_summary, aws_conn_id=AWS_CONN_ID, deferrable=True,
-                                      check_interval=CHECK_INTERVAL, trigger_rule="none_failed")  # fmt: skip
+    operator = StepProcessingOperator(
+        task_id="evaluate",
+        kind="evaluate",
+        build_config=_evaluate_config,
+        summarize=_evaluate_summary,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+    )
     [staged, candidate] >> operator
     return operator.output
 
@@ -238,18 +294,25 @@ def evaluate(staged, candidate):
 # ---- register / reject --------------------------------------------------------------------------------------------
 def _package(context) -> dict:
     ti = context["ti"]
-    lineage = {"data_fingerprint": ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
-               "base_model": context["params"]["base_model"], "run_id": context["run_id"]}  # fmt: skip
+    lineage = {
+        "data_fingerprint": ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
+        "base_model": context["params"]["base_model"],
+        "run_id": context["run_id"],
+    }
     return specs.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage)
 
 
 def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
     return RunModelVersionOperator(
-        task_id=task_id, build_extras=_package, approval=approval, aws_conn_id=AWS_CONN_ID,
+        task_id=task_id,
+        build_extras=_package,
+        approval=approval,
+        aws_conn_id=AWS_CONN_ID,
         package_group_name="{{ var.value.get('nlp_model_package_group', 'nlp-paraphrase') }}",
         package_group_desc="Paraphrase classifiers (BERT, INT8) trained by the nlp_sagemaker DAG",
-        approval_poll=timedelta(minutes=1), approval_timeout=timedelta(days=2),
-    )  # fmt: skip
+        approval_poll=timedelta(minutes=1),
+        approval_timeout=timedelta(days=2),
+    )
 
 
 def register(evaluation):
@@ -268,47 +331,70 @@ def reject(evaluation):
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
 def _model_config(context, name: str) -> dict:
-    model_data = context["ti"].xcom_pull(task_ids="evaluate")["model"]
-    return specs.model(name, settings(), model_data)
+    ti = context["ti"]
+    lineage = {
+        specs.DATA_FINGERPRINT_ENV: ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
+        specs.TRAINING_CONFIG_ENV: json.dumps(decisions.training_config(context["params"]), sort_keys=True),
+    }
+    return specs.model(name, settings(), ti.xcom_pull(task_ids="evaluate")["model"], lineage)
 
 
 def _endpoint_config(context, name: str) -> dict:
     params = context["params"]
-    return specs.endpoint_config(name, run_name("model", context),
-                                              instance_type=params["endpoint_instance_type"],
-                                              instance_count=params["endpoint_instance_count"])  # fmt: skip
+    return specs.endpoint_config(
+        name,
+        run_name("model", context),
+        instance_type=params["endpoint_instance_type"],
+        instance_count=params["endpoint_instance_count"],
+    )
 
 
 def _deployment(context, config_name: str) -> tuple[str, dict]:
     params = context["params"]
-    policy = specs.deployment_config(traffic=params["traffic_shifting"],
-                                                  step_percent=params["traffic_step_percent"],
-                                                  baking_minutes=params["baking_minutes"],
-                                                  alarms=params["rollback_alarms"])  # fmt: skip
+    policy = specs.deployment_config(
+        traffic=params["traffic_shifting"],
+        step_percent=params["traffic_step_percent"],
+        baking_minutes=params["baking_minutes"],
+        alarms=params["rollback_alarms"],
+    )
     return settings().endpoint_name, policy
 
 
 def deploy(entry):
     """create_model >> create_endpoint_config >> deploy; returns deploy's XCom (endpoint, config, previous)."""
-    model = RunModelOperator(task_id="create_model", build_config=_model_config, aws_conn_id=AWS_CONN_ID,
-                             trigger_rule="none_failed_min_one_success")  # fmt: skip
-    config = RunEndpointConfigOperator(task_id="create_endpoint_config", build_config=_endpoint_config,
-                                       aws_conn_id=AWS_CONN_ID)  # fmt: skip
-    endpoint = VerifiedEndpointOperator(task_id="deploy", build_config=_deployment, aws_conn_id=AWS_CONN_ID,
-                                        deferrable=True, check_interval=CHECK_INTERVAL)  # fmt: skip
+    model = RunModelOperator(
+        task_id="create_model",
+        build_config=_model_config,
+        aws_conn_id=AWS_CONN_ID,
+        trigger_rule="none_failed_min_one_success",
+    )
+    config = RunEndpointConfigOperator(
+        task_id="create_endpoint_config", build_config=_endpoint_config, aws_conn_id=AWS_CONN_ID
+    )
+    endpoint = VerifiedEndpointOperator(
+        task_id="deploy",
+        build_config=_deployment,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+    )
     entry >> model >> config >> endpoint
     return endpoint.output
 
 
 @task
 def smoke_test(deployed: dict) -> dict:
-    """Send the smoke pairs (smoke.py) through InvokeEndpoint; the answer must have the contract's shape."""
+    """Send the smoke pairs (tasks/serving/contract.py) through InvokeEndpoint; the answer must have the contract's shape."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
     runtime = AwsBaseHook(aws_conn_id=aws_conn_id(), client_type="sagemaker-runtime").conn
-    response = runtime.invoke_endpoint(EndpointName=deployed["endpoint"], ContentType="application/json",
-                                       Accept="application/json", Body=json.dumps(smoke.REQUEST))  # fmt: skip
-    body, problems = smoke.problems(response["Body"].read())
+    response = runtime.invoke_endpoint(
+        EndpointName=deployed["endpoint"],
+        ContentType="application/json",
+        Accept="application/json",
+        Body=json.dumps(contract.SMOKE_REQUEST),
+    )
+    body, problems = contract.answer_problems(response["Body"].read())
     if problems:
         raise AirflowException(f"smoke test of endpoint {deployed['endpoint']} failed: {'; '.join(problems)}")
     log.info("endpoint %s (%s) answers: %s", deployed["endpoint"], deployed["config"], body["labels"])
@@ -323,8 +409,9 @@ def mark_production(entry: dict, smoke: dict) -> dict:
     sagemaker = SageMakerHook(aws_conn_id=aws_conn_id()).conn
 
     def mark(arn: str, stage: str) -> None:
-        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
-                                       CustomerMetadataProperties={"stage": stage})  # fmt: skip
+        sagemaker.update_model_package(
+            ModelPackageArn=arn, ModelApprovalStatus="Approved", CustomerMetadataProperties={"stage": stage}
+        )
 
     group = settings().model_package_group
     for summary in sagemaker.list_model_packages(ModelPackageGroupName=group).get("ModelPackageSummaryList", []):
@@ -353,8 +440,11 @@ def rollback(**context) -> None:
     if serving != ours:
         raise AirflowSkipException(f"{endpoint} serves {serving}, not this run's {ours}: nothing to roll back")
     log.info("rolling %s back from %s to %s", endpoint, ours, previous)
-    hook.update_endpoint({"EndpointName": endpoint, "EndpointConfigName": previous}, wait_for_completion=True,
-                         check_interval=CHECK_INTERVAL)  # fmt: skip
+    hook.update_endpoint(
+        {"EndpointName": endpoint, "EndpointConfigName": previous},
+        wait_for_completion=True,
+        check_interval=CHECK_INTERVAL,
+    )
     serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
     if serving != previous:
         raise AirflowException(f"rollback of {endpoint} to {previous} did not take: it serves {serving}")

@@ -43,8 +43,10 @@ def run_airflow(env: dict, *args: str, check: bool = True, timeout: float = 900)
     """``airflow ARGS`` with ``env``; its exit status checked unless ``check`` is false."""
     result = subprocess.run([str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"airflow {' '.join(args)} exited {result.returncode} (whole output: "
-                             f"{keep_output(result, args)}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}")  # fmt: skip
+        raise AssertionError(
+            f"airflow {' '.join(args)} exited {result.returncode} (whole output: "
+            f"{keep_output(result, args)}):\n{result.stdout[-6000:]}\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -103,8 +105,10 @@ def fake_kubernetes(tmp_path, monkeypatch):
     from tests.fakes.sagemaker import IMAGE
 
     cluster = FakeKubernetes(tmp_path / "cluster", poll=0.2)
-    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(cluster.kubeconfig(tmp_path / "kubeconfig")),
-                                                       "namespace": "nlp"}}  # fmt: skip
+    connection = {
+        "conn_type": "kubernetes",
+        "extra": {"kube_config_path": str(cluster.kubeconfig(tmp_path / "kubeconfig")), "namespace": "nlp"},
+    }
     cluster.env = {
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(connection),
         "AIRFLOW_VAR_NLP_TASK_IMAGE": IMAGE,

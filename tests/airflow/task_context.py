@@ -15,10 +15,25 @@ class TaskInstance(SimpleNamespace):
         return self.xcom.get((task_ids, key))
 
 
-def task_context(dag_id: str, task_id: str, params: dict, *, logical_date: pendulum.DateTime, run_id: str,
-                 try_number: int = 1, xcom: dict | None = None) -> dict:  # fmt: skip
-    ti = TaskInstance(dag_id=dag_id, task_id=task_id, run_id=run_id, try_number=try_number, map_index=-1,
-                      xcom=dict(xcom or {}), start_date=pendulum.now("UTC"))  # fmt: skip
+def task_context(
+    dag_id: str,
+    task_id: str,
+    params: dict,
+    *,
+    logical_date: pendulum.DateTime,
+    run_id: str,
+    try_number: int = 1,
+    xcom: dict | None = None,
+) -> dict:
+    ti = TaskInstance(
+        dag_id=dag_id,
+        task_id=task_id,
+        run_id=run_id,
+        try_number=try_number,
+        map_index=-1,
+        xcom=dict(xcom or {}),
+        start_date=pendulum.now("UTC"),
+    )
     return {
         "ti": ti,
         "run_id": run_id,

@@ -14,8 +14,11 @@ from nlp_pipeline import artefacts  # noqa: E402
 
 def context(try_number: int = 1) -> dict:
     logical_date = pendulum.datetime(2025, 1, 1, tz="UTC")
-    return {"dag": SimpleNamespace(dag_id="nlp_local"), "ti": SimpleNamespace(try_number=try_number),
-            "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date)}  # fmt: skip
+    return {
+        "dag": SimpleNamespace(dag_id="nlp_local"),
+        "ti": SimpleNamespace(try_number=try_number),
+        "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date),
+    }
 
 
 def test_a_local_root_keys_artefacts_by_dag_and_logical_date(tmp_path, monkeypatch):

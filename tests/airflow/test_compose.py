@@ -136,8 +136,12 @@ def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, t
     line = next(line for line in script.splitlines() if "json.dump" in line)
     writer = shlex.split(line.rstrip("\\"))
     password = 'pa"ss\\word'
-    result = subprocess.run(writer, capture_output=True, text=True, check=True,
-                            env={"PATH": os.environ["PATH"], "_AIRFLOW_WWW_USER_USERNAME": "admin",
-                                 "_AIRFLOW_WWW_USER_PASSWORD": password})  # fmt: skip
+    result = subprocess.run(
+        writer,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": os.environ["PATH"], "_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": password},
+    )
     assert json.loads(result.stdout) == {"admin": password}
     assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"

@@ -48,15 +48,28 @@ def test_each_dag_has_owner_retries_tags_docs_and_no_cycle(dag_bag):
             assert task.retries >= 1 and task.retry_exponential_backoff, task.task_id
 
 
-ROLLOUT = {"nlp_local": ["deploy"], "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"],
-           "nlp_eks": ["deploy"]}  # fmt: skip
+ROLLOUT = {
+    "nlp_local": ["deploy"],
+    "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"],
+    "nlp_eks": ["deploy"],
+}
 
 
 @pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
 def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     dag = dag_bag.dags[dag_id]
-    order = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", *ROLLOUT[dag_id],
-             "smoke_test", "mark_production"]  # fmt: skip
+    order = [
+        "stage_dataset",
+        "train",
+        "quantize",
+        "evaluate",
+        "gate",
+        "register",
+        "choose_rollout",
+        *ROLLOUT[dag_id],
+        "smoke_test",
+        "mark_production",
+    ]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids, (upstream, downstream)
     assert dag.get_task("gate").downstream_task_ids == {"register", "reject"}
@@ -111,3 +124,12 @@ def test_every_param_is_typed_and_described(dag_bag):
     for dag in dag_bag.dags.values():
         for name, param in dag.params.items():
             assert param.schema.get("type") and param.description, (dag.dag_id, name)
+
+
+def test_airflow_loads_no_module_of_the_plugins_folder_as_a_plugin():
+    """Airflow executes each .py file of the plugins folder as a top-level module named after the file, which
+    would replace the standard library's ``platform`` and the ``kubernetes`` client with nlp_pipeline's."""
+    from airflow._shared.module_loading import find_path_from_directory
+
+    loaded = [path for path in find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")]
+    assert [path for path in loaded if path.endswith(".py")] == []

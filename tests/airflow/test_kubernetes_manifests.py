@@ -1,5 +1,6 @@
 """The nlp_eks pipeline's Kubernetes objects: valid against the Kubernetes 1.37 schema, with the fields that matter."""
 
+import json
 import sys
 
 import kubernetes_validate
@@ -25,8 +26,13 @@ def valid(manifest: dict) -> dict:
 
 
 def deployment(**overrides) -> dict:
-    arguments = {"replicas": 2, "resources": k8s.Resources(), "placement": PLACEMENT, "service_account": "nlp-tasks",
-                 "volume_claim": None} | overrides  # fmt: skip
+    arguments = {
+        "replicas": 2,
+        "resources": k8s.Resources(),
+        "placement": PLACEMENT,
+        "service_account": "nlp-tasks",
+        "volume_claim": None,
+    } | overrides
     return valid(k8s.inference_deployment("nlp-server", "nlp", IMAGE, "s3://bucket/run/quantized/", **arguments))
 
 
@@ -55,8 +61,11 @@ def test_pods_go_to_intel_nodes_with_the_features_and_size_threads_from_their_cp
         "limits": {"cpu": "4", "memory": "8Gi"},
     }
     threads = next(variable for variable in container["env"] if variable["name"] == "OMP_NUM_THREADS")
-    assert threads["valueFrom"]["resourceFieldRef"] == {"containerName": "server", "resource": "limits.cpu",
-                                                        "divisor": "1"}  # fmt: skip
+    assert threads["valueFrom"]["resourceFieldRef"] == {
+        "containerName": "server",
+        "resource": "limits.cpu",
+        "divisor": "1",
+    }
     unplaced = k8s.intel_placement(k8s.Placement(node_features=(), tolerations=()))
     assert unplaced == {}, "no NFD labels asked for: any node"
 
@@ -68,12 +77,26 @@ def test_a_shared_volume_is_mounted_when_artefacts_live_on_a_claim():
 
 
 def test_a_step_pod_is_a_valid_pod():
-    container = k8s.step_container("stage", IMAGE, ["stage", "--source", "s3://b/raw/", "--output", "/artefacts/x"],
-                                   k8s.Resources(cpu_limit="8"), env={"AWS_REGION": "us-east-1"},
-                                   volume_claim="nlp-artefacts")  # fmt: skip
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "nlp-stage", "namespace": "nlp"},
-           "spec": {"containers": [container], "restartPolicy": "Never", "serviceAccountName": "nlp-tasks",
-                    "volumes": k8s.artefact_volumes("nlp-artefacts")} | k8s.intel_placement(PLACEMENT)}  # fmt: skip
+    container = k8s.step_container(
+        "stage",
+        IMAGE,
+        ["stage", "--source", "s3://b/raw/", "--output", "/artefacts/x"],
+        k8s.Resources(cpu_limit="8"),
+        env={"AWS_REGION": "us-east-1"},
+        volume_claim="nlp-artefacts",
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "nlp-stage", "namespace": "nlp"},
+        "spec": {
+            "containers": [container],
+            "restartPolicy": "Never",
+            "serviceAccountName": "nlp-tasks",
+            "volumes": k8s.artefact_volumes("nlp-artefacts"),
+        }
+        | k8s.intel_placement(PLACEMENT),
+    }
     valid(pod)
     assert {"name": "AWS_REGION", "value": "us-east-1"} in container["env"]
 
@@ -98,9 +121,17 @@ def test_an_invalid_object_is_refused_by_the_schema():
 
 
 def test_a_multi_worker_training_is_a_tfjob_whose_pods_are_valid():
-    job = k8s.tf_job("nlp-train-x", "nlp", IMAGE, ["train", "--data", "/artefacts/staged"], workers=3,
-                     resources=k8s.Resources(cpu_limit="16"), placement=PLACEMENT, service_account="nlp-tasks",
-                     volume_claim="nlp-artefacts")  # fmt: skip
+    job = k8s.tf_job(
+        "nlp-train-x",
+        "nlp",
+        IMAGE,
+        ["train", "--data", "/artefacts/staged"],
+        workers=3,
+        resources=k8s.Resources(cpu_limit="16"),
+        placement=PLACEMENT,
+        service_account="nlp-tasks",
+        volume_claim="nlp-artefacts",
+    )
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "TFJob")  # a CRD: no schema in Kubernetes
     worker = job["spec"]["tfReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 3 and worker["restartPolicy"] == "OnFailure"
@@ -118,15 +149,31 @@ def eks_context(monkeypatch, **params) -> dict:
     from tests.airflow.task_context import task_context
 
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
+    from nlp_pipeline import eks
+
+    monkeypatch.setattr(eks, "production_model", lambda context=None: None)  # no server yet
     defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
-    xcom = {("stage_dataset", "return_value"): {"data": "/artefacts/nlp_eks/20260501T000000Z/staged"},
-            ("train", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/model"},
-            ("quantize", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/quantized"},
-            ("evaluate", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/quantized",
-                                           "evaluation": "/artefacts/nlp_eks/20260501T000000Z/evaluation"},
-            ("register", "return_value"): {"id": 7}}  # fmt: skip
-    return task_context("nlp_eks", "stage_dataset", defaults | {"tolerations": list(PLACEMENT.tolerations)} | params,
-                        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="manual__x", xcom=xcom)  # fmt: skip
+    xcom = {
+        ("stage_dataset", "return_value"): {
+            "data": "/artefacts/nlp_eks/20260501T000000Z/staged",
+            "fingerprint": "sha256:0f",
+        },
+        ("train", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/model"},
+        ("quantize", "return_value"): {"model": "/artefacts/nlp_eks/20260501T000000Z/quantized"},
+        ("evaluate", "return_value"): {
+            "model": "/artefacts/nlp_eks/20260501T000000Z/quantized",
+            "evaluation": "/artefacts/nlp_eks/20260501T000000Z/evaluation",
+        },
+        ("register", "return_value"): {"id": 7},
+    }
+    return task_context(
+        "nlp_eks",
+        "stage_dataset",
+        defaults | {"tolerations": list(PLACEMENT.tolerations)} | params,
+        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
+        run_id="manual__x",
+        xcom=xcom,
+    )
 
 
 def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypatch):
@@ -136,7 +183,8 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
     from nlp_pipeline.pipeline import build_pipeline
 
     context = eks_context(monkeypatch)
-    monkeypatch.setattr(eks, "_served_model", lambda: "/artefacts/nlp_eks/20260424T000000Z/quantized")
+    production = {"model": "/artefacts/nlp_eks/20260424T000000Z/quantized", "data_fingerprint": None, "config": None}
+    monkeypatch.setattr(eks, "production_model", lambda context=None: production)
     dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
     steps = {}
     for task_id in ("stage_dataset", "train", "quantize", "evaluate", "register", "reject", "mark_production"):
@@ -147,8 +195,10 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
         steps[task_id] = container["args"]
         assert container["name"] == "base" and container["image"] == IMAGE
         assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
-        assert container["resources"] == {"requests": {"cpu": "4", "memory": "16Gi"},
-                                          "limits": {"cpu": "4", "memory": "16Gi"}}  # fmt: skip
+        assert container["resources"] == {
+            "requests": {"cpu": "4", "memory": "16Gi"},
+            "limits": {"cpu": "4", "memory": "16Gi"},
+        }
         assert {"name": "TASKS_RESULT_FILE", "value": "/dev/termination-log"} in container["env"]
         assert container["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts"}]
         assert pod["spec"]["serviceAccountName"] == "nlp-pipeline" and pod["spec"]["restartPolicy"] == "Never"
@@ -170,7 +220,7 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
 
 
 def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
-    from nlp_pipeline import eks
+    from nlp_pipeline import decisions, eks
 
     context = eks_context(monkeypatch, training_workers=4, server_replicas=3, autoscale_max_replicas=8)
     job = eks._tf_job(context)
@@ -179,18 +229,33 @@ def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
     assert worker["replicas"] == 4 and worker["template"]["spec"]["containers"][0]["args"][0] == "train"
     valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "worker"}, "template": worker["template"]})
 
-    service, deployment, budget, autoscaler = [valid(manifest) for manifest in eks._server_objects(
-        context, "/artefacts/nlp_eks/20260501T000000Z/quantized", "/artefacts/nlp_eks/20260424T000000Z/quantized")]  # fmt: skip
+    service, deployment, budget, autoscaler = [
+        valid(manifest)
+        for manifest in eks._server_objects(
+            context,
+            "/artefacts/nlp_eks/20260501T000000Z/quantized",
+            "/artefacts/nlp_eks/20260424T000000Z/quantized",
+            eks._lineage(context),
+        )
+    ]
     assert [manifest["kind"] for manifest in (service, deployment, budget, autoscaler)] == [
-        "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler"]  # fmt: skip
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+    ]
     assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
     assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 8)
     assert deployment["metadata"]["annotations"] == {
-        "nlp.pipeline/previous-model-uri": "/artefacts/nlp_eks/20260424T000000Z/quantized"}  # fmt: skip
+        "nlp.pipeline/previous-model-uri": "/artefacts/nlp_eks/20260424T000000Z/quantized",
+        "nlp.pipeline/data-fingerprint": "sha256:0f",
+        "nlp.pipeline/training-config": json.dumps(decisions.training_config(context["params"]), sort_keys=True),
+    }
     assert budget["spec"] == {"selector": {"matchLabels": service["spec"]["selector"]}, "maxUnavailable": 1}
-    fixed = eks._server_objects(context | {"params": context["params"] | {"autoscale_max_replicas": 0}}, "m", None)
+    fixed_size = context | {"params": context["params"] | {"autoscale_max_replicas": 0}}
+    fixed = eks._server_objects(fixed_size, "m", None, {})
     assert [manifest["kind"] for manifest in fixed] == ["Service", "Deployment", "PodDisruptionBudget"]
-    assert fixed[1]["spec"]["replicas"] == 3 and "annotations" not in fixed[1]["metadata"]
+    assert fixed[1]["spec"]["replicas"] == 3 and fixed[1]["metadata"]["annotations"] == {}, "a rollback: no lineage"
 
 
 CLUSTER_MANIFESTS = sorted((REPO / "docker" / "kubernetes").glob("*.yaml"))
@@ -209,16 +274,25 @@ def airflow_role() -> dict:
 def forbidden(calls: set[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
     """The (group, resource, verb) calls the Airflow workers' Role does not allow."""
     rules = airflow_role()["rules"]
-    return {(group, resource, verb) for group, resource, verb in calls
-            if not any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
-                       for rule in rules)}  # fmt: skip
+    return {
+        (group, resource, verb)
+        for group, resource, verb in calls
+        if not any(
+            group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"] for rule in rules
+        )
+    }
 
 
 def test_the_cluster_prerequisites_are_valid_and_agree_with_the_dag_defaults():
     objects = [valid(obj) for obj in cluster_objects()]
     kinds = {(obj["kind"], obj["metadata"]["name"]) for obj in objects}
-    assert kinds == {("Namespace", "nlp"), ("ServiceAccount", "nlp-pipeline"), ("PersistentVolumeClaim", "nlp-artefacts"),
-                     ("Role", "nlp-airflow"), ("RoleBinding", "nlp-airflow")}  # fmt: skip
+    assert kinds == {
+        ("Namespace", "nlp"),
+        ("ServiceAccount", "nlp-pipeline"),
+        ("PersistentVolumeClaim", "nlp-artefacts"),
+        ("Role", "nlp-airflow"),
+        ("RoleBinding", "nlp-airflow"),
+    }
     assert all(obj["metadata"].get("namespace", "nlp") == "nlp" for obj in objects)
     [claim] = [obj for obj in objects if obj["kind"] == "PersistentVolumeClaim"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "TFJob workers and server pods mount it at once"

@@ -28,16 +28,29 @@ RUN_ID = "manual__2026-05-01"
 def context(task_id: str, try_number: int = 1, xcom: dict | None = None, **params) -> dict:
     defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
     small = {"step_cpu": "1", "step_memory": "2Gi", "node_features": []}
-    return task_context("nlp_eks", task_id, defaults | small | params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
-                        run_id=RUN_ID, try_number=try_number, xcom=xcom)  # fmt: skip
+    return task_context(
+        "nlp_eks",
+        task_id,
+        defaults | small | params,
+        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
+        run_id=RUN_ID,
+        try_number=try_number,
+        xcom=xcom or {("stage_dataset", "return_value"): {"fingerprint": "sha256:0f"}},
+    )
 
 
 def stage_operator(**kwargs) -> StepPodOperator:
-    return StepPodOperator(task_id="stage_dataset", step="stage",
-                           build_pod=lambda ctx: eks._pod(ctx, eks._stage_arguments(ctx)),
-                           summarize=lambda ctx, result: {"data": eks.step_output(ctx, "staged")} | result,
-                           kubernetes_conn_id="kubernetes_default", namespace="nlp", poll_interval=1,
-                           startup_check_interval_seconds=1, **kwargs)  # fmt: skip
+    return StepPodOperator(
+        task_id="stage_dataset",
+        step="stage",
+        build_pod=lambda ctx: eks._pod(ctx, eks._stage_arguments(ctx)),
+        summarize=lambda ctx, result: {"data": eks.step_output(ctx, "staged")} | result,
+        kubernetes_conn_id="kubernetes_default",
+        namespace="nlp",
+        poll_interval=1,
+        startup_check_interval_seconds=1,
+        **kwargs,
+    )
 
 
 def task_log(capsys, caplog) -> str:
@@ -102,11 +115,16 @@ def test_the_amazon_provider_gives_access_to_an_eks_cluster(fake_kubernetes, s3,
     from moto.backends import get_backend
 
     eks_api = boto3.client("eks", region_name="us-east-1")
-    eks_api.create_cluster(name="nlp-eks", roleArn="arn:aws:iam::123456789012:role/eks",
-                           resourcesVpcConfig={"subnetIds": ["subnet-1"]})  # fmt: skip
+    eks_api.create_cluster(
+        name="nlp-eks", roleArn="arn:aws:iam::123456789012:role/eks", resourcesVpcConfig={"subnetIds": ["subnet-1"]}
+    )
     get_backend("eks")["123456789012"]["us-east-1"].clusters["nlp-eks"].endpoint = fake_kubernetes.url
-    aws = {"conn_type": "aws", "login": "testing", "password": "testing",
-           "extra": {"region_name": "us-east-1", "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]}}  # fmt: skip
+    aws = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"region_name": "us-east-1", "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps(aws))
     monkeypatch.setenv("AIRFLOW_CONN_KUBERNETES_DEFAULT", json.dumps({"conn_type": "kubernetes"}))
     monkeypatch.setenv("AIRFLOW_VAR_NLP_EKS_CLUSTER_NAME", "nlp-eks")
@@ -155,14 +173,24 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
     fake_kubernetes, staged_data, tiny_model, capsys, caplog
 ):
     caplog.set_level(logging.INFO)
-    run = context("train", xcom={("stage_dataset", "return_value"): {"data": str(staged_data)}},
-                  base_model=str(tiny_model), training_workers=2, epochs=1, batch_size=16)  # fmt: skip
+    run = context(
+        "train",
+        xcom={("stage_dataset", "return_value"): {"data": str(staged_data), "fingerprint": "sha256:0f"}},
+        base_model=str(tiny_model),
+        training_workers=2,
+        epochs=1,
+        batch_size=16,
+    )
     operator = TrainOperator(
-        task_id="train", build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)), build_tfjob=eks._tf_job,
+        task_id="train",
+        build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)),
+        build_tfjob=eks._tf_job,
         workers=lambda ctx: ctx["params"]["training_workers"],
         summarize=lambda ctx, result: {"model": eks.step_output(ctx, "model")} | result,
-        kubernetes_conn_id="kubernetes_default", namespace="nlp", tfjob_poll_interval=1,
-    )  # fmt: skip
+        kubernetes_conn_id="kubernetes_default",
+        namespace="nlp",
+        tfjob_poll_interval=1,
+    )
     operator.execute(run)
 
     result = run["ti"].xcom_pull("train")
@@ -171,7 +199,9 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
     [job] = [request.data for request in fake_kubernetes.requests_to("post", r"/tfjobs$")]
     assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
     assert sorted(pod["metadata"]["name"] for pod in fake_kubernetes.pods_run) == [
-        f"{job['metadata']['name']}-worker-0", f"{job['metadata']['name']}-worker-1"]  # fmt: skip
+        f"{job['metadata']['name']}-worker-0",
+        f"{job['metadata']['name']}-worker-1",
+    ]
     assert "[worker-0]" in (log := task_log(capsys, caplog)) and "workers active" in log
     assert fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == [], "job and pods deleted"
     assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
@@ -203,7 +233,10 @@ def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_nev
     assert deployment["status"]["updatedReplicas"] == deployment["status"]["availableReplicas"] == 2
     assert deployment["status"]["observedGeneration"] == deployment["metadata"]["generation"] == 1
     assert {obj["kind"] for obj in (request.data for request in fake_kubernetes.requests_to("patch", r"/nlp/"))} >= {
-        "Service", "Deployment", "PodDisruptionBudget"}  # fmt: skip
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    }
     assert deploy(fake_kubernetes, trained_tiny)["previous_model"] is None, "applied again: no change"
     assert fake_kubernetes.objects(DEPLOYMENTS, "nlp")[0]["metadata"]["generation"] == 1
 

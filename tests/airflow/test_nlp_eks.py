@@ -54,7 +54,8 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
 
     second = dags_test(env, "nlp_eks", conf | {"quantize": False}, "2026-06-08")
     states = task_states(env, "nlp_eks", second)
-    assert states["quantize"] == "skipped" and states["mark_production"] == "success", states
+    assert states["quantize"] == "success" and states["mark_production"] == "success", states
+    assert [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run].count("quantize") == 1, "no pod"
     evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-3]
     assert evaluate[0] == "evaluate"
     assert evaluate[evaluate.index("--champion") + 1] == str(run_folder / "quantized")

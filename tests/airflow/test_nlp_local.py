@@ -35,8 +35,18 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     conf = smoke_conf(raw_data, tiny_model, epochs=2, endpoint_port=port)
     first = trigger(airflow_home, conf)
     states = states_of(airflow_home, first)
-    ran = ["stage_dataset", "train", "quantize", "evaluate", "gate", "register", "choose_rollout", "deploy",
-           "smoke_test", "mark_production"]  # fmt: skip
+    ran = [
+        "stage_dataset",
+        "train",
+        "quantize",
+        "evaluate",
+        "gate",
+        "register",
+        "choose_rollout",
+        "deploy",
+        "smoke_test",
+        "mark_production",
+    ]
     assert {task: states[task] for task in ran} == dict.fromkeys(ran, "success")
     assert {task: states[task] for task in ("reject", "approve", "rollback")} == dict.fromkeys(
         ("reject", "approve", "rollback"), "skipped"
@@ -46,8 +56,10 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     assert entry["config"]["base_model"] == str(tiny_model) and entry["data_fingerprint"].startswith("sha256:")
     quantization = json.loads((Path(entry["model"]) / "quantization.json").read_text())
     assert quantization["timing"] == "quick", "the run's timing Param reaches the step"
-    answer = httpx.post(f"http://127.0.0.1:{port}/invocations",
-                        json={"instances": [{"sentence1": "A cat sat.", "sentence2": "A cat was sitting."}]})  # fmt: skip
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/invocations",
+        json={"instances": [{"sentence1": "A cat sat.", "sentence2": "A cat was sitting."}]},
+    )
     assert answer.status_code == 200 and answer.json()["model_version"] == entry["version"]
 
     barely_trained = conf | {"epochs": 1, "learning_rate": 1e-7, "min_accuracy": 0.75, "min_f1": 0.8}

@@ -17,8 +17,12 @@ from tests.fakes.sagemaker import IMAGE, REGION, ROLE
 @pytest.fixture
 def sagemaker_env(airflow_home, s3) -> dict:
     """The Airflow side of the account: the aws_default connection on moto and the pipeline's Variables."""
-    connection = {"conn_type": "aws", "login": "testing", "password": "testing",
-                  "extra": {"region_name": REGION, "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]}}  # fmt: skip
+    connection = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"region_name": REGION, "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]},
+    }
     return (
         airflow_home
         | s3["env"]
@@ -51,24 +55,44 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
 
     stage, quantize, evaluate = fake_sagemaker.requests_of("create_processing_job")
     assert [job["AppSpecification"]["ContainerArguments"][0] for job in (stage, quantize, evaluate)] == [
-        "stage", "quantize", "evaluate"]  # fmt: skip
+        "stage",
+        "quantize",
+        "evaluate",
+    ]
     assert {job["AppSpecification"]["ImageUri"] for job in (stage, quantize, evaluate)} == {IMAGE}
-    assert stage["AppSpecification"]["ContainerArguments"][1:7] == [
-        "--source", "/opt/ml/processing/input/source", "--output", "/opt/ml/processing/output",
-        "--tokenizer", "/opt/ml/processing/input/tokenizer"]  # fmt: skip
+    stage_flags = stage["AppSpecification"]["ContainerArguments"][1:]
+    assert dict(zip(stage_flags[::2], stage_flags[1::2], strict=True)) == {
+        "--source": "/opt/ml/processing/input/source",
+        "--tokenizer": "/opt/ml/processing/input/tokenizer",
+        "--max-seq-length": "128",
+        "--output": "/opt/ml/processing/output",
+    }
     assert {i["InputName"]: i["S3Input"]["S3Uri"] for i in stage["ProcessingInputs"]} == {
-        "source": f"{source}/", "tokenizer": f"{base}/"}  # fmt: skip
+        "source": f"{source}/",
+        "tokenizer": f"{base}/",
+    }
     assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data"], "no champion yet"
     training = only(fake_sagemaker.requests_of("create_training_job"))
-    assert training["HyperParameters"] == {"epochs": "1", "batch_size": "16", "learning_rate": "0.001",
-                                           "precision": "auto", "seed": "42"}  # fmt: skip
+    assert training["HyperParameters"] == {
+        "epochs": "1",
+        "batch_size": "16",
+        "learning_rate": "0.001",
+        "precision": "auto",
+        "seed": "42",
+    }
     assert training["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
-    channels = {channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
-                for channel in training["InputDataConfig"]}  # fmt: skip
+    channels = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
+        for channel in training["InputDataConfig"]
+    }
     staged = stage["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
-    assert channels == {"train": f"{staged}/train/", "validation": f"{staged}/validation/",
-                        "manifest": f"{staged}/manifest.json", "tokenizer": f"{staged}/tokenizer/",
-                        "model": f"{base}/"}  # fmt: skip
+    assert channels == {
+        "train": f"{staged}/train/",
+        "validation": f"{staged}/validation/",
+        "manifest": f"{staged}/manifest.json",
+        "tokenizer": f"{staged}/tokenizer/",
+        "model": f"{base}/",
+    }
     assert training["ResourceConfig"] == {"InstanceType": "ml.c7i.4xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
     assert training["EnableManagedSpotTraining"] is False and training["RoleArn"] == ROLE
     assert training["CheckpointConfig"]["S3Uri"].endswith("/nlp_sagemaker/20260301T000000Z/checkpoints")
@@ -80,11 +104,21 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert client.get_object(Bucket=bucket, Key=metrics.split("/", 3)[3])["ContentLength"] > 0
     first_config = created["EndpointConfigName"]
 
-    second_conf = conf | {"quantize": False, "spot_training": True, "traffic_shifting": "linear",
-                          "traffic_step_percent": 25, "baking_minutes": 5, "rollback_alarms": ["nlp-5xx"]}  # fmt: skip
+    second_conf = conf | {
+        "quantize": False,
+        "spot_training": True,
+        "traffic_shifting": "linear",
+        "traffic_step_percent": 25,
+        "baking_minutes": 5,
+        "rollback_alarms": ["nlp-5xx"],
+    }
     second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
     states = task_states(env, "nlp_sagemaker", second)
-    assert states["quantize"] == "skipped" and states["mark_production"] == "success", states
+    assert states["quantize"] == "success" and states["mark_production"] == "success", states
+    jobs = [
+        job["AppSpecification"]["ContainerArguments"][0] for job in fake_sagemaker.requests_of("create_processing_job")
+    ]
+    assert jobs.count("quantize") == 1, "quantisation off: the trained model is the candidate, no job runs"
     training = fake_sagemaker.requests_of("create_training_job")[-1]
     assert training["EnableManagedSpotTraining"] is True
     assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 6 * 3600, "MaxWaitTimeInSeconds": 12 * 3600}
@@ -98,7 +132,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
                 "Type": "LINEAR",
                 "WaitIntervalInSeconds": 300,
                 "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-            },  # fmt: skip
+            },
             "TerminationWaitInSeconds": 300,
             "MaximumExecutionTimeoutInSeconds": 4 * 300 + 300 + 1800,
         },
@@ -106,8 +140,10 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     }
     second_config = update["EndpointConfigName"]
     sagemaker = fake_sagemaker.backend()
-    stages = [(package.model_package_version, package.model_approval_status, package.customer_metadata_properties)
-              for package in sorted(sagemaker.model_packages.values(), key=lambda p: p.model_package_version)]  # fmt: skip
+    stages = [
+        (package.model_package_version, package.model_approval_status, package.customer_metadata_properties)
+        for package in sorted(sagemaker.model_packages.values(), key=lambda p: p.model_package_version)
+    ]
     assert stages == [(1, "Approved", {"stage": "archived"}), (2, "Approved", {"stage": "production"})]
     served = fake_sagemaker.backend().endpoints["nlp-paraphrase"]
     assert (served.endpoint_status, served.endpoint_config_name) == ("InService", second_config)

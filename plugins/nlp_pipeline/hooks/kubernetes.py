@@ -37,9 +37,13 @@ def apply(api_client: client.ApiClient, manifest: dict) -> None:
     api, method = _KINDS[manifest["kind"]]
     metadata = manifest["metadata"]
     getattr(api(api_client), f"patch_{method}")(
-        metadata["name"], metadata["namespace"], manifest, field_manager=FIELD_MANAGER, force=True,
+        metadata["name"],
+        metadata["namespace"],
+        manifest,
+        field_manager=FIELD_MANAGER,
+        force=True,
         _content_type=APPLY,
-    )  # fmt: skip
+    )
     log.info("applied %s %s/%s", manifest["kind"], metadata["namespace"], metadata["name"])
 
 
@@ -75,9 +79,12 @@ def served_model(deployment: dict | None) -> str | None:
 def revision(deployment: dict) -> dict:
     """What to apply to put ``deployment`` back: its own spec, under the names only."""
     metadata = deployment["metadata"]
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
-            "spec": deployment["spec"]}  # fmt: skip
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+        "spec": deployment["spec"],
+    }
 
 
 def rollout_state(deployment: dict) -> tuple[bool, str]:
@@ -99,8 +106,7 @@ def rollout_state(deployment: dict) -> tuple[bool, str]:
     return True, f"{updated} of {wanted} replicas updated and available"
 
 
-def wait_for_rollout(api_client: client.ApiClient, name: str, namespace: str, *, timeout: float,
-                     poll: float) -> dict:  # fmt: skip
+def wait_for_rollout(api_client: client.ApiClient, name: str, namespace: str, *, timeout: float, poll: float) -> dict:
     """Wait until the rollout completes; RolloutFailed after ``timeout`` seconds, naming what it waited for."""
     started = time.monotonic()
     while True:
@@ -113,16 +119,21 @@ def wait_for_rollout(api_client: client.ApiClient, name: str, namespace: str, *,
         if complete:
             return deployment
         if elapsed > timeout or state.startswith("progress deadline"):
-            raise RolloutFailed(f"the rollout of Deployment {namespace}/{name} did not complete in {timeout:.0f} s: "
-                                f"{state}")  # fmt: skip
+            raise RolloutFailed(
+                f"the rollout of Deployment {namespace}/{name} did not complete in {timeout:.0f} s: {state}"
+            )
         time.sleep(poll)
 
 
 def invoke_through_service(api_client: client.ApiClient, service: str, namespace: str, body: dict) -> bytes:
     """POST ``/invocations`` through the API server's proxy to the Service (works inside and outside the cluster)."""
     response = api_client.call_api(
-        f"/api/v1/namespaces/{namespace}/services/{service}:http/proxy/invocations", "POST",
-        header_params={"Content-Type": "application/json", "Accept": "application/json"}, body=body,
-        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-    )  # fmt: skip
+        f"/api/v1/namespaces/{namespace}/services/{service}:http/proxy/invocations",
+        "POST",
+        header_params={"Content-Type": "application/json", "Accept": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+    )
     return response.data

@@ -58,8 +58,17 @@ def step_result(step: str, message: str | None) -> dict:
 class StepPodOperator(KubernetesPodOperator):
     """``python -m tasks STEP`` in a pod; the task's XCom is ``summarize(context, the step's result)``."""
 
-    def __init__(self, *, step: str, build_pod: PodBuilder, summarize: Summarizer,
-                 cluster_config: ClusterConfig = nullcontext, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        step: str,
+        build_pod: PodBuilder,
+        summarize: Summarizer,
+        cluster_config: ClusterConfig = nullcontext,
+        result_without_pod: Callable[[dict], dict | None] = lambda context: None,
+        **kwargs,
+    ):
+        """``result_without_pod``: the task's result when this run needs no pod (quantisation off), else None."""
         kwargs.setdefault("name", f"nlp-{step}")
         super().__init__(
             termination_message_policy="FallbackToLogsOnError",
@@ -69,8 +78,13 @@ class StepPodOperator(KubernetesPodOperator):
             **kwargs,
         )
         self.step, self.build_pod, self.summarize, self.cluster_config = step, build_pod, summarize, cluster_config
+        self.result_without_pod = result_without_pod
 
     def execute(self, context):
+        if (result := self.result_without_pod(context)) is not None:
+            self.log.info("this run needs no %s pod: %s", self.step, result)
+            context["ti"].xcom_push(key="return_value", value=result)
+            return result
         with self.cluster_config() as config_file:
             self.config_file = config_file or self.config_file
             return super().execute(context)
@@ -109,8 +123,9 @@ class TFJob:
 
     def _object(self, name: str, namespace: str) -> dict | None:
         try:
-            return self.hook.get_custom_object(group=self.GROUP, version=self.VERSION, plural=self.PLURAL,
-                                               name=name, namespace=namespace)  # fmt: skip
+            return self.hook.get_custom_object(
+                group=self.GROUP, version=self.VERSION, plural=self.PLURAL, name=name, namespace=namespace
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -135,8 +150,9 @@ class TFJob:
         deadline = time.monotonic() + DELETE_TIMEOUT_SECONDS
         while self._object(name, namespace) is not None:
             if time.monotonic() > deadline:
-                self.log.warning("TFJob %s/%s is still being deleted after %d s; going on", namespace, name,
-                                 DELETE_TIMEOUT_SECONDS)  # fmt: skip
+                self.log.warning(
+                    "TFJob %s/%s is still being deleted after %d s; going on", namespace, name, DELETE_TIMEOUT_SECONDS
+                )
                 return
             time.sleep(min(self.poll_interval, 2))
 
@@ -148,10 +164,15 @@ class TFJob:
             self._delete(name, namespace)
             found = None
         if found is None:
-            self.hook.create_custom_object(group=self.GROUP, version=self.VERSION, plural=self.PLURAL, body=job,
-                                           namespace=namespace)  # fmt: skip
-            self.log.info("created TFJob %s/%s with %d workers", namespace, name,
-                          job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"])  # fmt: skip
+            self.hook.create_custom_object(
+                group=self.GROUP, version=self.VERSION, plural=self.PLURAL, body=job, namespace=namespace
+            )
+            self.log.info(
+                "created TFJob %s/%s with %d workers",
+                namespace,
+                name,
+                job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"],
+            )
         else:
             self.log.info("re-attached to TFJob %s/%s, which an earlier try of this run started", namespace, name)
         try:
@@ -178,9 +199,15 @@ class TFJob:
             outcome = self.outcome(job)
             replicas = ((job.get("status") or {}).get("replicaStatuses") or {}).get("Worker", {})
             elapsed = time.monotonic() - started
-            self.log.info("TFJob %s: %s; workers active %s, succeeded %s, failed %s; %.0f s", name,
-                          outcome or "running", replicas.get("active", 0), replicas.get("succeeded", 0),
-                          replicas.get("failed", 0), elapsed)  # fmt: skip
+            self.log.info(
+                "TFJob %s: %s; workers active %s, succeeded %s, failed %s; %.0f s",
+                name,
+                outcome or "running",
+                replicas.get("active", 0),
+                replicas.get("succeeded", 0),
+                replicas.get("failed", 0),
+                elapsed,
+            )
             if outcome:
                 return outcome
             if elapsed > self.timeout_seconds:
@@ -191,8 +218,15 @@ class TFJob:
 class TrainOperator(StepPodOperator):
     """The train step: one pod for one worker, a TFJob (``build_tfjob``) when ``workers(context)`` is more."""
 
-    def __init__(self, *, build_tfjob: PodBuilder, workers: Callable[[dict], int], tfjob_poll_interval: float = 30,
-                 tfjob_timeout_seconds: float = 24 * 3600, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        build_tfjob: PodBuilder,
+        workers: Callable[[dict], int],
+        tfjob_poll_interval: float = 30,
+        tfjob_timeout_seconds: float = 24 * 3600,
+        **kwargs,
+    ):
         super().__init__(step="train", **kwargs)
         self.build_tfjob, self.workers = build_tfjob, workers
         self.tfjob_poll_interval, self.tfjob_timeout_seconds = tfjob_poll_interval, tfjob_timeout_seconds
@@ -201,7 +235,11 @@ class TrainOperator(StepPodOperator):
         if self.workers(context) == 1:
             return super().execute(context)
         with self.cluster_config() as config_file:
-            tfjob = TFJob(KubernetesHook(conn_id=self.kubernetes_conn_id, config_file=config_file), self.log,
-                          poll_interval=self.tfjob_poll_interval, timeout_seconds=self.tfjob_timeout_seconds)  # fmt: skip
+            tfjob = TFJob(
+                KubernetesHook(conn_id=self.kubernetes_conn_id, config_file=config_file),
+                self.log,
+                poll_interval=self.tfjob_poll_interval,
+                timeout_seconds=self.tfjob_timeout_seconds,
+            )
             result = tfjob.run(self.build_tfjob(context))
         context["ti"].xcom_push(key="return_value", value=self.summarize(context, result))

@@ -60,9 +60,19 @@ class _JobOfThisRun(SageMakerBaseOperator):
     kind: str
     job_type: str  # the provider's name for it: Processing or Training
 
-    def __init__(self, *, kind: str, build_config: ConfigBuilder, summarize: Summarizer, **kwargs):
+    def __init__(
+        self,
+        *,
+        kind: str,
+        build_config: ConfigBuilder,
+        summarize: Summarizer,
+        result_without_job: Callable[[dict], dict | None] = lambda context: None,
+        **kwargs,
+    ):
+        """``result_without_job``: the task's result when this run needs no job (quantisation off), else None."""
         super().__init__(config={}, action_if_job_exists="fail", **kwargs)
         self.kind, self.build_config, self.summarize = kind, build_config, summarize
+        self.result_without_job = result_without_job
 
     @property
     def _describe_job(self) -> Callable[[str], dict]:
@@ -84,8 +94,12 @@ class _JobOfThisRun(SageMakerBaseOperator):
             name = run_name(self.kind, context, earlier)
             description = self._describe(name)
             if description and description[status_key] in RUNNING:
-                self.log.info("try %s of this run left %s %s: waiting for it, not starting another", earlier,
-                              description[status_key], name)  # fmt: skip
+                self.log.info(
+                    "try %s of this run left %s %s: waiting for it, not starting another",
+                    earlier,
+                    description[status_key],
+                    name,
+                )
                 return name, True
         name = run_name(self.kind, context, try_number)
         description = self._describe(name)
@@ -94,17 +108,28 @@ class _JobOfThisRun(SageMakerBaseOperator):
         return name, description is not None
 
     def execute(self, context):
+        if (result := self.result_without_job(context)) is not None:
+            self.log.info("this run needs no %s job: %s", self.kind, result)
+            return result
         name, attach = self._job_name(context)
         self.config = self.build_config(context, name)
         if not attach:
             return self.summarize(context, super().execute(context))
         if self.deferrable:
-            self.defer(trigger=SageMakerTrigger(job_name=name, job_type=self.job_type, waiter_delay=self.check_interval,
-                                                waiter_max_attempts=self.max_attempts, aws_conn_id=self.aws_conn_id,
-                                                region_name=self.region_name),  # fmt: skip
-                       method_name="execute_complete")  # fmt: skip
-        self.hook.check_status(name, f"{self.job_type}JobStatus", self._describe_job, self.check_interval,
-                               self.max_ingestion_time)  # fmt: skip
+            self.defer(
+                trigger=SageMakerTrigger(
+                    job_name=name,
+                    job_type=self.job_type,
+                    waiter_delay=self.check_interval,
+                    waiter_max_attempts=self.max_attempts,
+                    aws_conn_id=self.aws_conn_id,
+                    region_name=self.region_name,
+                ),
+                method_name="execute_complete",
+            )
+        self.hook.check_status(
+            name, f"{self.job_type}JobStatus", self._describe_job, self.check_interval, self.max_ingestion_time
+        )
         return self.execute_complete(context, {"status": "success", "job_name": name})
 
     def execute_complete(self, context, event=None):
@@ -221,8 +246,15 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
     rollout), at most ``approval_timeout``.
     """
 
-    def __init__(self, *, build_extras: Callable[[dict], dict], approval: str | None, approval_poll: timedelta,
-                 approval_timeout: timedelta, **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        *,
+        build_extras: Callable[[dict], dict],
+        approval: str | None,
+        approval_poll: timedelta,
+        approval_timeout: timedelta,
+        **kwargs,
+    ):
         super().__init__(image_uri="", model_url="", **kwargs)
         self.build_extras, self.approval = build_extras, approval
         self.approval_poll, self.approval_timeout = approval_poll, approval_timeout
@@ -253,8 +285,11 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
     def _decided(self, arn: str, waited_seconds: float = 0) -> dict:
         package = self.hook.conn.describe_model_package(ModelPackageName=arn)
         status = package["ModelApprovalStatus"]
-        entry = {"arn": arn, "version": f"{package['ModelPackageGroupName']}/{package['ModelPackageVersion']}",
-                 "status": status}  # fmt: skip
+        entry = {
+            "arn": arn,
+            "version": f"{package['ModelPackageGroupName']}/{package['ModelPackageVersion']}",
+            "status": status,
+        }
         if status == "Rejected" and self.approval != "Rejected":
             raise AirflowSkipException(f"{entry['version']} was rejected in the model registry: no rollout")
         if status != "PendingManualApproval":
@@ -262,8 +297,11 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
         if waited_seconds >= self.approval_timeout.total_seconds():
             raise AirflowException(f"{entry['version']} still waits for approval after {self.approval_timeout}")
         self.log.info("%s waits for approval in SageMaker's model registry (%s)", entry["version"], arn)
-        self.defer(trigger=TimeDeltaTrigger(self.approval_poll), method_name="check_approval",
-                   kwargs={"arn": arn, "waited_seconds": waited_seconds + self.approval_poll.total_seconds()})  # fmt: skip
+        self.defer(
+            trigger=TimeDeltaTrigger(self.approval_poll),
+            method_name="check_approval",
+            kwargs={"arn": arn, "waited_seconds": waited_seconds + self.approval_poll.total_seconds()},
+        )
 
     def check_approval(self, context, event=None, *, arn: str, waited_seconds: float) -> dict:
         return self._decided(arn, waited_seconds)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nlp_pipeline import commands
+
 APP_LABEL = "app.kubernetes.io/name"
 PART_LABEL = "app.kubernetes.io/part-of"
 SERVER_PORT = 8080
@@ -70,9 +72,15 @@ def intel_placement(placement: Placement) -> dict:
 
 
 def step_container(
-    name: str, image: str, arguments: list[str], resources: Resources, *, env: dict[str, str] | None = None,
-    volume_claim: str | None = None, mount_path: str = "/artefacts",
-) -> dict:  # fmt: skip
+    name: str,
+    image: str,
+    arguments: list[str],
+    resources: Resources,
+    *,
+    env: dict[str, str] | None = None,
+    volume_claim: str | None = None,
+    mount_path: str = "/artefacts",
+) -> dict:
     """The task image running ``python -m tasks ARGUMENTS`` (its entrypoint maps the arguments)."""
     container = {
         "name": name,
@@ -87,7 +95,7 @@ def step_container(
             {"name": "TF_USE_LEGACY_KERAS", "value": "1"},
             {"name": "TASKS_RESULT_FILE", "value": TERMINATION_LOG},
             *({"name": key, "value": value} for key, value in sorted((env or {}).items())),
-        ],  # fmt: skip
+        ],
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000},
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -102,9 +110,16 @@ def artefact_volumes(volume_claim: str | None) -> list[dict]:
 
 
 def step_pod(
-    namespace: str, image: str, arguments: list[str], *, resources: Resources, placement: Placement,
-    service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
-) -> dict:  # fmt: skip
+    namespace: str,
+    image: str,
+    arguments: list[str],
+    *,
+    resources: Resources,
+    placement: Placement,
+    service_account: str,
+    volume_claim: str | None = None,
+    mount_path: str = "/artefacts",
+) -> dict:
     """One run of a step: the pod the KubernetesPodOperator starts (it adds its name and run labels)."""
     return {
         "apiVersion": "v1",
@@ -125,12 +140,27 @@ def step_pod(
 
 
 def inference_deployment(
-    name: str, namespace: str, image: str, model_uri: str, *, replicas: int, resources: Resources,
-    placement: Placement, service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
-) -> dict:  # fmt: skip
+    name: str,
+    namespace: str,
+    image: str,
+    model_uri: str,
+    *,
+    replicas: int,
+    resources: Resources,
+    placement: Placement,
+    service_account: str,
+    volume_claim: str | None = None,
+    mount_path: str = "/artefacts",
+) -> dict:
     """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first."""
-    container = step_container("server", image, ["serve", "--model", model_uri, "--host", "0.0.0.0"], resources,
-                               volume_claim=volume_claim, mount_path=mount_path)  # fmt: skip
+    container = step_container(
+        "server",
+        image,
+        commands.command("serve", {}, model=model_uri, host="0.0.0.0"),
+        resources,
+        volume_claim=volume_claim,
+        mount_path=mount_path,
+    )
     container["ports"] = [{"name": "http", "containerPort": SERVER_PORT}]
     probe = {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
     # /ping is 503 until the model is loaded and warmed: ready then; alive unless it stays down for a minute.
@@ -196,15 +226,24 @@ def horizontal_pod_autoscaler(name: str, namespace: str, *, minimum: int, maximu
                     "type": "Resource",
                     "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": cpu_percent}},
                 }
-            ],  # fmt: skip
+            ],
         },
     }
 
 
 def tf_job(
-    name: str, namespace: str, image: str, arguments: list[str], *, workers: int, resources: Resources,
-    placement: Placement, service_account: str, volume_claim: str | None = None, mount_path: str = "/artefacts",
-) -> dict:  # fmt: skip
+    name: str,
+    namespace: str,
+    image: str,
+    arguments: list[str],
+    *,
+    workers: int,
+    resources: Resources,
+    placement: Placement,
+    service_account: str,
+    volume_claim: str | None = None,
+    mount_path: str = "/artefacts",
+) -> dict:
     """A Kubeflow ``TFJob`` of ``workers`` replicas of the train step. The training operator gives each its
     ``TF_CONFIG`` (in the container it must call ``tensorflow``); the step trains multi-worker from it, and
     the chief (worker 0) writes the model. Finished pods are kept for their logs until the DAG deletes the job."""

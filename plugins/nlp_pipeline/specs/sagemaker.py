@@ -15,9 +15,8 @@ import re
 from dataclasses import dataclass
 
 from nlp_pipeline.artefacts import run_suffix
+from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
 
-# Where SageMaker mounts a processing job's inputs and collects its outputs (tasks/sagemaker.py reads the same).
-PROCESSING = "/opt/ml/processing"
 # The task image's entrypoint runs `python -m tasks ARGS` for a processing job's ContainerArguments.
 _NAME_LIMIT = 63
 
@@ -54,7 +53,7 @@ def _processing_input(name: str, s3_uri: str) -> dict:
         "InputName": name,
         "S3Input": {
             "S3Uri": s3_uri.rstrip("/") + "/" if folder else s3_uri,
-            "LocalPath": f"{PROCESSING}/input/{name}",
+            "LocalPath": f"{PROCESSING_INPUT}/{name}",
             "S3DataType": "S3Prefix",
             "S3InputMode": "File",
             "S3DataDistributionType": "FullyReplicated",
@@ -82,7 +81,7 @@ def processing_job(
             "Outputs": [
                 {
                     "OutputName": "output",
-                    "S3Output": {"S3Uri": output, "LocalPath": f"{PROCESSING}/output", "S3UploadMode": "EndOfJob"},
+                    "S3Output": {"S3Uri": output, "LocalPath": PROCESSING_OUTPUT, "S3UploadMode": "EndOfJob"},
                 }
             ]
         },
@@ -160,13 +159,19 @@ def container(image_uri: str, model_data: str) -> dict:
     return {"Image": image_uri, "ModelDataSource": {"S3DataSource": source}}
 
 
-def model(name: str, settings: Settings, model_data: str) -> dict:
-    """A SageMaker model: the task image serving ``model_data`` with ``serve``."""
-    return {
-        "ModelName": name,
-        "ExecutionRoleArn": settings.role_arn,
-        "PrimaryContainer": container(settings.image_uri, model_data) | {"Mode": "SingleModel"},
-    }
+# What a model was trained from, kept in its container's environment (the server ignores it): the endpoint's
+# model then tells the training cache what production was trained on.
+DATA_FINGERPRINT_ENV = "NLP_DATA_FINGERPRINT"
+TRAINING_CONFIG_ENV = "NLP_TRAINING_CONFIG"
+
+
+def model(name: str, settings: Settings, model_data: str, lineage: dict[str, str] | None = None) -> dict:
+    """A SageMaker model: the task image serving ``model_data`` with ``serve``; ``lineage`` goes into its
+    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``)."""
+    primary = container(settings.image_uri, model_data) | {"Mode": "SingleModel"}
+    if lineage:
+        primary["Environment"] = lineage
+    return {"ModelName": name, "ExecutionRoleArn": settings.role_arn, "PrimaryContainer": primary}
 
 
 def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str]) -> dict:
@@ -188,7 +193,7 @@ def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str])
                 "f1": evaluation["f1"],
                 "decision": evaluation["decision"],
             }.items()
-        },  # fmt: skip
+        },
     }
 
 

@@ -73,8 +73,9 @@ class ComposeStack:
         return [self.translate(part) for part in command]
 
     def check_health(self, name: str) -> subprocess.CompletedProcess:
-        return subprocess.run(self.health_check(name), env=self.environment(name), capture_output=True, text=True,
-                              timeout=120)  # fmt: skip
+        return subprocess.run(
+            self.health_check(name), env=self.environment(name), capture_output=True, text=True, timeout=120
+        )
 
     def lay_out_volumes(self) -> None:
         """Bind mounts become links to the repository (or the given folder), named volumes empty folders."""
@@ -104,8 +105,15 @@ def dependencies_ready(stack: ComposeStack, name: str) -> bool:
 
 
 @contextmanager
-def running(root: Path, database_url: str, variables: dict[str, str], overrides: dict[str, str],
-            ports: dict[str, int], log_folder: Path, timeout: float = 300) -> Iterator[ComposeStack]:  # fmt: skip
+def running(
+    root: Path,
+    database_url: str,
+    variables: dict[str, str],
+    overrides: dict[str, str],
+    ports: dict[str, int],
+    log_folder: Path,
+    timeout: float = 300,
+) -> Iterator[ComposeStack]:
     """Run airflow-init, then the Airflow services; yield the stack; stop every service on exit.
 
     :param database_url: the metadata database on 127.0.0.1 that stands for the ``postgres`` service
@@ -128,8 +136,13 @@ def running(root: Path, database_url: str, variables: dict[str, str], overrides:
         overrides=overrides,
     )
     stack.lay_out_volumes()
-    init = subprocess.run(stack.command("airflow-init"), env=stack.environment("airflow-init"), capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    init = subprocess.run(
+        stack.command("airflow-init"),
+        env=stack.environment("airflow-init"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     (log_folder / "airflow-init.log").write_text(init.stdout + init.stderr)
     assert init.returncode == 0, f"airflow-init failed:\n{init.stdout[-3000:]}\n{init.stderr[-3000:]}"
     try:
@@ -139,14 +152,20 @@ def running(root: Path, database_url: str, variables: dict[str, str], overrides:
                 assert time.monotonic() < deadline, f"{name}'s dependencies never became healthy"
                 time.sleep(2)
             with (log_folder / f"{name}.log").open("wb") as log:
-                stack.processes[name] = subprocess.Popen(stack.command(name), env=stack.environment(name), stdout=log,
-                                                         stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+                stack.processes[name] = subprocess.Popen(
+                    stack.command(name),
+                    env=stack.environment(name),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
         for name in AIRFLOW_SERVICES:
             deadline = time.monotonic() + timeout
             while (check := stack.check_health(name)).returncode != 0:
                 assert stack.processes[name].poll() is None, f"{name} exited:\n{_tail(log_folder, name)}"
-                assert time.monotonic() < deadline, f"{name} never passed its health check: {check.stdout}" \
-                                                    f"{check.stderr}\n{_tail(log_folder, name)}"  # fmt: skip
+                assert time.monotonic() < deadline, (
+                    f"{name} never passed its health check: {check.stdout}{check.stderr}\n{_tail(log_folder, name)}"
+                )
                 time.sleep(2)
         yield stack
     finally:

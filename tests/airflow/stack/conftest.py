@@ -30,8 +30,13 @@ def fail_scheduled_runs(url: str, timeout: float = 60) -> None:
 
     headers, runs = api_headers(url), f"{url}/api/v2/dags/nlp_local/dagRuns"
     deadline = time.monotonic() + timeout
-    while not (scheduled := [run for run in httpx.get(runs, headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
-                             if run["run_type"] == "scheduled"]):  # fmt: skip
+    while not (
+        scheduled := [
+            run
+            for run in httpx.get(runs, headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
+            if run["run_type"] == "scheduled"
+        ]
+    ):
         assert time.monotonic() < deadline, "unpausing nlp_local scheduled no run"
         time.sleep(1)
     for run in scheduled:
@@ -65,8 +70,12 @@ def airflow_stack(tmp_path_factory, metadata_database):
 
     root, ports = tmp_path_factory.mktemp("compose"), {"api": free_port(), "scheduler_health": free_port()}
     url = f"http://127.0.0.1:{ports['api']}"
-    variables = {"_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": "admin",
-                 "AIRFLOW_UID": str(os.getuid()), "NLP_RETRAIN_SCHEDULE": "0 0 1 1 *"}  # fmt: skip
+    variables = {
+        "_AIRFLOW_WWW_USER_USERNAME": "admin",
+        "_AIRFLOW_WWW_USER_PASSWORD": "admin",
+        "AIRFLOW_UID": str(os.getuid()),
+        "NLP_RETRAIN_SCHEDULE": "0 0 1 1 *",
+    }
     overrides = {
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "HOSTNAME": get_hostname(),  # what a container's HOSTNAME is to Airflow's job records
@@ -90,5 +99,10 @@ def airflow_stack(tmp_path_factory, metadata_database):
             time.sleep(2)
         run_airflow(env, "dags", "unpause", "nlp_local")
         fail_scheduled_runs(url)
-        yield {"env": env, "url": url, "stack": stack, "log": logs / "airflow-scheduler.log",
-               "scheduler_health_port": ports["scheduler_health"]}  # fmt: skip
+        yield {
+            "env": env,
+            "url": url,
+            "stack": stack,
+            "log": logs / "airflow-scheduler.log",
+            "scheduler_health_port": ports["scheduler_health"],
+        }

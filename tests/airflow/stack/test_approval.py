@@ -37,8 +37,12 @@ def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny
     def answer_when_asked() -> str | None:
         """Approve whenever the question is open, as a person would; the run's state once it has ended."""
         if state("approve") == "awaiting_input":
-            answer = httpx.patch(f"{tasks}/approve/-1/hitlDetails", headers=headers,
-                                 json={"chosen_options": ["Approve"]}, timeout=REST_TIMEOUT)  # fmt: skip
+            answer = httpx.patch(
+                f"{tasks}/approve/-1/hitlDetails",
+                headers=headers,
+                json={"chosen_options": ["Approve"]},
+                timeout=REST_TIMEOUT,
+            )
             assert answer.status_code in (200, 409), answer.text  # 409: answered already, not yet resumed
             asked.append(answer.status_code)
         current = httpx.get(f"{runs}/{run_id}", headers=headers, timeout=REST_TIMEOUT).json()["state"]
@@ -56,5 +60,9 @@ def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny
         current = httpx.get(f"{runs}/{run_id}", headers=headers, timeout=REST_TIMEOUT).json()["state"]
         if current not in ("success", "failed"):
             httpx.patch(f"{runs}/{run_id}", headers=headers, json={"state": "failed"}, timeout=REST_TIMEOUT)
-        run_tasks("stop-local", "--state", f"{airflow_stack['env']['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint",
-                  check=False)  # fmt: skip
+        run_tasks(
+            "stop-local",
+            "--state",
+            f"{airflow_stack['env']['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint",
+            check=False,
+        )

@@ -21,8 +21,19 @@ def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data
     env = airflow_stack["env"]
     # A seed of its own: no other test's production model may make these runs hit the training cache.
     conf = smoke_conf(raw_data, tiny_model, seed=3, quantize=False, deploy=True)
-    run_airflow(env, "backfill", "create", "--dag-id", "nlp_local", "--from-date", "2023-01-01",
-                "--to-date", "2025-01-01", "--dag-run-conf", json.dumps(conf))  # fmt: skip
+    run_airflow(
+        env,
+        "backfill",
+        "create",
+        "--dag-id",
+        "nlp_local",
+        "--from-date",
+        "2023-01-01",
+        "--to-date",
+        "2025-01-01",
+        "--dag-run-conf",
+        json.dumps(conf),
+    )
 
     deadline = time.monotonic() + 900
     while True:
@@ -43,6 +54,9 @@ def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data
     assert {entry["status"] for entry in backfilled} == {"approved"}  # registered, never production
     headers = api_headers(airflow_stack["url"])
     for run in runs:
-        deploy = httpx.get(f"{airflow_stack['url']}/api/v2/dags/nlp_local/dagRuns/{run['run_id']}/taskInstances/deploy",
-                           headers=headers, timeout=REST_TIMEOUT).json()  # fmt: skip
+        deploy = httpx.get(
+            f"{airflow_stack['url']}/api/v2/dags/nlp_local/dagRuns/{run['run_id']}/taskInstances/deploy",
+            headers=headers,
+            timeout=REST_TIMEOUT,
+        ).json()
         assert deploy["state"] == "skipped", run["run_id"]

@@ -19,8 +19,13 @@ def test_an_update_of_the_source_asset_triggers_a_run(airflow_stack):
 
     runs_url = f"{url}/api/v2/dags/nlp_local/dagRuns"
     deadline = time.monotonic() + 120
-    while not (triggered := [run for run in httpx.get(runs_url, headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
-                             if run["run_type"] == "asset_triggered"]):  # fmt: skip
+    while not (
+        triggered := [
+            run
+            for run in httpx.get(runs_url, headers=headers, timeout=REST_TIMEOUT).json()["dag_runs"]
+            if run["run_type"] == "asset_triggered"
+        ]
+    ):
         assert time.monotonic() < deadline, "no run after the asset event"
         time.sleep(2)
     # The run has the default Params, which read the hub (offline here): it is enough that it started.

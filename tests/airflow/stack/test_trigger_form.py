@@ -14,8 +14,16 @@ from tests.conftest import free_port, run_tasks
 
 CHROMIUM = Path("/usr/bin/chromium")
 # As root, without a sandbox; no background traffic, which this machine's closed network refuses.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 SCREENSHOTS = ARTIFACTS
 
 
@@ -97,5 +105,9 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
         served = httpx.get(f"http://127.0.0.1:{port}/ping").json()
         assert served["status"] == "ready"
     finally:
-        run_tasks("stop-local", "--state", f"{airflow_stack['env']['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint",
-                  check=False)  # fmt: skip
+        run_tasks(
+            "stop-local",
+            "--state",
+            f"{airflow_stack['env']['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/nlp_local/endpoint",
+            check=False,
+        )

@@ -1,0 +1,87 @@
+"""Each step's ``python -m tasks`` command, built from a run's Params: the one place the Airflow side names a flag.
+
+``PARAM_FLAGS`` says which Param sets which flag of which step; every platform builds its commands with
+``command`` (local argv, a SageMaker job's ``ContainerArguments``, a pod's args) or ``values`` (SageMaker
+hyper-parameters), adding only where its files are. The Params themselves take their type, default, range
+and help from the step's argument dataclass in ``tasks/config.py`` (params.py), so a new flag of a step is its
+dataclass field plus one line here; tests/airflow/test_commands.py parses what each platform builds with the
+real CLI.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nlp_pipeline import artefacts
+from nlp_pipeline.decisions import training_config
+from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments
+
+# The steps whose flags Params set, and their argument dataclasses (as tasks.cli.STEPS has them).
+STEP_ARGUMENTS = {
+    "stage": StageArguments,
+    "train": TrainArguments,
+    "quantize": QuantizeArguments,
+    "evaluate": EvaluateArguments,
+}
+
+
+@dataclass(frozen=True)
+class ParamFlag:
+    param: str  # the run's Param
+    step: str  # the step it is a flag of
+    field: str  # the step's argument: the flag --field-in-kebab-case
+
+
+# In the trigger form's order; a Param setting several flags (base_model, timing) takes its schema from the first.
+PARAM_FLAGS = (
+    ParamFlag("source", "stage", "source"),
+    ParamFlag("base_model", "train", "model"),
+    ParamFlag("base_model", "stage", "tokenizer"),
+    ParamFlag("max_seq_length", "stage", "max_seq_length"),
+    ParamFlag("epochs", "train", "epochs"),
+    ParamFlag("batch_size", "train", "batch_size"),
+    ParamFlag("learning_rate", "train", "learning_rate"),
+    ParamFlag("precision", "train", "precision"),
+    ParamFlag("seed", "train", "seed"),
+    ParamFlag("quantization_tolerance", "quantize", "tolerance"),
+    ParamFlag("timing", "quantize", "timing"),
+    ParamFlag("timing", "evaluate", "timing"),
+    ParamFlag("min_accuracy", "evaluate", "min_accuracy"),
+    ParamFlag("min_f1", "evaluate", "min_f1"),
+    ParamFlag("max_int8_loss", "evaluate", "max_int8_loss"),
+    ParamFlag("champion_margin", "evaluate", "champion_margin"),
+)
+
+
+def flag(field: str) -> str:
+    return f"--{field.replace('_', '-')}"
+
+
+def values(step: str, params: Mapping, **given) -> dict:
+    """The step's arguments from the run's Params, then ``given`` (a path, an input); None leaves one out."""
+    chosen = {spec.field: params[spec.param] for spec in PARAM_FLAGS if spec.step == step} | given
+    return {name: value for name, value in chosen.items() if value is not None}
+
+
+def command(step: str, params: Mapping, **given) -> list[str]:
+    """``[step, --flag, value, ...]``: what follows ``python -m tasks`` to run ``step`` for this run."""
+    return [step] + [part for name, value in values(step, params, **given).items() for part in (flag(name), str(value))]
+
+
+def registration(registry: str, evaluation: dict, status: str, context) -> list[str]:
+    """The registry entry of this run's evaluated candidate, with its training configuration and lineage."""
+    return command(
+        "registry",
+        {},
+        registry=registry,
+        action="register",
+        model=evaluation["model"],
+        evaluation=evaluation["evaluation"],
+        status=status,
+        config=json.dumps(training_config(context["params"])),
+        dag_id=context["dag"].dag_id,
+        run_id=context["run_id"],
+        logical_date=artefacts.run_key(context),
+    )

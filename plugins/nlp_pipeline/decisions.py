@@ -1,0 +1,71 @@
+"""The pipeline's decisions, made the same way on every platform.
+
+- **Training cache**: a run whose staged data has the production model's fingerprint and whose training
+  configuration equals the production model's reuses that model: training and everything after it are skipped.
+- **Quantisation off**: the quantize task succeeds without quantising; the FP32 model is the candidate.
+- **Gate**: the evaluate step's decision picks ``register`` or ``reject``.
+- **Rollout**: a backfill never deploys (production never goes back in time), nor a run whose ``deploy`` Param is
+  off; ``require_approval`` waits for a person before the platform's first rollout task.
+
+Each platform supplies only the facts (its production model, its trained model); pipeline.py and the platform
+modules call these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from airflow.sdk.exceptions import AirflowSkipException
+
+# The Params that decide which model training produces: equal values on equal data give the cached model.
+TRAINING_CONFIG = (
+    "base_model",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "max_seq_length",
+    "precision",
+    "seed",
+    "quantize",
+    "quantization_tolerance",
+)
+QUANTISATION_OFF = "quantisation off"
+
+
+def training_config(params: Mapping) -> dict:
+    """What a model keeps of the Params it was trained with: the ones that decide which model training produces."""
+    return {name: params[name] for name in TRAINING_CONFIG}
+
+
+def skip_training_if_cached(production: dict | None, fingerprint: str, params: Mapping) -> None:
+    """Skip training (and with it the rest of the run) when ``production`` (the platform's production model:
+    ``model``, ``data_fingerprint``, ``config``) was trained on this data with this configuration."""
+    if production and production.get("data_fingerprint") == fingerprint:
+        if production.get("config") == training_config(params):
+            raise AirflowSkipException(
+                f"cached: the production model {production['model']} was trained on the same data "
+                f"({fingerprint[:19]}) with the same configuration; nothing to retrain"
+            )
+
+
+def unquantized_candidate(params: Mapping, trained: dict) -> dict | None:
+    """The candidate of a run with quantisation off (the trained FP32 model), or None when quantize runs."""
+    if params["quantize"]:
+        return None
+    return {"model": trained["model"], "chosen_precision": "fp32", "reason": QUANTISATION_OFF, "speedup_b32": None}
+
+
+def gate(evaluation: dict) -> str:
+    """The task after the gate: register a promoted candidate, record a rejected one."""
+    return "register" if evaluation["decision"] == "promote" else "reject"
+
+
+def rollout(params: Mapping, run_type: str, rollout_start: str) -> tuple[str | None, str]:
+    """(the task to roll out with, or None for no rollout; why)."""
+    if run_type == "backfill":
+        return None, "a backfill run never deploys, so production never goes back in time"
+    if not params["deploy"]:
+        return None, "deploy is off for this run"
+    if params["require_approval"]:
+        return "approve", "waiting for a person's approval"
+    return rollout_start, "rolling out"

@@ -1,0 +1,292 @@
+"""The step contract across the Airflow/tasks boundary: every command a platform builds parses with the real CLI
+(``tasks.cli.parse``) into the run's Param values, and each Param that sets a flag offers exactly what the flag
+accepts (type, default, range, help)."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.airflow.task_context import task_context
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+import pendulum  # noqa: E402
+from nlp_pipeline import commands, local, sagemaker  # noqa: E402
+from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS  # noqa: E402
+from nlp_pipeline.params import eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
+
+from tasks import cli  # noqa: E402
+from tasks.config import flag_schema  # noqa: E402
+from tasks.errors import ConfigError  # noqa: E402
+
+SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
+NUDGE = 1e-6  # how far inside (or outside) an exclusive bound a probe goes
+
+
+def flag_params() -> dict:
+    params = pipeline_params()
+    return {spec.param: params[spec.param] for spec in PARAM_FLAGS}
+
+
+def defaults(extra: dict) -> dict:
+    return {name: param.value for name, param in (pipeline_params() | extra).items()}
+
+
+def edge(schema: dict):
+    """The farthest value a flag's schema allows: its upper bound, else its lower one; an enum's last value."""
+    if "enum" in schema:
+        return schema["enum"][-1]
+    nudge = 1 if schema.get("type") == "integer" else NUDGE
+    if "maximum" in schema:
+        return schema["maximum"]
+    if "exclusiveMaximum" in schema:
+        return schema["exclusiveMaximum"] - nudge
+    if "minimum" in schema:
+        return schema["minimum"]
+    if "exclusiveMinimum" in schema:
+        return schema["exclusiveMinimum"] + nudge
+    return None
+
+
+def edge_params(extra: dict) -> dict:
+    """Every Param that sets a flag at the edge of its range: what a user may still enter."""
+    values = defaults(extra)
+    for name, param in flag_params().items():
+        if (value := edge(param.schema)) is not None:
+            values[name] = value
+    return values
+
+
+PARAM_SETS = {"defaults": defaults, "edges": edge_params}
+
+
+def parsed(command: list[str]):
+    step, *flags = command
+    return cli.parse(step, flags)
+
+
+def assert_carries(arguments, step: str, params: dict) -> None:
+    """The parsed arguments hold the run's Param value of every flag a Param sets for ``step``."""
+    for spec in PARAM_FLAGS:
+        if spec.step != step:
+            continue
+        got, wanted = getattr(arguments, spec.field), params[spec.param]
+        if isinstance(got, str) and got.startswith("/opt/ml/processing/input/"):
+            continue  # an s3:// source or model, mounted into the SageMaker job
+        if isinstance(wanted, float):
+            assert math.isclose(got, wanted, rel_tol=1e-12), (step, spec.field, got, wanted)
+        else:
+            assert got == wanted, (step, spec.field, got, wanted)
+
+
+# ---- the Params and the flags -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", PARAM_FLAGS, ids=lambda spec: f"{spec.param}->{spec.step}.{spec.field}")
+def test_a_param_that_sets_a_flag_offers_the_flags_type_default_range_and_help(spec):
+    assert STEP_ARGUMENTS[spec.step] is cli.STEPS[spec.step].arguments, "commands and the CLI name the same class"
+    schema = flag_schema(STEP_ARGUMENTS[spec.step], spec.field)
+    param = pipeline_params()[spec.param]
+    assert param.value == schema["default"]
+    assert {key: param.schema.get(key) for key in SCHEMA_KEYS} == {key: schema.get(key) for key in SCHEMA_KEYS}
+    first = next(other for other in PARAM_FLAGS if other.param == spec.param)
+    if first == spec:
+        assert param.description == schema["description"]
+
+
+def probes(schema: dict) -> list[tuple[object, bool]]:
+    """(value, allowed) pairs on both sides of each bound of a numeric schema."""
+    nudge = 1 if schema["type"] == "integer" else NUDGE
+    found = []
+    for key, inside, outside in (
+        ("minimum", 0, -nudge),
+        ("maximum", 0, nudge),
+        ("exclusiveMinimum", nudge, 0),
+        ("exclusiveMaximum", -nudge, 0),
+    ):
+        if key in schema:
+            found += [(schema[key] + inside, True), (schema[key] + outside, False)]
+    return found
+
+
+NUMERIC_FLAGS = [spec for spec in PARAM_FLAGS if flag_params()[spec.param].schema["type"] in ("integer", "number")]
+
+
+@pytest.mark.parametrize("spec", NUMERIC_FLAGS, ids=lambda spec: f"{spec.param}->{spec.step}.{spec.field}")
+def test_the_form_and_the_cli_refuse_the_same_values(spec):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = pipeline_params()[spec.param]
+    arguments, step = STEP_ARGUMENTS[spec.step], cli.STEPS[spec.step]
+    required = {name: "x" for name in ("output", "data", "model") if name in arguments.__dataclass_fields__}
+    for value, allowed in probes(param.schema):
+        try:
+            param.resolve(value)
+            form = True
+        except ParamValidationError:
+            form = False
+        try:
+            step.arguments(**required | {spec.field: value})
+            flag = True
+        except ConfigError:
+            flag = False
+        assert (form, flag) == (allowed, allowed), (spec.param, value)
+
+
+# ---- local: every step's subprocess command ------------------------------------------------------------------------
+class Ran(Exception):
+    """Raised by the stand-in runner once it recorded a command: the task stops there."""
+
+
+@pytest.fixture
+def local_commands(monkeypatch, tmp_path):
+    """The commands local tasks run, recorded; the registry's production model is ``production``."""
+    ran, production = [], {"model": str(tmp_path / "champion"), "data_fingerprint": "sha256:1", "config": {}}
+
+    def run_step(*command):
+        ran.append([str(part) for part in command])
+        if command[:1] == ("registry",) and "production" in command:
+            return json.dumps(production)
+        raise Ran
+
+    monkeypatch.setattr(local, "run_step", run_step)
+    monkeypatch.setattr(local, "run_step_json", lambda *command: json.loads(run_step(*command)))
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path / "artefacts"))
+    return ran
+
+
+@pytest.mark.parametrize("param_set", PARAM_SETS)
+def test_every_command_nlp_local_runs_parses_into_the_runs_params(local_commands, param_set):
+    params = PARAM_SETS[param_set](local_params())
+    context = task_context(
+        "nlp_local", "x", params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="manual__x"
+    )
+    staged, trained = {"data": "/s", "fingerprint": "sha256:2"}, {"model": "/m", "uri": "/m"}
+    evaluation = {"model": "/q", "evaluation": "/e", "reasons": []}
+    entry, deployed = {"model": "/q", "version": "v1", "id": 3}, {"url": "http://127.0.0.1:1", "version": "v1"}
+    context["ti"].xcom[("deploy", "return_value")] = deployed | {"state": "/state"}
+    calls = [
+        lambda: local.stage_dataset.function(**context),
+        lambda: local.train.function(staged, **context),
+        lambda: local.quantize.function(staged, trained, **context | {"params": params | {"quantize": True}}),
+        lambda: local.evaluate.function(staged, trained, **context),
+        lambda: local.register.function(evaluation, **context),
+        lambda: local.deploy.function(entry, **context),
+        lambda: local.smoke_test.function(deployed),
+        lambda: local.mark_production.function(entry, {"url": deployed["url"]}),
+        lambda: local.rollback.function(**context),
+    ]
+    for call in calls:
+        with pytest.raises(Ran):
+            call()
+    steps = [command[0] for command in local_commands]
+    assert steps == ["stage", "registry", "train", "quantize", "registry", "evaluate", "registry", "deploy-local"] + [
+        "smoke-test",
+        "registry",
+        "rollback",
+    ]
+    for command in local_commands:
+        arguments = parsed(command)
+        assert_carries(arguments, command[0], params)
+    evaluate = parsed(local_commands[5])
+    assert evaluate.champion.endswith("champion"), "the production model is the champion"
+
+
+# ---- SageMaker: processing jobs and the training job, as the task image's job contract reads them ------------------
+@pytest.fixture
+def sagemaker_variables(monkeypatch):
+    for name, value in {
+        "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": "s3://bucket/artefacts",
+        "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/nlp",
+        "AIRFLOW_VAR_NLP_TASK_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    champion = {"model": "s3://bucket/champion/", "data_fingerprint": "sha256:1", "config": {}}
+    monkeypatch.setattr(sagemaker, "production_model", lambda context=None: champion)
+
+
+def in_job(monkeypatch, root: Path, step: str, request: dict) -> list[str]:
+    """The flags the step runs with inside the job ``request`` describes, from the task image's contract."""
+    from tasks.runtime.sagemaker_job import detect_job
+
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(root))
+    if step == "train":
+        config = root / "input" / "config"
+        config.mkdir(parents=True)
+        (config / "hyperparameters.json").write_text(json.dumps(request["HyperParameters"]))
+        return detect_job(step).arguments(step)
+    (root / "config").mkdir(parents=True)
+    (root / "config" / "processingjobconfig.json").write_text("{}")
+    for processing_input in request["ProcessingInputs"]:
+        Path(root, processing_input["S3Input"]["LocalPath"].removeprefix("/opt/ml/")).mkdir(parents=True)
+    container_step, *flags = request["AppSpecification"]["ContainerArguments"]
+    assert container_step == step
+    return detect_job(step).arguments(step) + flags
+
+
+@pytest.mark.parametrize("param_set", PARAM_SETS)
+@pytest.mark.parametrize("step", ["stage", "train", "quantize", "evaluate"])
+def test_every_sagemaker_job_runs_its_step_with_the_runs_params(
+    sagemaker_variables, monkeypatch, tmp_path, step, param_set
+):
+    params = PARAM_SETS[param_set](sagemaker_params()) | {
+        "source": "s3://bucket/raw/",
+        "base_model": "bert-base-uncased",
+    }
+    xcom = {
+        ("stage_dataset", "return_value"): {"uri": "s3://bucket/staged", "fingerprint": "sha256:2"},
+        ("train", "return_value"): {"model": "s3://bucket/model/model.tar.gz"},
+        ("quantize", "return_value"): {"model": "s3://bucket/quantized"},
+    }
+    context = task_context(
+        "nlp_sagemaker", step, params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="r", xcom=xcom
+    )
+    build = {
+        "stage": sagemaker._stage_config,
+        "train": sagemaker._train_config,
+        "quantize": sagemaker._quantize_config,
+        "evaluate": sagemaker._evaluate_config,
+    }[step]
+    flags = in_job(monkeypatch, tmp_path / "ml", step, build(context, f"nlp-{step}-x"))
+    arguments = cli.parse(step, flags)
+    assert_carries(arguments, step, params)
+    if step == "evaluate":
+        assert arguments.champion.endswith("/processing/input/champion")
+
+
+# ---- EKS: the pods' arguments -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("param_set", PARAM_SETS)
+def test_every_pod_nlp_eks_starts_runs_its_step_with_the_runs_params(monkeypatch, param_set):
+    from kubernetes.client import ApiClient
+    from nlp_pipeline import eks
+    from nlp_pipeline.pipeline import build_pipeline
+
+    from tests.airflow.test_kubernetes_manifests import eks_context
+
+    params = PARAM_SETS[param_set](eks_params())
+    context = eks_context(monkeypatch, **params)
+    production = {"model": "/artefacts/nlp_eks/x/quantized", "data_fingerprint": "sha256:1", "config": {}}
+    monkeypatch.setattr(eks, "production_model", lambda context=None: production)
+    dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+    for task_id in ("stage_dataset", "train", "quantize", "evaluate", "register", "reject", "mark_production"):
+        pod = ApiClient().sanitize_for_serialization(dag.get_task(task_id).build_pod_request_obj(context, dry_run=True))
+        command = pod["spec"]["containers"][0]["args"]
+        assert_carries(parsed(command), command[0], context["params"])
+    [server] = eks._server_objects(context, "/artefacts/m", None, {})[1]["spec"]["template"]["spec"]["containers"]
+    assert parsed(server["args"]).model == "/artefacts/m"
+
+
+def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
+    params = defaults({})
+    command = commands.command("evaluate", params, model="/m", data="/d", output="/o", champion=None)
+    assert command[0] == "evaluate" and "--champion" not in command
+    assert command[command.index("--max-int8-loss") + 1] == "0.01" and command[-2:] == ["--output", "/o"]
+    assert commands.values("train", params, model=None).keys() == {
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "precision",
+        "seed",
+    }

@@ -1,0 +1,254 @@
+"""The platforms share one pipeline: each provides what platform.Platform names, none imports another, and the
+shared decisions (decisions.py) are made once and applied the same way by every platform."""
+
+import ast
+import inspect
+import json
+import sys
+
+import pendulum
+import pytest
+
+from tests.airflow.task_context import task_context
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+from airflow.sdk.exceptions import AirflowSkipException  # noqa: E402
+from nlp_pipeline import decisions, eks, local, pipeline, sagemaker  # noqa: E402
+from nlp_pipeline.params import eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.platform import Platform  # noqa: E402
+
+PACKAGE = REPO / "plugins" / "nlp_pipeline"
+PLATFORMS = {"local": local, "sagemaker": sagemaker, "eks": eks}
+PLATFORM_PARAMS = {"local": local_params, "sagemaker": sagemaker_params, "eks": eks_params}
+# Each platform's modules; every other module of the package is shared and imports none of them.
+PLATFORM_MODULES = {
+    "local": {"nlp_pipeline.local", "nlp_pipeline.operators.local"},
+    "sagemaker": {"nlp_pipeline.sagemaker", "nlp_pipeline.operators.sagemaker", "nlp_pipeline.specs.sagemaker"},
+    "eks": {
+        "nlp_pipeline.eks",
+        "nlp_pipeline.operators.kubernetes",
+        "nlp_pipeline.specs.kubernetes",
+        "nlp_pipeline.hooks.kubernetes",
+    },
+}
+FINGERPRINT = "sha256:" + "ab" * 32
+
+
+def module_name(path) -> str:
+    parts = path.relative_to(REPO / "plugins").with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported(path) -> set[str]:
+    """The nlp_pipeline modules ``path`` imports (``from nlp_pipeline.x import y`` counts x and x.y)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if name.startswith("nlp_pipeline.")}
+
+
+def platform_of(module: str) -> str | None:
+    return next((platform for platform, modules in PLATFORM_MODULES.items() if module in modules), None)
+
+
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_no_platform_imports_another_and_shared_modules_import_none(path):
+    own = platform_of(module_name(path))
+    for name in imported(path):
+        other = platform_of(name)
+        assert other is None or other == own, f"{module_name(path)} ({own or 'shared'}) imports {name} ({other})"
+
+
+def test_every_platform_module_is_in_the_package():
+    modules = {module_name(path) for path in MODULES}
+    assert set().union(*PLATFORM_MODULES.values()) <= modules
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(PACKAGE)))
+def test_only_commands_py_spells_a_steps_flag(path):
+    """A flag written anywhere but commands.py is a second definition of the step contract."""
+    if path.name == "commands.py":
+        return
+    flags = [
+        node.value
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("--")
+    ]
+    assert flags == [], f"{path.name} spells flags itself: {flags}"
+
+
+def step_parameters(function) -> list[str]:
+    function = getattr(function, "function", function)  # an @task's own function
+    return [
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if name not in ("self", "context") and parameter.kind is not parameter.VAR_KEYWORD
+    ]
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_each_platform_provides_what_the_pipeline_takes(name):
+    platform = PLATFORMS[name]
+    members = [member for member in vars(Platform) if not member.startswith("_")] + ["ROLLOUT_START"]
+    for member in members:
+        assert hasattr(platform, member), f"{name} lacks {member}"
+        if callable(getattr(Platform, member, None)):
+            assert step_parameters(getattr(platform, member)) == step_parameters(getattr(Platform, member)), member
+    assert isinstance(platform.ROLLOUT_START, str)
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_the_gate_and_the_rollout_choice_are_the_shared_tasks(name):
+    dag = pipeline.build_pipeline(name, PLATFORMS[name], params=PLATFORM_PARAMS[name](), doc_md=name, tags=[])
+    assert dag.get_task("gate").python_callable is pipeline.gate.function
+    assert dag.get_task("choose_rollout").python_callable is pipeline.choose_rollout.function
+
+
+# ---- the decisions, once --------------------------------------------------------------------------------------------
+def defaults(**params) -> dict:
+    return {name: param.value for name, param in pipeline_params().items()} | params
+
+
+def production(**params) -> dict:
+    return {
+        "model": "s3://b/model",
+        "data_fingerprint": FINGERPRINT,
+        "config": decisions.training_config(defaults(**params)),
+    }
+
+
+def test_training_is_skipped_only_for_the_same_data_and_the_same_configuration():
+    with pytest.raises(AirflowSkipException, match=r"cached: the production model s3://b/model .* same data"):
+        decisions.skip_training_if_cached(production(), FINGERPRINT, defaults())
+    decisions.skip_training_if_cached(production(), "sha256:other", defaults())
+    decisions.skip_training_if_cached(production(), FINGERPRINT, defaults(epochs=4))
+    decisions.skip_training_if_cached(production() | {"config": None}, FINGERPRINT, defaults())
+    decisions.skip_training_if_cached(None, FINGERPRINT, defaults())
+
+
+def test_quantisation_off_makes_the_trained_fp32_model_the_candidate():
+    trained = {"model": "s3://b/model.tar.gz"}
+    assert decisions.unquantized_candidate(defaults(), trained) is None
+    candidate = decisions.unquantized_candidate(defaults(quantize=False), trained)
+    assert candidate == {"model": trained["model"], "chosen_precision": "fp32", "reason": "quantisation off"} | {
+        "speedup_b32": None
+    }
+
+
+def test_the_gate_follows_the_evaluations_decision():
+    assert decisions.gate({"decision": "promote"}) == "register"
+    assert decisions.gate({"decision": "reject"}) == "reject"
+
+
+@pytest.mark.parametrize(
+    ("run_type", "params", "target"),
+    [
+        ("backfill", {}, None),
+        ("scheduled", {"deploy": False}, None),
+        ("manual", {"require_approval": True}, "approve"),
+        ("manual", {}, "deploy"),
+        ("asset_triggered", {}, "deploy"),
+    ],
+)
+def test_a_backfill_never_deploys_and_approval_comes_first(run_type, params, target):
+    assert decisions.rollout(defaults(**params), run_type, "deploy")[0] == target
+
+
+# ---- ... applied by every platform -----------------------------------------------------------------------------------
+def context(dag_id: str, task_id: str, params: dict, xcom: dict) -> dict:
+    return task_context(
+        dag_id, task_id, params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="r", xcom=xcom
+    )
+
+
+XCOM = {
+    ("stage_dataset", "return_value"): {"data": "/s", "uri": "s3://b/staged", "fingerprint": FINGERPRINT},
+    ("train", "return_value"): {"model": "s3://b/model/model.tar.gz", "uri": "s3://b/model"},
+}
+
+
+def platform_context(name: str, monkeypatch, tmp_path, task_id: str = "train", **params) -> dict:
+    """A task context of ``name`` whose production model was trained on this data with ``defaults()``."""
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://b/artefacts")
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/nlp")
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", "nlp-tasks:test")
+    if name == "local":
+        monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
+        monkeypatch.setattr(local, "run_step_json", lambda *command: production())
+    else:
+        monkeypatch.setattr(PLATFORMS[name], "production_model", lambda context=None: production())
+    values = {n: p.value for n, p in (pipeline_params() | PLATFORM_PARAMS[name]()).items()} | params
+    return context(f"nlp_{name}", task_id, values, XCOM)
+
+
+def train_request(name: str, context: dict):
+    if name == "local":
+        return local.train.function(XCOM[("stage_dataset", "return_value")], **context)
+    if name == "sagemaker":
+        return sagemaker._train_config(context, "nlp-train-x")
+    return eks._train_arguments(context)
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_every_platform_skips_training_when_production_was_trained_on_the_same_data_and_config(
+    name, monkeypatch, tmp_path
+):
+    with pytest.raises(AirflowSkipException, match="cached: the production model"):
+        train_request(name, platform_context(name, monkeypatch, tmp_path))
+
+
+@pytest.mark.parametrize("name", ["sagemaker", "eks"])
+def test_every_platform_trains_when_the_configuration_differs(name, monkeypatch, tmp_path):
+    assert train_request(name, platform_context(name, monkeypatch, tmp_path, epochs=4))
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_every_platform_makes_the_trained_model_the_candidate_when_quantisation_is_off(name, monkeypatch, tmp_path):
+    task_context_ = platform_context(name, monkeypatch, tmp_path, "quantize", quantize=False)
+    trained = XCOM[("train", "return_value")]
+    if name == "local":
+        result = local.quantize.function(XCOM[("stage_dataset", "return_value")], trained, **task_context_)
+    else:
+        dag = pipeline.build_pipeline(name, PLATFORMS[name], params=PLATFORM_PARAMS[name](), doc_md=name, tags=[])
+        result = dag.get_task("quantize").execute(task_context_)
+        if name == "eks":  # its pods hand results back themselves (no execute return value is pushed)
+            assert task_context_["ti"].xcom_pull(task_ids="quantize") == result
+    assert {key: result[key] for key in ("model", "chosen_precision", "reason")} == {
+        "model": trained["model"],
+        "chosen_precision": "fp32",
+        "reason": decisions.QUANTISATION_OFF,
+    }
+
+
+def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monkeypatch, tmp_path):
+    task_context_ = platform_context("sagemaker", monkeypatch, tmp_path)
+    task_context_["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/quantized"}
+    request = sagemaker._model_config(task_context_, "nlp-model-x")
+    environment = request["PrimaryContainer"]["Environment"]
+
+    class Hook:
+        def describe_endpoint(self, name):
+            return {"EndpointConfigName": "c"}
+
+        def describe_endpoint_config(self, name):
+            return {"ProductionVariants": [{"ModelName": "nlp-model-x"}]}
+
+        def describe_model(self, name):
+            return {"PrimaryContainer": request["PrimaryContainer"]}
+
+    served = sagemaker.endpoint_model(Hook(), "nlp-paraphrase")
+    assert served == {
+        "model": "s3://b/quantized/",
+        "version": "nlp-model-x",
+        "data_fingerprint": FINGERPRINT,
+        "config": decisions.training_config(task_context_["params"]),
+    }
+    assert json.loads(environment["NLP_TRAINING_CONFIG"]) == served["config"]
