@@ -8,7 +8,8 @@ the image's health check and thread settings start in a tenth of a second.
 
 from __future__ import annotations
 
-import copy
+import difflib
+import functools
 import importlib
 import logging
 import os
@@ -133,32 +134,73 @@ def configure_logging(stream=None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+# What argparse's add_argument takes from a field's metadata; the rest (a field's ``range``) is for the step's checks.
+_ARGPARSE_KEYWORDS = frozenset(
+    {"action", "nargs", "const", "default", "type", "choices", "required", "help", "metavar"}
+)
+
+
 def _every_field_has_a_default(arguments: type) -> bool:
     return all(spec.default is not MISSING or spec.default_factory is not MISSING for spec in fields(arguments))
 
 
-def parse(step_name: str, argv: Sequence[str]):
-    """Parse a step's flags into its argument dataclass; a bad flag is a ConfigError naming it."""
-    step = STEPS[step_name]
-    if not argv and _every_field_has_a_default(step.arguments):
-        return step.arguments()  # what parsing no flags gives, without importing transformers
+def _is_snake_twin(name: str, names: Sequence[str]) -> bool:
+    return name.startswith("--") and "_" in name and name.replace("_", "-") in names
+
+
+@functools.cache
+def _step_parser() -> type:
+    """transformers' ``HfArgumentParser`` (imported only when a step has flags to parse), with one spelling per flag."""
     from transformers import HfArgumentParser
 
     class StepParser(HfArgumentParser):
-        @staticmethod
-        def _parse_dataclass_field(parser, field):
-            """HfArgumentParser passes a field's metadata to argparse; its ``range`` is the step's own check."""
-            field = copy.copy(field)
-            field.metadata = {key: value for key, value in field.metadata.items() if key != "range"}
-            HfArgumentParser._parse_dataclass_field(parser, field)
+        """Help, usage and errors name each flag once, in kebab case (``--max-seq-length``). The snake-case
+        spelling HfArgumentParser also adds (``--max_seq_length``) still parses, for commands written before,
+        but is not shown. Only argparse's keywords of a field's metadata reach argparse."""
 
-    parser = StepParser(step.arguments, prog=f"python -m tasks {step_name}", description=step.summary)
+        def add_argument(self, *names, **keywords):
+            action = super().add_argument(*names, **{k: v for k, v in keywords.items() if k in _ARGPARSE_KEYWORDS})
+            shown = [name for name in action.option_strings if not _is_snake_twin(name, action.option_strings)]
+            action.option_strings = shown  # the parser still knows every spelling it was given
+            return action
+
+    return StepParser
+
+
+def _closest(unknown: str, choices: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(unknown, choices, n=1)
+    return matches[0] if matches else None
+
+
+def parse(step_name: str, argv: Sequence[str]):
+    """Parse a step's flags into its argument dataclass; a bad flag is a ConfigError naming it.
+
+    Flags are never abbreviated: ``--epoch`` is not ``--epochs``, it is refused with the flag it resembles.
+    """
+    step = STEPS[step_name]
+    if not argv and _every_field_has_a_default(step.arguments):
+        return step.arguments()  # what parsing no flags gives, without importing transformers
+    prog = f"python -m tasks {step_name}"
+    parser = _step_parser()(step.arguments, prog=prog, description=step.summary, allow_abbrev=False)
 
     def refuse(message: str):
-        raise ConfigError(f"{parser.prog}: {message} (see `{parser.prog} --help`)")
+        raise ConfigError(f"{prog}: {message} (see `{prog} --help`)")
 
     parser.error = refuse
-    return step.arguments(**vars(parser.parse_args(list(argv))))
+    namespace, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        flag = next((argument.split("=", 1)[0] for argument in unknown if argument.startswith("-")), "")
+        known = [name for action in parser._actions for name in action.option_strings]
+        resembled = _closest(flag, known) if flag else None
+        refuse(f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {resembled}?" if resembled else ""))
+    return step.arguments(**vars(namespace))
+
+
+def _unknown_step(name: str) -> str:
+    resembled = _closest(name, list(STEPS))
+    if resembled:
+        return f"error: unknown step {name!r}; did you mean {resembled!r}?"
+    return f"error: unknown step {name!r}; choose one of {', '.join(STEPS)}\n\n{_usage()}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if argv else 2
     step_name, flags = argv[0], argv[1:]
     if step_name not in STEPS:
-        print(f"error: unknown step {step_name!r}; choose one of {', '.join(STEPS)}\n\n{_usage()}", file=sys.stderr)
+        print(_unknown_step(step_name), file=sys.stderr)
         return 2
 
     step = STEPS[step_name]
@@ -185,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             step.run(args)
             step_result.write_result(step_name, args, requested_output)
     except TaskError as error:
-        log.error("%s failed: %s", step_name, error)
+        # Once, to stderr, after what the step printed: a caller reading the last line gets the reason.
+        sys.stdout.flush()
         print(f"error: {error}", file=sys.stderr)
         if job is not None:
             job.report_failure(error)

@@ -1,5 +1,10 @@
+import subprocess
+import sys
+
+import pytest
+
 import tasks
-from tasks.cli import STEPS, main
+from tasks.cli import STEPS, main, parse
 from tests.conftest import run_tasks
 
 
@@ -16,8 +21,47 @@ def test_step_help_lists_flags_with_defaults():
 
 def test_no_step_and_unknown_step_exit_2(capsys):
     assert main([]) == 2
-    assert main(["deploy"]) == 2
-    assert "unknown step 'deploy'; choose one of sample, stage, train, quantize, evaluate" in capsys.readouterr().err
+    assert main(["xyz"]) == 2
+    assert (
+        "error: unknown step 'xyz'; choose one of sample, stage, train, quantize, evaluate" in capsys.readouterr().err
+    )
+
+
+def test_a_mistyped_step_names_the_step_it_resembles(capsys):
+    assert main(["trian"]) == 2
+    assert capsys.readouterr().err == "error: unknown step 'trian'; did you mean 'train'?\n"
+
+
+def test_step_help_shows_each_flag_once_in_kebab_case():
+    help_text = run_tasks("stage", "--help").stdout
+    assert "--max-seq-length" in help_text and "--on-bad-rows" in help_text
+    assert "_" not in "".join(word for word in help_text.split() if word.startswith("--"))
+
+
+def test_snake_case_flags_still_parse_and_bool_flags_work_as_before():
+    assert parse("stage", ["--output", "o", "--max_seq_length", "64"]).max_seq_length == 64
+    assert parse("stage", ["--output", "o", "--max-seq-length", "64"]).max_seq_length == 64
+    assert parse("status", ["--state", "s"]).json is False
+    assert parse("status", ["--state", "s", "--json"]).json is True
+    assert parse("status", ["--state", "s", "--json", "false"]).json is False
+
+
+@pytest.mark.parametrize("flag", ["--epoch", "--epoch=3"])
+def test_an_abbreviated_flag_is_refused_with_the_flag_it_resembles(flag):
+    result = run_tasks("train", "--data", "d", "--output", "o", flag, "3", check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: python -m tasks train: unrecognized arguments: --epoch")
+    assert "did you mean --epochs?" in result.stderr
+
+
+def test_a_failure_is_printed_once_as_the_last_line_of_the_output():
+    """The local runner reads the last line of stdout and stderr merged: the error, printed once."""
+    command = [sys.executable, "-m", "tasks", "evaluate", "--model", "/absent", "--data", "/absent", "--output", "o"]
+    result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 3
+    assert sum("no manifest.json" in line for line in lines) == 1
+    assert lines[-1].startswith("error: /absent: no manifest.json; --data must be a folder written by")
 
 
 def test_exported_names_are_sorted_and_real():
@@ -25,13 +69,26 @@ def test_exported_names_are_sorted_and_real():
     assert all(hasattr(tasks, name) for name in tasks.__all__)
 
 
-def test_the_package_never_imports_airflow():
-    import pathlib
-    import re
+def _imports(path) -> set[str]:
+    """The modules a source file imports, anywhere in it (inside functions too)."""
+    import ast
 
-    sources = pathlib.Path(tasks.__file__).parent.glob("*.py")
-    offenders = [path.name for path in sources if re.search(r"^\s*(import|from)\s+airflow\b", path.read_text(), re.M)]
-    assert offenders == []
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_the_package_never_imports_airflow_and_the_library_never_imports_the_cli():
+    import pathlib
+
+    root = pathlib.Path(tasks.__file__).parent
+    imports = {path.relative_to(root).as_posix(): _imports(path) for path in sorted(root.rglob("*.py"))}
+    assert [path for path, names in imports.items() if any(name.split(".")[0] == "airflow" for name in names)] == []
+    assert [path for path, names in imports.items() if "tasks.cli" in names and path != "__main__.py"] == []
 
 
 def test_steps_given_no_flags_start_without_transformers():

@@ -125,8 +125,8 @@ def _live_status(folder: Path) -> dict | None:
 
 def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     _require_free_port(args.host, args.port)
-    flags = [f"--{spec.name}={getattr(args, spec.name)}" for spec in fields(ServeArguments)
-             if spec.name not in ("model", "state")]  # fmt: skip
+    kept = [spec.name for spec in fields(ServeArguments) if spec.name not in ("model", "state")]
+    flags = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in kept]
     flags += [f"--model={model}", f"--state={folder}"]
     with (folder / endpoint_state.SERVER_LOG).open("ab") as output:
         process = spawn_server(flags, output, detached=True)
