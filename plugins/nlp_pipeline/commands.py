@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nlp_pipeline import artefacts
-from nlp_pipeline.decisions import training_config
 from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments
 
 # The steps whose flags Params set, and their argument dataclasses (as tasks.cli.STEPS has them).
@@ -44,6 +43,7 @@ PARAM_FLAGS = (
     ParamFlag("batch_size", "train", "batch_size"),
     ParamFlag("learning_rate", "train", "learning_rate"),
     ParamFlag("precision", "train", "precision"),
+    ParamFlag("warmup_ratio", "train", "warmup_ratio"),
     ParamFlag("seed", "train", "seed"),
     ParamFlag("quantization_tolerance", "quantize", "tolerance"),
     ParamFlag("timing", "quantize", "timing"),
@@ -70,8 +70,8 @@ def command(step: str, params: Mapping, **given) -> list[str]:
     return [step] + [part for name, value in values(step, params, **given).items() for part in (flag(name), str(value))]
 
 
-def registration(registry: str, evaluation: dict, status: str, context) -> list[str]:
-    """The registry entry of this run's evaluated candidate, with its training configuration and lineage."""
+def registration(registry: str, evaluation: dict, status: str, config: dict, context) -> list[str]:
+    """The registry entry of this run's evaluated candidate, with its training ``config`` and lineage."""
     return command(
         "registry",
         {},
@@ -80,7 +80,7 @@ def registration(registry: str, evaluation: dict, status: str, context) -> list[
         model=evaluation["model"],
         evaluation=evaluation["evaluation"],
         status=status,
-        config=json.dumps(training_config(context["params"])),
+        config=json.dumps(config),
         dag_id=context["dag"].dag_id,
         run_id=context["run_id"],
         logical_date=artefacts.run_key(context),

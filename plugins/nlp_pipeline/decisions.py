@@ -17,24 +17,21 @@ from collections.abc import Mapping
 
 from airflow.sdk.exceptions import AirflowSkipException
 
-# The Params that decide which model training produces: equal values on equal data give the cached model.
-TRAINING_CONFIG = (
-    "base_model",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "max_seq_length",
-    "precision",
-    "seed",
-    "quantize",
-    "quantization_tolerance",
-)
+from nlp_pipeline import commands
+
 QUANTISATION_OFF = "quantisation off"
+
+
+def training_params() -> tuple[str, ...]:
+    """The Params that decide which model a run produces: whether it quantises, and every flag of stage, train and
+    quantize but the source (the data fingerprint stands for the data) and how models are timed."""
+    flags = (spec.param for spec in commands.PARAM_FLAGS if spec.step in ("stage", "train", "quantize"))
+    return (*dict.fromkeys(name for name in flags if name not in ("source", "timing")), "quantize")
 
 
 def training_config(params: Mapping) -> dict:
     """What a model keeps of the Params it was trained with: the ones that decide which model training produces."""
-    return {name: params[name] for name in TRAINING_CONFIG}
+    return {name: params[name] for name in training_params()}
 
 
 def skip_training_if_cached(production: dict | None, fingerprint: str, params: Mapping) -> None:

@@ -81,7 +81,7 @@ def cluster() -> ClusterSettings:
     image = Variable.get("nlp_task_image", None)
     if not image:
         raise AirflowFailException(
-            "nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run (README, Kubernetes)"
+            "nlp_eks needs the Airflow Variable nlp_task_image: the task image the pods run (docs/eks.md, Pointing nlp_eks at a cluster)"
         )
     return ClusterSettings(
         conn_id=Variable.get("nlp_k8s_conn_id", default="kubernetes_default"),
@@ -300,7 +300,9 @@ def evaluate(staged, candidate):
 def _registration(status_of):
     def arguments(context) -> list:
         evaluation = context["ti"].xcom_pull(task_ids="evaluate")
-        return commands.registration(cluster().registry, evaluation, status_of(context), context)
+        return commands.registration(
+            cluster().registry, evaluation, status_of(context), decisions.training_config(context["params"]), context
+        )
 
     return arguments
 

@@ -77,7 +77,11 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
 
 
 def _register(evaluation: dict, status: str, context) -> dict:
-    return run_step_json(*commands.registration(artefacts.registry_file(), evaluation, status, context))
+    return run_step_json(
+        *commands.registration(
+            artefacts.registry_file(), evaluation, status, decisions.training_config(context["params"]), context
+        )
+    )
 
 
 @task

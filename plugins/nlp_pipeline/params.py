@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
-from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS, ParamFlag
+from nlp_pipeline import commands
 from tasks.config import flag_schema
 
 # The form's sections of the steps' flags.
@@ -40,17 +40,19 @@ TITLES = {
 }
 
 
-def flag_param(spec: ParamFlag) -> Param:
+def flag_param(spec: commands.ParamFlag) -> Param:
     """The Param setting a step's flag: the flag's type, default, range and help (tasks/config.py), in the form."""
-    schema = flag_schema(STEP_ARGUMENTS[spec.step], spec.field) | FORM_RULES.get(spec.param, {})
+    schema = flag_schema(commands.STEP_ARGUMENTS[spec.step], spec.field) | FORM_RULES.get(spec.param, {})
     section = "Data and model" if spec.param == "base_model" else STEP_SECTIONS[spec.step]
     title = TITLES.get(spec.param, spec.param.replace("_", " ").capitalize())
     return Param(schema.pop("default"), title=title, section=section, **schema)
 
 
 def pipeline_params() -> dict[str, Param]:
-    flags = {spec.param: flag_param(spec) for spec in reversed(PARAM_FLAGS)}  # the first of a Param's flags wins
-    flags = {spec.param: flags[spec.param] for spec in PARAM_FLAGS}  # in PARAM_FLAGS' order
+    flags = {
+        spec.param: flag_param(spec) for spec in reversed(commands.PARAM_FLAGS)
+    }  # the first of a Param's flags wins
+    flags = {spec.param: flags[spec.param] for spec in commands.PARAM_FLAGS}  # in PARAM_FLAGS' order
     return flags | {
         "quantize": Param(
             True,

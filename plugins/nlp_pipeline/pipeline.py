@@ -80,7 +80,7 @@ def build_pipeline(
             body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
             "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
             response_timeout=APPROVAL_TIMEOUT,
-            retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (README, Approval)
+            retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (docs/local.md, Approval)
         )
         deployed = platform.deploy(entry)
         rollout = dag.get_task(platform.ROLLOUT_START)

@@ -69,7 +69,7 @@ def settings() -> specs.Settings:
     if missing := [name for name, value in required.items() if value is None]:
         raise AirflowFailException(
             f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
-            f"SageMaker assumes and the task image's ECR URI (README, SageMaker)"
+            f"SageMaker assumes and the task image's ECR URI (docs/sagemaker.md, Setup)"
         )
     return specs.Settings(
         role_arn=role_arn,

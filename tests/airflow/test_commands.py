@@ -288,5 +288,21 @@ def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
         "batch_size",
         "learning_rate",
         "precision",
+        "warmup_ratio",
         "seed",
     }
+
+
+def test_a_new_flag_of_a_step_is_one_line_of_param_flags(monkeypatch):
+    """A step's flag (its dataclass field) reaches the form, every platform's command and the training cache's
+    configuration through its one line in PARAM_FLAGS."""
+    from nlp_pipeline import decisions
+
+    monkeypatch.setattr(
+        commands, "PARAM_FLAGS", (*PARAM_FLAGS, commands.ParamFlag("weight_decay", "train", "weight_decay"))
+    )
+    param = pipeline_params()["weight_decay"]
+    assert (param.value, param.schema["section"], param.schema["exclusiveMaximum"]) == (0.01, "Training", 1)
+    params = defaults({}) | {"weight_decay": 0.05}
+    assert parsed(commands.command("train", params, data="/d", output="/o")).weight_decay == 0.05
+    assert decisions.training_config(params)["weight_decay"] == 0.05
