@@ -1,6 +1,6 @@
 """The task image's entrypoint (docker/task/entrypoint.sh) run directly, as the image runs it: ``serve``
 under dumb-init with the image's health check, other steps passed through, the thread settings handed over.
-SageMaker's ``train`` goes through it in tests/tasks/test_train.py::test_sagemaker_training_contract."""
+SageMaker's ``train`` goes through it in tests/tasks/training/test_train.py::test_sagemaker_training_contract."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from tasks.endpoint.commands import terminate
 from tasks.runtime import cpu, healthcheck
 from tests.conftest import entrypoint_environment, free_port, run_entrypoint, run_tasks

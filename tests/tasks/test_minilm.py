@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.tasks.test_quantize import assert_int8_record, quantize
+from tests.tasks.compression.test_quantize import assert_int8_record, quantize
 
 
 @pytest.mark.slow

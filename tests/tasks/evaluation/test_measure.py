@@ -1,7 +1,6 @@
 """Loading and scoring saved models with plain TensorFlow: the contract checks and their errors."""
 
 import pytest
-
 from tasks.errors import ModelError
 from tasks.evaluation.measure import agreement, serving_function
 

@@ -9,7 +9,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from tasks.runtime import cpu
 from tests.conftest import REPO, run_entrypoint, run_tasks, upload_folder
 from tests.tasks.isas import AUTO_PRECISION, ISAS
@@ -82,7 +81,7 @@ def test_auto_precision_on_a_cpu_without_bf16_trains_fp32(tmp_path, staged_data,
     """The fp32 branch of ``--precision auto`` runs for real on every host, a BF16/AMX one included.
 
     The bf16 branch trains for real where the CPU has bf16 (the test above; where it lacks it, the decision is
-    checked in test_cpu.py): forcing bf16 compute onto a CPU without it would test TensorFlow's emulation, not
+    checked in tests/tasks/runtime/test_cpu.py): forcing bf16 compute onto a CPU without it would test TensorFlow's emulation, not
     the decision.
     """
     output = tmp_path / "model"

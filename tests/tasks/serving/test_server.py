@@ -7,7 +7,6 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from tests.conftest import ServerProcess
 
 PAIR = {"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}
@@ -168,7 +167,6 @@ def test_ping_is_503_until_the_model_loads_and_says_why_it_failed():
     import threading
 
     from fastapi.testclient import TestClient
-
     from tasks.config import ServeArguments
     from tasks.serving.server import create_app
 
@@ -203,7 +201,6 @@ def test_the_port_follows_sagemaker_unless_given(monkeypatch):
 
 def test_a_model_fault_is_a_json_500_and_the_server_keeps_serving():
     from fastapi.testclient import TestClient
-
     from tasks.config import ServeArguments
     from tasks.serving.server import create_app
 

@@ -5,10 +5,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from tests.conftest import run_tasks
 from tests.fakes.hub import FakeHub
-from tests.tasks.test_stage_formats import DEV, PAIRS, TEST, glue_lines
+
+from tests.tasks.data.test_stage_formats import DEV, PAIRS, TEST, glue_lines
 
 GLUE_CARD = """---
 configs:

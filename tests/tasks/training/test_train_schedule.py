@@ -1,5 +1,4 @@
 import pytest
-
 from tasks.training.train import schedule
 
 

@@ -4,12 +4,12 @@ import json
 import re
 
 import pytest
-
 from tasks.config import StageArguments
 from tasks.data.stage import run
 from tasks.errors import BadRowsError, ConfigError, DataError, LeakageError, SchemaError
 from tests.conftest import run_tasks
-from tests.tasks.test_stage_formats import DEV, PAIRS, TEST, glue_lines, write_splits
+
+from tests.tasks.data.test_stage_formats import DEV, PAIRS, TEST, glue_lines, write_splits
 
 HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
 

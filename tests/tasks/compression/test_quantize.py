@@ -6,7 +6,6 @@ import sys
 import tarfile
 
 import pytest
-
 from tests.conftest import REPO, run_tasks
 
 # Loads both models with plain TensorFlow in a fresh interpreter and compares them on the validation split.

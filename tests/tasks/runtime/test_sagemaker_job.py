@@ -1,10 +1,9 @@
-"""The SageMaker job files translated into flags and TF_CONFIG (the end-to-end run is in test_train.py)."""
+"""The SageMaker job files translated into flags and TF_CONFIG (the end-to-end run is in tests/tasks/training/test_train.py)."""
 
 import json
 import os
 
 import pytest
-
 from tasks.errors import ConfigError
 from tasks.runtime.sagemaker_job import (
     PROCESSING,

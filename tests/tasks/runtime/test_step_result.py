@@ -1,7 +1,6 @@
 import json
 
 import pytest
-
 from tasks.runtime.step_result import LIMIT, RESULT_FILE_ENV, result_of
 from tests.conftest import run_tasks
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from tasks.endpoint.state import pid_alive
 from tests.conftest import free_port, run_tasks
 
@@ -93,7 +92,6 @@ def corrupt_model(tmp_path, trained_tiny) -> Path:
 def nan_model(tmp_path, trained_tiny) -> Path:
     """A model that loads and runs but answers NaN: only the smoke check catches it."""
     import tensorflow as tf
-
     from tasks.training.export import SIGNATURE_INPUTS
 
     class NaNClassifier(tf.Module):

@@ -1,5 +1,4 @@
 import pytest
-
 from tasks.runtime.outputs import atomic_output, partial_path
 
 
