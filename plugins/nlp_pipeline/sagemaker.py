@@ -110,6 +110,20 @@ def _processing(context, name: str, folder: str, command: list[str], inputs: dic
     )
 
 
+def _job(operator: type, task_id: str, kind: str, build_config, summarize, **kwargs):
+    """The step's job operator, deferrable, on the pipeline's connection and poll interval."""
+    return operator(
+        task_id=task_id,
+        kind=kind,
+        build_config=build_config,
+        summarize=summarize,
+        aws_conn_id=AWS_CONN_ID,
+        deferrable=True,
+        check_interval=CHECK_INTERVAL,
+        **kwargs,
+    )
+
+
 def _output_of(result: dict) -> str:
     return result["Processing"]["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/")
 
@@ -140,16 +154,7 @@ def _stage_summary(context, result: dict) -> dict:
 
 
 def stage_dataset():
-    return StepProcessingOperator(
-        task_id="stage_dataset",
-        kind="stage",
-        build_config=_stage_config,
-        summarize=_stage_summary,
-        aws_conn_id=AWS_CONN_ID,
-        deferrable=True,
-        check_interval=CHECK_INTERVAL,
-        outlets=[STAGED_DATA],
-    ).output
+    return _job(StepProcessingOperator, "stage_dataset", "stage", _stage_config, _stage_summary, outlets=[STAGED_DATA])
 
 
 # ---- train --------------------------------------------------------------------------------------------------------
@@ -183,16 +188,7 @@ def _train_summary(context, result: dict) -> dict:
 
 
 def train(staged):
-    operator = StepTrainingOperator(
-        task_id="train",
-        kind="train",
-        build_config=_train_config,
-        summarize=_train_summary,
-        aws_conn_id=AWS_CONN_ID,
-        deferrable=True,
-        check_interval=CHECK_INTERVAL,
-        print_log=True,
-    )
+    operator = _job(StepTrainingOperator, "train", "train", _train_config, _train_summary, print_log=True)
     staged >> operator
     return operator.output
 
@@ -214,15 +210,13 @@ def _unquantized(context) -> dict | None:
 
 
 def quantize(staged, trained):
-    operator = StepProcessingOperator(
-        task_id="quantize",
-        kind="quantize",
-        build_config=_quantize_config,
-        summarize=_quantize_summary,
+    operator = _job(
+        StepProcessingOperator,
+        "quantize",
+        "quantize",
+        _quantize_config,
+        _quantize_summary,
         result_without_job=_unquantized,
-        aws_conn_id=AWS_CONN_ID,
-        deferrable=True,
-        check_interval=CHECK_INTERVAL,
     )
     [staged, trained] >> operator
     return operator.output
@@ -278,15 +272,7 @@ def _evaluate_summary(context, result: dict) -> dict:
 
 
 def evaluate(staged, candidate):
-    operator = StepProcessingOperator(
-        task_id="evaluate",
-        kind="evaluate",
-        build_config=_evaluate_config,
-        summarize=_evaluate_summary,
-        aws_conn_id=AWS_CONN_ID,
-        deferrable=True,
-        check_interval=CHECK_INTERVAL,
-    )
+    operator = _job(StepProcessingOperator, "evaluate", "evaluate", _evaluate_config, _evaluate_summary)
     [staged, candidate] >> operator
     return operator.output
 

@@ -78,6 +78,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "batch_size": "16",
         "learning_rate": "0.001",
         "precision": "auto",
+        "warmup_ratio": "0.1",
         "seed": "42",
     }
     assert training["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
