@@ -96,8 +96,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     options = parser.parse_args()
     print_hardware()
-    print(f"{'DAG file':<28} {'parse ms':>9} {'empty, same operators':>22} {'ratio':>7}"
-          f"   (median of {options.repeats} fresh interpreters)")  # fmt: skip
+    print(
+        f"{'DAG file':<28} {'parse ms':>9} {'empty, same operators':>22} {'ratio':>7}"
+        f"   (median of {options.repeats} fresh interpreters)"
+    )
     with tempfile.TemporaryDirectory() as work:
         for dag_file in sorted((REPO / "dags").glob("*.py")):
             empty = Path(work) / f"empty_{dag_file.name}"
@@ -108,8 +110,10 @@ def main() -> None:
                 same_shape = Path(work) / "same_shape_dag.py"
                 same_shape.write_text(SAME_SHAPE_DAG)
                 floor = parse_seconds(same_shape, options.repeats)
-                print(f"{'  plain DAG, same shape':<28} {floor * 1e3:>9.1f} {baseline * 1e3:>19.1f} ms "
-                      f"{floor / baseline:>6.2f}x   (nlp_local vs it: {seconds / floor:.2f}x)")  # fmt: skip
+                print(
+                    f"{'  plain DAG, same shape':<28} {floor * 1e3:>9.1f} {baseline * 1e3:>19.1f} ms "
+                    f"{floor / baseline:>6.2f}x   (nlp_local vs it: {seconds / floor:.2f}x)"
+                )
 
 
 if __name__ == "__main__":

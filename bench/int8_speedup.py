@@ -24,8 +24,8 @@ def trained_model(work: Path) -> tuple[Path, Path]:
         tasks("stage", "--source", str(work / "raw"), "--tokenizer", minilm, "--output", str(work / "staged"))
     if not (work / "model" / "saved_model").is_dir():
         print("training MiniLM (3 epochs, about 3 minutes) ...", flush=True)
-        tasks("train", "--data", str(work / "staged"), "--model", minilm, "--output", str(work / "model"),
-              "--learning-rate", "1e-4", "--epochs", "3")  # fmt: skip
+        folders = ["--data", str(work / "staged"), "--model", minilm, "--output", str(work / "model")]
+        tasks("train", *folders, "--learning-rate", "1e-4", "--epochs", "3")
     return work / "model", work / "staged"
 
 
@@ -59,20 +59,26 @@ def main() -> None:
     record = json.loads((quantized / "quantization.json").read_text())
     print(f"quantize chose {record['chosen_precision']}: {record['reason']}")
     for trial in record["inc"]["trials"]:
-        print(f"  trial {trial['trial']} {trial['recipe']}: accuracy {trial['accuracy']:.4f}, "
-              f"relative loss {trial['relative_accuracy_loss']:.2%}, {trial['int8_ops']} INT8 ops")  # fmt: skip
+        print(
+            f"  trial {trial['trial']} {trial['recipe']}: accuracy {trial['accuracy']:.4f}, "
+            f"relative loss {trial['relative_accuracy_loss']:.2%}, {trial['int8_ops']} INT8 ops"
+        )
 
     figures = measure({"fp32": model, "int8": quantized}, data, options.work)
     print(f"\n{'model, padding':<22} {'accuracy':>8} {'b1 p50 ms':>10} {'b1 p99 ms':>10} {'b32 pairs/s':>12}")
     for name, metrics in figures.items():
-        print(f"{name:<22} {metrics['accuracy']:>8.4f} {metrics['latency_ms_b1_p50']:>10.2f} "
-              f"{metrics['latency_ms_b1_p99']:>10.2f} {metrics['throughput_b32']:>12.1f}")  # fmt: skip
+        print(
+            f"{name:<22} {metrics['accuracy']:>8.4f} {metrics['latency_ms_b1_p50']:>10.2f} "
+            f"{metrics['latency_ms_b1_p99']:>10.2f} {metrics['throughput_b32']:>12.1f}"
+        )
 
     def ratios(label: str, fp32: str, int8: str) -> None:
         a, b = figures[fp32], figures[int8]
         loss = (a["accuracy"] - b["accuracy"]) / a["accuracy"]
-        print(f"{label:<44} b32 {b['throughput_b32'] / a['throughput_b32']:.2f}x   "
-              f"b1 p50 {a['latency_ms_b1_p50'] / b['latency_ms_b1_p50']:.2f}x   relative accuracy loss {loss:.2%}")  # fmt: skip
+        print(
+            f"{label:<44} b32 {b['throughput_b32'] / a['throughput_b32']:.2f}x   "
+            f"b1 p50 {a['latency_ms_b1_p50'] / b['latency_ms_b1_p50']:.2f}x   relative accuracy loss {loss:.2%}"
+        )
 
     print()
     ratios("INT8 vs FP32, both padded to 128", "fp32 max_length", "int8 max_length")

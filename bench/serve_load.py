@@ -140,13 +140,17 @@ def main() -> None:
             process.wait(timeout=60)
 
     print(f"\n{options.concurrency} concurrent clients for {options.seconds:.0f} s, one pair per request")
-    print(f"{'configuration':<42} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'errors':>6} {'RSS MB':>7}"
-          f"   at half load: {'req/s':>6} {'p50':>6} {'p99':>6} {'errors':>6}")  # fmt: skip
+    print(
+        f"{'configuration':<42} {'req/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'errors':>6} {'RSS MB':>7}"
+        f"   at half load: {'req/s':>6} {'p50':>6} {'p99':>6} {'errors':>6}"
+    )
     for name, (saturated, half, rss) in results.items():
-        print(f"{name:<42} {saturated['requests_per_second']:>7.1f} {saturated['p50']:>7.1f} {saturated['p95']:>7.1f} "
-              f"{saturated['p99']:>7.1f} {saturated['errors']:>6d} {rss:>7.0f}   "
-              f"{'':>15}{half['requests_per_second']:>6.1f} {half['p50']:>6.1f} {half['p99']:>6.1f} "
-              f"{half['errors']:>6d}")  # fmt: skip
+        print(
+            f"{name:<42} {saturated['requests_per_second']:>7.1f} {saturated['p50']:>7.1f} {saturated['p95']:>7.1f} "
+            f"{saturated['p99']:>7.1f} {saturated['errors']:>6d} {rss:>7.0f}   "
+            f"{'':>15}{half['requests_per_second']:>6.1f} {half['p50']:>6.1f} {half['p99']:>6.1f} "
+            f"{half['errors']:>6d}"
+        )
     naive, shipped = (results[name][0]["requests_per_second"] for name in configurations)
     print(f"\nthroughput ratio, shipped / naive: {shipped / naive:.2f}x (latencies in ms)")
 

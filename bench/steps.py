@@ -19,8 +19,10 @@ def print_hardware() -> None:
 
 def tasks(*args: str, env: dict | None = None) -> None:
     """``python -m tasks ARGS`` in a fresh process from the repository root; its output is not shown."""
-    subprocess.run([sys.executable, "-m", "tasks", *args], cwd=REPO, env={**os.environ, **(env or {})}, check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    environment = {**os.environ, **(env or {})}
+    subprocess.run(
+        [sys.executable, "-m", "tasks", *args], cwd=REPO, env=environment, check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def packaged_minilm() -> str:

@@ -49,14 +49,17 @@ def main() -> None:
         tasks("sample", "--output", str(work / "raw"))
         tasks("stage", "--source", str(work / "raw"), "--output", str(work / "staged"), "--tokenizer", model)
         manifest = json.loads((work / "staged" / "manifest.json").read_text())
-        print(f"model {model}\ndata: {manifest['splits']['train']['rows']} pairs, mean "
-              f"{manifest['splits']['train']['tokens']['mean']} tokens; {options.steps} steps of batch "
-              f"{options.batch_size} per configuration\n")  # fmt: skip
+        print(
+            f"model {model}\ndata: {manifest['splits']['train']['rows']} pairs, mean "
+            f"{manifest['splits']['train']['tokens']['mean']} tokens; {options.steps} steps of batch "
+            f"{options.batch_size} per configuration\n"
+        )
         results = []
         for index, (name, env, flags) in enumerate(CONFIGURATIONS):
             output = work / f"model-{index}"
-            tasks("train", "--data", str(work / "staged"), "--model", model, "--output", str(output),
-                  "--max-steps", str(options.steps), "--batch-size", str(options.batch_size), *flags, env=env)  # fmt: skip
+            folders = ["--data", str(work / "staged"), "--model", model, "--output", str(output)]
+            steps = ["--max-steps", str(options.steps), "--batch-size", str(options.batch_size)]
+            tasks("train", *folders, *steps, *flags, env=env)
             metrics = json.loads((output / "metrics.json").read_text())
             results.append((name, metrics["steady_samples_per_second"]))
             print(f"  measured {name}: {metrics['steady_samples_per_second']:.1f} samples/s", flush=True)

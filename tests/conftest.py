@@ -63,6 +63,11 @@ def clean_environment(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("TASKS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
+def flags(**options: object) -> list[str]:
+    """A step's flags from keyword arguments, in order: ``flags(batch_size=16)`` is ``["--batch-size", "16"]``."""
+    return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
+
+
 def run_tasks(*args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
     """Run ``python -m tasks ...`` as a user would, in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}
@@ -94,8 +99,9 @@ def entrypoint_environment(bin_folder: Path, env: dict | None = None) -> dict:
 
 def run_entrypoint(*args: str, bin_folder: Path, env: dict | None = None, check: bool = True, timeout: float = 600):
     """Run the task image's entrypoint with ``args``, as ``docker run IMAGE ARGS`` would; returns the result."""
-    result = subprocess.run(["nlp-task-entrypoint", *args], cwd=REPO, env=entrypoint_environment(bin_folder, env),
-                            capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    environment = entrypoint_environment(bin_folder, env)
+    command = ["nlp-task-entrypoint", *args]
+    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(
             f"nlp-task-entrypoint {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
@@ -221,10 +227,9 @@ def upload_folder(client, folder: Path, bucket: str, prefix: str) -> str:
 @pytest.fixture(scope="session")
 def trained_tiny(tmp_path_factory, staged_data, tiny_model) -> Path:
     """The tiny BERT fine-tuned for two epochs: a servable FP32 model folder (about 15 s)."""
-    flags = ["--data", str(staged_data), "--model", str(tiny_model), "--epochs", "2", "--batch-size", "16",
-             "--learning-rate", "1e-3"]  # fmt: skip
+    settings = flags(data=staged_data, model=tiny_model, epochs=2, batch_size=16, learning_rate="1e-3")
     return built_once(
-        tmp_path_factory, "trained/tiny", lambda output: run_tasks("train", *flags, "--output", str(output))
+        tmp_path_factory, "trained/tiny", lambda output: run_tasks("train", *settings, "--output", str(output))
     )
 
 
@@ -241,18 +246,17 @@ def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
         "sample", "--output", str(raw), "--seed", "11", "--train-size", "800", "--dev-size", "200", "--test-size", "10"
     )
     run_tasks("stage", "--source", str(raw), "--output", str(staged), "--tokenizer", str(minilm_path))
-    run_tasks("train", "--data", str(staged), "--model", str(minilm_path), "--output", str(model), "--epochs", "3",
-              "--learning-rate", "3e-4", "--warmup-ratio", "0", "--log-every", "10")  # fmt: skip
+    schedule = flags(epochs=3, learning_rate="3e-4", warmup_ratio=0, log_every=10)
+    run_tasks("train", *flags(data=staged, model=minilm_path, output=model), *schedule)
     return staged, model
 
 
 @pytest.fixture(scope="session")
 def int8_tiny(tmp_path_factory, staged_data, trained_tiny) -> Path:
     """``trained_tiny`` quantised to INT8 (the speed rule waived: INT8 does not pay at hidden size 32)."""
-    flags = ["--model", str(trained_tiny), "--data", str(staged_data), "--calibration-size", "64", "--min-speedup", "0",
-             "--timing", "quick"]  # fmt: skip
+    settings = flags(model=trained_tiny, data=staged_data, calibration_size=64, min_speedup=0, timing="quick")
     return built_once(
-        tmp_path_factory, "quantized/tiny", lambda output: run_tasks("quantize", *flags, "--output", str(output))
+        tmp_path_factory, "quantized/tiny", lambda output: run_tasks("quantize", *settings, "--output", str(output))
     )
 
 

@@ -373,7 +373,9 @@ class PairGenerator:
         values = self.draw_values(event)
         polarity = self.rng.random() < 0.8
         first, second = self.rng.sample(event.templates, 2)
-        return GeneratedPair(1, self.render(first, values, polarity), self.reword(self.render(second, values, polarity)))
+        return GeneratedPair(
+            1, self.render(first, values, polarity), self.reword(self.render(second, values, polarity))
+        )
 
     def hard_negative(self) -> GeneratedPair:
         event = self.rng.choice(EVENTS)

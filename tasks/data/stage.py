@@ -96,8 +96,13 @@ def tokenise(tokenizer, pairs: list[CheckedPair], max_seq_length: int) -> dict:
     input_ids, token_type_ids = encoded["input_ids"], encoded["token_type_ids"]
     long = [index for index, ids in enumerate(input_ids) if len(ids) > max_seq_length]
     if long:
-        cut = tokenizer([first[i] for i in long], [second[i] for i in long], truncation="longest_first",
-                        max_length=max_seq_length, return_attention_mask=False)  # fmt: skip
+        cut = tokenizer(
+            [first[i] for i in long],
+            [second[i] for i in long],
+            truncation="longest_first",
+            max_length=max_seq_length,
+            return_attention_mask=False,
+        )
         for position, index in enumerate(long):
             input_ids[index], token_type_ids[index] = cut["input_ids"][position], cut["token_type_ids"][position]
     truncated = set(long)

@@ -42,8 +42,12 @@ def deploy(args: DeployLocalArguments) -> None:
         _start(args, model, folder)
         answer = _call(folder, {"action": "status"}, _STATUS_TIMEOUT)
     else:
-        log.info("rolling %s out to the endpoint at %s: load, warm up and smoke-check beside %s",
-                 model, running["url"], (running["current"] or {}).get("version"))  # fmt: skip
+        log.info(
+            "rolling %s out to the endpoint at %s: load, warm up and smoke-check beside %s",
+            model,
+            running["url"],
+            (running["current"] or {}).get("version"),
+        )
         answer = _call(folder, {"action": "deploy", "model": model}, args.timeout)
     print(summary(answer))
 
@@ -131,8 +135,12 @@ def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     with (folder / endpoint_state.SERVER_LOG).open("ab") as output:
         process = spawn_server(flags, output, detached=True)
     url = client_url(args.host, args.port)
-    log.info("started the endpoint (pid %d) at %s; waiting for %s to load, warm up and pass its smoke check",
-             process.pid, url, model)  # fmt: skip
+    log.info(
+        "started the endpoint (pid %d) at %s; waiting for %s to load, warm up and pass its smoke check",
+        process.pid,
+        url,
+        model,
+    )
     try:
         wait_ready(url, process, args.timeout, folder / endpoint_state.SERVER_LOG)
     except EndpointError:

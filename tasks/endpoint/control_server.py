@@ -128,4 +128,3 @@ class LocalEndpoint:
         except EndpointError as rejected:
             return {**self.describe(slot), "ok": False, "error": str(rejected)}
         return {**self.describe(slot), "ok": True}
-

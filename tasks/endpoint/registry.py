@@ -148,8 +148,10 @@ def _register(registry: Registry, args: RegistryArguments) -> dict:
 
     folder = resolve(args.model)
     if not (folder / "saved_model" / "saved_model.pb").is_file():
-        raise ModelError(f"--model {args.model}: not a trained model (no saved_model/saved_model.pb); register the "
-                         "output of `train` or `quantize`")  # fmt: skip
+        raise ModelError(
+            f"--model {args.model}: not a trained model (no saved_model/saved_model.pb); register the "
+            "output of `train` or `quantize`"
+        )
     evaluation = _read_json(Path(args.evaluation) / "evaluation.json")
     card_path = folder / "model_card.json"
     card = _read_json(card_path) if card_path.is_file() else {}

@@ -20,16 +20,20 @@ def run(args: SummaryArguments) -> None:
         for precision in ("fp32", "int8"):
             figures = quantization.get(precision) or {}
             if figures:
-                lines.append(f"{precision.upper():<8}{figures['accuracy']:>9.4f}{figures['f1']:>8.4f}"
-                             f"{figures['latency_ms_b1_p50']:>11.1f}{figures['throughput_b32']:>13.1f}")  # fmt: skip
+                lines.append(
+                    f"{precision.upper():<8}{figures['accuracy']:>9.4f}{figures['f1']:>8.4f}"
+                    f"{figures['latency_ms_b1_p50']:>11.1f}{figures['throughput_b32']:>13.1f}"
+                )
         lines.append(f"shipped precision: {quantization['chosen_precision']} ({quantization['reason']})")
     evaluation = _read(folder / "evaluation" / "evaluation.json")
     if evaluation:
         lines.append(f"gate decision: {evaluation['decision'].upper()}")
         lines += [f"  {reason}" for reason in evaluation["reasons"]]
     if not quantization and not evaluation:
-        lines.append("nothing was trained in this run: see the train task's log (cached: the production model was"
-                     " trained on the same data and configuration)")  # fmt: skip
+        lines.append(
+            "nothing was trained in this run: see the train task's log (cached: the production model was"
+            " trained on the same data and configuration)"
+        )
     state = endpoint_state.read(args.state) if args.state else None
     if state and state.get("current") and endpoint_state.pid_alive(state["pid"]):
         lines.append(f"endpoint: {state['url']} serving {state['current']['version']}")

@@ -20,8 +20,10 @@ _REASON_CHARS = 300
 
 
 def _stage(report: dict) -> dict:
-    return {"fingerprint": report["fingerprint"],
-            "rows": {name: split["rows"] for name, split in report["splits"].items()}}  # fmt: skip
+    return {
+        "fingerprint": report["fingerprint"],
+        "rows": {name: split["rows"] for name, split in report["splits"].items()},
+    }
 
 
 def _quantize(report: dict) -> dict:

@@ -144,10 +144,16 @@ def create_app(args: ServeArguments, load_model=None):
 
     @app.post(
         "/invocations",
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": invocations.REQUEST_SCHEMA}}}},
-        responses={400: {"description": "bad request"}, 413: {"description": "body too large"},
-                   415: {"description": "not JSON"}, 503: {"description": "model not loaded"}},
-    )  # fmt: skip
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/json": {"schema": invocations.REQUEST_SCHEMA}}}
+        },
+        responses={
+            400: {"description": "bad request"},
+            413: {"description": "body too large"},
+            415: {"description": "not JSON"},
+            503: {"description": "model not loaded"},
+        },
+    )
     async def invoke(request: Request):
         started = time.perf_counter()
         response = await _invoke(request)
@@ -224,6 +230,10 @@ def run(args: ServeArguments) -> None:
     )
     log.info(
         "serving %s on %s:%d (batches of up to %d pairs, %.1f ms wait)",
-        args.model, args.host, port, args.max_batch_size, args.max_wait_ms,
-    )  # fmt: skip
+        args.model,
+        args.host,
+        port,
+        args.max_batch_size,
+        args.max_wait_ms,
+    )
     asyncio.run(uvicorn.Server(config).serve())

@@ -42,9 +42,18 @@ RUN_CONFIG = "run_config.json"
 _PACKAGES = ("tensorflow", "tf-keras", "transformers", "datasets", "numpy", "neural-compressor-tf")
 # Settings that change what a checkpoint means; a checkpoint written under others is not resumed.
 _RUN_IDENTITY = (
-    "model", "epochs", "batch_size", "learning_rate", "warmup_ratio", "weight_decay", "max_seq_length",
-    "precision", "padding", "seed", "max_steps",
-)  # fmt: skip
+    "model",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "warmup_ratio",
+    "weight_decay",
+    "max_seq_length",
+    "precision",
+    "padding",
+    "seed",
+    "max_steps",
+)
 
 
 def load_data(args: TrainArguments, manifest: dict):
@@ -177,14 +186,25 @@ def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
     log.info(
         "training on %d pairs (validation %d): %d epoch(s) x %d steps, batch %d x %d worker(s), max length %d, "
         "padding %s",
-        len(train), len(validation), epochs, steps_per_epoch, args.batch_size, workers, max_seq_length, args.padding,
-    )  # fmt: skip
+        len(train),
+        len(validation),
+        epochs,
+        steps_per_epoch,
+        args.batch_size,
+        workers,
+        max_seq_length,
+        args.padding,
+    )
 
     def train_batches(input_context=None):
         return make_dataset(
-            train, args.batch_size, max_seq_length, padding=args.padding, shuffle_seed=args.seed,
+            train,
+            args.batch_size,
+            max_seq_length,
+            padding=args.padding,
+            shuffle_seed=args.seed,
             input_context=input_context,
-        )  # fmt: skip
+        )
 
     with strategy.scope():
         model = build_model(args, steps_per_epoch * epochs)
@@ -296,6 +316,9 @@ def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float
     write_json(work / "model_card.json", model_card(run, type(exported).__name__, metrics))
     log.info(
         "validation accuracy %.4f, F1 %.4f; %.1f samples/s (%.1f steady), %s precision",
-        metrics["accuracy"], metrics["f1"], metrics["samples_per_second"], metrics["steady_samples_per_second"],
+        metrics["accuracy"],
+        metrics["f1"],
+        metrics["samples_per_second"],
+        metrics["steady_samples_per_second"],
         run.plan.precision,
-    )  # fmt: skip
+    )

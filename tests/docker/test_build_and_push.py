@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, flags
 
 SCRIPT = REPO / "docker" / "build-and-push.sh"
 ACCOUNT, REGION = "123456789012", "eu-west-1"
@@ -41,8 +41,14 @@ def run_script(tmp_path: Path, *args: str, existing: str = "nlp/airflow", failin
         (stand_ins / name).chmod(0o755)
     calls = tmp_path / "calls.log"
     calls.write_text("")
-    env = {**os.environ, "PATH": f"{stand_ins}{os.pathsep}{os.environ['PATH']}", "CALLS": str(calls),
-           "FAKE_TOKEN": TOKEN, "FAKE_EXISTING": existing, "FAKE_FAILING_TARGET": failing_target}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{stand_ins}{os.pathsep}{os.environ['PATH']}",
+        "CALLS": str(calls),
+        "FAKE_TOKEN": TOKEN,
+        "FAKE_EXISTING": existing,
+        "FAKE_FAILING_TARGET": failing_target,
+    }
     result = subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=60)
     return result, [line.split("\t") for line in calls.read_text().splitlines()]
 
@@ -56,15 +62,15 @@ def _revision() -> str:
 
 
 def test_builds_every_image_then_logs_in_with_the_token_on_stdin_and_pushes(tmp_path):
-    result, calls = run_script(tmp_path, "--account", ACCOUNT, "--region", REGION, "--repository", "nlp",
-                               "--tag", "1.2.3")  # fmt: skip
+    result, calls = run_script(tmp_path, *flags(account=ACCOUNT, region=REGION, repository="nlp", tag="1.2.3"))
     assert result.returncode == 0, result.stderr
     builds = [call for call in calls if call[:2] == ["docker", "build"]]
-    assert [(_option(call, "--file")[0], _option(call, "--target")[0], _option(call, "--tag")[0]) for call in builds] == [
+    built = [tuple(_option(call, name)[0] for name in ("--file", "--target", "--tag")) for call in builds]
+    assert built == [
         ("docker/task/Dockerfile", "task", f"{REGISTRY}/nlp/tasks:1.2.3"),
         ("docker/task/Dockerfile", "task-sagemaker", f"{REGISTRY}/nlp/tasks:1.2.3-sagemaker"),
         ("docker/airflow/Dockerfile", "airflow", f"{REGISTRY}/nlp/airflow:1.2.3"),
-    ]  # fmt: skip
+    ]
     for call in builds:
         assert _option(call, "--platform") == ["linux/amd64"] and call[-2] == "."
         assert {"VERSION=0.1.0", f"REVISION={_revision()}"} <= set(_option(call, "--build-arg"))
@@ -83,8 +89,8 @@ def test_builds_every_image_then_logs_in_with_the_token_on_stdin_and_pushes(tmp_
 
 
 def test_the_default_tag_is_version_and_commit_and_no_push_builds_only(tmp_path):
-    result, calls = run_script(tmp_path, "--account", ACCOUNT, "--region", "cn-north-1", "--repository", "ml/nlp",
-                               "--with-local", "--no-push")  # fmt: skip
+    china = flags(account=ACCOUNT, region="cn-north-1", repository="ml/nlp")
+    result, calls = run_script(tmp_path, *china, "--with-local", "--no-push")
     assert result.returncode == 0, result.stderr
     tags = [_option(call, "--tag")[0] for call in calls if call[:2] == ["docker", "build"]]
     registry, tag = f"{ACCOUNT}.dkr.ecr.cn-north-1.amazonaws.com.cn", f"0.1.0-{_revision()[:12]}"
@@ -114,7 +120,7 @@ def test_bad_arguments_are_named_before_anything_is_built(tmp_path, arguments, m
 
 
 def test_a_failed_build_pushes_nothing(tmp_path):
-    result, calls = run_script(tmp_path, "--account", ACCOUNT, "--region", REGION, "--repository", "nlp",
-                               failing_target="airflow")  # fmt: skip
+    target = flags(account=ACCOUNT, region=REGION, repository="nlp")
+    result, calls = run_script(tmp_path, *target, failing_target="airflow")
     assert result.returncode == 1 and "build failed" in result.stderr
     assert [call[1] for call in calls] == ["build", "build", "build"], "no login, no push after a failed build"

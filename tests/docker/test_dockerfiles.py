@@ -26,8 +26,17 @@ BIN = Path(sys.executable).parent
 DOCKERFILES = [TASK_DOCKERFILE, AIRFLOW_DOCKERFILE]
 SHELL_SCRIPTS = [REPO / "docker" / "task" / "entrypoint.sh", REPO / "docker" / "build-and-push.sh"]
 # What python:3.11-slim (Debian slim) has of the system libraries a compiled wheel may link against.
-_SLIM_LIBRARIES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libresolv.so.2",
-                   "libgcc_s.so.1", "libstdc++.so.6", "libz.so.1"}  # fmt: skip
+_SLIM_LIBRARIES = {
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libgcc_s.so.1",
+    "libstdc++.so.6",
+    "libz.so.1",
+}
 _SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|ACCESS_KEY|PRIVATE)", re.IGNORECASE)
 
 
@@ -60,8 +69,14 @@ def test_every_copied_path_exists_and_is_in_the_build_context(dockerfile):
     for source in sources:
         assert (REPO / source).exists(), f"{dockerfile.name} copies {source}, which the repository lacks"
         assert in_build_context(source), f"{dockerfile.name} copies {source}, which .dockerignore leaves out"
-    for left_out in (".venv/bin/python", "demo-output/dag-run.log", ".git/config", ".env", "tests/conftest.py",
-                     "tasks/__pycache__/cli.cpython-311.pyc"):  # fmt: skip
+    for left_out in (
+        ".venv/bin/python",
+        "demo-output/dag-run.log",
+        ".git/config",
+        ".env",
+        "tests/conftest.py",
+        "tasks/__pycache__/cli.cpython-311.pyc",
+    ):
         assert not in_build_context(left_out), f"{left_out} would be sent to the builder"
 
 

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
+
 from tasks.endpoint.commands import terminate
 from tasks.runtime import cpu, healthcheck
-from tests.conftest import entrypoint_environment, free_port, run_entrypoint, run_tasks
+from tests.conftest import entrypoint_environment, flags, free_port, run_entrypoint, run_tasks
 
 PAIR = {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting on the mat."}
 
@@ -30,7 +31,7 @@ if [ "$1 $2" = "-m tasks" ] && [ "$3" != "cpu-threads" ]; then
     exec {sys.executable} -c 'import json, os, sys; json.dump({{"argv": sys.argv[1:], "env": dict(os.environ)}}, sys.stdout)' "$@"
 fi
 exec {sys.executable} "$@"
-""")  # fmt: skip
+""")
     spy.chmod(0o755)
     return folder
 
@@ -50,8 +51,11 @@ def test_without_arguments_it_names_what_it_runs(tmp_path):
 
 
 def test_train_serve_and_any_other_step_become_python_m_tasks(tmp_path):
-    for arguments in (["train"], ["serve", "--model", "s3://bucket/model/", "--host", "0.0.0.0"],
-                      ["stage", "--source", "s3://bucket/raw", "--output", "/opt/ml/processing/output/staged"]):  # fmt: skip
+    for arguments in (
+        ["train"],
+        ["serve", "--model", "s3://bucket/model/", "--host", "0.0.0.0"],
+        ["stage", "--source", "s3://bucket/raw", "--output", "/opt/ml/processing/output/staged"],
+    ):
         assert _handed_over(tmp_path / arguments[0], *arguments)["argv"] == ["-m", "tasks", *arguments]
 
 
@@ -61,8 +65,10 @@ def test_thread_settings_follow_the_container_cpus_and_keep_what_is_set(tmp_path
     cores = str(cpu.available_cores())
     env = _handed_over(tmp_path / "plain", "train")["env"]
     assert {name: env[name] for name in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_ENABLE_ONEDNN_OPTS")} == {
-        "OMP_NUM_THREADS": cores, "TF_NUM_INTRAOP_THREADS": cores, "TF_ENABLE_ONEDNN_OPTS": "1"
-    }  # fmt: skip
+        "OMP_NUM_THREADS": cores,
+        "TF_NUM_INTRAOP_THREADS": cores,
+        "TF_ENABLE_ONEDNN_OPTS": "1",
+    }
     # A Kubernetes pod sets OMP_NUM_THREADS from its CPU limit: that one stays.
     env = _handed_over(tmp_path / "pod", "serve", env={"OMP_NUM_THREADS": "1"})["env"]
     assert env["OMP_NUM_THREADS"] == "1" and env["TF_NUM_INTRAOP_THREADS"] == cores
@@ -70,8 +76,8 @@ def test_thread_settings_follow_the_container_cpus_and_keep_what_is_set(tmp_path
 
 def test_other_steps_run_and_their_exit_status_comes_back(tmp_path):
     output = tmp_path / "raw"
-    result = run_entrypoint("sample", "--output", str(output), "--train-size", "40", "--dev-size", "10",
-                            "--test-size", "4", bin_folder=tmp_path / "bin")  # fmt: skip
+    sizes = flags(train_size=40, dev_size=10, test_size=4)
+    result = run_entrypoint("sample", "--output", str(output), *sizes, bin_folder=tmp_path / "bin")
     assert sorted(path.name for path in output.iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
     assert result.stderr.startswith("nlp-task-entrypoint: python -m tasks sample, ")
     refused = run_entrypoint("no-such-step", bin_folder=tmp_path / "bin", check=False)
@@ -81,12 +87,12 @@ def test_other_steps_run_and_their_exit_status_comes_back(tmp_path):
 def test_serve_under_dumb_init_passes_the_health_check_and_stops_on_sigterm(tmp_path, trained_tiny):
     """``docker run IMAGE serve ...``: dumb-init is PID 1 and forwards SIGTERM to the server."""
     port = free_port()
-    command = ["dumb-init", "--", "nlp-task-entrypoint", "serve", "--model", str(trained_tiny),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    serve = flags(model=trained_tiny, host="127.0.0.1", port=port)
+    command = ["dumb-init", "--", "nlp-task-entrypoint", "serve", *serve]
     log = tmp_path / "serve.log"
     with log.open("wb") as output:
-        container = subprocess.Popen(command, env=entrypoint_environment(tmp_path / "bin"), stdout=output,
-                                     stderr=subprocess.STDOUT)  # fmt: skip
+        environment = entrypoint_environment(tmp_path / "bin")
+        container = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT)
     try:
         cmdline = Path(f"/proc/{container.pid}/cmdline")
         deadline = time.monotonic() + 180

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from tests.conftest import flags
 from tests.tasks.compression.test_quantize import assert_int8_record, quantize
 
 
@@ -30,8 +31,8 @@ def test_minilm_int8_agrees_with_fp32(tmp_path, minilm_run):
     """
     staged, model = minilm_run
     output = tmp_path / "int8"
-    quantize(model, staged, output, "--min-speedup", "0", "--recipes", "int8-fp32-head-and-first-ffn-output",
-             "--calibration-size", "96", "--timing", "quick")  # fmt: skip
+    recipe = "int8-fp32-head-and-first-ffn-output"
+    quantize(model, staged, output, *flags(min_speedup=0, recipes=recipe, calibration_size=96, timing="quick"))
     record = json.loads((output / "quantization.json").read_text())
     assert_int8_record(record)
     assert [trial["recipe"] for trial in record["inc"]["trials"]] == ["int8-fp32-head-and-first-ffn-output"]

@@ -6,7 +6,8 @@ import sys
 import tarfile
 
 import pytest
-from tests.conftest import REPO, run_tasks
+
+from tests.conftest import REPO, flags, run_tasks
 
 # Loads both models with plain TensorFlow in a fresh interpreter and compares them on the validation split.
 _AGREEMENT_SCRIPT = """
@@ -40,8 +41,7 @@ def compare_in_fresh_process(fp32, int8, data) -> dict:
 
 
 def quantize(model, data, output, *extra, env=None, check=True):
-    return run_tasks("quantize", "--model", str(model), "--data", str(data), "--output", str(output), *extra,
-                     env=env, check=check)  # fmt: skip
+    return run_tasks("quantize", *flags(model=model, data=data, output=output), *extra, env=env, check=check)
 
 
 def assert_int8_record(record: dict) -> None:
@@ -81,8 +81,9 @@ def test_tiny_model_becomes_an_int8_model_that_plain_tensorflow_serves(tmp_path,
 
 def test_an_impossible_tolerance_keeps_fp32_after_every_recipe(tmp_path, staged_data, trained_tiny):
     output = tmp_path / "out"
-    quantize(trained_tiny, staged_data, output, "--tolerance", "-0.9", "--calibration-size", "32", "--max-trials", "2",
-             "--timing", "quick")  # fmt: skip
+    quantize(
+        trained_tiny, staged_data, output, *flags(tolerance=-0.9, calibration_size=32, max_trials=2, timing="quick")
+    )
     record = json.loads((output / "quantization.json").read_text())
     assert record["chosen_precision"] == "fp32"
     assert record["reason"].startswith("no INT8 recipe kept accuracy within -90.00% of FP32")
@@ -95,8 +96,8 @@ def test_an_impossible_tolerance_keeps_fp32_after_every_recipe(tmp_path, staged_
 def test_int8_that_cannot_run_keeps_fp32(tmp_path, staged_data, trained_tiny):
     # INC's INT8 kernels exist only in TensorFlow's oneDNN build path: with oneDNN off they cannot run.
     output = tmp_path / "out"
-    quantize(trained_tiny, staged_data, output, "--calibration-size", "32", "--min-speedup", "0", "--timing", "quick",
-             env={"TF_ENABLE_ONEDNN_OPTS": "0"})  # fmt: skip
+    settings = flags(calibration_size=32, min_speedup=0, timing="quick")
+    quantize(trained_tiny, staged_data, output, *settings, env={"TF_ENABLE_ONEDNN_OPTS": "0"})
     record = json.loads((output / "quantization.json").read_text())
     assert record["chosen_precision"] == "fp32"
     assert record["reason"].startswith("INT8 quantisation failed: InternalError: Graph execution error: ... ")
@@ -184,8 +185,9 @@ def test_sagemaker_processing_contract_with_model_tarball(tmp_path, staged_data,
     (root / "processing" / "input" / "data").symlink_to(staged_data)
     (root / "processing" / "output").mkdir(parents=True)
 
-    run_tasks("quantize", "--calibration-size", "32", "--min-speedup", "0", "--timing", "quick",
-              env={"TASKS_SAGEMAKER_ROOT": str(root)})  # fmt: skip
+    run_tasks(
+        "quantize", *flags(calibration_size=32, min_speedup=0, timing="quick"), env={"TASKS_SAGEMAKER_ROOT": str(root)}
+    )
     record = json.loads((root / "processing" / "output" / "quantization.json").read_text())
     assert record["chosen_precision"] == "int8" and record["fp32"]["accuracy"] > 0
     assert record["source_model"] == str(model_input)

@@ -5,9 +5,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from tests.conftest import run_tasks
-from tests.fakes.hub import FakeHub
 
+from tests.conftest import flags, run_tasks
+from tests.fakes.hub import FakeHub
 from tests.tasks.data.test_stage_formats import DEV, PAIRS, TEST, glue_lines
 
 GLUE_CARD = """---
@@ -30,8 +30,8 @@ def write_hub_glue(folder, test_labels):
     (folder / "mrpc").mkdir(parents=True)
     for split, pairs in (("train", PAIRS), ("validation", DEV), ("test", TEST)):
         labels = [label for label, _, _ in pairs] if split != "test" else test_labels
-        table = pa.table({"sentence1": [p[1] for p in pairs], "sentence2": [p[2] for p in pairs],
-                          "label": labels, "idx": list(range(len(pairs)))})  # fmt: skip
+        first, second = [p[1] for p in pairs], [p[2] for p in pairs]
+        table = pa.table({"sentence1": first, "sentence2": second, "label": labels, "idx": list(range(len(pairs)))})
         pq.write_table(table, folder / "mrpc" / f"{split}-00000-of-00001.parquet")
     (folder / "README.md").write_text(GLUE_CARD)
     return folder
@@ -64,8 +64,8 @@ def test_stage_from_the_hub_matches_the_same_data_staged_from_files(tmp_path, hu
     local_src.mkdir()
     for name, pairs in (("train.tsv", PAIRS), ("dev.tsv", DEV), ("test.tsv", TEST)):
         (local_src / name).write_text(glue_lines(pairs))
-    run_tasks("stage", "--source", "hf://nyu-mll/glue/mrpc", "--output", str(hub_out),
-              "--tokenizer", "sentence-transformers/all-MiniLM-L6-v2", env=hub_env)  # fmt: skip
+    hub_tokenizer = "sentence-transformers/all-MiniLM-L6-v2"
+    run_tasks("stage", *flags(source="hf://nyu-mll/glue/mrpc", output=hub_out, tokenizer=hub_tokenizer), env=hub_env)
     run_tasks("stage", "--source", str(local_src), "--output", str(local_out), "--tokenizer", str(minilm_path))
     hub_manifest = json.loads((hub_out / "manifest.json").read_text())
     local_manifest = json.loads((local_out / "manifest.json").read_text())
@@ -76,15 +76,15 @@ def test_stage_from_the_hub_matches_the_same_data_staged_from_files(tmp_path, hu
 
 def test_hub_test_split_with_hidden_labels_is_unlabelled(tmp_path, hub_env, minilm_path):
     output = tmp_path / "out"
-    run_tasks("stage", "--source", "hf://someone/mrpc-unlabelled-test", "--output", str(output),
-              "--tokenizer", str(minilm_path), env=hub_env)  # fmt: skip
+    source = "hf://someone/mrpc-unlabelled-test"
+    run_tasks("stage", *flags(source=source, output=output, tokenizer=minilm_path), env=hub_env)
     manifest = json.loads((output / "manifest.json").read_text())
     assert manifest["splits"]["test"]["labels"]["unlabelled"] == len(TEST)
 
 
 def test_unknown_hub_data_set_is_a_clear_error(tmp_path, hub_env, minilm_path):
-    result = run_tasks("stage", "--source", "hf://nobody/nothing/x", "--output", str(tmp_path / "o"),
-                       "--tokenizer", str(minilm_path), env=hub_env, check=False)  # fmt: skip
+    stage = flags(source="hf://nobody/nothing/x", output=tmp_path / "o", tokenizer=minilm_path)
+    result = run_tasks("stage", *stage, env=hub_env, check=False)
     assert result.returncode == 1
     assert (
         "error: hf://nobody/nothing/x: cannot load 'nobody/nothing' (config 'x') from the Hugging Face hub"
@@ -95,9 +95,9 @@ def test_unknown_hub_data_set_is_a_clear_error(tmp_path, hub_env, minilm_path):
 def test_train_from_a_hub_id_with_pytorch_safetensors(tmp_path, hub_env, staged_data):
     """The packaged MiniLM published as sentence-transformers/all-MiniLM-L6-v2: PyTorch weights only."""
     output = tmp_path / "model"
-    result = run_tasks("train", "--data", str(staged_data), "--model", "sentence-transformers/all-MiniLM-L6-v2",
-                       "--output", str(output), "--max-steps", "3", "--batch-size", "8", "--log-every", "1",
-                       env=hub_env)  # fmt: skip
+    model = "sentence-transformers/all-MiniLM-L6-v2"
+    train = flags(data=staged_data, model=model, output=output, max_steps=3, batch_size=8, log_every=1)
+    result = run_tasks("train", *train, env=hub_env)
     assert "loaded PyTorch safetensors weights of sentence-transformers/all-MiniLM-L6-v2" in result.stdout
     card = json.loads((output / "model_card.json").read_text())
     assert card["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"

@@ -2,6 +2,7 @@ import csv
 import re
 
 import pytest
+
 from tasks.config import SampleArguments
 from tasks.data.sample import GLUE_HEADER, generate, run
 from tasks.errors import ConfigError

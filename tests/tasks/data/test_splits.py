@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from tasks.data.splits import bucket_boundaries, load_split, make_dataset
 from tasks.errors import DataError
 

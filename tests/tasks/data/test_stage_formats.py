@@ -6,6 +6,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from tasks.config import StageArguments
 from tasks.data.stage import run
 from tasks.errors import SchemaError, SourceError

@@ -4,11 +4,11 @@ import json
 import re
 
 import pytest
+
 from tasks.config import StageArguments
 from tasks.data.stage import run
 from tasks.errors import BadRowsError, ConfigError, DataError, LeakageError, SchemaError
-from tests.conftest import run_tasks
-
+from tests.conftest import flags, run_tasks
 from tests.tasks.data.test_stage_formats import DEV, PAIRS, TEST, glue_lines, write_splits
 
 HEADER = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String"
@@ -266,7 +266,7 @@ def test_manifest_is_byte_identical_across_processes(tmp_path, raw_data, minilm_
     manifests = []
     for name, hash_seed in (("a", "1"), ("b", "2")):
         output = tmp_path / name
-        run_tasks("stage", "--source", str(raw_data), "--output", str(output), "--tokenizer", str(minilm_path),
-                  env={"PYTHONHASHSEED": hash_seed})  # fmt: skip
+        stage = flags(source=raw_data, output=output, tokenizer=minilm_path)
+        run_tasks("stage", *stage, env={"PYTHONHASHSEED": hash_seed})
         manifests.append((output / "manifest.json").read_bytes())
     assert manifests[0] == manifests[1]

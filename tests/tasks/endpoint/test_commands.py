@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tasks.endpoint.state import pid_alive
-from tests.conftest import free_port, run_tasks
+from tests.conftest import flags, free_port, run_tasks
 
 PAIRS = [
     {"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."},
@@ -92,6 +93,7 @@ def corrupt_model(tmp_path, trained_tiny) -> Path:
 def nan_model(tmp_path, trained_tiny) -> Path:
     """A model that loads and runs but answers NaN: only the smoke check catches it."""
     import tensorflow as tf
+
     from tasks.training.export import SIGNATURE_INPUTS
 
     class NaNClassifier(tf.Module):
@@ -119,8 +121,10 @@ def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny
         assert int8.startswith("int8-")
         wait_for(lambda: load.versions_seen()[int8] > 20)
 
-        for broken, reason in ((corrupt_model, "cannot load the serving signature"),
-                               (nan_model, "smoke check: logits are not finite")):  # fmt: skip
+        for broken, reason in (
+            (corrupt_model, "cannot load the serving signature"),
+            (nan_model, "smoke check: logits are not finite"),
+        ):
             refused = run_tasks("deploy-local", "--model", str(broken), "--state", str(state), check=False)
             assert refused.returncode == 1
             assert f"deploy of {broken} failed, still serving {int8}" in refused.stderr
@@ -138,9 +142,12 @@ def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny
     recorded = json.loads((state / "state.json").read_text())
     assert recorded["current"]["version"] == fp32 and recorded["previous"]["version"] == int8
     assert [(entry["action"], entry["result"]) for entry in recorded["history"]] == [
-        ("start", "serving"), ("deploy", "serving"), ("deploy", "rejected"), ("deploy", "rejected"),
+        ("start", "serving"),
+        ("deploy", "serving"),
+        ("deploy", "rejected"),
+        ("deploy", "rejected"),
         ("rollback", "serving"),
-    ]  # fmt: skip
+    ]
     assert not pid_alive(recorded["pid"]) and not (state / "control.sock").exists()
 
 
@@ -166,8 +173,7 @@ def test_a_restarted_endpoint_remembers_its_previous_model(state, trained_tiny, 
 
 def test_a_first_model_that_cannot_serve_leaves_no_server_behind(state, corrupt_model):
     port = free_port()
-    result = run_tasks("deploy-local", "--model", str(corrupt_model), "--state", str(state), "--port", str(port),
-                       check=False)  # fmt: skip
+    result = run_tasks("deploy-local", *flags(model=corrupt_model, state=state, port=port), check=False)
     assert result.returncode == 1
     assert "the server could not serve its model: ModelError:" in result.stderr
     assert "cannot load the serving signature" in result.stderr
@@ -192,6 +198,6 @@ def test_commands_name_what_is_missing(tmp_path, trained_tiny):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        busy = run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(tmp_path / "ep"),
-                         "--port", str(port), check=False)  # fmt: skip
+        deploy = flags(model=trained_tiny, state=tmp_path / "ep", port=port)
+        busy = run_tasks("deploy-local", *deploy, check=False)
     assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr

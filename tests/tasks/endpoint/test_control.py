@@ -7,11 +7,11 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from tasks.endpoint import control_client, control_server
 from tasks.endpoint import state as endpoint_state
 from tasks.errors import EndpointError
 from tasks.serving.model_swap import ModelSlot
-
 from tests.tasks.serving.test_model_swap import FakeModel, loader
 
 

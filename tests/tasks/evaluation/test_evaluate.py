@@ -2,20 +2,19 @@
 
 import json
 
-from tests.conftest import run_tasks
+from tests.conftest import flags, run_tasks
 
 METRICS = {"accuracy", "f1", "confusion_matrix", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32", "size_mb"}
 
 
 def evaluate(model, data, output, *extra, check=True):
-    return run_tasks("evaluate", "--model", str(model), "--data", str(data), "--output", str(output),
-                     "--latency-samples", "20", *extra, check=check)  # fmt: skip
+    return run_tasks("evaluate", *flags(model=model, data=data, output=output, latency_samples=20), *extra, check=check)
 
 
 def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, trained_tiny, int8_tiny):
     output = tmp_path / "evaluation"
-    result = evaluate(int8_tiny, staged_data, output, "--champion", str(trained_tiny), "--min-accuracy", "0",
-                      "--min-f1", "0", "--champion-margin", "1")  # fmt: skip
+    gate = flags(champion=trained_tiny, min_accuracy=0, min_f1=0, champion_margin=1)
+    result = evaluate(int8_tiny, staged_data, output, *gate)
     evaluation = json.loads((output / "evaluation.json").read_text())
     assert set(evaluation) >= METRICS | {"decision", "reasons", "champion", "precision", "split", "data_fingerprint"}
     assert set(evaluation["champion"]) >= METRICS
@@ -39,8 +38,9 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
 
 def test_a_candidate_below_the_minimum_is_rejected_with_the_numbers(tmp_path, staged_data, trained_tiny):
     output = tmp_path / "evaluation"
-    result = evaluate(trained_tiny, staged_data, output, "--min-accuracy", "0.99", "--min-f1", "0", "--split", "test",
-                      "--timing", "quick")  # fmt: skip
+    result = evaluate(
+        trained_tiny, staged_data, output, *flags(min_accuracy=0.99, min_f1=0, split="test", timing="quick")
+    )
     evaluation = json.loads((output / "evaluation.json").read_text())
     # Quick timing: one fresh process scores and times both workloads, with the throughput threads.
     assert evaluation["timing"] == "quick" and set(evaluation) >= METRICS
@@ -80,6 +80,5 @@ def test_a_missing_champion_is_a_clear_error(tmp_path, staged_data, trained_tiny
 
 
 def test_bad_thresholds_are_refused(tmp_path):
-    result = run_tasks("evaluate", "--model", "m", "--data", "d", "--output", str(tmp_path), "--min-f1", "2",
-                       check=False)  # fmt: skip
+    result = run_tasks("evaluate", *flags(model="m", data="d", output=tmp_path, min_f1=2), check=False)
     assert result.returncode == 2 and "--min-f1 must be in [0, 1], got 2.0" in result.stderr

@@ -1,6 +1,7 @@
 """The promotion gate: each rule rejects when it should, and every reason names its rule and numbers."""
 
 import pytest
+
 from tasks.evaluation.gate import Thresholds, decide
 
 THRESHOLDS = Thresholds(min_accuracy=0.80, min_f1=0.85, max_int8_loss=0.01, champion_margin=0.01)

@@ -1,6 +1,7 @@
 """Loading and scoring saved models with plain TensorFlow: the contract checks and their errors."""
 
 import pytest
+
 from tasks.errors import ModelError
 from tasks.evaluation.measure import agreement, serving_function
 
@@ -9,8 +10,10 @@ def test_a_signature_that_breaks_the_contract_is_named(tmp_path):
     import tensorflow as tf
 
     module = tf.Module()
-    module.serve = tf.function(lambda ids: {"scores": tf.cast(ids, tf.float32)},
-                               input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])  # fmt: skip
+    module.serve = tf.function(
+        lambda ids: {"scores": tf.cast(ids, tf.float32)},
+        input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")],
+    )
     tf.saved_model.save(module, str(tmp_path / "saved_model"), signatures={"serving_default": module.serve})
     with pytest.raises(ModelError, match=r"serving_default takes \['ids'\] and returns \['scores'\]; expected"):
         serving_function(tmp_path)

@@ -1,6 +1,7 @@
 import os
 
 import pytest
+
 from tasks.config import CpuThreadsArguments
 from tasks.runtime import cpu
 from tests.tasks.isas import AMX, AUTO_PRECISION, ISAS, cpuinfo

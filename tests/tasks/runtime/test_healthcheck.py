@@ -2,6 +2,7 @@
 through the real entrypoint in tests/docker/test_task_entrypoint.py)."""
 
 import pytest
+
 from tasks.runtime import healthcheck
 from tests.conftest import free_port, run_tasks
 

@@ -7,6 +7,7 @@ import tarfile
 
 import numpy as np
 import pytest
+
 from tasks.errors import ModelError
 from tasks.runtime.models import load_classifier, load_tokenizer, resolve
 from tests.conftest import upload_folder

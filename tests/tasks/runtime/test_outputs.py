@@ -1,4 +1,5 @@
 import pytest
+
 from tasks.runtime.outputs import atomic_output, partial_path
 
 

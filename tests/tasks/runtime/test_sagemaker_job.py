@@ -1,9 +1,11 @@
-"""The SageMaker job files translated into flags and TF_CONFIG (the end-to-end run is in tests/tasks/training/test_train.py)."""
+"""The SageMaker job files translated into flags and TF_CONFIG (the end-to-end run:
+tests/tasks/training/test_train.py)."""
 
 import json
 import os
 
 import pytest
+
 from tasks.errors import ConfigError
 from tasks.runtime.sagemaker_job import (
     PROCESSING,
@@ -13,7 +15,7 @@ from tasks.runtime.sagemaker_job import (
     TrainingJob,
     detect_job,
 )
-from tests.conftest import run_tasks
+from tests.conftest import flags, run_tasks
 
 
 @pytest.fixture
@@ -127,7 +129,7 @@ def test_a_stage_processing_job_that_fails_on_bad_data_says_why(tmp_path, monkey
     (tmp_path / "config" / "processingjobconfig.json").write_text("{}")
     (tmp_path / "raw").mkdir()
     (tmp_path / "raw" / "train.tsv").write_text("no header, no rows\n")
-    result = run_tasks("stage", "--source", str(tmp_path / "raw"), "--output", str(tmp_path / "processing" / "output"),
-                       env={"TASKS_SAGEMAKER_ROOT": str(tmp_path)}, check=False)  # fmt: skip
+    stage = flags(source=tmp_path / "raw", output=tmp_path / "processing" / "output")
+    result = run_tasks("stage", *stage, env={"TASKS_SAGEMAKER_ROOT": str(tmp_path)}, check=False)
     assert result.returncode == 3, result.stderr
     assert (tmp_path / "output" / "message").read_text().startswith("SchemaError (exit 3): ")

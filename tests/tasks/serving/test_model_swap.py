@@ -6,6 +6,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from tasks.errors import EndpointError, ModelError
 from tasks.serving.batching import DynamicBatcher
 from tasks.serving.model_swap import ModelSlot
@@ -164,8 +165,9 @@ class Tensor:
     ],
 )
 def test_the_smoke_check_refuses_a_broken_model(minilm_path, fault, message):
-    from tasks.serving.served_model import ServedModel
     from transformers import AutoTokenizer
+
+    from tasks.serving.served_model import ServedModel
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path)
     ServedModel(minilm_path, "fp32-ok", FakeSignature(), tokenizer, 128).smoke_check()

@@ -7,7 +7,8 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from tests.conftest import ServerProcess
+
+from tests.conftest import ServerProcess, flags
 
 PAIR = {"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}
 MAX_INSTANCES = 8
@@ -16,8 +17,8 @@ MAX_BODY = 4096
 
 @pytest.fixture(scope="module")
 def server(int8_tiny, tmp_path_factory):
-    process = ServerProcess(int8_tiny, "--max-instances", str(MAX_INSTANCES), "--max-body-bytes", str(MAX_BODY),
-                            "--max-wait-ms", "50", log=tmp_path_factory.mktemp("server") / "server.log")  # fmt: skip
+    limits = flags(max_instances=MAX_INSTANCES, max_body_bytes=MAX_BODY, max_wait_ms=50)
+    process = ServerProcess(int8_tiny, *limits, log=tmp_path_factory.mktemp("server") / "server.log")
     try:
         process.wait_ready()
         yield process
@@ -98,8 +99,8 @@ def test_bad_json_large_bodies_and_other_content_types(server):
     assert bad.status_code == 400 and bad.json()["error"].startswith("the body is not valid JSON")
     large = invoke(server, {"instances": [{"sentence1": "x" * MAX_BODY, "sentence2": "y"}]})
     assert large.status_code == 413 and str(MAX_BODY) in large.json()["error"]
-    chunked = httpx.post(f"{server.url}/invocations", content=iter([b"{" + b" " * MAX_BODY + b"}"]),
-                         headers={"content-type": "application/json"})  # fmt: skip
+    streamed = iter([b"{" + b" " * MAX_BODY + b"}"])
+    chunked = httpx.post(f"{server.url}/invocations", content=streamed, headers={"content-type": "application/json"})
     assert chunked.status_code == 413
     text = httpx.post(f"{server.url}/invocations", content=b"a,b", headers={"content-type": "text/csv"})
     assert text.status_code == 415 and "'text/csv' is not supported" in text.json()["error"]
@@ -167,6 +168,7 @@ def test_ping_is_503_until_the_model_loads_and_says_why_it_failed():
     import threading
 
     from fastapi.testclient import TestClient
+
     from tasks.config import ServeArguments
     from tasks.serving.server import create_app
 
@@ -201,6 +203,7 @@ def test_the_port_follows_sagemaker_unless_given(monkeypatch):
 
 def test_a_model_fault_is_a_json_500_and_the_server_keeps_serving():
     from fastapi.testclient import TestClient
+
     from tasks.config import ServeArguments
     from tasks.serving.server import create_app
 

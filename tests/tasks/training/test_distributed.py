@@ -1,6 +1,7 @@
 import json
 
 import pytest
+
 from tasks.errors import ConfigError
 from tasks.training.distributed import TrainingCluster, cluster_from_environment
 

@@ -9,14 +9,15 @@ import sys
 
 import numpy as np
 import pytest
+
 from tasks.runtime import cpu
-from tests.conftest import REPO, run_entrypoint, run_tasks, upload_folder
+from tests.conftest import REPO, flags, run_entrypoint, run_tasks, upload_folder
 from tests.tasks.isas import AUTO_PRECISION, ISAS
 
 
 def train_flags(data, model, output, *extra):
-    return ["train", "--data", str(data), "--model", str(model), "--output", str(output), "--epochs", "1",
-            "--batch-size", "16", "--learning-rate", "1e-3", "--log-every", "4", *extra]  # fmt: skip
+    schedule = flags(epochs=1, batch_size=16, learning_rate="1e-3", log_every=4)
+    return ["train", *flags(data=data, model=model, output=output), *schedule, *extra]
 
 
 def detected_auto_precision() -> str:
@@ -81,13 +82,13 @@ def test_auto_precision_on_a_cpu_without_bf16_trains_fp32(tmp_path, staged_data,
     """The fp32 branch of ``--precision auto`` runs for real on every host, a BF16/AMX one included.
 
     The bf16 branch trains for real where the CPU has bf16 (the test above; where it lacks it, the decision is
-    checked in tests/tasks/runtime/test_cpu.py): forcing bf16 compute onto a CPU without it would test TensorFlow's emulation, not
-    the decision.
+    checked in tests/tasks/runtime/test_cpu.py): forcing bf16 compute onto a CPU without it would test
+    TensorFlow's emulation, not the decision.
     """
     output = tmp_path / "model"
-    flags = train_flags(staged_data, tiny_model, output, "--max-steps", "4")
-    result = subprocess.run([sys.executable, "-c", _ON_FORCED_CPU, ISAS["avx2-only"], *flags], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)  # fmt: skip
+    arguments = train_flags(staged_data, tiny_model, output, "--max-steps", "4")
+    command = [sys.executable, "-c", _ON_FORCED_CPU, ISAS["avx2-only"], *arguments]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert AUTO_PRECISION["avx2-only"] == "fp32" and "precision fp32 (Keras policy float32)" in result.stdout
     card = json.loads((output / "model_card.json").read_text())
@@ -104,11 +105,8 @@ def test_auto_precision_on_a_cpu_without_bf16_trains_fp32(tmp_path, staged_data,
 def test_fp32_fixed_padding_shorter_max_length_and_model_from_s3(tmp_path, staged_data, tiny_model, s3):
     uri = upload_folder(s3["client"], tiny_model, s3["bucket"], "models/tiny")
     output = tmp_path / "model"
-    result = run_tasks(
-        *train_flags(
-            staged_data, uri, output, "--precision", "fp32", "--padding", "max_length", "--max-seq-length", "32"
-        )
-    )
+    fixed_padding = flags(precision="fp32", padding="max_length", max_seq_length=32)
+    result = run_tasks(*train_flags(staged_data, uri, output, *fixed_padding))
     assert "re-tokenising to 32 tokens (staged at 128)" in result.stdout
     assert "precision fp32 (Keras policy float32)" in result.stdout
     metrics = json.loads((output / "metrics.json").read_text())
@@ -117,12 +115,9 @@ def test_fp32_fixed_padding_shorter_max_length_and_model_from_s3(tmp_path, stage
 
 def test_resumes_from_the_checkpoint_after_being_killed(tmp_path, staged_data, tiny_model):
     output = tmp_path / "model"
-    flags = train_flags(
-        staged_data, tiny_model, output, "--epochs", "6", "--batch-size", "8", "--checkpoint-every", "5"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tasks", *flags], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    arguments = train_flags(staged_data, tiny_model, output, *flags(epochs=6, batch_size=8, checkpoint_every=5))
+    command = [sys.executable, "-m", "tasks", *arguments]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in process.stdout:
         seen.append(line)
@@ -133,7 +128,7 @@ def test_resumes_from_the_checkpoint_after_being_killed(tmp_path, staged_data, t
     assert process.returncode == -signal.SIGKILL, "".join(seen)
     assert not output.exists() and (tmp_path / ".model.partial" / "checkpoints" / "backup").is_dir()
 
-    result = run_tasks(*flags)
+    result = run_tasks(*arguments)
     resumed = [line for line in result.stdout.splitlines() if "resuming from the checkpoint" in line]
     assert resumed, result.stdout
     epoch = int(resumed[0].split("epoch ")[1].split(",")[0])
@@ -166,16 +161,10 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path, staged_d
             **os.environ,
             "TF_CONFIG": json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}),
         }
-        flags = train_flags(staged_data, tiny_model, tmp_path / f"out-{index}", "--epochs", "2")
+        arguments = train_flags(staged_data, tiny_model, tmp_path / f"out-{index}", "--epochs", "2")
+        command = [sys.executable, "-m", "tasks", *arguments]
         processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "tasks", *flags],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+            subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         )
     logs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], "\n".join(logs)

@@ -1,4 +1,5 @@
 import pytest
+
 from tasks.training.train import schedule
 
 
