@@ -1,6 +1,6 @@
 """``python -m tasks serve``: the inference server (SageMaker endpoint, Kubernetes Deployment, local endpoint).
 
-FastAPI on uvicorn, with the HTTP contract of DESIGN.md::
+FastAPI on uvicorn, with the HTTP contract of docs/architecture.md::
 
     GET  /ping          200 once the model is loaded and warm, 503 before
     POST /invocations   {"instances": [...]} -> predictions (TF Serving's shape), labels, probabilities, model_version

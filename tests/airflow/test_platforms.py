@@ -4,6 +4,7 @@ shared decisions (decisions.py) are made once and applied the same way by every 
 import ast
 import inspect
 import json
+import subprocess
 import sys
 
 import pendulum
@@ -252,3 +253,22 @@ def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monke
         "config": decisions.training_config(task_context_["params"]),
     }
     assert json.loads(environment["NLP_TRAINING_CONFIG"]) == served["config"]
+
+
+def test_what_the_plugins_import_of_tasks_needs_only_the_standard_library():
+    """The Airflow image has the tasks package without its dependencies (docker/airflow/Dockerfile)."""
+    imports = sorted(
+        {
+            ast.unparse(node)
+            for path in MODULES
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tasks")
+        }
+    )
+    assert imports, "the plugins import the step contract from tasks"
+    probe = "\n".join(
+        ["import sys", "before = set(sys.modules)", *imports]
+        + ["print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"]
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "['tasks']", (imports, result.stdout)

@@ -4,7 +4,7 @@
   built when it runs (``specs.kubernetes.step_pod``, from the run's Params and Variables). The pod's log
   streams into the task log; the finished pod is deleted; a retry re-attaches to the pod an earlier try left
   running rather than starting a second one; ``deferrable=True`` waits in the triggerer. The step's result
-  comes back as the container's termination message (tasks/step_result.py), so Airflow never needs to reach
+  comes back as the container's termination message (tasks/runtime/step_result.py), so Airflow never needs to reach
   the artefact store; a failed step's message is its log's last lines. Exit 2 (bad flag) or 3 (bad data)
   fails the task without a retry, as on the other platforms.
 - ``TrainOperator``: the same for the train step with one worker; with more, a Kubeflow ``TFJob`` (the

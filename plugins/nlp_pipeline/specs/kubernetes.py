@@ -22,7 +22,7 @@ PART_LABEL = "app.kubernetes.io/part-of"
 SERVER_PORT = 8080
 # The server drains in-flight requests for 25 s after SIGTERM (tasks/config.py); Kubernetes waits longer.
 TERMINATION_GRACE_SECONDS = 40
-# A step writes its result here (tasks/step_result.py); the API server shows it as the termination message.
+# A step writes its result here (tasks/runtime/step_result.py); the API server shows it as the termination message.
 # A failed step writes nothing, so Kubernetes shows the log's last lines instead (FallbackToLogsOnError).
 TERMINATION_LOG = "/dev/termination-log"
 STEP_CONTAINER = "base"  # the KubernetesPodOperator's name for the container it follows

@@ -71,7 +71,7 @@ def processing_job(
     instance_type: str,
     max_runtime_seconds: int,
 ) -> dict:
-    """A processing job running ``python -m tasks ARGUMENTS`` in the task image; ``PROCESSING/output`` → ``output``."""
+    """A processing job running ``python -m tasks ARGUMENTS`` in the task image; ``PROCESSING_OUTPUT`` → ``output``."""
     return {
         "ProcessingJobName": name,
         "RoleArn": settings.role_arn,
