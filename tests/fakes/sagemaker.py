@@ -41,8 +41,15 @@ from tests.conftest import REPO, ServerProcess
 ACCOUNT, REGION = "123456789012", "us-east-1"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/nlp-tasks:test"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/nlp-sagemaker"
-_RECORDED = ("create_processing_job", "create_training_job", "create_model", "create_endpoint_config",
-             "create_endpoint", "update_endpoint", "create_model_package")  # fmt: skip
+_RECORDED = (
+    "create_processing_job",
+    "create_training_job",
+    "create_model",
+    "create_endpoint_config",
+    "create_endpoint",
+    "update_endpoint",
+    "create_model_package",
+)
 
 
 class FakeSageMaker:
@@ -75,8 +82,10 @@ class FakeSageMaker:
 
             monkeypatch.setattr(SageMakerResponse, action, recorded, raising=False)
         monkeypatch.setattr(SageMakerResponse, "update_endpoint", self._update_endpoint_response(), raising=False)
-        original_training, original_processing = (SageMakerModelBackend.create_training_job,
-                                                   SageMakerModelBackend.create_processing_job)  # fmt: skip
+        original_training, original_processing = (
+            SageMakerModelBackend.create_training_job,
+            SageMakerModelBackend.create_processing_job,
+        )
 
         def create_training_job(backend, **kwargs):
             job = original_training(backend, **kwargs)
@@ -201,10 +210,18 @@ class FakeSageMaker:
         return None
 
     def _run(self, arguments: list[str], root: Path, environment: dict) -> tuple[int, str]:
-        env = {**os.environ, **environment, "TASKS_SAGEMAKER_ROOT": str(root), "AWS_ENDPOINT_URL": self.endpoint_url,
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}  # fmt: skip
-        result = subprocess.run([sys.executable, "-m", "tasks", *arguments], cwd=REPO, env=env, capture_output=True,
-                                text=True, timeout=900)  # fmt: skip
+        env = {
+            **os.environ,
+            **environment,
+            "TASKS_SAGEMAKER_ROOT": str(root),
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "tasks", *arguments], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+        )
         return result.returncode, result.stdout + result.stderr
 
     @staticmethod
@@ -279,8 +296,12 @@ class FakeSageMaker:
             if fake.broken_answers:
                 return 200, {"Content-Type": "application/json"}, json.dumps({"predictions": []})
             server = fake._server_for(name)
-            answer = httpx.post(f"{server.url}/invocations", content=response.body,
-                                headers={"Content-Type": "application/json"}, timeout=120)  # fmt: skip
+            answer = httpx.post(
+                f"{server.url}/invocations",
+                content=response.body,
+                headers={"Content-Type": "application/json"},
+                timeout=120,
+            )
             return answer.status_code, {"Content-Type": "application/json"}, answer.text
 
         return invoke_endpoint
