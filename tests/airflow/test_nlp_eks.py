@@ -5,6 +5,8 @@ A first run creates the server; a second rolls a new model out over it, with the
 Then a broken answer fails the smoke test and ``rollback`` puts the first run's model back.
 """
 
+import json
+
 from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
@@ -63,6 +65,8 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert served_model(cluster) == second_model
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
     assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(run_folder / "quantized")
+    lineage = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/training-config"])
+    assert lineage["quantize"] is False and deployment["metadata"]["annotations"]["nlp.pipeline/data-fingerprint"]
     assert deployment["metadata"]["generation"] == 2 and deployment["status"]["updatedReplicas"] == 2
 
     cluster.broken_answers = True
@@ -70,4 +74,6 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert "smoke test of Service nlp-paraphrase failed" in failed.stdout + failed.stderr
     run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
     assert served_model(cluster) == str(run_folder / "quantized")
+    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
+    assert "nlp.pipeline/data-fingerprint" not in (deployment["metadata"].get("annotations") or {}), "no lineage"
     assert forbidden(cluster.api_calls()) == set(), "docker/kubernetes/airflow-rbac.yaml allows every call made"
