@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,18 +24,10 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-CHROMIUM = Path("/usr/bin/chromium")
-# As in tests/airflow/stack/test_trigger_form.py: as root, without a sandbox, no background traffic.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
-]
+sys.path.insert(0, str(REPO))
+
+from tests.airflow.stack.browser import CHROMIUM, CHROMIUM_FLAGS, open_trigger_form, stop_session  # noqa: E402
+
 START_TIMEOUT = 180  # seconds for the api-server to answer its health check
 
 
@@ -86,15 +77,7 @@ def screenshot_trigger_form(url: str, output: Path) -> None:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(f"{url}/")
-            page.get_by_label("Username").fill("admin")
-            page.get_by_label("Password").fill("admin")
-            page.get_by_role("button", name="Sign in").click()
-            page.wait_for_url(lambda address: "/auth/login" not in address)
-            page.wait_for_load_state("networkidle")
-            page.goto(f"{url}/dags/nlp_local")
-            page.get_by_role("button", name="Trigger").first.click()
-            form = page.get_by_role("dialog")
+            form = open_trigger_form(page, url, "nlp_local")
             form.get_by_role("button", name="Data and model").click()
             form.locator("[name=element_source]").wait_for()
             page.wait_for_timeout(1000)  # let the section's opening animation finish
@@ -133,12 +116,7 @@ def main() -> None:
         screenshot_trigger_form(url, args.output)
         print(f"wrote {args.output}")
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_session(server, timeout=30)
 
 
 if __name__ == "__main__":

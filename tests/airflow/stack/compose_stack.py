@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.airflow.stack.browser import stop_session
 from tests.conftest import REPO
 from tests.docker import compose
 
@@ -170,19 +170,8 @@ def running(
         yield stack
     finally:
         for process in stack.processes.values():
-            _stop(process)
+            stop_session(process)
 
 
 def _tail(log_folder: Path, name: str) -> str:
     return (log_folder / f"{name}.log").read_text(errors="replace")[-4000:]
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()

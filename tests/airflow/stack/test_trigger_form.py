@@ -2,28 +2,16 @@
 the trigger form, see an invalid value refused, trigger, and watch the run succeed."""
 
 import time
-from pathlib import Path
 from urllib.parse import unquote
 
 import httpx
 import pytest
 
 from tests.airflow.conftest import ARTIFACTS
+from tests.airflow.stack.browser import CHROMIUM, CHROMIUM_FLAGS, open_trigger_form
 from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import free_port, run_tasks
 
-CHROMIUM = Path("/usr/bin/chromium")
-# As root, without a sandbox; no background traffic, which this machine's closed network refuses.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-dev-shm-usage",
-]
 SCREENSHOTS = ARTIFACTS
 
 
@@ -63,15 +51,7 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
     url, port = airflow_stack["url"], free_port()
     runs_before = manual_runs(url)  # other tests share the stack
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
-    page.goto(f"{url}/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("admin")
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda address: "/auth/login" not in address)
-    page.wait_for_load_state("networkidle")
-    page.goto(f"{url}/dags/nlp_local")
-    page.get_by_role("button", name="Trigger").first.click()
-    form = page.get_by_role("dialog")
+    form = open_trigger_form(page, url, "nlp_local")
     trigger = form.get_by_role("button", name="Trigger")
 
     form.get_by_role("button", name="Data and model").click()
