@@ -68,6 +68,20 @@ def flags(**options: object) -> list[str]:
     return [part for name, value in options.items() for part in (f"--{name.replace('_', '-')}", str(value))]
 
 
+def imported_modules(path: Path) -> set[str]:
+    """The modules a source file imports, anywhere in it (inside functions too); ``from x import y`` counts x
+    and x.y."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
 def run_tasks(*args: str, env: dict | None = None, check: bool = True, timeout: float = 600):
     """Run ``python -m tasks ...`` as a user would, in a fresh process; returns the CompletedProcess."""
     full_env = {**os.environ, **(env or {})}

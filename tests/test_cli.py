@@ -5,7 +5,7 @@ import pytest
 
 import tasks
 from tasks.cli import STEPS, main, parse
-from tests.conftest import run_tasks
+from tests.conftest import imported_modules, run_tasks
 
 
 def test_help_lists_every_step():
@@ -69,24 +69,11 @@ def test_exported_names_are_sorted_and_real():
     assert all(hasattr(tasks, name) for name in tasks.__all__)
 
 
-def _imports(path) -> set[str]:
-    """The modules a source file imports, anywhere in it (inside functions too)."""
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return found
-
-
 def test_the_package_never_imports_airflow_and_the_library_never_imports_the_cli():
     import pathlib
 
     root = pathlib.Path(tasks.__file__).parent
-    imports = {path.relative_to(root).as_posix(): _imports(path) for path in sorted(root.rglob("*.py"))}
+    imports = {path.relative_to(root).as_posix(): imported_modules(path) for path in sorted(root.rglob("*.py"))}
     assert [path for path, names in imports.items() if any(name.split(".")[0] == "airflow" for name in names)] == []
     assert [path for path, names in imports.items() if "tasks.cli" in names and path != "__main__.py"] == []
 

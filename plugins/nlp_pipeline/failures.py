@@ -11,10 +11,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from tasks.errors import NOT_RETRYABLE
 
 
-def step_failure(step: str, exit_code: int | None, detail: str) -> AirflowException:
-    """The exception a task raises for ``step`` having failed with ``exit_code`` (None: unknown)."""
+def step_failure(step: str, exit_code: int, detail: str) -> AirflowException:
+    """The exception a task raises for ``step`` having failed with ``exit_code``."""
     if exit_code in NOT_RETRYABLE:
         return AirflowFailException(f"{step} failed on {NOT_RETRYABLE[exit_code]}, not retried: {detail}")
-    return AirflowException(
-        f"{step} exited with {exit_code}: {detail}" if exit_code is not None else f"{step} failed: {detail}"
-    )
+    return AirflowException(f"{step} exited with {exit_code}: {detail}")

@@ -11,7 +11,7 @@ import pendulum
 import pytest
 
 from tests.airflow.task_context import task_context
-from tests.conftest import REPO
+from tests.conftest import REPO, imported_modules
 
 sys.path.insert(0, str(REPO / "plugins"))
 
@@ -43,14 +43,8 @@ def module_name(path) -> str:
 
 
 def imported(path) -> set[str]:
-    """The nlp_pipeline modules ``path`` imports (``from nlp_pipeline.x import y`` counts x and x.y)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if name.startswith("nlp_pipeline.")}
+    """The nlp_pipeline modules ``path`` imports."""
+    return {name for name in imported_modules(path) if name.startswith("nlp_pipeline.")}
 
 
 def platform_of(module: str) -> str | None:
