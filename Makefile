@@ -94,7 +94,7 @@ RUN = $(lastword $(sort $(wildcard $(DEMO)/artefacts/nlp_local/2*)))
 
 bench: install
 	$(BIN)/python bench/train_throughput.py
-	$(BIN)/python bench/int8_speedup.py
+	$(BIN)/python bench/precision_ladder.py
 	$(BIN)/python bench/serve_load.py --fp32 $(RUN)/model --int8 $(RUN)/quantized --data $(RUN)/staged
 	$(BIN)/python bench/dag_parse.py
 	$(BIN)/python bench/image_contents.py

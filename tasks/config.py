@@ -20,6 +20,8 @@ DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
 TIMINGS = ("full", "quick")
+# The precisions the compression step can ship, in ladder order; FP32 is the baseline every other is measured against.
+PRECISIONS = ("fp32", "bf16", "int8")
 _TIMING_HELP = (
     "full: batch-32 throughput and batch-1 latency each in a fresh process with its own threads; quick: both in "
     "one fresh process, batch 1 over fewer pairs (for smoke runs: fewer TensorFlow start-ups, noisier figures)."
@@ -193,16 +195,31 @@ class QuantizeArguments:
     )
     data: str = field(metadata={"help": "Staged data folder; its train split calibrates, its validation split scores."})
     output: str = field(metadata={"help": "Folder to write the chosen model into (replaced atomically)."})
+    precision: str = field(
+        default=",".join(PRECISIONS),
+        metadata={
+            "help": f"Comma-separated candidates to measure, from {', '.join(PRECISIONS)}. FP32 is always measured as "
+            "the baseline; bf16 only where the CPU has AVX512_BF16 or AMX."
+        },
+    )
     tolerance: float = _flag(
-        "Largest accepted relative accuracy loss of INT8 against FP32 on the validation split "
-        "(0.01 = 1%%). A negative value demands INT8 beat FP32, which in effect keeps FP32.",
+        "Largest accepted relative accuracy loss of a candidate against FP32 on the validation split "
+        "(0.01 = 1%%). A negative value demands a candidate beat FP32, which in effect keeps FP32.",
         {"exclusiveMinimum": -1, "exclusiveMaximum": 1},
         default=0.01,
     )
     min_speedup: float = _flag(
-        "Keep FP32 unless INT8 is at least this many times as fast at batch 32 (0 disables).",
+        "Keep FP32 unless a candidate is at least this many times as fast at batch 32 (unrounded) and no slower "
+        "at batch 1 (p50). 0 waives both speed rules.",
         {"minimum": 0},
-        default=1.0,
+        default=1.1,
+    )
+    target_hardware: str = field(
+        default="",
+        metadata={
+            "help": "Where the chosen model will serve, recorded with the decision (e.g. the endpoint's instance "
+            "type); the step measures on the CPU it runs on."
+        },
     )
     calibration_size: int = _flag("Train pairs sampled to calibrate INT8 ranges.", {"minimum": 1}, default=300)
     max_trials: int = _flag("INT8 recipes tried at most before keeping FP32.", {"minimum": 1}, default=4)
@@ -219,7 +236,14 @@ class QuantizeArguments:
 
     def __post_init__(self):
         _require(self.timing in TIMINGS, "timing", " or ".join(TIMINGS), self.timing)
+        unknown = [name for name in self.candidates() if name not in PRECISIONS]
+        _require(not unknown and self.candidates(), "precision", f"a list of {', '.join(PRECISIONS)}", self.precision)
         check_ranges(self)
+
+    def candidates(self) -> tuple[str, ...]:
+        """The ``--precision`` names, in ladder order, without repeats."""
+        names = {name.strip() for name in self.precision.split(",") if name.strip()}
+        return tuple(name for name in PRECISIONS if name in names) + tuple(sorted(names - set(PRECISIONS)))
 
 
 _FRACTION = {"minimum": 0, "maximum": 1}

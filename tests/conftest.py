@@ -268,7 +268,9 @@ def minilm_run(tmp_path_factory, minilm_path) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def int8_tiny(tmp_path_factory, staged_data, trained_tiny) -> Path:
     """``trained_tiny`` quantised to INT8 (the speed rule waived: INT8 does not pay at hidden size 32)."""
-    settings = flags(model=trained_tiny, data=staged_data, calibration_size=64, min_speedup=0, timing="quick")
+    settings = flags(
+        model=trained_tiny, data=staged_data, calibration_size=64, min_speedup=0, timing="quick", precision="fp32,int8"
+    )
     return built_once(
         tmp_path_factory, "quantized/tiny", lambda output: run_tasks("quantize", *settings, "--output", str(output))
     )

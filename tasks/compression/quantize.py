@@ -1,352 +1,145 @@
-"""``python -m tasks quantize``: post-training static INT8 quantisation with Intel Neural Compressor.
+"""``python -m tasks quantize``: the compression step, a precision ladder decided on the CPU it runs on.
 
-INC's ``autotune`` tries a ladder of recipes (fastest first) and stops at the first whose accuracy on the
-validation split is within ``--tolerance`` of the FP32 model's. Calibration samples the TRAIN split only.
-The chosen INT8 graph is exported with the FP32 model's serving signature, then loaded and scored in a
-fresh process with plain TensorFlow (``python -m tasks.evaluation.measure``) beside the FP32 model: that run gives
-the published figures, and if the INT8 model does not load, run, or hold its accuracy there, the step
-keeps the FP32 model and says why. Either way the output is a servable model.
-
-What the recipes do and leave out (measured with ``bench/int8_speedup.py`` on MiniLM):
-
-- every dense MatMul (Q/K/V, attention output, both feed-forward layers, pooler, classifier) runs as an
-  oneDNN INT8 MatMul with fused bias and dequantise; later recipes keep the most sensitive ones in FP32.
-- attention's BatchMatMuls, embeddings, LayerNorm, GELU and softmax stay FP32: INC 3.10 has no INT8
-  pattern for an activation-by-activation BatchMatMul in this graph.
-- bf16 for the ops left in FP32 (TensorFlow's ``auto_mixed_precision_onednn_bfloat16``) was measured and
-  left out: no faster at batch 32 on top of INT8, and it moved predictions further from FP32.
-- the signature keeps a dynamic sequence length, so the server pads each batch to its length bucket.
+Candidates (``--precision``, default all three): FP32 (the trained model, always measured as the baseline), BF16
+(``tasks.compression.bf16``, only where the CPU has bf16 instructions) and INT8 (``tasks.compression.int8``, INC).
+Every candidate built is scored and timed beside FP32 in the same fresh processes with plain TensorFlow
+(``python -m tasks measure``), and ``tasks.compression.ladder`` ships the fastest that keeps accuracy and is
+faster than FP32, or FP32. A candidate that fails to build, load or run is rejected with its reason; the output is
+always a servable model.
 
 Output (written to a temporary sibling, renamed into place)::
 
-    saved_model/        INT8 (or, on fallback, the FP32) SavedModel: serving_default(...) -> {"logits"}
-    tokenizer/          copied from the trained model
-    config.json, model_card.json   copied from the trained model
-    quantization.json   chosen precision and why, FP32 and INT8 figures, the recipe, every trial
+    saved_model/        the chosen model: serving_default(...) -> {"logits"}
+    tokenizer/, config.json   copied from the trained model
+    model_card.json, README.md   this folder's own card: the chosen precision, its measured figures, the CPU
+    quantization.json   the decision: chosen precision and why, every candidate's figures and verdict, the
+                        hardware they were measured on, the INC recipe and trials
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from tasks.compression import int8, ladder
 from tasks.config import QuantizeArguments
-from tasks.errors import ConfigError, ModelError, describe
+from tasks.errors import ModelError, describe
 from tasks.evaluation.measure import agreement, measure_models, saved_model_folder
+from tasks.runtime import model_card
 from tasks.runtime.outputs import atomic_output, write_json
-from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
 log = logging.getLogger(__name__)
 
-# Regular expressions over graph node names (INC matches them with re.match).
-_HEAD = [".*/pooler/.*", ".*/classifier/.*"]
-_FEED_FORWARD_OUTPUT = [".*/layer_._\\d+/output/dense/.*"]
-_FIRST_FEED_FORWARD_OUTPUT = [".*/layer_._0/output/dense/.*"]
-_COPIED_FILES = ("config.json", "model_card.json")
+_COPIED_FILES = ("config.json",)
+_FIGURES = ("accuracy", "f1", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32")
 
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    description: str
-    options: dict = field(default_factory=dict)
-    fp32_ops: tuple[str, ...] = ()
-
-    def config(self):
-        from neural_compressor.tensorflow import StaticQuantConfig
-
-        config = StaticQuantConfig(**self.options)
-        for pattern in self.fp32_ops:
-            config.set_local(pattern, StaticQuantConfig(weight_dtype="fp32", act_dtype="fp32"))
-        return config
-
-    def as_dict(self) -> dict:
-        return asdict(self) | {"fp32_ops": list(self.fp32_ops)}
-
-
-# Tried in this order; each later one gives back some speed for accuracy. The first encoder layer's
-# feed-forward output carries the widest activation range in BERT models, so it goes back to FP32 first.
-RECIPES = (
-    Recipe("int8-dense", "all dense MatMuls INT8, symmetric per-tensor min-max"),
-    Recipe(
-        "int8-fp32-head-and-first-ffn-output",
-        "INT8 except the pooler, classifier and the first layer's feed-forward output",
-        fp32_ops=tuple(_HEAD + _FIRST_FEED_FORWARD_OUTPUT),
-    ),
-    Recipe(
-        "int8-dense-per-channel-kl",
-        "all dense MatMuls INT8, per-channel weights, KL-calibrated activations",
-        {"weight_granularity": "per_channel", "act_algorithm": "kl"},
-    ),
-    Recipe(
-        "int8-fp32-head-and-ffn-output",
-        "INT8 except the pooler, classifier and every feed-forward output layer",
-        fp32_ops=tuple(_HEAD + _FEED_FORWARD_OUTPUT),
-    ),
-)
-
-
-class CalibrationData:
-    """INC's dataloader protocol: ``batch_size`` and batches of ``(features by input name, labels)``."""
-
-    def __init__(self, split, batch_size: int, max_seq_length: int):
-        from tasks.evaluation.measure import batches
-
-        self.batch_size = batch_size
-        self._batches = [
-            ({name: features[name].numpy() for name in SIGNATURE_INPUTS}, labels)
-            for features, labels in batches(split, batch_size, max_seq_length)
-        ]
-
-    def __len__(self) -> int:
-        return len(self._batches)
-
-    def __iter__(self):
-        return iter(self._batches)
-
-
-def calibration_sample(split, size: int, seed: int):
-    """``size`` pairs drawn from ``split`` without replacement (all of it when smaller)."""
-    import tensorflow as tf
-
-    from tasks.data.splits import Split
-
-    if size >= len(split):
-        return split
-    chosen = np.sort(np.random.default_rng(seed).choice(len(split), size=size, replace=False))
-    return Split(tf.gather(split.input_ids, chosen), tf.gather(split.token_type_ids, chosen), split.labels[chosen])
-
-
-def graph_function(model):
-    """A callable ``f(input_ids, attention_mask, token_type_ids) -> logits`` over an INC model's frozen graph.
-
-    Freezing keeps the signature's input names as placeholder names; the one output is the logits.
-    """
-    import tensorflow as tf
-
-    outputs = model.output_tensor_names
-    if len(outputs) != 1 or set(model.input_tensor_names) != set(SIGNATURE_INPUTS):
-        raise ModelError(
-            f"the frozen graph has inputs {model.input_tensor_names} and outputs {outputs}; "
-            f"expected {list(SIGNATURE_INPUTS)} and one logits output"
-        )
-    graph_def = model.graph_def
-    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
-    feeds = [wrapped.graph.get_tensor_by_name(f"{name}:0") for name in SIGNATURE_INPUTS]
-    return wrapped.prune(feeds, wrapped.graph.get_tensor_by_name(f"{outputs[0]}:0"))
-
-
-def export_graph(model, folder: Path) -> None:
-    """Save an INC model's GraphDef as a SavedModel with the FP32 model's serving signature."""
-    import tensorflow as tf
-
-    logits = graph_function(model)
-    module = tf.Module()
-    module.logits = logits
-    specs = [tf.TensorSpec([None, None], tf.int32, name=name) for name in SIGNATURE_INPUTS]
-
-    @tf.function(input_signature=specs)
-    def serve(input_ids, attention_mask, token_type_ids):
-        return {SIGNATURE_OUTPUT: module.logits(input_ids, attention_mask, token_type_ids)}
-
-    tf.saved_model.save(module, str(folder), signatures={"serving_default": serve})
-
-
-def planned_recipes(args: QuantizeArguments) -> tuple[Recipe, ...]:
-    """The recipes to try, in order: ``--recipes`` (default the whole ladder), at most ``--max-trials``."""
-    if not args.recipes:
-        return RECIPES[: args.max_trials]
-    by_name = {recipe.name: recipe for recipe in RECIPES}
-    names = [name.strip() for name in args.recipes.split(",")]
-    unknown = [name for name in names if name not in by_name]
-    if unknown:
-        raise ConfigError(f"--recipes names no recipe {', '.join(unknown)}; the recipes: {', '.join(by_name)}")
-    return tuple(by_name[name] for name in names)[: args.max_trials]
-
-
-class Trials:
-    """INC's evaluation callback: scores each model it is given and remembers the results in order.
-
-    ``autotune`` calls it once for the FP32 baseline, then once per recipe of ``recipes``, in order.
-    """
-
-    def __init__(self, validation_batches, tolerance: float, recipes: tuple[Recipe, ...]):
-        self.batches = validation_batches
-        self.tolerance = tolerance
-        self.recipes = recipes
-        self.baseline: float | None = None
-        self.results: list[dict] = []
-        self._since = time.perf_counter()
-
-    def __call__(self, model) -> float:
-        logits = graph_function(model)
-        correct = total = 0
-        for features, labels in self.batches:
-            predictions = np.argmax(logits(*(features[name] for name in SIGNATURE_INPUTS)).numpy(), axis=-1)
-            correct += int(np.sum(predictions == labels))
-            total += len(labels)
-        accuracy = correct / total
-        seconds, self._since = time.perf_counter() - self._since, time.perf_counter()
-        if self.baseline is None:
-            self.baseline = accuracy
-            log.info("FP32 baseline: validation accuracy %.4f", accuracy)
-            return accuracy
-        recipe = self.recipes[len(self.results)]
-        loss = relative_loss(self.baseline, accuracy)
-        int8_ops = count_int8_ops(model.graph_def)
-        accepted = loss <= self.tolerance and int8_ops > 0
-        self.results.append(
-            {
-                "trial": len(self.results) + 1,
-                "recipe": recipe.name,
-                "accuracy": round(accuracy, 4),
-                "relative_accuracy_loss": round(loss, 4),
-                "int8_ops": int8_ops,
-                "accepted": accepted,
-                "seconds": round(seconds, 1),
-            }
-        )
-        log.info(
-            "trial %d/%d (%s, quantised and scored in %.0f s): %d INT8 ops, validation accuracy %.4f, "
-            "relative loss %.2f%% (tolerance %.2f%%): %s",
-            len(self.results),
-            len(self.recipes),
-            recipe.name,
-            seconds,
-            int8_ops,
-            accuracy,
-            100 * loss,
-            100 * self.tolerance,
-            "accepted" if accepted else "rejected",
-        )
-        # A graph INC left without INT8 ops would pass on accuracy alone; scoring it 0 keeps autotune going.
-        return accuracy if int8_ops else 0.0
-
-    def chosen(self) -> dict | None:
-        """The trial whose model ``autotune`` returns: the first within tolerance, else none."""
-        return next((trial for trial in self.results if trial["accepted"]), None)
-
-    def best(self) -> dict | None:
-        return max(self.results, key=lambda trial: trial["accuracy"], default=None)
-
-
-def count_int8_ops(graph_def) -> int:
-    """Nodes running INT8 kernels (INC's ``Quantized*`` ops), including inside graph functions."""
-    nodes = list(graph_def.node) + [node for function in graph_def.library.function for node in function.node_def]
-    return sum(node.op.startswith(("Quantized", "_QuantizedMatMul", "_MklQuantized")) for node in nodes)
-
-
-def relative_loss(baseline: float, accuracy: float) -> float:
-    return (baseline - accuracy) / baseline if baseline else 0.0
-
-
-def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData:
-    """A seeded sample of the TRAIN split: the pairs the model is scored on never set INT8 ranges."""
-    from tasks.data import splits
-
-    train = splits.load_split(Path(args.data), "train")
-    sample = calibration_sample(train, args.calibration_size, args.seed)
-    return CalibrationData(sample, args.batch_size, manifest["max_seq_length"])
-
-
-def autotune_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials):
-    """Run INC's autotune over the trials' recipes; the INT8 model within tolerance, or None."""
-    os.environ.setdefault("LOGLEVEL", "ERROR")  # INC's own logger; it prints whole node lists at WARNING
-    # INC probes the SavedModel as a Keras model and calls TF1 graph utilities: warnings about INC's
-    # internals, once per trial, that a user cannot act on.
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from neural_compressor.common.base_tuning import TuningConfig
-    from neural_compressor.tensorflow import Model, autotune
-
-    calibration = calibration_data(args, manifest)
-    recipes = trials.recipes
-    log.info(
-        "calibrating on %d train pairs; up to %d recipe(s): %s",
-        args.calibration_size,
-        len(recipes),
-        ", ".join(recipe.name for recipe in recipes),
-    )
-    tuning = TuningConfig(
-        config_set=[recipe.config() for recipe in recipes], tolerable_loss=args.tolerance, max_trials=len(recipes)
-    )
-    quantized = autotune(
-        Model(str(saved_model_folder(model_dir))),
-        tuning,
-        eval_fn=trials,
-        calib_dataloader=calibration,
-        calib_iteration=len(calibration),
-    )
-    return quantized if trials.chosen() is not None else None
-
-
-def try_int8(args: QuantizeArguments, model_dir: Path, manifest: dict, trials: Trials, folder: Path) -> str:
-    """Quantise into ``folder``; the reason INT8 is not an option, or "" when ``folder`` holds a candidate."""
-    try:
-        quantized = autotune_int8(args, model_dir, manifest, trials)
-        if quantized is None:
-            best = trials.best()
-            return (
-                f"no INT8 recipe kept accuracy within {args.tolerance:.2%} of FP32 ({trials.baseline:.4f}); "
-                f"best: {best['recipe']} at {best['accuracy']:.4f}, a relative loss of {best['relative_accuracy_loss']:.2%}"
-            )
-        export_graph(quantized, folder)
-    except Exception as error:  # INC and TensorFlow raise many types; the FP32 model still ships
-        log.warning("INT8 quantisation failed", exc_info=True)
-        return f"INT8 quantisation failed: {describe(error)}"
-    return ""
-
-
-def compare(
-    model_dir: Path,
-    candidate: Path | None,
-    data: Path,
-    work: Path,
-    tolerance: float,
-    min_speedup: float = 0.0,
-    timing: str = "full",
-) -> tuple[dict, str]:
-    """FP32 and INT8 figures from fresh processes, and the reason to reject INT8 ("" to keep it)."""
-    summary = {"fp32": None, "int8": None, "relative_accuracy_loss": None, "agreement": None, "speedup_b32": None}
-    rejection = ""
-    if candidate is not None:
+def measure_candidates(built: dict[str, Path], data: Path, work: Path, timing: str) -> tuple[dict, dict[str, str]]:
+    """Every built model scored in the same fresh processes; a candidate that cannot load or run there is dropped
+    with its reason and the others measured again. Returns ``(measure_models result by precision, failures)``."""
+    failures: dict[str, str] = {}
+    remaining = dict(built)
+    while True:
         try:
-            result = measure_models([model_dir, candidate], data, work, timing=timing)
+            result = measure_models(list(remaining.values()), data, work, timing=timing)
         except ModelError as error:
-            candidate, rejection = None, f"the INT8 model fails in a fresh TensorFlow process: {error}"
-    if candidate is None:
-        result = measure_models([model_dir], data, work, timing=timing)
-        summary |= {"fp32": result["models"][str(model_dir)], "threads": result["threads"]}
-        return summary, rejection
-    fp32, int8 = result["models"][str(model_dir)], result["models"][str(candidate)]
-    loss = relative_loss(fp32["accuracy"], int8["accuracy"])
-    predictions = result["predictions"]
-    summary |= {
-        "fp32": fp32,
-        "int8": int8,
-        "relative_accuracy_loss": round(loss, 4),
-        "agreement": agreement(np.asarray(predictions[str(model_dir)]), np.asarray(predictions[str(candidate)])),
-        "speedup_b32": round(int8["throughput_b32"] / fp32["throughput_b32"], 2),
-        "speedup_b1_p50": round(fp32["latency_ms_b1_p50"] / int8["latency_ms_b1_p50"], 2),
-        "threads": result["threads"],
+            failed = [name for name, path in remaining.items() if name != ladder.BASELINE and str(path) in str(error)]
+            if not failed:
+                raise
+            for name in failed:
+                failures[name] = f"the {name.upper()} model fails in a fresh TensorFlow process: {error}"
+                del remaining[name]
+            continue
+        by_precision = {
+            "models": {name: result["models"][str(path)] for name, path in remaining.items()},
+            "predictions": {name: result["predictions"].get(str(path)) for name, path in remaining.items()},
+            "threads": result["threads"],
+        }
+        return by_precision, failures
+
+
+def build_candidates(args: QuantizeArguments, model_dir: Path, data: Path, work: Path, offered) -> tuple:
+    """Build each offered candidate under ``work``: ``(folders by precision, failures, INC trials or None)``."""
+    from tasks.compression.bf16 import export_bf16
+    from tasks.data.splits import read_manifest
+
+    built, failures, trials = {ladder.BASELINE: model_dir}, {}, None
+    if "bf16" in offered:
+        log.info("building the BF16 candidate")
+        try:
+            export_bf16(model_dir, work / "bf16" / "saved_model")
+            built["bf16"] = work / "bf16"
+        except Exception as error:  # TensorFlow and transformers raise many types; FP32 still ships
+            log.warning("the BF16 export failed", exc_info=True)
+            failures["bf16"] = f"the BF16 export failed: {describe(error)}"
+    if "int8" in offered:
+        manifest = read_manifest(data)
+        trials = int8.Trials(
+            int8.validation_batches(data, manifest, args.batch_size), args.tolerance, int8.planned_recipes(args)
+        )
+        reason = int8.try_int8(args, model_dir, manifest, trials, work / "int8" / "saved_model")
+        if reason:
+            failures["int8"] = reason
+        else:
+            built["int8"] = work / "int8"
+    return built, failures, trials
+
+
+def decision_record(args, decision: ladder.Decision, measured: dict, hardware: dict, trials) -> dict:
+    """``quantization.json``: the keys it has always had (the shipped model against FP32) and the ladder's."""
+    chosen = decision.verdicts[decision.chosen]
+    predictions = measured["predictions"]
+    chosen_trial = trials.chosen() if trials and decision.chosen == "int8" else None
+    return {
+        "chosen_precision": decision.chosen,
+        "reason": decision.reason,
+        **{precision: measured["models"].get(precision) for precision in ("fp32", "bf16", "int8")},
+        "relative_accuracy_loss": round(chosen.relative_accuracy_loss, 4),
+        "speedup_b32": round(chosen.speedup_b32, 4),
+        "speedup_b1_p50": round(chosen.speedup_b1_p50, 4),
+        "agreement": agreement(np.asarray(predictions["fp32"]), np.asarray(predictions[decision.chosen]))
+        if predictions.get(decision.chosen) is not None and predictions.get("fp32") is not None
+        else None,
+        "candidates": {precision: verdict.as_dict() for precision, verdict in decision.verdicts.items()},
+        "asked": list(args.candidates()),
+        "hardware": hardware,
+        "threads": measured["threads"],
+        "tolerance": args.tolerance,
+        "min_speedup": args.min_speedup,
+        "timing": args.timing,
+        "evaluation_split": "validation",
+        "inc": {
+            "version": metadata.version("neural-compressor-tf"),
+            "recipe": int8.recipe(chosen_trial["recipe"]).as_dict() if chosen_trial else None,
+            "baseline_accuracy": trials.baseline if trials else None,
+            "trials": trials.results if trials else [],
+        },
+        "trials_run": len(trials.results) if trials else 0,
     }
-    if loss > tolerance + 1e-9:
-        return (
-            summary,
-            f"the INT8 model loses {loss:.2%} accuracy in a fresh process, above the {tolerance:.2%} tolerance",
-        )
-    if summary["speedup_b32"] < min_speedup:
-        return summary, (
-            f"the INT8 model runs {summary['speedup_b32']:.2f}x as fast as FP32 at batch 32, "
-            f"below --min-speedup {min_speedup:g}"
-        )
-    return summary, ""
+
+
+def compressed_card(trained_card: dict, record: dict) -> dict:
+    """The output folder's own card: the trained model's provenance, the shipped precision and its figures."""
+    figures = record[record["chosen_precision"]] or {}
+    precision = dict(trained_card.get("precision") or {"training": "unknown"})
+    return trained_card | {
+        "precision": precision | {"exported": record["chosen_precision"]},
+        "metrics": {name: figures.get(name) for name in _FIGURES},
+        "evaluation_split": record["evaluation_split"],
+        "compression": {
+            "chosen_precision": record["chosen_precision"],
+            "reason": record["reason"],
+            "relative_accuracy_loss": record["relative_accuracy_loss"],
+            "tolerance": record["tolerance"],
+            "recipe": record["inc"]["recipe"],
+            "hardware": record["hardware"],
+        },
+    }
 
 
 def run(args: QuantizeArguments) -> None:
@@ -354,75 +147,49 @@ def run(args: QuantizeArguments) -> None:
     from tasks.runtime import cpu
     from tasks.runtime.models import resolve
 
-    recipes = planned_recipes(args)
+    int8.planned_recipes(args)  # a bad --recipes fails before anything is loaded
     plan = cpu.configure_environment("fp32")
     cpu.configure_tensorflow(plan)
     started = time.perf_counter()
+    hardware = cpu.hardware(args.target_hardware)
     model_dir = resolve(args.model)
     saved_model_folder(model_dir)
     data = Path(args.data)
     manifest = read_manifest(data)
     tokenizer = model_dir / "tokenizer" if (model_dir / "tokenizer").is_dir() else tokenizer_folder(data)
+    offered, skipped = ladder.offered(args.candidates(), hardware)
+    log.info("candidates beside FP32: %s%s", ", ".join(offered) or "none", "".join(f"; {s}" for s in skipped.values()))
 
     with atomic_output(args.output) as work:
-        candidate = work / "int8"
-        trials = Trials(_validation_batches(data, manifest, args.batch_size), args.tolerance, recipes)
-        reason = try_int8(args, model_dir, manifest, trials, candidate / "saved_model")
-        summary, rejection = compare(
-            model_dir, None if reason else candidate, data, work, args.tolerance, args.min_speedup, args.timing
+        built, failures, trials = build_candidates(args, model_dir, data, work, offered)
+        measured, unmeasured = measure_candidates(built, data, work, args.timing)
+        decision = ladder.decide(
+            measured["models"],
+            failures | unmeasured,
+            skipped,
+            hardware,
+            tolerance=args.tolerance,
+            min_speedup=args.min_speedup,
         )
-        reason = reason or rejection
-        chosen_trial = None if reason else trials.chosen()
-        if chosen_trial:
-            shutil.move(candidate / "saved_model", work / "saved_model")
-            reason = (
-                f"INT8 recipe {chosen_trial['recipe']} loses {summary['relative_accuracy_loss']:.2%} accuracy "
-                f"(tolerance {args.tolerance:.2%}) and runs {summary['speedup_b32']:.2f}x as fast at batch 32"
-            )
-        else:
-            log.warning("keeping the FP32 model: %s", reason)
+        if decision.chosen == ladder.BASELINE:
             shutil.copytree(saved_model_folder(model_dir), work / "saved_model")
-        shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            shutil.move(built[decision.chosen] / "saved_model", work / "saved_model")
+        for precision in ("bf16", "int8"):
+            shutil.rmtree(work / precision, ignore_errors=True)
         shutil.copytree(tokenizer, work / "tokenizer")
         for name in _COPIED_FILES:
             if (model_dir / name).is_file():
                 shutil.copy2(model_dir / name, work / name)
-        write_json(
-            work / "quantization.json",
-            summary
-            | {
-                "chosen_precision": "int8" if chosen_trial else "fp32",
-                "reason": reason,
-                "tolerance": args.tolerance,
-                "min_speedup": args.min_speedup,
-                "timing": args.timing,
-                "evaluation_split": "validation",
-                "calibration": {
-                    "split": "train",
-                    "pairs": min(args.calibration_size, manifest["splits"]["train"]["rows"]),
-                },
-                "inc": {
-                    "version": metadata.version("neural-compressor-tf"),
-                    "recipe": _recipe(chosen_trial["recipe"]).as_dict() if chosen_trial else None,
-                    "baseline_accuracy": trials.baseline,
-                    "trials": trials.results,
-                },
-                "trials_run": len(trials.results),
-                "source_model": args.model,
-                "data_fingerprint": manifest.get("fingerprint"),
-                "wall_time_s": round(time.perf_counter() - started, 1),
-                "cpu": plan.as_dict(),
-            },
-        )
-    log.info("quantize: wrote %s: %s", args.output, reason)
-
-
-def _recipe(name: str) -> Recipe:
-    return next(recipe for recipe in RECIPES if recipe.name == name)
-
-
-def _validation_batches(data: Path, manifest: dict, batch_size: int) -> list:
-    from tasks.data.splits import load_split
-    from tasks.evaluation.measure import batches
-
-    return batches(load_split(data, "validation"), batch_size, manifest["max_seq_length"])
+        record = decision_record(args, decision, measured, hardware, trials) | {
+            "calibration": {"split": "train", "pairs": min(args.calibration_size, manifest["splits"]["train"]["rows"])},
+            "source_model": args.model,
+            "data_fingerprint": manifest.get("fingerprint"),
+            "wall_time_s": round(time.perf_counter() - started, 1),
+            "cpu": plan.as_dict(),
+        }
+        write_json(work / "quantization.json", record)
+        model_card.write(work, compressed_card(model_card.read(model_dir), record))
+    (log.info if decision.chosen != ladder.BASELINE else log.warning)(
+        "quantize: shipping %s to %s: %s", decision.chosen.upper(), args.output, decision.reason
+    )

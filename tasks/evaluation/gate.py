@@ -50,17 +50,20 @@ def _minimum(rule: str, name: str, value: float, minimum: float) -> Check:
 
 
 def _int8_loss(quantization: dict | None, limit: float) -> Check:
+    """The compressed model's relative accuracy loss against FP32 (INT8 or BF16: whatever quantize shipped)."""
     rule = "max_int8_loss"
     if quantization is None:
-        return Check(rule, True, "not a quantised model (no quantization.json): no INT8 loss to bound")
-    if quantization.get("chosen_precision") != "int8":
-        return Check(rule, True, f"quantize kept FP32 ({quantization.get('reason', 'no reason given')}): no INT8 loss")
+        return Check(rule, True, "not a quantised model (no quantization.json): no compression loss to bound")
+    precision = quantization.get("chosen_precision")
+    if precision == "fp32":
+        return Check(rule, True, f"quantize kept FP32 ({quantization.get('reason', 'no reason given')}): no loss")
+    name = str(precision).upper()
     loss = quantization.get("relative_accuracy_loss")
     if loss is None:
-        return Check(rule, False, "quantization.json names INT8 but records no relative_accuracy_loss")
+        return Check(rule, False, f"quantization.json names {name} but records no relative_accuracy_loss")
     if loss <= limit:
-        return Check(rule, True, f"INT8 relative accuracy loss {loss:.2%} <= {limit:.2%}")
-    return Check(rule, False, f"INT8 relative accuracy loss {loss:.2%} is above {limit:.2%}")
+        return Check(rule, True, f"{name} relative accuracy loss {loss:.2%} <= {limit:.2%}")
+    return Check(rule, False, f"{name} relative accuracy loss {loss:.2%} is above {limit:.2%}")
 
 
 def _champion(candidate: dict, champion: dict | None, margin: float) -> Check:

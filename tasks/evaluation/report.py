@@ -22,8 +22,8 @@ def compared_models(evaluation: dict, quantization: dict | None) -> dict[str, di
     """Name -> metrics of every model the report shows, candidate first."""
     precision = evaluation["precision"].upper()
     models = {f"candidate ({precision})": evaluation}
-    if quantization and quantization.get("fp32") and precision == "INT8":
-        models["FP32 before quantisation"] = quantization["fp32"]
+    if quantization and quantization.get("fp32") and precision != "FP32":
+        models["FP32 before compression"] = quantization["fp32"]
     if evaluation.get("champion"):
         models["champion"] = evaluation["champion"]
     return models

@@ -1,11 +1,12 @@
-"""``python -m tasks summary``: what a pipeline run produced, for people: FP32 vs INT8, the gate, the endpoint."""
+"""``python -m tasks summary``: what a pipeline run produced, for people: the precisions measured, the gate, the
+endpoint, and the CPU the figures came from."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tasks.config import SummaryArguments
+from tasks.config import PRECISIONS, SummaryArguments
 from tasks.endpoint import state as endpoint_state
 
 _CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}]}
@@ -17,7 +18,7 @@ def run(args: SummaryArguments) -> None:
     quantization = _read(folder / "quantized" / "quantization.json")
     if quantization:
         lines.append(f"{'':8}{'accuracy':>9}{'F1':>8}{'b1 p50 ms':>11}{'b32 pairs/s':>13}")
-        for precision in ("fp32", "int8"):
+        for precision in PRECISIONS:
             figures = quantization.get(precision) or {}
             if figures:
                 lines.append(
@@ -25,6 +26,8 @@ def run(args: SummaryArguments) -> None:
                     f"{figures['latency_ms_b1_p50']:>11.1f}{figures['throughput_b32']:>13.1f}"
                 )
         lines.append(f"shipped precision: {quantization['chosen_precision']} ({quantization['reason']})")
+        if quantization.get("hardware"):
+            lines.append(f"measured on: {_hardware(quantization['hardware'])}")
     evaluation = _read(folder / "evaluation" / "evaluation.json")
     if evaluation:
         lines.append(f"gate decision: {evaluation['decision'].upper()}")
@@ -42,6 +45,11 @@ def run(args: SummaryArguments) -> None:
     else:
         lines.append("endpoint: not running")
     print("\n".join(lines))
+
+
+def _hardware(hardware: dict) -> str:
+    present = [flag for flag, has in hardware["isa"].items() if has]
+    return f"{hardware['cpu_model']}, {hardware['cores']} core(s), ISA {' '.join(present) or 'none of note'}"
 
 
 def _read(path: Path) -> dict | None:

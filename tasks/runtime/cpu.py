@@ -23,6 +23,8 @@ from tasks.config import CpuThreadsArguments
 log = logging.getLogger(__name__)
 
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# INT8 dot-product instructions: without one of them oneDNN multiplies INT8 with plain AVX2 and gains nothing on FP32.
+INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 # The ISA extensions that decide how fast a transformer runs on a CPU: AVX2 and AVX-512 for FP32, VNNI (AVX-512
 # or AVX) for INT8 dot products, AVX512-BF16 and AMX for bf16 and INT8 matrix tiles.
 REPORTED_FLAGS = (
@@ -109,6 +111,21 @@ def describe(cpuinfo: Path = _CPUINFO) -> str:
         f"{'; lacks: ' + ' '.join(absent) if absent else ''}"
         f"{f' (ONEDNN_MAX_CPU_ISA={cap})' if cap else ''}; training precision auto -> {resolve_precision('auto', flags)}"
     )
+
+
+def hardware(target: str = "", cpuinfo: Path = _CPUINFO) -> dict:
+    """What a decision measured on: the CPU model, each ISA feature of ``REPORTED_FLAGS`` (as oneDNN may use
+    them), the usable cores and the serving target it stands for. Recorded beside the figures it produced."""
+    flags = cpu_flags(cpuinfo)
+    return {
+        "cpu_model": _first_cpu(cpuinfo).get("model name") or platform.processor() or platform.machine(),
+        "isa": {flag: flag in flags for flag in REPORTED_FLAGS},
+        "bf16_instructions": any(flag in flags for flag in BF16_FLAGS),
+        "int8_dot_product_instructions": any(flag in flags for flag in INT8_FLAGS),
+        "cores": available_cores(),
+        "onednn_max_cpu_isa": onednn_cap(),
+        "target": target or None,
+    }
 
 
 def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:

@@ -9,6 +9,7 @@ Output (the chief worker writes it to ``.<output>.partial`` and renames it into 
     config.json       the transformers config (labels, sizes)
     metrics.json      train loss, validation accuracy/F1 per epoch, samples/s, wall time, precision
     model_card.json   base model, data fingerprint, hyper-parameters, package versions, CPU flags
+    README.md         the same as a Hugging Face model card (YAML metadata with model-index)
     checkpoints/      the last training checkpoint (unless --checkpoint-dir puts it elsewhere)
 
 A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint. A run
@@ -32,7 +33,7 @@ from pathlib import Path
 from tasks.config import TrainArguments
 from tasks.data.splits import read_manifest, tokenizer_folder
 from tasks.errors import DataError, ModelError
-from tasks.runtime import cpu
+from tasks.runtime import cpu, model_card
 from tasks.runtime.outputs import atomic_output, write_json
 from tasks.training.distributed import TrainingCluster, cluster_from_environment, strategy_for
 
@@ -279,7 +280,7 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
     }
 
 
-def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
+def training_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
     from tasks.serving.contract import LABELS
     from tasks.training.export import SIGNATURE_INPUTS, SIGNATURE_OUTPUT
 
@@ -300,6 +301,7 @@ def model_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
         "cpu": run.plan.as_dict(),
         "packages": package_versions(),
         "metrics": {"accuracy": metrics["accuracy"], "f1": metrics["f1"]},
+        "evaluation_split": "validation",
         "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
     }
 
@@ -313,7 +315,7 @@ def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float
     shutil.copytree(tokenizer_folder(run.data), work / "tokenizer", dirs_exist_ok=True)
     metrics = training_metrics(run, trained, wall_time)
     write_json(work / "metrics.json", metrics)
-    write_json(work / "model_card.json", model_card(run, type(exported).__name__, metrics))
+    model_card.write(work, training_card(run, type(exported).__name__, metrics))
     log.info(
         "validation accuracy %.4f, F1 %.4f; %.1f samples/s (%.1f steady), %s precision",
         metrics["accuracy"],

@@ -32,7 +32,8 @@ def test_minilm_int8_agrees_with_fp32(tmp_path, minilm_run):
     staged, model = minilm_run
     output = tmp_path / "int8"
     recipe = "int8-fp32-head-and-first-ffn-output"
-    quantize(model, staged, output, *flags(min_speedup=0, recipes=recipe, calibration_size=96, timing="quick"))
+    settings = flags(min_speedup=0, recipes=recipe, calibration_size=96, timing="quick", precision="fp32,int8")
+    quantize(model, staged, output, *settings)
     record = json.loads((output / "quantization.json").read_text())
     assert_int8_record(record)
     assert [trial["recipe"] for trial in record["inc"]["trials"]] == ["int8-fp32-head-and-first-ffn-output"]

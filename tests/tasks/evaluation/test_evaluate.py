@@ -32,7 +32,7 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
 
     report = (output / "report.md").read_text()
     assert report.startswith("# Evaluation: PROMOTE")
-    assert "| candidate (INT8) |" in report and "| FP32 before quantisation |" in report and "| champion |" in report
+    assert "| candidate (INT8) |" in report and "| FP32 before compression |" in report and "| champion |" in report
     assert (output / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -40,6 +40,13 @@ def test_a_good_candidate_is_promoted_and_every_rule_is_reported():
         (
             GOOD,
             None,
+            {"chosen_precision": "bf16", "relative_accuracy_loss": 0.015},
+            "max_int8_loss",
+            "BF16 relative accuracy loss 1.50% is above 1.00%",
+        ),
+        (
+            GOOD,
+            None,
             {"chosen_precision": "int8"},
             "max_int8_loss",
             "quantization.json names INT8 but records no relative_accuracy_loss",
@@ -74,7 +81,7 @@ def test_boundaries_pass_and_fp32_fallbacks_have_no_int8_loss():
         quantization={"chosen_precision": "fp32", "reason": "no INT8 recipe kept accuracy"},
     )
     assert decision.promote
-    assert "max_int8_loss: pass: quantize kept FP32 (no INT8 recipe kept accuracy): no INT8 loss" in [
+    assert "max_int8_loss: pass: quantize kept FP32 (no INT8 recipe kept accuracy): no loss" in [
         str(check) for check in decision.checks
     ]
 
