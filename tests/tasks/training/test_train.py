@@ -77,6 +77,16 @@ def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, ti
     assert json.loads((output / "config.json").read_text())["id2label"] == {"0": "not_equivalent", "1": "equivalent"}
     assert not any(path.name.startswith(".") for path in tmp_path.iterdir())
 
+    from huggingface_hub import ModelCard
+
+    readme = ModelCard.load(output / "README.md")  # the same card for people and the hub
+    assert readme.data.tags == ["paraphrase", "tensorflow", "fp32"] and readme.data.base_model is None  # a local path
+    assert {result.metric_type: result.metric_value for result in readme.data.eval_results} == {
+        "accuracy": metrics["accuracy"],
+        "f1": metrics["f1"],
+    }
+    assert manifest["fingerprint"] in readme.text and "trained in " + detected_auto_precision() in readme.text
+
 
 def test_auto_precision_on_a_cpu_without_bf16_trains_fp32(tmp_path, staged_data, tiny_model):
     """The fp32 branch of ``--precision auto`` runs for real on every host, a BF16/AMX one included.
