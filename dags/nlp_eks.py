@@ -22,7 +22,8 @@ smoke test through the Service, puts the previous model back.
   `nlp_eks_cluster_name` (EKS access through the amazon provider), `nlp_k8s_namespace` (`nlp`),
   `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`, `nlp_artefact_root` (S3).
 - **Placement**: `node_features` (Node Feature Discovery labels such as AVX512VNNI or AMXBF16) and
-  `tolerations`; threads follow each pod's CPU limit.
+  `tolerations`; threads follow each pod's CPU limit. The quantize pod runs where the server does, since it
+  keeps the precision it measured fastest on its own CPU (`compression_node_features` moves it).
 - **Backfill**: as nlp_local; a backfill run registers and never deploys.
 """,
 )

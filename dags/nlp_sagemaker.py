@@ -20,6 +20,8 @@ registered in the model package group, then rolled out to the endpoint: created,
 - **Settings**: connection `aws_default` (Variable `nlp_aws_conn_id`), Variables `nlp_artefact_root`
   (`s3://bucket/prefix`), `nlp_sagemaker_role_arn`, `nlp_task_image`, `nlp_sagemaker_endpoint`,
   `nlp_model_package_group`.
+- **Compression**: the quantize job runs on `endpoint_instance_type`, since it keeps the precision it measured
+  fastest on its own CPU (`compression_instance_type` moves it); `quantization.json` records `hardware.target`.
 - **Approval**: `model_approval=PendingManualApproval` waits until the package is approved in SageMaker.
 - **Backfill**: as nlp_local; a backfill run registers and never deploys.
 """,

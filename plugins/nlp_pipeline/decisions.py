@@ -3,6 +3,9 @@
 - **Training cache**: a run whose staged data has the production model's fingerprint and whose training
   configuration equals the production model's reuses that model: training and everything after it are skipped.
 - **Quantisation off**: the quantize task succeeds without quantising; the FP32 model is the candidate.
+- **Where compression measures**: the quantize step ships the precision it measured fastest on the CPU it runs on,
+  so it runs on the hardware the endpoint serves on, unless a run's Param moves it; its ``--target-hardware``
+  says which hardware the decision stands for (quantization.json keeps it as ``hardware.target``).
 - **Gate**: the evaluate step's decision picks ``register`` or ``reject``.
 - **Rollout**: a backfill never deploys (production never goes back in time), nor a run whose ``deploy`` Param is
   off; ``require_approval`` waits for a person before the platform's first rollout task.
@@ -13,13 +16,15 @@ modules call these functions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from airflow.sdk.exceptions import AirflowSkipException
 
 from nlp_pipeline import commands
 
 QUANTISATION_OFF = "quantisation off"
+Hardware = TypeVar("Hardware")  # what a platform places a step on: an instance type, a node placement
 
 
 def training_params() -> tuple[str, ...]:
@@ -50,6 +55,18 @@ def unquantized_candidate(params: Mapping, trained: dict) -> dict | None:
     if params["quantize"]:
         return None
     return {"model": trained["model"], "chosen_precision": "fp32", "reason": QUANTISATION_OFF, "speedup_b32": None}
+
+
+def compression_hardware(
+    serving: Hardware, override: Hardware | None, describe: Callable[[Hardware], str], param: str
+) -> tuple[Hardware, str]:
+    """(where the quantize step runs, its ``--target-hardware``): the hardware the endpoint serves on
+    (``serving``), since the step keeps the precision it measured fastest on its own CPU; the run's Param
+    ``param`` moves it to ``override``, and the label then names both. ``describe`` spells hardware for people."""
+    target = f"{describe(serving)} (the endpoint's)"
+    if override is None or override == serving:
+        return serving, target
+    return override, f"{target}; measured on {describe(override)} ({param})"
 
 
 def gate(evaluation: dict) -> str:

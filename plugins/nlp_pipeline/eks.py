@@ -1,6 +1,7 @@
 """The Kubernetes platform (Amazon EKS first): each step a pod of the task image, the rollout a Deployment.
 
-    stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``
+    stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``;
+                                        quantize on the server's nodes (``compression_node_features`` moves it)
     train                               one pod, or a Kubeflow TFJob of ``training_workers`` workers
     register / reject / mark_production ``python -m tasks registry`` pods, the registry beside the artefacts
     deploy                              server-side apply of the server's Deployment, Service, PDB (and HPA),
@@ -29,7 +30,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -125,7 +126,28 @@ def step_output(context, step: str) -> str:
 
 
 def _placement(params) -> manifests.Placement:
+    """Where the steps' pods run: on nodes with the ``node_features``, tolerating the ``tolerations``."""
     return manifests.Placement(node_features=tuple(params["node_features"]), tolerations=tuple(params["tolerations"]))
+
+
+def _server_placement(params) -> manifests.Placement:
+    """Where the inference server's pods run: the endpoint's nodes."""
+    return _placement(params)
+
+
+def describe_nodes(placement: manifests.Placement) -> str:
+    """The node class a placement stands for, as ``--target-hardware`` names it."""
+    if not placement.node_features:
+        return "any node"
+    return "nodes with " + ", ".join(f"{feature}=true" for feature in placement.node_features)
+
+
+def compression_placement(params) -> tuple[manifests.Placement, str]:
+    """(the quantize pod's placement, its ``--target-hardware``): the server's, unless the run's
+    ``compression_node_features`` names other CPU features (decisions.compression_hardware)."""
+    server, features = _server_placement(params), params["compression_node_features"]
+    override = None if features is None else replace(server, node_features=tuple(features))
+    return decisions.compression_hardware(server, override, describe_nodes, "compression_node_features")
 
 
 def _step_resources(params) -> manifests.Resources:
@@ -133,25 +155,27 @@ def _step_resources(params) -> manifests.Resources:
     return manifests.Resources(cpu, cpu, memory, memory)  # Guaranteed QoS: whole cores, no throttling
 
 
-def _pod(context, arguments: list) -> dict:
+def _pod(context, arguments: list, placement: manifests.Placement | None = None) -> dict:
+    """A step's pod running ``python -m tasks ARGUMENTS``, placed by ``placement`` (the steps' by default)."""
     params, settings = context["params"], cluster()
     return manifests.step_pod(
         settings.namespace,
         settings.image,
         [str(argument) for argument in arguments],
         resources=_step_resources(params),
-        placement=_placement(params),
+        placement=_placement(params) if placement is None else placement,
         service_account=settings.service_account,
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
     )
 
 
-def _step(task_id: str, step: str, build_arguments, summarize, **kwargs) -> StepPodOperator:
+def _step(task_id: str, step: str, build_arguments, summarize, placement=_placement, **kwargs) -> StepPodOperator:
+    """The step's pod operator; ``placement`` (of the run's Params) says where its pod runs."""
     return StepPodOperator(
         task_id=task_id,
         step=step,
-        build_pod=lambda context: _pod(context, build_arguments(context)),
+        build_pod=lambda context: _pod(context, build_arguments(context), placement(context["params"])),
         summarize=summarize,
         cluster_config=cluster_config,
         kubernetes_conn_id=K8S_CONN_ID,
@@ -220,10 +244,11 @@ def train(staged):
 
 # ---- quantize -----------------------------------------------------------------------------------------------------
 def _quantize_arguments(context) -> list:
-    ti = context["ti"]
+    ti, params = context["ti"], context["params"]
     model, data = ti.xcom_pull(task_ids="train")["model"], ti.xcom_pull(task_ids="stage_dataset")["data"]
+    target = compression_placement(params)[1]
     return commands.command(
-        "quantize", context["params"], model=model, data=data, output=step_output(context, "quantized")
+        "quantize", params, model=model, data=data, output=step_output(context, "quantized"), target_hardware=target
     )
 
 
@@ -233,6 +258,7 @@ def quantize(staged, trained):
         "quantize",
         _quantize_arguments,
         lambda context, result: {"model": result["output"]} | result,
+        placement=lambda params: compression_placement(params)[0],
         result_without_pod=lambda context: decisions.unquantized_candidate(
             context["params"], context["ti"].xcom_pull(task_ids="train")
         ),
@@ -346,7 +372,7 @@ def _server_objects(context, model: str, previous: str | None, lineage: dict[str
         model,
         replicas=replicas,
         resources=manifests.Resources(cpu, cpu, memory, memory),
-        placement=_placement(params),
+        placement=_server_placement(params),
         service_account=settings.service_account,
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,

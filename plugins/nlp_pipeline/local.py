@@ -22,6 +22,8 @@ from tasks.runtime import step_result
 log = logging.getLogger(__name__)
 
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
+# quantize runs on the machine the local endpoint serves on: there is nowhere else to measure, so nothing moves it.
+_, TARGET_HARDWARE = decisions.compression_hardware("this machine", None, str, "")
 
 
 def production_model(context=None) -> dict | None:
@@ -53,7 +55,16 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
         log.info("quantisation is off for this run: the FP32 model is the candidate")
         return unquantized | {"uri": trained["uri"]}
     output = artefacts.workspace(context, "quantized")
-    run_step(*commands.command("quantize", params, model=trained["model"], data=staged["data"], output=output))
+    run_step(
+        *commands.command(
+            "quantize",
+            params,
+            model=trained["model"],
+            data=staged["data"],
+            output=output,
+            target_hardware=TARGET_HARDWARE,
+        )
+    )
     report = step_result.result_of("quantize", output)
     return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | report
 

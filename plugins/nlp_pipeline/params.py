@@ -93,20 +93,27 @@ def local_params() -> dict[str, Param]:
     }
 
 
-# Intel Xeon instance families: c6i/m6i/r6i (Ice Lake, AVX-512 VNNI), c7i/m7i/r7i (Sapphire Rapids, AMX).
-INTEL_INSTANCE = r"^ml\.(c|m|r)(6i|7i)\.(large|[0-9]*xlarge)$"
+# Intel Xeon instance families, c6i/m6i/r6i (Ice Lake, AVX-512 VNNI) and c7i/m7i/r7i (Sapphire Rapids, AMX), in
+# exactly the sizes SageMaker offers for processing, training AND endpoints (botocore's ProcessingInstanceType,
+# TrainingInstanceType and ProductionVariantInstanceType): the quantize job runs on the endpoint's instance
+# type, so every endpoint type must be a processing type too. ml.c6i.large is endpoint-only, so it is left out;
+# c6i/m6i/r6i stop at 32xlarge, c7i/m7i/r7i at 48xlarge (tests/airflow/test_params.py checks all of it).
+INTEL_INSTANCE = (
+    r"^ml\.((m|r)6i\.large|(c|m|r)6i\.(|2|4|8|12|16|24|32)xlarge|(c|m|r)7i\.(large|(|2|4|8|12|16|24|48)xlarge))$"
+)
 
 
-def _instance(default: str, title: str, description: str) -> Param:
-    return Param(
-        default, type="string", pattern=INTEL_INSTANCE, title=title, description=description, section="SageMaker"
-    )
+def _instance(default: str | None, title: str, description: str) -> Param:
+    kind = ["null", "string"] if default is None else "string"  # None: another Param decides, as described
+    return Param(default, type=kind, pattern=INTEL_INSTANCE, title=title, description=description, section="SageMaker")
 
 
 def sagemaker_params() -> dict[str, Param]:
     """What only the SageMaker platform needs: instances, Spot, the rollout policy, the model registry."""
     return {
-        "processing_instance_type": _instance("ml.c6i.2xlarge", "Processing instance", "Stage, quantise, evaluate."),
+        "processing_instance_type": _instance(
+            "ml.c6i.2xlarge", "Processing instance", "Stage and evaluate (quantise runs on the endpoint's type)."
+        ),
         "training_instance_type": _instance("ml.c7i.4xlarge", "Training instance", "Intel Xeon; AMX on c7i/m7i."),
         "training_instance_count": Param(
             1,
@@ -133,7 +140,15 @@ def sagemaker_params() -> dict[str, Param]:
             description="MaxRuntimeInSeconds; with Spot, MaxWaitTimeInSeconds is twice this.",
             section="SageMaker",
         ),
-        "endpoint_instance_type": _instance("ml.c6i.xlarge", "Endpoint instance", "Serves the INT8 model."),
+        "endpoint_instance_type": _instance(
+            "ml.c6i.xlarge", "Endpoint instance", "Serves the model; quantise measures on it too by default."
+        ),
+        "compression_instance_type": _instance(
+            None,
+            "Compression instance",
+            "Where quantise measures FP32, BF16 and INT8 and keeps the fastest. Empty: the endpoint's instance "
+            "type, so the choice holds where the model serves.",
+        ),
         "endpoint_instance_count": Param(
             1,
             type="integer",
@@ -190,6 +205,7 @@ def sagemaker_params() -> dict[str, Param]:
 
 CPU_PATTERN = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"  # Kubernetes CPU quantities: 2, 0.5, 500m
 MEMORY_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"  # Kubernetes memory quantities: 8Gi, 512Mi
+NODE_FEATURE = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"  # a node label name: feature.node.kubernetes.io/cpu-cpuid.AMXBF16
 
 
 def _quantity(default: str, pattern: str, title: str, description: str, section: str = "Kubernetes") -> Param:
@@ -215,10 +231,19 @@ def eks_params() -> dict[str, Param]:
         "node_features": Param(
             ["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
             type="array",
-            items={"type": "string", "pattern": r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"},
+            items={"type": "string", "pattern": NODE_FEATURE},
             title="Required CPU features",
             description="Node Feature Discovery labels a node must have (value true), e.g. "
             "feature.node.kubernetes.io/cpu-cpuid.AMXBF16 for Sapphire Rapids. Empty: any node.",
+            section="Kubernetes",
+        ),
+        "compression_node_features": Param(
+            None,
+            type=["null", "array"],
+            items={"type": "string", "pattern": NODE_FEATURE},
+            title="Compression CPU features",
+            description="Node Feature Discovery labels the quantize pod's node must have, in place of node_features "
+            "(the server's). Unset: the server's, so quantise measures on the CPU the model serves on; []: any node.",
             section="Kubernetes",
         ),
         "tolerations": Param(

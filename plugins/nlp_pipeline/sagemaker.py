@@ -1,6 +1,7 @@
 """The SageMaker platform: each step a SageMaker job of the task image, the rollout a SageMaker endpoint.
 
-    stage_dataset, quantize, evaluate   processing jobs: ``python -m tasks stage|quantize|evaluate``
+    stage_dataset, quantize, evaluate   processing jobs: ``python -m tasks stage|quantize|evaluate``; quantize
+                                        on the endpoint's instance type (``compression_instance_type`` moves it)
     train                               a training job (``train``), deferrable, Spot and multi-instance by Param
     register / reject                   a version in the model package group, with its metrics
     create_model >> create_endpoint_config >> deploy
@@ -95,9 +96,12 @@ def read_json(uri: str) -> dict:
     return json.loads(_s3_hook().read_key(key, bucket))
 
 
-def _processing(context, name: str, folder: str, command: list[str], inputs: dict[str, str]) -> dict:
+def _processing(
+    context, name: str, folder: str, command: list[str], inputs: dict[str, str], instance_type: str | None = None
+) -> dict:
     """``python -m tasks COMMAND`` as a processing job writing ``ROOT/.../RUN_KEY/FOLDER/JOB/``; the job's
-    inputs are mounted where the step's processing contract (tasks/runtime/sagemaker_job.py) finds them."""
+    inputs are mounted where the step's processing contract (tasks/runtime/sagemaker_job.py) finds them. It runs
+    on ``instance_type``, by default the ``processing_instance_type`` Param."""
     params = context["params"]
     return specs.processing_job(
         name,
@@ -105,7 +109,7 @@ def _processing(context, name: str, folder: str, command: list[str], inputs: dic
         arguments=command,
         inputs=inputs,
         output=step_prefix(context, folder, name),
-        instance_type=params["processing_instance_type"],
+        instance_type=instance_type or params["processing_instance_type"],
         max_runtime_seconds=params["max_runtime_hours"] * 3600,
     )
 
@@ -194,10 +198,24 @@ def train(staged):
 
 
 # ---- quantize -----------------------------------------------------------------------------------------------------
+def compression_hardware(params) -> tuple[str, str]:
+    """(the quantize job's instance type, its ``--target-hardware``): the endpoint's instance type, unless the
+    run's ``compression_instance_type`` names another (decisions.compression_hardware)."""
+    return decisions.compression_hardware(
+        params["endpoint_instance_type"],
+        params["compression_instance_type"],
+        "SageMaker {}".format,
+        "compression_instance_type",
+    )
+
+
 def _quantize_config(context, name: str) -> dict:
-    ti = context["ti"]
+    params, ti = context["params"], context["ti"]
     inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
-    return _processing(context, name, "quantized", commands.command("quantize", context["params"]), inputs)
+    instance_type, target = compression_hardware(params)
+    log.info("quantize measures on %s; the decision stands for %s", instance_type, target)
+    command = commands.command("quantize", params, target_hardware=target)
+    return _processing(context, name, "quantized", command, inputs, instance_type=instance_type)
 
 
 def _quantize_summary(context, result: dict) -> dict:

@@ -192,6 +192,7 @@ def test_every_command_nlp_local_runs_parses_into_the_runs_params(local_commands
         assert_carries(arguments, command[0], params)
     evaluate = parsed(local_commands[5])
     assert evaluate.champion.endswith("champion"), "the production model is the champion"
+    assert parsed(local_commands[3]).target_hardware == local.TARGET_HARDWARE == "this machine (the endpoint's)"
 
 
 # ---- SageMaker: processing jobs and the training job, as the task image's job contract reads them ------------------
@@ -254,6 +255,8 @@ def test_every_sagemaker_job_runs_its_step_with_the_runs_params(
     assert_carries(arguments, step, params)
     if step == "evaluate":
         assert arguments.champion.endswith("/processing/input/champion")
+    if step == "quantize":
+        assert arguments.target_hardware == f"SageMaker {params['endpoint_instance_type']} (the endpoint's)"
 
 
 # ---- EKS: the pods' arguments -------------------------------------------------------------------------------------
@@ -274,6 +277,8 @@ def test_every_pod_nlp_eks_starts_runs_its_step_with_the_runs_params(monkeypatch
         pod = ApiClient().sanitize_for_serialization(dag.get_task(task_id).build_pod_request_obj(context, dry_run=True))
         command = pod["spec"]["containers"][0]["args"]
         assert_carries(parsed(command), command[0], context["params"])
+        if task_id == "quantize":
+            assert parsed(command).target_hardware == eks.compression_placement(context["params"])[1]
     [server] = eks._server_objects(context, "/artefacts/m", None, {})[1]["spec"]["template"]["spec"]["containers"]
     assert parsed(server["args"]).model == "/artefacts/m"
 

@@ -90,6 +90,8 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
         ("nlp_local", {"endpoint_port": 80}, "endpoint_port"),
         ("nlp_sagemaker", {"epochs": 0}, "epochs"),
         ("nlp_sagemaker", {"training_instance_type": "ml.p3.2xlarge"}, "training_instance_type"),
+        ("nlp_sagemaker", {"endpoint_instance_type": "ml.c6i.large"}, "endpoint_instance_type"),  # no processing job
+        ("nlp_sagemaker", {"compression_instance_type": "ml.g5.xlarge"}, "compression_instance_type"),
         ("nlp_sagemaker", {"training_instance_count": 0}, "training_instance_count"),
         ("nlp_sagemaker", {"traffic_shifting": "blue"}, "traffic_shifting"),
         ("nlp_sagemaker", {"rollback_alarms": [""]}, "rollback_alarms"),
@@ -98,6 +100,7 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
         ("nlp_eks", {"step_memory": "16 GB"}, "step_memory"),
         ("nlp_eks", {"training_workers": 0}, "training_workers"),
         ("nlp_eks", {"node_features": ["AVX512 VNNI"]}, "node_features"),
+        ("nlp_eks", {"compression_node_features": ["AVX512 VNNI"]}, "compression_node_features"),
         ("nlp_eks", {"tolerations": [{"key": "intel", "effect": "Sometimes"}]}, "tolerations"),
         ("nlp_eks", {"server_replicas": 0}, "server_replicas"),
         ("nlp_eks", {"rollout_timeout_minutes": 0}, "rollout_timeout_minutes"),

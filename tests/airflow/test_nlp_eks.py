@@ -52,6 +52,11 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert evaluate[evaluate.index("--timing") + 1] == "quick", "the run's timing Param reaches the step"
     run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
     assert served_model(cluster) == str(run_folder / "quantized")
+    # quantize measured on the server's nodes (the same node_features), and its decision says so.
+    record = json.loads((run_folder / "quantized" / "quantization.json").read_text())
+    assert record["hardware"]["target"] == (
+        "nodes with feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI=true (the endpoint's)"
+    )
     assert cluster.objects(TFJOBS) == [] and cluster.objects(PODS) == [], "finished pods are deleted"
 
     second = dags_test(env, "nlp_eks", conf | {"quantize": False}, "2026-06-08")

@@ -72,6 +72,17 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "tokenizer": f"{base}/",
     }
     assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data"], "no champion yet"
+    # quantize measures on the endpoint's instance type, and its decision says so; stage and evaluate do not.
+    [endpoint_config] = fake_sagemaker.requests_of("create_endpoint_config")
+    endpoint_type = endpoint_config["ProductionVariants"][0]["InstanceType"]
+    assert [job["ProcessingResources"]["ClusterConfig"]["InstanceType"] for job in (stage, quantize, evaluate)] == [
+        "ml.c6i.2xlarge",
+        endpoint_type,
+        "ml.c6i.2xlarge",
+    ]
+    quantized = quantize["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    record = client.get_object(Bucket=bucket, Key=f"{quantized.split('/', 3)[3]}/quantization.json")["Body"].read()
+    assert json.loads(record)["hardware"]["target"] == f"SageMaker {endpoint_type} (the endpoint's)"
     training = only(fake_sagemaker.requests_of("create_training_job"))
     assert training["HyperParameters"] == {
         "epochs": "1",

@@ -157,6 +157,17 @@ def test_a_backfill_never_deploys_and_approval_comes_first(run_type, params, tar
     assert decisions.rollout(defaults(**params), run_type, "deploy")[0] == target
 
 
+def test_compression_runs_where_the_endpoint_serves_unless_a_param_moves_it():
+    """quantize keeps the precision it measured fastest on its own CPU: it measures on the endpoint's hardware,
+    and its --target-hardware says what the decision stands for, naming an override and its Param."""
+    assert decisions.compression_hardware("c6i", None, str.upper, "p") == ("c6i", "C6I (the endpoint's)")
+    assert decisions.compression_hardware("c6i", "c6i", str.upper, "p") == ("c6i", "C6I (the endpoint's)")
+    assert decisions.compression_hardware("c6i", "c7i", str.upper, "p") == (
+        "c7i",
+        "C6I (the endpoint's); measured on C7I (p)",
+    )
+
+
 # ---- ... applied by every platform -----------------------------------------------------------------------------------
 def context(dag_id: str, task_id: str, params: dict, xcom: dict) -> dict:
     return task_context(
@@ -266,3 +277,106 @@ def test_what_the_plugins_import_of_tasks_needs_only_the_standard_library():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['tasks']", (imports, result.stdout)
+
+
+def target_hardware(arguments: list[str]) -> str:
+    return arguments[arguments.index("--target-hardware") + 1]
+
+
+@pytest.mark.parametrize(
+    ("override", "runs_on", "target"),
+    [
+        (None, "ml.c6i.xlarge", "SageMaker ml.c6i.xlarge (the endpoint's)"),
+        ("ml.c6i.xlarge", "ml.c6i.xlarge", "SageMaker ml.c6i.xlarge (the endpoint's)"),
+        (
+            "ml.c7i.2xlarge",
+            "ml.c7i.2xlarge",
+            "SageMaker ml.c6i.xlarge (the endpoint's); measured on SageMaker ml.c7i.2xlarge (compression_instance_type)",
+        ),
+    ],
+    ids=["default", "the-endpoints-type", "override"],
+)
+def test_sagemaker_quantizes_on_the_endpoints_instance_type_unless_compression_instance_type_moves_it(
+    monkeypatch, tmp_path, override, runs_on, target
+):
+    task_context_ = platform_context("sagemaker", monkeypatch, tmp_path, "quantize", compression_instance_type=override)
+    assert task_context_["params"]["processing_instance_type"] != task_context_["params"]["endpoint_instance_type"]
+    request = sagemaker._quantize_config(task_context_, "nlp-quantize-x")
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceType"] == runs_on
+    assert target_hardware(request["AppSpecification"]["ContainerArguments"]) == target
+    stage = sagemaker._stage_config(task_context_, "nlp-stage-x")
+    assert stage["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.c6i.2xlarge", "processing_instance_type"
+    assert "--target-hardware" not in stage["AppSpecification"]["ContainerArguments"]
+
+
+def node_features(pod_spec: dict) -> list[str]:
+    """The Node Feature Discovery labels a pod spec requires (none: any node)."""
+    node_affinity = (pod_spec.get("affinity") or {}).get("nodeAffinity")  # the pod operator sends {} for none
+    if not node_affinity:
+        return []
+    [term] = node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    return [expression["key"] for expression in term["matchExpressions"]]
+
+
+VNNI, AMX = "feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI", "feature.node.kubernetes.io/cpu-cpuid.AMXBF16"
+
+
+@pytest.mark.parametrize(
+    ("override", "quantize_on", "target"),
+    [
+        (None, [VNNI], f"nodes with {VNNI}=true (the endpoint's)"),
+        (
+            [AMX],
+            [AMX],
+            f"nodes with {VNNI}=true (the endpoint's); measured on nodes with {AMX}=true (compression_node_features)",
+        ),
+        ([], [], f"nodes with {VNNI}=true (the endpoint's); measured on any node (compression_node_features)"),
+    ],
+    ids=["default", "override", "any-node"],
+)
+def test_eks_quantizes_on_the_servers_nodes_unless_compression_node_features_moves_them(
+    monkeypatch, tmp_path, override, quantize_on, target
+):
+    from kubernetes.client import ApiClient
+
+    tolerations = [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]
+    task_context_ = platform_context(
+        "eks",
+        monkeypatch,
+        tmp_path,
+        "quantize",
+        node_features=[VNNI],
+        tolerations=tolerations,
+        compression_node_features=override,
+    )
+    dag = pipeline.build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+
+    def pod(task_id: str) -> dict:
+        request = dag.get_task(task_id).build_pod_request_obj(task_context_, dry_run=True)
+        return ApiClient().sanitize_for_serialization(request)["spec"]
+
+    [_, deployment, *_] = eks._server_objects(task_context_, "s3://b/quantized", None, {})
+    server = deployment["spec"]["template"]["spec"]
+    quantize, stage = pod("quantize"), pod("stage_dataset")
+    assert node_features(server) == node_features(stage) == [VNNI], "node_features places the server and the steps"
+    assert node_features(quantize) == quantize_on
+    assert quantize["tolerations"] == server["tolerations"] == tolerations
+    assert target_hardware(quantize["containers"][0]["args"]) == target
+    assert "--target-hardware" not in stage["containers"][0]["args"]
+
+
+def test_local_quantize_measures_on_the_machine_its_endpoint_serves_on(monkeypatch, tmp_path):
+    ran = []
+
+    def run_step(*command):
+        ran.append([str(part) for part in command])
+        raise AirflowSkipException("recorded")  # stop the task once its command is known
+
+    monkeypatch.setattr(local, "run_step", run_step)
+    task_context_ = platform_context("local", monkeypatch, tmp_path, "quantize")
+    with pytest.raises(AirflowSkipException, match="recorded"):
+        local.quantize.function(
+            XCOM[("stage_dataset", "return_value")], XCOM[("train", "return_value")], **task_context_
+        )
+    [command] = ran
+    assert command[0] == "quantize" and target_hardware(command) == "this machine (the endpoint's)"
