@@ -136,8 +136,10 @@ def _reason(chosen: Verdict, verdicts: dict[str, Verdict], hardware: dict, toler
     others = [_explained(verdict, hardware) for verdict in verdicts.values() if verdict.rejection]
     if chosen.precision == BASELINE:
         return "; ".join(others + ["shipping FP32"]) if others else "no candidate but FP32 was asked for"
+    loss = chosen.relative_accuracy_loss
+    change = f"loses {loss:.2%}" if loss >= 0 else f"gains {-loss:.2%}"
     shipped = (
-        f"{chosen.precision.upper()} loses {chosen.relative_accuracy_loss:.2%} accuracy (tolerance {tolerance:.2%}) "
+        f"{chosen.precision.upper()} {change} accuracy against FP32 (tolerance {tolerance:.2%}) "
         f"and runs {chosen.speedup_b32:.3f}x as fast as FP32 at batch 32 and {chosen.speedup_b1_p50:.3f}x at batch 1"
     )
     beaten = [

@@ -90,13 +90,19 @@ def test_the_fastest_passing_candidate_ships(tmp_path):
     decision = decide({"bf16": BF16_ON_AMX, "int8": INT8_ON_VNNI}, hardware(tmp_path, "amx"))
     assert decision.chosen == "int8"
     assert decision.reason == (
-        "INT8 loses 0.37% accuracy (tolerance 1.00%) and runs 2.080x as fast as FP32 at batch 32 and 1.678x at "
+        "INT8 loses 0.37% accuracy against FP32 (tolerance 1.00%) and runs 2.080x as fast as FP32 at batch 32 and 1.678x at "
         "batch 1; BF16 also qualified at 1.611x"
     )
     lossy_int8 = decide({"bf16": BF16_ON_AMX, "int8": INT8_ON_VNNI | {"accuracy": 0.85}}, hardware(tmp_path, "amx"))
     assert lossy_int8.chosen == "bf16"
-    assert lossy_int8.reason.startswith("BF16 loses 0.00% accuracy (tolerance 1.00%) and runs 1.611x as fast")
+    assert lossy_int8.reason.startswith("BF16 loses 0.00% accuracy against FP32 (tolerance 1.00%) and runs 1.611x")
     assert "; INT8 loses 5.56% accuracy" in lossy_int8.reason
+
+
+def test_a_candidate_more_accurate_than_fp32_says_it_gains(tmp_path):
+    better = INT8_ON_VNNI | {"accuracy": 0.9104}
+    decision = decide({"int8": better}, hardware(tmp_path, "avx2-only"))
+    assert decision.chosen == "int8" and decision.reason.startswith("INT8 gains 1.16% accuracy against FP32")
 
 
 def test_the_default_speed_rule_wants_ten_percent(tmp_path):
