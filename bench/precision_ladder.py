@@ -98,7 +98,7 @@ def main() -> None:
         fp32 = models["fp32"]
         for name, metrics in models.items():
             if name != "fp32":
-                loss = (fp32["accuracy"] - metrics["accuracy"]) / fp32["accuracy"]
+                loss = ladder.relative_loss(fp32["accuracy"], metrics["accuracy"])
                 print(
                     f"{name + ' vs fp32, ' + padding:<54} b32 {metrics['throughput_b32'] / fp32['throughput_b32']:.3f}x"
                     f"   b1 p50 {fp32['latency_ms_b1_p50'] / metrics['latency_ms_b1_p50']:.3f}x"

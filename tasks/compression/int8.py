@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.compression.ladder import relative_loss
 from tasks.config import QuantizeArguments
 from tasks.errors import ConfigError, ModelError, describe
 from tasks.evaluation.measure import saved_model_folder
@@ -232,10 +233,6 @@ def count_int8_ops(graph_def) -> int:
     """Nodes running INT8 kernels (INC's ``Quantized*`` ops), including inside graph functions."""
     nodes = list(graph_def.node) + [node for function in graph_def.library.function for node in function.node_def]
     return sum(node.op.startswith(("Quantized", "_QuantizedMatMul", "_MklQuantized")) for node in nodes)
-
-
-def relative_loss(baseline: float, accuracy: float) -> float:
-    return (baseline - accuracy) / baseline if baseline else 0.0
 
 
 def calibration_data(args: QuantizeArguments, manifest: dict) -> CalibrationData:

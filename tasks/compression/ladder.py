@@ -25,8 +25,9 @@ INSTRUCTIONS = {
 }
 
 
-# The rules a candidate can break, in the order they are checked; "unmeasured": it never reached a measurement.
-RULES = ("unmeasured", "accuracy", "batch_32", "batch_1")
+# The rules that ask a candidate to be faster than FP32; a candidate that breaks one on a CPU without its
+# instructions is explained by what the CPU lacks.
+SPEED_RULES = ("batch_32", "batch_1")
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class Verdict:
     speedup_b32: float | None = None
     speedup_b1_p50: float | None = None
     rejection: str = ""
-    rule: str = ""  # the rule it broke: one of RULES, "" when it may ship
+    rule: str = ""  # the rule it broke, "" when it may ship: "unmeasured", "accuracy" or one of SPEED_RULES
 
     def as_dict(self) -> dict:
         return {
@@ -73,10 +74,15 @@ def offered(candidates: tuple[str, ...], hardware: dict) -> tuple[tuple[str, ...
     return tuple(built), skipped
 
 
+def relative_loss(baseline: float, accuracy: float) -> float:
+    """Accuracy lost against ``baseline``, as a share of it (negative: gained)."""
+    return (baseline - accuracy) / baseline if baseline else 0.0
+
+
 def judge(precision: str, fp32: dict, figures: dict, tolerance: float, min_speedup: float) -> Verdict:
     """A measured candidate against FP32, by the three rules in order."""
     name = precision.upper()
-    loss = (fp32["accuracy"] - figures["accuracy"]) / fp32["accuracy"] if fp32["accuracy"] else 0.0
+    loss = relative_loss(fp32["accuracy"], figures["accuracy"])
     b32 = figures["throughput_b32"] / fp32["throughput_b32"]
     b1 = fp32["latency_ms_b1_p50"] / figures["latency_ms_b1_p50"]
     verdict = Verdict(precision, figures, loss, b32, b1)
@@ -153,7 +159,7 @@ def _reason(chosen: Verdict, verdicts: dict[str, Verdict], hardware: dict, toler
 def _explained(verdict: Verdict, hardware: dict) -> str:
     """A speed rejection on a CPU without the candidate's instructions says so first, with both ratios."""
     key, instructions = INSTRUCTIONS.get(verdict.precision, (None, ""))
-    if key and verdict.rule in ("batch_32", "batch_1") and not hardware[key]:
+    if key and verdict.rule in SPEED_RULES and not hardware[key]:
         return (
             f"no {instructions} on this CPU: {verdict.precision.upper()} {verdict.speedup_b32:.3f}x at batch 32, "
             f"{verdict.speedup_b1_p50:.3f}x at batch 1"

@@ -57,16 +57,18 @@ def measure_candidates(built: dict[str, Path], data: Path, work: Path, timing: s
             continue
         by_precision = {
             "models": {name: result["models"][str(path)] for name, path in remaining.items()},
-            "predictions": {name: result["predictions"].get(str(path)) for name, path in remaining.items()},
+            "predictions": {name: result["predictions"][str(path)] for name, path in remaining.items()},
             "threads": result["threads"],
         }
         return by_precision, failures
 
 
-def build_candidates(args: QuantizeArguments, model_dir: Path, data: Path, work: Path, offered) -> tuple:
-    """Build each offered candidate under ``work``: ``(folders by precision, failures, INC trials or None)``."""
+def build_candidates(
+    args: QuantizeArguments, model_dir: Path, data: Path, manifest: dict, work: Path, offered, recipes
+) -> tuple:
+    """Build each offered candidate under ``work`` (INT8 with INC's ``recipes``): ``(folders by precision, failures,
+    INC trials or None)``."""
     from tasks.compression.bf16 import export_bf16
-    from tasks.data.splits import read_manifest
 
     built, failures, trials = {ladder.BASELINE: model_dir}, {}, None
     if "bf16" in offered:
@@ -78,10 +80,7 @@ def build_candidates(args: QuantizeArguments, model_dir: Path, data: Path, work:
             log.warning("the BF16 export failed", exc_info=True)
             failures["bf16"] = f"the BF16 export failed: {describe(error)}"
     if "int8" in offered:
-        manifest = read_manifest(data)
-        trials = int8.Trials(
-            int8.validation_batches(data, manifest, args.batch_size), args.tolerance, int8.planned_recipes(args)
-        )
+        trials = int8.Trials(int8.validation_batches(data, manifest, args.batch_size), args.tolerance, recipes)
         reason = int8.try_int8(args, model_dir, manifest, trials, work / "int8" / "saved_model")
         if reason:
             failures["int8"] = reason
@@ -102,9 +101,7 @@ def decision_record(args, decision: ladder.Decision, measured: dict, hardware: d
         "relative_accuracy_loss": round(chosen.relative_accuracy_loss, 4),
         "speedup_b32": round(chosen.speedup_b32, 4),
         "speedup_b1_p50": round(chosen.speedup_b1_p50, 4),
-        "agreement": agreement(np.asarray(predictions["fp32"]), np.asarray(predictions[decision.chosen]))
-        if predictions.get(decision.chosen) is not None and predictions.get("fp32") is not None
-        else None,
+        "agreement": agreement(np.asarray(predictions["fp32"]), np.asarray(predictions[decision.chosen])),
         "candidates": {precision: verdict.as_dict() for precision, verdict in decision.verdicts.items()},
         "asked": list(args.candidates()),
         "hardware": hardware,
@@ -147,7 +144,7 @@ def run(args: QuantizeArguments) -> None:
     from tasks.runtime import cpu
     from tasks.runtime.models import resolve
 
-    int8.planned_recipes(args)  # a bad --recipes fails before anything is loaded
+    recipes = int8.planned_recipes(args)  # a bad --recipes fails before anything is loaded
     plan = cpu.configure_environment("fp32")
     cpu.configure_tensorflow(plan)
     started = time.perf_counter()
@@ -161,7 +158,7 @@ def run(args: QuantizeArguments) -> None:
     log.info("candidates beside FP32: %s%s", ", ".join(offered) or "none", "".join(f"; {s}" for s in skipped.values()))
 
     with atomic_output(args.output) as work:
-        built, failures, trials = build_candidates(args, model_dir, data, work, offered)
+        built, failures, trials = build_candidates(args, model_dir, data, manifest, work, offered, recipes)
         measured, unmeasured = measure_candidates(built, data, work, args.timing)
         decision = ladder.decide(
             measured["models"],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tasks.config import PRECISIONS, SummaryArguments
 from tasks.endpoint import state as endpoint_state
+from tasks.runtime import cpu
 
 _CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}]}
 
@@ -27,7 +28,7 @@ def run(args: SummaryArguments) -> None:
                 )
         lines.append(f"shipped precision: {quantization['chosen_precision']} ({quantization['reason']})")
         if quantization.get("hardware"):
-            lines.append(f"measured on: {_hardware(quantization['hardware'])}")
+            lines.append(f"measured on: {cpu.describe_hardware(quantization['hardware'])}")
     evaluation = _read(folder / "evaluation" / "evaluation.json")
     if evaluation:
         lines.append(f"gate decision: {evaluation['decision'].upper()}")
@@ -45,11 +46,6 @@ def run(args: SummaryArguments) -> None:
     else:
         lines.append("endpoint: not running")
     print("\n".join(lines))
-
-
-def _hardware(hardware: dict) -> str:
-    present = [flag for flag, has in hardware["isa"].items() if has]
-    return f"{hardware['cpu_model']}, {hardware['cores']} core(s), ISA {' '.join(present) or 'none of note'}"
 
 
 def _read(path: Path) -> dict | None:

@@ -101,7 +101,7 @@ def describe(cpuinfo: Path = _CPUINFO) -> str:
     Printed at the head of every test session and benchmark, so a figure or a failure says which hardware
     it came from.
     """
-    model = _first_cpu(cpuinfo).get("model name") or platform.processor() or platform.machine()
+    model = cpu_model(cpuinfo)
     flags = cpu_flags(cpuinfo)
     present = [flag for flag in REPORTED_FLAGS if flag in flags]
     absent = [flag for flag in REPORTED_FLAGS if flag not in flags]
@@ -118,14 +118,28 @@ def hardware(target: str = "", cpuinfo: Path = _CPUINFO) -> dict:
     them), the usable cores and the serving target it stands for. Recorded beside the figures it produced."""
     flags = cpu_flags(cpuinfo)
     return {
-        "cpu_model": _first_cpu(cpuinfo).get("model name") or platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(cpuinfo),
         "isa": {flag: flag in flags for flag in REPORTED_FLAGS},
-        "bf16_instructions": any(flag in flags for flag in BF16_FLAGS),
-        "int8_dot_product_instructions": any(flag in flags for flag in INT8_FLAGS),
+        "bf16_instructions": _has_any(flags, BF16_FLAGS),
+        "int8_dot_product_instructions": _has_any(flags, INT8_FLAGS),
         "cores": available_cores(),
         "onednn_max_cpu_isa": onednn_cap(),
         "target": target or None,
     }
+
+
+def describe_hardware(record: dict) -> str:
+    """A ``hardware`` record in one line: the CPU, its cores and the ISA features it has."""
+    present = [flag for flag, has in record["isa"].items() if has]
+    return f"{record['cpu_model']}, {record['cores']} core(s), ISA {' '.join(present) or 'none of note'}"
+
+
+def cpu_model(cpuinfo: Path = _CPUINFO) -> str:
+    return _first_cpu(cpuinfo).get("model name") or platform.processor() or platform.machine()
+
+
+def _has_any(flags: frozenset[str], wanted: tuple[str, ...]) -> bool:
+    return any(flag in flags for flag in wanted)
 
 
 def cgroup_cpu_limit(root: Path = _CGROUP_ROOT) -> float | None:
@@ -187,7 +201,7 @@ class CpuPlan:
 
 def resolve_precision(requested: str, flags: frozenset[str]) -> str:
     """``auto`` means bf16 where the CPU computes it natively, fp32 elsewhere."""
-    has_bf16 = any(flag in flags for flag in BF16_FLAGS)
+    has_bf16 = _has_any(flags, BF16_FLAGS)
     if requested == "auto":
         return "bf16" if has_bf16 else "fp32"
     if requested == "bf16" and not has_bf16:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tasks.runtime.cpu import describe_hardware
 from tasks.runtime.outputs import write_json
 
 JSON_CARD = "model_card.json"
@@ -133,10 +134,7 @@ def _facts(card: dict, compression: dict) -> list[tuple[str, str]]:
     if compression.get("relative_accuracy_loss") is not None:
         facts.append(("relative accuracy loss against FP32", f"{compression['relative_accuracy_loss']:.2%}"))
     if hardware:
-        present = [flag for flag, has in hardware.get("isa", {}).items() if has]
-        facts.append(
-            ("measured on", f"{hardware.get('cpu_model')}, {hardware.get('cores')} core(s), ISA {' '.join(present)}")
-        )
+        facts.append(("measured on", describe_hardware(hardware)))
     cpu = card.get("cpu") or {}
     if cpu:
         facts.append(("trained on", f"{cpu.get('cores')} core(s), ISA {' '.join(cpu.get('flags') or [])}"))
