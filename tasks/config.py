@@ -22,6 +22,8 @@ DEFAULT_BASE_MODEL = "bert-base-uncased"
 TIMINGS = ("full", "quick")
 # The precisions the compression step can ship, in ladder order; FP32 is the baseline every other is measured against.
 PRECISIONS = ("fp32", "bf16", "int8")
+# A request body's default size limit per pair it may hold: two sentences of about 2,000 characters, as JSON.
+BODY_BYTES_PER_PAIR = 4096
 _TIMING_HELP = (
     "full: batch-32 throughput and batch-1 latency each in a fresh process with its own threads; quick: both in "
     "one fresh process, batch 1 over fewer pairs (for smoke runs: fewer TensorFlow start-ups, noisier figures)."
@@ -330,8 +332,50 @@ class ServeArguments:
     max_batch_size: int = field(default=32, metadata={"help": "Pairs per model call at most (dynamic batching)."})
     max_wait_ms: float = field(default=5.0, metadata={"help": "How long the first request of a batch waits for more."})
     max_instances: int = field(default=64, metadata={"help": "Pairs per request at most."})
-    max_body_bytes: int = field(default=1_000_000, metadata={"help": "Request bodies above this get 413."})
+    max_body_bytes: int = field(
+        default=0,
+        metadata={
+            "help": f"Request bodies above this get 413; 0: --max-instances pairs of {BODY_BYTES_PER_PAIR} bytes"
+            " (two long sentences, as JSON)."
+        },
+    )
+    max_sentence_chars: int = _flag(
+        "Characters per sentence at most (400 beyond); within it, text is truncated to --max-seq-length tokens.",
+        {"minimum": 16},
+        default=10_000,
+    )
     max_seq_length: int = field(default=128, metadata={"help": "Tokens per pair; longer text pairs are truncated."})
+    max_queued_pairs: int = _flag(
+        "Pairs admitted but not yet in a model call at most; a request beyond it gets 503 with Retry-After.",
+        {"minimum": 1},
+        default=256,
+    )
+    request_timeout: float = _flag(
+        "Seconds a request may wait for its answer (503 after; SageMaker allows 60); a model call running longer"
+        " means the model worker is stuck, and /ping answers 503.",
+        {"exclusiveMinimum": 0, "maximum": 600},
+        default=30.0,
+    )
+    header_timeout: float = _flag(
+        "Seconds a client may take to send a request's headers once it started; the connection is closed after.",
+        {"exclusiveMinimum": 0},
+        default=10.0,
+    )
+    body_timeout: float = _flag(
+        "Seconds a client may take to send a request's body; 408 and the connection closed after.",
+        {"exclusiveMinimum": 0},
+        default=10.0,
+    )
+    keep_alive_timeout: float = _flag(
+        "Seconds an idle connection is kept open; longer than a load balancer's idle timeout (ALB: 60 s).",
+        {"exclusiveMinimum": 0},
+        default=75.0,
+    )
+    max_connections: int = _flag(
+        "Open connections and requests in progress at most; beyond it uvicorn answers 503.",
+        {"minimum": 1},
+        default=1000,
+    )
     padding: Literal["longest", "max_length"] = field(
         default="longest",
         metadata={"help": "longest: pad each batch to its length bucket (multiple of 16); max_length: always pad."},
@@ -352,7 +396,14 @@ class ServeArguments:
         _require(self.max_batch_size >= 1, "max_batch_size", "a positive integer", self.max_batch_size)
         _require(0 <= self.max_wait_ms <= 1000, "max_wait_ms", "between 0 and 1000", self.max_wait_ms)
         _require(self.max_instances >= 1, "max_instances", "a positive integer", self.max_instances)
-        _require(self.max_body_bytes >= 1024, "max_body_bytes", "at least 1024", self.max_body_bytes)
+        _require(
+            self.max_body_bytes == 0 or self.max_body_bytes >= 1024,
+            "max_body_bytes",
+            "0 or at least 1024",
+            self.max_body_bytes,
+        )
+        self.max_body_bytes = self.max_body_bytes or self.max_instances * BODY_BYTES_PER_PAIR
+        check_ranges(self)
         _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
         _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)

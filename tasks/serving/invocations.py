@@ -10,7 +10,11 @@ Two forms, never mixed in one request::
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
+
+import numpy as np
 
 from tasks.serving.served_model import Encoded
 
@@ -37,6 +41,14 @@ REQUEST_SCHEMA = {
 }
 
 
+# The contract nests 4 deep ({"instances": [{"input_ids": [...]}]}); Python's JSON parser recurses once per level,
+# so a body nested thousands deep would exhaust the stack before any check could name the problem.
+MAX_JSON_DEPTH = 8
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPENING, _CLOSING = b"[{", b"]}"
+_NON_BRACKETS = bytes(sorted(set(range(256)) - set(_OPENING + _CLOSING)))
+
+
 class InvalidRequest(ValueError):
     """The client sent something the contract does not allow; the message is safe to return."""
 
@@ -46,6 +58,31 @@ class Limits:
     max_instances: int
     max_seq_length: int
     vocab_size: int
+    max_sentence_chars: int
+
+
+def json_depth(body: bytes) -> int:
+    """How deep the JSON text's arrays and objects nest (brackets inside strings do not count); linear."""
+    brackets = np.frombuffer(_JSON_STRING.sub(b"", body).translate(None, delete=_NON_BRACKETS), dtype=np.uint8)
+    if not brackets.size:
+        return 0
+    opening = (brackets == _OPENING[0]) | (brackets == _OPENING[1])
+    return int(np.cumsum(opening.astype(np.int32) * 2 - 1).max())
+
+
+def load_json(body: bytes) -> object:
+    """The body as JSON; InvalidRequest when it is not JSON or nests deeper than MAX_JSON_DEPTH."""
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise InvalidRequest(f"the body nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as failure:
+        raise InvalidRequest(f"the body is not valid JSON: {failure}") from None
+
+
+def read(body: bytes, limits: Limits) -> list[tuple[str, str]] | list[Encoded]:
+    """A request body's pairs: ``parse(load_json(body))``."""
+    return parse(load_json(body), limits)
 
 
 def parse(payload: object, limits: Limits) -> list[tuple[str, str]] | list[Encoded]:
@@ -68,7 +105,7 @@ def parse(payload: object, limits: Limits) -> list[tuple[str, str]] | list[Encod
     tokenised = "input_ids" in instances[0]
     if tokenised:
         return [_tokenised(index, instance, limits) for index, instance in enumerate(instances)]
-    return [_text(index, instance) for index, instance in enumerate(instances)]
+    return [_text(index, instance, limits) for index, instance in enumerate(instances)]
 
 
 def _type(value: object) -> str:
@@ -87,7 +124,7 @@ def _check_fields(index: int, instance: dict, allowed: tuple[str, ...], form: st
         )
 
 
-def _text(index: int, instance: dict) -> tuple[str, str]:
+def _text(index: int, instance: dict, limits: Limits) -> tuple[str, str]:
     _check_fields(index, instance, TEXT_FIELDS, "text")
     values = []
     for name in TEXT_FIELDS:
@@ -98,6 +135,10 @@ def _text(index: int, instance: dict) -> tuple[str, str]:
             raise InvalidRequest(f"instances[{index}].{name} must be a string, got {_type(value)}")
         if not value.strip():
             raise InvalidRequest(f"instances[{index}].{name} is empty")
+        if len(value) > limits.max_sentence_chars:
+            raise InvalidRequest(
+                f"instances[{index}].{name} has {len(value)} characters; at most {limits.max_sentence_chars}"
+            )
         values.append(value)
     return values[0], values[1]
 

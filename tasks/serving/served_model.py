@@ -2,7 +2,14 @@
 
 The folder is the output of ``train`` or ``quantize`` (``saved_model/``, ``tokenizer/``); a folder holding
 only a SageMaker ``model.tar.gz`` is unpacked first. Batches are padded to the smallest multiple of 16 that
-holds their longest pair, so a batch of short pairs never pays for 128 positions.
+holds their longest pair, so a batch of short pairs never pays for 128 positions, and to a batch size of a power
+of two: the model only ever sees a fixed set of shapes, all run once at load, so the memory oneDNN keeps per
+shape is spent before the first request and never grows after.
+
+Tokenising is linear in the text's length, but the tokenizer's own truncation of a pair is quadratic in its
+number of tokens (it pairs every overflowing piece of one sentence with every piece of the other: 3.5 s for two
+30 kB sentences). So each sentence is tokenised alone and cut as ``longest_first`` would cut the pair: the same
+tokens as the tokenizer's truncation (a test compares them), at a cost linear in the text.
 """
 
 from __future__ import annotations
@@ -42,11 +49,40 @@ def bucket_length(longest: int, max_seq_length: int) -> int:
     return min(max_seq_length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)
 
 
-def pad_batch(pairs: list[Encoded], max_seq_length: int, padding: str = "longest") -> dict[str, np.ndarray]:
-    """int32 ``[batch, length]`` arrays of the signature's inputs, zero-padded to the bucket (or to the maximum)."""
+def longest_first(first: int, second: int, budget: int) -> tuple[int, int]:
+    """How many tokens of each sentence the tokenizer's ``longest_first`` truncation keeps of a pair of ``first``
+    and ``second`` tokens within ``budget`` (the model's length less the special tokens); Hugging Face tokenizers'
+    rule (``truncate_encodings`` in tokenizers/src/utils/truncation.rs): the shorter sentence is kept whole if the
+    longer one can make up the rest, else each gets half."""
+    if first + second <= budget:
+        return first, second
+    short, long = sorted((first, second))
+    long = short if short > budget else max(short, budget - short)
+    if short + long > budget:
+        short, long = budget // 2, budget // 2 + budget % 2
+    return (long, short) if first > second else (short, long)
+
+
+def length_buckets(max_seq_length: int, padding: str) -> list[int]:
+    """Every length a batch is padded to."""
+    if padding == "max_length":
+        return [max_seq_length]
+    return sorted({bucket_length(longest, max_seq_length) for longest in range(1, max_seq_length + 1)})
+
+
+def batch_buckets(max_batch_size: int) -> list[int]:
+    """Every number of rows a batch is padded to: the powers of two below ``max_batch_size``, and it."""
+    return [*(2**power for power in range(max_batch_size.bit_length()) if 2**power < max_batch_size), max_batch_size]
+
+
+def pad_batch(
+    pairs: list[Encoded], max_seq_length: int, padding: str = "longest", rows: int = 0
+) -> dict[str, np.ndarray]:
+    """int32 ``[rows, length]`` arrays of the signature's inputs, zero-padded to the bucket (or to the maximum);
+    ``rows`` (at least ``len(pairs)``) adds rows of padding only."""
     longest = max(len(pair.input_ids) for pair in pairs)
     length = max_seq_length if padding == "max_length" else bucket_length(longest, max_seq_length)
-    arrays = {name: np.zeros((len(pairs), length), dtype=np.int32) for name in SIGNATURE_INPUTS}
+    arrays = {name: np.zeros((max(rows, len(pairs)), length), dtype=np.int32) for name in SIGNATURE_INPUTS}
     for row, pair in enumerate(pairs):
         for name in SIGNATURE_INPUTS:
             values = getattr(pair, name)
@@ -70,9 +106,12 @@ class ServedModel:
     tokenizer: object
     max_seq_length: int
     padding: str = "longest"
+    max_batch_size: int = 32
 
     @classmethod
-    def load(cls, source: str, max_seq_length: int = 128, padding: str = "longest") -> ServedModel:
+    def load(
+        cls, source: str, max_seq_length: int = 128, padding: str = "longest", max_batch_size: int = 32
+    ) -> ServedModel:
         from transformers import AutoTokenizer
 
         from tasks.evaluation.measure import serving_function
@@ -84,14 +123,16 @@ class ServedModel:
         if not (folder / "tokenizer").is_dir():
             raise ModelError(f"{folder}: no tokenizer/ folder; serve the output of `train` or `quantize`")
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length, padding)
-        model.warm_up()
+        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length, padding, max_batch_size)
+        shapes = model.warm_up()
         model.smoke_check()
         log.info(
-            "loaded, warmed and smoke-checked %s (version %s) in %.1f s",
+            "loaded, warmed (%d batch shapes) and smoke-checked %s (version %s) in %.1f s; peak resident memory %.0f MB",
+            shapes,
             folder,
             model.version,
             time.perf_counter() - started,
+            peak_resident_megabytes(),
         )
         return model
 
@@ -100,29 +141,45 @@ class ServedModel:
         return len(self.tokenizer)
 
     def encode(self, pairs: list[tuple[str, str]]) -> list[Encoded]:
-        """Tokenise sentence pairs, truncating the longer sentence first to ``max_seq_length``."""
-        batch = self.tokenizer(
-            [first for first, _ in pairs],
-            [second for _, second in pairs],
-            truncation="longest_first",
-            max_length=self.max_seq_length,
+        """Tokenise sentence pairs, truncating the longer sentence first to ``max_seq_length`` (``longest_first``);
+        linear in the text's length. CPU-bound: call it off the event loop."""
+        firsts, seconds = (
+            self.tokenizer([pair[side] for pair in pairs], add_special_tokens=False, verbose=False)["input_ids"]
+            for side in (0, 1)
         )
-        return [
-            Encoded(ids, types, [1] * len(ids))
-            for ids, types in zip(batch["input_ids"], batch["token_type_ids"], strict=True)
-        ]
+        budget = self.max_seq_length - self.tokenizer.num_special_tokens_to_add(pair=True)
+        encoded = []
+        for first, second in zip(firsts, seconds, strict=True):
+            kept_first, kept_second = longest_first(len(first), len(second), budget)
+            first, second = first[:kept_first], second[:kept_second]
+            ids = self.tokenizer.build_inputs_with_special_tokens(first, second)
+            types = self.tokenizer.create_token_type_ids_from_sequences(first, second)
+            encoded.append(Encoded(ids, types, [1] * len(ids)))
+        return encoded
 
     def predict(self, pairs: list[Encoded]) -> np.ndarray:
-        """float32 logits ``[len(pairs), 2]``; runs the graph, so call it off the event loop."""
-        inputs = pad_batch(pairs, self.max_seq_length, self.padding)
-        return self.function(**inputs)[SIGNATURE_OUTPUT].numpy()
+        """float32 logits ``[len(pairs), 2]``, in calls of at most ``max_batch_size`` pairs, each padded to a
+        warmed shape; runs the graph, so call it off the event loop."""
+        rows = batch_buckets(self.max_batch_size)
+        logits = []
+        for start in range(0, len(pairs), self.max_batch_size):
+            chunk = pairs[start : start + self.max_batch_size]
+            padded = next(size for size in rows if size >= len(chunk))
+            inputs = pad_batch(chunk, self.max_seq_length, self.padding, padded)
+            logits.append(self.function(**inputs)[SIGNATURE_OUTPUT].numpy()[: len(chunk)])
+        return np.concatenate(logits)
 
-    def warm_up(self) -> None:
-        """Run every bucket length once, so no request pays for graph and kernel set-up."""
+    def warm_up(self) -> int:
+        """Run every batch shape once (each batch size bucket at each length bucket), so no request pays for
+        graph and kernel set-up, and oneDNN's per-shape memory is spent now; returns how many shapes."""
         pair = self.encode([_WARM_UP_PAIR])[0]
-        for length in range(BUCKET_WIDTH, self.max_seq_length + 1, BUCKET_WIDTH):
+        shapes = 0
+        for length in length_buckets(self.max_seq_length, self.padding):
             ids = (pair.input_ids * length)[:length]
-            self.predict([Encoded(ids, [0] * length, [1] * length)])
+            for rows in batch_buckets(self.max_batch_size):
+                self.predict([Encoded(ids, [0] * length, [1] * length)] * rows)
+                shapes += 1
+        return shapes
 
     def smoke_check(self) -> None:
         """Refuse a model whose logits are malformed, not finite, or change when a pair is batched and padded."""
@@ -139,6 +196,13 @@ class ServedModel:
                 f"smoke check: a pair's logits change by {drift:.3f} (more than {SMOKE_TOLERANCE}) when it is scored"
                 " in a padded batch instead of alone; the attention mask is not applied"
             )
+
+
+def peak_resident_megabytes() -> float:
+    """The most resident memory (RSS) this process has held so far, in MB (Linux counts ``ru_maxrss`` in kB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:

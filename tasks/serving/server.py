@@ -2,23 +2,32 @@
 
 FastAPI on uvicorn, with the HTTP contract of docs/architecture.md::
 
-    GET  /ping          200 once the model is loaded and warm, 503 before
+    GET  /ping          200 when it can serve: the model is loaded and warm, and its worker is alive and not stuck
     POST /invocations   {"instances": [...]} -> predictions (TF Serving's shape), labels, probabilities, model_version
-    GET  /metrics       Prometheus text: requests by status, latency, batch sizes, model version
+    GET  /metrics       Prometheus text: requests by status, latency, batch sizes, queue, shed requests, timeouts,
+                        tokenisation and model time, resident memory, model version
 
 The model loads in the background after the server starts listening, so ``/ping`` can say 503 meanwhile.
 Client mistakes are 4xx with ``{"error": "..."}``; SIGTERM stops accepting and lets in-flight requests finish.
 With ``--state DIR`` the server is a local endpoint whose model is swapped in place (``tasks.serving.model_swap``, ``tasks.endpoint.control_server``).
+
+Nothing a client sends can stall it: parsing and tokenising run on a worker thread, never on the event loop that
+answers ``/ping``; a bounded queue sheds overload with 503 and Retry-After (``tasks.serving.batching``); a request
+that cannot be answered within ``--request-timeout`` gets 503; slow headers (``tasks.serving.connections``) and
+slow bodies (408) are cut off. A fault is a 500 that says "internal error" and a request id, whose details are
+only in the log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
+import re
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -29,7 +38,7 @@ from starlette.exceptions import HTTPException
 from tasks.config import ServeArguments
 from tasks.endpoint.control_server import LocalEndpoint
 from tasks.endpoint.state import client_url
-from tasks.errors import EndpointError, describe
+from tasks.errors import EndpointError
 from tasks.serving.model_swap import ModelSlot
 
 log = logging.getLogger(__name__)
@@ -37,13 +46,19 @@ log = logging.getLogger(__name__)
 JSON_TYPES = ("application/json",)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+_STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# A request id the client sends (X-Request-Id) is used when it is this safe to log; otherwise one is made.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+REQUEST_ID_HEADER = "X-Request-Id"
+# Retry-After while the model is still loading.
+_LOADING_RETRY_SECONDS = 5
 
 
 class Metrics:
     """The server's Prometheus collectors, in a registry of its own."""
 
     def __init__(self):
-        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -56,14 +71,42 @@ class Metrics:
             "model_batch_size", "Pairs per model call.", buckets=_BATCH_BUCKETS, registry=self.registry
         )
         self.model = Gauge("model_info", "The model being served (value 1).", ["version"], registry=self.registry)
+        self.queued = Gauge(
+            "queued_pairs",
+            "Pairs admitted and waiting for a model call (tokenising or queued).",
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "invocations_shed", "Requests refused with 503 because the queue was full.", registry=self.registry
+        )
+        self.timeouts = Counter(
+            "invocations_timeouts", "Requests answered 503 after waiting --request-timeout.", registry=self.registry
+        )
+        self.client_timeouts = Counter(
+            "client_timeouts",
+            "Connections cut because a client sent its headers (headers) or body (body) too slowly.",
+            ["phase"],
+            registry=self.registry,
+        )
+        self.tokenization = Histogram(
+            "tokenization_seconds", "Parsing and tokenising one request.", buckets=_STEP_BUCKETS, registry=self.registry
+        )
+        self.model_time = Histogram(
+            "model_seconds", "One model call (a batch).", buckets=_STEP_BUCKETS, registry=self.registry
+        )
+        ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and the rest
 
     def serving(self, version: str) -> None:
         self.model.clear()
         self.model.labels(version=version).set(1)
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class BodyTimeout(Exception):
+    """The client did not send its whole body in time."""
 
 
 def create_app(args: ServeArguments, load_model=None):
@@ -75,10 +118,12 @@ def create_app(args: ServeArguments, load_model=None):
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     from tasks.serving import invocations
-    from tasks.serving.batching import DynamicBatcher
+    from tasks.serving.batching import DynamicBatcher, Overloaded
     from tasks.serving.served_model import ServedModel, labels, probabilities
 
-    load_model = load_model or (lambda source: ServedModel.load(source, args.max_seq_length, args.padding))
+    load_model = load_model or (
+        lambda source: ServedModel.load(source, args.max_seq_length, args.padding, args.max_batch_size)
+    )
     metrics = Metrics()
     endpoint = (
         LocalEndpoint(args.state, client_url(args.host, listening_port(args)), args.model) if args.state else None
@@ -101,10 +146,16 @@ def create_app(args: ServeArguments, load_model=None):
         batcher = DynamicBatcher(
             max_batch_size=args.max_batch_size,
             max_wait=args.max_wait_ms / 1000,
+            max_queued_pairs=args.max_queued_pairs,
+            stuck_after=args.request_timeout,
             on_batch=metrics.batch_size.observe,
+            on_model_seconds=metrics.model_time.observe,
+            on_queued=metrics.queued.set,
         )
         batcher.start()
         app.state.batcher = batcher
+        # Parsing and tokenising: CPU work kept off the event loop, one request at a time beside the model.
+        app.state.prepare = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         if endpoint is not None:
             await endpoint.open_control(slot)
         loading = asyncio.create_task(load_first_model())
@@ -113,8 +164,10 @@ def create_app(args: ServeArguments, load_model=None):
             endpoint.close_control()
         loading.cancel()
         await batcher.stop()
+        app.state.prepare.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="nlp-workflow inference", lifespan=lifespan)
+    app.state.metrics = metrics
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
@@ -122,20 +175,20 @@ def create_app(args: ServeArguments, load_model=None):
 
     @app.exception_handler(Exception)
     async def server_fault(request, exc: Exception):
-        # Only a fault of the server or its model lands here, never a client mistake: logged with its trace.
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return error(500, f"internal error: {describe(exc)}")
+        return fault(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request, exc: RequestValidationError):
         return error(400, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     @app.get("/ping")
-    async def ping():
+    async def ping(request: Request):
         model = slot.model
         if model is None:
             status = {"status": "failed", "error": slot.load_error} if slot.load_error else {"status": "loading"}
             return JSONResponse(status, status_code=503)
+        if problem := request.app.state.batcher.health():
+            return JSONResponse({"status": "unhealthy", "error": problem}, status_code=503)
         return {"status": "ready", "model_version": model.version}
 
     @app.get("/metrics")
@@ -156,7 +209,12 @@ def create_app(args: ServeArguments, load_model=None):
     )
     async def invoke(request: Request):
         started = time.perf_counter()
-        response = await _invoke(request)
+        request_id = _request_id(request)
+        try:
+            response = await _invoke(request)
+        except Exception as failure:  # a fault of the server or its model, never a client mistake
+            response = fault(request, failure, request_id)
+        response.headers[REQUEST_ID_HEADER] = request_id
         metrics.requests.labels(status=str(response.status_code)).inc()
         metrics.latency.observe(time.perf_counter() - started)
         return response
@@ -165,23 +223,39 @@ def create_app(args: ServeArguments, load_model=None):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return error(415, f"content type {content_type or 'none'!r} is not supported; send application/json")
-        body = await _read_body(request, args.max_body_bytes)
+        try:
+            body = await _read_body(request, args.max_body_bytes, args.body_timeout)
+        except BodyTimeout:
+            metrics.client_timeouts.labels(phase="body").inc()
+            message = f"the body did not arrive within {args.body_timeout:g} s"
+            return error(408, message, {"Connection": "close"})
         if body is None:
             return error(413, f"the body is larger than {args.max_body_bytes} bytes")
         model = slot.model  # read once: this request is encoded, scored and labelled by one model
         if model is None:
-            return error(503, "the model is not loaded yet; retry when /ping answers 200")
+            message = "the model is not loaded yet; retry when /ping answers 200"
+            return error(503, message, {"Retry-After": str(_LOADING_RETRY_SECONDS)})
+        limits = invocations.Limits(args.max_instances, model.max_seq_length, model.vocab_size, args.max_sentence_chars)
+        loop, prepare, batcher = asyncio.get_running_loop(), request.app.state.prepare, request.app.state.batcher
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as failure:
-            return error(400, f"the body is not valid JSON: {failure}")
-        limits = invocations.Limits(args.max_instances, model.max_seq_length, model.vocab_size)
-        try:
-            pairs = invocations.parse(payload, limits)
+            pairs = await loop.run_in_executor(prepare, invocations.read, body, limits)
         except invocations.InvalidRequest as failure:
             return error(400, str(failure))
-        encoded = pairs if isinstance(pairs[0], invocations.Encoded) else model.encode(pairs)
-        logits = await request.app.state.batcher.submit(model, encoded)
+        try:
+            ticket = batcher.admit(len(pairs))
+        except Overloaded as overloaded:
+            metrics.shed.inc()
+            return error(503, f"overloaded: {overloaded}", {"Retry-After": str(overloaded.retry_after)})
+        try:
+            async with asyncio.timeout(args.request_timeout):
+                encoded = await _encode(loop, prepare, model, pairs)
+                logits = await batcher.submit(model, encoded, ticket)
+        except TimeoutError:
+            metrics.timeouts.inc()
+            message = f"no answer within {args.request_timeout:g} s (the model is busy); retry later"
+            return error(503, message, {"Retry-After": str(max(1, round(args.request_timeout)))})
+        finally:
+            batcher.release(ticket)
         return JSONResponse(
             {
                 "predictions": logits.tolist(),
@@ -191,25 +265,74 @@ def create_app(args: ServeArguments, load_model=None):
             }
         )
 
+    async def _encode(loop, prepare, model, pairs):
+        if isinstance(pairs[0], invocations.Encoded):
+            return pairs
+        started = time.perf_counter()
+        encoded = await loop.run_in_executor(prepare, model.encode, pairs)
+        metrics.tokenization.observe(time.perf_counter() - started)
+        return encoded
+
     return app
 
 
-async def _read_body(request, limit: int) -> bytes | None:
-    """The body, or None as soon as it exceeds ``limit`` bytes (declared or streamed)."""
+def fault(request, failure: Exception, request_id: str | None = None) -> JSONResponse:
+    """A 500 that names no internals: "internal error" and the request id; the details and trace go to the log."""
+    request_id = request_id or _request_id(request)
+    log.error("%s %s failed (request id %s)", request.method, request.url.path, request_id, exc_info=failure)
+    return JSONResponse(
+        {"error": f"internal error (request id {request_id})", "request_id": request_id},
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
+
+
+def _request_id(request) -> str:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+async def _read_body(request, limit: int, timeout: float) -> bytes | None:
+    """The body, or None as soon as it exceeds ``limit`` bytes (declared or streamed); BodyTimeout when it has
+    not all arrived within ``timeout`` seconds."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    return None
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout from None
     return b"".join(chunks)
 
 
 def listening_port(args: ServeArguments) -> int:
     return args.port or int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+
+
+def uvicorn_config(args: ServeArguments, app):
+    """How uvicorn serves ``app``: headers, bodies and idle connections timed, connections bounded."""
+    import uvicorn
+
+    from tasks.serving.connections import header_timeout_protocol
+
+    cut = app.state.metrics.client_timeouts.labels(phase="headers").inc
+    return uvicorn.Config(
+        app,
+        host=args.host,
+        port=listening_port(args),
+        http=header_timeout_protocol(args.header_timeout, cut),
+        timeout_keep_alive=args.keep_alive_timeout,
+        limit_concurrency=args.max_connections,
+        log_config=None,
+        timeout_graceful_shutdown=int(args.graceful_timeout),
+        access_log=False,
+    )
 
 
 def run(args: ServeArguments) -> None:
@@ -218,22 +341,14 @@ def run(args: ServeArguments) -> None:
     from tasks.runtime import cpu
 
     cpu.configure_tensorflow(cpu.configure_environment("fp32"))
-    port = listening_port(args)
-    app = create_app(args)
-    config = uvicorn.Config(
-        app,
-        host=args.host,
-        port=port,
-        log_config=None,
-        timeout_graceful_shutdown=int(args.graceful_timeout),
-        access_log=False,
-    )
+    config = uvicorn_config(args, create_app(args))
     log.info(
-        "serving %s on %s:%d (batches of up to %d pairs, %.1f ms wait)",
+        "serving %s on %s:%d (batches of up to %d pairs, %.1f ms wait, at most %d pairs queued)",
         args.model,
         args.host,
-        port,
+        config.port,
         args.max_batch_size,
         args.max_wait_ms,
+        args.max_queued_pairs,
     )
     asyncio.run(uvicorn.Server(config).serve())
