@@ -351,10 +351,11 @@ class ServeArguments:
         default=256,
     )
     request_timeout: float = _flag(
-        "Seconds a request may wait for its answer (503 after; SageMaker allows 60); a model call running longer"
-        " means the model worker is stuck, and /ping answers 503.",
+        "Seconds a request may wait for its answer (503 after; SageMaker allows 60; below --graceful-timeout, so"
+        " requests in flight at SIGTERM get their 503 too); a model call running longer means the model worker"
+        " is stuck, and /ping answers 503.",
         {"exclusiveMinimum": 0, "maximum": 600},
-        default=30.0,
+        default=20.0,
     )
     header_timeout: float = _flag(
         "Seconds a client may take to send a request's headers once it started; the connection is closed after.",
@@ -370,11 +371,6 @@ class ServeArguments:
         "Seconds an idle connection is kept open; longer than a load balancer's idle timeout (ALB: 60 s).",
         {"exclusiveMinimum": 0},
         default=75.0,
-    )
-    max_connections: int = _flag(
-        "Open connections and requests in progress at most; beyond it uvicorn answers 503.",
-        {"minimum": 1},
-        default=1000,
     )
     padding: Literal["longest", "max_length"] = field(
         default="longest",
@@ -404,6 +400,12 @@ class ServeArguments:
         )
         self.max_body_bytes = self.max_body_bytes or self.max_instances * BODY_BYTES_PER_PAIR
         check_ranges(self)
+        _require(
+            self.max_queued_pairs >= self.max_instances,
+            "max_queued_pairs",
+            f"at least --max-instances ({self.max_instances}), or a full request waits for an empty queue",
+            self.max_queued_pairs,
+        )
         _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
         _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)

@@ -6,8 +6,8 @@ for a model call (being tokenised or queued), a request is refused with ``Overlo
 over their pairs (``submit``) and await their rows of the result. One worker task takes the oldest waiting
 request, then gathers more until the batch holds ``max_batch_size`` pairs or ``max_wait`` has passed since the
 first arrived, and runs the model on a single background thread, so the event loop keeps accepting requests while
-the model computes and model calls never overlap. A request whose client gave up (its deadline passed, it
-disconnected) is dropped from the queue before its batch is formed.
+the model computes and model calls never overlap. A request whose client stopped waiting (the server's request
+timeout cancelled it) is dropped from the queue before its batch is formed.
 
 Each request names the model that encoded it, and a batch holds one model's requests only: while a new
 model is swapped in, requests encoded by the old one finish on the old one.
@@ -91,7 +91,7 @@ class DynamicBatcher:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)  # a stuck model call must not hold up the exit
 
     @property
     def queued_pairs(self) -> int:
@@ -119,10 +119,9 @@ class DynamicBatcher:
             ticket.counted = False
             self._count(-ticket.pairs)
 
-    async def submit(self, model: Model, pairs: Sequence, ticket: Ticket | None = None) -> np.ndarray:
-        """``model``'s output rows for ``pairs``, computed together with whatever else waits for that model;
-        ``ticket``: the pairs were admitted already (else they are admitted now, and may raise Overloaded)."""
-        ticket = ticket or self.admit(len(pairs))
+    async def submit(self, model: Model, pairs: Sequence, ticket: Ticket) -> np.ndarray:
+        """``model``'s output rows for ``pairs`` (admitted as ``ticket``), computed together with whatever else
+        waits for that model; the ticket is released when its batch starts or the request ends."""
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Waiting(model, pairs, future, ticket))
         try:

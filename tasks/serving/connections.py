@@ -20,16 +20,19 @@ def header_timeout_protocol(header_timeout: float, on_timeout: Callable[[], None
 
     class HeaderTimeoutProtocol(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
+        _reading_headers = False  # a request's first byte has arrived, its headers not all yet
 
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            self._arm(self.timeout_keep_alive)
+            self._arm(self.timeout_keep_alive)  # idle until the first byte, as a kept-alive connection may be
 
         def data_received(self, data: bytes) -> None:
-            if not self._in_request() and self._header_timer is None:
+            if not self._in_request() and not self._reading_headers:
+                self._reading_headers = True
                 self._arm(header_timeout)
             super().data_received(data)
             if self._in_request():
+                self._reading_headers = False
                 self._disarm()
 
         def connection_lost(self, exc: Exception | None) -> None:

@@ -41,10 +41,12 @@ REQUEST_SCHEMA = {
 }
 
 
-# The contract nests 4 deep ({"instances": [{"input_ids": [...]}]}); Python's JSON parser recurses once per level,
-# so a body nested thousands deep would exhaust the stack before any check could name the problem.
+# The contract nests 4 deep ({"instances": [{"input_ids": [...]}]}); Python's JSON parser recurses once per level
+# and gives up with RecursionError near a thousand, so depth is checked before parsing, in linear time.
 MAX_JSON_DEPTH = 8
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A JSON string, or the rest of the body after an unclosed quote: possessive, so a match never backtracks and
+# the scan stays linear whatever the body (a plain pattern restarts at every quote of an unclosed string).
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _OPENING, _CLOSING = b"[{", b"]}"
 _NON_BRACKETS = bytes(sorted(set(range(256)) - set(_OPENING + _CLOSING)))
 
@@ -62,7 +64,8 @@ class Limits:
 
 
 def json_depth(body: bytes) -> int:
-    """How deep the JSON text's arrays and objects nest (brackets inside strings do not count); linear."""
+    """How deep UTF-8 JSON text's arrays and objects nest (brackets inside strings do not count); linear. (In
+    UTF-8 no byte of a multi-byte character is a quote, backslash or bracket.)"""
     brackets = np.frombuffer(_JSON_STRING.sub(b"", body).translate(None, delete=_NON_BRACKETS), dtype=np.uint8)
     if not brackets.size:
         return 0
@@ -71,13 +74,20 @@ def json_depth(body: bytes) -> int:
 
 
 def load_json(body: bytes) -> object:
-    """The body as JSON; InvalidRequest when it is not JSON or nests deeper than MAX_JSON_DEPTH."""
-    if json_depth(body) > MAX_JSON_DEPTH:
-        raise InvalidRequest(f"the body nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep")
+    """The body as JSON; InvalidRequest when it is not UTF-8 JSON (RFC 8259) or nests deeper than MAX_JSON_DEPTH."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as failure:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as failure:
+        raise InvalidRequest(f"the body is not UTF-8: {failure}") from None
+    too_deep = f"the body nests JSON arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise InvalidRequest(too_deep)
+    try:
+        return json.loads(text)
+    except ValueError as failure:
         raise InvalidRequest(f"the body is not valid JSON: {failure}") from None
+    except RecursionError:  # cannot happen past the depth check; a 400 all the same
+        raise InvalidRequest(too_deep) from None
 
 
 def read(body: bytes, limits: Limits) -> list[tuple[str, str]] | list[Encoded]:
@@ -139,6 +149,10 @@ def _text(index: int, instance: dict, limits: Limits) -> tuple[str, str]:
             raise InvalidRequest(
                 f"instances[{index}].{name} has {len(value)} characters; at most {limits.max_sentence_chars}"
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidRequest(f"instances[{index}].{name} is not Unicode text (a lone surrogate escape)") from None
         values.append(value)
     return values[0], values[1]
 

@@ -49,6 +49,12 @@ def bucket_length(longest: int, max_seq_length: int) -> int:
     return min(max_seq_length, -(-longest // BUCKET_WIDTH) * BUCKET_WIDTH)
 
 
+def _long_pair() -> tuple[str, str]:
+    """A pair over any model's length, the first sentence longer: what truncation must cut the same way."""
+    first, second = SMOKE_PAIRS[2]
+    return " ".join([first] * 40), " ".join([second] * 30)
+
+
 def longest_first(first: int, second: int, budget: int) -> tuple[int, int]:
     """How many tokens of each sentence the tokenizer's ``longest_first`` truncation keeps of a pair of ``first``
     and ``second`` tokens within ``budget`` (the model's length less the special tokens); Hugging Face tokenizers'
@@ -157,6 +163,22 @@ class ServedModel:
             encoded.append(Encoded(ids, types, [1] * len(ids)))
         return encoded
 
+    def _check_encoding(self) -> None:
+        """``encode`` builds the special tokens itself: refuse a tokenizer for which that differs from the
+        tokenizer's own ``longest_first`` encoding (one without a model-specific class adds none, for one)."""
+        pairs = [*SMOKE_PAIRS, _long_pair()]
+        expected = self.tokenizer(
+            [first for first, _ in pairs],
+            [second for _, second in pairs],
+            truncation="longest_first",
+            max_length=self.max_seq_length,
+        )
+        if [pair.input_ids for pair in self.encode(pairs)] != expected["input_ids"]:
+            raise ModelError(
+                f"smoke check: the {type(self.tokenizer).__name__} tokenizer's pairs cannot be reproduced when"
+                " each sentence is tokenised alone; serve a model saved with its model-specific tokenizer"
+            )
+
     def predict(self, pairs: list[Encoded]) -> np.ndarray:
         """float32 logits ``[len(pairs), 2]``, in calls of at most ``max_batch_size`` pairs, each padded to a
         warmed shape; runs the graph, so call it off the event loop."""
@@ -182,7 +204,9 @@ class ServedModel:
         return shapes
 
     def smoke_check(self) -> None:
-        """Refuse a model whose logits are malformed, not finite, or change when a pair is batched and padded."""
+        """Refuse a model whose tokenizer ``encode`` does not reproduce, or whose logits are malformed, not
+        finite, or change when a pair is batched and padded."""
+        self._check_encoding()
         encoded = self.encode(list(SMOKE_PAIRS))
         together = self.predict(encoded)
         if together.shape != (len(encoded), len(LABELS)):

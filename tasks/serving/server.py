@@ -34,6 +34,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from tasks.config import ServeArguments
 from tasks.endpoint.control_server import LocalEndpoint
@@ -89,7 +90,10 @@ class Metrics:
             registry=self.registry,
         )
         self.tokenization = Histogram(
-            "tokenization_seconds", "Parsing and tokenising one request.", buckets=_STEP_BUCKETS, registry=self.registry
+            "tokenization_seconds",
+            "Tokenising one request's text pairs, with its wait for the tokeniser thread.",
+            buckets=_STEP_BUCKETS,
+            registry=self.registry,
         )
         self.model_time = Histogram(
             "model_seconds", "One model call (a batch).", buckets=_STEP_BUCKETS, registry=self.registry
@@ -202,9 +206,11 @@ def create_app(args: ServeArguments, load_model=None):
         },
         responses={
             400: {"description": "bad request"},
+            408: {"description": "the body arrived too slowly"},
             413: {"description": "body too large"},
             415: {"description": "not JSON"},
-            503: {"description": "model not loaded"},
+            500: {"description": "internal error, with a request id"},
+            503: {"description": "not now (Retry-After): model not loaded, queue full, no answer in time, worker down"},
         },
     )
     async def invoke(request: Request):
@@ -229,33 +235,37 @@ def create_app(args: ServeArguments, load_model=None):
             metrics.client_timeouts.labels(phase="body").inc()
             message = f"the body did not arrive within {args.body_timeout:g} s"
             return error(408, message, {"Connection": "close"})
+        except ClientDisconnect:
+            return error(400, "the client disconnected before sending its whole body", {"Connection": "close"})
         if body is None:
-            return error(413, f"the body is larger than {args.max_body_bytes} bytes")
+            return error(413, f"the body is larger than {args.max_body_bytes} bytes", {"Connection": "close"})
         model = slot.model  # read once: this request is encoded, scored and labelled by one model
         if model is None:
             message = "the model is not loaded yet; retry when /ping answers 200"
             return error(503, message, {"Retry-After": str(_LOADING_RETRY_SECONDS)})
+        batcher = request.app.state.batcher
+        if problem := batcher.health():
+            return error(503, problem, {"Retry-After": str(_LOADING_RETRY_SECONDS)})
         limits = invocations.Limits(args.max_instances, model.max_seq_length, model.vocab_size, args.max_sentence_chars)
-        loop, prepare, batcher = asyncio.get_running_loop(), request.app.state.prepare, request.app.state.batcher
+        loop, prepare, ticket = asyncio.get_running_loop(), request.app.state.prepare, None
         try:
-            pairs = await loop.run_in_executor(prepare, invocations.read, body, limits)
+            async with asyncio.timeout(args.request_timeout):
+                pairs = await loop.run_in_executor(prepare, invocations.read, body, limits)
+                ticket = batcher.admit(len(pairs))
+                encoded = await _encode(loop, prepare, model, pairs)
+                logits = await batcher.submit(model, encoded, ticket)
         except invocations.InvalidRequest as failure:
             return error(400, str(failure))
-        try:
-            ticket = batcher.admit(len(pairs))
         except Overloaded as overloaded:
             metrics.shed.inc()
             return error(503, f"overloaded: {overloaded}", {"Retry-After": str(overloaded.retry_after)})
-        try:
-            async with asyncio.timeout(args.request_timeout):
-                encoded = await _encode(loop, prepare, model, pairs)
-                logits = await batcher.submit(model, encoded, ticket)
         except TimeoutError:
             metrics.timeouts.inc()
             message = f"no answer within {args.request_timeout:g} s (the model is busy); retry later"
             return error(503, message, {"Retry-After": str(max(1, round(args.request_timeout)))})
         finally:
-            batcher.release(ticket)
+            if ticket is not None:
+                batcher.release(ticket)
         return JSONResponse(
             {
                 "predictions": logits.tolist(),
@@ -316,7 +326,7 @@ def listening_port(args: ServeArguments) -> int:
 
 
 def uvicorn_config(args: ServeArguments, app):
-    """How uvicorn serves ``app``: headers, bodies and idle connections timed, connections bounded."""
+    """How uvicorn serves ``app``: request headers and idle connections timed (bodies: ``_read_body``)."""
     import uvicorn
 
     from tasks.serving.connections import header_timeout_protocol
@@ -328,7 +338,6 @@ def uvicorn_config(args: ServeArguments, app):
         port=listening_port(args),
         http=header_timeout_protocol(args.header_timeout, cut),
         timeout_keep_alive=args.keep_alive_timeout,
-        limit_concurrency=args.max_connections,
         log_config=None,
         timeout_graceful_shutdown=int(args.graceful_timeout),
         access_log=False,

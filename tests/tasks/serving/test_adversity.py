@@ -83,7 +83,7 @@ def metric(url: str, name: str) -> float:
 
 def test_a_flood_beyond_the_queue_is_shed_with_503_and_retry_after_and_every_request_is_answered():
     model = StandIn(seconds=0.2)
-    with serving(model, max_batch_size=4, max_queued_pairs=8, max_wait_ms=1) as url:
+    with serving(model, max_batch_size=4, max_instances=8, max_queued_pairs=8, max_wait_ms=1) as url:
 
         async def flood():
             limits = httpx.Limits(max_connections=64)
@@ -171,22 +171,50 @@ def test_a_client_that_stalls_its_body_gets_408_and_is_disconnected():
         assert metric(url, 'client_timeouts_total{phase="body"}') == 1
 
 
-@pytest.mark.parametrize("sent", [b"", b"POST /invocations HTTP/1.1\r\nHost: x\r\n"], ids=["idle", "slow-headers"])
-def test_a_connection_that_never_completes_its_headers_is_closed(sent):
-    with serving(StandIn(), header_timeout=1, keep_alive_timeout=1) as url:
+@pytest.mark.parametrize(
+    ("sent", "timeouts", "within"),
+    [
+        (b"", {"header_timeout": 30, "keep_alive_timeout": 1}, 5),
+        (b"POST /invocations HTTP/1.1\r\nHost: x\r\n", {"header_timeout": 1, "keep_alive_timeout": 30}, 5),
+    ],
+    ids=["idle", "slow-headers"],
+)
+def test_a_connection_that_never_completes_its_headers_is_closed(sent, timeouts, within):
+    with serving(StandIn(), **timeouts) as url:
         connection = raw_connection(url)
         connection.sendall(sent)
-        assert closed_within(connection, 5) == b""
+        assert closed_within(connection, within) == b""
         assert metric(url, 'client_timeouts_total{phase="headers"}') == 1
         assert httpx.post(f"{url}/invocations", json={"instances": [PAIR]}).status_code == 200
 
 
-def test_deeply_nested_json_is_a_400_not_a_crash():
+def test_slow_headers_on_a_kept_alive_connection_are_cut_off_too():
+    with serving(StandIn(), header_timeout=1, keep_alive_timeout=30) as url:
+        connection = raw_connection(url)
+        connection.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        connection.settimeout(5)
+        assert connection.recv(4096).startswith(b"HTTP/1.1 200 ")
+        connection.sendall(b"GET /ping HTTP/1.1\r\n")
+        assert closed_within(connection, 5) == b""
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 5000 + b"]" * 5000, "the body nests JSON arrays and objects more than 8 levels deep"),
+        # UTF-16 (which Python's json.loads would take) hides brackets and quotes from a byte scan.
+        (("[" * 5000 + "\u4e22" + "]" * 5000).encode("utf-16"), "the body is not UTF-8"),
+        # A string that never closes: a scan that restarts at every quote would take minutes.
+        (b'"' + b'\\"' * 100_000, "the body is not valid JSON"),
+        (b'{"instances": [{"sentence1": "a \\ud800 b", "sentence2": "b"}]}', "instances[0].sentence1 is not Unicode"),
+    ],
+    ids=["nested", "utf-16", "unclosed-string", "lone-surrogate"],
+)
+def test_hostile_json_is_a_400_not_a_crash(body, message):
     with serving(StandIn()) as url:
-        nested = b"[" * 5000 + b"]" * 5000
-        answer = httpx.post(f"{url}/invocations", content=nested, headers={"content-type": "application/json"})
-        assert answer.status_code == 400
-        assert answer.json() == {"error": "the body nests JSON arrays and objects more than 8 levels deep"}
+        headers = {"content-type": "application/json"}
+        answer = httpx.post(f"{url}/invocations", content=body, headers=headers, timeout=30)
+        assert answer.status_code == 400 and answer.json()["error"].startswith(message), answer.text
 
 
 def test_a_fault_is_a_500_with_a_request_id_and_no_internals(caplog):

@@ -49,9 +49,9 @@ def test_a_request_whose_client_stopped_waiting_is_dropped_from_the_batch():
     async def scenario():
         batcher = DynamicBatcher(max_batch_size=8, max_wait=0.01)
         batcher.start()
-        first = asyncio.create_task(batcher.submit(model, [1]))
+        first = asyncio.create_task(batcher.submit(model, [1], batcher.admit(1)))
         await asyncio.sleep(0.1)  # its batch is in the model now
-        waiting = [asyncio.create_task(batcher.submit(model, [pair])) for pair in (2, 3, 4)]
+        waiting = [asyncio.create_task(batcher.submit(model, [pair], batcher.admit(1))) for pair in (2, 3, 4)]
         await asyncio.sleep(0.05)
         assert batcher.queued_pairs == 3
         waiting[1].cancel()  # the client of pair 3 timed out

@@ -120,7 +120,10 @@ def test_one_model_call_never_mixes_two_models():
         batcher = DynamicBatcher(max_batch_size=32, max_wait=0.05)
         batcher.start()
         results = await asyncio.gather(
-            batcher.submit(old, [1]), batcher.submit(old, [2]), batcher.submit(new, [3]), batcher.submit(old, [4])
+            *(
+                batcher.submit(model, [pair], batcher.admit(1))
+                for model, pair in ((old, 1), (old, 2), (new, 3), (old, 4))
+            )
         )
         await batcher.stop()
         return results

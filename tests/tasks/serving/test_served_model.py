@@ -85,3 +85,14 @@ def test_every_batch_has_a_shape_warmed_at_load(tokenizer, padding):
         pairs = model.encode([(sentence(rng), sentence(rng)) for _ in range(rng.randint(1, 70))])
         assert model.predict(pairs).shape == (len(pairs), 2)
     assert recorder.shapes == warmed, recorder.shapes - warmed
+
+
+def test_a_tokenizer_whose_pairs_cannot_be_reproduced_is_refused_at_load(tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    from tasks.errors import ModelError
+
+    ServedModel(None, "fp32-x", ShapeRecorder(), tokenizer, 128).smoke_check()
+    generic = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer)  # adds no [CLS]/[SEP] itself
+    with pytest.raises(ModelError, match="PreTrainedTokenizerFast tokenizer's pairs cannot be reproduced"):
+        ServedModel(None, "fp32-x", ShapeRecorder(), generic, 128).smoke_check()
