@@ -51,8 +51,8 @@ _STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 # A request id the client sends (X-Request-Id) is used when it is this safe to log; otherwise one is made.
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 REQUEST_ID_HEADER = "X-Request-Id"
-# Retry-After while the model is still loading.
-_LOADING_RETRY_SECONDS = 5
+# Retry-After while no model can serve (loading, or its worker dead or stuck).
+_UNAVAILABLE_RETRY_SECONDS = 5
 
 
 class Metrics:
@@ -242,10 +242,10 @@ def create_app(args: ServeArguments, load_model=None):
         model = slot.model  # read once: this request is encoded, scored and labelled by one model
         if model is None:
             message = "the model is not loaded yet; retry when /ping answers 200"
-            return error(503, message, {"Retry-After": str(_LOADING_RETRY_SECONDS)})
+            return error(503, message, {"Retry-After": str(_UNAVAILABLE_RETRY_SECONDS)})
         batcher = request.app.state.batcher
         if problem := batcher.health():
-            return error(503, problem, {"Retry-After": str(_LOADING_RETRY_SECONDS)})
+            return error(503, problem, {"Retry-After": str(_UNAVAILABLE_RETRY_SECONDS)})
         limits = invocations.Limits(args.max_instances, model.max_seq_length, model.vocab_size, args.max_sentence_chars)
         loop, prepare, ticket = asyncio.get_running_loop(), request.app.state.prepare, None
         try:
