@@ -348,7 +348,7 @@ class ServeArguments:
     max_queued_pairs: int = _flag(
         "Pairs admitted but not yet in a model call at most; a request beyond it gets 503 with Retry-After.",
         {"minimum": 1},
-        default=256,
+        default=128,
     )
     request_timeout: float = _flag(
         "Seconds a request may wait for its answer (503 after; SageMaker allows 60; below --graceful-timeout, so"

@@ -105,13 +105,20 @@ class DynamicBatcher:
             return f"the model worker is stuck: one model call has run {running:.0f} s (limit {self.stuck_after:g} s)"
         return None
 
+    def full(self) -> Overloaded | None:
+        """Overloaded while the queue holds ``max_queued_pairs`` pairs already: no request fits, whatever its size."""
+        return self._overloaded(0) if self._queued_pairs >= self.max_queued_pairs else None
+
     def admit(self, pairs: int) -> Ticket:
         """Count ``pairs`` against the queue, or raise Overloaded when they do not fit."""
         if self._queued_pairs and self._queued_pairs + pairs > self.max_queued_pairs:
-            drain = (self._queued_pairs + pairs) * self._seconds_per_pair
-            raise Overloaded(self._queued_pairs, self.max_queued_pairs, max(1, math.ceil(drain)))
+            raise self._overloaded(pairs)
         self._count(pairs)
         return Ticket(pairs)
+
+    def _overloaded(self, pairs: int) -> Overloaded:
+        drain = (self._queued_pairs + pairs) * self._seconds_per_pair
+        return Overloaded(self._queued_pairs, self.max_queued_pairs, max(1, math.ceil(drain)))
 
     def release(self, ticket: Ticket) -> None:
         """Stop counting ``ticket``'s pairs (once): its batch started, or the request ended without one."""

@@ -229,6 +229,10 @@ def create_app(args: ServeArguments, load_model=None):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return error(415, f"content type {content_type or 'none'!r} is not supported; send application/json")
+        batcher = request.app.state.batcher
+        if full := batcher.full():  # shed before reading or parsing anything: a flood costs next to nothing
+            metrics.shed.inc()
+            return error(503, f"overloaded: {full}", {"Retry-After": str(full.retry_after), "Connection": "close"})
         try:
             body = await _read_body(request, args.max_body_bytes, args.body_timeout)
         except BodyTimeout:
@@ -243,7 +247,6 @@ def create_app(args: ServeArguments, load_model=None):
         if model is None:
             message = "the model is not loaded yet; retry when /ping answers 200"
             return error(503, message, {"Retry-After": str(_UNAVAILABLE_RETRY_SECONDS)})
-        batcher = request.app.state.batcher
         if problem := batcher.health():
             return error(503, problem, {"Retry-After": str(_UNAVAILABLE_RETRY_SECONDS)})
         limits = invocations.Limits(args.max_instances, model.max_seq_length, model.vocab_size, args.max_sentence_chars)

@@ -25,7 +25,9 @@ class GatedModel:
 def test_admission_is_bounded_by_queued_pairs_and_an_oversized_request_still_gets_in_alone():
     async def scenario():
         batcher = DynamicBatcher(max_queued_pairs=8)
+        assert batcher.full() is None
         alone = batcher.admit(20)  # more than the bound, but nothing waits: never refused forever
+        assert "20 pairs are waiting" in str(batcher.full())
         with pytest.raises(Overloaded, match=r"20 pairs are waiting for the model \(at most 8\)") as refused:
             batcher.admit(1)
         assert refused.value.retry_after >= 1
