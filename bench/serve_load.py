@@ -6,8 +6,17 @@
 Each configuration starts ``python -m tasks serve`` on 127.0.0.1 and is driven for ``--seconds`` by
 ``--concurrency`` clients sending one MRPC-like pair per request (from the generated validation split),
 then again at half the shipped server's saturating rate (open loop) for its latency. Prints requests/s,
-p50/p95/p99 latency, errors and the server's peak RSS. Needs trained and quantised models: by default
-those of the latest ``make demo`` run (``demo-output/artefacts/nlp_local/<run>/{model,quantized,staged}``).
+p50/p95/p99 latency, errors and the server's peak RSS.
+
+Then the adversity phase, against the shipped server while half the clients keep sending normal traffic:
+long pairs (45 kB sentences, over the length limit, and sentences at it), a flood (150 concurrent requests of
+32 pairs, every 3 s), slow clients (headers and bodies a byte at a time), malformed bodies (deeply nested, not
+JSON, not JSON at all), and ``/ping`` every 50 ms. Prints ``/ping``'s worst latency, the share of requests
+answered (200, 503 or 4xx: never a dropped connection or a client timeout), 5xx other than 503, the normal
+traffic's p99, slow clients cut off, and the server's resident memory before and after.
+
+Needs trained and quantised models: by default those of the latest ``make demo`` run
+(``demo-output/artefacts/nlp_local/<run>/{model,quantized,staged}``).
 Usage: ``python bench/serve_load.py [--fp32 DIR] [--int8 DIR] [--data STAGED] [--seconds 20]``.
 """
 
@@ -15,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import socket
 import subprocess
 import time
@@ -46,9 +56,10 @@ def start(model: Path, *flags: str) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A process's peak (VmHWM) or current (VmRSS) resident memory in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -96,6 +107,129 @@ async def open_loop(url: str, pairs: list[dict], rate: float, seconds: float) ->
     return summary(latencies, errors, elapsed)
 
 
+class Tally:
+    """Requests sent and how each was answered, by kind of traffic."""
+
+    def __init__(self):
+        self.statuses: dict[str, list[int]] = {}
+        self.unanswered: dict[str, int] = {}
+        self.latencies: dict[str, list[float]] = {}
+
+    async def send(self, kind: str, http: httpx.AsyncClient, method: str, path: str, **request) -> None:
+        started = time.perf_counter()
+        try:
+            response = await http.request(method, path, **request)
+        except httpx.HTTPError:
+            self.unanswered[kind] = self.unanswered.get(kind, 0) + 1
+            return
+        self.statuses.setdefault(kind, []).append(response.status_code)
+        self.latencies.setdefault(kind, []).append(time.perf_counter() - started)
+
+    def answered_share(self, kinds: tuple[str, ...]) -> float:
+        answered = sum(len(self.statuses.get(kind, [])) for kind in kinds)
+        return answered / max(1, answered + sum(self.unanswered.get(kind, 0) for kind in kinds))
+
+    def faults(self) -> int:
+        """5xx answers other than 503."""
+        return sum(status >= 500 and status != 503 for statuses in self.statuses.values() for status in statuses)
+
+
+async def slow_client(host: str, port: int, prefix: bytes, trickle: bytes, gap: float, until: float) -> bool:
+    """Send ``prefix``, then ``trickle`` a byte every ``gap`` seconds; True when the server closed the connection
+    first."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(prefix)
+        for byte in trickle:
+            if time.perf_counter() > until:
+                return False
+            writer.write(bytes([byte]))
+            await writer.drain()
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(reader.read(4096), gap) == b"":
+                    return True
+        return False
+    except ConnectionError:
+        return True
+    finally:
+        writer.close()
+
+
+async def adversity(url: str, pairs: list[dict], seconds: float, concurrency: int) -> dict:
+    """Normal traffic with every attack of the module docstring at once; what the server did about each."""
+    tally, pings = Tally(), []
+    until = time.perf_counter() + seconds
+    host, port = url.removeprefix("http://").split(":")
+    words = " ".join(pairs[index % len(pairs)]["sentence1"] for index in range(2000))
+    over_limit = {"sentence1": words[:45_000], "sentence2": words[:45_000]}
+    at_limit = {"sentence1": words[:10_000], "sentence2": words[5_000:15_000]}
+    json_headers = {"content-type": "application/json"}
+
+    async def loop(kind: str, http: httpx.AsyncClient, request, pause: float = 0.0):
+        index = 0
+        while time.perf_counter() < until:
+            await tally.send(kind, http, "POST", "/invocations", **request(index))
+            index += 1
+            await asyncio.sleep(pause)
+
+    async def ping(http: httpx.AsyncClient):
+        while time.perf_counter() < until:
+            started = time.perf_counter()
+            try:
+                status = (await http.get("/ping")).status_code
+            except httpx.HTTPError:
+                status = 0
+            pings.append((time.perf_counter() - started, status))
+            await asyncio.sleep(0.05)
+
+    async def flood(http: httpx.AsyncClient):
+        batch = {"instances": pairs[:32]}
+        while time.perf_counter() < until - 3:
+            await asyncio.gather(*(tally.send("flood", http, "POST", "/invocations", json=batch) for _ in range(150)))
+            await asyncio.sleep(3)
+
+    malformed = [
+        {"content": b"[" * 50_000 + b"]" * 50_000, "headers": json_headers},
+        {"content": b'{"instances": [{"sentence1": "a", ', "headers": json_headers},
+        {"content": b"sentence1,sentence2\na,b", "headers": {"content-type": "text/csv"}},
+    ]
+    request_line = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    slow_body = (request_line + b"Content-Length: 500\r\n\r\n", b"{" + b" " * 400)
+    slow_headers = (request_line, b"X-Slow: " + b"a" * 400)
+    limits = httpx.Limits(max_connections=400)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        normal = [
+            loop(
+                "normal",
+                http,
+                lambda index, offset=offset: {"json": {"instances": [pairs[(index * 7 + offset) % len(pairs)]]}},
+            )
+            for offset in range(concurrency)
+        ]
+        long_pairs = [
+            loop("long", http, lambda index: {"json": {"instances": [over_limit if index % 2 else at_limit]}}, 0.1)
+            for _ in range(4)
+        ]
+        bad = [loop("malformed", http, lambda index: malformed[index % len(malformed)], 0.1)]
+        slow = [slow_client(host, int(port), *request, 0.5, until) for request in (slow_body, slow_headers) * 10]
+        results = await asyncio.gather(*normal, *long_pairs, *bad, ping(http), flood(http), *slow)
+    cut = sum(result is True for result in results[-len(slow) :])
+    normal_ms = np.asarray(tally.latencies.get("normal", [0.0])) * 1e3
+    return {
+        "ping_worst_ms": max(latency for latency, _ in pings) * 1e3,
+        "ping_failed": sum(status != 200 for _, status in pings),
+        "pings": len(pings),
+        "answered": tally.answered_share(("normal", "long", "flood", "malformed")),
+        "faults": tally.faults(),
+        "normal_p99": float(np.percentile(normal_ms, 99)),
+        "normal_requests": len(normal_ms),
+        "normal_shed": tally.statuses.get("normal", []).count(503),
+        "flood": {status: tally.statuses.get("flood", []).count(status) for status in (200, 503)},
+        "long": {status: tally.statuses.get("long", []).count(status) for status in (200, 400)},
+        "slow_cut": f"{cut}/{len(slow)}",
+    }
+
+
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     milliseconds = np.asarray(latencies) * 1e3
     return {
@@ -134,7 +268,11 @@ def main() -> None:
         try:
             saturated = asyncio.run(closed_loop(url, pairs, options.concurrency, options.seconds))
             half = asyncio.run(open_loop(url, pairs, saturated["requests_per_second"] / 2, options.seconds))
-            results[name] = (saturated, half, peak_rss_mb(process.pid))
+            results[name] = (saturated, half, rss_mb(process.pid))
+            if name.startswith("shipped"):
+                before = rss_mb(process.pid, "VmRSS")
+                attacked = asyncio.run(adversity(url, pairs, max(options.seconds, 15), options.concurrency // 2))
+                attacked["rss"] = (before, rss_mb(process.pid, "VmRSS"))
         finally:
             process.terminate()
             process.wait(timeout=60)
@@ -153,6 +291,21 @@ def main() -> None:
         )
     naive, shipped = (results[name][0]["requests_per_second"] for name in configurations)
     print(f"\nthroughput ratio, shipped / naive: {shipped / naive:.2f}x (latencies in ms)")
+    before, after = attacked["rss"]
+    print(
+        f"\nadversity, shipped server, {max(options.seconds, 15):.0f} s with {options.concurrency // 2} normal clients:\n"
+        f"  /ping worst latency      {attacked['ping_worst_ms']:.1f} ms ({attacked['ping_failed']} of "
+        f"{attacked['pings']} pings not 200)\n"
+        f"  requests answered        {attacked['answered']:.1%} (200, 503 or 4xx)\n"
+        f"  5xx other than 503       {attacked['faults']}\n"
+        f"  normal traffic           p99 {attacked['normal_p99']:.1f} ms over {attacked['normal_requests']} requests, "
+        f"{attacked['normal_shed']} shed (503)\n"
+        f"  flood, 32 pairs each     {attacked['flood'][200]} served, {attacked['flood'][503]} shed (503)\n"
+        f"  long pairs               {attacked['long'][200]} at the limit served, {attacked['long'][400]} over it "
+        f"refused (400)\n"
+        f"  slow clients cut off     {attacked['slow_cut']}\n"
+        f"  resident memory          {before:.0f} MB before, {after:.0f} MB after ({after - before:+.0f} MB)"
+    )
 
 
 if __name__ == "__main__":
