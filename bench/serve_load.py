@@ -11,9 +11,9 @@ p50/p95/p99 latency, errors and the server's peak RSS.
 Then the adversity phase, against the shipped server while half the clients keep sending normal traffic:
 long pairs (45 kB sentences, over the length limit, and sentences at it), a flood (150 concurrent requests of
 32 pairs, every 3 s), slow clients (headers and bodies a byte at a time), malformed bodies (deeply nested, not
-JSON, not JSON at all), and ``/ping`` every 50 ms. Prints ``/ping``'s worst latency, the share of requests
-answered (200, 503 or 4xx: never a dropped connection or a client timeout), 5xx other than 503, the normal
-traffic's p99, slow clients cut off, and the server's resident memory before and after.
+JSON, not JSON at all), and ``/ping`` every 50 ms from a process of its own. Prints ``/ping``'s worst latency,
+the share of requests answered (200, 503 or 4xx: never a dropped connection or a client timeout), 5xx other
+than 503, the normal traffic's p99, slow clients cut off, and the server's resident memory before and after.
 
 Needs trained and quantised models: by default those of the latest ``make demo`` run
 (``demo-output/artefacts/nlp_local/<run>/{model,quantized,staged}``).
@@ -25,8 +25,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,9 +159,10 @@ async def slow_client(host: str, port: int, prefix: bytes, trickle: bytes, gap: 
 
 async def adversity(url: str, pairs: list[dict], seconds: float, concurrency: int) -> dict:
     """Normal traffic with every attack of the module docstring at once; what the server did about each."""
-    tally, pings = Tally(), []
+    tally = Tally()
     until = time.perf_counter() + seconds
     host, port = url.removeprefix("http://").split(":")
+    pinger = subprocess.Popen([sys.executable, "-c", PINGER, port, str(seconds)], stdout=subprocess.PIPE, text=True)
     words = " ".join(pairs[index % len(pairs)]["sentence1"] for index in range(2000))
     over_limit = {"sentence1": words[:45_000], "sentence2": words[:45_000]}
     at_limit = {"sentence1": words[:10_000], "sentence2": words[5_000:15_000]}
@@ -171,16 +174,6 @@ async def adversity(url: str, pairs: list[dict], seconds: float, concurrency: in
             await tally.send(kind, http, "POST", "/invocations", **request(index))
             index += 1
             await asyncio.sleep(pause)
-
-    async def ping(http: httpx.AsyncClient):
-        while time.perf_counter() < until:
-            started = time.perf_counter()
-            try:
-                status = (await http.get("/ping")).status_code
-            except httpx.HTTPError:
-                status = 0
-            pings.append((time.perf_counter() - started, status))
-            await asyncio.sleep(0.05)
 
     async def flood(http: httpx.AsyncClient):
         batch = {"instances": pairs[:32]}
@@ -212,8 +205,9 @@ async def adversity(url: str, pairs: list[dict], seconds: float, concurrency: in
         ]
         bad = [loop("malformed", http, lambda index: malformed[index % len(malformed)], 0.1)]
         slow = [slow_client(host, int(port), *request, 0.5, until) for request in (slow_body, slow_headers) * 10]
-        results = await asyncio.gather(*normal, *long_pairs, *bad, ping(http), flood(http), *slow)
+        results = await asyncio.gather(*normal, *long_pairs, *bad, flood(http), *slow)
     cut = sum(result is True for result in results[-len(slow) :])
+    pings = [json.loads(line) for line in pinger.communicate()[0].splitlines()]
     normal_ms = np.asarray(tally.latencies.get("normal", [0.0])) * 1e3
     return {
         "ping_worst_ms": max(latency for latency, _ in pings) * 1e3,
@@ -228,6 +222,26 @@ async def adversity(url: str, pairs: list[dict], seconds: float, concurrency: in
         "long": {status: tally.statuses.get("long", []).count(status) for status in (200, 400)},
         "slow_cut": f"{cut}/{len(slow)}",
     }
+
+
+# /ping from a process of its own, as a kubelet or SageMaker would probe: every 50 ms on a new connection, each
+# answer's latency and status printed as a JSON line. (From the load generator's own event loop, the figure would
+# be the load generator's delay.)
+PINGER = """
+import http.client, json, sys, time
+port, until = int(sys.argv[1]), time.perf_counter() + float(sys.argv[2])
+while time.perf_counter() < until:
+    started, status = time.perf_counter(), 0
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request("GET", "/ping")
+        status = connection.getresponse().status
+        connection.close()
+    except OSError:
+        pass
+    print(json.dumps([time.perf_counter() - started, status]), flush=True)
+    time.sleep(0.05)
+"""
 
 
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
