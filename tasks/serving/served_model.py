@@ -18,7 +18,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +113,12 @@ class ServedModel:
     max_seq_length: int
     padding: str = "longest"
     max_batch_size: int = 32
+    vocab_size: int = field(init=False)
+
+    def __post_init__(self):
+        # Counted once here, off the event loop: len() of a transformers tokenizer rebuilds its whole vocabulary
+        # (about 100 ms), and once per request it held the event loop, /ping included, for half its time.
+        self.vocab_size = len(self.tokenizer)
 
     @classmethod
     def load(
@@ -141,10 +147,6 @@ class ServedModel:
             peak_resident_megabytes(),
         )
         return model
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
 
     def encode(self, pairs: list[tuple[str, str]]) -> list[Encoded]:
         """Tokenise sentence pairs, truncating the longer sentence first to ``max_seq_length`` (``longest_first``);

@@ -96,3 +96,29 @@ def test_a_tokenizer_whose_pairs_cannot_be_reproduced_is_refused_at_load(tokeniz
     generic = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer)  # adds no [CLS]/[SEP] itself
     with pytest.raises(ModelError, match="PreTrainedTokenizerFast tokenizer's pairs cannot be reproduced"):
         ServedModel(None, "fp32-x", ShapeRecorder(), generic, 128).smoke_check()
+
+
+class CountingTokenizer:
+    """A tokenizer whose len() is counted: a transformers tokenizer rebuilds its vocabulary for each (~100 ms)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.lengths = tokenizer, 0
+
+    def __len__(self):
+        self.lengths += 1
+        return len(self.tokenizer)
+
+    def __call__(self, *args, **kwargs):
+        return self.tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.tokenizer, name)
+
+
+def test_the_vocabulary_is_counted_once_at_load_never_per_request(tokenizer):
+    counting = CountingTokenizer(tokenizer)
+    model = ServedModel(None, "fp32-x", ShapeRecorder(), counting, 128)
+    for _ in range(5):
+        assert model.vocab_size == len(tokenizer)
+        model.encode([("A cat sat.", "A cat was sitting.")])
+    assert counting.lengths == 1
