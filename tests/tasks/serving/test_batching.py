@@ -24,7 +24,7 @@ class GatedModel:
 
 def test_admission_is_bounded_by_queued_pairs_and_an_oversized_request_still_gets_in_alone():
     async def scenario():
-        batcher = DynamicBatcher(max_queued_pairs=8)
+        batcher = DynamicBatcher(max_queued_pairs=8, stuck_after=30)
         assert batcher.full() is None
         alone = batcher.admit(20)  # more than the bound, but nothing waits: never refused forever
         assert "20 pairs are waiting" in str(batcher.full())
@@ -49,7 +49,7 @@ def test_a_request_whose_client_stopped_waiting_is_dropped_from_the_batch():
     model = GatedModel()
 
     async def scenario():
-        batcher = DynamicBatcher(max_batch_size=8, max_wait=0.01)
+        batcher = DynamicBatcher(max_batch_size=8, max_wait=0.01, max_queued_pairs=8, stuck_after=30)
         batcher.start()
         first = asyncio.create_task(batcher.submit(model, [1], batcher.admit(1)))
         await asyncio.sleep(0.1)  # its batch is in the model now

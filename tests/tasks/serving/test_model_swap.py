@@ -117,7 +117,7 @@ def test_one_model_call_never_mixes_two_models():
     old, new = FakeModel("old"), FakeModel("new", offset=100)
 
     async def scenario():
-        batcher = DynamicBatcher(max_batch_size=32, max_wait=0.05)
+        batcher = DynamicBatcher(max_batch_size=32, max_wait=0.05, max_queued_pairs=32, stuck_after=30)
         batcher.start()
         results = await asyncio.gather(
             *(
