@@ -1,7 +1,7 @@
 """Writing a step's output folder so that a reader never sees half of it.
 
-A step writes into a temporary sibling of its output folder and, once everything is written, renames it
-into place. A crashed or failed step leaves the previous output untouched. The train step keeps its
+A step writes into a temporary sibling of its output folder and, once everything is written, seals it with
+its content digest (``tasks.runtime.digest``) and renames it into place. A crashed or failed step leaves the previous output untouched. The train step keeps its
 partial folder (named, not random) so that re-running the same command resumes from its checkpoints.
 """
 
@@ -16,6 +16,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tasks.runtime import digest
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def atomic_output(final: str | os.PathLike, *, resumable: bool = False) -> Itera
         if not resumable:
             shutil.rmtree(work, ignore_errors=True)
         raise
+    digest.seal(work)
     publish(work, final)
 
 

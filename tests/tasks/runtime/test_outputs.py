@@ -14,7 +14,7 @@ def test_rerun_replaces_the_previous_output(tmp_path):
     for content in ("old", "new"):
         with atomic_output(tmp_path / "out") as work:
             (work / content).write_text(content)
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["new"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".digest", "new"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
@@ -24,7 +24,7 @@ def test_failure_keeps_the_previous_output_and_cleans_up(tmp_path):
     with pytest.raises(RuntimeError), atomic_output(tmp_path / "out") as work:
         (work / "half").write_text("1")
         raise RuntimeError("boom")
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["good"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".digest", "good"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
