@@ -14,6 +14,7 @@ transformers' and only the broken hand-over is replaced.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -21,9 +22,10 @@ import os
 import re
 import shutil
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tasks.errors import ModelError
@@ -32,6 +34,12 @@ from tasks.serving.contract import LABELS
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "TASKS_CACHE_DIR"
+# The marker of a complete cache entry; its time stamp is when the entry was last resolved.
+COMPLETE = ".complete"
+# How long a process waits for another's download of the same model before giving up; a download is minutes.
+LOCK_WAIT_S = 3600.0
+_HEARTBEAT_S = 30.0
+_POLL_S = 0.2
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _HUB_FILES = ["*.json", "*.txt", "*.model", "*.safetensors", "tf_model.h5", "tf_model-*.h5"]
 # The classifier head is new when fine-tuning starts from a base checkpoint; nothing else may be missing.
@@ -61,9 +69,12 @@ def resolve(source: str) -> Path:
     return _from_hub(source)
 
 
-def _download(uri: str, version: str = "") -> Path:
-    """A local copy of ``uri`` in the cache; ``version`` tells apart changing contents at one address (by
-    default, the size and ETag or time of every object there: a replaced artefact is downloaded again)."""
+def cache_entry(uri: str, version: str = "") -> Path:
+    """The cache folder that holds (or will hold) the contents of ``uri``."""
+    return _locate(uri, version)[2]
+
+
+def _locate(uri: str, version: str) -> tuple[object, str, Path]:
     import fsspec
 
     try:
@@ -71,9 +82,94 @@ def _download(uri: str, version: str = "") -> Path:
         version = version or _contents_version(fs, remote)
     except Exception as error:  # botocore and aiohttp errors alike
         raise ModelError(f"{uri}: cannot list: {error}") from error
-    target = cache_dir() / "models" / hashlib.sha256(f"{uri}{version}".encode()).hexdigest()[:16]
-    if (target / ".complete").exists():
-        return target
+    return fs, remote, cache_dir() / "models" / hashlib.sha256(f"{uri}{version}".encode()).hexdigest()[:16]
+
+
+def lock_file(entry: Path) -> Path:
+    return entry.parent / f".{entry.name}.lock"
+
+
+def last_used(entry: Path) -> float | None:
+    """When ``entry`` was last resolved (the time stamp of its ``.complete`` marker), or None when incomplete."""
+    try:
+        return (entry / COMPLETE).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+@contextmanager
+def cache_lock(entry: Path, wait: float = LOCK_WAIT_S) -> Iterator[None]:
+    """Hold the exclusive lock of cache ``entry``: one process at a time downloads, checks or removes it.
+
+    The lock is ``flock`` on a file beside the entry. The kernel releases it when its holder's file is closed,
+    and so when the holder dies however it died: a lock is never stale. Housekeeping may delete the lock file
+    of an entry it removes, while holding it; a process that was waiting on that file then locks a file
+    nobody else can open, so it checks that the file it locked is still the one on disk, and else starts over.
+
+    :param wait: seconds to wait for another holder; then ``TimeoutError`` (0: try once).
+    """
+    path = lock_file(entry)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    heartbeat = started + _HEARTBEAT_S
+    while True:
+        handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited >= wait:
+                        raise TimeoutError(f"{path} is held by another process (waited {waited:.0f} s)") from None
+                    if time.monotonic() >= heartbeat:
+                        log.info("waiting for %s, held by another process, for %.0f s", path, waited)
+                        heartbeat += _HEARTBEAT_S
+                    time.sleep(min(_POLL_S, max(wait - waited, 0)))
+            if _is_on_disk(handle, path):
+                break
+        except BaseException:
+            os.close(handle)
+            raise
+        os.close(handle)
+    try:
+        yield
+    finally:
+        os.close(handle)
+
+
+def _is_on_disk(handle: int, path: Path) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(handle)
+    return (opened.st_dev, opened.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def _download(uri: str, version: str = "") -> Path:
+    """A local copy of ``uri`` in the cache; ``version`` tells apart changing contents at one address (by
+    default, the size and ETag or time of every object there: a replaced artefact is downloaded again).
+
+    Processes resolving one ``uri`` at once (concurrent DAG runs, backfills) take turns under the entry's lock:
+    the first downloads into a temporary sibling and renames it into place complete, the others find it
+    there. A complete entry is never replaced, so a process reading it keeps reading the same bytes."""
+    fs, remote, target = _locate(uri, version)
+    try:
+        with cache_lock(target):
+            if last_used(target) is None:
+                _fetch(fs, remote, uri, target)
+            # The time stamp housekeeping reads: entries nobody resolved for a while are removed.
+            (target / COMPLETE).touch()
+    except TimeoutError as error:
+        raise ModelError(
+            f"{uri}: another process has been downloading it into {target} for too long: {error}"
+        ) from error
+    return target
+
+
+def _fetch(fs, remote: str, uri: str, target: Path) -> None:
     work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         if remote.endswith((".tar.gz", ".tgz")):
@@ -89,12 +185,14 @@ def _download(uri: str, version: str = "") -> Path:
     except Exception as error:  # botocore, aiohttp and tarfile errors alike
         shutil.rmtree(work, ignore_errors=True)
         raise ModelError(f"{uri}: cannot download: {error}") from error
-    (work / ".complete").touch()
+    (work / COMPLETE).touch()
     if target.exists():
-        shutil.rmtree(target)
+        # Incomplete, so nobody reads it (a reader needs the marker): left by code that predates the lock.
+        stale = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, stale)
+        shutil.rmtree(stale, ignore_errors=True)
     os.rename(work, target)
     log.info("downloaded %s to %s", uri, target)
-    return target
 
 
 def _contents_version(fs, remote: str) -> str:
