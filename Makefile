@@ -37,11 +37,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@ $(DEMO_STAMP)
 
 # The embedded default platform: an Airflow home under $(DEMO) (SQLite), this repo's dags/ and plugins/.
+# Its UI user (role admin) gets a generated password, kept in a file only you can read: SET_PASSWORD prints it
+# when it makes it, and afterwards where it is.
+AIRFLOW_USER := admin
+PASSWORDS = $(abspath $(DEMO))/airflow/passwords.json
+SET_PASSWORD = $(BIN)/python docker/airflow/admin_password.py $(PASSWORDS) $(AIRFLOW_USER)
 AIRFLOW_ENV = AIRFLOW_HOME=$(abspath $(DEMO))/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW_VAR_NLP_ARTEFACT_ROOT=$(abspath $(DEMO))/artefacts \
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=admin:admin \
-	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(abspath $(DEMO))/airflow/passwords.json
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$(AIRFLOW_USER):admin \
+	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(PASSWORDS)
 DEMO_CONF = {"source": "$(abspath $(DEMO))/raw", "base_model": "$(MINILM)", "epochs": 2, "learning_rate": 0.0002, "timing": "quick", \
 	"endpoint_port": $(PORT)}
 ENDPOINT = $(DEMO)/artefacts/nlp_local/endpoint
@@ -60,12 +65,15 @@ demo: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
 
 $(DEMO)/airflow/airflow.db:
 	mkdir -p $(DEMO)/airflow
-	echo '{"admin": "admin"}' > $(DEMO)/airflow/passwords.json
+	$(SET_PASSWORD)
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow/migrate.log
 
-# The Airflow UI on http://localhost:8080 would clash with the endpoint: it listens on 8081 (user admin, password admin).
+# The Airflow UI on http://localhost:8081 (8080 is the endpoint's), on this machine only: it listens on 127.0.0.1.
+# From elsewhere, tunnel to it (ssh -L 8081:localhost:8081 HOST) rather than opening it to the network.
 airflow: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
-	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__PORT=8081 AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
+	@$(SET_PASSWORD)
+	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8081 \
+		AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
 test: install chromium postgresql compose-schema lint
 	$(BIN)/python -m pytest
