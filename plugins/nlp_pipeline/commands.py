@@ -48,10 +48,6 @@ PARAM_FLAGS = (
     ParamFlag("quantization_tolerance", "quantize", "tolerance"),
     ParamFlag("timing", "quantize", "timing"),
     ParamFlag("timing", "evaluate", "timing"),
-    ParamFlag("min_accuracy", "evaluate", "min_accuracy"),
-    ParamFlag("min_f1", "evaluate", "min_f1"),
-    ParamFlag("max_int8_loss", "evaluate", "max_int8_loss"),
-    ParamFlag("champion_margin", "evaluate", "champion_margin"),
 )
 
 

@@ -20,7 +20,6 @@ STEP_SECTIONS = {
     "stage": "Data and model",
     "train": "Training",
     "quantize": "Quantisation",
-    "evaluate": "Promotion gate",
 }
 # What the form adds to a flag's schema: a source the CLI would only refuse once the step runs.
 FORM_RULES = {
@@ -34,9 +33,6 @@ TITLES = {
     "max_seq_length": "Max length",
     "quantization_tolerance": "INT8 tolerance",
     "timing": "Timing runs",
-    "min_accuracy": "Minimum accuracy",
-    "min_f1": "Minimum F1",
-    "max_int8_loss": "Maximum INT8 loss",
 }
 
 
@@ -49,10 +45,10 @@ def flag_param(spec: commands.ParamFlag) -> Param:
 
 
 def pipeline_params() -> dict[str, Param]:
-    flags = {
-        spec.param: flag_param(spec) for spec in reversed(commands.PARAM_FLAGS)
-    }  # the first of a Param's flags wins
-    flags = {spec.param: flags[spec.param] for spec in commands.PARAM_FLAGS}  # in PARAM_FLAGS' order
+    first = {}  # a Param setting several flags takes its schema from the first, in PARAM_FLAGS' order
+    for spec in commands.PARAM_FLAGS:
+        first.setdefault(spec.param, spec)
+    flags = {name: flag_param(spec) for name, spec in first.items()}
     return flags | {
         "quantize": Param(
             True,

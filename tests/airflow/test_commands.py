@@ -15,7 +15,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "plugins"))
 
 import pendulum  # noqa: E402
-from nlp_pipeline import commands, local, sagemaker  # noqa: E402
+from nlp_pipeline import commands, local, policy, sagemaker  # noqa: E402
 from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS  # noqa: E402
 from nlp_pipeline.params import eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
 
@@ -25,6 +25,9 @@ from tasks.errors import ConfigError  # noqa: E402
 
 SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
 NUDGE = 1e-6  # how far inside (or outside) an exclusive bound a probe goes
+# What the run's first task fixed: the promotion policy, here a strict one that no Param value can loosen.
+RUN_POLICY = policy.DEFAULTS | {"min_accuracy": 0.9, "min_f1": 0.95, "max_int8_loss": 0.001, "champion_margin": 0}
+POLICY_XCOM = {(policy.TASK_ID, "return_value"): RUN_POLICY}
 
 
 def flag_params() -> dict:
@@ -70,7 +73,12 @@ def parsed(command: list[str]):
 
 
 def assert_carries(arguments, step: str, params: dict) -> None:
-    """The parsed arguments hold the run's Param value of every flag a Param sets for ``step``."""
+    """The parsed arguments hold the run's Param value of every flag a Param sets for ``step``, and the evaluate
+    step the run's promotion policy's thresholds."""
+    if step == "evaluate":
+        assert {name: getattr(arguments, name) for name in policy.THRESHOLDS} == {
+            name: RUN_POLICY[name] for name in policy.THRESHOLDS
+        }
     for spec in PARAM_FLAGS:
         if spec.step != step:
             continue
@@ -161,7 +169,12 @@ def local_commands(monkeypatch, tmp_path):
 def test_every_command_nlp_local_runs_parses_into_the_runs_params(local_commands, param_set):
     params = PARAM_SETS[param_set](local_params())
     context = task_context(
-        "nlp_local", "x", params, logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"), run_id="manual__x"
+        "nlp_local",
+        "x",
+        params,
+        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
+        run_id="manual__x",
+        xcom=POLICY_XCOM,
     )
     staged, trained = {"data": "/s", "fingerprint": "sha256:2"}, {"model": "/m", "uri": "/m"}
     evaluation = {"model": "/q", "evaluation": "/e", "reasons": []}
@@ -236,7 +249,7 @@ def test_every_sagemaker_job_runs_its_step_with_the_runs_params(
         "source": "s3://bucket/raw/",
         "base_model": "bert-base-uncased",
     }
-    xcom = {
+    xcom = POLICY_XCOM | {
         ("stage_dataset", "return_value"): {"uri": "s3://bucket/staged", "fingerprint": "sha256:2"},
         ("train", "return_value"): {"model": "s3://bucket/model/model.tar.gz"},
         ("quantize", "return_value"): {"model": "s3://bucket/quantized"},
@@ -270,6 +283,7 @@ def test_every_pod_nlp_eks_starts_runs_its_step_with_the_runs_params(monkeypatch
 
     params = PARAM_SETS[param_set](eks_params())
     context = eks_context(monkeypatch, **params)
+    context["ti"].xcom |= POLICY_XCOM
     production = {"model": "/artefacts/nlp_eks/x/quantized", "data_fingerprint": "sha256:1", "config": {}}
     monkeypatch.setattr(eks, "production_model", lambda context=None: production)
     dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
@@ -285,9 +299,10 @@ def test_every_pod_nlp_eks_starts_runs_its_step_with_the_runs_params(monkeypatch
 
 def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
     params = defaults({})
-    command = commands.command("evaluate", params, model="/m", data="/d", output="/o", champion=None)
+    thresholds = {name: RUN_POLICY[name] for name in policy.THRESHOLDS}
+    command = commands.command("evaluate", params, **thresholds, model="/m", data="/d", output="/o", champion=None)
     assert command[0] == "evaluate" and "--champion" not in command
-    assert command[command.index("--max-int8-loss") + 1] == "0.01" and command[-2:] == ["--output", "/o"]
+    assert command[command.index("--max-int8-loss") + 1] == "0.001" and command[-2:] == ["--output", "/o"]
     assert commands.values("train", params, model=None).keys() == {
         "epochs",
         "batch_size",

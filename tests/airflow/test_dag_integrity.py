@@ -85,7 +85,7 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
         ("nlp_local", {"epochs": 0}, "epochs"),
         ("nlp_local", {"learning_rate": -1.0}, "learning_rate"),
         ("nlp_local", {"precision": "fp16"}, "precision"),
-        ("nlp_local", {"min_accuracy": 1.5}, "min_accuracy"),
+        ("nlp_local", {"max_seq_length": 4}, "max_seq_length"),
         ("nlp_local", {"batch_size": "many"}, "batch_size"),
         ("nlp_local", {"endpoint_port": 80}, "endpoint_port"),
         ("nlp_sagemaker", {"epochs": 0}, "epochs"),

@@ -22,8 +22,6 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     conf = smoke_conf(
         raw_data,
         tiny_model,
-        champion_margin=1,
-        max_int8_loss=1,
         step_cpu="1",
         step_memory="2Gi",
         server_cpu="1",

@@ -77,7 +77,7 @@ def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home
     root = f"s3://{s3['bucket']}/artefacts"
     env = airflow_home | s3["env"] | {"AIRFLOW_VAR_NLP_ARTEFACT_ROOT": root}
     port = free_port()
-    conf = smoke_conf(raw_data, tiny_model, quantize=False, champion_margin=1, endpoint_port=port)
+    conf = smoke_conf(raw_data, tiny_model, quantize=False, endpoint_port=port)
     state = f"{env['AIRFLOW_HOME']}/nlp-artefacts/nlp_local/endpoint"
     try:
         trigger(env, conf)

@@ -44,7 +44,7 @@ def only(requests: list[dict]) -> dict:
 def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemaker, s3, raw_data, tiny_model):
     client, bucket, env = s3["client"], s3["bucket"], sagemaker_env
     source, base = upload_folder(client, raw_data, bucket, "raw"), upload_folder(client, tiny_model, bucket, "base")
-    conf = smoke_conf(f"{source}/", base, champion_margin=1, max_int8_loss=1)
+    conf = smoke_conf(f"{source}/", base)
 
     first = dags_test(env, "nlp_sagemaker", conf | {"quantize": True}, "2026-03-01")
     states = task_states(env, "nlp_sagemaker", first)

@@ -4,11 +4,12 @@ never runs beside the rest of the suite."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
-from tests.airflow.conftest import BIN, run_airflow
+from tests.airflow.conftest import BIN, TEST_POLICY, run_airflow
 from tests.airflow.stack.postgres import postgres_server
 
 # The api-server shares two cores with training steps: slower than httpx's default 5 s at times.
@@ -87,6 +88,7 @@ def airflow_stack(tmp_path_factory, metadata_database):
         "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(ports["scheduler_health"]),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW_VAR_NLP_PROMOTION_POLICY": json.dumps(TEST_POLICY),
     }
     logs = tmp_path_factory.mktemp("compose-logs")
     with running(root, metadata_database, variables, overrides, ports, logs) as stack:
