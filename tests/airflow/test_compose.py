@@ -123,8 +123,8 @@ def test_bind_mounts_exist_and_land_where_the_images_expect_them(services):
                 if source in ("./dags", "./plugins"):
                     assert target in copied, f"{name} mounts {source} at {target}, not where the image has it"
     scheduler = services["airflow-scheduler"]
-    assert scheduler["ports"] == ["8090:8080"], "the nlp_local endpoint (endpoint_port 8080) is published"
-    assert services["airflow-apiserver"]["ports"] == ["8080:8080"]
+    assert scheduler["ports"] == ["127.0.0.1:8090:8080"], "the nlp_local endpoint (endpoint_port 8080) is published"
+    assert services["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
     # The mounted tasks/ shadows the installed copy: PYTHONPATH is its parent.
     assert "./tasks:/opt/nlp/tasks:ro" in scheduler["volumes"] and scheduler["environment"]["PYTHONPATH"] == "/opt/nlp"
 
@@ -144,4 +144,48 @@ def test_airflow_init_migrates_and_writes_the_admin_password_as_json(services, t
         env={"PATH": os.environ["PATH"], "_AIRFLOW_WWW_USER_USERNAME": "admin", "_AIRFLOW_WWW_USER_PASSWORD": password},
     )
     assert json.loads(result.stdout) == {"admin": password}
+    lines = script.splitlines()
+    chmod = lines.index("chmod 600 /opt/airflow/config/passwords.json")
+    assert lines.index(line) < chmod < next(i for i, text in enumerate(lines) if text.startswith("chown")), (
+        "the password file is made private once written, before the services' user gets it"
+    )
     assert "airflow config list" in script, "the shared airflow.cfg (JWT secret) is written once"
+
+
+# What each secret may reach: the services that use it, and no other.
+SECRET_USERS = {
+    "_AIRFLOW_WWW_USER_PASSWORD": {"airflow-init"},  # it writes the password file the api-server reads
+    "POSTGRES_PASSWORD": {"postgres", "airflow-init", "airflow-cli", *AIRFLOW_COMMANDS},  # the metadata database
+    "MINIO_ROOT_PASSWORD": {"minio", "minio-init"},
+    # AWS is called by tasks (the LocalExecutor runs them in the scheduler) and by deferred operators' triggers.
+    **dict.fromkeys(
+        ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_CONFIG_DIR"],
+        {"airflow-scheduler", "airflow-triggerer"},
+    ),
+}
+
+
+def test_published_ports_listen_on_localhost_unless_env_says_otherwise():
+    for variables in (None, dict(compose.FILLED_IN)):  # .env.example as shipped, and an .env holding passwords only
+        published = {name: service.get("ports") for name, service in compose.load(variables)["services"].items()}
+        published = {name: ports for name, ports in published.items() if ports}
+        assert set(published) == {"airflow-apiserver", "airflow-scheduler", "minio"}
+        for name, ports in published.items():
+            assert all(port.startswith("127.0.0.1:") for port in ports), f"{name} publishes {ports} on every interface"
+    opened = compose.load(compose.env_file() | compose.FILLED_IN | {"NLP_BIND_ADDRESS": "0.0.0.0"})["services"]
+    assert opened["airflow-apiserver"]["ports"] == ["0.0.0.0:8080:8080"], "NLP_BIND_ADDRESS in .env opens them"
+
+
+def test_no_service_is_handed_the_whole_env_file():
+    for name, service in yaml.safe_load(compose.COMPOSE_FILE.read_text())["services"].items():
+        assert "env_file" not in service, f"{name} gets every secret in .env: list what it uses under environment"
+
+
+def test_each_secret_reaches_only_the_services_that_use_it():
+    secrets = {name: f"secret-of-{name.lower()}" for name in SECRET_USERS}
+    services = compose.load(compose.env_file() | compose.FILLED_IN | secrets)["services"]
+    for name, value in secrets.items():
+        reached = {service for service, definition in services.items() if value in json.dumps(definition)}
+        assert reached == SECRET_USERS[name], f"{name} reaches {sorted(reached)}"
+    unset = compose.load()["services"]["airflow-scheduler"]["environment"]
+    assert "AWS_ACCESS_KEY_ID" not in unset, "a credential .env does not set stays unset, not empty"

@@ -39,7 +39,10 @@ def documented_variables(path: Path = ENV_EXAMPLE) -> set[str]:
 
 
 def referenced_variables(path: Path = COMPOSE_FILE) -> set[str]:
-    return {match["name"] for match in _VARIABLE.finditer(path.read_text()) if match["name"]}
+    """The ``${NAME}`` a compose file interpolates, and the ``NAME:`` (no value) its services take from .env."""
+    text = path.read_text()
+    passed_on = {name for service in yaml.safe_load(text)["services"].values() for name in _passed_on(service)}
+    return {match["name"] for match in _VARIABLE.finditer(text) if match["name"]} | passed_on
 
 
 def interpolate(text: str, variables: dict[str, str]) -> str:
@@ -61,10 +64,26 @@ def interpolate(text: str, variables: dict[str, str]) -> str:
 
 
 def load(variables: dict[str, str] | None = None) -> dict:
-    """The compose file's model, interpolated with ``variables`` (default: .env.example, filled in)."""
+    """The compose file's model, interpolated with ``variables`` (default: .env.example, filled in).
+
+    As Compose resolves it: an ``environment`` entry without a value takes the variable's value from .env (or
+    the shell), and is left out of the container's environment when neither sets it.
+    """
     raw = yaml.safe_load(COMPOSE_FILE.read_text())
     variables = env_file() | FILLED_IN if variables is None else variables
-    return _interpolated(raw, variables)
+    model = _interpolated(raw, variables)
+    for service in model["services"].values():
+        if "environment" in service:
+            environment = service["environment"]
+            service["environment"] = {name: value for name, value in environment.items() if value is not None} | {
+                name: variables[name] for name in _passed_on(service) if name in variables
+            }
+    return model
+
+
+def _passed_on(service: dict) -> list[str]:
+    """The names a service's ``environment`` lists without a value."""
+    return [name for name, value in service.get("environment", {}).items() if value is None]
 
 
 def _interpolated(node, variables):

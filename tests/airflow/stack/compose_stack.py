@@ -45,7 +45,6 @@ class ComposeStack:
     services: dict
     addresses: dict[str, str]
     overrides: dict[str, str]
-    env_file: dict[str, str]
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def translate(self, text: str) -> str:
@@ -55,9 +54,7 @@ class ComposeStack:
 
     def environment(self, name: str) -> dict[str, str]:
         service = self.services[name]
-        # env_file: .env, which here is .env.example with the test's variables.
-        container = {**IMAGE_ENVIRONMENT, **self.env_file} if service.get("env_file") else dict(IMAGE_ENVIRONMENT)
-        container |= {key: str(value) for key, value in service.get("environment", {}).items()}
+        container = IMAGE_ENVIRONMENT | {key: str(value) for key, value in service.get("environment", {}).items()}
         return {**os.environ, **{key: self.translate(value) for key, value in container.items()}, **self.overrides}
 
     def command(self, name: str) -> list[str]:
@@ -122,11 +119,9 @@ def running(
     :param ports: this machine's ports for the api-server's 8080 and the scheduler health server's 8974
     """
     database = database_url.split("@", 1)[1].split("/", 1)[0]
-    env_file = {**compose.env_file(), **compose.FILLED_IN, **variables}
     stack = ComposeStack(
         root=root,
-        services=compose.load(env_file)["services"],
-        env_file=env_file,
+        services=compose.load({**compose.env_file(), **compose.FILLED_IN, **variables})["services"],
         addresses={
             "airflow-apiserver:8080": f"127.0.0.1:{ports['api']}",
             "localhost:8080": f"127.0.0.1:{ports['api']}",
