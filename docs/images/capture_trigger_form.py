@@ -5,7 +5,7 @@ Run it after `make demo`, whose Airflow home (demo-output/airflow) it reuses:
     .venv/bin/python docs/images/capture_trigger_form.py [--demo demo-output] [--output docs/images/trigger-form.png]
 
 It starts `airflow api-server` on 127.0.0.1 with the settings `make airflow` uses (the Makefile's AIRFLOW_ENV),
-signs in as admin/admin with Playwright, opens the trigger form of nlp_local with its first section expanded,
+signs in as admin with the password `make demo` generated (demo-output/airflow/passwords.json) with Playwright, opens the trigger form of nlp_local with its first section expanded,
 saves a full-page screenshot, and stops the server. Playwright drives /usr/bin/chromium (`make chromium`
 installs it); never `playwright install`.
 """
@@ -13,6 +13,7 @@ installs it); never `playwright install`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -70,14 +71,14 @@ def wait_until_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     raise SystemExit(f"airflow api-server did not answer {url} within {START_TIMEOUT} s; its log: {log}")
 
 
-def screenshot_trigger_form(url: str, output: Path) -> None:
+def screenshot_trigger_form(url: str, password: str, output: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            form = open_trigger_form(page, url, "nlp_local")
+            form = open_trigger_form(page, url, "nlp_local", password)
             form.get_by_role("button", name="Data and model").click()
             form.locator("[name=element_source]").wait_for()
             page.wait_for_timeout(1000)  # let the section's opening animation finish
@@ -113,7 +114,8 @@ def main() -> None:
         )
     try:
         wait_until_healthy(url, server, log)
-        screenshot_trigger_form(url, args.output)
+        password = json.loads((demo / "airflow" / "passwords.json").read_text())["admin"]
+        screenshot_trigger_form(url, password, args.output)
         print(f"wrote {args.output}")
     finally:
         stop_session(server, timeout=30)

@@ -31,11 +31,12 @@ def stop_session(process: subprocess.Popen, timeout: float = 60) -> None:
         process.wait()
 
 
-def open_trigger_form(page, url: str, dag_id: str):
-    """Sign in to the Airflow UI at ``url`` as admin and open ``dag_id``'s trigger form: its dialog."""
+def open_trigger_form(page, url: str, dag_id: str, password: str = "admin"):
+    """Sign in to the Airflow UI at ``url`` as admin (the test stack's password by default) and open ``dag_id``'s
+    trigger form: its dialog."""
     page.goto(f"{url}/")
     page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill("admin")
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda address: "/auth/login" not in address)
     page.wait_for_load_state("networkidle")
