@@ -21,7 +21,8 @@ import pendulum
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
-from nlp_pipeline import decisions
+from nlp_pipeline import decisions, limits
+from nlp_pipeline.alerts import RunFailureNotifier
 from nlp_pipeline.assets import SOURCE_DATA
 from nlp_pipeline.params import pipeline_params
 from nlp_pipeline.platform import Platform
@@ -33,7 +34,7 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
-APPROVAL_TIMEOUT = timedelta(days=2)
+APPROVAL_TIMEOUT = limits.APPROVAL_TIMEOUT
 
 
 @task.branch
@@ -68,6 +69,7 @@ def build_pipeline(
         params=pipeline_params() | (params or {}),
         tags=["nlp", "bert", "int8", *tags],
         doc_md=doc_md,
+        on_failure_callback=RunFailureNotifier(),
     ) as dag:
         staged = platform.stage_dataset()
         candidate = platform.quantize(staged, platform.train(staged))
@@ -89,4 +91,13 @@ def build_pipeline(
         smoke = platform.smoke_test(deployed)
         platform.mark_production(entry, smoke)
         [deployed, smoke] >> platform.rollback()
+    _apply_limits(dag, platform.__name__.rpartition(".")[2])
     return dag
+
+
+def _apply_limits(dag: DAG, platform_name: str) -> None:
+    """Each task's time limit (limits.py), and the run's: its longest path, so a hung run ends."""
+    task_limits = limits.task_limits(platform_name)
+    for each in dag.tasks:
+        each.execution_timeout = task_limits.get(each.task_id)
+    dag.dagrun_timeout = limits.run_limit(dag)

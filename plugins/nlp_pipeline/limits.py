@@ -1,0 +1,105 @@
+"""How long each task of the pipeline may run (its ``execution_timeout``), and so how long a run may take.
+
+With ``max_active_runs=1`` one hung task would hold every later run back; each task therefore gets a limit
+above the longest its step legitimately takes, and the run a ``dagrun_timeout`` (pipeline.py) of the longest
+path through these limits, so a hung run ends and the next one starts. A limit is fixed when the DAG is parsed,
+while some steps' own limits are Params: there the limit covers the Param's maximum.
+
+A task's limit is the local one (``LIMITS``) unless its platform names another (``PLATFORM_LIMITS``): a
+SageMaker job or a Kubernetes pod adds its own waits (instances, pod scheduling) and limits. A task waiting
+deferred (a SageMaker job, an approval) holds no worker; its wait is bounded by the job's own limit or the
+approval's ``response_timeout``, and its limit still covers that wait, so a task never times out while the job
+it waits for may still finish. tests/airflow/test_limits.py checks every task of every platform has a limit
+and that it covers the limits its operator was built with.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from nlp_pipeline.params import eks_params, sagemaker_params
+
+# How long a person has to approve a rollout (the approval task's response_timeout, and SageMaker's model
+# registry approval): a weekend and a day.
+APPROVAL_TIMEOUT = timedelta(days=2)
+
+_QUICK = timedelta(minutes=10)  # a decision, a Variable read, a registry row: seconds of work, or something hangs
+_POD_START = timedelta(minutes=15)  # eks: a step pod's startup_timeout_seconds (an image pull, a node scaling up)
+_JOB_START = timedelta(hours=1)  # sagemaker: instances provisioned and the image pulled before the job's clock runs
+
+# The sagemaker jobs' MaxRuntimeInSeconds is the max_runtime_hours Param; with Spot, training may wait as long
+# again for capacity (MaxWaitTimeInSeconds is twice it).
+_SAGEMAKER_JOB = timedelta(hours=sagemaker_params()["max_runtime_hours"].schema["maximum"])
+# eks: deploy waits rollout_timeout_minutes for the rollout, and for the previous revision again when undoing it.
+_EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema["maximum"])
+
+# The local platform's limits, and every platform's unless PLATFORM_LIMITS says otherwise.
+LIMITS: dict[str, timedelta] = {
+    "policy": _QUICK,
+    "stage_dataset": timedelta(hours=2),  # a hub download and tokenisation; MRPC takes a minute
+    "train": timedelta(hours=24),  # fine-tuning on CPU; eks's multi-worker TFJob allows 24 h as well
+    "quantize": timedelta(hours=6),  # INC's trials (about 70 s each on MiniLM) and the timing runs
+    "evaluate": timedelta(hours=2),
+    "gate": _QUICK,
+    "register": _QUICK,
+    "reject": _QUICK,
+    "choose_rollout": _QUICK,
+    "approve": APPROVAL_TIMEOUT,  # the wait for a person: its response_timeout
+    "deploy": timedelta(minutes=30),  # the local server loads the model and swaps it in
+    "smoke_test": _QUICK,
+    "mark_production": _QUICK,
+    "rollback": timedelta(minutes=30),  # a swap back, as deploy
+}
+PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
+    "local": {},
+    "sagemaker": {
+        "stage_dataset": _JOB_START + _SAGEMAKER_JOB,
+        "train": _JOB_START + 2 * _SAGEMAKER_JOB,  # Spot: MaxWaitTimeInSeconds
+        "quantize": _JOB_START + _SAGEMAKER_JOB,
+        "evaluate": _JOB_START + _SAGEMAKER_JOB,
+        # A PendingManualApproval package waits for a person in SageMaker's model registry.
+        "register": _QUICK + APPROVAL_TIMEOUT,
+        "create_model": _QUICK,
+        "create_endpoint_config": _QUICK,
+        # The provider's endpoint wait (max_ingestion_time, 10 h), which blue/green baking steps fit in.
+        "deploy": timedelta(hours=11),
+        "rollback": timedelta(hours=11),  # an endpoint update back, waited for as deploy's
+    },
+    "eks": {
+        "stage_dataset": _POD_START + LIMITS["stage_dataset"],
+        "train": _POD_START + LIMITS["train"] + timedelta(minutes=30),  # the TFJob's 24 h, its pods' startup
+        "quantize": _POD_START + LIMITS["quantize"],
+        "evaluate": _POD_START + LIMITS["evaluate"],
+        "register": _POD_START + _QUICK,
+        "reject": _POD_START + _QUICK,
+        "mark_production": _POD_START + _QUICK,
+        "deploy": 2 * _EKS_ROLLOUT + _QUICK,  # the rollout, and undoing a failed one
+        "rollback": _EKS_ROLLOUT + _QUICK,
+    },
+}
+
+
+def task_limits(platform: str) -> dict[str, timedelta]:
+    """Each task's limit on ``platform`` (``local``, ``sagemaker``, ``eks``: the platform module's name)."""
+    if platform not in PLATFORM_LIMITS:
+        raise ValueError(
+            f"no time limits for platform {platform!r}: limits.PLATFORM_LIMITS has {sorted(PLATFORM_LIMITS)}"
+        )
+    return LIMITS | PLATFORM_LIMITS[platform]
+
+
+def run_limit(dag) -> timedelta:
+    """The longest path through the DAG, each task taking its whole limit: what a run may take.
+
+    The approval's wait is on it, so a run waiting for a person is not ended early. A retry fits when the
+    tries before it ran under their limits, as almost all do; a run hung for longer is ended.
+    """
+    finish: dict[str, timedelta] = {}
+
+    def finished(task) -> timedelta:
+        if task.task_id not in finish:
+            start = max((finished(upstream) for upstream in task.upstream_list), default=timedelta(0))
+            finish[task.task_id] = start + (task.execution_timeout or timedelta(0))
+        return finish[task.task_id]
+
+    return max((finished(task) for task in dag.tasks), default=timedelta(0))

@@ -1,0 +1,131 @@
+"""Nothing hangs for ever: every task of every platform has a time limit covering its step's own limits, a run
+may take its longest path (the approval's wait included) and no longer, and a hung local step is stopped."""
+
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import REPO
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import eks, limits, local, pipeline, sagemaker  # noqa: E402
+from nlp_pipeline.params import eks_params, local_params, sagemaker_params  # noqa: E402
+
+PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
+# The longest way through a run: every step, the approval, the rollout, and the rollback after a failed smoke test.
+LONGEST_PATH = {
+    "local": ["deploy"],
+    "sagemaker": ["create_model", "create_endpoint_config", "deploy"],
+    "eks": ["deploy"],
+}
+SAGEMAKER_JOB = timedelta(hours=sagemaker_params()["max_runtime_hours"].schema["maximum"])
+EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema["maximum"])
+
+
+def build(name: str):
+    platform, params = PLATFORMS[name]
+    return pipeline.build_pipeline(name, platform, params=params(), doc_md=name, tags=[])
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_every_task_has_its_time_limit(name):
+    dag, expected = build(name), limits.task_limits(name)
+    missing = sorted(task.task_id for task in dag.tasks if task.execution_timeout is None)
+    assert not missing, f"{name}: no execution_timeout on {missing} (add them to plugins/nlp_pipeline/limits.py)"
+    for task in dag.tasks:
+        assert task.execution_timeout == expected[task.task_id], task.task_id
+
+
+def seconds(task) -> float:
+    return task.execution_timeout.total_seconds()
+
+
+def test_sagemaker_limits_cover_the_jobs_own():
+    dag = build("sagemaker")
+    for step in ("stage_dataset", "quantize", "evaluate"):  # MaxRuntimeInSeconds: the max_runtime_hours Param
+        assert dag.get_task(step).execution_timeout > SAGEMAKER_JOB, step
+    assert dag.get_task("train").execution_timeout > 2 * SAGEMAKER_JOB  # Spot: MaxWaitTimeInSeconds, twice it
+    register = dag.get_task("register")
+    assert register.execution_timeout > register.approval_timeout
+    for step in ("deploy",):
+        assert seconds(dag.get_task(step)) > dag.get_task(step).max_ingestion_time, step
+
+
+def test_eks_limits_cover_the_pods_own():
+    dag = build("eks")
+    for task in dag.tasks:
+        if hasattr(task, "startup_timeout_seconds"):  # a step's pod: scheduled and its image pulled first
+            assert seconds(task) > task.startup_timeout_seconds, task.task_id
+    train = dag.get_task("train")
+    assert seconds(train) > train.tfjob_timeout_seconds + train.startup_timeout_seconds
+    assert dag.get_task("deploy").execution_timeout > 2 * EKS_ROLLOUT  # the rollout, and undoing a failed one
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_the_approval_waits_its_response_timeout(name):
+    approve = build(name).get_task("approve")
+    assert approve.execution_timeout >= approve.response_timeout == limits.APPROVAL_TIMEOUT
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_a_run_may_take_its_longest_path_approval_included(name):
+    dag = build(name)
+    path = [
+        "policy",
+        "stage_dataset",
+        "train",
+        "quantize",
+        "evaluate",
+        "gate",
+        "register",
+        "choose_rollout",
+        "approve",
+        *LONGEST_PATH[name],
+        "smoke_test",
+        "rollback",
+    ]
+    longest = sum((dag.get_task(task_id).execution_timeout for task_id in path), timedelta(0))
+    assert dag.dagrun_timeout == longest
+    assert dag.dagrun_timeout > limits.APPROVAL_TIMEOUT + dag.get_task("train").execution_timeout
+
+
+def test_an_unknown_platform_has_no_limits():
+    with pytest.raises(ValueError, match=r"no time limits for platform 'nowhere': .*'eks', 'local', 'sagemaker'"):
+        limits.task_limits("nowhere")
+
+
+@pytest.fixture
+def hung_step(tmp_path, monkeypatch):
+    """``python -m tasks`` as a step that hangs (its pid in ``step.pid``): a ``tasks`` package in the working
+    directory, which ``-m`` finds first."""
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "__main__.py").write_text(
+        f"import os, time\nopen({str(tmp_path / 'step.pid')!r}, 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(600)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "step.pid"
+
+
+def test_a_hung_local_step_is_stopped_at_its_time_limit(hung_step):
+    """Airflow's own timeout (the task runner's) stops the task, and the local operator stops the step with it."""
+    from airflow.sdk import task
+    from airflow.sdk.exceptions import AirflowTaskTimeout
+    from airflow.sdk.execution_time.task_runner import _run_execute_callable
+    from nlp_pipeline.operators.local import run_step
+
+    @task(execution_timeout=timedelta(seconds=2))
+    def train():
+        run_step("train", "--epochs", "1")
+
+    operator = train().operator
+    started = time.monotonic()
+    with pytest.raises(AirflowTaskTimeout):
+        _run_execute_callable({}, lambda context: operator.execute(context), operator)
+    assert time.monotonic() - started < 10
+    pid = int(hung_step.read_text())
+    assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, "the step still runs"
