@@ -22,6 +22,7 @@ from tasks.config import (
     DeployLocalArguments,
     EndpointArguments,
     EvaluateArguments,
+    GcArguments,
     HealthcheckArguments,
     MeasureArguments,
     QuantizeArguments,
@@ -91,6 +92,11 @@ STEPS: dict[str, Step] = {
     "summary": Step(SummaryArguments, "tasks.evaluation.summary:run", "print what a pipeline run produced", quiet=True),
     "stop-local": Step(
         EndpointArguments, "tasks.endpoint.commands:stop", "stop the local endpoint after in-flight requests"
+    ),
+    "gc": Step(
+        GcArguments,
+        "tasks.runtime.housekeeping:run",
+        "remove artefacts, workspace runs and cached models no registry entry needs, older than N days",
     ),
     "measure": Step(
         MeasureArguments,

@@ -504,3 +504,33 @@ class SmokeTestArguments:
 class SummaryArguments:
     run_folder: str = field(metadata={"help": "A pipeline run's artefact folder (staged/, model/, quantized/, ...)."})
     state: str = field(default="", metadata={"help": "The local endpoint's state folder."})
+
+
+@dataclass
+class GcArguments:
+    root: str = field(
+        metadata={"help": "The artefact root (a local folder or s3://bucket/prefix): DAG_ID/RUN_KEY/STEP/... under it."}
+    )
+    registries: str = field(
+        default="",
+        metadata={
+            "help": "Comma-separated registry files (local or s3://) whose entries keep their models; default:"
+            " ROOT/registry.sqlite. One that cannot be read stops gc before it removes anything."
+        },
+    )
+    workspace: str = field(
+        default="", metadata={"help": "The local workspace of a remote root ($AIRFLOW_HOME/nlp-workspace)."}
+    )
+    cache: str = field(
+        default="", metadata={"help": "The model cache; default: $TASKS_CACHE_DIR, else ~/.cache/nlp-workflow."}
+    )
+    older_than_days: int = _flag(
+        "Remove only what was last written (a cache entry: last used) more than this many days ago.",
+        {"minimum": 1},
+        default=14,
+    )
+    dry_run: bool = field(default=False, metadata={"help": "List what would be removed, with sizes; remove nothing."})
+
+    def __post_init__(self):
+        check_ranges(self)
+        _require(bool(self.root.strip()), "root", "an artefact root folder or URI", self.root)
