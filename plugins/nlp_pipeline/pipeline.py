@@ -1,14 +1,15 @@
 """The one pipeline definition every platform DAG is built from.
 
-    stage_dataset >> train >> quantize >> evaluate >> gate ─┬─► register >> choose_rollout ─┬─► approve ─┐
-                                                            └─► reject                      └───────────┴► deploy
+    policy >> stage_dataset >> train >> quantize >> evaluate >> gate ─┬─► register >> choose_rollout ─┬─► approve ─┐
+                                                                      └─► reject                      └───────────┴► deploy
     deploy >> smoke_test >> mark_production;  deploy/smoke_test failed ──► rollback
 
 A platform (platform.Platform) supplies the steps: how each runs and where artefacts live. The decisions
 are the same on every platform (decisions.py): ``gate`` follows the evaluate step's decision,
 ``choose_rollout`` never deploys from a backfill nor when the run's ``deploy`` Param is off, and waits for a
-person's approval in the UI when ``require_approval`` is on; the platforms' train and quantize tasks apply
-the training cache and "quantisation off". Small JSON (artefact locations, metrics, the decision) travels
+person's approval in the UI when the promotion policy or the run requires it. The approvers and the gate's
+thresholds are the promotion policy's (policy.py), which the ``policy`` task fixes for the run. The platforms'
+train and quantize tasks apply the training cache and "quantisation off". Small JSON (artefact locations, metrics, the decision) travels
 by XCom; artefacts stay in storage.
 """
 
@@ -18,12 +19,12 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
-from nlp_pipeline import decisions, limits
+from nlp_pipeline import decisions, limits, policy
 from nlp_pipeline.alerts import RunFailureNotifier
 from nlp_pipeline.assets import SOURCE_DATA
+from nlp_pipeline.operators.approval import PolicyApprovalOperator
 from nlp_pipeline.params import pipeline_params
 from nlp_pipeline.platform import Platform
 
@@ -43,9 +44,16 @@ def gate(evaluation: dict) -> str:
     return decisions.gate(evaluation)
 
 
+@task(task_id=policy.TASK_ID)
+def promotion_policy(**context) -> dict:
+    """Fix the run's promotion policy (policy.py): the reviewed one, tightened by the run's conf if it asks."""
+    return policy.for_run(context["params"])
+
+
 @task.branch
 def choose_rollout(entry: dict, rollout_start: str, **context) -> str | None:
-    target, why = decisions.rollout(context["params"], context["dag_run"].run_type, rollout_start)
+    params = {**context["params"], "require_approval": policy.requires_approval(context)}
+    target, why = decisions.rollout(params, context["dag_run"].run_type, rollout_start)
     print(f"{entry['version']} registered; {why}")
     return target
 
@@ -72,11 +80,12 @@ def build_pipeline(
         on_failure_callback=RunFailureNotifier(),
     ) as dag:
         staged = platform.stage_dataset()
+        promotion_policy() >> staged
         candidate = platform.quantize(staged, platform.train(staged))
         evaluation = platform.evaluate(staged, candidate)
         entry = platform.register(evaluation)
         gate(evaluation) >> [entry, platform.reject(evaluation)]
-        approve = ApprovalOperator(
+        approve = PolicyApprovalOperator(
             task_id="approve",
             subject="Roll out {{ ti.xcom_pull(task_ids='register')['version'] }} to the endpoint?",
             body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "

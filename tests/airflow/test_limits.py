@@ -98,16 +98,21 @@ def test_an_unknown_platform_has_no_limits():
         limits.task_limits("nowhere")
 
 
-@pytest.fixture
-def hung_step(tmp_path, monkeypatch):
-    """``python -m tasks`` as a step that hangs (its pid in ``step.pid``): a ``tasks`` package in the working
-    directory, which ``-m`` finds first."""
+@pytest.fixture(params=["hangs", "ignores SIGTERM"])
+def hung_step(request, tmp_path, monkeypatch):
+    """``python -m tasks`` as a step that hangs (its pid in ``step.pid``), or hangs and ignores SIGTERM: a
+    ``tasks`` package in the working directory, which ``-m`` finds first."""
+    from nlp_pipeline.operators import local
+
     package = tmp_path / "tasks"
     package.mkdir()
+    stubborn = "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" if request.param == "ignores SIGTERM" else ""
     (package / "__main__.py").write_text(
-        f"import os, time\nopen({str(tmp_path / 'step.pid')!r}, 'w').write(str(os.getpid()))\nprint('started', flush=True)\ntime.sleep(600)\n"
+        f"import os, signal, time\n{stubborn}open({str(tmp_path / 'step.pid')!r}, 'w').write(str(os.getpid()))\n"
+        "print('started', flush=True)\ntime.sleep(600)\n"
     )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(local, "STOP_GRACE_SECONDS", 1)
     return tmp_path / "step.pid"
 
 

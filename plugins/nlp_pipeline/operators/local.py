@@ -16,6 +16,8 @@ from nlp_pipeline.failures import step_failure
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_SECONDS = 30  # what a stopped step gets to finish (a server drains in 25 s) before SIGKILL
+
 
 def run_step(step: str, *flags: object) -> str:
     """Run the step and return the last line it printed (steps print their result there)."""
@@ -30,9 +32,13 @@ def run_step(step: str, *flags: object) -> str:
             last = line or last
         code = process.wait()
     finally:
-        if process.poll() is None:  # the task was stopped: stop the step with it
+        if process.poll() is None:  # the task was stopped (or timed out): stop the step with it
             process.terminate()
-            process.wait()
+            try:
+                process.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:  # a step that ignores SIGTERM must not hang the task
+                process.kill()
+                process.wait()
     if code != 0:
         raise step_failure(step, code, last)
     return last
