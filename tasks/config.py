@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tasks.errors import ConfigError
+from tasks.runtime.remote_paths import CONDITIONAL_WRITES
 
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
 DEFAULT_BASE_MODEL = "bert-base-uncased"
@@ -454,7 +455,9 @@ class EndpointArguments:
 
 @dataclass
 class RegistryArguments:
-    registry: str = field(metadata={"help": "The registry's SQLite file (created if missing)."})
+    registry: str = field(
+        metadata={"help": "The registry's SQLite file, a local path or s3://bucket/key (created if missing)."}
+    )
     action: Literal["register", "promote", "production", "list"] = field(
         default="list",
         metadata={
@@ -474,6 +477,12 @@ class RegistryArguments:
     id: int = field(default=0, metadata={"help": "promote: the registry entry."})
 
     def __post_init__(self):
+        _require(
+            "://" not in self.registry or self.registry.startswith(CONDITIONAL_WRITES),
+            "registry",
+            f"a local file or {CONDITIONAL_WRITES}bucket/key (concurrent updates need conditional writes)",
+            self.registry,
+        )
         _require(
             self.action in ("register", "promote", "production", "list"),
             "action",

@@ -10,9 +10,11 @@ data 3: retrying cannot help, so an orchestrator fails those at once and retries
     │   ├── SourceError    a data source cannot be found or read
     │   ├── SchemaError    a data file lacks a required column or has an unknown format
     │   ├── BadRowsError   rows fail validation (label, empty sentence, malformed line)
-    │   └── LeakageError   the same pair appears in two splits
+    │   ├── LeakageError   the same pair appears in two splits
+    │   └── RegistryError  the registry file is not a model registry (not SQLite, or another schema)
     ├── ModelError         a model or tokenizer cannot be resolved or loaded
-    └── EndpointError      the local endpoint cannot start or be reached, or refused a model
+    ├── EndpointError      the local endpoint cannot start or be reached, or refused a model
+    └── ConcurrentUpdateError  other writers changed a shared object (the registry on S3) at every attempt
 """
 
 from __future__ import annotations
@@ -94,12 +96,21 @@ class LeakageError(DataError):
     """A sentence pair appears in more than one split, which would inflate evaluation scores."""
 
 
+class RegistryError(DataError):
+    """The registry file is not a model registry: not a SQLite database, damaged, or another schema."""
+
+
 class ModelError(TaskError):
     """A model or tokenizer cannot be found, downloaded or loaded."""
 
 
 class EndpointError(TaskError):
     """The local endpoint cannot start or be reached, or it refused a model (and kept serving the old one)."""
+
+
+class ConcurrentUpdateError(TaskError):
+    """Other writers changed a shared object (the registry on S3) between every download and upload; a retry
+    later can succeed."""
 
 
 def describe(error: BaseException) -> str:

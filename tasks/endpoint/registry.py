@@ -1,26 +1,40 @@
-"""``python -m tasks registry``: the local platform's model registry, one SQLite file beside the artefacts.
+"""``python -m tasks registry``: the model registry, one SQLite file beside the artefacts (local, or on S3).
 
 Each candidate the pipeline evaluates is recorded with its metrics, its lineage (data fingerprint, base
-model, the configuration it was trained with, DAG run) and a status::
+model, the configuration it was trained with, DAG run), the content digest of its folder
+(``tasks.runtime.digest``: deploy and serve verify the bytes against it) and a status::
 
     candidate ──► approved ──► production ──► archived
         └──────────────────────────────────────┘   (rejected by the gate: archived with the gate's reasons)
 
 At most one model is in ``production``: promoting one archives the one before, in one transaction. The
 gate's champion and the training cache both read the production model.
+
+Every action can be redone without harm, which a retried task and the S3 update loop rely on. A
+registration is keyed by (DAG, run, model digest): the same bytes registered again by the same run return
+the entry made before (see ``Registry.register``); promoting the production model again changes nothing.
+
+Writers never lose each other's updates: a local file is changed in ``BEGIN IMMEDIATE`` transactions (SQLite
+queues writers), a registry on S3 with conditional writes that redo the action on the newer object
+(``tasks.runtime.remote_paths.edit_remote_file``). A file that is not a registry is RegistryError (exit 3,
+not retried): retrying cannot repair it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
+from collections.abc import Callable
 from contextlib import closing, contextmanager
 from pathlib import Path
 
 from tasks.config import RegistryArguments
 from tasks.endpoint.state import now
-from tasks.errors import ConfigError, ModelError
-from tasks.runtime import step_result
+from tasks.errors import ConfigError, ModelError, RegistryError
+from tasks.runtime import remote_paths, step_result
+
+log = logging.getLogger(__name__)
 
 STATUSES = ("candidate", "approved", "production", "archived")
 _SCHEMA = """
@@ -39,33 +53,79 @@ CREATE TABLE IF NOT EXISTS models (
     run_id           TEXT,
     logical_date     TEXT,
     created_at       TEXT NOT NULL,
-    updated_at       TEXT NOT NULL
+    updated_at       TEXT NOT NULL,
+    digest           TEXT
 )
 """
+# Columns added after the first registries were written, with their type: opening an older file adds them.
+_ADDED_COLUMNS = {"digest": "TEXT"}
 _JSON_COLUMNS = ("reasons", "metrics", "config")
+# The actions that change the registry; the others only read it.
+WRITES = frozenset({"register", "promote"})
+# sqlite3's primary result codes for a file that is not a database, or a damaged one.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 _METRICS = ("accuracy", "f1", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32", "precision")
 
 
 class Registry:
-    def __init__(self, path: str | Path):
+    """The registry in the SQLite file ``path``; ``name`` (the file, or the URI it was downloaded from) is
+    what errors call it."""
+
+    def __init__(self, path: str | Path, name: str = ""):
         self.path = Path(path)
+        self.name = name or str(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._transaction() as db:
-            db.execute(_SCHEMA)
+            self._create_or_migrate(db)
+
+    def _create_or_migrate(self, db) -> None:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "models" not in tables and tables - {"sqlite_sequence"}:
+            raise self._not_a_registry(
+                f"a SQLite database that has no models table (tables: {', '.join(sorted(tables))})"
+            )
+        db.execute(_SCHEMA)
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(models)")}
+        missing = _columns() - columns - _ADDED_COLUMNS.keys()
+        if missing:
+            raise self._not_a_registry(f"its models table lacks the columns {', '.join(sorted(missing))}")
+        for column, kind in _ADDED_COLUMNS.items():
+            if column not in columns:
+                db.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
+
+    def _not_a_registry(self, what: str) -> RegistryError:
+        return RegistryError(
+            f"--registry {self.name}: {what}, so it is no model registry (or a damaged one). Point --registry at"
+            " the registry file, or restore it from a backup (on S3, the object's previous version); moving it"
+            " aside starts an empty registry."
+        )
 
     @contextmanager
     def _transaction(self):
-        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
-            db.row_factory = sqlite3.Row
-            db.execute("BEGIN IMMEDIATE")  # one writer at a time: concurrent DAG runs queue here
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
+                db.row_factory = sqlite3.Row
+                db.execute("BEGIN IMMEDIATE")  # one writer at a time: concurrent DAG runs queue here
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+        except sqlite3.DatabaseError as error:
+            if (error.sqlite_errorcode & 0xFF) not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+                raise  # "database is locked" and the like: a retry can help
+            raise self._not_a_registry(f"not a SQLite database ({error})") from None
 
-    def register(self, *, model: str, version: str, status: str, evaluation: dict, card: dict, **lineage) -> dict:
+    def register(
+        self, *, model: str, version: str, status: str, evaluation: dict, card: dict, digest: str, **lineage
+    ) -> dict:
+        """The entry of ``model`` (whose folder has the content ``digest``) for this DAG run.
+
+        Registering the same digest for the same DAG and run again returns the entry made before, unchanged
+        when it is in production or already has ``status`` (a retried task); otherwise it takes this
+        registration's status, decision, reasons and metrics (a re-run whose gate decided again), in place.
+        """
         if status not in STATUSES:
             raise ConfigError(f"status must be one of {', '.join(STATUSES)}, got {status!r}")
         stamp = now()
@@ -84,12 +144,26 @@ class Registry:
             "logical_date": lineage.get("logical_date"),
             "created_at": stamp,
             "updated_at": stamp,
+            "digest": digest,
         }
         with self._transaction() as db:
-            cursor = db.execute(
-                f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
-            )
-            return self._get(db, cursor.lastrowid)
+            existing = db.execute(
+                "SELECT id, status FROM models WHERE dag_id IS ? AND run_id IS ? AND digest = ? ORDER BY id LIMIT 1",
+                (row["dag_id"], row["run_id"], digest),
+            ).fetchone()
+            if existing is None:
+                cursor = db.execute(
+                    f"INSERT INTO models ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values())
+                )
+                return self._get(db, cursor.lastrowid)
+            if existing["status"] not in ("production", status):
+                redecided = {name: row[name] for name in ("status", "decision", "reasons", "metrics", "updated_at")}
+                db.execute(
+                    f"UPDATE models SET {', '.join(f'{name} = ?' for name in redecided)} WHERE id = ?",
+                    (*redecided.values(), existing["id"]),
+                )
+            log.info("%s is registry entry %d already (run %s)", digest, existing["id"], row["run_id"])
+            return self._get(db, existing["id"])
 
     def promote(self, entry_id: int) -> dict:
         """Make ``entry_id`` the production model and archive the one before it."""
@@ -125,24 +199,39 @@ class Registry:
         return entry
 
 
+def _columns() -> set[str]:
+    """The columns of the models table as this module creates it."""
+    with closing(sqlite3.connect(":memory:")) as db:
+        db.execute(_SCHEMA)
+        return {row[1] for row in db.execute("PRAGMA table_info(models)")}
+
+
 def run(args: RegistryArguments) -> None:
     """Print the result as one line of JSON (the last line of stdout), for the caller to parse; in a pod it is
     also the termination message (``tasks.runtime.step_result``)."""
-    registry = Registry(args.registry)
-    if args.action == "register":
-        result = _register(registry, args)
-    elif args.action == "promote":
-        result = registry.promote(args.id)
-    elif args.action == "production":
-        result = registry.production()
+    action = _register(args) if args.action == "register" else _ACTIONS[args.action](args)
+    if remote_paths.is_remote(args.registry):
+        result = remote_paths.edit_remote_file(
+            args.registry, lambda path: action(Registry(path, args.registry)), writes=args.action in WRITES
+        )
     else:
-        result = registry.entries()
+        result = action(Registry(args.registry))
     print(json.dumps(result, sort_keys=True))
     if args.action != "list":  # one entry: small enough for a termination message
         step_result.write(result)
 
 
-def _register(registry: Registry, args: RegistryArguments) -> dict:
+# What each action does to an open registry: a function of the registry alone, so that it can be redone on a
+# newer copy. Registering first reads the model and its evaluation, once (``_register``).
+_ACTIONS: dict[str, Callable[[RegistryArguments], Callable[[Registry], object]]] = {
+    "promote": lambda args: lambda registry: registry.promote(args.id),
+    "production": lambda args: Registry.production,
+    "list": lambda args: Registry.entries,
+}
+
+
+def _register(args: RegistryArguments) -> Callable[[Registry], dict]:
+    from tasks.runtime.digest import verify
     from tasks.runtime.models import resolve
     from tasks.serving.served_model import model_version
 
@@ -159,17 +248,19 @@ def _register(registry: Registry, args: RegistryArguments) -> dict:
         config = json.loads(args.config)
     except ValueError as error:
         raise ConfigError(f"--config must be a JSON object: {error}") from None
-    return registry.register(
-        model=args.model,
-        version=model_version(folder),
-        status=args.status,
-        evaluation=evaluation,
-        card=card,
-        config=config,
-        dag_id=args.dag_id or None,
-        run_id=args.run_id or None,
-        logical_date=args.logical_date or None,
-    )
+    entry = {
+        "model": args.model,
+        "version": model_version(folder),
+        "status": args.status,
+        "evaluation": evaluation,
+        "card": card,
+        "digest": verify(folder),
+        "config": config,
+        "dag_id": args.dag_id or None,
+        "run_id": args.run_id or None,
+        "logical_date": args.logical_date or None,
+    }
+    return lambda registry: registry.register(**entry)
 
 
 def _read_json(path: Path) -> dict:
