@@ -45,6 +45,7 @@ SET_PASSWORD = $(BIN)/python docker/airflow/admin_password.py $(PASSWORDS) $(AIR
 AIRFLOW_ENV = AIRFLOW_HOME=$(abspath $(DEMO))/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
 	AIRFLOW__CORE__PLUGINS_FOLDER=$(CURDIR)/plugins AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	AIRFLOW_VAR_NLP_ARTEFACT_ROOT=$(abspath $(DEMO))/artefacts \
+	AIRFLOW_VAR_NLP_ALLOWED_SOURCES='["hf://", "$(abspath $(DEMO))/raw"]' \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS=$(AIRFLOW_USER):admin \
 	AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE=$(PASSWORDS)
 DEMO_CONF = {"source": "$(abspath $(DEMO))/raw", "base_model": "$(MINILM)", "epochs": 2, "learning_rate": 0.0002, "timing": "quick", \

@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tasks.data.sources import parse_prefixes
 from tasks.errors import ConfigError
 from tasks.runtime.remote_paths import CONDITIONAL_WRITES
 
@@ -136,9 +137,18 @@ class StageArguments:
         {"exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
         default=0.1,
     )
+    allowed_sources: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Prefixes --source must lie under (hf://, hf://OWNER/NAME, s3://BUCKET/PREFIX/, an absolute "
+            "folder), by whole path segments, local paths with symlinks and '..' resolved; each file found in a "
+            "source folder is checked too. None given: any source (the pipeline always gives its allow-list)."
+        },
+    )
 
     def __post_init__(self):
         check_ranges(self)
+        self.allowed_sources = parse_prefixes(self.allowed_sources)
 
 
 @dataclass

@@ -193,6 +193,7 @@ def test_operations_lists_every_flag_of_every_step():
 
 def default_cell(field) -> str:
     """A flag's default as the tables in docs/operations.md write it."""
-    if field.default is MISSING:
+    if field.default is MISSING and field.default_factory is MISSING:
         return "required"
-    return "none" if field.default == "" else f"`{field.default}`"
+    default = field.default_factory() if field.default is MISSING else field.default
+    return "none" if default in ("", []) else f"`{default}`"

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from nlp_pipeline import artefacts
+from nlp_pipeline import artefacts, sources
 from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments
 
 # The steps whose flags Params set, and their argument dataclasses (as tasks.cli.STEPS has them).
@@ -56,14 +56,27 @@ def flag(field: str) -> str:
 
 
 def values(step: str, params: Mapping, **given) -> dict:
-    """The step's arguments from the run's Params, then ``given`` (a path, an input); None leaves one out."""
-    chosen = {spec.field: params[spec.param] for spec in PARAM_FLAGS if spec.step == step} | given
+    """The step's arguments from the run's Params, then ``given`` (a path, an input); None leaves one out.
+
+    ``stage`` is where every platform's stage step is built, so its source is checked here: one outside the
+    allow-list fails the task before any step starts (sources.checked), and the allow-list goes along as
+    ``--allowed-sources``, unless ``given`` names what the step may read instead (a SageMaker job: its input).
+    """
+    chosen = {spec.field: params[spec.param] for spec in PARAM_FLAGS if spec.step == step}
+    if step == "stage":
+        chosen["allowed_sources"] = sources.checked(params["source"])
+    chosen |= given
     return {name: value for name, value in chosen.items() if value is not None}
+
+
+def _arguments(name: str, value) -> list[str]:
+    """A flag and its value; a list's items as arguments of their own (``--allowed-sources hf:// /srv/data``)."""
+    return [flag(name), *map(str, value if isinstance(value, list | tuple) else [value])]
 
 
 def command(step: str, params: Mapping, **given) -> list[str]:
     """``[step, --flag, value, ...]``: what follows ``python -m tasks`` to run ``step`` for this run."""
-    return [step] + [part for name, value in values(step, params, **given).items() for part in (flag(name), str(value))]
+    return [step] + [part for name, value in values(step, params, **given).items() for part in _arguments(name, value)]
 
 
 def registration(registry: str, evaluation: dict, status: str, config: dict, context) -> list[str]:

@@ -141,14 +141,16 @@ def _result(step: str, uri: str) -> dict:
 # ---- stage_dataset ------------------------------------------------------------------------------------------------
 def _stage_config(context, name: str) -> dict:
     """The source and the tokenizer's model come in as ProcessingInputs when they are on S3; a hub id or
-    ``hf://`` data set is fetched by the job itself."""
-    params, inputs = context["params"], {}
+    ``hf://`` data set is fetched by the job itself. The run's source is checked against the allow-list as on
+    every platform (commands.values); a job given its source as an input may read that input only."""
+    params, inputs, given = context["params"], {}, {"output": PROCESSING_OUTPUT}
     source, tokenizer = params["source"], params["base_model"]
     if source.startswith("s3://"):
-        inputs["source"], source = source, f"{PROCESSING_INPUT}/source"
+        inputs["source"], given["source"] = source, f"{PROCESSING_INPUT}/source"
+        given["allowed_sources"] = [given["source"]]
     if tokenizer.startswith("s3://"):
-        inputs["tokenizer"], tokenizer = tokenizer, f"{PROCESSING_INPUT}/tokenizer"
-    command = commands.command("stage", params, source=source, tokenizer=tokenizer, output=PROCESSING_OUTPUT)
+        inputs["tokenizer"], given["tokenizer"] = tokenizer, f"{PROCESSING_INPUT}/tokenizer"
+    command = commands.command("stage", params, **given)
     return _processing(context, name, "staged", command, inputs)
 
 

@@ -13,7 +13,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from tasks.data.files import UNLABELLED, Record
+from tasks.data.files import UNLABELLED, Record, quoted
 from tasks.errors import BadRow
 
 UNLABELLED_VALUE = -1
@@ -77,7 +77,7 @@ def check_records(split: str, records: list[Record]) -> tuple[list[CheckedPair],
         sentences = []
         for value, name in ((record.sentence1, record.columns.sentence1), (record.sentence2, record.columns.sentence2)):
             if not isinstance(value, str):
-                reject(record, name, f"must be text, got {type(value).__name__} {value!r}")
+                reject(record, name, f"must be text, got {type(value).__name__} {quoted(value)}")
             elif not value.strip():
                 reject(record, name, "is empty" if not value else "is only whitespace")
             else:
@@ -90,7 +90,7 @@ def check_records(split: str, records: list[Record]) -> tuple[list[CheckedPair],
         else:
             label = _label(record.label)
             if label is None:
-                reject(record, record.columns.label, f"must be 0 or 1, got {record.label!r}")
+                reject(record, record.columns.label, f"must be 0 or 1, got {quoted(record.label)}")
                 continue
         if len(sentences) == 2:
             pairs.append(CheckedPair(sentences[0], sentences[1], label, record.file, record.line, record.row))

@@ -9,6 +9,10 @@ Formats, by extension (``.gz``/``.bz2``/... compression is undone on the fly):
 GLUE TSV and the MSR paraphrase ``.txt`` (``Quality  #1 ID  #2 ID  #1 String  #2 String``, tab-separated,
 quotes are plain characters, optional BOM), CSV, JSON lines, and Parquet with the columns
 ``sentence1, sentence2, label``.
+
+An error never quotes a file that is not a data set (a source may name any file the step can read): a file
+whose first line (or schema) names none of the columns the format expects is named with what was expected,
+not shown. Values quoted from a data file's rows and header are cut to ``QUOTED_CHARACTERS``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from tasks.data.sources import check_source
 from tasks.errors import SchemaError, SourceError
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ _SPLIT_ALIASES = {
 }
 _SPLIT_NAME = re.compile(r"^(?:msr_paraphrase_)?(train|dev|validation|valid|val|test)(?:[-_.].*)?$", re.IGNORECASE)
 _COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
+QUOTED_CHARACTERS = 80
 FORMATS = {
     ".tsv": "glue_tsv",
     ".txt": "glue_tsv",
@@ -57,6 +63,8 @@ class Columns:
 
 
 GLUE_COLUMNS = Columns("#1 String", "#2 String", "Quality")
+GLUE_HEADER = ("Quality", "#1 ID", "#2 ID", "#1 String", "#2 String")
+_GLUE_NAMES = (*GLUE_HEADER, "index")  # any of them in a first line: a GLUE/MSR file, however broken
 PLAIN_COLUMNS = Columns("sentence1", "sentence2", "label")
 UNLABELLED = object()
 """The label of a row from a split published without labels (GLUE's test.tsv, the hub's label -1)."""
@@ -81,6 +89,15 @@ class DataFile:
     uri: str
     split: str
     format: str
+
+
+def quoted(value: object) -> str:
+    """``repr(value)``, of a long text only the first QUOTED_CHARACTERS and its length: a message names a
+    value, it does not carry a data set."""
+    if isinstance(value, str) and len(value) > QUOTED_CHARACTERS:
+        return f"{value[:QUOTED_CHARACTERS]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= QUOTED_CHARACTERS else f"{text[:QUOTED_CHARACTERS]}... ({len(text)} characters)"
 
 
 def _stem_and_extension(path: str) -> tuple[str, str]:
@@ -160,9 +177,15 @@ def _glue_tsv(uri: str, handle: io.TextIOBase) -> Iterator[Record]:
     required = ["#1 String", "#2 String"] + (["Quality"] if labelled else ["index"])
     missing = [name for name in required if name not in header]
     if missing:
+        expected = "\\t".join(GLUE_HEADER)
+        found = (
+            f"found {quoted(header)}"
+            if any(name in header for name in _GLUE_NAMES)
+            else "its first line names none of them (not shown: it may not be a data file)"
+        )
         raise SchemaError(
-            f"{uri}:1: header lacks column(s) {', '.join(map(repr, missing))}; a GLUE/MSR paraphrase file starts "
-            f"with 'Quality\\t#1 ID\\t#2 ID\\t#1 String\\t#2 String', found {header!r}"
+            f"{uri}:1: header lacks column(s) {', '.join(map(repr, missing))}; expected a GLUE/MSR paraphrase header, "
+            f"'{expected}'; {found}"
         )
     position = {name: header.index(name) for name in required}
     for number, line in enumerate(handle, start=2):
@@ -181,23 +204,34 @@ def _glue_tsv(uri: str, handle: io.TextIOBase) -> Iterator[Record]:
 
 
 def _require_columns(uri: str, found: list[str], where: str) -> None:
-    missing = [name for name in ("sentence1", "sentence2", "label") if name not in found]
+    """The columns a CSV, JSON lines or Parquet file must have; what it has is listed only when it has one of
+    them (a file naming none may be anything, and is not quoted)."""
+    required = ("sentence1", "sentence2", "label")
+    missing = [name for name in required if name not in found]
     if missing:
+        listed = (
+            ", ".join(map(quoted, found))
+            if len(missing) < len(required)
+            else "none of them (what it has is not shown: it may not be a data file)"
+        )
         raise SchemaError(
             f"{uri}{where}: missing column(s) {', '.join(map(repr, missing))}; required: 'sentence1', 'sentence2', "
-            f"'label', found: {', '.join(map(repr, found)) or 'none'}"
+            f"'label', found: {listed}"
         )
 
 
 def _csv(uri: str, handle: io.TextIOBase) -> Iterator[Record]:
     reader = csv.DictReader(handle)
-    _require_columns(uri, list(reader.fieldnames or []), ":1")
-    for row in reader:
-        if None in row or None in row.values():
-            problem = ("(line)", f"has a different number of fields than the header ({len(reader.fieldnames)})")
-            yield Record(uri, reader.line_num, None, None, None, None, PLAIN_COLUMNS, problem)
-            continue
-        yield Record(uri, reader.line_num, None, row["sentence1"], row["sentence2"], row["label"], PLAIN_COLUMNS)
+    try:
+        _require_columns(uri, list(reader.fieldnames or []), ":1")
+        for row in reader:
+            if None in row or None in row.values():
+                problem = ("(line)", f"has a different number of fields than the header ({len(reader.fieldnames)})")
+                yield Record(uri, reader.line_num, None, None, None, None, PLAIN_COLUMNS, problem)
+                continue
+            yield Record(uri, reader.line_num, None, row["sentence1"], row["sentence2"], row["label"], PLAIN_COLUMNS)
+    except csv.Error as error:  # its messages name the rule broken, never the text
+        raise SchemaError(f"{uri}: not a readable CSV file after line {reader.line_num} ({error})") from None
 
 
 def _jsonl(uri: str, handle: io.TextIOBase) -> Iterator[Record]:
@@ -233,8 +267,8 @@ def _parquet(uri: str, handle) -> Iterator[Record]:
 
     try:
         table = pq.read_table(handle)
-    except Exception as error:  # pyarrow raises ArrowInvalid and friends for damaged files
-        raise SourceError(f"{uri}: cannot read Parquet: {error}") from error
+    except Exception as error:  # pyarrow raises ArrowInvalid and friends; its messages describe the footer
+        raise SchemaError(f"{uri}: cannot read Parquet, expected a Parquet file: {quoted(str(error))}") from error
     _require_columns(uri, table.column_names, "")
     columns = table.select(["sentence1", "sentence2", "label"]).to_pydict()
     for index, (s1, s2, label) in enumerate(
@@ -286,14 +320,19 @@ def read_hub(source: str) -> dict[str, list[Record]]:
     return records
 
 
-def read_source(source: str) -> tuple[dict[str, list[Record]], dict[str, list[str]]]:
-    """Every record of a source by split, and the files each split came from."""
+def read_source(source: str, allowed: Sequence[str] = ()) -> tuple[dict[str, list[Record]], dict[str, list[str]]]:
+    """Every record of a source by split, and the files each split came from; nothing is read unless the source
+    and each file found in it lie under one of the ``allowed`` prefixes (none: any)."""
+    check_source(source, allowed)
     if source.startswith(HF_SCHEME):
         records = read_hub(source)
         return records, {split: [f"{source}[{split}]"] for split in records}
     records: dict[str, list[Record]] = {}
     files: dict[str, list[str]] = {}
-    for file in discover(source):
+    found = discover(source)
+    for file in found:
+        check_source(file.uri, allowed, what="the file")
+    for file in found:
         records.setdefault(file.split, []).extend(read(file))
         files.setdefault(file.split, []).append(file.uri)
     return records, files

@@ -41,7 +41,7 @@ _LISTED = 20
 
 def validated_splits(args: StageArguments) -> tuple[dict[str, list[CheckedPair]], dict, list[BadRow]]:
     """Read the source and apply every rule; returns accepted pairs by split, facts for the manifest, rejects."""
-    records, files = read_source(args.source)
+    records, files = read_source(args.source, args.allowed_sources)
     splits: dict[str, list[CheckedPair]] = {}
     rejected: list[BadRow] = []
     for split in SPLITS:

@@ -23,6 +23,19 @@ ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", REPO / "test-artifacts"))
 TEST_POLICY = {"min_accuracy": 0, "min_f1": 0, "champion_margin": 1, "max_int8_loss": 1}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def allowed_sources(tmp_path_factory):
+    """The Variable nlp_allowed_sources of every Airflow test, in this process and in the airflow commands and
+    stack it starts (they copy this environment): the hub, the moto server's buckets and the tests' temporary
+    folders, where their data sets are (unset, only the hub is allowed). A test of the allow-list sets its own."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # every test process's base folder is in it, and the session-wide data sets
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIRFLOW_VAR_NLP_ALLOWED_SOURCES", json.dumps(["hf://", "s3://", str(root)]))
+        yield
+
+
 def airflow_env(home: Path, artefacts: Path, **extra: str) -> dict:
     return {
         **os.environ,

@@ -65,6 +65,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "--source": "/opt/ml/processing/input/source",
         "--tokenizer": "/opt/ml/processing/input/tokenizer",
         "--max-seq-length": "128",
+        "--allowed-sources": "/opt/ml/processing/input/source",  # the job may read its input only
         "--output": "/opt/ml/processing/output",
     }
     assert {i["InputName"]: i["S3Input"]["S3Uri"] for i in stage["ProcessingInputs"]} == {

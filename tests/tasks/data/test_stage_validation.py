@@ -270,3 +270,44 @@ def test_manifest_is_byte_identical_across_processes(tmp_path, raw_data, minilm_
         run_tasks("stage", *stage, env={"PYTHONHASHSEED": hash_seed})
         manifests.append((output / "manifest.json").read_bytes())
     assert manifests[0] == manifests[1]
+
+
+SECRET = "TOPSECRET-4b1d9e"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("token.txt", f"aws_secret_access_key={SECRET}\n", "a GLUE/MSR paraphrase header"),
+        ("train.tsv", f"{SECRET}\tpassword\n1\t2\n", "a GLUE/MSR paraphrase header"),
+        ("train.csv", f"user,{SECRET}\nx,y\n", "missing column(s) 'sentence1', 'sentence2', 'label'"),
+        ("train.jsonl", json.dumps({SECRET: "x", "user": "y"}) + "\n", "missing column(s) 'sentence1'"),
+        ("train.parquet", f"PAR1{SECRET}PAR1", "cannot read Parquet"),
+        (
+            "train.csv",
+            f'sentence1,sentence2,label\n"{"x" * 140_000}{SECRET}",b,1\n',
+            "train.csv: not a readable CSV file after line 1 (field larger than field limit",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_data_set_is_named_never_quoted(tmp_path, name, text, expected):
+    """A planted secret file: the error says what was expected of it, and not a byte of it reaches the output."""
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "secret" / name).write_text(text)
+    result = run_tasks(
+        "stage", "--source", str(tmp_path / "secret" / name), "--output", str(tmp_path / "o"), check=False
+    )
+    assert result.returncode == 3, result.stderr  # bad data, said clearly; no traceback
+    assert f"error: {tmp_path}/secret/{name}" in result.stderr and expected in result.stderr
+    assert SECRET not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_values_quoted_from_a_data_file_are_cut_short(tmp_path, minilm_path):
+    label = "9" * 5000
+    source = make_source(tmp_path, glue_lines(PAIRS) + f"{label}\t1\t2\tA.\tB.\n1\t1\t2\tA.\tB.\tC.\n")
+    with pytest.raises(BadRowsError) as caught:
+        stage(tmp_path, source, minilm_path)
+    assert "field 'Quality': must be 0 or 1, got '99999" in str(caught.value)
+    assert "... (5000 characters)" in str(caught.value)
+    assert len(str(caught.value)) < 800
