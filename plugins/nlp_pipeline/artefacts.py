@@ -1,34 +1,49 @@
 """Where a run's artefacts, the registry and the local endpoint's state live.
 
-    ROOT/DAG_ID/RUN_KEY/{staged,model,quantized,evaluation}   one folder per run and step
-    ROOT/registry.sqlite                                       the model registry (all DAGs)
-    ROOT/DAG_ID/endpoint/                                      the local endpoint's state folder
+    ROOT/DAG_ID/RUN_KEY/STEP/tryN                one folder per try of a step (staged, model, quantized,
+                                                 evaluation), written once and never rewritten
+    ROOT/DAG_ID/RUN_KEY/STEP/tryN.command.json   the command that try ran (written before it ran)
+    ROOT/registry.sqlite                         the model registry (all DAGs)
+    ROOT/DAG_ID/endpoint/                        the local endpoint's state folder
 
 ROOT is the Airflow Variable ``nlp_artefact_root`` (or ``AIRFLOW_VAR_NLP_ARTEFACT_ROOT``), by default
 ``$AIRFLOW_HOME/nlp-artefacts``. RUN_KEY is the run's logical date (its run-after time when a manual run
-has none), so each backfill interval writes its own folder, and re-running an interval replaces it.
+has none), so each backfill interval writes its own folder. Every try of a step writes a new folder, so
+re-running an interval never changes the bytes a registry entry (or an XCom result) names: the registry
+records the exact try folder and its digest. A try folder whose name is taken (a deleted run re-created
+with the same logical date starts at try 1 again) becomes ``tryN.2``, ``tryN.3``, ...
 
-ROOT may be remote (``s3://bucket/prefix``): each step then writes into a local workspace
-(``$AIRFLOW_HOME/nlp-workspace/DAG_ID/RUN_KEY/STEP``), which is uploaded to ROOT once the step succeeded;
-the next steps of the run read the local copy, and the registry points at the uploaded one. The registry
-(a SQLite file) and the endpoint's state, which must be on the worker, stay under ``$AIRFLOW_HOME``.
+A retried step reuses an earlier try's output of the same run when that try ran the same command (apart
+from ``--output``) and its output is complete: sealed with its content digest (``.digest``,
+``tasks.runtime.digest``) and still verifying. Old tries are removed only by ``python -m tasks gc``, which
+keeps every folder a registry entry names.
 
-S3 cannot rename a folder, so a remote artefact is replaced atomically the way table formats commit:
-each upload goes to a new prefix ``STEP/UPLOAD_ID/`` and, once complete, the one object ``STEP/LATEST``
-is overwritten with its id (a single PUT, atomic). A reader sees the old upload or the new one, never a
-mix; a URI handed on by XCom or kept in the registry names one upload and stays valid (an S3 lifecycle
-rule may expire old uploads).
+ROOT may be remote (``s3://bucket/prefix``): each step then writes into a local workspace of the same
+layout (``$AIRFLOW_HOME/nlp-workspace/DAG_ID/RUN_KEY/STEP/tryN``), which is uploaded to ROOT once the step
+succeeded; the next steps of the run read the local copy, and the registry points at the uploaded one.
+The registry (a SQLite file) and the endpoint's state, which must be on the worker, stay under
+``$AIRFLOW_HOME``.
+
+S3 cannot rename a folder, so each upload goes to a new prefix ``STEP/UPLOAD_ID/`` (the time and the try)
+and, once complete, the one object ``STEP/LATEST`` is overwritten with its id (a single PUT, atomic). A
+reader sees the old upload or the new one, never a mix; a URI handed on by XCom or kept in the registry
+names one upload, which no later try writes again.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from airflow.sdk import Variable
+from airflow.sdk.exceptions import AirflowFailException
+
+from tasks.errors import ModelError
+from tasks.runtime import digest
 
 log = logging.getLogger(__name__)
 
@@ -60,21 +75,88 @@ def run_folder(context) -> str:
     return f"{root()}/{context['dag'].dag_id}/{run_key(context)}"
 
 
-def workspace(context, step: str) -> Path:
-    """The local folder a step writes into: the artefact folder itself when ROOT is local."""
+def step_folder(context, step: str) -> Path:
+    """The local folder holding the step's try folders: under ROOT, or the workspace when ROOT is remote."""
     if is_remote(root()):
         return airflow_home() / "nlp-workspace" / context["dag"].dag_id / run_key(context) / step
     return Path(run_folder(context)) / step
+
+
+COMMAND_SUFFIX = ".command.json"  # beside each try folder: the command that wrote it
+
+
+def _command_record(context, command: list[str]) -> dict:
+    return {"run_id": context["run_id"], "command": [str(part) for part in command]}
+
+
+def _tries(folder: Path) -> list[Path]:
+    """The try folders recorded in ``folder``, newest first."""
+    records = sorted(folder.glob(f"try*{COMMAND_SUFFIX}"), key=lambda record: record.stat().st_mtime, reverse=True)
+    return [record.with_name(record.name.removesuffix(COMMAND_SUFFIX)) for record in records]
+
+
+def _check_layout(folder: Path) -> None:
+    """A step folder of the old layout (one folder per run) is itself an artefact a registry entry may name:
+    writing try folders into it would change its bytes."""
+    if (folder / digest.DIGEST_FILE).exists() or (folder / "saved_model").exists():
+        raise AirflowFailException(
+            f"{folder} is an artefact of the one-folder-per-run layout, which a registry entry may name; a try"
+            " folder written into it would change its bytes: move it out of the way or point nlp_artefact_root"
+            " at a new root"
+        )
+
+
+def reusable_output(context, step: str, command: list[str]) -> Path | None:
+    """An earlier try's complete output of this run and ``command`` (its flags without ``--output``): sealed,
+    and still verifying against its seal. None when no try qualifies."""
+    wanted = _command_record(context, command)
+    for output in _tries(step_folder(context, step)):
+        try:
+            recorded = json.loads(output.with_name(output.name + COMMAND_SUFFIX).read_text())
+        except (OSError, ValueError):
+            continue
+        if recorded != wanted or not (expected := digest.sealed(output)):
+            continue
+        try:
+            digest.verify(output, expected)
+        except ModelError as error:
+            log.warning("not reusing %s's output: %s", output.name, error)
+            continue
+        log.info("reusing %s's output (digest %s): %s", output.name, expected, output)
+        return output
+    return None
+
+
+def claim_try(context, step: str, command: list[str]) -> Path:
+    """This try's new output folder (``STEP/tryN``), claimed by writing its command beside it first; a name
+    another run already took gets a suffix, so no try ever writes into a folder an earlier one wrote."""
+    folder = step_folder(context, step)
+    _check_layout(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = json.dumps(_command_record(context, command), indent=2) + "\n"
+    base, suffix = f"try{context['ti'].try_number}", 1
+    while True:
+        name = base if suffix == 1 else f"{base}.{suffix}"
+        suffix += 1
+        if (folder / name).exists():
+            continue
+        try:
+            with (folder / f"{name}{COMMAND_SUFFIX}").open("x") as handle:
+                handle.write(record)
+        except FileExistsError:
+            continue
+        return folder / name
 
 
 LATEST = "LATEST"
 
 
 def publish(context, step: str, local: Path) -> str:
-    """The artefact's location under ROOT; when ROOT is remote, ``local`` uploaded as the step's latest upload."""
+    """The artefact's location under ROOT: ``local`` itself when ROOT is local (a try folder), or ``local``
+    uploaded as the step's latest upload when ROOT is remote."""
     target = f"{run_folder(context)}/{step}"
     if not is_remote(target):
-        return target
+        return str(local)
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(target)

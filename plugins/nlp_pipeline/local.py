@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -31,19 +32,31 @@ def production_model(context=None) -> dict | None:
     return run_step_json(*commands.command("registry", {}, registry=artefacts.registry_file(), action="production"))
 
 
+def run_once(context, step: str, folder: str, params, **given) -> Path:
+    """The step's output: an earlier try's of this run and command when it is complete and verifies (a retry
+    after a later failure, e.g. an upload), otherwise this try's new folder, written by running the step."""
+    command = commands.command(step, params, **given)
+    if reused := artefacts.reusable_output(context, folder, command):
+        return reused
+    output = artefacts.claim_try(context, folder, command)
+    run_step(*command, commands.flag("output"), output)
+    return output
+
+
 @task(outlets=[STAGED_DATA])
 def stage_dataset(**context) -> dict:
-    output = artefacts.workspace(context, "staged")
-    run_step(*commands.command("stage", context["params"], output=output))
+    output = run_once(context, "stage", "staged", context["params"])
     uri = artefacts.publish(context, "staged", output)
     return {"data": str(output), "uri": uri} | step_result.result_of("stage", output)
 
 
 @task
 def train(staged: dict, **context) -> dict:
-    params, output = context["params"], artefacts.workspace(context, "model")
+    params = context["params"]
     decisions.skip_training_if_cached(production_model(), staged["fingerprint"], params)
-    run_step(*commands.command("train", params, data=staged["data"], output=output))
+    # One checkpoint folder per run, outside the try folders, so a retry resumes where a failed try stopped.
+    checkpoints = artefacts.step_folder(context, "model") / "checkpoints"
+    output = run_once(context, "train", "model", params, data=staged["data"], checkpoint_dir=checkpoints)
     metrics = json.loads((output / "metrics.json").read_text())
     return {"model": str(output), "uri": artefacts.publish(context, "model", output), "metrics": metrics}
 
@@ -54,16 +67,14 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
     if unquantized := decisions.unquantized_candidate(params, trained):
         log.info("quantisation is off for this run: the FP32 model is the candidate")
         return unquantized | {"uri": trained["uri"]}
-    output = artefacts.workspace(context, "quantized")
-    run_step(
-        *commands.command(
-            "quantize",
-            params,
-            model=trained["model"],
-            data=staged["data"],
-            output=output,
-            target_hardware=TARGET_HARDWARE,
-        )
+    output = run_once(
+        context,
+        "quantize",
+        "quantized",
+        params,
+        model=trained["model"],
+        data=staged["data"],
+        target_hardware=TARGET_HARDWARE,
     )
     report = step_result.result_of("quantize", output)
     return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | report
@@ -71,17 +82,15 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
 
 @task
 def evaluate(staged: dict, candidate: dict, **context) -> dict:
-    output = artefacts.workspace(context, "evaluation")
     production = production_model()
-    run_step(
-        *commands.command(
-            "evaluate",
-            context["params"],
-            model=candidate["model"],
-            data=staged["data"],
-            output=output,
-            champion=production and production["model"],
-        )
+    output = run_once(
+        context,
+        "evaluate",
+        "evaluation",
+        context["params"],
+        model=candidate["model"],
+        data=staged["data"],
+        champion=production and production["model"],
     )
     artefacts.publish(context, "evaluation", output)
     return {"evaluation": str(output), "model": candidate["uri"]} | step_result.result_of("evaluate", output)
@@ -113,7 +122,12 @@ def reject(evaluation: dict, **context) -> dict:
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     state, port = artefacts.endpoint_state(context), context["params"]["endpoint_port"]
-    run_step(*commands.command("deploy-local", {}, model=entry["model"], state=state, port=port))
+    # The entry's digest: deploy-local refuses a model whose bytes are not the ones registered.
+    run_step(
+        *commands.command(
+            "deploy-local", {}, model=entry["model"], state=state, port=port, model_digest=entry.get("digest")
+        )
+    )
     status = run_step_json(*commands.command("status", {}, state=state, json=True))
     served = status["current"]["version"]
     if served != entry["version"]:
