@@ -10,12 +10,13 @@
                                         failure → ``rollback`` applies the previous model's revision again
 
 Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` (Variable
-``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP``, the registry at
-``/artefacts/registry.sqlite``. When the Variable ``nlp_artefact_root`` is ``s3://bucket/prefix``, they live
-there instead and no volume is mounted: the pods read and write S3 with their service account's credentials
-(EKS IRSA or Pod Identity), one prefix per try, the registry file beside them. Each step writes
-its output atomically; its result comes back as the pod's termination message, so Airflow's workers never
-mount the volume. Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
+``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN``, one new folder per try
+(never rewritten: the registry names it), the registry at ``/artefacts/registry.sqlite``. When the Variable
+``nlp_artefact_root`` is ``s3://bucket/prefix``, they live there instead and no volume is mounted: the pods
+read and write S3 with their service account's credentials (EKS IRSA or Pod Identity), the same prefix per
+try, the registry file beside them. Each step writes its output atomically; its result comes back as the
+pod's termination message, so Airflow's workers never mount the volume.
+Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
 default ``kubernetes_default``; in-cluster or a kubeconfig), or ``nlp_eks_cluster_name`` (access through the
 amazon provider's ``EksHook`` with the AWS connection ``nlp_aws_conn_id``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
 ``nlp_k8s_service_account`` (``nlp-pipeline``), ``nlp_k8s_volume_claim`` (``nlp-artefacts``) and
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
 PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
+PREVIOUS_DIGEST = "nlp.pipeline/previous-model-digest"  # ... and the digest its server verified it by
 # On the Deployment, what its model was trained from (the training cache reads them); a rollback drops them.
 DATA_FINGERPRINT = "nlp.pipeline/data-fingerprint"
 TRAINING_CONFIG = "nlp.pipeline/training-config"
@@ -117,12 +119,13 @@ def cluster_config() -> Iterator[str | None]:
 
 
 def step_output(context, step: str) -> str:
-    """Where the step writes: ``/artefacts/nlp_eks/RUN_KEY/STEP`` on the volume (replaced atomically), or
-    ``s3://.../nlp_eks/RUN_KEY/STEP/tryN`` on S3 (one prefix per try: S3 cannot rename). The step reports the
-    place in its result, which is what the next steps read (a retry may re-attach to an earlier try's pod)."""
+    """Where the step writes: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN`` on the volume, or
+    ``s3://.../nlp_eks/RUN_KEY/STEP/tryN`` on S3: one new folder per try, so a re-run never rewrites the bytes
+    a registry entry names. The step reports the place in its result, which is what the next steps read (a
+    retry may re-attach to an earlier try's pod, and then reports that try's folder)."""
     settings = cluster()
     folder = f"{settings.storage_root}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
-    return f"{folder}/try{context['ti'].try_number}" if settings.s3_root else folder
+    return f"{folder}/try{context['ti'].try_number}"
 
 
 def _placement(params) -> manifests.Placement:
@@ -359,9 +362,17 @@ def mark_production(entry, smoke):
 
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
-def _server_objects(context, model: str, previous: str | None, lineage: dict[str, str]) -> list[dict]:
-    """Service, Deployment serving ``model`` (noting ``previous`` and the model's ``lineage``), PDB, and the HPA
-    when autoscaling is on."""
+def _server_objects(
+    context,
+    model: str,
+    previous: str | None,
+    lineage: dict[str, str],
+    *,
+    model_digest: str | None = None,
+    previous_digest: str | None = None,
+) -> list[dict]:
+    """Service, Deployment serving ``model`` (verified by ``model_digest``; noting ``previous``, its digest and
+    the model's ``lineage``), PDB, and the HPA when autoscaling is on."""
     params, settings = context["params"], cluster()
     name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
     cpu, memory = params["server_cpu"], params["server_memory"]
@@ -376,8 +387,10 @@ def _server_objects(context, model: str, previous: str | None, lineage: dict[str
         service_account=settings.service_account,
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
+        model_digest=model_digest,
     )
-    deployment["metadata"]["annotations"] = lineage | ({PREVIOUS_MODEL: previous} if previous else {})
+    noted = {PREVIOUS_MODEL: previous, PREVIOUS_DIGEST: previous_digest} if previous else {}
+    deployment["metadata"]["annotations"] = lineage | {key: value for key, value in noted.items() if value}
     objects = [
         manifests.inference_service(name, namespace),
         deployment,
@@ -397,9 +410,22 @@ def _server_objects(context, model: str, previous: str | None, lineage: dict[str
     return objects
 
 
-def _noted_previous(deployment: dict) -> str | None:
-    """The model the Deployment served before this run's rollout, as deploy noted it."""
-    return (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_MODEL)
+def _noted_previous(deployment: dict) -> tuple[str | None, str | None]:
+    """The model the Deployment served before this run's rollout and its digest, as deploy noted them."""
+    annotations = deployment["metadata"].get("annotations") or {}
+    return annotations.get(PREVIOUS_MODEL), annotations.get(PREVIOUS_DIGEST)
+
+
+def _served_digest(deployment: dict | None) -> str | None:
+    """The digest the Deployment's server verifies its model by (its ``--model-digest``), or None."""
+    if not deployment:
+        return None
+    flag = commands.flag("model_digest")
+    for container in deployment["spec"]["template"]["spec"]["containers"]:
+        arguments = container.get("args") or []
+        if flag in arguments[:-1]:
+            return arguments[arguments.index(flag) + 1]
+    return None
 
 
 def _lineage(context) -> dict[str, str]:
@@ -410,12 +436,24 @@ def _lineage(context) -> dict[str, str]:
     }
 
 
-def _roll_out(context, api_client, model: str, previous: str | None, lineage: dict[str, str]) -> None:
+def _roll_out(
+    context,
+    api_client,
+    model: str,
+    previous: str | None,
+    lineage: dict[str, str],
+    *,
+    model_digest: str | None = None,
+    previous_digest: str | None = None,
+) -> None:
     """Apply the server objects; a model whose lineage is unknown (a rollback's) gets none, so no cache hit."""
     from nlp_pipeline.hooks import kubernetes as kube_api
 
     settings = cluster()
-    for manifest in _server_objects(context, model, previous, lineage):
+    objects = _server_objects(
+        context, model, previous, lineage, model_digest=model_digest, previous_digest=previous_digest
+    )
+    for manifest in objects:
         kube_api.apply(api_client, manifest)
     if not context["params"]["autoscale_max_replicas"]:
         kube_api.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
@@ -443,7 +481,10 @@ def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict
     live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
     serving = kube_api.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
-    previous = _noted_previous(live) if serving == entry["model"] else serving
+    if serving == entry["model"]:
+        previous, previous_digest = _noted_previous(live)
+    else:
+        previous, previous_digest = serving, _served_digest(live)
     log.info(
         "rolling %s/%s out with %s (%s before)",
         settings.namespace,
@@ -452,12 +493,21 @@ def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict
         previous or "nothing",
     )
     try:
-        _roll_out(context, api_client, entry["model"], previous, _lineage(context))
+        # The entry's digest: the server refuses a model whose bytes are not the ones registered.
+        _roll_out(
+            context,
+            api_client,
+            entry["model"],
+            previous,
+            _lineage(context),
+            model_digest=entry.get("digest"),
+            previous_digest=previous_digest,
+        )
     except kube_api.RolloutFailed as error:
         if not previous:
             raise AirflowFailException(f"{error}; there is no earlier model to go back to") from None
         log.error("%s; applying the previous model's revision again (%s)", error, previous)
-        _roll_out(context, api_client, previous, None, {})
+        _roll_out(context, api_client, previous, None, {}, model_digest=previous_digest)
         raise AirflowFailException(f"{error}; the previous revision ({previous}) is serving again") from None
     return {
         "deployment": settings.server,
@@ -497,8 +547,8 @@ def rollback(**context) -> None:
             raise AirflowSkipException(
                 f"{settings.server} serves {serving}, not this run's model: nothing to roll back"
             )
-        previous = _noted_previous(live)
+        previous, previous_digest = _noted_previous(live)
         if not previous:
             raise AirflowSkipException("this run created the server: there is no earlier model to restore")
         log.info("rolling %s back from %s to %s", settings.server, serving, previous)
-        _roll_out(context, api_client, previous, None, {})
+        _roll_out(context, api_client, previous, None, {}, model_digest=previous_digest)

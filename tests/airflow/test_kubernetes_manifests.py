@@ -1,5 +1,6 @@
 """The nlp_eks pipeline's Kubernetes objects: valid against the Kubernetes 1.37 schema, with the fields that matter."""
 
+import contextlib
 import json
 import sys
 
@@ -212,7 +213,7 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
         *["registry"] * 3,
     ]
     stage, evaluate = steps["stage_dataset"], steps["evaluate"]
-    assert stage[stage.index("--output") + 1] == "/artefacts/nlp_eks/20260501T000000Z/staged"
+    assert stage[stage.index("--output") + 1] == "/artefacts/nlp_eks/20260501T000000Z/staged/try1", "a folder per try"
     assert evaluate[evaluate.index("--champion") + 1].endswith("20260424T000000Z/quantized")
     assert steps["register"][1:5] == ["--registry", "/artefacts/registry.sqlite", "--action", "register"]
     assert steps["reject"][steps["reject"].index("--status") + 1] == "archived"
@@ -256,6 +257,65 @@ def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
     fixed = eks._server_objects(fixed_size, "m", None, {})
     assert [manifest["kind"] for manifest in fixed] == ["Service", "Deployment", "PodDisruptionBudget"]
     assert fixed[1]["spec"]["replicas"] == 3 and fixed[1]["metadata"]["annotations"] == {}, "a rollback: no lineage"
+
+
+DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def test_the_server_verifies_the_registered_digest_and_a_rollback_the_previous_ones(monkeypatch):
+    """The server's args carry the registry entry's digest; the one it replaced is noted beside its URI, so a
+    failed rollout (and the rollback task) put the previous model back verified by its own digest."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import eks
+    from nlp_pipeline.hooks import kubernetes as kube_api
+
+    context = eks_context(monkeypatch, autoscale_max_replicas=0)
+    cluster, served = {}, []
+
+    def apply(api_client, manifest):
+        if manifest["kind"] == "Deployment":
+            cluster["live"] = manifest
+            [server] = manifest["spec"]["template"]["spec"]["containers"]
+            served.append(server["args"][server["args"].index("--model") + 1 :])
+
+    def wait_for_rollout(api_client, name, namespace, **waiting):
+        if "--model-digest" in served[-1] and served[-1][-1] == "sha256:broken":
+            raise kube_api.RolloutFailed("the rollout did not complete")
+
+    monkeypatch.setattr(kube_api, "apply", apply)
+    monkeypatch.setattr(kube_api, "delete", lambda *args: None)
+    monkeypatch.setattr(kube_api, "live_deployment", lambda *args: cluster.get("live"))
+    monkeypatch.setattr(kube_api, "wait_for_rollout", wait_for_rollout)
+    monkeypatch.setattr(eks, "_api_client", contextlib.nullcontext)
+    deploy = lambda model, digest: eks._deploy(  # noqa: E731
+        context, None, eks.cluster(), {"model": model, "version": model, "digest": digest}
+    )
+
+    deploy("/m/try1", DIGEST_A)
+    assert served == [["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]]
+    deploy("/m/try2", DIGEST_B)
+    assert served[-1][-2:] == ["--model-digest", DIGEST_B]
+    noted = cluster["live"]["metadata"]["annotations"]
+    assert (noted["nlp.pipeline/previous-model-uri"], noted["nlp.pipeline/previous-model-digest"]) == (
+        "/m/try1",
+        DIGEST_A,
+    )
+    deploy("/m/try2", DIGEST_B)  # a retry: what it replaced is still the one noted
+    assert cluster["live"]["metadata"]["annotations"]["nlp.pipeline/previous-model-digest"] == DIGEST_A
+
+    with pytest.raises(AirflowFailException, match=r"previous revision \(/m/try2\) is serving again"):
+        deploy("/m/try3", "sha256:broken")
+    assert served[-1] == ["/m/try2", "--host", "0.0.0.0", "--model-digest", DIGEST_B]
+
+    context["ti"].xcom[("register", "return_value")] = {"model": "/m/try2"}
+    cluster["live"]["metadata"]["annotations"] = {
+        "nlp.pipeline/previous-model-uri": "/m/try1",
+        "nlp.pipeline/previous-model-digest": DIGEST_A,
+    }
+    eks.rollback.function(**context)
+    assert served[-1] == ["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]
+    deploy("/m/unregistered-digest", None)
+    assert served[-1] == ["/m/unregistered-digest", "--host", "0.0.0.0"], "an entry from before digests"
 
 
 CLUSTER_MANIFESTS = sorted((REPO / "docker" / "kubernetes").glob("*.yaml"))

@@ -70,7 +70,7 @@ def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_dele
     stage_operator().execute(run)
 
     result = run["ti"].xcom_pull("stage_dataset")
-    staged = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "staged"
+    staged = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "staged" / "try1"
     assert result["data"] == str(staged) and (staged / "manifest.json").is_file()
     assert len(result["fingerprint"]) > 20 and result["rows"]["train"] == 256
     [pod] = fake_kubernetes.pods_run
@@ -194,7 +194,7 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
     operator.execute(run)
 
     result = run["ti"].xcom_pull("train")
-    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / "saved_model").is_dir()
+    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / "try1" / "saved_model").is_dir()
     assert result["metrics"]["workers"] == 2 and 0 <= result["metrics"]["accuracy"] <= 1
     [job] = [request.data for request in fake_kubernetes.requests_to("post", r"/tfjobs$")]
     assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2

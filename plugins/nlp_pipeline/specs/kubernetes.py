@@ -151,12 +151,14 @@ def inference_deployment(
     service_account: str,
     volume_claim: str | None = None,
     mount_path: str = "/artefacts",
+    model_digest: str | None = None,
 ) -> dict:
-    """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first."""
+    """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first.
+    With ``model_digest`` (the registry entry's), the server refuses a model whose bytes are not those."""
     container = step_container(
         "server",
         image,
-        commands.command("serve", {}, model=model_uri, host="0.0.0.0"),
+        commands.command("serve", {}, model=model_uri, host="0.0.0.0", model_digest=model_digest),
         resources,
         volume_claim=volume_claim,
         mount_path=mount_path,
