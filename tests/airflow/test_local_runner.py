@@ -126,3 +126,23 @@ def test_a_rerun_of_train_keeps_the_production_bytes_and_writes_a_folder_of_its_
     assert digest.verify(production["model"], registered) == registered, "the production bytes are unchanged"
     assert Path(production["model"], "saved_model", "weights").read_text() == "trained by command 1"
     assert Path(rerun["model"], "saved_model", "weights").read_text() == "trained by command 2"
+
+
+def test_the_local_deploy_hands_the_registry_entrys_digest_to_deploy_local(tmp_path, monkeypatch):
+    from nlp_pipeline import local
+
+    from tasks import cli
+
+    digest = "sha256:" + "a" * 64
+    entry = {"id": 1, "model": str(tmp_path / "model" / "try1"), "version": "fp32-aaaa", "digest": digest}
+    ran = []
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
+    monkeypatch.setattr(local, "run_step", lambda *command: ran.append([str(part) for part in command]))
+    monkeypatch.setattr(
+        local, "run_step_json", lambda *command: {"url": "http://127.0.0.1:1", "current": {"version": "fp32-aaaa"}}
+    )
+    local.deploy.function(entry, **train_context())
+
+    [(step, *flags)] = ran
+    arguments = cli.parse(step, flags)
+    assert step == "deploy-local" and (arguments.model, arguments.model_digest) == (entry["model"], digest)
