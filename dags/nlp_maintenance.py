@@ -9,15 +9,12 @@ registry that cannot be read stops it before anything goes. Each removal is one 
 See docs/operations.md, section `gc`.
 """
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from nlp_pipeline.alerts import RunFailureNotifier
+from nlp_pipeline.limits import GC_LIMIT
+from nlp_pipeline.maintenance import collect_garbage
 from nlp_pipeline.pipeline import DEFAULT_ARGS
-
-# Listing and deleting files: minutes, unless the store hangs.
-_GC_LIMIT = timedelta(hours=1)
 
 
 @dag(
@@ -25,28 +22,13 @@ _GC_LIMIT = timedelta(hours=1)
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    dagrun_timeout=_GC_LIMIT * (DEFAULT_ARGS["retries"] + 1),
-    default_args=DEFAULT_ARGS | {"execution_timeout": _GC_LIMIT},
+    dagrun_timeout=GC_LIMIT * (DEFAULT_ARGS["retries"] + 1),
+    default_args=DEFAULT_ARGS | {"execution_timeout": GC_LIMIT},
     tags=["nlp", "local", "maintenance"],
     doc_md=__doc__,
     on_failure_callback=RunFailureNotifier(),
 )
 def nlp_maintenance():
-    @task
-    def collect_garbage() -> str:
-        from airflow.sdk.exceptions import AirflowSkipException
-        from nlp_pipeline import artefacts
-        from nlp_pipeline.operators.local import run_step
-
-        registry = artefacts.registry_file()
-        if not registry.exists():  # nothing registered yet; and gc without its registry would refuse
-            raise AirflowSkipException(f"no registry at {registry} yet: nothing to clean up")
-        root = artefacts.root()
-        flags = ["--root", root, "--registries", registry]
-        if artefacts.is_remote(root):
-            flags += ["--workspace", artefacts.airflow_home() / "nlp-workspace"]
-        return run_step("gc", *flags)
-
     collect_garbage()
 
 

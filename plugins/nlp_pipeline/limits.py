@@ -23,6 +23,7 @@ from nlp_pipeline.params import eks_params, sagemaker_params
 # registry approval): a weekend and a day.
 APPROVAL_TIMEOUT = timedelta(days=2)
 
+GC_LIMIT = timedelta(hours=1)  # the maintenance DAG's gc: listing and deleting files takes minutes unless a store hangs
 _QUICK = timedelta(minutes=10)  # a decision, a Variable read, a registry row: seconds of work, or something hangs
 _POD_START = timedelta(minutes=15)  # eks: a step pod's startup_timeout_seconds (an image pull, a node scaling up)
 _JOB_START = timedelta(hours=1)  # sagemaker: instances provisioned and the image pulled before the job's clock runs

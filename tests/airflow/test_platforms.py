@@ -25,7 +25,7 @@ PLATFORMS = {"local": local, "sagemaker": sagemaker, "eks": eks}
 PLATFORM_PARAMS = {"local": local_params, "sagemaker": sagemaker_params, "eks": eks_params}
 # Each platform's modules; every other module of the package is shared and imports none of them.
 PLATFORM_MODULES = {
-    "local": {"nlp_pipeline.local", "nlp_pipeline.operators.local"},
+    "local": {"nlp_pipeline.local", "nlp_pipeline.operators.local", "nlp_pipeline.maintenance"},
     "sagemaker": {"nlp_pipeline.sagemaker", "nlp_pipeline.operators.sagemaker", "nlp_pipeline.specs.sagemaker"},
     "eks": {
         "nlp_pipeline.eks",
