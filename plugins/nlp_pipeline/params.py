@@ -15,6 +15,15 @@ from airflow.sdk import Param
 from nlp_pipeline import commands
 from tasks.config import flag_schema
 
+def anchored(body: str) -> str:
+    """A JSON-schema ``pattern`` that matches a whole value: ``body`` between ``^`` and ``$(?!\\n)``.
+
+    A schema's pattern is a search, so it needs both anchors; and Airflow checks it with Python's ``re``
+    (jsonschema), whose ``$`` also matches before a final newline: ``(?!\\n)`` refuses that, in Python and in
+    the form's ECMAScript alike (where ``$`` is the end already)."""
+    return rf"^(?:{body})$(?!\n)"
+
+
 # The form's sections of the steps' flags.
 STEP_SECTIONS = {
     "stage": "Data and model",
@@ -24,7 +33,7 @@ STEP_SECTIONS = {
 # What the form adds to a flag's schema: a source the CLI would only refuse once the step runs.
 FORM_RULES = {
     # hf://OWNER/NAME[/CONFIG], s3://..., or a path on the worker (absolute, ./relative or ~).
-    "source": {"pattern": r"^(hf://[^/\s]+/[^/\s]+(/[^/\s]+)?|s3://\S+|[/.~]\S*)$"},
+    "source": {"pattern": anchored(r"hf://[^/\s]+/[^/\s]+(/[^/\s]+)?|s3://\S+|[/.~]\S*")},
     "base_model": {"minLength": 1},
 }
 TITLES = {
@@ -94,8 +103,8 @@ def local_params() -> dict[str, Param]:
 # TrainingInstanceType and ProductionVariantInstanceType): the quantize job runs on the endpoint's instance
 # type, so every endpoint type must be a processing type too. ml.c6i.large is endpoint-only, so it is left out;
 # c6i/m6i/r6i stop at 32xlarge, c7i/m7i/r7i at 48xlarge (tests/airflow/test_params.py checks all of it).
-INTEL_INSTANCE = (
-    r"^ml\.((m|r)6i\.large|(c|m|r)6i\.(|2|4|8|12|16|24|32)xlarge|(c|m|r)7i\.(large|(|2|4|8|12|16|24|48)xlarge))$"
+INTEL_INSTANCE = anchored(
+    r"ml\.((m|r)6i\.large|(c|m|r)6i\.(|2|4|8|12|16|24|32)xlarge|(c|m|r)7i\.(large|(|2|4|8|12|16|24|48)xlarge))"
 )
 
 
@@ -199,9 +208,10 @@ def sagemaker_params() -> dict[str, Param]:
     }
 
 
-CPU_PATTERN = r"^([0-9]+(\.[0-9]+)?|[0-9]+m)$"  # Kubernetes CPU quantities: 2, 0.5, 500m
-MEMORY_PATTERN = r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$"  # Kubernetes memory quantities: 8Gi, 512Mi
-NODE_FEATURE = r"^[a-z0-9.-]+/[A-Za-z0-9._-]+$"  # a node label name: feature.node.kubernetes.io/cpu-cpuid.AMXBF16
+CPU_PATTERN = anchored(r"[0-9]+(\.[0-9]+)?|[0-9]+m")  # Kubernetes CPU quantities: 2, 0.5, 500m
+MEMORY_PATTERN = anchored(r"[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?")  # Kubernetes memory quantities: 8Gi, 512Mi
+# A node label name: feature.node.kubernetes.io/cpu-cpuid.AMXBF16
+NODE_FEATURE = anchored(r"[a-z0-9.-]+/[A-Za-z0-9._-]+")
 
 
 def _quantity(default: str, pattern: str, title: str, description: str, section: str = "Kubernetes") -> Param:

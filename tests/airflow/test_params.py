@@ -12,7 +12,16 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "plugins"))
 
 from airflow.sdk.exceptions import ParamValidationError  # noqa: E402
-from nlp_pipeline.params import INTEL_INSTANCE, eks_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.params import (  # noqa: E402
+    CPU_PATTERN,
+    INTEL_INSTANCE,
+    MEMORY_PATTERN,
+    NODE_FEATURE,
+    eks_params,
+    local_params,
+    pipeline_params,
+    sagemaker_params,
+)
 
 # The instance types of the requests nlp_sagemaker sends: CreateProcessingJob, CreateTrainingJob, CreateEndpointConfig.
 INSTANCE_SHAPES = ("ProcessingInstanceType", "TrainingInstanceType", "ProductionVariantInstanceType")
@@ -108,3 +117,67 @@ def test_compression_node_features_is_unset_or_node_feature_labels(value, allowe
     assert param.schema["items"] == eks_params()["node_features"].schema["items"], "the same labels as node_features"
     assert param.schema["section"] == "Kubernetes" and "node_features" in param.description
     assert resolves(param, value) is allowed
+
+
+# ---- every pattern matches whole values: no trailing newline --------------------------------------------------------
+def all_params() -> dict:
+    return pipeline_params() | local_params() | sagemaker_params() | eks_params()
+
+
+def patterns() -> dict[str, str]:
+    """Every ``pattern`` of every Param, by where it is: NAME or NAME[] for an array's items."""
+    found = {}
+    for name, param in all_params().items():
+        if "pattern" in param.schema:
+            found[name] = param.schema["pattern"]
+        if "pattern" in (param.schema.get("items") or {}):
+            found[f"{name}[]"] = param.schema["items"]["pattern"]
+    return found
+
+
+# A value each pattern admits; a Param with a pattern not listed here fails the test until it is added.
+VALID = {
+    INTEL_INSTANCE: "ml.c6i.xlarge",
+    CPU_PATTERN: "500m",
+    MEMORY_PATTERN: "4Gi",
+    NODE_FEATURE: AMX,
+    pipeline_params()["source"].schema["pattern"]: "hf://nyu-mll/glue/mrpc",
+}
+
+
+def test_every_pattern_is_probed():
+    assert set(patterns().values()) == set(VALID), "add a valid value of a new pattern to VALID"
+
+
+@pytest.mark.parametrize("where", sorted(patterns()))
+@pytest.mark.parametrize("ending", ["\n", "\r\n", " ", "\n\n"])
+def test_every_pattern_bearing_param_refuses_a_value_with_a_trailing_newline(where, ending):
+    """Airflow validates with jsonschema, whose ``pattern`` is Python's re.search, where ``$`` also matches before a
+    final newline: "ml.c6i.xlarge\\n" passed the form's patterns and reached SageMaker, Kubernetes or a path."""
+    name, is_items = where.removesuffix("[]"), where.endswith("[]")
+    param, valid = all_params()[name], VALID[patterns()[where]]
+    wrap = (lambda value: [value]) if is_items else (lambda value: value)
+    assert resolves(param, wrap(valid)), (where, valid)
+    assert not resolves(param, wrap(valid + ending)), (where, valid + ending)
+
+
+def test_the_form_reads_every_pattern_as_the_server_does():
+    """The trigger form checks a pattern with ECMAScript's RegExp: the same values pass there, and no others."""
+    import json
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("no node here to run ECMAScript regular expressions")
+    probes = [[pattern, value + ending] for pattern, value in VALID.items() for ending in ("", "\n", "\r\n")]
+    script = (
+        "const probes = JSON.parse(process.argv[1]);"
+        "console.log(JSON.stringify(probes.map(([p, v]) => [new RegExp(p).test(v), new RegExp(p, 'u').test(v)])));"
+    )
+    answers = json.loads(
+        subprocess.run([node, "-e", script, json.dumps(probes)], capture_output=True, check=True).stdout
+    )
+    python = [bool(re.search(pattern, value)) for pattern, value in probes]
+    assert [plain for plain, _ in answers] == [unicode for _, unicode in answers] == python
+    assert python == [ending == "" for _ in VALID for ending in ("", "\n", "\r\n")]
