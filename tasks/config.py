@@ -9,15 +9,19 @@ type, one default, one range and one help text. A field's ``range`` (JSON-schema
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tasks.data.sources import parse_prefixes
 from tasks.errors import ConfigError
+from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.remote_paths import CONDITIONAL_WRITES
 
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
+# A content digest as tasks.runtime.digest writes it and the registry records it.
+MODEL_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")
 DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
@@ -338,6 +342,13 @@ class ServeArguments:
         default="/opt/ml/model",
         metadata={"help": "Model folder (output of `train` or `quantize`), a folder holding model.tar.gz, or s3://."},
     )
+    model_digest: str = field(
+        default="",
+        metadata={
+            "help": "The model folder's content digest, `sha256:...` as the registry records it; the model is refused"
+            " unless its files have it. Empty: checked against the digest sealed in the folder only."
+        },
+    )
     host: str = field(default="0.0.0.0", metadata={"help": "Address to listen on (127.0.0.1: this machine only)."})
     port: int = field(default=0, metadata={"help": "Port; 0 means $SAGEMAKER_BIND_TO_PORT, else 8080."})
     max_batch_size: int = field(default=32, metadata={"help": "Pairs per model call at most (dynamic batching)."})
@@ -400,6 +411,12 @@ class ServeArguments:
 
     def __post_init__(self):
         _require(0 <= self.port <= 65535, "port", "between 0 and 65535", self.port)
+        _require(
+            not self.model_digest or MODEL_DIGEST.fullmatch(self.model_digest) is not None,
+            "model_digest",
+            f"empty or {DIGEST_PREFIX} and 64 lowercase hex digits",
+            self.model_digest,
+        )
         _require(self.max_batch_size >= 1, "max_batch_size", "a positive integer", self.max_batch_size)
         _require(0 <= self.max_wait_ms <= 1000, "max_wait_ms", "between 0 and 1000", self.max_wait_ms)
         _require(self.max_instances >= 1, "max_instances", "a positive integer", self.max_instances)

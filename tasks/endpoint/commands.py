@@ -3,9 +3,10 @@
 ``deploy-local --model DIR --state DIR`` starts ``python -m tasks serve --state DIR`` detached (its own
 session, so it outlives the command and the Airflow task that ran it) and waits until it answers ``/ping``.
 When an endpoint already runs from that state folder, the command instead asks it over the owner-only
-control socket to swap in the new model; the server loads, warms and smoke-checks it beside the old one
-and switches only if all passed. Either way the command fails, naming the reason, unless the new model
-is the one being served.
+control socket to swap in the new model; the server verifies its content digest (``--model-digest``, and
+the one sealed in the folder), loads, warms and smoke-checks it beside the old one, records the switch in
+``state.json`` and switches only if all of that succeeded. Either way the command fails, naming the reason,
+unless the new model is the one being served; when it fails, the endpoint serves what it served before.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def deploy(args: DeployLocalArguments) -> None:
             running["url"],
             (running["current"] or {}).get("version"),
         )
-        answer = _call(folder, {"action": "deploy", "model": model}, args.timeout)
+        answer = _call(folder, {"action": "deploy", "model": model, "digest": args.model_digest}, args.timeout)
     print(summary(answer))
 
 
@@ -109,7 +110,9 @@ def summary(answer: dict) -> str:
 
 
 def _deployment(record: dict | None) -> str:
-    return f"{record['version']}  {record['model']}  (since {record['since']})" if record else "-"
+    if not record:
+        return "-"
+    return f"{record['version']}  {record.get('digest') or 'no digest'}  {record['model']}  (since {record['since']})"
 
 
 def _call(folder: Path, request: dict, timeout: float) -> dict:

@@ -6,7 +6,12 @@ reach. The socket file is mode 0600 inside a 0700 folder, and the server also as
 calling (``SO_PEERCRED``) and refuses any other user. One request per connection, one JSON object per
 line each way (``tasks.endpoint.control_client`` sends them)::
 
-    -> {"action": "deploy", "model": "/abs/path"}       <- {"ok": true, ...} | {"ok": false, "error": "..."}
+    -> {"action": "deploy", "model": "/abs/path", "digest": "sha256:..."}
+    <- {"ok": true, ...} | {"ok": false, "error": "..."}
+
+Every answer (a refusal too) describes what the server serves from its own memory, which is also what its
+``state.json`` names: a change it cannot record there is refused (``tasks.serving.model_swap``). A request
+that fails unexpectedly is answered with the failure, never dropped, so the caller is never left guessing.
 """
 
 from __future__ import annotations
@@ -117,14 +122,19 @@ class LocalEndpoint:
         action = request.get("action")
         try:
             if action == "deploy":
-                model = request.get("model")
+                model, digest = request.get("model"), request.get("digest", "")
                 if not isinstance(model, str) or not model:
                     return {"ok": False, "error": 'deploy needs "model": a model folder or URI'}
-                await slot.deploy(model)
+                if not isinstance(digest, str):
+                    return {"ok": False, "error": '"digest" must be a string: the content digest the model must have'}
+                await slot.deploy(model, digest)
             elif action == "rollback":
                 await slot.rollback()
             elif action != "status":
                 return {"ok": False, "error": f"unknown action {action!r}; use deploy, rollback or status"}
         except EndpointError as rejected:
             return {**self.describe(slot), "ok": False, "error": str(rejected)}
+        except Exception as failure:  # a fault of ours: the caller still learns what happened and what is served
+            log.exception("%s failed", action)
+            return {**self.describe(slot), "ok": False, "error": f"{action} failed: {describe(failure)}"}
         return {**self.describe(slot), "ok": True}

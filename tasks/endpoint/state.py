@@ -13,6 +13,7 @@ atomically, so a reader never sees half of it. The commands read it to find the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from datetime import UTC, datetime
@@ -62,10 +63,15 @@ def read(folder: str | os.PathLike) -> dict | None:
 
 
 def write(folder: Path, state: dict) -> None:
-    """Replace ``state.json`` in one rename."""
+    """Replace ``state.json`` in one rename; EndpointError naming it when it cannot (the old file stays)."""
     work = folder / f".{STATE_FILE}.tmp-{os.getpid()}"
-    work.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-    os.replace(work, folder / STATE_FILE)
+    try:
+        work.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        os.replace(work, folder / STATE_FILE)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            work.unlink()
+        raise EndpointError(f"{folder / STATE_FILE} could not be written: {error.strerror or error}") from error
 
 
 def pid_alive(pid: int) -> bool:

@@ -113,6 +113,7 @@ class ServedModel:
     max_seq_length: int
     padding: str = "longest"
     max_batch_size: int = 32
+    digest: str = ""  # the folder's content digest, verified at load
     vocab_size: int = field(init=False)
 
     def __post_init__(self):
@@ -122,27 +123,42 @@ class ServedModel:
 
     @classmethod
     def load(
-        cls, source: str, max_seq_length: int = 128, padding: str = "longest", max_batch_size: int = 32
+        cls,
+        source: str,
+        max_seq_length: int = 128,
+        padding: str = "longest",
+        max_batch_size: int = 32,
+        digest: str = "",
     ) -> ServedModel:
-        from transformers import AutoTokenizer
-
-        from tasks.evaluation.measure import serving_function
+        """Verify the model folder's content digest (``digest`` when given, and the one sealed in it), then
+        load, warm up and smoke-check it; ModelError naming the folder and both digests when they differ."""
+        from tasks.runtime.digest import verify
         from tasks.runtime.models import resolve
 
         started = time.perf_counter()
         folder = resolve(source)
+        verified = verify(folder, digest or None)  # before a byte of it is loaded
+
+        from transformers import AutoTokenizer
+
+        from tasks.evaluation.measure import serving_function
+
         function = serving_function(folder)
         if not (folder / "tokenizer").is_dir():
             raise ModelError(f"{folder}: no tokenizer/ folder; serve the output of `train` or `quantize`")
         tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
-        model = cls(folder, model_version(folder), function, tokenizer, max_seq_length, padding, max_batch_size)
+        model = cls(
+            folder, model_version(folder), function, tokenizer, max_seq_length, padding, max_batch_size, verified
+        )
         shapes = model.warm_up()
         model.smoke_check()
         log.info(
-            "loaded, warmed (%d batch shapes) and smoke-checked %s (version %s) in %.1f s; peak resident memory %.0f MB",
+            "verified, loaded, warmed (%d batch shapes) and smoke-checked %s (version %s, %s) in %.1f s; peak"
+            " resident memory %.0f MB",
             shapes,
             folder,
             model.version,
+            verified,
             time.perf_counter() - started,
             peak_resident_megabytes(),
         )

@@ -126,7 +126,7 @@ def create_app(args: ServeArguments, load_model=None):
     from tasks.serving.served_model import ServedModel, labels, probabilities
 
     load_model = load_model or (
-        lambda source: ServedModel.load(source, args.max_seq_length, args.padding, args.max_batch_size)
+        lambda source, digest: ServedModel.load(source, args.max_seq_length, args.padding, args.max_batch_size, digest)
     )
     metrics = Metrics()
     endpoint = (
@@ -134,16 +134,16 @@ def create_app(args: ServeArguments, load_model=None):
     )
 
     def changed() -> None:
+        if endpoint is not None:
+            endpoint.record(slot)  # first: a change it cannot record is undone, and the metrics must not show it
         if slot.current is not None:
             metrics.serving(slot.current.version)
-        if endpoint is not None:
-            endpoint.record(slot)
 
     slot = ModelSlot(load_model, on_change=changed, **(endpoint.recalled() if endpoint else {}))
 
     async def load_first_model() -> None:
         with contextlib.suppress(EndpointError):  # the reason is logged and /ping reports it
-            await slot.deploy(args.model, action="start")
+            await slot.deploy(args.model, args.model_digest, action="start")
 
     @asynccontextmanager
     async def lifespan(app):
@@ -193,7 +193,7 @@ def create_app(args: ServeArguments, load_model=None):
             return JSONResponse(status, status_code=503)
         if problem := request.app.state.batcher.health():
             return JSONResponse({"status": "unhealthy", "error": problem}, status_code=503)
-        return {"status": "ready", "model_version": model.version}
+        return {"status": "ready", "model_version": model.version, "model_digest": model.digest}
 
     @app.get("/metrics")
     async def prometheus_metrics():

@@ -82,10 +82,22 @@ def state(tmp_path):
 
 @pytest.fixture
 def corrupt_model(tmp_path, trained_tiny) -> Path:
-    """A model folder whose graph is garbage: it cannot load."""
+    """A model folder whose graph is garbage, sealed as written: its digest holds, but it cannot load."""
+    from tasks.runtime.digest import seal
+
     folder = tmp_path / "corrupt"
     shutil.copytree(trained_tiny, folder)
     (folder / "saved_model" / "saved_model.pb").write_bytes(b"not a graph")
+    seal(folder)
+    return folder
+
+
+@pytest.fixture
+def tampered_model(tmp_path, trained_tiny) -> Path:
+    """A sealed model folder whose files changed after it was sealed: a file planted beside the graph."""
+    folder = tmp_path / "tampered"
+    shutil.copytree(trained_tiny, folder)
+    (folder / "saved_model" / "planted.bin").write_bytes(b"not what was evaluated")
     return folder
 
 
@@ -108,7 +120,9 @@ def nan_model(tmp_path, trained_tiny) -> Path:
     return folder
 
 
-def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny, corrupt_model, nan_model):
+def test_rollouts_under_load_never_fail_a_request(
+    state, trained_tiny, int8_tiny, corrupt_model, nan_model, tampered_model
+):
     port = free_port()
     started = run_tasks("deploy-local", "--model", str(trained_tiny), "--state", str(state), "--port", str(port))
     first = status(state)
@@ -121,11 +135,15 @@ def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny
         assert int8.startswith("int8-")
         wait_for(lambda: load.versions_seen()[int8] > 20)
 
-        for broken, reason in (
-            (corrupt_model, "cannot load the serving signature"),
-            (nan_model, "smoke check: logits are not finite"),
+        unregistered = "sha256:" + "0" * 64
+        for broken, digest, reason in (
+            (corrupt_model, "", "cannot load the serving signature"),
+            (nan_model, "", "smoke check: logits are not finite"),
+            (tampered_model, "", f"{tampered_model}: the content digest is sha256:"),
+            (trained_tiny, unregistered, f"not the expected {unregistered}: the files changed"),
         ):
-            refused = run_tasks("deploy-local", "--model", str(broken), "--state", str(state), check=False)
+            deploy = ["--model", str(broken), "--state", str(state), "--model-digest", digest]
+            refused = run_tasks("deploy-local", *deploy, check=False)
             assert refused.returncode == 1
             assert f"deploy of {broken} failed, still serving {int8}" in refused.stderr
             assert reason in refused.stderr
@@ -144,6 +162,8 @@ def test_rollouts_under_load_never_fail_a_request(state, trained_tiny, int8_tiny
     assert [(entry["action"], entry["result"]) for entry in recorded["history"]] == [
         ("start", "serving"),
         ("deploy", "serving"),
+        ("deploy", "rejected"),
+        ("deploy", "rejected"),
         ("deploy", "rejected"),
         ("deploy", "rejected"),
         ("rollback", "serving"),
@@ -201,3 +221,52 @@ def test_commands_name_what_is_missing(tmp_path, trained_tiny):
         deploy = flags(model=trained_tiny, state=tmp_path / "ep", port=port)
         busy = run_tasks("deploy-local", *deploy, check=False)
     assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
+
+
+def test_deploy_local_hands_the_model_digest_to_a_new_server_and_to_a_running_one(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from tasks.cli import parse
+    from tasks.endpoint import commands
+    from tasks.errors import ConfigError
+
+    digest, model = "sha256:" + "c" * 64, tmp_path / "model"
+    args = parse("deploy-local", ["--model", str(model), "--state", str(tmp_path / "ep"), "--model-digest", digest])
+    described = {"url": "http://127.0.0.1:8080", "pid": 1, "started_at": "now", "current": None, "previous": None}
+    sent = []
+
+    def call(folder, request, timeout):
+        sent.append(request)
+        return {**described, "ok": True}
+
+    monkeypatch.setattr(commands, "_call", call)
+    commands.deploy(args)  # an endpoint runs: the swap request carries the digest
+    assert sent[-1] == {"action": "deploy", "model": str(model), "digest": digest}
+
+    spawned = []
+    monkeypatch.setattr(commands, "_live_status", lambda folder: None)
+    monkeypatch.setattr(commands, "_require_free_port", lambda host, port: None)
+    monkeypatch.setattr(
+        commands, "spawn_server", lambda flags, *_, **__: spawned.append(flags) or SimpleNamespace(pid=1)
+    )
+    monkeypatch.setattr(commands, "wait_ready", lambda *_: "fp32-x")
+    commands.deploy(args)  # none runs: the new server's flags carry it, as serve's own parser reads them
+    assert parse("serve", spawned[0]).model_digest == digest
+
+    for step in ("serve", "deploy-local"):
+        with pytest.raises(ConfigError, match=r"--model-digest must be empty or sha256: and 64 lowercase hex digits"):
+            parse(step, ["--model", str(model), "--state", str(tmp_path / "ep"), "--model-digest", digest.upper()])
+
+
+def test_deploy_local_fails_with_the_servers_reason_when_the_swap_is_refused(tmp_path, monkeypatch):
+    from tasks.cli import parse
+    from tasks.endpoint import commands, control_client
+    from tasks.errors import EndpointError
+
+    refusal = "deploy of /b refused, still serving fp32-a: it could not be recorded: EndpointError: state.json ..."
+    described = {"url": "http://127.0.0.1:8080", "pid": 1, "started_at": "now", "current": None, "previous": None}
+    answers = iter([{**described, "ok": True}, {**described, "ok": False, "error": refusal}])
+    monkeypatch.setattr(control_client, "call", lambda *_: next(answers))
+    with pytest.raises(EndpointError) as refused:
+        commands.deploy(parse("deploy-local", ["--model", "/b", "--state", str(tmp_path / "ep")]))
+    assert str(refused.value) == refusal

@@ -109,6 +109,87 @@ def test_control_requests_name_their_mistakes(tmp_path):
     assert endpoint_state.read(endpoint.folder)["current"] == status["current"]
 
 
+def test_a_swap_whose_state_cannot_be_written_is_refused_with_the_reason_and_the_state_file_stays_true(
+    tmp_path, monkeypatch
+):
+    from tasks.endpoint.control_server import LocalEndpoint
+
+    endpoint = LocalEndpoint(str(tmp_path / "state"), "http://127.0.0.1:8080", "/a")
+    written = endpoint_state.write
+
+    def unwritable_once_b_is_served(folder, state):
+        if (state.get("current") or {}).get("model") == "/b":
+            (folder / f".state.json.tmp-{os.getpid()}").mkdir()  # where the new file goes is taken: the write fails
+        written(folder, state)
+
+    async def scenario():
+        slot = ModelSlot(loader({"/a": FakeModel("fp32-a"), "/b": FakeModel("int8-b")}), lambda: endpoint.record(slot))
+        await slot.deploy("/a", action="start")
+        monkeypatch.setattr(endpoint_state, "write", unwritable_once_b_is_served)
+        answer = await endpoint.handle(slot, {"action": "deploy", "model": "/b"})
+        return slot, answer
+
+    slot, answer = asyncio.run(scenario())
+    assert answer["ok"] is False
+    assert answer["error"] == (
+        "deploy of /b refused, still serving fp32-a: it could not be recorded: EndpointError:"
+        f" {endpoint.folder / 'state.json'} could not be written: Is a directory"
+    )
+    assert answer["current"]["version"] == slot.model.version == "fp32-a"  # the answer is what is served
+    assert endpoint_state.read(endpoint.folder)["current"]["version"] == "fp32-a"  # and what the file says
+
+
+def test_a_state_file_that_cannot_be_written_names_itself_and_leaves_the_old_one(tmp_path):
+    folder = endpoint_state.prepare(tmp_path / "state")
+    endpoint_state.write(folder, {"pid": 1})
+    (folder / f".state.json.tmp-{os.getpid()}").mkdir()  # where the new file would be written is taken
+    with pytest.raises(EndpointError, match=r"state/state\.json could not be written: Is a directory"):
+        endpoint_state.write(folder, {"pid": 2})
+    assert endpoint_state.read(folder) == {"pid": 1}
+
+
+def test_an_unexpected_failure_of_a_control_request_is_answered_not_dropped(tmp_path):
+    from tasks.endpoint.control_server import LocalEndpoint
+
+    endpoint = LocalEndpoint(str(tmp_path / "state"), "http://127.0.0.1:8080", "/a")
+
+    class Broken(ModelSlot):
+        async def rollback(self):
+            raise RuntimeError("a bug")
+
+    async def scenario():
+        slot = Broken(loader({"/a": FakeModel("fp32-a")}))
+        await slot.deploy("/a", action="start")
+        return await endpoint.handle(slot, {"action": "rollback"})
+
+    answer = asyncio.run(scenario())
+    assert answer["ok"] is False and answer["error"] == "rollback failed: RuntimeError: a bug"
+    assert answer["current"]["version"] == "fp32-a"
+
+
+def test_a_deploy_request_carries_the_expected_digest_to_the_loader(tmp_path):
+    from tasks.endpoint.control_server import LocalEndpoint
+
+    endpoint = LocalEndpoint(str(tmp_path / "state"), "http://127.0.0.1:8080", "/a")
+    asked = []
+
+    async def scenario():
+        slot = ModelSlot(loader({"/a": FakeModel("fp32-a"), "/b": FakeModel("int8-b")}, asked))
+        await slot.deploy("/a", action="start")
+        return [
+            await endpoint.handle(slot, request)
+            for request in (
+                {"action": "deploy", "model": "/b", "digest": 7},
+                {"action": "deploy", "model": "/b", "digest": "sha256:int8-b"},
+            )
+        ]
+
+    bad, good = asyncio.run(scenario())
+    assert bad == {"ok": False, "error": '"digest" must be a string: the content digest the model must have'}
+    assert good["ok"] is True and good["current"]["digest"] == "sha256:int8-b"
+    assert asked == [("/a", ""), ("/b", "sha256:int8-b")]
+
+
 def test_the_state_folder_is_private_and_a_bad_state_file_names_itself(tmp_path):
     folder = endpoint_state.prepare(tmp_path / "state")
     assert oct(folder.stat().st_mode & 0o777) == "0o700"

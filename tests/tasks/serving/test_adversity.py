@@ -26,7 +26,7 @@ PAIR = {"sentence1": "The company posted a profit.", "sentence2": "The firm repo
 class StandIn:
     """A model that takes ``seconds`` per call (``hang``: until released), or raises ``fault``."""
 
-    version, max_seq_length, vocab_size = "fp32-standin", 128, 30522
+    version, digest, max_seq_length, vocab_size = "fp32-standin", "", 128, 30522
 
     def __init__(self, seconds: float = 0.0, fault: BaseException | None = None):
         self.seconds, self.fault, self.calls = seconds, fault, 0
@@ -51,7 +51,7 @@ def serving(model: StandIn, **flags):
     from tasks.serving.server import create_app, uvicorn_config
 
     args = ServeArguments(host="127.0.0.1", port=free_port(), **flags)
-    server = uvicorn.Server(uvicorn_config(args, create_app(args, load_model=lambda source: model)))
+    server = uvicorn.Server(uvicorn_config(args, create_app(args, load_model=lambda source, digest: model)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{args.port}"

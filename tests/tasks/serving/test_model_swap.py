@@ -15,16 +15,20 @@ from tasks.serving.model_swap import ModelSlot
 class FakeModel:
     def __init__(self, version: str, offset: float = 0.0):
         self.version, self.offset, self.calls = version, offset, []
+        self.digest = f"sha256:{version}"
 
     def predict(self, pairs):
         self.calls.append(list(pairs))
         return np.array([[pair + self.offset, 0.0] for pair in pairs], dtype=np.float32)
 
 
-def loader(models: dict):
-    """``load(source)`` returning ``models[source]``, raising it when it is an exception."""
+def loader(models: dict, asked: list | None = None):
+    """``load(source, digest)`` returning ``models[source]``, raising it when it is an exception; each
+    ``(source, digest)`` asked for is appended to ``asked``."""
 
-    def load(source):
+    def load(source, digest):
+        if asked is not None:
+            asked.append((source, digest))
         model = models[source]
         if isinstance(model, Exception):
             raise model
@@ -89,11 +93,103 @@ def test_rollback_without_a_previous_model_is_refused():
     asyncio.run(scenario())
 
 
+def test_the_expected_digest_reaches_the_loader_and_a_rollback_asks_for_the_digest_it_served():
+    async def scenario():
+        asked = []
+        slot = ModelSlot(loader({"/a": FakeModel("fp32-a"), "/b": FakeModel("int8-b")}, asked))
+        await slot.deploy("/a", "sha256:fp32-a", action="start")
+        await slot.deploy("/b")  # no digest given: the loader checks the one sealed in the folder only
+        assert slot.current.digest == "sha256:int8-b" and slot.previous.digest == "sha256:fp32-a"
+        await slot.rollback()
+        assert asked == [("/a", "sha256:fp32-a"), ("/b", ""), ("/a", "sha256:fp32-a")]
+        assert slot.describe()["current"]["digest"] == "sha256:fp32-a"
+
+    asyncio.run(scenario())
+
+
+class Unwritable:
+    """An ``on_change`` that records the slot, but fails as a full disk does on a description ``broken`` picks."""
+
+    def __init__(self, broken=lambda description: False):
+        self.broken, self.recorded = broken, []
+
+    def __call__(self, slot):
+        description = slot.describe()
+        if self.broken(description):
+            raise EndpointError("/state/state.json could not be written: No space left on device")
+        self.recorded.append(description)
+
+
+def serving(model: str):
+    return lambda description: (description["current"] or {}).get("model") == model
+
+
+def test_a_swap_that_cannot_be_recorded_is_refused_and_the_old_model_keeps_serving():
+    async def scenario():
+        record = Unwritable()
+        slot = ModelSlot(loader({"/a": FakeModel("fp32-a"), "/b": FakeModel("int8-b")}), lambda: record(slot))
+        await slot.deploy("/a", action="start")
+        record.broken = serving("/b")  # the load is recorded, the switch is not
+        with pytest.raises(
+            EndpointError,
+            match=r"deploy of /b refused, still serving fp32-a: it could not be recorded: .*state\.json could not be"
+            r" written: No space left on device",
+        ):
+            await slot.deploy("/b")
+        assert slot.model.version == "fp32-a" and slot.current.version == "fp32-a" and slot.previous is None
+        assert slot.status == "ready" and slot.loading is None
+        assert [entry["version"] for entry in slot.history] == ["fp32-a"]
+        assert record.recorded[-1]["current"]["version"] == "fp32-a"  # what the state file last said still holds
+        record.broken = lambda description: False
+        await slot.deploy("/b")  # once it can be recorded, the same rollout goes through
+        assert slot.model.version == "int8-b" and record.recorded[-1]["current"]["version"] == "int8-b"
+
+    asyncio.run(scenario())
+
+
+def test_a_first_model_that_cannot_be_recorded_fails_instead_of_serving_unrecorded():
+    async def scenario():
+        record = Unwritable(serving("/a"))
+        slot = ModelSlot(loader({"/a": FakeModel("fp32-a")}), lambda: record(slot))
+        with pytest.raises(EndpointError, match="start of /a refused, nothing is served: it could not be recorded"):
+            await slot.deploy("/a", action="start")
+        assert slot.model is None and slot.status == "failed" and "could not be written" in slot.load_error
+        assert slot.loading is None and slot.current is None
+
+    asyncio.run(scenario())
+
+
+def test_a_rejected_model_whose_rejection_cannot_be_recorded_names_both_failures():
+    async def scenario():
+        record = Unwritable(lambda description: any(e["result"] == "rejected" for e in description["history"]))
+        slot = ModelSlot(
+            loader({"/a": FakeModel("fp32-a"), "/bad": ModelError("/bad: the content digest is x, not y")}),
+            lambda: record(slot),
+        )
+        await slot.deploy("/a")
+        with pytest.raises(
+            EndpointError,
+            match=r"^deploy of /bad failed, still serving fp32-a: ModelError: /bad: the content digest is x, not y;"
+            r" and its rejection could not be recorded: EndpointError: /state/state.json could not be written",
+        ):
+            await slot.deploy("/bad")
+        assert slot.model.version == "fp32-a" and slot.loading is None
+
+        first = Unwritable(lambda description: any(e["result"] == "rejected" for e in description["history"]))
+        empty = ModelSlot(loader({"/bad": ModelError("no saved_model")}), lambda: first(empty))
+        with pytest.raises(EndpointError, match="nothing is served"):
+            await empty.deploy("/bad", action="start")
+        assert empty.status == "failed" and "no saved_model" in empty.load_error
+        assert "could not be recorded" in empty.load_error
+
+    asyncio.run(scenario())
+
+
 def test_rollouts_run_one_at_a_time_while_the_served_model_keeps_answering():
     release = threading.Event()
     slow = FakeModel("fp32-slow")
 
-    def load(source):
+    def load(source, digest):
         if source == "/slow":
             release.wait(10)
             return slow

@@ -1,6 +1,7 @@
 """The inference server over real HTTP on 127.0.0.1: the contract, every client error, metrics, batching, SIGTERM."""
 
 import asyncio
+import re
 import signal
 import time
 
@@ -208,7 +209,7 @@ def test_ping_is_503_until_the_model_loads_and_says_why_it_failed():
 
     release = threading.Event()
 
-    def slow_failing_load(args):
+    def slow_failing_load(source, digest):
         release.wait(10)
         raise FileNotFoundError("no saved_model here")
 
@@ -233,3 +234,52 @@ def test_the_port_follows_sagemaker_unless_given(monkeypatch):
     monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9090")
     assert listening_port(ServeArguments()) == 9090
     assert listening_port(ServeArguments(port=7070)) == 7070
+
+
+def test_serve_passes_model_digest_to_the_loader_and_ping_reports_the_digest():
+    import threading
+
+    from fastapi.testclient import TestClient
+
+    from tasks.config import ServeArguments
+    from tasks.serving.server import create_app
+    from tests.tasks.serving.test_model_swap import FakeModel, loader
+
+    asked, expected = [], "sha256:" + "ab" * 32
+    args = ServeArguments(model="/models/a", model_digest=expected)
+    with TestClient(create_app(args, load_model=loader({"/models/a": FakeModel("fp32-a")}, asked))) as client:
+        for _ in range(100):
+            if client.get("/ping").status_code == 200:
+                break
+            threading.Event().wait(0.05)
+        ready = client.get("/ping").json()
+    assert ready == {"status": "ready", "model_version": "fp32-a", "model_digest": "sha256:fp32-a"}
+    assert asked == [("/models/a", expected)]
+
+
+def test_a_model_whose_bytes_changed_is_refused_before_it_is_loaded(tmp_path):
+    from tasks.errors import ModelError
+    from tasks.runtime.digest import folder_digest, seal
+    from tasks.serving.served_model import ServedModel
+
+    sealed_model = tmp_path / "sealed"
+    (sealed_model / "saved_model").mkdir(parents=True)
+    (sealed_model / "saved_model" / "saved_model.pb").write_bytes(b"the graph that was evaluated")
+    sealed = seal(sealed_model)
+    (sealed_model / "saved_model" / "saved_model.pb").write_bytes(b"another graph")  # tampered after it was sealed
+    tampered = folder_digest(sealed_model)
+    with pytest.raises(
+        ModelError,
+        match=re.escape(f"{sealed_model}: the content digest is {tampered}, not the sealed in .digest {sealed}"),
+    ):
+        ServedModel.load(str(sealed_model))  # without --model-digest: the seal alone refuses it
+
+    unsealed_model = tmp_path / "unsealed"
+    (unsealed_model / "saved_model").mkdir(parents=True)
+    (unsealed_model / "saved_model" / "saved_model.pb").write_bytes(b"a graph")
+    registered = "sha256:" + "0" * 64
+    actual = folder_digest(unsealed_model)
+    with pytest.raises(
+        ModelError, match=re.escape(f"{unsealed_model}: the content digest is {actual}, not the expected {registered}")
+    ):
+        ServedModel.load(str(unsealed_model), digest=registered)
