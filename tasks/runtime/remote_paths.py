@@ -29,8 +29,8 @@ from tasks.errors import ConcurrentUpdateError, ConfigError
 log = logging.getLogger(__name__)
 
 INPUT_FOLDERS = ("data", "evaluation")
-# Ten backfills updating the registry at once finish well within these; a writer that still loses fails
-# retryably after about ten seconds.
+# Eight writers racing for the registry (tests/tasks/endpoint/test_registry_s3.py) needed at most 4 attempts;
+# a writer that loses all 10 fails retryably after at most 11 s of pauses (full jitter, doubling, capped at 2 s).
 UPDATE_ATTEMPTS = 10
 FIRST_PAUSE = 0.05
 MAX_PAUSE = 2.0
