@@ -150,7 +150,7 @@ def eks_context(monkeypatch, **params) -> dict:
     from tests.airflow.task_context import task_context
 
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
-    from nlp_pipeline import eks
+    from nlp_pipeline import eks, policy
 
     monkeypatch.setattr(eks, "production_model", lambda context=None: None)  # no server yet
     defaults = {name: param.value for name, param in (pipeline_params() | eks_params()).items()}
@@ -166,6 +166,7 @@ def eks_context(monkeypatch, **params) -> dict:
             "evaluation": "/artefacts/nlp_eks/20260501T000000Z/evaluation",
         },
         ("register", "return_value"): {"id": 7},
+        (policy.TASK_ID, "return_value"): policy.DEFAULTS,  # what the run's first task fixed
     }
     return task_context(
         "nlp_eks",
