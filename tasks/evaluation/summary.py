@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tasks.config import PRECISIONS, SummaryArguments
 from tasks.endpoint import state as endpoint_state
-from tasks.runtime import cpu
+from tasks.runtime import cpu, digest
 
 _CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}]}
 
@@ -16,7 +16,7 @@ _CURL_BODY = {"instances": [{"sentence1": "The company posted a profit.", "sente
 def run(args: SummaryArguments) -> None:
     folder = Path(args.run_folder)
     lines = [f"run folder: {folder}"]
-    quantization = _read(folder / "quantized" / "quantization.json")
+    quantization = _read(_step_output(folder, "quantized") / "quantization.json")
     if quantization:
         lines.append(f"{'':8}{'accuracy':>9}{'F1':>8}{'b1 p50 ms':>11}{'b32 pairs/s':>13}")
         for precision in PRECISIONS:
@@ -29,7 +29,7 @@ def run(args: SummaryArguments) -> None:
         lines.append(f"shipped precision: {quantization['chosen_precision']} ({quantization['reason']})")
         if quantization.get("hardware"):
             lines.append(f"measured on: {cpu.describe_hardware(quantization['hardware'])}")
-    evaluation = _read(folder / "evaluation" / "evaluation.json")
+    evaluation = _read(_step_output(folder, "evaluation") / "evaluation.json")
     if evaluation:
         lines.append(f"gate decision: {evaluation['decision'].upper()}")
         lines += [f"  {reason}" for reason in evaluation["reasons"]]
@@ -46,6 +46,14 @@ def run(args: SummaryArguments) -> None:
     else:
         lines.append("endpoint: not running")
     print("\n".join(lines))
+
+
+def _step_output(run_folder: Path, step: str) -> Path:
+    """The step's last complete output in the run: of its try folders (``STEP/tryN``), the last one sealed."""
+    tries = [path for path in (run_folder / step).glob("try*") if digest.sealed(path)]
+    if not tries:
+        return run_folder / step
+    return max(tries, key=lambda path: (path / digest.DIGEST_FILE).stat().st_mtime_ns)
 
 
 def _read(path: Path) -> dict | None:

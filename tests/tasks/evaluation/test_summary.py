@@ -4,16 +4,20 @@ import json
 
 from tasks.config import SummaryArguments
 from tasks.evaluation import summary
+from tasks.runtime import digest
 
 FIGURES = {"accuracy": 0.86, "f1": 0.89, "latency_ms_b1_p50": 39.1, "throughput_b32": 55.87}
 HARDWARE = {"cpu_model": "AMD EPYC", "cores": 2, "isa": {"avx2": True, "avx512_vnni": False, "amx_int8": False}}
 
 
-def run_folder(tmp_path, quantization: dict | None) -> str:
+def run_folder(tmp_path, quantization: dict | None, try_folder: str = "try1") -> str:
+    """A run folder whose quantize step wrote ``quantization`` into its try folder, sealed as a step seals it."""
     folder = tmp_path / "run"
-    (folder / "quantized").mkdir(parents=True)
+    output = folder / "quantized" / try_folder
+    output.mkdir(parents=True)
     if quantization is not None:
-        (folder / "quantized" / "quantization.json").write_text(json.dumps(quantization))
+        (output / "quantization.json").write_text(json.dumps(quantization))
+        digest.seal(output)
     return str(folder)
 
 
@@ -38,3 +42,12 @@ def test_an_avx2_run_shows_each_measured_precision_the_reason_and_the_cpu(tmp_pa
 def test_a_cached_run_says_nothing_was_trained(tmp_path, capsys):
     summary.run(SummaryArguments(run_folder=run_folder(tmp_path, None)))
     assert "nothing was trained in this run" in capsys.readouterr().out
+
+
+def test_the_last_complete_try_is_the_runs_output(tmp_path, capsys):
+    first = {"fp32": FIGURES, "bf16": None, "int8": None, "chosen_precision": "fp32", "reason": "first try"}
+    run_folder(tmp_path, first, "try1")
+    folder = run_folder(tmp_path, first | {"reason": "second try"}, "try2")
+    (tmp_path / "run" / "quantized" / "try3").mkdir()  # a try that never completed
+    summary.run(SummaryArguments(run_folder=folder))
+    assert "shipped precision: fp32 (second try)" in capsys.readouterr().out.splitlines()
