@@ -49,9 +49,10 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert "--champion" not in evaluate, "no server yet, so no champion"
     assert evaluate[evaluate.index("--timing") + 1] == "quick", "the run's timing Param reaches the step"
     run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
-    assert served_model(cluster) == str(run_folder / "quantized")
+    quantized = run_folder / "quantized" / "try1"  # each try writes a folder of its own
+    assert served_model(cluster) == str(quantized)
     # quantize measured on the server's nodes (the same node_features), and its decision says so.
-    record = json.loads((run_folder / "quantized" / "quantization.json").read_text())
+    record = json.loads((quantized / "quantization.json").read_text())
     assert record["hardware"]["target"] == (
         "nodes with feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI=true (the endpoint's)"
     )
@@ -63,11 +64,11 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run].count("quantize") == 1, "no pod"
     evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-3]
     assert evaluate[0] == "evaluate"
-    assert evaluate[evaluate.index("--champion") + 1] == str(run_folder / "quantized")
-    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model")
+    assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
+    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / "try1")
     assert served_model(cluster) == second_model
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
-    assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(run_folder / "quantized")
+    assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(quantized)
     lineage = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/training-config"])
     assert lineage["quantize"] is False and deployment["metadata"]["annotations"]["nlp.pipeline/data-fingerprint"]
     assert deployment["metadata"]["generation"] == 2 and deployment["status"]["updatedReplicas"] == 2
@@ -76,7 +77,7 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     failed = run_airflow(env, "tasks", "test", "nlp_eks", "smoke_test", "2026-06-08", check=False)
     assert "smoke test of Service nlp-paraphrase failed" in failed.stdout + failed.stderr
     run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
-    assert served_model(cluster) == str(run_folder / "quantized")
+    assert served_model(cluster) == str(quantized)
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
     assert "nlp.pipeline/data-fingerprint" not in (deployment["metadata"].get("annotations") or {}), "no lineage"
     assert forbidden(cluster.api_calls()) == set(), "docker/kubernetes/airflow-rbac.yaml allows every call made"
