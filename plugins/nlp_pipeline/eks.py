@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions
+from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
 from nlp_pipeline.specs import kubernetes as manifests
@@ -307,6 +307,7 @@ def _evaluate_arguments(context) -> list:
     return commands.command(
         "evaluate",
         context["params"],
+        **policy.thresholds(context),
         model=candidate_model(ti),
         data=ti.xcom_pull(task_ids="stage_dataset")["data"],
         output=step_output(context, "evaluation"),
@@ -338,7 +339,7 @@ def _registration(status_of):
 
 def register(evaluation):
     """Record the promoted candidate: approved, or a candidate waiting for a person's approval."""
-    status = _registration(lambda context: "candidate" if context["params"]["require_approval"] else "approved")
+    status = _registration(lambda context: "candidate" if policy.requires_approval(context) else "approved")
     operator = _step("register", "registry", status, lambda context, entry: entry)
     evaluation >> operator
     return operator.output

@@ -15,7 +15,7 @@ from pathlib import Path
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions
+from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.local import run_step, run_step_json
 from tasks.runtime import step_result
@@ -88,6 +88,7 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
         "evaluate",
         "evaluation",
         context["params"],
+        **policy.thresholds(context),
         model=candidate["model"],
         data=staged["data"],
         champion=production and production["model"],
@@ -107,7 +108,7 @@ def _register(evaluation: dict, status: str, context) -> dict:
 @task
 def register(evaluation: dict, **context) -> dict:
     """Record the promoted candidate: approved, or a candidate still waiting for a person's approval."""
-    status = "candidate" if context["params"]["require_approval"] else "approved"
+    status = "candidate" if policy.requires_approval(context) else "approved"
     return _register(evaluation, status, context)
 
 

@@ -15,6 +15,7 @@ from airflow.sdk import Param
 from nlp_pipeline import commands
 from tasks.config import flag_schema
 
+
 def anchored(body: str) -> str:
     """A JSON-schema ``pattern`` that matches a whole value: ``body`` between ``^`` and ``$(?!\\n)``.
 

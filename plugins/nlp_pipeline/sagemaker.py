@@ -27,7 +27,7 @@ from datetime import timedelta
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions
+from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.sagemaker import (
     RunEndpointConfigOperator,
@@ -282,7 +282,9 @@ def _evaluate_config(context, name: str) -> dict:
     inputs = {"model": candidate_model(ti), "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
     if champion := production_model(context):
         inputs["champion"] = champion["model"]
-    return _processing(context, name, "evaluation", commands.command("evaluate", params), inputs)
+    return _processing(
+        context, name, "evaluation", commands.command("evaluate", params, **policy.thresholds(context)), inputs
+    )
 
 
 def _evaluate_summary(context, result: dict) -> dict:
@@ -317,7 +319,7 @@ def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperato
         package_group_name="{{ var.value.get('nlp_model_package_group', 'nlp-paraphrase') }}",
         package_group_desc="Paraphrase classifiers (BERT, INT8) trained by the nlp_sagemaker DAG",
         approval_poll=timedelta(minutes=1),
-        approval_timeout=timedelta(days=2),
+        approval_timeout=limits.APPROVAL_TIMEOUT,
     )
 
 
