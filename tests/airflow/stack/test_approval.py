@@ -23,9 +23,7 @@ def wait_until(condition, timeout: float, what: str):
 def test_a_rollout_waits_for_approval_then_deploys(airflow_stack, raw_data, tiny_model):
     url, port = airflow_stack["url"], free_port()
     headers, runs = api_headers(url), f"{url}/api/v2/dags/nlp_local/dagRuns"
-    conf = smoke_conf(
-        raw_data, tiny_model, quantize=False, require_approval=True, endpoint_port=port
-    )
+    conf = smoke_conf(raw_data, tiny_model, quantize=False, require_approval=True, endpoint_port=port)
     run = httpx.post(runs, headers=headers, json={"logical_date": None, "conf": conf}, timeout=REST_TIMEOUT)
     run.raise_for_status()
     run_id = run.json()["dag_run_id"]
