@@ -59,6 +59,7 @@ ROLLOUT = {
 def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     dag = dag_bag.dags[dag_id]
     order = [
+        "policy",
         "stage_dataset",
         "train",
         "quantize",
