@@ -52,6 +52,11 @@ def airflow_home() -> Path:
     return Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
 
 
+def workspace_root() -> Path:
+    """Where the steps of a remote root write before their upload (garbage-collected by the maintenance DAG)."""
+    return airflow_home() / "nlp-workspace"
+
+
 def root() -> str:
     configured = Variable.get("nlp_artefact_root", default=str(airflow_home() / "nlp-artefacts"))
     return configured.rstrip("/") if is_remote(configured) else str(Path(configured).expanduser().absolute())
@@ -78,7 +83,7 @@ def run_folder(context) -> str:
 def step_folder(context, step: str) -> Path:
     """The local folder holding the step's try folders: under ROOT, or the workspace when ROOT is remote."""
     if is_remote(root()):
-        return airflow_home() / "nlp-workspace" / context["dag"].dag_id / run_key(context) / step
+        return workspace_root() / context["dag"].dag_id / run_key(context) / step
     return Path(run_folder(context)) / step
 
 

@@ -18,5 +18,5 @@ def collect_garbage() -> str:
     if not registry.exists():
         raise AirflowSkipException(f"no registry at {registry} yet: nothing to clean up")
     root = artefacts.root()
-    workspace = artefacts.airflow_home() / "nlp-workspace" if artefacts.is_remote(root) else None
+    workspace = artefacts.workspace_root() if artefacts.is_remote(root) else None
     return run_step(*commands.command("gc", {}, root=root, registries=registry, workspace=workspace))
