@@ -21,6 +21,7 @@ from pathlib import Path
 from tasks.config import EvaluateArguments
 from tasks.evaluation.gate import Thresholds, decide
 from tasks.evaluation.report import write_report
+from tasks.runtime import digest
 from tasks.runtime.outputs import atomic_output, write_json
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def run(args: EvaluateArguments) -> None:
         quantization = read_quantization(model_dir)
         evaluation = _evaluation(args, candidate, champion, quantization, manifest)
         evaluation |= {
+            "model_digest": digest.verify(model_dir),  # the bytes the gate judged, for the registry to record
             "threads": measured["threads"],
             "timing": args.timing,
             "wall_time_s": round(time.perf_counter() - started, 1),

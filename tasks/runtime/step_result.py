@@ -31,7 +31,16 @@ def _quantize(report: dict) -> dict:
 
 
 def _evaluate(report: dict) -> dict:
-    keys = ("decision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32", "precision", "champion_model")
+    keys = (
+        "decision",
+        "accuracy",
+        "f1",
+        "latency_ms_b1_p50",
+        "throughput_b32",
+        "precision",
+        "champion_model",
+        "model_digest",
+    )
     champion = report.get("champion")
     return {key: report.get(key) for key in keys} | {
         "reasons": [reason[:_REASON_CHARS] for reason in report["reasons"]],

@@ -192,7 +192,9 @@ def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str])
                 "accuracy": evaluation["accuracy"],
                 "f1": evaluation["f1"],
                 "decision": evaluation["decision"],
+                "model_digest": evaluation.get("model_digest"),  # of the files the gate judged (.digest)
             }.items()
+            if value is not None
         },
     }
 

@@ -2,6 +2,7 @@
 
 import json
 
+from tasks.runtime import digest
 from tests.conftest import flags, run_tasks
 
 METRICS = {"accuracy", "f1", "confusion_matrix", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32", "size_mb"}
@@ -24,6 +25,7 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
     manifest = json.loads((staged_data / "manifest.json").read_text())
     assert evaluation["data_fingerprint"] == manifest["fingerprint"]
     assert evaluation["pairs"] == evaluation["champion"]["pairs"] == manifest["splits"]["validation"]["rows"]
+    assert evaluation["model_digest"] == digest.sealed(int8_tiny) == digest.folder_digest(int8_tiny)
     assert sum(map(sum, evaluation["confusion_matrix"])) == evaluation["pairs"]
     assert "gate: min_accuracy: pass" in result.stdout and "evaluate: PROMOTE" in result.stdout
     # Full timing: batch 32 on every core, batch 1 on one thread per op, each in a fresh process of its own.
