@@ -35,12 +35,14 @@ def test_evaluate_and_train_results_keep_what_the_pipeline_decides_on(tmp_path):
         "throughput_b32": 900.0,
         "precision": "int8",
         "champion_model": "s3://b/m",
+        "model_digest": "sha256:" + "ab" * 32,
         "champion": {"accuracy": 0.9, "f1": 0.9, "latency_ms_b1_p50": 2.0},
         "confusion_matrix": [[1, 2], [3, 4]],
     }
     (tmp_path / "evaluation.json").write_text(json.dumps(evaluation))
     result = result_of("evaluate", tmp_path)
     assert result["decision"] == "reject" and len(result["reasons"][0]) == 300
+    assert result["model_digest"] == evaluation["model_digest"], "the registry records the bytes the gate judged"
     assert result["champion"] == {"accuracy": 0.9, "f1": 0.9} and "confusion_matrix" not in result
     (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.8, "epochs": [{"loss": 1.0}] * 200}))
     assert result_of("train", tmp_path) == {"metrics": {"accuracy": 0.8}}
