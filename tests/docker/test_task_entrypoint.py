@@ -78,7 +78,7 @@ def test_other_steps_run_and_their_exit_status_comes_back(tmp_path):
     output = tmp_path / "raw"
     sizes = flags(train_size=40, dev_size=10, test_size=4)
     result = run_entrypoint("sample", "--output", str(output), *sizes, bin_folder=tmp_path / "bin")
-    assert sorted(path.name for path in output.iterdir()) == ["dev.tsv", "test.tsv", "train.tsv"]
+    assert sorted(path.name for path in output.iterdir()) == [".digest", "dev.tsv", "test.tsv", "train.tsv"]
     assert result.stderr.startswith("nlp-task-entrypoint: python -m tasks sample, ")
     refused = run_entrypoint("no-such-step", bin_folder=tmp_path / "bin", check=False)
     assert refused.returncode == 2 and "unknown step 'no-such-step'" in refused.stderr
