@@ -9,6 +9,7 @@ type, one default, one range and one help text. A field's ``range`` (JSON-schema
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from tasks.runtime.remote_paths import CONDITIONAL_WRITES
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
 # A content digest as tasks.runtime.digest writes it and the registry records it.
 MODEL_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")
+# Where a server started without flags (a SageMaker endpoint's container) finds the expected digest instead.
+MODEL_DIGEST_ENV = "NLP_MODEL_DIGEST"
 DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
@@ -346,7 +349,8 @@ class ServeArguments:
         default="",
         metadata={
             "help": "The model folder's content digest, `sha256:...` as the registry records it; the model is refused"
-            " unless its files have it. Empty: checked against the digest sealed in the folder only."
+            " unless its files have it. Empty: the environment variable NLP_MODEL_DIGEST's, else checked against the"
+            " digest sealed in the folder only."
         },
     )
     host: str = field(default="0.0.0.0", metadata={"help": "Address to listen on (127.0.0.1: this machine only)."})
@@ -411,10 +415,15 @@ class ServeArguments:
 
     def __post_init__(self):
         _require(0 <= self.port <= 65535, "port", "between 0 and 65535", self.port)
+        digest_form = f"empty or {DIGEST_PREFIX} and 64 lowercase hex digits"
+        if not self.model_digest and (given := os.environ.get(MODEL_DIGEST_ENV, "")):
+            if MODEL_DIGEST.fullmatch(given) is None:
+                raise ConfigError(f"the environment variable {MODEL_DIGEST_ENV} must be {digest_form}, got {given!r}")
+            self.model_digest = given
         _require(
             not self.model_digest or MODEL_DIGEST.fullmatch(self.model_digest) is not None,
             "model_digest",
-            f"empty or {DIGEST_PREFIX} and 64 lowercase hex digits",
+            digest_form,
             self.model_digest,
         )
         _require(self.max_batch_size >= 1, "max_batch_size", "a positive integer", self.max_batch_size)

@@ -93,3 +93,17 @@ def test_steps_given_no_flags_start_without_transformers():
     exports, imported = result.stdout.splitlines()[:-1], result.stdout.splitlines()[-1]
     assert json.loads(imported) == []
     assert all(line.startswith("export ") for line in exports)
+
+
+def test_a_server_started_without_the_flag_takes_the_expected_digest_from_its_environment(monkeypatch):
+    """A SageMaker endpoint starts the container with `serve` alone: the model's environment carries the digest."""
+    from tasks.config import MODEL_DIGEST_ENV
+    from tasks.errors import ConfigError
+
+    digest = "sha256:" + "cd" * 32
+    monkeypatch.setenv(MODEL_DIGEST_ENV, digest)
+    assert parse("serve", []).model_digest == digest
+    assert parse("serve", ["--model-digest", "sha256:" + "ef" * 32]).model_digest == "sha256:" + "ef" * 32
+    monkeypatch.setenv(MODEL_DIGEST_ENV, "md5:1")
+    with pytest.raises(ConfigError, match="the environment variable NLP_MODEL_DIGEST must be empty or sha256:"):
+        parse("serve", [])

@@ -40,6 +40,7 @@ from nlp_pipeline.operators.sagemaker import (
     run_name,
 )
 from nlp_pipeline.specs import sagemaker as specs
+from tasks.config import MODEL_DIGEST_ENV
 from tasks.runtime import step_result
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
 from tasks.serving import contract
@@ -339,12 +340,14 @@ def reject(evaluation):
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
 def _model_config(context, name: str) -> dict:
-    ti = context["ti"]
+    ti, evaluation = context["ti"], context["ti"].xcom_pull(task_ids="evaluate")
     lineage = {
         specs.DATA_FINGERPRINT_ENV: ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
         specs.TRAINING_CONFIG_ENV: json.dumps(decisions.training_config(context["params"]), sort_keys=True),
     }
-    return specs.model(name, settings(), ti.xcom_pull(task_ids="evaluate")["model"], lineage)
+    if evaluation.get("model_digest"):  # the server refuses the model's files unless they have it
+        lineage[MODEL_DIGEST_ENV] = evaluation["model_digest"]
+    return specs.model(name, settings(), evaluation["model"], lineage)
 
 
 def _endpoint_config(context, name: str) -> dict:

@@ -236,9 +236,11 @@ def test_every_platform_makes_the_trained_model_the_candidate_when_quantisation_
 
 def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monkeypatch, tmp_path):
     task_context_ = platform_context("sagemaker", monkeypatch, tmp_path)
-    task_context_["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/quantized"}
+    digest = "sha256:" + "ab" * 32
+    task_context_["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/quantized", "model_digest": digest}
     request = sagemaker._model_config(task_context_, "nlp-model-x")
     environment = request["PrimaryContainer"]["Environment"]
+    assert environment["NLP_MODEL_DIGEST"] == digest, "the endpoint's server verifies the bytes the gate judged"
 
     class Hook:
         def describe_endpoint(self, name):

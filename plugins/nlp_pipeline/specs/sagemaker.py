@@ -160,14 +160,15 @@ def container(image_uri: str, model_data: str) -> dict:
 
 
 # What a model was trained from, kept in its container's environment (the server ignores it): the endpoint's
-# model then tells the training cache what production was trained on.
+# model then tells the training cache what production was trained on. Beside it, the digest the server verifies
+# the model's files against before loading them (tasks.config.MODEL_DIGEST_ENV).
 DATA_FINGERPRINT_ENV = "NLP_DATA_FINGERPRINT"
 TRAINING_CONFIG_ENV = "NLP_TRAINING_CONFIG"
 
 
 def model(name: str, settings: Settings, model_data: str, lineage: dict[str, str] | None = None) -> dict:
     """A SageMaker model: the task image serving ``model_data`` with ``serve``; ``lineage`` goes into its
-    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``)."""
+    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``, ``MODEL_DIGEST_ENV``)."""
     primary = container(settings.image_uri, model_data) | {"Mode": "SingleModel"}
     if lineage:
         primary["Environment"] = lineage
