@@ -9,8 +9,9 @@ Whoever triggers a run cannot loosen it. The gate's thresholds are not Params; a
 one (a higher minimum, a lower maximum loss or margin), and a looser value fails the run at its first task.
 ``require_approval`` on the form can add an approval the policy does not require, never drop one. The approvers
 are the policy's; the user who triggered the run is taken off the list, and when nobody is left the approval
-fails rather than waits for someone who may not answer. With no approvers named, Airflow's approval is open to
-every user allowed to act on the DAG (it cannot name one user who may not).
+fails rather than waits for someone who may not answer. A policy that requires approval must name approvers:
+Airflow's approval is otherwise open to every user allowed to act on the DAG, the trigger included (it cannot
+name one user who may not). An approval only the run added, with no approvers named, is open that way.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ def validated(policy: object, where: str) -> dict:
         first = errors[0]
         field = ".".join(map(str, first.path)) or "(the whole policy)"
         raise AirflowFailException(f"{where}: {field}: {first.message}")
+    if policy.get("require_approval") and not policy.get("approvers"):
+        raise AirflowFailException(
+            f"{where}: approvers: required when require_approval is true, or the user who triggered a run could"
+            " approve it (Airflow's approval is otherwise open to every user allowed on the DAG)"
+        )
     return DEFAULTS | policy
 
 
@@ -82,10 +88,9 @@ def tightened(policy: dict, conf: Mapping) -> dict:
     for name in THRESHOLDS:
         if name not in conf:
             continue
-        value = conf[name]
-        limit = policy[name]
-        looser = value < limit if name in MINIMUMS else value > limit
-        if not isinstance(value, int | float) or isinstance(value, bool) or looser:
+        value, limit = conf[name], policy[name]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (value < limit if name in MINIMUMS else value > limit):
             direction = "at least" if name in MINIMUMS else "at most"
             raise AirflowFailException(
                 f"the run's conf sets {name}={value!r}: the promotion policy ({VARIABLE}) sets {name} to {limit};"

@@ -73,6 +73,7 @@ def test_the_variable_sets_it(reviewed):
         ({"approvers": "alice"}, "approvers: 'alice' is not of type 'array'"),
         ({"approvers": [""]}, "approvers.0: '' should be non-empty"),
         ({"require_approval": "yes"}, "require_approval: 'yes' is not of type 'boolean'"),
+        ({"require_approval": True}, "approvers: required when require_approval is true"),
         ([], "(the whole policy): [] is not of type 'object'"),
     ],
 )
@@ -85,7 +86,15 @@ def test_a_bad_policy_fails_naming_the_variable_and_the_field(reviewed, value, m
 
 @pytest.mark.parametrize(
     "conf",
-    [{"min_accuracy": 0}, {"min_f1": 0.5}, {"max_int8_loss": 1}, {"champion_margin": 0.5}, {"min_accuracy": True}],
+    [
+        {"min_accuracy": 0},
+        {"min_f1": 0.5},
+        {"max_int8_loss": 1},
+        {"champion_margin": 0.5},
+        {"min_accuracy": True},
+        {"min_accuracy": "0.9"},
+        {"max_int8_loss": None},
+    ],
 )
 def test_a_run_cannot_loosen_a_threshold(conf):
     (name,) = conf
