@@ -5,7 +5,7 @@ from nlp_pipeline.params import local_params
 from nlp_pipeline.pipeline import build_pipeline
 
 dag = build_pipeline(
-    "nlp_local",
+    local.DAG_ID,
     local,
     params=local_params(),
     tags=["local"],

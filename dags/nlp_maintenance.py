@@ -1,9 +1,10 @@
 """
 ### nlp_maintenance: daily housekeeping of the local platform's disk
 
-Runs `python -m tasks gc` on the artefact root (Variable `nlp_artefact_root`), with the local registry
-(`registry.sqlite`), the workspace of a remote root (`$AIRFLOW_HOME/nlp-workspace`) and the worker's model
-cache. It removes artefacts no registry entry names, abandoned temporary folders, old workspace runs and
+Runs `python -m tasks gc` on the `nlp_local` DAG's folder of the artefact root (Variable `nlp_artefact_root`),
+with the local registry (`registry.sqlite`); the EKS and SageMaker DAGs' folders under a shared root are
+never touched (their registries are elsewhere). Also the workspace of a remote root
+(`$AIRFLOW_HOME/nlp-workspace`) and the worker's model cache. It removes artefacts no registry entry names, abandoned temporary folders, old workspace runs and
 cached models nobody used, older than 14 days; a run folder with a registered model is kept whole, and a
 registry that cannot be read stops it before anything goes. Each removal is one line of the task log.
 See docs/operations.md, section `gc`.

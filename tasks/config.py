@@ -23,6 +23,8 @@ from tasks.runtime.remote_paths import CONDITIONAL_WRITES
 DEFAULT_SOURCE = "hf://nyu-mll/glue/mrpc"
 # A content digest as tasks.runtime.digest writes it and the registry records it.
 MODEL_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")
+# A DAG id as Airflow allows it (letters, digits, '_', '-', '.'), not starting with '.': one folder under a root.
+_DAG_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 # Where a server started without flags (a SageMaker endpoint's container) finds the expected digest instead.
 MODEL_DIGEST_ENV = "NLP_MODEL_DIGEST"
 DEFAULT_BASE_MODEL = "bert-base-uncased"
@@ -556,6 +558,12 @@ class GcArguments:
     root: str = field(
         metadata={"help": "The artefact root (a local folder or s3://bucket/prefix): DAG_ID/RUN_KEY/STEP/... under it."}
     )
+    dags: str = field(
+        metadata={
+            "help": "Comma-separated DAG ids whose folders (ROOT/DAG_ID) gc collects: the DAGs whose models the"
+            " registries given name. Other DAGs' folders under the root are never touched."
+        }
+    )
     registries: str = field(
         default="",
         metadata={
@@ -579,3 +587,12 @@ class GcArguments:
     def __post_init__(self):
         check_ranges(self)
         _require(bool(self.root.strip()), "root", "an artefact root folder or URI", self.root)
+        _require(
+            bool(self.dag_ids()) and all(_DAG_ID.match(dag) for dag in self.dag_ids()),
+            "dags",
+            "comma-separated DAG ids (letters, digits, '_', '-', '.')",
+            self.dags,
+        )
+
+    def dag_ids(self) -> list[str]:
+        return [dag.strip() for dag in self.dags.split(",") if dag.strip()]

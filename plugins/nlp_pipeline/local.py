@@ -22,6 +22,7 @@ from tasks.runtime import step_result
 
 log = logging.getLogger(__name__)
 
+DAG_ID = "nlp_local"  # dags/nlp_local.py; the maintenance DAG collects this DAG's folder only
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 # quantize runs on the machine the local endpoint serves on: there is nowhere else to measure, so nothing moves it.
 _, TARGET_HARDWARE = decisions.compression_hardware("this machine", None, str, "")

@@ -1,12 +1,16 @@
 """The maintenance DAG's task, of the local platform: ``python -m tasks gc`` on its artefact root, registry and
-workspace."""
+workspace.
+
+Only the local DAG's folder is collected: the EKS and SageMaker DAGs share the root (Variable
+``nlp_artefact_root``) but keep their models in other registries (ROOT/registry.sqlite, a SageMaker model
+package group) that this one does not know, so their models would look unreferenced."""
 
 from __future__ import annotations
 
 from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from nlp_pipeline import artefacts, commands
+from nlp_pipeline import artefacts, commands, local
 from nlp_pipeline.operators.local import run_step
 
 
@@ -19,4 +23,4 @@ def collect_garbage() -> str:
         raise AirflowSkipException(f"no registry at {registry} yet: nothing to clean up")
     root = artefacts.root()
     workspace = artefacts.workspace_root() if artefacts.is_remote(root) else None
-    return run_step(*commands.command("gc", {}, root=root, registries=registry, workspace=workspace))
+    return run_step(*commands.command("gc", {}, root=root, dags=local.DAG_ID, registries=registry, workspace=workspace))

@@ -1,9 +1,12 @@
 """``python -m tasks gc``: remove what no registry entry needs and nobody wrote or used for N days.
 
-What it looks at, and what it removes once older than ``--older-than-days`` (by its newest file)::
+What it looks at, for each DAG_ID of ``--dags`` only, and what it removes once older than ``--older-than-days``
+(by its newest file)::
 
-    ROOT/DAG_ID/RUN_KEY/STEP/TRY        an artefact (a try folder, or an S3 upload), with TRY.command.json;
-                                        removed unless a registry entry names it or another folder of its run
+    ROOT/DAG_ID/RUN_KEY/STEP/TRY        an artefact (a try folder, or an S3 upload), with TRY.command.json (whose
+                                        time counts too: reusing a try refreshes it); removed unless a registry
+                                        entry names it or another folder of its run
+    ROOT/DAG_ID/RUN_KEY/STEP/TRY.command.json  the record of a try that failed before writing TRY
     ROOT/DAG_ID/RUN_KEY/STEP            the same, in the one-folder-per-run layout (STEP holds files itself)
     ROOT/.../.NAME.tmp-* .old-* .partial  abandoned temporary siblings of an output being written
     WORKSPACE/DAG_ID/RUN_KEY            a remote root's local workspace of one run
@@ -11,41 +14,34 @@ What it looks at, and what it removes once older than ``--older-than-days`` (by 
 
 A registry entry keeps its whole run folder (its model, the FP32 model it was quantised from, the staged data
 and the evaluation it was registered with): the lineage the entry cites stays readable. Never touched: files
-at ROOT's top (the registry), a DAG's folders that are not run keys (the local endpoint's state folder,
-``ROOT/DAG_ID/endpoint``), and anything newer than N days.
+at ROOT's top (the registry), the folders of DAGs not named by ``--dags`` (the DAGs of one root keep their
+models in different registries: EKS in ROOT/registry.sqlite, SageMaker in its model package group, so gc
+given one registry must not judge the others' models), a DAG's folders that are not run keys (the local
+endpoint's state folder, ``ROOT/DAG_ID/endpoint``), and anything newer than N days.
 
-Every registry is read before anything is looked at: one that is missing or cannot be read stops gc with
-an error, since without it every model it names would look unreferenced.
+Every registry is read, read-only, before anything is looked at: one that is missing or cannot be read stops
+gc with an error, since without it every model it names would look unreferenced.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import sqlite3
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.config import GcArguments
-from tasks.errors import ConfigError, TaskError
-from tasks.runtime import models
+from tasks.errors import ConfigError
+from tasks.runtime import layout, models
+from tasks.runtime.layout import COMMAND_SUFFIX, LATEST, REGISTRY_FILE
 
 log = logging.getLogger(__name__)
 
-# A run folder's name: the run's logical date, as plugins/nlp_pipeline/artefacts.py ``run_key`` writes it.
-RUN_KEY = re.compile(r"^\d{8}T\d{6}Z$")
-# What an output being written (tasks.runtime.outputs) or a model being downloaded sits in, beside its target.
-TEMP_SIBLING = re.compile(r"^\.(?P<name>.+)\.(?:tmp-[0-9a-z]+|old-[0-9a-z]+|partial)$")
-# Beside each try folder: the command that wrote it. In an S3 step folder: the id of the newest upload.
-COMMAND_SUFFIX = ".command.json"
-LATEST = "LATEST"
-REGISTRY_FILE = "registry.sqlite"
 _DAY_S = 86400
 
 
@@ -75,7 +71,8 @@ def run(args: GcArguments) -> None:
     fs, root_path = _fs(root)
     if not fs.isdir(root_path):
         raise ConfigError(f"--root {args.root}: no such folder")
-    groups = [(root, list(artefact_removals(fs, root_path, _prefix(root, root_path), kept, cutoff)))]
+    removals = artefact_removals(fs, root_path, args.dag_ids(), _prefix(root, root_path), kept, cutoff)
+    groups = [(root, list(removals))]
     if args.workspace:
         workspace = _normalise(args.workspace)
         groups.append((workspace, workspace_removals(Path(workspace), cutoff)))
@@ -100,19 +97,25 @@ def _report(verb: str, removal: Removal) -> None:
 
 def referenced_models(registries: Iterable[str]) -> set[str]:
     """Every model location the registries name, normalised (see ``_normalise``); an error when one cannot be read."""
-    from tasks.endpoint.registry import Registry
-
     referenced = set()
     for location in registries:
         with _local_copy(location) as path:
             try:
-                entries = Registry(path).entries()
-            except (sqlite3.Error, TaskError, ValueError, KeyError) as error:
+                named = _registered_models(path)
+            except sqlite3.Error as error:
                 raise ConfigError(
                     f"--registries {location}: cannot read the registry ({error}); gc removes nothing without it"
                 ) from error
-        referenced.update(_normalise(entry["model"]) for entry in entries if entry.get("model"))
+        referenced.update(_normalise(model) for model in named if model)
     return referenced
+
+
+def _registered_models(path: Path) -> list[str]:
+    """The model column of every entry, read read-only: tasks.endpoint.registry's ``Registry`` opens a file for
+    writing and migrates an old schema, which would change a registry gc only reads (the URI form is what lets
+    SQLite open it read-only)."""
+    with closing(sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)) as db:
+        return [row[0] for row in db.execute("SELECT model FROM models")]
 
 
 @contextmanager
@@ -178,16 +181,20 @@ def _measure(fs, path: str) -> tuple[int, float]:
     return sum(info.get("size") or 0 for info in found.values()), max(stamps)
 
 
-def artefact_removals(fs, root: str, prefix: str, kept: set[str], cutoff: float) -> Iterator[Removal]:
-    """What to remove under the artefact root ``root`` (a path of ``fs``), given the locations to keep."""
-    for dag in _listing(fs, root):
-        if dag["type"] != "directory":
-            continue  # the registry and anything else at the top
-        for run in _listing(fs, dag["name"]):
+def artefact_removals(
+    fs, root: str, dags: Iterable[str], prefix: str, kept: set[str], cutoff: float
+) -> Iterator[Removal]:
+    """What to remove in the folders of ``dags`` under the artefact root ``root`` (a path of ``fs``), given the
+    locations to keep."""
+    for dag in dags:
+        if not fs.isdir(f"{root}/{dag}"):
+            log.info("gc: no folder %s%s/%s: nothing of DAG %s to collect", prefix, root, dag, dag)
+            continue
+        for run in _listing(fs, f"{root}/{dag}"):
             name = run["name"].rsplit("/", 1)[-1]
-            if run["type"] == "directory" and RUN_KEY.match(name):
+            if run["type"] == "directory" and layout.is_run_key(name):
                 yield from _run_removals(fs, run["name"], prefix, kept, cutoff)
-            elif TEMP_SIBLING.match(name):
+            elif layout.temporary_target(name):
                 yield from _candidate(fs, run["name"], prefix, kept, cutoff, "abandoned temporary folder")
 
 
@@ -196,7 +203,7 @@ def _run_removals(fs, run: str, prefix: str, kept: set[str], cutoff: float) -> I
     lineage = any(_within(location, prefix + run) for location in kept)
     for step in _listing(fs, run):
         name = step["name"].rsplit("/", 1)[-1]
-        if TEMP_SIBLING.match(name):
+        if layout.temporary_target(name):
             yield from _candidate(fs, step["name"], prefix, kept, cutoff, "abandoned temporary folder")
         elif step["type"] == "directory":
             yield from _step_removals(fs, step["name"], prefix, kept, cutoff, lineage)
@@ -212,9 +219,10 @@ def _step_removals(fs, step: str, prefix: str, kept: set[str], cutoff: float, li
         if not lineage:
             yield from _candidate(fs, step, prefix, kept, cutoff, "unreferenced artefact")
         return
+    yield from _failed_try_records(fs, step, prefix, cutoff, names, tries)
     gone = 0
     for name in tries:
-        temporary = TEMP_SIBLING.match(name)
+        temporary = layout.temporary_target(name)
         if lineage and not temporary:
             continue
         record = name + COMMAND_SUFFIX
@@ -223,18 +231,37 @@ def _step_removals(fs, step: str, prefix: str, kept: set[str], cutoff: float, li
         for removal in _candidate(fs, f"{step}/{name}", prefix, kept, cutoff, reason, companions):
             gone += not temporary
             yield removal
-    real = [name for name in tries if not TEMP_SIBLING.match(name)]
+    real = [name for name in tries if not layout.temporary_target(name)]
     if real and gone == len(real) and LATEST in names:
         yield Removal(f"{prefix}{step}/{LATEST}", names[LATEST].get("size") or 0, 0, "points at removed uploads")
+
+
+def _failed_try_records(
+    fs, step: str, prefix: str, cutoff: float, names: dict[str, dict], tries: list[str]
+) -> Iterator[Removal]:
+    """Command records with no try folder: written by a try that failed before its output was in place. One
+    whose try still has a temporary sibling (being written, or kept to resume from) stays while that does."""
+    pending = {layout.temporary_target(name) for name in tries}
+    for name, info in names.items():
+        try_name = name.removesuffix(COMMAND_SUFFIX)
+        if name == try_name or try_name in tries or try_name in pending:
+            continue
+        stamp = _stamp(info) or 0.0
+        if stamp < cutoff:
+            age = (time.time() - stamp) / _DAY_S
+            yield Removal(f"{prefix}{step}/{name}", info.get("size") or 0, age, "command record of a failed try")
 
 
 def _candidate(
     fs, path: str, prefix: str, kept: set[str], cutoff: float, reason: str, companions: tuple[str, ...] = ()
 ) -> Iterator[Removal]:
+    """``path`` when no kept location is within it and its newest file (its companions' included) is older
+    than ``cutoff``."""
     location = prefix + path
     if any(_within(kept_location, location) for kept_location in kept):
         return
     size, newest = _measure(fs, path)
+    newest = max([newest, *(_stamp(fs.info(companion)) or 0.0 for companion in companions)])
     if newest < cutoff:
         yield Removal(location, size, (time.time() - newest) / _DAY_S, reason, tuple(prefix + c for c in companions))
 
@@ -246,7 +273,7 @@ def workspace_removals(workspace: Path, cutoff: float) -> list[Removal]:
     fs, _ = _fs(str(workspace))
     removals = []
     for run in sorted(workspace.glob("*/*")):
-        if run.is_dir() and (RUN_KEY.match(run.name) or TEMP_SIBLING.match(run.name)):
+        if run.is_dir() and (layout.is_run_key(run.name) or layout.temporary_target(run.name)):
             removals += _candidate(fs, str(run), "", set(), cutoff, "workspace run folder")
     return removals
 
@@ -262,8 +289,7 @@ def cache_removals(cache: Path, cutoff: float, *, dry_run: bool) -> Iterator[Rem
     fs, _ = _fs(str(folder))
     entries: dict[str, list[Path]] = {}
     for child in sorted(folder.iterdir()):
-        match = TEMP_SIBLING.match(child.name)
-        name = match["name"] if match else child.name.removeprefix(".").removesuffix(".lock")
+        name = layout.temporary_target(child.name) or child.name.removeprefix(".").removesuffix(".lock")
         entries.setdefault(name, []).append(child)
     for name, paths in entries.items():
         entry = folder / name
@@ -292,7 +318,7 @@ def _remove_cache_entry(fs, entry: Path, paths: list[Path], cutoff: float, dry_r
             continue
         if not dry_run:
             # Out of the way first: from here on nobody finds it complete.
-            aside = path.parent / f".{entry.name}.old-{uuid.uuid4().hex[:8]}" if path == entry else path
+            aside = layout.old_sibling(entry) if path == entry else path
             if aside != path:
                 os.rename(path, aside)
             fs.rm(str(aside), recursive=True)

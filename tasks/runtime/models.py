@@ -23,12 +23,12 @@ import re
 import shutil
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tasks.errors import ModelError
+from tasks.runtime import layout
 from tasks.serving.contract import LABELS
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def _download(uri: str, version: str = "") -> Path:
 
 
 def _fetch(fs, remote: str, uri: str, target: Path) -> None:
-    work = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    work = layout.work_sibling(target)
     try:
         if remote.endswith((".tar.gz", ".tgz")):
             work.mkdir(parents=True)
@@ -188,7 +188,7 @@ def _fetch(fs, remote: str, uri: str, target: Path) -> None:
     (work / COMPLETE).touch()
     if target.exists():
         # Incomplete, so nobody reads it (a reader needs the marker): left by code that predates the lock.
-        stale = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        stale = layout.old_sibling(target)
         os.rename(target, stale)
         shutil.rmtree(stale, ignore_errors=True)
     os.rename(work, target)

@@ -12,19 +12,13 @@ import json
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tasks.runtime import digest
+from tasks.runtime import digest, layout
 
 log = logging.getLogger(__name__)
-
-
-def partial_path(final: Path) -> Path:
-    """The fixed work folder beside ``final`` that a resumable step reuses across attempts."""
-    return final.parent / f".{final.name}.partial"
 
 
 @contextmanager
@@ -37,7 +31,7 @@ def atomic_output(final: str | os.PathLike, *, resumable: bool = False) -> Itera
     """
     final = Path(final).absolute()
     final.parent.mkdir(parents=True, exist_ok=True)
-    work = partial_path(final) if resumable else final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    work = layout.partial_sibling(final) if resumable else layout.work_sibling(final)
     work.mkdir(exist_ok=True)
     try:
         yield work
@@ -54,7 +48,7 @@ def publish(work: Path, final: Path) -> None:
     if not final.exists():
         os.rename(work, final)
         return
-    old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+    old = layout.old_sibling(final)
     try:
         os.rename(final, old)
     except OSError as error:

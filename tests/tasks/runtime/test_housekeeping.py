@@ -71,7 +71,7 @@ def root(tmp_path) -> Path:
 
 
 def _gc(root, capsys, **flags) -> list[str]:
-    housekeeping.run(GcArguments(root=str(root), **flags))
+    housekeeping.run(GcArguments(root=str(root), **{"dags": "nlp_local", **flags}))
     return capsys.readouterr().out.splitlines()
 
 
@@ -149,7 +149,7 @@ def test_a_missing_registry_stops_gc_before_anything_goes(root, capsys):
 def test_a_corrupt_registry_stops_gc_with_exit_2(root):
     before = _files(root)
     (root / "registry.sqlite").write_bytes(b"this is not a database" * 100)
-    result = run_tasks("gc", "--root", str(root), check=False)
+    result = run_tasks("gc", "--root", str(root), "--dags", "nlp_local", check=False)
     assert result.returncode == 2
     assert "registry.sqlite: cannot read the registry" in result.stderr
     assert result.stderr.rstrip().endswith("gc removes nothing without it")
@@ -164,7 +164,7 @@ def test_every_registry_given_keeps_its_models(root, capsys):
 
 def test_the_flags_are_checked(root, capsys):
     with pytest.raises(ConfigError, match="--older-than-days must be a positive integer, got 0"):
-        parse("gc", ["--root", str(root), "--older-than-days", "0"])
+        parse("gc", ["--root", str(root), "--dags", "nlp_local", "--older-than-days", "0"])
     with pytest.raises(ConfigError, match=r"--root .*/absent: no such folder"):
         _gc(root / "absent", capsys, registries=str(root / "registry.sqlite"))
     with pytest.raises(ConfigError, match="--workspace .*/absent: no such folder"):
@@ -242,16 +242,16 @@ def test_on_an_s3_root_unreferenced_old_uploads_go(s3, tmp_path, capsys):
     bucket, client = s3["bucket"], s3["client"]
     model = _write(tmp_path / "model", 0)
     uploads = {
-        run: upload_folder(client, model, bucket, f"artefacts/nlp_sagemaker/{run}/quantized/20260101T010000Z-try1")
+        run: upload_folder(client, model, bucket, f"artefacts/nlp_local/{run}/quantized/20260101T010000Z-try1")
         for run in (RUN_A, RUN_B, RUN_C)
     }
     for run in (RUN_A, RUN_B, RUN_C):
-        client.put_object(Bucket=bucket, Key=f"artefacts/nlp_sagemaker/{run}/quantized/LATEST", Body=b"x")
+        client.put_object(Bucket=bucket, Key=f"artefacts/nlp_local/{run}/quantized/LATEST", Body=b"x")
     registry = _registry(tmp_path / "registry.sqlite", uploads[RUN_A])
     client.upload_file(str(registry), bucket, "artefacts/registry.sqlite")
-    client.put_object(Bucket=bucket, Key="artefacts/nlp_sagemaker/endpoint/state.json", Body=b"{}")
+    client.put_object(Bucket=bucket, Key="artefacts/nlp_local/endpoint/state.json", Body=b"{}")
     _backdate(bucket, "artefacts/", OLD)
-    _backdate(bucket, f"artefacts/nlp_sagemaker/{RUN_C}/", -OLD + NEW)
+    _backdate(bucket, f"artefacts/nlp_local/{RUN_C}/", -OLD + NEW)
     before = {item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]}
 
     listed = _gc(f"s3://{bucket}/artefacts", capsys, dry_run=True)
@@ -259,9 +259,9 @@ def test_on_an_s3_root_unreferenced_old_uploads_go(s3, tmp_path, capsys):
     lines = _gc(f"s3://{bucket}/artefacts", capsys)
     assert [line.replace("would remove", "removed") for line in listed] == lines
     after = {item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    assert before - after == {key for key in before if key.startswith(f"artefacts/nlp_sagemaker/{RUN_B}/")}
+    assert before - after == {key for key in before if key.startswith(f"artefacts/nlp_local/{RUN_B}/")}
     assert f"{uploads[RUN_B]}  (unreferenced artefact, 30 days old)" in lines[0]
-    assert f"s3://{bucket}/artefacts/nlp_sagemaker/{RUN_B}/quantized/LATEST" in lines[1]
+    assert f"s3://{bucket}/artefacts/nlp_local/{RUN_B}/quantized/LATEST" in lines[1]
     assert lines[-1] == "removed 2 item(s), 1003 B in all"
 
 
@@ -274,3 +274,123 @@ def test_a_registry_on_s3_is_read_and_a_missing_one_stops_gc(s3, tmp_path, capsy
     s3["client"].upload_file(str(registry), bucket, "registries/local.sqlite")
     _gc(tmp_path / "artefacts", capsys, registries=f"s3://{bucket}/registries/local.sqlite")
     assert folder.is_dir()
+
+
+def _other_dags(root: Path) -> None:
+    """Old runs of the EKS and SageMaker DAGs under the same root, whose registries gc is not given."""
+    _write(root / "nlp_eks" / RUN_B / "quantized" / "try1", OLD)
+    _write(root / "nlp_sagemaker" / RUN_B / "model" / "try1", OLD)
+    (root / "nlp_sagemaker" / RUN_B / "model" / "try1" / "model.tar.gz").write_bytes(b"tar")
+    _age(root / "nlp_sagemaker", OLD)
+
+
+def test_only_the_folders_of_the_dags_named_are_collected(root, capsys):
+    _other_dags(root)
+    others = {name for name in _files(root) if not name.startswith("nlp_local/")}
+    _gc(root, capsys)
+    assert not (root / "nlp_local" / RUN_B).exists()
+    assert others <= _files(root), "the EKS and SageMaker models stay: their registries were not given"
+
+
+def test_on_an_s3_root_other_dags_models_are_untouched(s3, tmp_path, capsys):
+    bucket, client = s3["bucket"], s3["client"]
+    model = _write(tmp_path / "model", 0)
+    for dag in ("nlp_local", "nlp_eks", "nlp_sagemaker"):
+        upload_folder(client, model, bucket, f"artefacts/{dag}/{RUN_B}/quantized/20260101T010000Z-try1")
+    client.put_object(Bucket=bucket, Key=f"artefacts/nlp_sagemaker/{RUN_B}/model/model.tar.gz", Body=b"tar")
+    _backdate(bucket, "artefacts/", OLD)
+    registry = _registry(tmp_path / "registry.sqlite")
+    before = {item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    _gc(f"s3://{bucket}/artefacts", capsys, registries=str(registry))
+    after = {item["Key"] for item in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert before - after == {key for key in before if key.startswith("artefacts/nlp_local/")}
+
+
+def test_the_dags_flag_is_required_and_checked(root):
+    with pytest.raises(ConfigError, match="--dags"):
+        parse("gc", ["--root", str(root)])
+    for bad in ("", " , ", "nlp_local,../other", "a/b"):
+        with pytest.raises(ConfigError, match="--dags must be comma-separated DAG ids"):
+            GcArguments(root=str(root), dags=bad)
+    assert GcArguments(root=str(root), dags="nlp_local, nlp_eks").dags == "nlp_local, nlp_eks"
+
+
+def _old_schema(path: Path) -> Path:
+    """A registry written before the digest column existed."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE models (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, version TEXT NOT NULL,"
+            " status TEXT NOT NULL, decision TEXT, reasons TEXT NOT NULL, metrics TEXT NOT NULL,"
+            " data_fingerprint TEXT, base_model TEXT, config TEXT NOT NULL, dag_id TEXT, run_id TEXT,"
+            " logical_date TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO models (model, version, status, reasons, metrics, config, created_at, updated_at)"
+            " VALUES (?, 'v', 'production', '[]', '{}', '{}', 'now', 'now')",
+            (str(path.parent / "nlp_local" / RUN_B / "model" / "try1"),),
+        )
+    return path
+
+
+def test_gc_never_writes_a_registry(root, capsys):
+    registry = _old_schema(root / "old.sqlite")
+    before = hashlib.sha256(registry.read_bytes()).hexdigest()
+    _gc(root, capsys, registries=str(registry))
+    assert hashlib.sha256(registry.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in registry.parent.iterdir() if p.name.startswith("old.sqlite")) == ["old.sqlite"]
+    assert (root / "nlp_local" / RUN_B / "model" / "try1").is_dir(), "the old registry's entry keeps its model"
+
+
+def test_a_database_that_is_no_registry_stops_gc_with_exit_2(root):
+    import sqlite3
+
+    with sqlite3.connect(root / "other.sqlite") as db:
+        db.execute("CREATE TABLE things (name TEXT)")
+    before = _files(root)
+    result = run_tasks(
+        "gc", "--root", str(root), "--dags", "nlp_local", "--registries", f"{root}/other.sqlite", check=False
+    )
+    assert result.returncode == 2
+    assert "other.sqlite: cannot read the registry" in result.stderr
+    assert _files(root) == before
+
+
+def test_command_records_of_failed_tries_go_when_old(root, capsys):
+    step = root / "nlp_local" / RUN_B / "train"
+    step.mkdir()
+    for name, days_old in (("try1", OLD), ("try2", NEW), ("try3", OLD)):
+        (step / f"{name}{housekeeping.COMMAND_SUFFIX}").write_text('{"command": []}')
+        _age(step / f"{name}{housekeeping.COMMAND_SUFFIX}", days_old)
+    _write(step / ".try3.partial", NEW)  # try3 is still being written (or resumable)
+    registered = root / "nlp_local" / RUN_A / "model" / f"try9{housekeeping.COMMAND_SUFFIX}"
+    registered.write_text('{"command": []}')
+    _age(registered, OLD)
+    lines = _gc(root, capsys)
+    assert sorted(p.name for p in step.iterdir()) == [".try3.partial", "try2.command.json", "try3.command.json"]
+    assert not registered.exists(), "a failed try's record names no artefact, in a registered run too"
+    assert any(
+        line.endswith(f"{step}/try1.command.json  (command record of a failed try, 30 days old)") for line in lines
+    )
+
+
+def test_a_run_of_only_failed_tries_goes_whole(tmp_path, capsys):
+    root = tmp_path / "artefacts"
+    record = root / "nlp_local" / RUN_B / "model" / f"try1{housekeeping.COMMAND_SUFFIX}"
+    record.parent.mkdir(parents=True)
+    record.write_text('{"command": []}')
+    _age(record, OLD)
+    _registry(root / "registry.sqlite")
+    _gc(root, capsys)
+    assert not (root / "nlp_local" / RUN_B).exists(), "its empty step and run folders go with the record"
+    assert (root / "registry.sqlite").is_file()
+
+
+def test_a_try_is_as_old_as_its_command_record(root, capsys):
+    """Reusing a try refreshes its record (plugins/nlp_pipeline/artefacts.py reusable_output): gc keeps it."""
+    reused = root / "nlp_local" / RUN_B / "model" / "try1"
+    _age(reused.with_name("try1" + housekeeping.COMMAND_SUFFIX), 0)
+    _gc(root, capsys)
+    assert (reused / "metrics.json").is_file()
+    assert not (root / "nlp_local" / RUN_B / "staged").exists()

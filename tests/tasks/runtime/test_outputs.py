@@ -1,6 +1,7 @@
 import pytest
 
-from tasks.runtime.outputs import atomic_output, partial_path
+from tasks.runtime.layout import partial_sibling
+from tasks.runtime.outputs import atomic_output
 
 
 def test_output_appears_only_when_complete(tmp_path):
@@ -32,7 +33,7 @@ def test_resumable_work_folder_survives_a_failure_and_is_reused(tmp_path):
     with pytest.raises(RuntimeError), atomic_output(tmp_path / "out", resumable=True) as work:
         (work / "checkpoint").write_text("step 5")
         raise RuntimeError("crash")
-    assert (partial_path(tmp_path / "out") / "checkpoint").read_text() == "step 5"
+    assert (partial_sibling(tmp_path / "out") / "checkpoint").read_text() == "step 5"
     with atomic_output(tmp_path / "out", resumable=True) as work:
         assert (work / "checkpoint").read_text() == "step 5"
-    assert (tmp_path / "out" / "checkpoint").is_file() and not partial_path(tmp_path / "out").exists()
+    assert (tmp_path / "out" / "checkpoint").is_file() and not partial_sibling(tmp_path / "out").exists()
