@@ -43,7 +43,8 @@ from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException
 
 from tasks.errors import ModelError
-from tasks.runtime import digest
+from tasks.runtime import digest, layout
+from tasks.runtime.layout import COMMAND_SUFFIX, LATEST
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +69,17 @@ def is_remote(location: str) -> bool:
 
 def run_key(context) -> str:
     moment = context["dag_run"].logical_date or context["dag_run"].run_after
-    return moment.strftime("%Y%m%dT%H%M%SZ")
+    return layout.run_key(moment)
+
+
+def run_hash(run_id: str) -> str:
+    """6 hex of the run id: what tells apart two runs of one interval (a run deleted and created again)."""
+    return hashlib.sha1(run_id.encode()).hexdigest()[:6]
 
 
 def run_suffix(run_key: str, run_id: str) -> str:
-    """``RUNKEY-HASH``: the run key and 6 hex of the run id, what names a run's jobs, models and TFJobs."""
-    return f"{run_key.lower()}-{hashlib.sha1(run_id.encode()).hexdigest()[:6]}"
+    """``RUNKEY-HASH``: the run key and the run's hash, what names a run's jobs, models and TFJobs."""
+    return f"{run_key.lower()}-{run_hash(run_id)}"
 
 
 def run_folder(context) -> str:
@@ -85,9 +91,6 @@ def step_folder(context, step: str) -> Path:
     if is_remote(root()):
         return workspace_root() / context["dag"].dag_id / run_key(context) / step
     return Path(run_folder(context)) / step
-
-
-COMMAND_SUFFIX = ".command.json"  # beside each try folder: the command that wrote it
 
 
 def _command_record(context, command: list[str]) -> dict:
@@ -113,7 +116,10 @@ def _check_layout(folder: Path) -> None:
 
 def reusable_output(context, step: str, command: list[str]) -> Path | None:
     """An earlier try's complete output of this run and ``command`` (its flags without ``--output``): sealed,
-    and still verifying against its seal. None when no try qualifies."""
+    and still verifying against its seal. None when no try qualifies.
+
+    Reusing a try touches its command record: ``python -m tasks gc`` dates a try by its newest file, the record
+    included, so a try reused now is not removed as old while the rest of the run reads it."""
     wanted = _command_record(context, command)
     for output in _tries(step_folder(context, step)):
         try:
@@ -127,6 +133,7 @@ def reusable_output(context, step: str, command: list[str]) -> Path | None:
         except ModelError as error:
             log.warning("not reusing %s's output: %s", output.name, error)
             continue
+        output.with_name(output.name + COMMAND_SUFFIX).touch()
         log.info("reusing %s's output (digest %s): %s", output.name, expected, output)
         return output
     return None
@@ -153,9 +160,6 @@ def claim_try(context, step: str, command: list[str]) -> Path:
         return folder / name
 
 
-LATEST = "LATEST"
-
-
 def publish(context, step: str, local: Path) -> str:
     """The artefact's location under ROOT: ``local`` itself when ROOT is local (a try folder), or ``local``
     uploaded as the step's latest upload when ROOT is remote."""
@@ -178,7 +182,7 @@ def _local_root() -> Path:
 
 
 def registry_file() -> Path:
-    return _local_root() / "registry.sqlite"
+    return _local_root() / layout.REGISTRY_FILE
 
 
 def endpoint_state(context) -> Path:

@@ -119,13 +119,14 @@ def cluster_config() -> Iterator[str | None]:
 
 
 def step_output(context, step: str) -> str:
-    """Where the step writes: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN`` on the volume, or
-    ``s3://.../nlp_eks/RUN_KEY/STEP/tryN`` on S3: one new folder per try, so a re-run never rewrites the bytes
-    a registry entry names. The step reports the place in its result, which is what the next steps read (a
-    retry may re-attach to an earlier try's pod, and then reports that try's folder)."""
+    """Where the step writes: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN-HASH`` on the volume, or
+    ``s3://.../nlp_eks/RUN_KEY/STEP/tryN-HASH`` on S3: one new folder per try and run (HASH: the run's, since a
+    run deleted and created again starts at try 1 and the worker cannot see the volume to claim a name), so a
+    re-run never rewrites the bytes a registry entry names. The step reports the place in its result, which is
+    what the next steps read (a retry may re-attach to an earlier try's pod, and then reports that try's folder)."""
     settings = cluster()
     folder = f"{settings.storage_root}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
-    return f"{folder}/try{context['ti'].try_number}"
+    return f"{folder}/try{context['ti'].try_number}-{artefacts.run_hash(context['run_id'])}"
 
 
 def _placement(params) -> manifests.Placement:

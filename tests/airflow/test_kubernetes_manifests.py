@@ -1,6 +1,7 @@
 """The nlp_eks pipeline's Kubernetes objects: valid against the Kubernetes 1.37 schema, with the fields that matter."""
 
 import contextlib
+import hashlib
 import json
 import sys
 
@@ -178,6 +179,17 @@ def eks_context(monkeypatch, **params) -> dict:
     )
 
 
+def test_a_run_of_the_same_interval_created_again_writes_folders_of_its_own(monkeypatch):
+    """A run deleted and created again starts at try 1 again: its folders must not be the first run's, which a
+    registry entry (perhaps production) names."""
+    from nlp_pipeline import eks
+
+    first = eks_context(monkeypatch)
+    again = first | {"run_id": "manual__y"}
+    assert eks.step_output(first, "model") != eks.step_output(again, "model")
+    assert eks.step_output(first, "model").startswith("/artefacts/nlp_eks/20260501T000000Z/model/try1-")
+
+
 def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypatch):
     from kubernetes.client import ApiClient
     from nlp_pipeline import eks
@@ -214,7 +226,9 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
         *["registry"] * 3,
     ]
     stage, evaluate = steps["stage_dataset"], steps["evaluate"]
-    assert stage[stage.index("--output") + 1] == "/artefacts/nlp_eks/20260501T000000Z/staged/try1", "a folder per try"
+    # A folder per try and run: a run of the same interval created again (try 1 again) writes elsewhere.
+    run_hash = hashlib.sha1(b"manual__x").hexdigest()[:6]
+    assert stage[stage.index("--output") + 1] == f"/artefacts/nlp_eks/20260501T000000Z/staged/try1-{run_hash}"
     assert evaluate[evaluate.index("--champion") + 1].endswith("20260424T000000Z/quantized")
     assert steps["register"][1:5] == ["--registry", "/artefacts/registry.sqlite", "--action", "register"]
     assert steps["reject"][steps["reject"].index("--status") + 1] == "archived"

@@ -4,6 +4,7 @@ Each ``execute`` is called as a task runner would call it, with a context of thi
 the real steps (the fake kubelet runs ``python -m tasks ARGS``); the server's Deployment serves a real model.
 """
 
+import hashlib
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator  # 
 from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
 
 RUN_ID = "manual__2026-05-01"
+TRY1 = f"try1-{hashlib.sha1(RUN_ID.encode()).hexdigest()[:6]}"  # the first try's folder of this run
 
 
 def context(task_id: str, try_number: int = 1, xcom: dict | None = None, **params) -> dict:
@@ -70,7 +72,7 @@ def test_a_step_pod_runs_the_step_streams_its_log_returns_its_result_and_is_dele
     stage_operator().execute(run)
 
     result = run["ti"].xcom_pull("stage_dataset")
-    staged = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "staged" / "try1"
+    staged = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "staged" / TRY1
     assert result["data"] == str(staged) and (staged / "manifest.json").is_file()
     assert len(result["fingerprint"]) > 20 and result["rows"]["train"] == 256
     [pod] = fake_kubernetes.pods_run
@@ -96,7 +98,7 @@ def test_with_an_s3_artefact_root_the_pods_read_and_write_s3_and_mount_no_volume
     run = context("stage_dataset", source=f"{source}/", base_model=str(minilm_path))
     stage_operator().execute(run)
 
-    prefix = "root/nlp_eks/20260501T000000Z/staged/try1"
+    prefix = f"root/nlp_eks/20260501T000000Z/staged/{TRY1}"
     assert run["ti"].xcom_pull("stage_dataset")["data"] == f"s3://{bucket}/{prefix}"
     assert s3["client"].head_object(Bucket=bucket, Key=f"{prefix}/manifest.json")["ContentLength"] > 0
     [pod] = fake_kubernetes.pods_run
@@ -194,7 +196,7 @@ def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_delet
     operator.execute(run)
 
     result = run["ti"].xcom_pull("train")
-    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / "try1" / "saved_model").is_dir()
+    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / TRY1 / "saved_model").is_dir()
     assert result["metrics"]["workers"] == 2 and 0 <= result["metrics"]["accuracy"] <= 1
     [job] = [request.data for request in fake_kubernetes.requests_to("post", r"/tfjobs$")]
     assert job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2

@@ -5,11 +5,17 @@ A first run creates the server; a second rolls a new model out over it, with the
 Then a broken answer fails the smoke test and ``rollback`` puts the first run's model back.
 """
 
+import hashlib
 import json
 
 from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+
+
+def run_hash(run_id: str) -> str:
+    """What tells a run's try folders apart from another run's of the same interval (artefacts.run_hash)."""
+    return hashlib.sha1(run_id.encode()).hexdigest()[:6]
 
 
 def served_model(cluster) -> str:
@@ -49,7 +55,7 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert "--champion" not in evaluate, "no server yet, so no champion"
     assert evaluate[evaluate.index("--timing") + 1] == "quick", "the run's timing Param reaches the step"
     run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
-    quantized = run_folder / "quantized" / "try1"  # each try writes a folder of its own
+    quantized = run_folder / "quantized" / f"try1-{run_hash(first)}"  # each try and run writes a folder of its own
     assert served_model(cluster) == str(quantized)
     # quantize measured on the server's nodes (the same node_features), and its decision says so.
     record = json.loads((quantized / "quantization.json").read_text())
@@ -65,7 +71,7 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-3]
     assert evaluate[0] == "evaluate"
     assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
-    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / "try1")
+    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / f"try1-{run_hash(second)}")
     assert served_model(cluster) == second_model
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
     assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(quantized)
