@@ -50,7 +50,7 @@ def run(args: SummaryArguments) -> None:
 
 def _step_output(run_folder: Path, step: str) -> Path:
     """The step's last complete output in the run: of its try folders (``STEP/tryN``), the last one sealed."""
-    tries = [path for path in (run_folder / step).glob("try*") if digest.sealed(path)]
+    tries = [path for path in (run_folder / step).glob("try*") if path.is_dir() and digest.sealed(path)]
     if not tries:
         return run_folder / step
     return max(tries, key=lambda path: (path / digest.DIGEST_FILE).stat().st_mtime_ns)

@@ -15,6 +15,7 @@ def run_folder(tmp_path, quantization: dict | None, try_folder: str = "try1") ->
     folder = tmp_path / "run"
     output = folder / "quantized" / try_folder
     output.mkdir(parents=True)
+    (output.parent / f"{try_folder}.command.json").write_text("{}")  # recorded beside it before the step ran
     if quantization is not None:
         (output / "quantization.json").write_text(json.dumps(quantization))
         digest.seal(output)
