@@ -1,6 +1,9 @@
-"""nlp_maintenance: gc on the local platform's root with its registry, skipped until a model was registered."""
+"""nlp_maintenance: gc on the local platform's root with its registry, skipped until a model was registered; a try
+a retry reuses is kept."""
 
+import os
 import sys
+import time
 
 import pytest
 
@@ -9,9 +12,13 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "plugins"))
 
 from airflow.sdk.exceptions import AirflowSkipException  # noqa: E402
-from nlp_pipeline import maintenance  # noqa: E402
+from nlp_pipeline import artefacts, maintenance  # noqa: E402
 
 from tasks import cli  # noqa: E402
+from tasks.config import GcArguments  # noqa: E402
+from tasks.endpoint.registry import Registry  # noqa: E402
+from tasks.runtime import digest, housekeeping  # noqa: E402
+from tests.airflow.test_artefacts import TRAIN, context  # noqa: E402
 
 
 @pytest.fixture
@@ -49,3 +56,21 @@ def test_a_remote_root_has_its_workspace_collected_too(monkeypatch, tmp_path, re
     arguments = cli.parse(step, flags)
     assert (arguments.root, arguments.workspace) == ("s3://bucket/root", str(tmp_path / "nlp-workspace"))
     assert arguments.dag_ids() == ["nlp_local"], "the EKS and SageMaker DAGs' models on the shared root stay"
+
+
+def test_a_reused_try_is_kept_by_gc_however_old_it_was(monkeypatch, tmp_path, capsys):
+    """A retry reusing an old try (artefacts.reusable_output) refreshes its age, so gc, running meanwhile, keeps
+    what the rest of the run is about to read."""
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
+    output = artefacts.claim_try(context(1), "model", TRAIN)
+    (output / "saved_model").mkdir(parents=True)
+    (output / "saved_model" / "saved_model.pb").write_bytes(b"x")
+    digest.seal(output)
+    old = time.time() - 30 * 86400
+    for path in [*output.rglob("*"), output, output.with_name("try1.command.json")]:
+        os.utime(path, (old, old))
+    Registry(tmp_path / "registry.sqlite")
+
+    assert artefacts.reusable_output(context(2), "model", TRAIN) == output
+    housekeeping.run(GcArguments(root=str(tmp_path), dags="nlp_local"))
+    assert digest.sealed(output), f"reused, so kept: {capsys.readouterr().out}"

@@ -16,7 +16,7 @@ from tasks.cli import parse
 from tasks.config import GcArguments
 from tasks.endpoint.registry import Registry
 from tasks.errors import ConfigError
-from tasks.runtime import housekeeping, models
+from tasks.runtime import housekeeping, layout, models
 from tests.conftest import run_tasks, upload_folder
 
 DAY = 86400
@@ -41,7 +41,7 @@ def _age(path: Path, days_old: float) -> None:
 
 def _try(root: Path, run: str, step: str, days_old: float, name: str = "try1") -> Path:
     folder = _write(root / "nlp_local" / run / step / name, days_old)
-    record = folder.with_name(name + housekeeping.COMMAND_SUFFIX)
+    record = folder.with_name(name + layout.COMMAND_SUFFIX)
     record.write_text('{"command": []}')
     _age(record, days_old)
     return folder
@@ -361,10 +361,10 @@ def test_command_records_of_failed_tries_go_when_old(root, capsys):
     step = root / "nlp_local" / RUN_B / "train"
     step.mkdir()
     for name, days_old in (("try1", OLD), ("try2", NEW), ("try3", OLD)):
-        (step / f"{name}{housekeeping.COMMAND_SUFFIX}").write_text('{"command": []}')
-        _age(step / f"{name}{housekeeping.COMMAND_SUFFIX}", days_old)
+        (step / f"{name}{layout.COMMAND_SUFFIX}").write_text('{"command": []}')
+        _age(step / f"{name}{layout.COMMAND_SUFFIX}", days_old)
     _write(step / ".try3.partial", NEW)  # try3 is still being written (or resumable)
-    registered = root / "nlp_local" / RUN_A / "model" / f"try9{housekeeping.COMMAND_SUFFIX}"
+    registered = root / "nlp_local" / RUN_A / "model" / f"try9{layout.COMMAND_SUFFIX}"
     registered.write_text('{"command": []}')
     _age(registered, OLD)
     lines = _gc(root, capsys)
@@ -377,7 +377,7 @@ def test_command_records_of_failed_tries_go_when_old(root, capsys):
 
 def test_a_run_of_only_failed_tries_goes_whole(tmp_path, capsys):
     root = tmp_path / "artefacts"
-    record = root / "nlp_local" / RUN_B / "model" / f"try1{housekeeping.COMMAND_SUFFIX}"
+    record = root / "nlp_local" / RUN_B / "model" / f"try1{layout.COMMAND_SUFFIX}"
     record.parent.mkdir(parents=True)
     record.write_text('{"command": []}')
     _age(record, OLD)
@@ -390,7 +390,7 @@ def test_a_run_of_only_failed_tries_goes_whole(tmp_path, capsys):
 def test_a_try_is_as_old_as_its_command_record(root, capsys):
     """Reusing a try refreshes its record (plugins/nlp_pipeline/artefacts.py reusable_output): gc keeps it."""
     reused = root / "nlp_local" / RUN_B / "model" / "try1"
-    _age(reused.with_name("try1" + housekeeping.COMMAND_SUFFIX), 0)
+    _age(reused.with_name("try1" + layout.COMMAND_SUFFIX), 0)
     _gc(root, capsys)
     assert (reused / "metrics.json").is_file()
     assert not (root / "nlp_local" / RUN_B / "staged").exists()
