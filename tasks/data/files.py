@@ -289,7 +289,9 @@ def read_hub(source: str) -> dict[str, list[Record]]:
     import datasets
 
     try:
-        loaded = datasets.load_dataset(repo, config)
+        # hf://datasets/ makes datasets look on the hub only: given OWNER/NAME alone it would first read a folder of
+        # that name in the working directory, a way around the allow-list of sources.
+        loaded = datasets.load_dataset(f"hf://datasets/{repo}", config)
     except Exception as error:  # the hub client raises many types: offline, 404, gated, network
         raise SourceError(
             f"{source}: cannot load {repo!r} (config {config!r}) from the Hugging Face hub: {error}. "

@@ -102,3 +102,20 @@ def test_train_from_a_hub_id_with_pytorch_safetensors(tmp_path, hub_env, staged_
     card = json.loads((output / "model_card.json").read_text())
     assert card["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
     assert json.loads((output / "metrics.json").read_text())["steps"] == 3
+
+
+def test_a_hub_id_never_reads_a_folder_of_that_name_in_the_working_directory(tmp_path, monkeypatch, hub_env):
+    """datasets reads ``load_dataset("OWNER/NAME")`` from a local folder of that name when there is one: an hf://
+    source would then read the worker's files, around the allow-list of sources."""
+    from tasks.data import files
+    from tasks.errors import SourceError
+
+    planted = tmp_path / "nobody" / "nothing"
+    planted.mkdir(parents=True)
+    for name, pairs in (("train.tsv", PAIRS), ("dev.tsv", DEV)):
+        (planted / name).write_text(glue_lines(pairs))
+    monkeypatch.chdir(tmp_path)
+    for name, value in hub_env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SourceError, match="hf://nobody/nothing: cannot load 'nobody/nothing'"):
+        files.read_hub("hf://nobody/nothing")
