@@ -113,7 +113,8 @@ class Registry:
                     raise
                 db.execute("COMMIT")
         except sqlite3.DatabaseError as error:
-            if (error.sqlite_errorcode & 0xFF) not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+            code = getattr(error, "sqlite_errorcode", None)  # None on errors the sqlite3 module raises itself
+            if code is None or (code & 0xFF) not in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
                 raise  # "database is locked" and the like: a retry can help
             raise self._not_a_registry(f"not a SQLite database ({error})") from None
 
