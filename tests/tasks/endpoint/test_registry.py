@@ -173,3 +173,10 @@ def test_concurrent_processes_lose_no_registration(tmp_path):
     assert sorted(row["run_id"] for row in rows(registry_file)) == sorted(
         f"run-{w}-{n}" for w in range(writers) for n in range(count)
     )
+
+
+def test_a_database_error_without_a_sqlite_code_is_raised_as_it_is(tmp_path):
+    """Errors the sqlite3 module raises itself carry no sqlite_errorcode: they are not a corrupt registry."""
+    registry = Registry(tmp_path / "registry.sqlite")
+    with pytest.raises(sqlite3.DatabaseError, match="raised by the module"), registry._transaction():
+        raise sqlite3.DatabaseError("raised by the module")
