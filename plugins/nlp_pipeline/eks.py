@@ -40,6 +40,7 @@ from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
 from nlp_pipeline.specs import kubernetes as manifests
+from tasks.runtime.layout import REGISTRY_FILE
 from tasks.serving import contract
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class ClusterSettings:
 
     @property
     def registry(self) -> str:
-        return f"{self.storage_root}/registry.sqlite"
+        return f"{self.storage_root}/{REGISTRY_FILE}"
 
 
 def cluster() -> ClusterSettings:
