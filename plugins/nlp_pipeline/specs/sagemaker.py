@@ -4,21 +4,31 @@ Plain functions from values to the dictionaries ``CreateProcessingJob``, ``Creat
 ``CreateModel``, ``CreateEndpointConfig`` and ``UpdateEndpoint`` take, so they can be read and tested
 without AWS. Every value SageMaker wants as a string (hyper-parameters) is a string here.
 
-Names are deterministic: ``nlp-<step>-<run key>-<6 hex of the run id>`` for what belongs to a run (model,
-endpoint config), plus ``-t<try>`` for jobs, so a retried task finds its own job and never makes a second.
-Job names are at most 63 characters of ``[a-zA-Z0-9-]``, as SageMaker requires.
+Names are deterministic: ``nlp-<step>-<run key>-<6 hex of the run id>`` for what belongs to a run, plus
+``-t<try>`` for jobs, so a retried task finds its own job and never makes a second, and ``-<8 hex>`` of the
+model's content digest for the model and endpoint config serving it, so a run whose quantize or evaluate was
+cleared makes a new model. Names are at most 63 characters of ``[a-zA-Z0-9-]``, as SageMaker requires.
+
+Limits and enums come from botocore's SageMaker service model (the one the amazon provider sends requests with)
+and the AWS docs; tests/airflow/test_sagemaker_specs.py checks every request against that model.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import math
 import re
+import uuid
 from dataclasses import dataclass
 
 from nlp_pipeline.artefacts import run_suffix
+from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
 
 # The task image's entrypoint runs `python -m tasks ARGS` for a processing job's ContainerArguments.
 _NAME_LIMIT = 63
+_DIGEST_HEX = 8  # of the model's sha256 in its model's and endpoint config's names
 
 
 @dataclass(frozen=True)
@@ -32,27 +42,138 @@ class Settings:
     model_package_group: str
 
 
-def resource_name(kind: str, run_key: str, run_id: str, try_number: int | None = None) -> str:
-    """``nlp-KIND-RUNKEY-HASH[-tN]``: one name per run (and try), valid for every SageMaker resource."""
-    name = f"nlp-{kind}-{run_suffix(run_key, run_id)}" + (f"-t{try_number}" if try_number is not None else "")
+def _digest_hex(digest: str) -> str:
+    hex_digits = digest.removeprefix(DIGEST_PREFIX)
+    if not re.fullmatch(rf"[0-9a-f]{{{_DIGEST_HEX},}}", hex_digits):
+        raise ValueError(f"digest {digest!r} is not {DIGEST_PREFIX}HEX (at least {_DIGEST_HEX} lowercase hex digits)")
+    return hex_digits[:_DIGEST_HEX]
+
+
+def resource_name(
+    kind: str, run_key: str, run_id: str, try_number: int | None = None, digest: str | None = None
+) -> str:
+    """``nlp-KIND-RUNKEY-HASH[-tN][-DIGEST8]``: one name per run (and try, and served model), valid for every
+    SageMaker resource. ``digest`` is the model's content digest (``sha256:HEX``, tasks/runtime/digest.py)."""
+    name = f"nlp-{kind}-{run_suffix(run_key, run_id)}"
+    name += f"-t{try_number}" if try_number is not None else ""
+    name += f"-{_digest_hex(digest)}" if digest is not None else ""
     if len(name) > _NAME_LIMIT or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name):
         raise ValueError(f"{name!r} is not a valid SageMaker name (at most 63 of [a-zA-Z0-9-])")
     return name
 
 
+# ---- instance types -----------------------------------------------------------------------------------------------
+# What each use's request calls its instance type in botocore's service model.
+INSTANCE_SHAPES = {
+    "processing": "ProcessingInstanceType",  # CreateProcessingJob
+    "training": "TrainingInstanceType",  # CreateTrainingJob
+    "endpoint": "ProductionVariantInstanceType",  # CreateEndpointConfig
+}
+
+
+@functools.cache
+def _service_shapes() -> dict:
+    """botocore's SageMaker shapes, read once: ~0.05 s to load the model, ~0.15 s more where botocore is not yet
+    imported (the nlp_sagemaker DAG imports it anyway, through the amazon provider)."""
+    import botocore.loaders
+
+    return botocore.loaders.Loader().load_service_model("sagemaker", "service-2")["shapes"]
+
+
+@functools.cache
+def instance_types(use: str) -> frozenset[str]:
+    """The instance types SageMaker accepts for ``use`` (processing, training or endpoint), from botocore."""
+    if use not in INSTANCE_SHAPES:
+        raise ValueError(f"no SageMaker instance use {use!r}: one of {', '.join(INSTANCE_SHAPES)}")
+    return frozenset(_service_shapes()[INSTANCE_SHAPES[use]]["enum"])
+
+
+# ---- network ------------------------------------------------------------------------------------------------------
+_NETWORK_IDS = {  # field: (EC2 id pattern, botocore's count limits)
+    "Subnets": (re.compile(r"subnet-[0-9a-f]+"), 1, 16),
+    "SecurityGroupIds": (re.compile(r"sg-[0-9a-f]+"), 1, 5),
+}
+_ID_LENGTH = 32  # botocore's SubnetId and SecurityGroupId
+
+
+@dataclass(frozen=True)
+class Network:
+    """Where jobs and the model run: the subnets and security groups of a VPC, and whether network isolation
+    cuts the containers off from every network.
+
+    An isolated container reaches nothing: only what SageMaker copies in (``s3://`` inputs and channels) and out
+    (the outputs). A step that fetches a hub model or ``hf://`` data then fails; ``check_isolation`` refuses that
+    before any job starts.
+    """
+
+    subnets: tuple[str, ...]
+    security_group_ids: tuple[str, ...]
+    isolation: bool = False
+
+    @classmethod
+    def from_variable(cls, value: str | dict) -> Network:
+        """From the Variable's JSON: ``{"Subnets": [...], "SecurityGroupIds": [...], "EnableNetworkIsolation": b}``
+        (isolation optional, default false), checked against botocore's VpcConfig limits."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"the network setting is not JSON: {error}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"the network setting must be an object with Subnets and SecurityGroupIds, not {value!r}")
+        if unknown := sorted(set(value) - {*_NETWORK_IDS, "EnableNetworkIsolation"}):
+            raise ValueError(
+                f"the network setting has unknown fields {unknown}: Subnets, SecurityGroupIds and "
+                "EnableNetworkIsolation are allowed"
+            )
+        ids = {}
+        for field, (pattern, low, high) in _NETWORK_IDS.items():
+            given = value.get(field)
+            if not isinstance(given, list) or not low <= len(given) <= high:
+                raise ValueError(f"network {field} must be a list of {low} to {high} ids, not {given!r}")
+            bad = [
+                item
+                for item in given
+                if not (isinstance(item, str) and len(item) <= _ID_LENGTH and pattern.fullmatch(item))
+            ]
+            if bad:
+                raise ValueError(
+                    f"network {field} has ids that are not {pattern.pattern} (at most {_ID_LENGTH}): {bad}"
+                )
+            ids[field] = tuple(given)
+        isolation = value.get("EnableNetworkIsolation", False)
+        if not isinstance(isolation, bool):
+            raise ValueError(f"network EnableNetworkIsolation must be true or false, not {isolation!r}")
+        return cls(ids["Subnets"], ids["SecurityGroupIds"], isolation)
+
+    def vpc_config(self) -> dict:
+        return {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}
+
+
+def check_isolation(network: Network | None, **sources: str) -> None:
+    """Raise unless every source an isolated job needs comes from S3 (a hub id or ``hf://`` is downloaded by the
+    step itself, which network isolation forbids)."""
+    if network is None or not network.isolation:
+        return
+    if remote := [f"{name} {uri!r}" for name, uri in sources.items() if not uri.startswith("s3://")]:
+        raise ValueError(
+            f"network isolation is on, so a job cannot fetch {', '.join(remote)}: copy them to S3 and pass s3:// URIs"
+        )
+
+
+# ---- jobs ---------------------------------------------------------------------------------------------------------
 def _cluster(instance_type: str, instance_count: int = 1, volume_gb: int = 30) -> dict:
     return {"InstanceType": instance_type, "InstanceCount": instance_count, "VolumeSizeInGB": volume_gb}
 
 
 def _processing_input(name: str, s3_uri: str) -> dict:
-    """One object (a name with a suffix: ``model.tar.gz``, ``train.tsv``) or a folder. A folder's prefix gets
-    a ``/``, so that its files, not the folder, land in ``LocalPath`` and a sibling sharing the start of its
-    name (``model-2/``) stays out."""
-    folder = "." not in s3_uri.rstrip("/").rsplit("/", 1)[-1]
+    """A URI ending in ``/`` is a prefix (a folder): its objects land in ``LocalPath``, and a sibling sharing the
+    start of its name (``model-2/``) stays out. Without it, the URI is one object (``train.tsv``). The caller
+    says which: a name is no clue (``bert-v1.0/`` is a folder)."""
     return {
         "InputName": name,
         "S3Input": {
-            "S3Uri": s3_uri.rstrip("/") + "/" if folder else s3_uri,
+            "S3Uri": s3_uri,
             "LocalPath": f"{PROCESSING_INPUT}/{name}",
             "S3DataType": "S3Prefix",
             "S3InputMode": "File",
@@ -70,9 +191,13 @@ def processing_job(
     output: str,
     instance_type: str,
     max_runtime_seconds: int,
+    network: Network | None = None,
 ) -> dict:
-    """A processing job running ``python -m tasks ARGUMENTS`` in the task image; ``PROCESSING_OUTPUT`` → ``output``."""
-    return {
+    """A processing job running ``python -m tasks ARGUMENTS`` in the task image; ``PROCESSING_OUTPUT`` → ``output``.
+
+    ``inputs`` maps an input name to an ``s3://`` URI: ending in ``/``, a prefix; else one object.
+    """
+    config = {
         "ProcessingJobName": name,
         "RoleArn": settings.role_arn,
         "AppSpecification": {"ImageUri": settings.image_uri, "ContainerArguments": arguments},
@@ -89,6 +214,9 @@ def processing_job(
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
         "Environment": {"TF_USE_LEGACY_KERAS": "1"},
     }
+    if network:
+        config["NetworkConfig"] = {"VpcConfig": network.vpc_config(), "EnableNetworkIsolation": network.isolation}
+    return config
 
 
 def _channel(name: str, s3_uri: str) -> dict:
@@ -99,6 +227,19 @@ def _channel(name: str, s3_uri: str) -> dict:
         },
         "InputMode": "File",
     }
+
+
+# What SageMaker reads from the training job's log into its metrics (and the console's curves): the lines of
+# tasks/training/callbacks.py, ProgressLogger ("epoch 1/3 step 10/20: loss 0.4123 | 88.0 samples/s | ETA ...")
+# and ValidationScorer ("epoch 1: train loss 0.3876, validation accuracy 0.8000, F1 0.8000 ..."). The learning
+# rate is not logged. botocore: at most 40 definitions; Name 1-255 and Regex 1-500 characters.
+METRIC_DEFINITIONS = (
+    {"Name": "train:loss", "Regex": r"step [0-9]+/[0-9]+: loss ([0-9.]+)"},
+    {"Name": "train:samples_per_second", "Regex": r": loss [0-9.]+ \| ([0-9.]+) samples/s"},
+    {"Name": "train:epoch_loss", "Regex": r"train loss ([0-9.]+), validation accuracy"},
+    {"Name": "validation:accuracy", "Regex": r"validation accuracy ([0-9.]+)"},
+    {"Name": "validation:f1", "Regex": r"validation accuracy [0-9.]+, F1 ([0-9.]+)"},
+)
 
 
 def training_job(
@@ -115,12 +256,14 @@ def training_job(
     max_runtime_seconds: int,
     spot: bool,
     max_wait_seconds: int,
+    network: Network | None = None,
 ) -> dict:
     """The ``train`` step as a training job: the staged splits as channels, the model to ``output``.
 
     ``base_model`` is a hub id (a hyper-parameter) or an ``s3://`` folder (the ``model`` channel). With
     ``instance_count`` > 1 each host gets ``resourceconfig.json`` and the step trains multi-worker.
-    Checkpoints sync to ``checkpoints`` on S3, so a restarted or Spot-interrupted job resumes.
+    Checkpoints sync to ``checkpoints`` on S3, so a restarted or Spot-interrupted job resumes. SageMaker
+    records loss, throughput, accuracy and F1 from the log (``METRIC_DEFINITIONS``).
     """
     channels = {
         "train": f"{staged}/train/",
@@ -136,7 +279,11 @@ def training_job(
     config = {
         "TrainingJobName": name,
         "RoleArn": settings.role_arn,
-        "AlgorithmSpecification": {"TrainingImage": settings.image_uri, "TrainingInputMode": "File"},
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [dict(definition) for definition in METRIC_DEFINITIONS],
+        },
         "HyperParameters": parameters,
         "InputDataConfig": [_channel(channel, uri) for channel, uri in channels.items()],
         "OutputDataConfig": {"S3OutputPath": output},
@@ -148,9 +295,12 @@ def training_job(
     }
     if spot:
         config["StoppingCondition"]["MaxWaitTimeInSeconds"] = max_wait_seconds
+    if network:
+        config |= {"VpcConfig": network.vpc_config(), "EnableNetworkIsolation": network.isolation}
     return config
 
 
+# ---- models, the registry, the endpoint ---------------------------------------------------------------------------
 def container(image_uri: str, model_data: str) -> dict:
     """The serving container: a training job's model.tar.gz, or a processing job's uncompressed prefix."""
     if model_data.endswith(".tar.gz"):
@@ -166,18 +316,39 @@ DATA_FINGERPRINT_ENV = "NLP_DATA_FINGERPRINT"
 TRAINING_CONFIG_ENV = "NLP_TRAINING_CONFIG"
 
 
-def model(name: str, settings: Settings, model_data: str, lineage: dict[str, str] | None = None) -> dict:
+def model(
+    name: str,
+    settings: Settings,
+    model_data: str,
+    lineage: dict[str, str] | None = None,
+    network: Network | None = None,
+) -> dict:
     """A SageMaker model: the task image serving ``model_data`` with ``serve``; ``lineage`` goes into its
-    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``, ``MODEL_DIGEST_ENV``)."""
+    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``, ``MODEL_DIGEST_ENV``); ``network`` places the
+    endpoint's containers in a VPC, isolated if asked."""
     primary = container(settings.image_uri, model_data) | {"Mode": "SingleModel"}
     if lineage:
         primary["Environment"] = lineage
-    return {"ModelName": name, "ExecutionRoleArn": settings.role_arn, "PrimaryContainer": primary}
+    config = {"ModelName": name, "ExecutionRoleArn": settings.role_arn, "PrimaryContainer": primary}
+    if network:
+        config |= {"VpcConfig": network.vpc_config(), "EnableNetworkIsolation": network.isolation}
+    return config
 
 
-def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str]) -> dict:
-    """``CreateModelPackage`` fields beyond the group and status: what serves it, its metrics, its lineage."""
+_TOKEN_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "nlp-pipeline/sagemaker/client-token")
+
+
+def client_token(*parts: str) -> str:
+    """A ``ClientToken`` (botocore: 1-36 of ``[a-zA-Z0-9-]``) for the same request retried: a UUID derived from
+    ``parts``, e.g. (dag_id, run_id, task_id), so a retried task's CreateModelPackage makes no second version."""
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, json.dumps(parts)))
+
+
+def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str], *, client_token: str) -> dict:
+    """``CreateModelPackage`` fields beyond the group and status: what serves it, its metrics, its lineage, and the
+    idempotency token (``client_token(...)``) SageMaker answers a repeated request with the first version for."""
     return {
+        "ClientToken": client_token,
         "InferenceSpecification": {
             "Containers": [container(settings.image_uri, evaluation["model"])],
             "SupportedContentTypes": ["application/json"],
@@ -200,6 +371,22 @@ def model_package(settings: Settings, evaluation: dict, lineage: dict[str, str])
     }
 
 
+# A model package's stage in SageMaker's ModelLifeCycle (Stage, StageStatus: 1-63 of [a-zA-Z0-9-]), in the names of
+# the Model Registry's predefined stage constructs ("Set up Staging Construct Examples"), which Studio shows.
+LIFE_CYCLE = {
+    "production": ("Production", "Approved"),  # the version the endpoint serves
+    "archived": ("Archived", "Retired"),  # served before; kept Approved, so a rollback can use it
+}
+
+
+def life_cycle(stage: str, description: str | None = None) -> dict:
+    """``ModelLifeCycle`` of UpdateModelPackage for ``stage`` (production or archived)."""
+    if stage not in LIFE_CYCLE:
+        raise ValueError(f"no model life cycle stage {stage!r}: one of {', '.join(LIFE_CYCLE)}")
+    name, status = LIFE_CYCLE[stage]
+    return {"Stage": name, "StageStatus": status} | ({"StageDescription": description[:1024]} if description else {})
+
+
 def endpoint_config(name: str, model_name: str, *, instance_type: str, instance_count: int) -> dict:
     return {
         "EndpointConfigName": name,
@@ -215,31 +402,135 @@ def endpoint_config(name: str, model_name: str, *, instance_type: str, instance_
     }
 
 
-def deployment_config(*, traffic: str, step_percent: int, baking_minutes: int, alarms: list[str]) -> dict:
-    """A blue/green ``DeploymentConfig``: all at once, canary or linear traffic shifting, with auto-rollback.
+# ---- blue/green ---------------------------------------------------------------------------------------------------
+TRAFFIC = ("all_at_once", "canary", "linear")
+_ROUTING = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
+# Step sizes in percent of capacity SageMaker takes (TrafficRoutingConfig): a canary at most 50 %, a linear step
+# 10-50 %; all at once ignores the step.
+_STEPS = {"all_at_once": (1, 100), "canary": (1, 50), "linear": (10, 50)}
+MAX_BAKING_MINUTES = 60  # WaitIntervalInSeconds and TerminationWaitInSeconds: at most 3600
+MAX_ALARMS = 10  # botocore's AlarmList
+MAX_EXECUTION_SECONDS = 28800  # MaximumExecutionTimeoutInSeconds: 600-28800
+# Allowed in the timeout for SageMaker to provision the new fleet before the first traffic step.
+PROVISIONING_SECONDS = 1800
+BLUE_GREEN_DEFAULT = {"traffic": "all_at_once", "step_percent": 10, "baking_minutes": 0, "alarms": []}
 
-    The baking period is both the wait after each traffic step and the wait before the old fleet goes
-    (SageMaker's WaitIntervalInSeconds and TerminationWaitInSeconds); an alarm in ALARM during any of
-    them sends all traffic back to the old fleet.
-    """
-    baking = baking_minutes * 60
-    routing: dict = {"Type": {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}[traffic]}
-    routing["WaitIntervalInSeconds"] = baking
-    steps = 1
+
+def _bakes(traffic: str, step_percent: int) -> int:
+    """Baking periods of a rollout: after all traffic; after the canary and after the rest; after each step."""
+    return {"all_at_once": 1, "canary": 2, "linear": math.ceil(100 / step_percent)}[traffic]
+
+
+def _timeout(traffic: str, step_percent: int, baking_seconds: int) -> int:
+    """Provisioning, every bake, then the wait before the old fleet goes (TerminationWaitInSeconds)."""
+    return PROVISIONING_SECONDS + _bakes(traffic, step_percent) * baking_seconds + baking_seconds
+
+
+def _baking_limits() -> list[dict]:
+    """``if``/``then`` rules: the longest bake whose waits fit MAX_EXECUTION_SECONDS, per mode and step range."""
+    rules = []
+    for traffic, (low, high) in _STEPS.items():
+        steps = range(low, high + 1)
+        longest = {
+            step: min(
+                MAX_BAKING_MINUTES,
+                (MAX_EXECUTION_SECONDS - PROVISIONING_SECONDS) // (60 * (_bakes(traffic, step) + 1)),
+            )
+            for step in steps
+        }
+        for limit in sorted(set(longest.values()) - {MAX_BAKING_MINUTES}):
+            within = [step for step in steps if longest[step] == limit]
+            rules.append(
+                {
+                    "if": {
+                        "properties": {
+                            "traffic": {"const": traffic},
+                            "step_percent": {"minimum": within[0], "maximum": within[-1]},
+                        }
+                    },
+                    "then": {"properties": {"baking_minutes": {"maximum": limit}}},
+                }
+            )
+    return rules
+
+
+def _when_traffic(traffic: list[str], then: dict) -> dict:
+    return {"if": {"properties": {"traffic": {"enum": traffic}}}, "then": {"properties": then}}
+
+
+# The one definition of a valid rollout: the Param's JSON schema (Airflow validates each Param alone, so the rules
+# between fields live in this one object's schema) and what deployment_config checks. Sources: TrafficRoutingConfig,
+# BlueGreenUpdatePolicy and AutoRollbackConfig in the API reference and botocore; "Auto-Rollback Configuration and
+# Monitoring": CloudWatch alarms are a prerequisite for baking periods.
+BLUE_GREEN_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "traffic": {"type": "string", "enum": list(TRAFFIC)},
+        "step_percent": {"type": "integer", "minimum": 1, "maximum": 100},
+        "baking_minutes": {"type": "integer", "minimum": 0, "maximum": MAX_BAKING_MINUTES},
+        "alarms": {
+            "type": "array",
+            "maxItems": MAX_ALARMS,
+            # CloudWatch alarm names: 1-255 characters, not only blanks (botocore), no ASCII control characters.
+            "items": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": r"\S",
+                "not": {"pattern": r"[\x00-\x1f\x7f]"},
+            },
+        },
+    },
+    "required": ["traffic", "step_percent", "baking_minutes", "alarms"],
+    "additionalProperties": False,
+    "allOf": [
+        _when_traffic(["canary"], {"step_percent": {"maximum": _STEPS["canary"][1]}}),
+        _when_traffic(["linear"], {"step_percent": {"minimum": _STEPS["linear"][0], "maximum": _STEPS["linear"][1]}}),
+        # A canary or linear rollout no alarm watches only delays the update: it bakes, and alarms watch the bake.
+        _when_traffic(["canary", "linear"], {"baking_minutes": {"minimum": 1}}),
+        {"if": {"properties": {"baking_minutes": {"minimum": 1}}}, "then": {"properties": {"alarms": {"minItems": 1}}}},
+        *_baking_limits(),
+    ],
+}
+
+
+def _check_blue_green(blue_green: dict) -> None:
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
+    error = best_match(validator_for(BLUE_GREEN_SCHEMA)(BLUE_GREEN_SCHEMA).iter_errors(blue_green))
+    if error is not None:
+        where = ".".join(str(part) for part in error.absolute_path) or "(the object)"
+        raise ValueError(f"blue_green {where}: {error.message} (given {blue_green!r})")
+
+
+def _deployment_config(blue_green: dict) -> dict:
+    traffic, step, alarms = blue_green["traffic"], blue_green["step_percent"], blue_green["alarms"]
+    baking = blue_green["baking_minutes"] * 60
+    routing: dict = {"Type": _ROUTING[traffic], "WaitIntervalInSeconds": baking}
     if traffic == "canary":
-        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": step_percent}
-        steps = 2
+        routing["CanarySize"] = {"Type": "CAPACITY_PERCENT", "Value": step}
     elif traffic == "linear":
-        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": step_percent}
-        steps = -(-100 // step_percent)
+        routing["LinearStepSize"] = {"Type": "CAPACITY_PERCENT", "Value": step}
     config: dict = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
-            "TerminationWaitInSeconds": min(baking, 3600),
-            # SageMaker's bounds: at least 600 s, at most 8 h, and longer than all the waits together.
-            "MaximumExecutionTimeoutInSeconds": min(max(600, steps * baking + min(baking, 3600) + 1800), 28800),
+            "TerminationWaitInSeconds": baking,
+            "MaximumExecutionTimeoutInSeconds": _timeout(traffic, step, baking),
         }
     }
     if alarms:
         config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": alarm} for alarm in alarms]}
     return config
+
+
+def deployment_config(blue_green: dict) -> dict:
+    """UpdateEndpoint's blue/green ``DeploymentConfig`` from the ``blue_green`` Param (``BLUE_GREEN_SCHEMA``).
+
+    The bake is both the wait after each traffic step and the wait before the old fleet goes (SageMaker's
+    WaitIntervalInSeconds and TerminationWaitInSeconds); an alarm in ALARM during it sends all traffic back to
+    the old fleet. The timeout covers provisioning and every wait. A value the schema refuses raises ValueError
+    naming the field, though the Param already refused it at trigger time.
+    """
+    _check_blue_green(blue_green)
+    return _deployment_config(blue_green)
