@@ -1,31 +1,44 @@
-"""SageMaker's part, played on the in-process moto server: jobs that really run the steps, and UpdateEndpoint.
+"""SageMaker's part, played on the in-process moto server: jobs that really run the steps, on a clock, and
+endpoints, a model registry and request checks that behave as AWS documents them.
 
-moto 5.2.5 records SageMaker jobs and marks them Completed without running anything, and has no
-UpdateEndpoint. Installed with ``FakeSageMaker(...).install(monkeypatch)``, a job does here what SageMaker
-does with the task image:
+moto 5.2.5 records SageMaker jobs and marks them Completed without running anything, has no UpdateEndpoint,
+and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(...).install(monkeypatch)``:
 
-- training: ``/opt/ml`` laid out as SageMaker does (``input/config/hyperparameters.json`` with string values,
-  ``resourceconfig.json``, one folder per channel under ``input/data/``, checkpoints from S3), the image run
-  with the argument ``train``, ``model/`` uploaded as ``S3OutputPath/JOB/output/model.tar.gz``, checkpoints
-  synced back, the output in CloudWatch Logs (``/aws/sagemaker/TrainingJobs``), ``output/failure`` as the
-  job's FailureReason;
-- processing: each ``ProcessingInput`` downloaded to its ``LocalPath``, the image run with the
-  ``ContainerArguments``, each output's ``LocalPath`` uploaded to its ``S3Uri``, ``output/message`` as the
-  ExitMessage;
-- the task image is this checkout: ``python -m tasks ARGS``, with ``/opt/ml`` mapped to a folder of the test;
-- jobs run in a thread, ``InProgress`` until the step exits; ``hold_jobs`` keeps them InProgress unrun;
-- UpdateEndpoint switches the endpoint to the new config, or with ``roll_back_updates`` leaves it
-  ``InService`` on the old one, as SageMaker's alarm-based auto-rollback does;
-- endpoint configs accept the 6th/7th-generation Intel instances (c6i, m7i, ...): moto's list stops before them;
+- ``clock``: SageMaker's time. It follows real time plus what a test ``advance``s, so a DAG run with a real
+  triggerer progresses, and a test can make two hours pass in a call. Every time the fake reports comes from it.
+- jobs run what the task image runs: ``python -m tasks ARGS`` from this checkout, ``/opt/ml`` mapped to a folder
+  of the test, in a thread (``hold_jobs`` keeps them unrun). Training: ``/opt/ml`` laid out as SageMaker does
+  (``input/config/hyperparameters.json`` with string values, ``resourceconfig.json``, a folder per channel,
+  checkpoints from S3), ``model/`` uploaded as ``S3OutputPath/JOB/output/model.tar.gz``, the output in CloudWatch
+  Logs, ``output/failure`` in FailureReason, the ``MetricDefinitions`` regexes applied to the log for
+  FinalMetricDataList. Processing: inputs downloaded to their ``LocalPath``, outputs uploaded,
+  ``output/message`` as ExitMessage, apart from FailureReason.
+- a job is ``InProgress`` until its step has exited AND ``job_seconds[kind]`` simulated seconds have passed;
+  one that would outlast its StoppingCondition ends ``Stopped`` (training: SecondaryStatus
+  ``MaxRuntimeExceeded``, or ``MaxWaitTimeExceeded`` for Spot, whose capacity wait is ``spot_wait_seconds``).
+- endpoints go ``Creating`` -> ``InService``; UpdateEndpoint ``Updating`` (the new config only in
+  ``PendingDeploymentSummary``) -> ``InService`` on the new config, each for ``endpoint_seconds``. With
+  ``roll_back_updates`` (an alarm fired while baking) ``Updating`` -> ``RollingBack`` -> ``InService`` on the old
+  config with a FailureReason naming the alarm; with ``rollback_fails`` too it ends ``UpdateRollbackFailed``.
+  UpdateEndpoint is refused unless the endpoint is InService, and its DeploymentConfig is checked.
+- instance types are checked against botocore's enum for their use (processing, training, hosting).
+- ListModelPackages answers pages of ``page_size`` (a small default, so callers must follow NextToken);
+  CreateModelPackage honours ClientToken; ModelLifeCycle is kept; UpdateModelPackage changes only what it names.
 - InvokeEndpoint answers with the served model: ``python -m tasks serve`` on the endpoint's model data;
   ``broken_answers`` makes it answer what no model would.
 
-Every request is kept as received (``requests``: action, JSON body) for tests to assert on.
+Every request is kept as received (``requests``: action, JSON body) for tests to assert on. A status a test
+sets on moto's objects directly (``backend().processing_jobs[name].processing_job_status = ...``) stays.
+What it does not simulate: multi-instance training, Spot interruptions, RollingUpdatePolicy, traffic shares
+during a rollout (InvokeEndpoint serves the config the endpoint reports), UpdateEndpointWeightsAndCapacities.
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -34,6 +47,7 @@ import sys
 import tarfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import REPO, ServerProcess
@@ -49,7 +63,103 @@ _RECORDED = (
     "create_endpoint",
     "update_endpoint",
     "create_model_package",
+    "update_model_package",
 )
+# What a job reports when it failed without a message of its own; SageMaker's wording in DescribeProcessingJob.
+_SEE_LOGS = "AlgorithmError: See job logs for more information"
+# "SageMaker returns the first 1024 characters from this file as FailureReason" (How Amazon SageMaker Processes
+# Training Output); ExitMessage is "the first 1 KB" of output/message (Save and Access Metadata Information
+# About Your Processing Job); both shapes (FailureReason, ExitMessage) have max 1024.
+_REASON_LIMIT = 1024
+# StoppingCondition.MaxRuntimeInSeconds: "The default value is 1 day."
+_DEFAULT_MAX_RUNTIME = 86400
+# Idempotency tokens of other AWS APIs are active for 8 hours; SageMaker's CreateModelPackage docs give no
+# lifetime, so the fake assumes the same: past it, the same token creates a new version.
+_TOKEN_LIFETIME = 8 * 3600
+
+
+class SimulatedClock:
+    """SageMaker's time as the fake reports it: real time plus what tests ``advance``."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> float:
+        return time.time() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        self._offset += seconds
+
+
+def _stamp(seconds: float) -> datetime.datetime:
+    """A clock reading as moto keeps times: naive UTC."""
+    return datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(tzinfo=None)
+
+
+@functools.cache
+def _instance_types(shape: str) -> tuple[str, ...]:
+    import botocore.session
+
+    return tuple(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
+
+
+def _constraint(value, where: str, constraint: str):
+    """AWS's request-validation answer (the same wording for every service behind its API front end)."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    return ValidationError(
+        f"1 validation error detected: Value '{value}' at '{where}' failed to satisfy constraint: {constraint}"
+    )
+
+
+def _check_instance_type(instance_type: str | None, shape: str, where: str) -> None:
+    """SageMaker takes an instance type only from the enum for its use (botocore: ProcessingInstanceType,
+    TrainingInstanceType, ProductionVariantInstanceType); ``ml.c6i.large`` is a hosting type only."""
+    allowed = _instance_types(shape)
+    if instance_type is not None and instance_type not in allowed:
+        raise _constraint(instance_type, where, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
+
+
+def _check_vpc(vpc: dict | None, where: str) -> None:
+    """VpcConfig: SecurityGroupIds 1-5, Subnets 1-16 (botocore shape VpcConfig)."""
+    for key, most in (("SecurityGroupIds", 5), ("Subnets", 16)):
+        values = (vpc or {}).get(key)
+        if vpc is not None and not values:
+            raise _constraint(values, f"{where}.{key[0].lower()}{key[1:]}", "Member must have length >= 1")
+        if values and len(values) > most:
+            raise _constraint(
+                values, f"{where}.{key[0].lower()}{key[1:]}", f"Member must have length less than or equal to {most}"
+            )
+
+
+@dataclass
+class _Job:
+    """A job as SageMaker tracks it: when it was created, its limits, and what its container did."""
+
+    kind: str  # "training" or "processing"
+    created: float
+    max_runtime: float
+    max_wait: float | None = None  # Spot training only
+    wait: float = 0.0  # Spot training: the simulated wait for capacity
+    exited: float | None = None  # when the step's process exited (clock)
+    code: int | None = None
+    message: str | None = None  # output/message (processing) or output/failure (training)
+    failure: str | None = None  # the fake's own failure, said as SageMaker would
+    metrics: dict[str, float] = field(default_factory=dict)
+    reported: str | None = None  # the status the fake last gave moto's job
+
+
+@dataclass
+class _Rollout:
+    """A CreateEndpoint or UpdateEndpoint in flight, on the clock."""
+
+    started: float
+    config: str
+    previous: str | None = None  # UpdateEndpoint: the config it replaces
+    roll_back: bool = False
+    rollback_fails: bool = False
+    alarms: list[str] = field(default_factory=list)
+    settled: bool = False
 
 
 class FakeSageMaker:
@@ -61,27 +171,39 @@ class FakeSageMaker:
         self.s3 = session.client("s3", endpoint_url=endpoint_url)
         self.logs = session.client("logs", endpoint_url=endpoint_url)
         self.requests: list[tuple[str, dict]] = []
-        self.hold_jobs = self.roll_back_updates = self.broken_answers = False
+        self.hold_jobs = self.roll_back_updates = self.rollback_fails = self.broken_answers = False
+        self.clock = SimulatedClock()
+        self.job_seconds = {"training": 0.0, "processing": 0.0}
+        self.spot_wait_seconds = 0.0
+        self.endpoint_seconds = 0.0
+        self.page_size = 10
         self.threads: list[threading.Thread] = []
         self.servers: dict[str, ServerProcess] = {}
+        self._jobs: dict[str, _Job] = {}
+        self._rollouts: dict[str, _Rollout] = {}
+        self._tokens: dict[str, tuple[dict, str, float]] = {}  # ClientToken -> (request, package ARN, when)
+        self._lock = threading.RLock()
 
     # ---- installation -------------------------------------------------------------------------------------
     def install(self, monkeypatch) -> FakeSageMaker:
-        from moto.sagemaker.models import FakeEndpointConfig, SageMakerModelBackend
+        from moto.sagemaker.models import FakeEndpointConfig, ModelPackage, SageMakerModelBackend
         from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
-        self.backend().reset()  # a fresh account: no jobs, models or packages of an earlier test
-        fake = self
-        for action in _RECORDED:
-            original = getattr(SageMakerResponse, action, None)
+        self._moto_backend().reset()  # a fresh account: no jobs, models or packages of an earlier test
+        checks = {
+            "create_training_job": (self._check_training, self._after_training),
+            "create_processing_job": (self._check_processing, self._after_processing),
+            "create_model": (lambda backend, body: _check_vpc(body.get("VpcConfig"), "vpcConfig"), self._after_model),
+            "create_endpoint": (None, self._after_endpoint),
+            "update_endpoint": (self._update_endpoint, None),
+            "create_model_package": (self._reuse_model_package, self._after_model_package),
+            "update_model_package": (self._update_model_package, None),
+        }
+        for action in {*_RECORDED, *checks}:
+            before, after = checks.get(action, (None, None))
+            monkeypatch.setattr(SageMakerResponse, action, self._wrapped(action, before, after), raising=False)
 
-            def recorded(response, _action=action, _original=original):
-                fake.requests.append((_action, json.loads(response.body or "{}")))
-                return _original(response)
-
-            monkeypatch.setattr(SageMakerResponse, action, recorded, raising=False)
-        monkeypatch.setattr(SageMakerResponse, "update_endpoint", self._update_endpoint_response(), raising=False)
         original_training, original_processing = (
             SageMakerModelBackend.create_training_job,
             SageMakerModelBackend.create_processing_job,
@@ -89,24 +211,53 @@ class FakeSageMaker:
 
         def create_training_job(backend, **kwargs):
             job = original_training(backend, **kwargs)
-            self._start(job, "training", self._run_training)
+            self._start(job, "training", job.training_job_name, self._run_training)
             return job
 
         def create_processing_job(backend, **kwargs):
             job = original_processing(backend, **kwargs)
-            self._start(job, "processing", self._run_processing)
+            self._start(job, "processing", job.processing_job_name, self._run_processing)
             return job
 
         monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_training_job)
         monkeypatch.setattr(SageMakerModelBackend, "create_processing_job", create_processing_job)
+        for name in (
+            "describe_training_job",
+            "list_training_jobs",
+            "describe_processing_job",
+            "list_processing_jobs",
+            "describe_endpoint",
+            "list_endpoints",
+        ):
+            monkeypatch.setattr(SageMakerModelBackend, name, self._refreshed(getattr(SageMakerModelBackend, name)))
+        original_list_packages = SageMakerModelBackend.list_model_packages
+
+        def list_model_packages(backend, **kwargs):
+            kwargs["max_results"] = kwargs.get("max_results") or self.page_size  # AWS pages; so must callers
+            if kwargs["max_results"] > 100:  # botocore MaxResults: 1-100
+                raise _constraint(
+                    kwargs["max_results"], "maxResults", "Member must have value less than or equal to 100"
+                )
+            return original_list_packages(backend, **kwargs)
+
+        monkeypatch.setattr(SageMakerModelBackend, "list_model_packages", list_model_packages)
+        package_response = ModelPackage.gen_response_object
+
+        def with_life_cycle(package):
+            answer = package_response(package)
+            if getattr(package, "model_life_cycle", None):
+                answer["ModelLifeCycle"] = package.model_life_cycle
+            return answer
+
+        monkeypatch.setattr(ModelPackage, "gen_response_object", with_life_cycle)
+        monkeypatch.setattr(
+            FakeEndpointConfig,
+            "validate_instance_type",
+            lambda config, instance_type: _check_instance_type(
+                instance_type, "ProductionVariantInstanceType", "productionVariants.1.member.instanceType"
+            ),
+        )
         monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", self._invoke_endpoint_response())
-        validate_instance_type = FakeEndpointConfig.validate_instance_type
-
-        def current_instance_types(config, instance_type: str) -> None:
-            if not re.fullmatch(r"ml\.[cmr][67]i\.\w+", instance_type):
-                validate_instance_type(config, instance_type)
-
-        monkeypatch.setattr(FakeEndpointConfig, "validate_instance_type", current_instance_types)
         return self
 
     def close(self) -> None:
@@ -115,39 +266,206 @@ class FakeSageMaker:
         for server in self.servers.values():
             server.stop()
 
+    def _wrapped(self, action: str, before, after):
+        """The moto response method for ``action``, recording the request, checking it first (``before`` may
+        answer instead of moto) and completing moto's result (``after``)."""
+        from moto.sagemaker.responses import SageMakerResponse
+
+        original = getattr(SageMakerResponse, action, None)
+        fake = self
+
+        def handle(response):
+            body = json.loads(response.body or "{}")
+            if action in _RECORDED:
+                fake.requests.append((action, body))
+            with fake._lock:
+                answer = before(response.sagemaker_backend, body) if before else None
+                if answer is None:
+                    answer = original(response)
+                    if after:
+                        after(response.sagemaker_backend, body, answer.result)
+            return answer
+
+        return handle
+
+    def _refreshed(self, method):
+        fake = self
+
+        def refreshed(backend, *args, **kwargs):
+            fake.refresh()
+            return method(backend, *args, **kwargs)
+
+        return refreshed
+
     # ---- what tests look at -------------------------------------------------------------------------------
     @staticmethod
-    def backend():
+    def _moto_backend():
         from moto.sagemaker.models import sagemaker_backends
 
         return sagemaker_backends[ACCOUNT][REGION]
 
+    def backend(self):
+        """moto's SageMaker account, with every job and endpoint brought up to the clock."""
+        self.refresh()
+        return self._moto_backend()
+
     def requests_of(self, action: str) -> list[dict]:
         return [body for name, body in self.requests if name == action]
 
+    def refresh(self) -> None:
+        """Set every job's and endpoint's status to what the clock says it is now."""
+        backend = self._moto_backend()
+        with self._lock:
+            for name, record in self._jobs.items():
+                jobs = backend.training_jobs if record.kind == "training" else backend.processing_jobs
+                if name in jobs:
+                    self._refresh_job(jobs[name], record)
+            for name, rollout in self._rollouts.items():
+                if name in backend.endpoints and not rollout.settled:
+                    self._refresh_endpoint(backend, backend.endpoints[name], rollout)
+
     # ---- jobs ---------------------------------------------------------------------------------------------
-    def _start(self, job, kind: str, run) -> None:
-        status = "training_job_status" if kind == "training" else "processing_job_status"
-        setattr(job, status, "InProgress")
-        if kind == "training":
-            job.secondary_status = "Training"
+    def _check_training(self, backend, body: dict) -> None:
+        resources = body.get("ResourceConfig") or {}
+        _check_instance_type(resources.get("InstanceType"), "TrainingInstanceType", "resourceConfig.instanceType")
+        _check_vpc(body.get("VpcConfig"), "vpcConfig")
+        metrics = (body.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+        if len(metrics) > 40:  # botocore MetricDefinitionList: max 40
+            raise _constraint(
+                metrics, "algorithmSpecification.metricDefinitions", "Member must have length less than or equal to 40"
+            )
+        stopping = body.get("StoppingCondition") or {}
+        if body.get("EnableManagedSpotTraining"):
+            runtime = stopping.get("MaxRuntimeInSeconds", _DEFAULT_MAX_RUNTIME)
+            if stopping.get("MaxWaitTimeInSeconds") is None or stopping["MaxWaitTimeInSeconds"] < runtime:
+                from moto.sagemaker.exceptions import ValidationError
+
+                # StoppingCondition.MaxWaitTimeInSeconds: "must be equal to or greater than MaxRuntimeInSeconds"
+                raise ValidationError(
+                    "Invalid MaxWaitTimeInSeconds. It must be present and be greater than or equal to "
+                    "MaxRuntimeInSeconds"
+                )
+
+    def _after_training(self, backend, body: dict, result: dict) -> None:
+        job = backend.training_jobs[body["TrainingJobName"]]
+        # moto replaces MetricDefinitions with its own and drops Environment; SageMaker keeps what was asked.
+        job.algorithm_specification = body["AlgorithmSpecification"]
+        job.environment = body.get("Environment")
+        job.final_metric_data_list = None
+
+    def _check_processing(self, backend, body: dict) -> None:
+        cluster = (body.get("ProcessingResources") or {}).get("ClusterConfig") or {}
+        _check_instance_type(
+            cluster.get("InstanceType"), "ProcessingInstanceType", "processingResources.clusterConfig.instanceType"
+        )
+        _check_vpc((body.get("NetworkConfig") or {}).get("VpcConfig"), "networkConfig.vpcConfig")
+
+    def _after_processing(self, backend, body: dict, result: dict) -> None:
+        job = backend.processing_jobs[body["ProcessingJobName"]]
+        # Required in DescribeProcessingJobResponse; moto does not keep them.
+        job.processing_resources = body.get("ProcessingResources")
+        job.environment = body.get("Environment")
+
+    def _after_model(self, backend, body: dict, result: dict) -> None:
+        backend.describe_model(body["ModelName"]).enable_network_isolation = body.get("EnableNetworkIsolation", False)
+
+    def _start(self, job, kind: str, name: str, run) -> None:
+        stopping = job.stopping_condition or {}
+        spot = kind == "training" and job.enable_managed_spot_training
+        record = _Job(
+            kind,
+            created=self.clock.now(),
+            max_runtime=stopping.get("MaxRuntimeInSeconds", _DEFAULT_MAX_RUNTIME),
+            max_wait=stopping.get("MaxWaitTimeInSeconds") if spot else None,
+            wait=self.spot_wait_seconds if spot else 0.0,
+        )
+        job.creation_time = job.last_modified_time = _stamp(record.created)
+        with self._lock:
+            self._jobs[name] = record
+            self._refresh_job(job, record)
         if self.hold_jobs:
             return
-        thread = threading.Thread(target=self._finish, args=(job, status, run), daemon=True)
+        thread = threading.Thread(target=self._finish, args=(record, job, run), daemon=True)
         self.threads.append(thread)
         thread.start()
 
-    def _finish(self, job, status: str, run) -> None:
+    def _finish(self, record: _Job, job, run) -> None:
+        with self._lock:
+            pass  # the request that created the job has finished completing it (Environment, MetricDefinitions)
         try:
-            failure = run(job)
+            run(job, record)
         except Exception as error:  # the fake itself failed: say so as SageMaker would, with the reason
-            failure = f"fake SageMaker: {error!r}"
-        if status == "training_job_status":
-            job.secondary_status = "Failed" if failure else "Completed"
-            job.training_end_time = job.last_modified_time = time.time()
-        if failure:
-            job.failure_reason = failure
-        setattr(job, status, "Failed" if failure else "Completed")
+            record.failure = f"InternalServerError: fake SageMaker: {error!r}"
+        record.exited = self.clock.now()
+
+    def _refresh_job(self, job, record: _Job) -> None:
+        """moto's job as SageMaker would describe it now (DescribeTrainingJob / DescribeProcessingJob)."""
+        attribute = f"{record.kind}_job_status"
+        if record.reported is not None and getattr(job, attribute) != record.reported:
+            return  # a test or StopXJob set it: it stays
+        now, seconds = self.clock.now(), self.job_seconds[record.kind]
+        start = record.created + record.wait  # the instances are there and the container starts
+        planned = start + seconds
+        limits = [(start + record.max_runtime, "MaxRuntimeExceeded")]
+        if record.max_wait is not None:
+            limits.append((record.created + record.max_wait, "MaxWaitTimeExceeded"))
+        limit, exceeded = min(limits)
+        end = max(planned, record.exited) if record.exited is not None else None
+        if end is not None and end <= limit and now >= end:
+            failed = record.failure is not None or record.code != 0
+            status, secondary = ("Failed", "Failed") if failed else ("Completed", "Completed")
+        elif now >= limit:  # StoppingCondition: "SageMaker ends the job"; DescribeTrainingJob: Stopped
+            status, secondary, end = "Stopped", exceeded, limit
+        else:
+            status, secondary, end = "InProgress", None, None
+        # Training's phases (SecondaryStatus under InProgress): Starting, Downloading, Training, Uploading.
+        phases = [("Starting", record.created), ("Downloading", start + 0.05 * seconds)]
+        phases.append(("Training", start + 0.1 * seconds))
+        if status in ("Completed", "Failed") or (status == "InProgress" and record.exited is not None):
+            uploading = (end if end is not None else planned) - 0.05 * seconds
+            phases.append(("Uploading", max(uploading, start + 0.1 * seconds)))
+        phases = [(name, at) for name, at in phases if at <= now and (end is None or at <= end)]
+        if end is not None:
+            phases.append((secondary, end))
+        setattr(job, attribute, status)
+        record.reported = status
+        job.last_modified_time = _stamp(phases[-1][1])
+        if record.kind == "training":
+            self._describe_training(job, record, phases, end, start + 0.1 * seconds)
+        else:
+            self._describe_processing(job, record, start, end)
+
+    def _describe_training(self, job, record: _Job, phases, end, training_start) -> None:
+        job.secondary_status = phases[-1][0]
+        job.secondary_status_transitions = [
+            {"Status": name, "StartTime": _stamp(at), "StatusMessage": _TRAINING_MESSAGES.get(name, name)}
+            | ({"EndTime": _stamp(phases[index + 1][1])} if index + 1 < len(phases) else {})
+            for index, (name, at) in enumerate(phases)
+        ]
+        started = end is None and self.clock.now() >= training_start or end is not None and end >= training_start
+        job.training_start_time = _stamp(training_start) if started else None
+        job.training_end_time = _stamp(end) if end is not None else None
+        seconds = int(end - training_start) if end is not None and started else None
+        job.training_time_in_seconds = job.billable_time_in_seconds = seconds
+        job.failure_reason = None
+        if job.training_job_status == "Failed":
+            job.failure_reason = record.failure or (
+                f"AlgorithmError: {record.message[:_REASON_LIMIT]}" if record.message else _SEE_LOGS
+            )
+        if end is not None and record.metrics:
+            job.final_metric_data_list = [
+                {"MetricName": name, "Value": value, "Timestamp": _stamp(end)} for name, value in record.metrics.items()
+            ]
+
+    @staticmethod
+    def _describe_processing(job, record: _Job, start: float, end) -> None:
+        job.processing_start_time = _stamp(start)
+        job.processing_end_time = _stamp(end) if end is not None else None
+        # ExitMessage: "After the processing job enters any terminal status ... the first 1 KB of this file".
+        job.exit_message = record.message[:_REASON_LIMIT] if end is not None and record.message else None
+        job.failure_reason = None
+        if job.processing_job_status == "Failed":
+            job.failure_reason = record.failure or _SEE_LOGS
 
     def _root(self, name: str) -> Path:
         root = self.workdir / name / "opt-ml"
@@ -155,9 +473,10 @@ class FakeSageMaker:
         root.mkdir(parents=True)
         return root
 
-    def _run_training(self, job) -> str | None:
+    def _run_training(self, job, record: _Job) -> None:
         if int(job.resource_config["InstanceCount"]) > 1:  # its hosts would wait for peers that never come
-            return "fake SageMaker runs one instance; multi-instance requests are checked, not run"
+            record.failure = "ClientError: fake SageMaker runs one instance; multi-instance requests are checked"
+            return
         root = self._root(job.training_job_name)
         config = root / "input" / "config"
         config.mkdir(parents=True)
@@ -171,12 +490,19 @@ class FakeSageMaker:
         if checkpoints:
             self._download(checkpoints.rstrip("/") + "/", root / "checkpoints")
         (root / "model").mkdir()
-        stream = f"{job.training_job_name}/algo-1-{int(time.time())}"
-        code, output = self._run(["train"], root, {})
+        stream = f"{job.training_job_name}/algo-1-{int(self.clock.now())}"
+        record.code, output = self._run(["train"], root, job.environment or {})
         self._log("/aws/sagemaker/TrainingJobs", stream, output)
-        if code != 0:
+        # FinalMetricDataList: the last value each MetricDefinitions regex found in the algorithm's log.
+        for definition in job.algorithm_specification.get("MetricDefinitions") or []:
+            found = re.findall(definition["Regex"], output)
+            if found:
+                last = found[-1][0] if isinstance(found[-1], tuple) else found[-1]
+                record.metrics[definition["Name"]] = float(last)
+        if record.code != 0:
             failure = root / "output" / "failure"
-            return failure.read_text() if failure.exists() else f"AlgorithmError: exit {code}: {output[-500:]}"
+            record.message = failure.read_text() if failure.exists() else None
+            return
         archive = root / "model.tar.gz"
         with tarfile.open(archive, "w:gz") as tar:
             for path in sorted((root / "model").iterdir()):
@@ -184,30 +510,27 @@ class FakeSageMaker:
         self._upload_file(archive, job.model_artifacts["S3ModelArtifacts"])
         if checkpoints:
             self._upload_folder(root / "checkpoints", checkpoints)
-        return None
 
-    def _run_processing(self, job) -> str | None:
+    def _run_processing(self, job, record: _Job) -> None:
         root = self._root(job.processing_job_name)
         (root / "config").mkdir()
         (root / "config" / "processingjobconfig.json").write_text(
             json.dumps({"ProcessingJobName": job.processing_job_name})
         )
-        for processing_input in job.processing_inputs:
+        for processing_input in job.processing_inputs or []:
             source = processing_input["S3Input"]
             self._download(source["S3Uri"], self._local(root, source["LocalPath"]))
-        outputs = job.processing_output_config["Outputs"]
+        outputs = (job.processing_output_config or {}).get("Outputs", [])
         for output in outputs:
             self._local(root, output["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         arguments = [self._mapped(root, argument) for argument in job.app_specification.get("ContainerArguments", [])]
-        code, output = self._run(arguments, root, {})
-        self._log("/aws/sagemaker/ProcessingJobs", f"{job.processing_job_name}/algo-1-{int(time.time())}", output)
-        if code != 0:
-            message = root / "output" / "message"
-            job.exit_message = message.read_text() if message.exists() else output[-500:]
-            return f"AlgorithmError: exit {code}: {job.exit_message}"
-        for output in outputs:
-            self._upload_folder(self._local(root, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"])
-        return None
+        record.code, log = self._run(arguments, root, job.environment or {})
+        self._log("/aws/sagemaker/ProcessingJobs", f"{job.processing_job_name}/algo-1-{int(self.clock.now())}", log)
+        message = root / "output" / "message"
+        record.message = message.read_text() if message.exists() else None
+        if record.code == 0:
+            for output in outputs:
+                self._upload_folder(self._local(root, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"])
 
     def _run(self, arguments: list[str], root: Path, environment: dict) -> tuple[int, str]:
         env = {
@@ -258,33 +581,108 @@ class FakeSageMaker:
             g["logGroupName"] for g in self.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
         ]:
             self.logs.create_log_group(logGroupName=group)
-        self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        try:
+            self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass  # CloudWatch Logs outlives a test: an earlier test's job of the same name and second
         now = int(time.time() * 1000)
         events = [{"timestamp": now, "message": line} for line in output.splitlines()[-5000:] if line.strip()]
         if events:
             self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
 
     # ---- endpoints ----------------------------------------------------------------------------------------
-    def _update_endpoint_response(self):
+    def _after_endpoint(self, backend, body: dict, result: dict) -> None:
+        endpoint = backend.endpoints[body["EndpointName"]]
+        started = self.clock.now()
+        endpoint.creation_time = endpoint.last_modified_time = _stamp(started)
+        self._rollouts[endpoint.endpoint_name] = _Rollout(started, body["EndpointConfigName"])
+        self._refresh_endpoint(backend, endpoint, self._rollouts[endpoint.endpoint_name])
+
+    def _update_endpoint(self, backend, body: dict):
         from moto.core.responses import ActionResult
+        from moto.sagemaker.exceptions import ValidationError
 
-        fake = self
+        self.refresh()
+        endpoint = backend.endpoints.get(body["EndpointName"])
+        if endpoint is None:
+            raise ValidationError(f'Could not find endpoint "{body["EndpointName"]}".')
+        config = backend.describe_endpoint_config(body["EndpointConfigName"])
+        if endpoint.endpoint_status == "Failed":  # EndpointStatus: "DeleteEndpoint is the only operation ..."
+            raise ValidationError(f'Cannot update failed endpoint "{endpoint.arn}".')
+        if endpoint.endpoint_status not in ("InService", "UpdateRollbackFailed"):
+            raise ValidationError(f'Cannot update in-progress endpoint "{endpoint.arn}".')
+        deployment = body.get("DeploymentConfig") or {}
+        _check_deployment(deployment, sum(v.get("InitialInstanceCount", 1) for v in config["ProductionVariants"]))
+        alarms = [alarm["AlarmName"] for alarm in (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
+        rollout = _Rollout(
+            self.clock.now(),
+            body["EndpointConfigName"],
+            previous=endpoint.endpoint_config_name,
+            roll_back=self.roll_back_updates,
+            rollback_fails=self.rollback_fails,
+            alarms=alarms,
+        )
+        self._rollouts[endpoint.endpoint_name] = rollout
+        endpoint.failure_reason = None
+        self._refresh_endpoint(backend, endpoint, rollout)
+        return ActionResult({"EndpointArn": endpoint.arn})
 
-        def update_endpoint(response):
-            body = json.loads(response.body)
-            fake.requests.append(("update_endpoint", body))
-            backend = response.sagemaker_backend
-            endpoint = backend.endpoints[body["EndpointName"]]
-            config = backend.describe_endpoint_config(body["EndpointConfigName"])
-            if fake.roll_back_updates:
-                endpoint.failure_reason = "Rolled back: CloudWatch alarm nlp-5xx in ALARM while baking"
-            else:
-                endpoint.endpoint_config_name = body["EndpointConfigName"]
-                endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
-            endpoint.endpoint_status = "InService"
-            return ActionResult({"EndpointArn": endpoint.arn})
+    def _refresh_endpoint(self, backend, endpoint, rollout: _Rollout) -> None:
+        """moto's endpoint as DescribeEndpoint would show it now. While Updating and RollingBack the endpoint
+        serves its old config, which EndpointConfigName keeps naming; the new one is in PendingDeploymentSummary."""
+        now, seconds = self.clock.now(), self.endpoint_seconds
+        if rollout.previous is None:  # CreateEndpoint
+            status = "Creating" if now < rollout.started + seconds else "InService"
+            rollout.settled = status == "InService"
+            endpoint.endpoint_status = status
+            endpoint.last_modified_time = _stamp(rollout.started + (seconds if rollout.settled else 0))
+            return
+        if now < rollout.started + seconds:
+            variant = "Creating" if now < rollout.started + seconds / 2 else "Baking"
+            self._pending(backend, endpoint, rollout, "Updating", variant)
+            return
+        if not rollout.roll_back:
+            config = backend.describe_endpoint_config(rollout.config)
+            endpoint.endpoint_config_name = rollout.config
+            endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+            self._settle(endpoint, rollout, "InService", None, rollout.started + seconds)
+            return
+        if now < rollout.started + 2 * seconds:
+            self._pending(backend, endpoint, rollout, "RollingBack", "Deleting")
+            return
+        alarm = f"CloudWatch alarm(s) {', '.join(rollout.alarms)} in ALARM" if rollout.alarms else "a failed deployment"
+        if rollout.rollback_fails:
+            reason = f"Update to {rollout.config} failed ({alarm}) and its rollback to {rollout.previous} failed"
+            self._settle(endpoint, rollout, "UpdateRollbackFailed", reason, rollout.started + 2 * seconds)
+        else:
+            reason = f"Update to {rollout.config} rolled back to {rollout.previous}: {alarm} while baking"
+            self._settle(endpoint, rollout, "InService", reason, rollout.started + 2 * seconds)
 
-        return update_endpoint
+    def _pending(self, backend, endpoint, rollout: _Rollout, status: str, variant_status: str) -> None:
+        config = backend.describe_endpoint_config(rollout.config)
+        endpoint.endpoint_status = status
+        endpoint.last_modified_time = _stamp(rollout.started)
+        endpoint.pending_deployment_summary = {
+            "EndpointConfigName": rollout.config,
+            "StartTime": _stamp(rollout.started),
+            "ProductionVariants": [
+                {
+                    "VariantName": variant["VariantName"],
+                    "InstanceType": variant.get("InstanceType"),
+                    "DesiredInstanceCount": variant.get("InitialInstanceCount", 1),
+                    "DesiredWeight": variant.get("InitialVariantWeight", 1.0),
+                    "VariantStatus": [{"Status": variant_status, "StartTime": _stamp(rollout.started)}],
+                }
+                for variant in config["ProductionVariants"]
+            ],
+        }
+
+    @staticmethod
+    def _settle(endpoint, rollout: _Rollout, status: str, reason: str | None, at: float) -> None:
+        endpoint.endpoint_status, endpoint.failure_reason = status, reason
+        endpoint.pending_deployment_summary = None
+        endpoint.last_modified_time = _stamp(at)
+        rollout.settled = True
 
     def _invoke_endpoint_response(self):
         fake = self
@@ -327,3 +725,135 @@ class FakeSageMaker:
             self.servers[model_data] = server
             server.wait_ready()
         return self.servers[model_data]
+
+    # ---- model registry -----------------------------------------------------------------------------------
+    def _reuse_model_package(self, backend, body: dict):
+        """CreateModelPackage's ClientToken "guarantees that the call to this API is idempotent": the same token
+        and request answer the version it created; the same token with another request is refused."""
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.exceptions import ConflictException
+
+        token = body.get("ClientToken")
+        if token is None or token not in self._tokens:
+            return None
+        request, arn, when = self._tokens[token]
+        if self.clock.now() - when > _TOKEN_LIFETIME:
+            return None
+        if request != body:
+            raise ConflictException(
+                f"ClientToken {token} was used with different parameters for {arn}: use a new ClientToken"
+            )
+        return ActionResult({"ModelPackageArn": arn})
+
+    def _after_model_package(self, backend, body: dict, result: dict) -> None:
+        package = backend.model_packages[result["ModelPackageArn"]]
+        latest = max((p.creation_time for p in backend.model_packages.values() if p is not package), default=None)
+        created = _stamp(self.clock.now())
+        if latest is not None and created <= latest:  # distinct times, so AWS's CreationTime order is defined
+            created = latest + datetime.timedelta(milliseconds=1)
+        package.creation_time = created
+        package.model_life_cycle = body.get("ModelLifeCycle")
+        if body.get("ClientToken"):
+            self._tokens[body["ClientToken"]] = (body, package.arn, self.clock.now())
+
+    def _update_model_package(self, backend, body: dict):
+        """UpdateModelPackage changes only the fields it names (moto sets the others to None);
+        CustomerMetadataProperties adds keys and CustomerMetadataPropertiesToRemove removes them."""
+        from moto.core.responses import ActionResult
+
+        package = backend.describe_model_package(body["ModelPackageArn"])
+        if "ModelApprovalStatus" in body:
+            package.set_model_approval_status(body["ModelApprovalStatus"])
+        if "ApprovalDescription" in body:
+            package.approval_description = body["ApprovalDescription"]
+        metadata = dict(package.customer_metadata_properties or {})
+        metadata.update(body.get("CustomerMetadataProperties") or {})
+        for key in body.get("CustomerMetadataPropertiesToRemove") or []:
+            metadata.pop(key, None)
+        package.customer_metadata_properties = metadata or None
+        if body.get("AdditionalInferenceSpecificationsToAdd"):
+            package.add_additional_inference_specifications(body["AdditionalInferenceSpecificationsToAdd"])
+        if "ModelLifeCycle" in body:
+            package.model_life_cycle = body["ModelLifeCycle"]
+        package.modifications_done()
+        package.last_modified_time = _stamp(self.clock.now())
+        return ActionResult({"ModelPackageArn": package.arn})
+
+
+_TRAINING_MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "MaxRuntimeExceeded": "Training job stopped: it reached MaxRuntimeInSeconds",
+    "MaxWaitTimeExceeded": "Training job stopped: it reached MaxWaitTimeInSeconds",
+}
+
+
+def _check_deployment(deployment: dict, instance_count: int) -> None:
+    """UpdateEndpoint's DeploymentConfig as SageMaker checks it (botocore shapes TrafficRoutingConfig,
+    BlueGreenUpdatePolicy, AutoRollbackConfig; docs "Use canary traffic shifting": the canary is at most 50 % of
+    the new fleet; "Use linear traffic shifting": each step 10-50 %; BlueGreenUpdatePolicy:
+    MaximumExecutionTimeoutInSeconds "should be larger than the total waiting time")."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    alarms = (deployment.get("AutoRollbackConfiguration") or {}).get("Alarms")
+    if alarms is not None and not 1 <= len(alarms) <= 10:
+        raise _constraint(
+            alarms, "deploymentConfig.autoRollbackConfiguration.alarms", "Member must have length between 1 and 10"
+        )
+    policy = deployment.get("BlueGreenUpdatePolicy")
+    if policy is None:
+        return
+    if deployment.get("RollingUpdatePolicy") is not None:
+        raise ValidationError("DeploymentConfig takes one of BlueGreenUpdatePolicy and RollingUpdatePolicy, not both")
+    where = "deploymentConfig.blueGreenUpdatePolicy"
+    routing = policy["TrafficRoutingConfiguration"]
+    kind, wait = routing.get("Type"), routing.get("WaitIntervalInSeconds", 0)
+    if kind not in ("ALL_AT_ONCE", "CANARY", "LINEAR"):
+        raise _constraint(
+            kind,
+            f"{where}.trafficRoutingConfiguration.type",
+            "Member must satisfy enum value set: [ALL_AT_ONCE, CANARY, LINEAR]",
+        )
+    for name, value, low, high in (
+        ("trafficRoutingConfiguration.waitIntervalInSeconds", wait, 0, 3600),
+        ("terminationWaitInSeconds", policy.get("TerminationWaitInSeconds", 0), 0, 3600),
+        ("maximumExecutionTimeoutInSeconds", policy.get("MaximumExecutionTimeoutInSeconds", 600), 600, 28800),
+    ):
+        if not low <= value <= high:
+            side = f"greater than or equal to {low}" if value < low else f"less than or equal to {high}"
+            raise _constraint(value, f"{where}.{name}", f"Member must have value {side}")
+    steps = 1
+    sizes = {"CANARY": ("CanarySize", 0, 50), "LINEAR": ("LinearStepSize", 10, 50)}
+    for other, (key, _, _) in sizes.items():
+        if routing.get(key) is not None and kind != other:
+            raise ValidationError(f"{key} is only valid for TrafficRoutingConfiguration Type {other}, not {kind}")
+    if kind in sizes:
+        key, low, high = sizes[kind]
+        size = routing.get(key)
+        if size is None:
+            raise ValidationError(f"TrafficRoutingConfiguration Type {kind} requires {key}")
+        if size.get("Type") not in ("INSTANCE_COUNT", "CAPACITY_PERCENT"):
+            raise _constraint(
+                size.get("Type"),
+                f"{where}.trafficRoutingConfiguration.{key[0].lower()}{key[1:]}.type",
+                "Member must satisfy enum value set: [INSTANCE_COUNT, CAPACITY_PERCENT]",
+            )
+        percent = size["Value"] if size["Type"] == "CAPACITY_PERCENT" else 100 * size["Value"] / instance_count
+        if not low <= percent <= high or size["Value"] < 1:
+            raise ValidationError(
+                f"{key} {size['Value']} ({size['Type']}) must be {f'{low}-{high}' if low else f'at most {high}'} % of "
+                f"the new fleet's {instance_count} instance(s); got {percent:g} %"
+            )
+        if kind == "LINEAR":
+            steps = math.ceil(100 / percent)
+    total = wait * steps + policy.get("TerminationWaitInSeconds", 0)
+    timeout = policy.get("MaximumExecutionTimeoutInSeconds")
+    if timeout is not None and timeout <= total:
+        raise ValidationError(
+            f"MaximumExecutionTimeoutInSeconds {timeout} must be larger than the total waiting time {total} s "
+            f"({steps} x WaitIntervalInSeconds {wait} + TerminationWaitInSeconds)"
+        )

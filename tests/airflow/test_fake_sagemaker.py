@@ -1,0 +1,482 @@
+"""The SageMaker fake itself, talked to with boto3 as the operators talk to it: it must answer as AWS documents
+(times on its clock, statuses, ExitMessage, endpoint rollouts, request checks, the model registry's pages)."""
+
+import pytest
+
+from tests.fakes.sagemaker import IMAGE, REGION, ROLE
+
+HOUR = 3600
+
+
+@pytest.fixture
+def client(s3, fake_sagemaker):
+    import boto3
+
+    return boto3.client("sagemaker", endpoint_url=s3["env"]["AWS_ENDPOINT_URL"], region_name=REGION)
+
+
+@pytest.fixture
+def bucket(s3):
+    return s3["bucket"]
+
+
+def settled(fake) -> None:
+    """Every job's step has exited (the fake's clock then decides the status)."""
+    for thread in fake.threads:
+        thread.join(timeout=120)
+
+
+def succeed(fake, monkeypatch, log: str = "") -> None:
+    """The steps exit 0 at once, printing ``log``: for what a job reports, not what the step does."""
+    monkeypatch.setattr(fake, "_run", lambda arguments, root, environment: (0, log))
+
+
+def training_request(bucket: str, name: str = "train-1", **extra) -> dict:
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+        "RoleArn": ROLE,
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/data/"}},
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/model"},
+        "ResourceConfig": {"InstanceType": "ml.m7i.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 6 * HOUR},
+    } | extra
+
+
+def processing_request(name: str = "stage-1", arguments=("stage", "--no-such-flag"), **extra) -> dict:
+    return {
+        "ProcessingJobName": name,
+        "ProcessingResources": {
+            "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m7i.xlarge", "VolumeSizeInGB": 10}
+        },
+        "AppSpecification": {"ImageUri": IMAGE, "ContainerArguments": list(arguments)},
+        "RoleArn": ROLE,
+        "StoppingCondition": {"MaxRuntimeInSeconds": HOUR},
+    } | extra
+
+
+# ---- clock and jobs ---------------------------------------------------------------------------------------------
+def test_the_clock_follows_real_time_and_advances_on_demand(fake_sagemaker):
+    import time
+
+    clock = fake_sagemaker.clock
+    assert abs(clock.now() - time.time()) < 1
+    clock.advance(2 * HOUR)
+    assert 2 * HOUR - 1 < clock.now() - time.time() < 2 * HOUR + 1
+
+
+def test_a_two_hour_training_job_is_in_progress_through_its_phases_until_two_hours_passed(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    succeed(fake_sagemaker, monkeypatch)
+    fake_sagemaker.job_seconds["training"] = 2 * HOUR
+    created = fake_sagemaker.clock.now()
+    client.create_training_job(**training_request(bucket))
+    settled(fake_sagemaker)
+    seen = []
+    for _ in range(4):
+        job = client.describe_training_job(TrainingJobName="train-1")
+        seen.append((job["TrainingJobStatus"], job["SecondaryStatus"]))
+        fake_sagemaker.clock.advance(0.3 * 2 * HOUR)
+    assert seen == [
+        ("InProgress", "Starting"),
+        ("InProgress", "Training"),
+        ("InProgress", "Training"),
+        ("InProgress", "Training"),
+    ]
+    fake_sagemaker.clock.advance(HOUR)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Completed", "Completed")
+    assert [transition["Status"] for transition in job["SecondaryStatusTransitions"]] == [
+        "Starting",
+        "Downloading",
+        "Training",
+        "Uploading",
+        "Completed",
+    ]
+    assert job["CreationTime"].timestamp() == pytest.approx(created, abs=1)
+    assert job["TrainingEndTime"].timestamp() == pytest.approx(created + 2 * HOUR, abs=1)
+    training = (job["TrainingEndTime"] - job["TrainingStartTime"]).total_seconds()
+    assert job["BillableTimeInSeconds"] == job["TrainingTimeInSeconds"] == pytest.approx(training, abs=1)
+    assert 0 < training < 2 * HOUR, "TrainingStartTime comes after provisioning and download"
+
+
+def test_a_training_job_past_its_max_runtime_stops_with_max_runtime_exceeded(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    succeed(fake_sagemaker, monkeypatch)
+    fake_sagemaker.job_seconds["training"] = 8 * HOUR
+    client.create_training_job(**training_request(bucket))
+    settled(fake_sagemaker)
+    fake_sagemaker.clock.advance(6 * HOUR - 60)
+    assert client.describe_training_job(TrainingJobName="train-1")["TrainingJobStatus"] == "InProgress"
+    fake_sagemaker.clock.advance(120)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxRuntimeExceeded")
+    assert job["TrainingEndTime"].timestamp() == pytest.approx(job["CreationTime"].timestamp() + 6 * HOUR, abs=1)
+
+
+def test_a_spot_training_job_is_bounded_by_max_wait_and_must_declare_it(client, fake_sagemaker, bucket, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="Invalid MaxWaitTimeInSeconds"):
+        client.create_training_job(**training_request(bucket, EnableManagedSpotTraining=True))
+    succeed(fake_sagemaker, monkeypatch)
+    fake_sagemaker.job_seconds["training"] = 2 * HOUR
+    fake_sagemaker.spot_wait_seconds = 1.5 * HOUR  # waiting for Spot capacity
+    spot = training_request(
+        bucket,
+        EnableManagedSpotTraining=True,
+        StoppingCondition={"MaxRuntimeInSeconds": 3 * HOUR, "MaxWaitTimeInSeconds": 3 * HOUR},
+    )
+    client.create_training_job(**spot)
+    settled(fake_sagemaker)
+    fake_sagemaker.clock.advance(HOUR)
+    assert client.describe_training_job(TrainingJobName="train-1")["SecondaryStatus"] == "Starting"
+    fake_sagemaker.clock.advance(2 * HOUR)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "MaxWaitTimeExceeded")
+
+
+def test_a_failed_training_job_gives_algorithm_error_and_its_failure_file(client, fake_sagemaker, bucket):
+    request = training_request(bucket, HyperParameters={"no_such_flag": "1"})
+    client.create_training_job(**request)
+    settled(fake_sagemaker)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"].startswith("AlgorithmError: ConfigError (exit 2): ")
+    assert "--no-such-flag" in job["FailureReason"]
+
+
+def test_training_keeps_its_metric_definitions_and_reports_their_last_values(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    succeed(fake_sagemaker, monkeypatch, log="epoch 1 loss=0.70\nepoch 2 loss=0.35 eval_f1=0.81\n")
+    definitions = [
+        {"Name": "train:loss", "Regex": r"loss=([0-9.]+)"},
+        {"Name": "eval:f1", "Regex": r"eval_f1=([0-9.]+)"},
+    ]
+    request = training_request(bucket)
+    request["AlgorithmSpecification"]["MetricDefinitions"] = definitions
+    client.create_training_job(**request, Environment={"TF_USE_LEGACY_KERAS": "1"})
+    settled(fake_sagemaker)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert job["AlgorithmSpecification"]["MetricDefinitions"] == definitions
+    assert {metric["MetricName"]: metric["Value"] for metric in job["FinalMetricDataList"]} == {
+        "train:loss": 0.35,
+        "eval:f1": 0.81,
+    }
+    assert job["Environment"] == {"TF_USE_LEGACY_KERAS": "1"}
+
+
+def test_a_processing_job_keeps_its_exit_message_apart_from_its_failure_reason(client, fake_sagemaker):
+    client.create_processing_job(**processing_request())
+    settled(fake_sagemaker)
+    job = client.describe_processing_job(ProcessingJobName="stage-1")
+    assert job["ProcessingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: See job logs for more information"
+    assert job["ExitMessage"].startswith("ConfigError (exit 2): python -m tasks stage: ")
+    assert job["ProcessingResources"]["ClusterConfig"]["InstanceType"] == "ml.m7i.xlarge"
+
+
+def test_a_processing_job_shows_the_first_kilobyte_of_its_message_only_once_it_ended(
+    client, fake_sagemaker, monkeypatch
+):
+    def long_message(arguments, root, environment):
+        (root / "output").mkdir(parents=True, exist_ok=True)
+        (root / "output" / "message").write_text("x" * 3000)
+        return 1, ""
+
+    monkeypatch.setattr(fake_sagemaker, "_run", long_message)
+    fake_sagemaker.job_seconds["processing"] = 600
+    client.create_processing_job(**processing_request())
+    settled(fake_sagemaker)
+    running = client.describe_processing_job(ProcessingJobName="stage-1")
+    assert running["ProcessingJobStatus"] == "InProgress" and "ExitMessage" not in running
+    assert "ProcessingEndTime" not in running
+    fake_sagemaker.clock.advance(600)
+    ended = client.describe_processing_job(ProcessingJobName="stage-1")
+    assert ended["ProcessingJobStatus"] == "Failed" and ended["ExitMessage"] == "x" * 1024
+
+
+def test_a_processing_job_past_its_max_runtime_is_stopped(client, fake_sagemaker, monkeypatch):
+    succeed(fake_sagemaker, monkeypatch)
+    fake_sagemaker.job_seconds["processing"] = 2 * HOUR
+    client.create_processing_job(**processing_request())
+    settled(fake_sagemaker)
+    fake_sagemaker.clock.advance(HOUR)
+    [summary] = client.list_processing_jobs()["ProcessingJobSummaries"]
+    assert summary["ProcessingJobStatus"] == "Stopped"
+
+
+def test_a_held_job_stays_in_progress_and_a_status_a_test_sets_stays(client, fake_sagemaker):
+    fake_sagemaker.hold_jobs = True
+    client.create_processing_job(**processing_request())
+    assert client.describe_processing_job(ProcessingJobName="stage-1")["ProcessingJobStatus"] == "InProgress"
+    fake_sagemaker.backend().processing_jobs["stage-1"].processing_job_status = "Failed"
+    assert client.describe_processing_job(ProcessingJobName="stage-1")["ProcessingJobStatus"] == "Failed"
+
+
+def test_jobs_keep_their_network_settings_and_refuse_too_many_security_groups(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    from botocore.exceptions import ClientError
+
+    succeed(fake_sagemaker, monkeypatch)
+    vpc = {"SecurityGroupIds": ["sg-1"], "Subnets": ["subnet-1", "subnet-2"]}
+    client.create_training_job(**training_request(bucket, VpcConfig=vpc, EnableNetworkIsolation=True))
+    network = {"EnableNetworkIsolation": True, "VpcConfig": vpc}
+    client.create_processing_job(**processing_request(NetworkConfig=network))
+    client.create_model(
+        ModelName="m",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE},
+        VpcConfig=vpc,
+        EnableNetworkIsolation=True,
+    )
+    training = client.describe_training_job(TrainingJobName="train-1")
+    assert training["VpcConfig"] == vpc and training["EnableNetworkIsolation"] is True
+    assert client.describe_processing_job(ProcessingJobName="stage-1")["NetworkConfig"] == network
+    model = client.describe_model(ModelName="m")
+    assert model["VpcConfig"] == vpc and model["EnableNetworkIsolation"] is True
+    too_many = {"SecurityGroupIds": [f"sg-{index}" for index in range(6)], "Subnets": ["subnet-1"]}
+    with pytest.raises(ClientError, match="vpcConfig.securityGroupIds.*less than or equal to 5"):
+        client.create_training_job(**training_request(bucket, name="train-2", VpcConfig=too_many))
+
+
+# ---- instance types ---------------------------------------------------------------------------------------------
+def test_instance_types_are_checked_against_botocores_enum_for_their_use(client, fake_sagemaker, bucket, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    succeed(fake_sagemaker, monkeypatch)
+    request = training_request(bucket)
+    request["ResourceConfig"]["InstanceType"] = "ml.c6i.large"  # a hosting type; training starts at xlarge
+    with pytest.raises(ClientError, match=r"Value 'ml.c6i.large' at 'resourceConfig.instanceType'"):
+        client.create_training_job(**request)
+    processing = processing_request()
+    processing["ProcessingResources"]["ClusterConfig"]["InstanceType"] = "ml.c6i.large"
+    with pytest.raises(ClientError, match=r"Value 'ml.c6i.large' at 'processingResources.clusterConfig"):
+        client.create_processing_job(**processing)
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    endpoint_config(client, "ok", "ml.c6i.large")
+    with pytest.raises(ClientError, match=r"Value 'ml.c6i.huge' at 'productionVariants.1.member.instanceType'"):
+        endpoint_config(client, "bad", "ml.c6i.huge")
+    assert not client.list_training_jobs()["TrainingJobSummaries"]
+
+
+# ---- endpoints --------------------------------------------------------------------------------------------------
+def endpoint_config(client, name: str, instance_type: str = "ml.c6i.xlarge", count: int = 4) -> None:
+    client.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {"VariantName": "main", "ModelName": "m", "InstanceType": instance_type, "InitialInstanceCount": count}
+        ],
+    )
+
+
+@pytest.fixture
+def endpoint(client, fake_sagemaker):
+    """Endpoint ``e`` InService on config ``old``; config ``new`` exists; rollouts take 10 minutes."""
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    for name in ("old", "new"):
+        endpoint_config(client, name)
+    fake_sagemaker.endpoint_seconds = 600
+    client.create_endpoint(EndpointName="e", EndpointConfigName="old")
+    assert client.describe_endpoint(EndpointName="e")["EndpointStatus"] == "Creating"
+    fake_sagemaker.clock.advance(600)
+    assert client.describe_endpoint(EndpointName="e")["EndpointStatus"] == "InService"
+    return "e"
+
+
+CANARY = {
+    "BlueGreenUpdatePolicy": {
+        "TrafficRoutingConfiguration": {
+            "Type": "CANARY",
+            "WaitIntervalInSeconds": 600,
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+        },
+        "TerminationWaitInSeconds": 120,
+        "MaximumExecutionTimeoutInSeconds": 1800,
+    },
+    "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nlp-5xx"}]},
+}
+
+
+def test_an_update_is_pending_on_the_new_config_until_it_is_done(client, fake_sagemaker, endpoint):
+    from botocore.exceptions import ClientError
+
+    client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new", DeploymentConfig=CANARY)
+    updating = client.describe_endpoint(EndpointName=endpoint)
+    assert (updating["EndpointStatus"], updating["EndpointConfigName"]) == ("Updating", "old")
+    pending = updating["PendingDeploymentSummary"]
+    assert pending["EndpointConfigName"] == "new" and pending["ProductionVariants"][0]["VariantName"] == "main"
+    assert pending["ProductionVariants"][0]["VariantStatus"][0]["Status"] == "Creating"
+    with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
+        client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new")
+    fake_sagemaker.clock.advance(600)
+    done = client.describe_endpoint(EndpointName=endpoint)
+    assert (done["EndpointStatus"], done["EndpointConfigName"]) == ("InService", "new")
+    assert "PendingDeploymentSummary" not in done and "FailureReason" not in done
+    assert [body["EndpointConfigName"] for body in fake_sagemaker.requests_of("update_endpoint")] == ["new", "new"]
+
+
+def test_an_update_an_alarm_rolls_back_returns_to_the_old_config_naming_the_alarm(client, fake_sagemaker, endpoint):
+    fake_sagemaker.roll_back_updates = True
+    client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new", DeploymentConfig=CANARY)
+    statuses = []
+    for _ in range(3):
+        described = client.describe_endpoint(EndpointName=endpoint)
+        statuses.append((described["EndpointStatus"], described["EndpointConfigName"]))
+        fake_sagemaker.clock.advance(600)
+    assert statuses == [("Updating", "old"), ("RollingBack", "old"), ("InService", "old")]
+    assert "nlp-5xx" in described["FailureReason"]
+
+
+def test_a_rollback_that_fails_ends_update_rollback_failed(client, fake_sagemaker, endpoint):
+    fake_sagemaker.roll_back_updates = fake_sagemaker.rollback_fails = True
+    client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new", DeploymentConfig=CANARY)
+    fake_sagemaker.clock.advance(1200)
+    described = client.describe_endpoint(EndpointName=endpoint)
+    assert described["EndpointStatus"] == "UpdateRollbackFailed" and "rollback" in described["FailureReason"]
+
+
+def routing(kind: str, size: dict | None = None, wait: int = 600, **policy) -> dict:
+    traffic = {"Type": kind, "WaitIntervalInSeconds": wait}
+    if size is not None:
+        traffic["CanarySize" if kind == "CANARY" else "LinearStepSize"] = size
+    return {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": traffic, **policy}}
+
+
+@pytest.mark.parametrize(
+    ("deployment", "refusal"),
+    [
+        (routing("CANARY", {"Type": "CAPACITY_PERCENT", "Value": 60}), "at most 50 %"),
+        (routing("CANARY", {"Type": "INSTANCE_COUNT", "Value": 3}), "at most 50 %"),  # 3 of 4 instances
+        (routing("CANARY"), "requires CanarySize"),
+        (routing("LINEAR", {"Type": "CAPACITY_PERCENT", "Value": 5}), "10-50 %"),
+        (routing("LINEAR", {"Type": "CAPACITY_PERCENT", "Value": 60}), "10-50 %"),
+        (routing("LINEAR"), "requires LinearStepSize"),
+        (routing("ALL_AT_ONCE", {"Type": "CAPACITY_PERCENT", "Value": 10}), "only valid for"),
+        (routing("BLUE"), "enum value set"),
+        (routing("ALL_AT_ONCE", wait=3601), "less than or equal to 3600"),
+        (routing("ALL_AT_ONCE", TerminationWaitInSeconds=3601), "less than or equal to 3600"),
+        (routing("ALL_AT_ONCE", MaximumExecutionTimeoutInSeconds=28801), "less than or equal to 28800"),
+        (  # linear 10 % baked 60 min: 10 bakes and the termination wait, 39600 s, beyond the 28800 s cap
+            routing(
+                "LINEAR",
+                {"Type": "CAPACITY_PERCENT", "Value": 10},
+                wait=3600,
+                TerminationWaitInSeconds=3600,
+                MaximumExecutionTimeoutInSeconds=28800,
+            ),
+            "larger than the total waiting time 39600",
+        ),
+        (
+            routing("CANARY", {"Type": "CAPACITY_PERCENT", "Value": 10}, MaximumExecutionTimeoutInSeconds=600),
+            "larger than the total waiting time 600",
+        ),
+        (
+            CANARY | {"AutoRollbackConfiguration": {"Alarms": [{"AlarmName": f"a{index}"} for index in range(11)]}},
+            "length between 1 and 10",
+        ),
+    ],
+)
+def test_update_endpoint_refuses_a_deployment_config_sagemaker_refuses(client, endpoint, deployment, refusal):
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match=refusal) as refused:
+        client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new", DeploymentConfig=deployment)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert client.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+
+
+@pytest.mark.parametrize(
+    "deployment",
+    [
+        CANARY,
+        routing("CANARY", {"Type": "INSTANCE_COUNT", "Value": 2}),
+        routing("LINEAR", {"Type": "CAPACITY_PERCENT", "Value": 25}, MaximumExecutionTimeoutInSeconds=3000),
+        routing("ALL_AT_ONCE", wait=0),
+        {},
+    ],
+)
+def test_update_endpoint_takes_the_deployment_configs_sagemaker_takes(client, endpoint, deployment):
+    client.update_endpoint(EndpointName=endpoint, EndpointConfigName="new", DeploymentConfig=deployment)
+    assert client.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Updating"
+
+
+# ---- model registry ---------------------------------------------------------------------------------------------
+def register(client, token: str | None = None, description: str = "v", **extra) -> str:
+    request = {
+        "ModelPackageGroupName": "g",
+        "ModelPackageDescription": description,
+        "InferenceSpecification": {
+            "Containers": [{"Image": IMAGE}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        "ModelApprovalStatus": "Approved",
+    } | extra
+    if token:
+        request["ClientToken"] = token
+    return client.create_model_package(**request)["ModelPackageArn"]
+
+
+def test_the_package_group_keeps_its_description(client, fake_sagemaker):
+    client.create_model_package_group(ModelPackageGroupName="g", ModelPackageGroupDescription="paraphrase models")
+    assert client.describe_model_package_group(ModelPackageGroupName="g")["ModelPackageGroupDescription"] == (
+        "paraphrase models"
+    )
+
+
+def test_list_model_packages_answers_small_pages_oldest_first_unless_asked(client, fake_sagemaker):
+    client.create_model_package_group(ModelPackageGroupName="g")
+    created = []
+    for _ in range(23):
+        created.append(register(client))
+        fake_sagemaker.clock.advance(60)
+    first = client.list_model_packages(ModelPackageGroupName="g")
+    assert len(first["ModelPackageSummaryList"]) == 10 and first["NextToken"]
+    pages = client.get_paginator("list_model_packages").paginate(ModelPackageGroupName="g")
+    listed = [summary["ModelPackageArn"] for page in pages for summary in page["ModelPackageSummaryList"]]
+    assert listed == created, "every version, oldest first, over three pages"
+    newest = client.list_model_packages(ModelPackageGroupName="g", SortOrder="Descending", MaxResults=3)
+    assert [summary["ModelPackageArn"] for summary in newest["ModelPackageSummaryList"]] == created[::-1][:3]
+
+
+def test_create_model_package_with_the_same_client_token_creates_one_version(client, fake_sagemaker):
+    from botocore.exceptions import ClientError
+
+    client.create_model_package_group(ModelPackageGroupName="g")
+    arn = register(client, token="run-1")
+    assert register(client, token="run-1") == arn
+    with pytest.raises(ClientError, match="different parameters") as conflict:
+        register(client, token="run-1", description="another model")
+    assert conflict.value.response["Error"]["Code"] == "ConflictException"
+    assert register(client, token="run-2") != arn
+    listed = client.list_model_packages(ModelPackageGroupName="g")["ModelPackageSummaryList"]
+    assert len(listed) == 2
+    fake_sagemaker.clock.advance(9 * HOUR)  # an idempotency token expires
+    assert register(client, token="run-1") not in (arn, listed[1]["ModelPackageArn"])
+
+
+def test_model_life_cycle_and_metadata_are_kept_and_updates_change_only_what_they_name(client, fake_sagemaker):
+    client.create_model_package_group(ModelPackageGroupName="g")
+    stage = {"Stage": "staging", "StageStatus": "Approved", "StageDescription": "passed the gate"}
+    arn = register(client, ModelLifeCycle=stage, CustomerMetadataProperties={"run_id": "r1"})
+    assert client.describe_model_package(ModelPackageName=arn)["ModelLifeCycle"] == stage
+    production = {"Stage": "production", "StageStatus": "Approved"}
+    client.update_model_package(ModelPackageArn=arn, ModelLifeCycle=production)
+    client.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"stage": "production"})
+    described = client.describe_model_package(ModelPackageName=arn)
+    assert described["ModelLifeCycle"] == production and described["ModelApprovalStatus"] == "Approved"
+    assert described["CustomerMetadataProperties"] == {"run_id": "r1", "stage": "production"}
+    client.update_model_package(ModelPackageArn=arn, CustomerMetadataPropertiesToRemove=["stage"])
+    assert client.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"] == {"run_id": "r1"}
+    [summary] = client.list_model_packages(ModelPackageGroupName="g")["ModelPackageSummaryList"]
+    assert summary["ModelLifeCycle"] == production
