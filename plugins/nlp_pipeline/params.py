@@ -10,9 +10,12 @@ and the packaged MiniLM.
 
 from __future__ import annotations
 
+import re
+
 from airflow.sdk import Param
 
 from nlp_pipeline import commands
+from nlp_pipeline.specs import sagemaker as specs
 from tasks.config import flag_schema
 
 
@@ -99,28 +102,63 @@ def local_params() -> dict[str, Param]:
     }
 
 
-# Intel Xeon instance families, c6i/m6i/r6i (Ice Lake, AVX-512 VNNI) and c7i/m7i/r7i (Sapphire Rapids, AMX), in
-# exactly the sizes SageMaker offers for processing, training AND endpoints (botocore's ProcessingInstanceType,
-# TrainingInstanceType and ProductionVariantInstanceType): the quantize job runs on the endpoint's instance
-# type, so every endpoint type must be a processing type too. ml.c6i.large is endpoint-only, so it is left out;
-# c6i/m6i/r6i stop at 32xlarge, c7i/m7i/r7i at 48xlarge (tests/airflow/test_params.py checks all of it).
-INTEL_INSTANCE = anchored(
-    r"ml\.((m|r)6i\.large|(c|m|r)6i\.(|2|4|8|12|16|24|32)xlarge|(c|m|r)7i\.(large|(|2|4|8|12|16|24|48)xlarge))"
-)
+# Intel Xeon instance families: c6i/m6i/r6i (Ice Lake, AVX-512 VNNI) and c7i/m7i/r7i (Sapphire Rapids, AMX).
+INTEL_XEON = re.compile(r"ml\.[cmr][67]i\.[0-9]*x?large")
+# The uses (specs.INSTANCE_SHAPES) each instance Param's type must serve. The quantize job runs on the endpoint's
+# instance type, or compression_instance_type, and keeps the precision it measured fastest there: both are
+# processing types AND endpoint types (ml.c6i.large serves but runs no job, so it is not offered).
+INSTANCE_USES = {
+    "processing_instance_type": ("processing",),
+    "training_instance_type": ("training",),
+    "endpoint_instance_type": ("endpoint", "processing"),
+    "compression_instance_type": ("endpoint", "processing"),
+}
 
 
-def _instance(default: str | None, title: str, description: str) -> Param:
-    kind = ["null", "string"] if default is None else "string"  # None: another Param decides, as described
-    return Param(default, type=kind, pattern=INTEL_INSTANCE, title=title, description=description, section="SageMaker")
+# The longest training a run may ask for: the task limits read it here, without building the Params (which reads
+# botocore's service model, ~0.1 s a DAG parse).
+MAX_RUNTIME_HOURS = 120
+
+
+def _size(instance_type: str) -> tuple[str, int]:
+    """Family, then size: large < xlarge < 2xlarge < ... < 48xlarge."""
+    _, family, size = instance_type.split(".")
+    return family, 0 if size == "large" else int(size.removesuffix("xlarge") or 1)
+
+
+def intel_instance_types(*uses: str) -> list[str]:
+    """The Intel Xeon instance types SageMaker accepts for every one of ``uses`` (botocore's enums), by size."""
+    accepted = frozenset.intersection(*(specs.instance_types(use) for use in uses))
+    return sorted((name for name in accepted if INTEL_XEON.fullmatch(name)), key=_size)
+
+
+def _instance(name: str, default: str | None, title: str, description: str) -> Param:
+    offered = intel_instance_types(*INSTANCE_USES[name])
+    if default is None:  # another Param decides, as described
+        return Param(
+            None,
+            type=["null", "string"],
+            enum=[*offered, None],
+            values_display={None: "(the endpoint's instance type)"},
+            title=title,
+            description=description,
+            section="SageMaker",
+        )
+    return Param(default, type="string", enum=offered, title=title, description=description, section="SageMaker")
 
 
 def sagemaker_params() -> dict[str, Param]:
     """What only the SageMaker platform needs: instances, Spot, the rollout policy, the model registry."""
     return {
         "processing_instance_type": _instance(
-            "ml.c6i.2xlarge", "Processing instance", "Stage and evaluate (quantise runs on the endpoint's type)."
+            "processing_instance_type",
+            "ml.c6i.2xlarge",
+            "Processing instance",
+            "Stage and evaluate (quantise runs on the endpoint's type).",
         ),
-        "training_instance_type": _instance("ml.c7i.4xlarge", "Training instance", "Intel Xeon; AMX on c7i/m7i."),
+        "training_instance_type": _instance(
+            "training_instance_type", "ml.c7i.4xlarge", "Training instance", "Intel Xeon; AMX on c7i/m7i."
+        ),
         "training_instance_count": Param(
             1,
             type="integer",
@@ -141,15 +179,19 @@ def sagemaker_params() -> dict[str, Param]:
             6,
             type="integer",
             minimum=1,
-            maximum=120,
+            maximum=MAX_RUNTIME_HOURS,
             title="Max training hours",
             description="MaxRuntimeInSeconds; with Spot, MaxWaitTimeInSeconds is twice this.",
             section="SageMaker",
         ),
         "endpoint_instance_type": _instance(
-            "ml.c6i.xlarge", "Endpoint instance", "Serves the model; quantise measures on it too by default."
+            "endpoint_instance_type",
+            "ml.c6i.xlarge",
+            "Endpoint instance",
+            "Serves the model; quantise measures on it too by default.",
         ),
         "compression_instance_type": _instance(
+            "compression_instance_type",
             None,
             "Compression instance",
             "Where quantise measures FP32, BF16 and INT8 and keeps the fastest. Empty: the endpoint's instance "
@@ -164,39 +206,20 @@ def sagemaker_params() -> dict[str, Param]:
             section="SageMaker",
             description="Instances behind the endpoint.",
         ),
-        "traffic_shifting": Param(
-            "canary",
-            type="string",
-            enum=["canary", "linear", "all_at_once"],
-            title="Traffic shifting",
-            description="How an update moves traffic to the new fleet (blue/green).",
+        "blue_green": Param(
+            dict(specs.BLUE_GREEN_DEFAULT),
+            title="Blue/green rollout",
+            description=(
+                "How an endpoint update moves traffic from the old fleet to the new one. traffic: all_at_once "
+                "(everything at once), canary (step_percent, 1-50, first, then the rest) or linear (step_percent, "
+                "10-50, per step). baking_minutes: how long CloudWatch alarms watch after each step and before the "
+                "old fleet goes; alarms (at most 10 names): one in ALARM rolls the update back. Auto-rollback "
+                "needs alarms: a bake needs at least one, and canary and linear need a bake. The whole rollout "
+                "must fit SageMaker's 8 hours (linear 10 %: at most 40 minutes per bake). Without alarms "
+                "(the default, all at once) the smoke test and the rollback task decide."
+            ),
             section="SageMaker",
-        ),
-        "traffic_step_percent": Param(
-            10,
-            type="integer",
-            minimum=1,
-            maximum=100,
-            title="Traffic step %",
-            description="Canary size, or each linear step, in percent of capacity.",
-            section="SageMaker",
-        ),
-        "baking_minutes": Param(
-            10,
-            type="integer",
-            minimum=0,
-            maximum=60,
-            title="Baking minutes",
-            description="Watch the alarms this long after each traffic step.",
-            section="SageMaker",
-        ),
-        "rollback_alarms": Param(
-            [],
-            type="array",
-            items={"type": "string", "minLength": 1},
-            title="Rollback alarms",
-            description="CloudWatch alarm names; one in ALARM while baking rolls the update back.",
-            section="SageMaker",
+            **specs.BLUE_GREEN_SCHEMA,
         ),
         "model_approval": Param(
             "Approved",

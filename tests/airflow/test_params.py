@@ -1,6 +1,7 @@
-"""The platforms' own Params offer what the platform can run: every SageMaker instance type the form admits is one
-SageMaker accepts for processing, training and endpoints alike (the quantize job runs on the endpoint's type), and
-the Params that move the quantize step elsewhere are optional, unset meaning "where the endpoint serves"."""
+"""The platforms' own Params offer what the platform can run: every SageMaker instance type the form offers is one
+SageMaker accepts for each use it is put to (botocore's enums; the quantize job runs on the endpoint's type, so that
+one is a processing type too), the Params that move the quantize step elsewhere are optional, unset meaning "where
+the endpoint serves", and the blue/green rollout is one object the form checks as a whole."""
 
 import re
 import sys
@@ -14,7 +15,8 @@ sys.path.insert(0, str(REPO / "plugins"))
 from airflow.sdk.exceptions import ParamValidationError  # noqa: E402
 from nlp_pipeline.params import (  # noqa: E402
     CPU_PATTERN,
-    INTEL_INSTANCE,
+    INSTANCE_USES,
+    MAX_RUNTIME_HOURS,
     MEMORY_PATTERN,
     NODE_FEATURE,
     eks_params,
@@ -22,55 +24,53 @@ from nlp_pipeline.params import (  # noqa: E402
     pipeline_params,
     sagemaker_params,
 )
+from nlp_pipeline.specs import sagemaker as specs  # noqa: E402
 
-# The instance types of the requests nlp_sagemaker sends: CreateProcessingJob, CreateTrainingJob, CreateEndpointConfig.
-INSTANCE_SHAPES = ("ProcessingInstanceType", "TrainingInstanceType", "ProductionVariantInstanceType")
+# The instance type shape of each use's request: CreateProcessingJob, CreateTrainingJob, CreateEndpointConfig.
+INSTANCE_SHAPES = {
+    "processing": "ProcessingInstanceType",
+    "training": "TrainingInstanceType",
+    "endpoint": "ProductionVariantInstanceType",
+}
 INTEL_FAMILY = re.compile(r"ml\.[cmr][67]i\.\w+")  # c6i/m6i/r6i (Ice Lake), c7i/m7i/r7i (Sapphire Rapids)
 VNNI, AMX = "feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI", "feature.node.kubernetes.io/cpu-cpuid.AMXBF16"
 
 
 def sagemaker_instance_types() -> dict[str, set[str]]:
-    """What botocore's SageMaker service model (the one the amazon provider sends requests with) accepts, by shape."""
+    """What botocore's SageMaker service model (the one the amazon provider sends requests with) accepts, by use."""
     import botocore.session
 
     model = botocore.session.get_session().get_service_model("sagemaker")
-    return {shape: set(model.shape_for(shape).enum) for shape in INSTANCE_SHAPES}
+    return {use: set(model.shape_for(shape).enum) for use, shape in INSTANCE_SHAPES.items()}
 
 
-def probes(known: set[str]) -> set[str]:
-    """Every instance type SageMaker knows, and every size a careless pattern could admit in their families."""
-    families = {name.split(".")[1] for name in known} | {
-        f"{kind}{generation}i" for kind in "cmr" for generation in "678"
+def offered(param) -> set[str]:
+    return {value for value in param.schema["enum"] if value is not None}
+
+
+@pytest.mark.parametrize("name", sorted(INSTANCE_USES))
+def test_every_instance_type_a_param_offers_is_one_sagemaker_takes_for_each_of_its_uses(name):
+    accepted, uses = sagemaker_instance_types(), INSTANCE_USES[name]
+    param = sagemaker_params()[name]
+    for use in uses:
+        assert offered(param) <= accepted[use], f"{name} offers {sorted(offered(param) - accepted[use])}, not {use}"
+    everywhere = {
+        value for value in set.intersection(*(accepted[use] for use in uses)) if INTEL_FAMILY.fullmatch(value)
     }
-    sizes = {"large", "medium", "metal", "xlarge"} | {f"{count}xlarge" for count in range(200)}
-    return known | {f"ml.{family}.{size}" for family in families for size in sizes}
+    assert offered(param) == everywhere, f"{name} leaves out {sorted(everywhere - offered(param))}"
+    assert param.value is None or param.value in offered(param)
 
 
-def admitted(pattern: str, names: set[str]) -> set[str]:
-    return {name for name in names if re.search(pattern, name)}  # JSON schema's pattern: a search
-
-
-def test_every_instance_type_the_sagemaker_params_admit_runs_processing_training_and_endpoints():
-    offered = sagemaker_instance_types()
-    allowed = admitted(INTEL_INSTANCE, probes(set().union(*offered.values())))
-    for shape, names in offered.items():
-        assert allowed <= names, f"INTEL_INSTANCE admits {sorted(allowed - names)}, which {shape} lacks"
-    everywhere = {name for name in set.intersection(*offered.values()) if INTEL_FAMILY.fullmatch(name)}
-    assert allowed == everywhere, f"INTEL_INSTANCE leaves out {sorted(everywhere - allowed)}"
-    endpoint_only = {name for name in offered["ProductionVariantInstanceType"] if INTEL_FAMILY.fullmatch(name)}
-    assert endpoint_only - allowed == {"ml.c6i.large"}, "no processing job runs on ml.c6i.large: it is left out"
-
-
-def test_every_sagemaker_instance_param_takes_the_intel_instance_pattern():
-    params = sagemaker_params()
-    instance_params = [name for name in params if name.endswith("_instance_type")]
-    assert instance_params == [
-        "processing_instance_type",
-        "training_instance_type",
-        "endpoint_instance_type",
-        "compression_instance_type",
-    ]
-    assert {params[name].schema["pattern"] for name in instance_params} == {INTEL_INSTANCE}
+def test_each_instance_param_serves_its_uses():
+    assert INSTANCE_USES == {
+        "processing_instance_type": ("processing",),
+        "training_instance_type": ("training",),
+        "endpoint_instance_type": ("endpoint", "processing"),
+        "compression_instance_type": ("endpoint", "processing"),
+    }
+    assert [name for name in sagemaker_params() if name.endswith("_instance_type")] == list(INSTANCE_USES)
+    assert "ml.c7i.48xlarge" in offered(sagemaker_params()["training_instance_type"])
+    assert "ml.c6i.large" not in offered(sagemaker_params()["endpoint_instance_type"]), "serves, but runs no job"
 
 
 def resolves(param, value) -> bool:
@@ -89,6 +89,8 @@ def resolves(param, value) -> bool:
         ("ml.c6i.xlarge", True),
         ("ml.c6i.large", False),  # an endpoint-only type: a processing job cannot run on it
         ("ml.c6i.48xlarge", False),  # no such size
+        ("ml.c7i.large", True),
+        ("ml.c7i.large\n", False),
         ("ml.g5.xlarge", False),  # not an Intel Xeon
         ("", False),
     ],
@@ -105,6 +107,56 @@ def test_the_other_instance_params_are_required_and_refuse_an_endpoint_only_type
     param = sagemaker_params()[name]
     assert param.schema["type"] == "string" and resolves(param, param.value)
     assert not resolves(param, None) and not resolves(param, "ml.c6i.large")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "allowed"),
+    [
+        ("training_instance_type", "ml.c6i.large", False),  # an endpoint-only type
+        ("training_instance_type", "ml.m6i.large", True),
+        ("processing_instance_type", "ml.c7i.48xlarge", True),
+        ("processing_instance_type", "ml.c6i.48xlarge", False),  # c6i stops at 32xlarge
+        ("endpoint_instance_type", "ml.r7i.large", True),
+    ],
+)
+def test_each_instance_param_refuses_what_its_use_refuses(name, value, allowed):
+    assert resolves(sagemaker_params()[name], value) is allowed
+
+
+def test_the_longest_training_is_one_constant():
+    assert sagemaker_params()["max_runtime_hours"].schema["maximum"] == MAX_RUNTIME_HOURS
+
+
+# ---- blue/green -----------------------------------------------------------------------------------------------------
+def test_blue_green_is_one_object_param_with_the_builders_schema():
+    param = sagemaker_params()["blue_green"]
+    schema = {key: value for key, value in param.schema.items() if key not in ("title", "description", "section")}
+    assert schema == specs.BLUE_GREEN_SCHEMA and param.value == specs.BLUE_GREEN_DEFAULT
+    assert resolves(param, param.value)
+    assert "alarms" in param.description and "auto-rollback needs alarms" in param.description.lower()
+    assert not {"traffic_shifting", "traffic_step_percent", "baking_minutes", "rollback_alarms"} & set(
+        sagemaker_params()
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [
+        ({"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "alarms": ["nlp-5xx"]}, True),
+        ({"traffic": "canary", "step_percent": 60, "baking_minutes": 10, "alarms": ["nlp-5xx"]}, False),
+        ({"traffic": "linear", "step_percent": 5, "baking_minutes": 10, "alarms": ["nlp-5xx"]}, False),
+        ({"traffic": "linear", "step_percent": 10, "baking_minutes": 60, "alarms": ["nlp-5xx"]}, False),
+        ({"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "alarms": []}, False),
+        ({"traffic": "all_at_once", "step_percent": 10, "baking_minutes": 5, "alarms": []}, False),
+        (
+            {"traffic": "all_at_once", "step_percent": 10, "baking_minutes": 0, "alarms": [f"a{i}" for i in range(11)]},
+            False,
+        ),
+        ({"traffic": "all_at_once"}, False),
+    ],
+)
+def test_blue_green_refuses_what_sagemaker_refuses_at_trigger_time(value, allowed):
+    assert resolves(sagemaker_params()["blue_green"], value) is allowed
 
 
 @pytest.mark.parametrize(
@@ -137,7 +189,6 @@ def patterns() -> dict[str, str]:
 
 # A value each pattern admits; a Param with a pattern not listed here fails the test until it is added.
 VALID = {
-    INTEL_INSTANCE: "ml.c6i.xlarge",
     CPU_PATTERN: "500m",
     MEMORY_PATTERN: "4Gi",
     NODE_FEATURE: AMX,
