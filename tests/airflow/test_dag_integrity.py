@@ -80,6 +80,12 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     assert not dag.catchup and dag.max_active_runs == 1
 
 
+# A watched canary (accepted: tests/airflow/test_params.py), of which each refused blue/green conf changes a field:
+# canary over 50 %, linear under 10 %, 11 alarms, a bake no alarm watches, linear 10 % with 60 min (39600 s of
+# waits, over SageMaker's 28800 s), a blank alarm name.
+BLUE_GREEN = {"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "alarms": ["nlp-endpoint-5xx"]}
+
+
 @pytest.mark.parametrize(
     ("dag_id", "conf", "field"),
     [
@@ -94,8 +100,14 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
         ("nlp_sagemaker", {"endpoint_instance_type": "ml.c6i.large"}, "endpoint_instance_type"),  # no processing job
         ("nlp_sagemaker", {"compression_instance_type": "ml.g5.xlarge"}, "compression_instance_type"),
         ("nlp_sagemaker", {"training_instance_count": 0}, "training_instance_count"),
-        ("nlp_sagemaker", {"traffic_shifting": "blue"}, "traffic_shifting"),
-        ("nlp_sagemaker", {"rollback_alarms": [""]}, "rollback_alarms"),
+        ("nlp_sagemaker", {"training_instance_type": "ml.c6i.large"}, "training_instance_type"),  # endpoint-only
+        ("nlp_sagemaker", {"blue_green": {"traffic": "blue"}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"traffic": "canary", "step_percent": 60}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"traffic": "linear", "step_percent": 5}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"alarms": [f"nlp-{i}" for i in range(11)]}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"traffic": "all_at_once", "alarms": []}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"traffic": "linear", "baking_minutes": 60}}, "blue_green"),
+        ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"alarms": [""]}}, "blue_green"),
         ("nlp_sagemaker", {"model_approval": "Rejected"}, "model_approval"),
         ("nlp_eks", {"step_cpu": "four"}, "step_cpu"),
         ("nlp_eks", {"step_memory": "16 GB"}, "step_memory"),
