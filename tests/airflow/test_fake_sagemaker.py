@@ -222,6 +222,19 @@ def test_a_held_job_stays_in_progress_and_a_status_a_test_sets_stays(client, fak
     assert client.describe_processing_job(ProcessingJobName="stage-1")["ProcessingJobStatus"] == "Failed"
 
 
+def test_a_held_job_runs_when_released_and_its_time_counts_from_then(client, fake_sagemaker, monkeypatch):
+    succeed(fake_sagemaker, monkeypatch)
+    fake_sagemaker.hold_jobs = True
+    fake_sagemaker.job_seconds["processing"] = 600
+    client.create_processing_job(**processing_request())
+    fake_sagemaker.clock.advance(HOUR - 60)  # held: nearly its MaxRuntime passes unrun
+    fake_sagemaker.finish_held(fake_sagemaker.backend().processing_jobs["stage-1"])
+    settled(fake_sagemaker)
+    assert client.describe_processing_job(ProcessingJobName="stage-1")["ProcessingJobStatus"] == "InProgress"
+    fake_sagemaker.clock.advance(600)
+    assert client.describe_processing_job(ProcessingJobName="stage-1")["ProcessingJobStatus"] == "Completed"
+
+
 def test_jobs_keep_their_network_settings_and_refuse_too_many_security_groups(
     client, fake_sagemaker, bucket, monkeypatch
 ):

@@ -7,7 +7,7 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
 - ``clock``: SageMaker's time. It follows real time plus what a test ``advance``s, so a DAG run with a real
   triggerer progresses, and a test can make two hours pass in a call. Every time the fake reports comes from it.
 - jobs run what the task image runs: ``python -m tasks ARGS`` from this checkout, ``/opt/ml`` mapped to a folder
-  of the test, in a thread (``hold_jobs`` keeps them unrun). Training: ``/opt/ml`` laid out as SageMaker does
+  of the test, in a thread (``hold_jobs`` keeps them unrun until ``finish_held``). Training: ``/opt/ml`` laid out as SageMaker does
   (``input/config/hyperparameters.json`` with string values, ``resourceconfig.json``, a folder per channel,
   checkpoints from S3), ``model/`` uploaded as ``S3OutputPath/JOB/output/model.tar.gz``, the output in CloudWatch
   Logs, ``output/failure`` in FailureReason, the ``MetricDefinitions`` regexes applied to the log for
@@ -141,6 +141,8 @@ class _Job:
     max_runtime: float
     max_wait: float | None = None  # Spot training only
     wait: float = 0.0  # Spot training: the simulated wait for capacity
+    released: float = 0.0  # when the job was let run (its creation, or finish_held for a held job)
+    run: object = None  # what runs its step
     exited: float | None = None  # when the step's process exited (clock)
     code: int | None = None
     message: str | None = None  # output/message (processing) or output/failure (training)
@@ -378,14 +380,26 @@ class FakeSageMaker:
             max_runtime=stopping.get("MaxRuntimeInSeconds", _DEFAULT_MAX_RUNTIME),
             max_wait=stopping.get("MaxWaitTimeInSeconds") if spot else None,
             wait=self.spot_wait_seconds if spot else 0.0,
+            run=run,
         )
+        record.released = record.created
         job.creation_time = job.last_modified_time = _stamp(record.created)
         with self._lock:
             self._jobs[name] = record
             self._refresh_job(job, record)
-        if self.hold_jobs:
-            return
-        thread = threading.Thread(target=self._finish, args=(record, job, run), daemon=True)
+        if not self.hold_jobs:
+            self._launch(record, job)
+
+    def finish_held(self, job) -> None:
+        """Let a job created under ``hold_jobs`` run now: its step runs, and its simulated time
+        (``job_seconds``, the StoppingCondition) counts from now."""
+        name = getattr(job, "training_job_name", None) or job.processing_job_name
+        record = self._jobs[name]
+        record.released = self.clock.now()
+        self._launch(record, job)
+
+    def _launch(self, record: _Job, job) -> None:
+        thread = threading.Thread(target=self._finish, args=(record, job, record.run), daemon=True)
         self.threads.append(thread)
         thread.start()
 
@@ -403,12 +417,14 @@ class FakeSageMaker:
         attribute = f"{record.kind}_job_status"
         if record.reported is not None and getattr(job, attribute) != record.reported:
             return  # a test or StopXJob set it: it stays
+        if record.reported in ("Completed", "Failed", "Stopped"):
+            return  # ended: a later change of job_seconds does not rewrite its history
         now, seconds = self.clock.now(), self.job_seconds[record.kind]
-        start = record.created + record.wait  # the instances are there and the container starts
+        start = record.released + record.wait  # the instances are there and the container starts
         planned = start + seconds
         limits = [(start + record.max_runtime, "MaxRuntimeExceeded")]
         if record.max_wait is not None:
-            limits.append((record.created + record.max_wait, "MaxWaitTimeExceeded"))
+            limits.append((record.released + record.max_wait, "MaxWaitTimeExceeded"))
         limit, exceeded = min(limits)
         end = max(planned, record.exited) if record.exited is not None else None
         if end is not None and end <= limit and now >= end:
