@@ -15,7 +15,7 @@ import re
 from airflow.sdk import Param
 
 from nlp_pipeline import commands
-from nlp_pipeline.specs import sagemaker as specs
+from nlp_pipeline.specs import sagemaker_api
 from tasks.config import flag_schema
 
 
@@ -104,9 +104,9 @@ def local_params() -> dict[str, Param]:
 
 # Intel Xeon instance families: c6i/m6i/r6i (Ice Lake, AVX-512 VNNI) and c7i/m7i/r7i (Sapphire Rapids, AMX).
 INTEL_XEON = re.compile(r"ml\.[cmr][67]i\.[0-9]*x?large")
-# The uses (specs.INSTANCE_SHAPES) each instance Param's type must serve. The quantize job runs on the endpoint's
-# instance type, or compression_instance_type, and keeps the precision it measured fastest there: both are
-# processing types AND endpoint types (ml.c6i.large serves but runs no job, so it is not offered).
+# The uses (sagemaker_api.INSTANCE_SHAPES) each instance Param's type must serve. The quantize job runs on the
+# endpoint's instance type, or compression_instance_type, and keeps the precision it measured fastest there: both
+# are processing types AND endpoint types (ml.c6i.large serves but runs no job, so it is not offered).
 INSTANCE_USES = {
     "processing_instance_type": ("processing",),
     "training_instance_type": ("training",),
@@ -128,7 +128,7 @@ def _size(instance_type: str) -> tuple[str, int]:
 
 def intel_instance_types(*uses: str) -> list[str]:
     """The Intel Xeon instance types SageMaker accepts for every one of ``uses`` (botocore's enums), by size."""
-    accepted = frozenset.intersection(*(specs.instance_types(use) for use in uses))
+    accepted = frozenset.intersection(*(sagemaker_api.instance_types(use) for use in uses))
     return sorted((name for name in accepted if INTEL_XEON.fullmatch(name)), key=_size)
 
 
@@ -207,7 +207,7 @@ def sagemaker_params() -> dict[str, Param]:
             description="Instances behind the endpoint.",
         ),
         "blue_green": Param(
-            dict(specs.BLUE_GREEN_DEFAULT),
+            dict(sagemaker_api.BLUE_GREEN_DEFAULT),
             title="Blue/green rollout",
             description=(
                 "How an endpoint update moves traffic from the old fleet to the new one. traffic: all_at_once "
@@ -219,7 +219,7 @@ def sagemaker_params() -> dict[str, Param]:
                 "(the default, all at once) the smoke test and the rollback task decide."
             ),
             section="SageMaker",
-            **specs.BLUE_GREEN_SCHEMA,
+            **sagemaker_api.BLUE_GREEN_SCHEMA,
         ),
         "model_approval": Param(
             "Approved",

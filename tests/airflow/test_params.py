@@ -24,7 +24,7 @@ from nlp_pipeline.params import (  # noqa: E402
     pipeline_params,
     sagemaker_params,
 )
-from nlp_pipeline.specs import sagemaker as specs  # noqa: E402
+from nlp_pipeline.specs import sagemaker_api  # noqa: E402
 
 # The instance type shape of each use's request: CreateProcessingJob, CreateTrainingJob, CreateEndpointConfig.
 INSTANCE_SHAPES = {
@@ -131,7 +131,7 @@ def test_the_longest_training_is_one_constant():
 def test_blue_green_is_one_object_param_with_the_builders_schema():
     param = sagemaker_params()["blue_green"]
     schema = {key: value for key, value in param.schema.items() if key not in ("title", "description", "section")}
-    assert schema == specs.BLUE_GREEN_SCHEMA and param.value == specs.BLUE_GREEN_DEFAULT
+    assert schema == sagemaker_api.BLUE_GREEN_SCHEMA and param.value == sagemaker_api.BLUE_GREEN_DEFAULT
     assert resolves(param, param.value)
     assert "alarms" in param.description and "auto-rollback needs alarms" in param.description.lower()
     assert not {"traffic_shifting", "traffic_step_percent", "baking_minutes", "rollback_alarms"} & set(
