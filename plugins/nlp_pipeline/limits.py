@@ -26,7 +26,7 @@ APPROVAL_TIMEOUT = timedelta(days=2)
 GC_LIMIT = timedelta(hours=1)  # the maintenance DAG's gc: listing and deleting files takes minutes unless a store hangs
 _QUICK = timedelta(minutes=10)  # a decision, a Variable read, a registry row: seconds of work, or something hangs
 _POD_START = timedelta(minutes=15)  # eks: a step pod's startup_timeout_seconds (an image pull, a node scaling up)
-_JOB_START = timedelta(hours=1)  # sagemaker: instances provisioned and the image pulled before the job's clock runs
+JOB_START = timedelta(hours=1)  # sagemaker: instances provisioned and the image pulled before the job's clock runs
 
 # The sagemaker jobs' MaxRuntimeInSeconds is the max_runtime_hours Param; with Spot, training may wait as long
 # again for capacity (MaxWaitTimeInSeconds is twice it).
@@ -54,10 +54,10 @@ LIMITS: dict[str, timedelta] = {
 PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     "local": {},
     "sagemaker": {
-        "stage_dataset": _JOB_START + _SAGEMAKER_JOB,
-        "train": _JOB_START + 2 * _SAGEMAKER_JOB,  # Spot: MaxWaitTimeInSeconds
-        "quantize": _JOB_START + _SAGEMAKER_JOB,
-        "evaluate": _JOB_START + _SAGEMAKER_JOB,
+        "stage_dataset": JOB_START + _SAGEMAKER_JOB,
+        "train": JOB_START + 2 * _SAGEMAKER_JOB,  # Spot: MaxWaitTimeInSeconds
+        "quantize": JOB_START + _SAGEMAKER_JOB,
+        "evaluate": JOB_START + _SAGEMAKER_JOB,
         # A PendingManualApproval package waits for a person in SageMaker's model registry.
         "register": _QUICK + APPROVAL_TIMEOUT,
         "create_model": _QUICK,

@@ -19,6 +19,7 @@ files with an earlier try's; XCom carries the exact prefix on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -30,12 +31,15 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.sagemaker import (
+    Rollout,
+    RolloutRecord,
     RunEndpointConfigOperator,
     RunModelOperator,
     RunModelVersionOperator,
     StepProcessingOperator,
     StepTrainingOperator,
     VerifiedEndpointOperator,
+    model_packages,
     not_found,
     run_name,
 )
@@ -63,15 +67,15 @@ def settings() -> specs.Settings:
         raise AirflowFailException(
             f"nlp_sagemaker needs the Variable nlp_artefact_root on S3 (s3://bucket/prefix), got {root!r}"
         )
-    # SageMaker writes /opt/ml only as root: its tag of the task image (task-sagemaker) may differ from the
-    # pods' non-root one, nlp_task_image (docker/task/Dockerfile).
+    # SageMaker writes /opt/ml only as root, so its jobs run the image's root tag (docker/task/Dockerfile,
+    # target task-sagemaker), never the pods' non-root nlp_task_image.
     role_arn = Variable.get("nlp_sagemaker_role_arn", None)
-    image_uri = Variable.get("nlp_sagemaker_image", None) or Variable.get("nlp_task_image", None)
-    required = {"nlp_sagemaker_role_arn": role_arn, "nlp_sagemaker_image (or nlp_task_image)": image_uri}
+    image_uri = Variable.get("nlp_sagemaker_image", None)
+    required = {"nlp_sagemaker_role_arn": role_arn, "nlp_sagemaker_image": image_uri}
     if missing := [name for name, value in required.items() if value is None]:
         raise AirflowFailException(
-            f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role "
-            f"SageMaker assumes and the task image's ECR URI (docs/sagemaker.md, Setup)"
+            f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role SageMaker assumes "
+            f"and the ECR URI of the task image's root tag, task-sagemaker (docs/sagemaker.md, Setup)"
         )
     return specs.Settings(
         role_arn=role_arn,
@@ -82,6 +86,17 @@ def settings() -> specs.Settings:
     )
 
 
+def network() -> specs.Network | None:
+    """The Variable ``nlp_sagemaker_network`` (JSON: Subnets, SecurityGroupIds, EnableNetworkIsolation), or None."""
+    value = Variable.get("nlp_sagemaker_network", default=None)
+    if value is None:
+        return None
+    try:
+        return specs.Network.from_variable(value)
+    except ValueError as error:
+        raise AirflowFailException(f"the Airflow Variable nlp_sagemaker_network is not valid: {error}") from error
+
+
 def step_prefix(context, step: str, job: str) -> str:
     return f"{artefacts.run_folder(context)}/{step}/{job}"
 
@@ -90,6 +105,30 @@ def _s3_hook():
     from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
     return S3Hook(aws_conn_id=aws_conn_id())
+
+
+def _isolated_sources(**sources: str) -> None:
+    """Refuse, before a job starts, a source an isolated job could not fetch (specs.check_isolation)."""
+    try:
+        specs.check_isolation(network(), **sources)
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from error
+
+
+def as_input(uri: str) -> str:
+    """A location the pipeline did not write (the run's source) as a job's input: ``uri`` itself when it is one
+    object, else the folder with its ``/``, so its files (not the folder) land in the input's path, and
+    ``data-2/`` beside ``data/`` stays out. The pipeline's own outputs say what they are: a prefix ends in ``/``,
+    a training job's model.tar.gz is one object (specs.processing_job)."""
+    if uri.endswith("/"):
+        return uri
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return uri if _s3_hook().check_for_key(key, bucket) else f"{uri}/"
+
+
+def as_prefix(uri: str) -> str:
+    """A folder the pipeline wrote (staged data, a quantised model), as the prefix SageMaker copies."""
+    return uri.rstrip("/") + "/"
 
 
 def read_json(uri: str) -> dict:
@@ -112,6 +151,7 @@ def _processing(
         output=step_prefix(context, folder, name),
         instance_type=instance_type or params["processing_instance_type"],
         max_runtime_seconds=params["max_runtime_hours"] * 3600,
+        network=network(),
     )
 
 
@@ -146,11 +186,12 @@ def _stage_config(context, name: str) -> dict:
     every platform (commands.values); a job given its source as an input may read that input only."""
     params, inputs, given = context["params"], {}, {"output": PROCESSING_OUTPUT}
     source, tokenizer = params["source"], params["base_model"]
+    _isolated_sources(source=source, base_model=tokenizer)
     if source.startswith("s3://"):
-        inputs["source"], given["source"] = source, f"{PROCESSING_INPUT}/source"
+        inputs["source"], given["source"] = as_input(source), f"{PROCESSING_INPUT}/source"
         given["allowed_sources"] = [given["source"]]
     if tokenizer.startswith("s3://"):
-        inputs["tokenizer"], given["tokenizer"] = tokenizer, f"{PROCESSING_INPUT}/tokenizer"
+        inputs["tokenizer"], given["tokenizer"] = as_prefix(tokenizer), f"{PROCESSING_INPUT}/tokenizer"
     command = commands.command("stage", params, **given)
     return _processing(context, name, "staged", command, inputs)
 
@@ -169,6 +210,7 @@ def _train_config(context, name: str) -> dict:
     params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
     decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
     hours = params["max_runtime_hours"]
+    _isolated_sources(base_model=params["base_model"])
     return specs.training_job(
         name,
         settings(),
@@ -182,6 +224,7 @@ def _train_config(context, name: str) -> dict:
         max_runtime_seconds=hours * 3600,
         spot=params["spot_training"],
         max_wait_seconds=2 * hours * 3600,
+        network=network(),
     )
 
 
@@ -214,7 +257,7 @@ def compression_hardware(params) -> tuple[str, str]:
 
 def _quantize_config(context, name: str) -> dict:
     params, ti = context["params"], context["ti"]
-    inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
+    inputs = {"model": ti.xcom_pull(task_ids="train")["model"], "data": staged_input(ti)}
     instance_type, target = compression_hardware(params)
     log.info("quantize measures on %s; the decision stands for %s", instance_type, target)
     command = commands.command("quantize", params, target_hardware=target)
@@ -223,7 +266,7 @@ def _quantize_config(context, name: str) -> dict:
 
 def _quantize_summary(context, result: dict) -> dict:
     uri = _output_of(result)
-    return {"model": uri} | _result("quantize", uri)
+    return {"model": as_prefix(uri)} | _result("quantize", uri)
 
 
 def _unquantized(context) -> dict | None:
@@ -244,8 +287,13 @@ def quantize(staged, trained):
 
 
 # ---- evaluate -----------------------------------------------------------------------------------------------------
+def staged_input(ti) -> str:
+    return as_prefix(ti.xcom_pull(task_ids="stage_dataset")["uri"])
+
+
 def candidate_model(ti) -> str:
-    """The quantize task's candidate: the INT8 or FP32 model it chose, or the trained one (its model.tar.gz)."""
+    """The quantize task's candidate: the INT8 or FP32 model it chose (a prefix, ending in ``/``), or the
+    trained one (its model.tar.gz, one object)."""
     return ti.xcom_pull(task_ids="quantize")["model"]
 
 
@@ -280,7 +328,7 @@ def production_model(context) -> dict | None:
 
 def _evaluate_config(context, name: str) -> dict:
     params, ti = context["params"], context["ti"]
-    inputs = {"model": candidate_model(ti), "data": ti.xcom_pull(task_ids="stage_dataset")["uri"]}
+    inputs = {"model": candidate_model(ti), "data": staged_input(ti)}
     if champion := production_model(context):
         inputs["champion"] = champion["model"]
     return _processing(
@@ -308,7 +356,8 @@ def _package(context) -> dict:
         "base_model": context["params"]["base_model"],
         "run_id": context["run_id"],
     }
-    return specs.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage)
+    token = specs.client_token(context["dag"].dag_id, context["run_id"], context["ti"].task_id)
+    return specs.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage, client_token=token)
 
 
 def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
@@ -339,7 +388,15 @@ def reject(evaluation):
 
 
 # ---- rollout ------------------------------------------------------------------------------------------------------
-def _model_config(context, name: str) -> dict:
+def rollout_name(kind: str, context) -> str:
+    """The model or endpoint config of this run's candidate: named by the run and the model's content digest,
+    so clearing quantize or evaluate in a run makes a new model and config, never serves the old one again."""
+    evaluation = context["ti"].xcom_pull(task_ids="evaluate")
+    digest = evaluation.get("model_digest") or f"sha256:{hashlib.sha256(evaluation['model'].encode()).hexdigest()}"
+    return run_name(kind, context, digest=digest)
+
+
+def _model_config(context) -> dict:
     ti, evaluation = context["ti"], context["ti"].xcom_pull(task_ids="evaluate")
     lineage = {
         specs.DATA_FINGERPRINT_ENV: ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
@@ -347,28 +404,31 @@ def _model_config(context, name: str) -> dict:
     }
     if evaluation.get("model_digest"):  # the server refuses the model's files unless they have it
         lineage[MODEL_DIGEST_ENV] = evaluation["model_digest"]
-    return specs.model(name, settings(), evaluation["model"], lineage)
+    return specs.model(rollout_name("model", context), settings(), evaluation["model"], lineage, network=network())
 
 
-def _endpoint_config(context, name: str) -> dict:
+def _endpoint_config(context) -> dict:
     params = context["params"]
     return specs.endpoint_config(
-        name,
-        run_name("model", context),
+        rollout_name("config", context),
+        rollout_name("model", context),
         instance_type=params["endpoint_instance_type"],
         instance_count=params["endpoint_instance_count"],
     )
 
 
-def _deployment(context, config_name: str) -> tuple[str, dict]:
-    params = context["params"]
-    policy = specs.deployment_config(
-        traffic=params["traffic_shifting"],
-        step_percent=params["traffic_step_percent"],
-        baking_minutes=params["baking_minutes"],
-        alarms=params["rollback_alarms"],
+def rollout_record(context) -> str:
+    """Where the run keeps its rollout's record (operators.sagemaker.RolloutRecord)."""
+    return f"{artefacts.run_folder(context)}/rollout/record.json"
+
+
+def _rollout(context) -> Rollout:
+    return Rollout(
+        endpoint=settings().endpoint_name,
+        config=rollout_name("config", context),
+        deployment=specs.deployment_config(context["params"]["blue_green"]),
+        record_uri=rollout_record(context),
     )
-    return settings().endpoint_name, policy
 
 
 def deploy(entry):
@@ -384,7 +444,7 @@ def deploy(entry):
     )
     endpoint = VerifiedEndpointOperator(
         task_id="deploy",
-        build_config=_deployment,
+        build_rollout=_rollout,
         aws_conn_id=AWS_CONN_ID,
         deferrable=True,
         check_interval=CHECK_INTERVAL,
@@ -414,23 +474,23 @@ def smoke_test(deployed: dict) -> dict:
 
 @task
 def mark_production(entry: dict, smoke: dict) -> dict:
-    """The model package now served is production; the one before it is archived (both stay Approved)."""
+    """The model package now served is production; the one before it is archived (both stay Approved).
+
+    The stage is the package's ``ModelLifeCycle`` (what SageMaker Studio shows); every page of the group is
+    read, newest first, so the production package is found however many versions the group holds."""
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
     sagemaker = SageMakerHook(aws_conn_id=aws_conn_id()).conn
+    production = specs.life_cycle("production")
 
     def mark(arn: str, stage: str) -> None:
-        sagemaker.update_model_package(
-            ModelPackageArn=arn, ModelApprovalStatus="Approved", CustomerMetadataProperties={"stage": stage}
-        )
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelLifeCycle=specs.life_cycle(stage))
 
-    group = settings().model_package_group
-    for summary in sagemaker.list_model_packages(ModelPackageGroupName=group).get("ModelPackageSummaryList", []):
+    for summary in model_packages(sagemaker, settings().model_package_group, ModelApprovalStatus="Approved"):
+        if summary["ModelPackageArn"] == entry["arn"]:
+            continue
         package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-        if (
-            package["ModelPackageArn"] != entry["arn"]
-            and (package.get("CustomerMetadataProperties") or {}).get("stage") == "production"
-        ):
+        if (package.get("ModelLifeCycle") or {}).get("Stage") == production["Stage"]:
             mark(package["ModelPackageArn"], "archived")
     mark(entry["arn"], "production")
     log.info("%s is in production on %s", entry["version"], smoke["endpoint"])
@@ -439,18 +499,19 @@ def mark_production(entry: dict, smoke: dict) -> dict:
 
 @task(trigger_rule="one_failed")
 def rollback(**context) -> None:
-    """Put the endpoint back on the config it ran before this run's update."""
+    """Put the endpoint back on the config it served before this run first touched it (the rollout's record,
+    written once by deploy's first try), if it now serves a config this run asked for."""
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
-    previous = context["ti"].xcom_pull(task_ids="deploy", key="previous_config")
-    endpoint, ours = settings().endpoint_name, run_name("config", context)
-    if not previous:
+    record, _ = RolloutRecord(_s3_hook().get_conn(), rollout_record(context)).read()
+    if not record or not record["previous_config"]:
         raise AirflowSkipException("this run created the endpoint or never reached it: no earlier config to restore")
+    endpoint, previous = record["endpoint"], record["previous_config"]
     hook = SageMakerHook(aws_conn_id=aws_conn_id())
     serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
-    if serving != ours:
-        raise AirflowSkipException(f"{endpoint} serves {serving}, not this run's {ours}: nothing to roll back")
-    log.info("rolling %s back from %s to %s", endpoint, ours, previous)
+    if serving not in record["requested"]:
+        raise AirflowSkipException(f"{endpoint} serves {serving}, not a config of this run: nothing to roll back")
+    log.info("rolling %s back from %s to %s", endpoint, serving, previous)
     hook.update_endpoint(
         {"EndpointName": endpoint, "EndpointConfigName": previous},
         wait_for_completion=True,

@@ -117,6 +117,33 @@ def fake_sagemaker(s3, tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def aws(s3, fake_sagemaker, monkeypatch):
+    """The aws_default connection and nlp_sagemaker's Variables in this process, for SageMaker operators run
+    here as a task runner would run them; ``sagemaker``: a boto3 client of the fake, ``fake``: the fake."""
+    from types import SimpleNamespace
+
+    import boto3
+
+    from tests.fakes.sagemaker import IMAGE, REGION, ROLE
+
+    connection = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"region_name": REGION, "endpoint_url": s3["env"]["AWS_ENDPOINT_URL"]},
+    }
+    for name, value in {
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": f"s3://{s3['bucket']}/artefacts",
+        "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": ROLE,
+        "AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE": IMAGE,
+    }.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("sagemaker", endpoint_url=s3["env"]["AWS_ENDPOINT_URL"], region_name=REGION)
+    return SimpleNamespace(sagemaker=client, fake=fake_sagemaker, s3=s3)
+
+
+@pytest.fixture
 def fake_kubernetes(tmp_path, monkeypatch):
     """A Kubernetes cluster on kmock (tests/fakes/kubernetes.py), the ``kubernetes_default`` connection to it
     and the nlp_eks Variables, in this process's environment and in ``cluster.env`` for airflow commands."""

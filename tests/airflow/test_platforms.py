@@ -186,6 +186,7 @@ def platform_context(name: str, monkeypatch, tmp_path, task_id: str = "train", *
     monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://b/artefacts")
     monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/nlp")
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", "nlp-tasks:test")
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE", "nlp-tasks:test-sagemaker")
     if name == "local":
         monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
         monkeypatch.setattr(local, "run_step_json", lambda *command: production())
@@ -238,7 +239,7 @@ def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monke
     task_context_ = platform_context("sagemaker", monkeypatch, tmp_path)
     digest = "sha256:" + "ab" * 32
     task_context_["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/quantized", "model_digest": digest}
-    request = sagemaker._model_config(task_context_, "nlp-model-x")
+    request = sagemaker._model_config(task_context_)
     environment = request["PrimaryContainer"]["Environment"]
     assert environment["NLP_MODEL_DIGEST"] == digest, "the endpoint's server verifies the bytes the gate judged"
 

@@ -201,6 +201,7 @@ class FakeSageMaker:
             "update_endpoint": (self._update_endpoint, None),
             "create_model_package": (self._reuse_model_package, self._after_model_package),
             "update_model_package": (self._update_model_package, None),
+            "create_model_package_group": (self._new_model_package_group, None),
         }
         for action in {*_RECORDED, *checks}:
             before, after = checks.get(action, (None, None))
@@ -289,6 +290,15 @@ class FakeSageMaker:
             return answer
 
         return handle
+
+    @staticmethod
+    def _new_model_package_group(backend, body: dict) -> None:
+        """AWS refuses a second group of a name (moto would replace the first, description and all); the
+        provider's hook recognises the refusal by this message."""
+        from moto.sagemaker.exceptions import ValidationError
+
+        if (group := backend.model_package_groups.get(body["ModelPackageGroupName"])) is not None:
+            raise ValidationError(f"Model Package Group already exists: {group.arn}")
 
     def _refreshed(self, method):
         fake = self

@@ -1,0 +1,176 @@
+"""nlp_sagemaker's rollout against the fake's endpoint, which passes through Creating, Updating, RollingBack and
+UpdateRollbackFailed on its clock: every retry of ``deploy`` does the one right thing, and ``rollback`` restores
+what served before the run, however many tries deploy took."""
+
+import pytest
+
+from tests.airflow.sagemaker_context import context, run_trigger
+from tests.fakes.sagemaker import IMAGE, ROLE
+
+from nlp_pipeline import sagemaker  # noqa: E402  (sagemaker_context put plugins/ on the path)
+from nlp_pipeline.operators.sagemaker import (  # noqa: E402
+    RunEndpointConfigOperator,
+    RunModelOperator,
+    VerifiedEndpointOperator,
+)
+from nlp_pipeline.specs import sagemaker as specs  # noqa: E402
+
+ENDPOINT = "nlp-paraphrase"
+DIGEST = "sha256:" + "ab" * 32
+CANARY = {"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "alarms": ["nlp-5xx"]}
+
+
+def xcom(digest: str = DIGEST, model: str = "s3://b/run/quantized/job/") -> dict:
+    return {
+        ("evaluate", "return_value"): {"model": model, "model_digest": digest},
+        ("stage_dataset", "return_value"): {"fingerprint": "sha256:0f"},
+    }
+
+
+def rollout_context(task_id: str, try_number: int = 1, digest: str = DIGEST, **params) -> dict:
+    return context(task_id, try_number=try_number, xcom=xcom(digest), **params)
+
+
+def endpoint_on_a_previous_config(client) -> str:
+    client.create_model(
+        ModelName="nlp-model-old",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/old/model.tar.gz"},
+    )
+    client.create_endpoint_config(
+        **specs.endpoint_config("nlp-config-old", "nlp-model-old", instance_type="ml.c6i.xlarge", instance_count=1)
+    )
+    client.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="nlp-config-old")
+    return "nlp-config-old"
+
+
+def create_model_and_config(digest: str = DIGEST) -> str:
+    """create_model and create_endpoint_config of the run, for a candidate of ``digest``: the config's name."""
+    RunModelOperator(task_id="create_model", build_config=sagemaker._model_config, aws_conn_id="aws_default").execute(
+        rollout_context("create_model", digest=digest)
+    )
+    created = RunEndpointConfigOperator(
+        task_id="create_endpoint_config", build_config=sagemaker._endpoint_config, aws_conn_id="aws_default"
+    ).execute(rollout_context("create_endpoint_config", digest=digest))
+    return created["EndpointConfig"]["EndpointConfigName"]
+
+
+def deploy_operator() -> VerifiedEndpointOperator:
+    return VerifiedEndpointOperator(
+        task_id="deploy", build_rollout=sagemaker._rollout, aws_conn_id="aws_default", check_interval=30
+    )
+
+
+def deferred(run):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    with pytest.raises(TaskDeferred) as raised:
+        deploy_operator().execute(run)
+    return raised.value
+
+
+def serving(aws) -> str:
+    return aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+
+
+def test_a_retried_deploy_mid_update_waits_and_keeps_the_real_previous_config(aws, monkeypatch):
+    old, ours = endpoint_on_a_previous_config(aws.sagemaker), create_model_and_config()
+    aws.fake.endpoint_seconds = 600
+    first = deferred(rollout_context("deploy", blue_green=CANARY))
+    policy = aws.fake.requests_of("update_endpoint")[0]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    limit = policy["MaximumExecutionTimeoutInSeconds"]
+    assert first.trigger.attempts * first.trigger.waiter_delay >= limit + 3600, "the wait covers the blue/green"
+
+    # The worker is lost while SageMaker updates: the endpoint is Updating, the new config only pending.
+    assert aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating"
+    second = deferred(rollout_context("deploy", try_number=2, blue_green=CANARY))
+    assert type(second.trigger).__name__ == "EndpointSettledTrigger"
+    assert len(aws.fake.requests_of("update_endpoint")) == 1, "the retry waits; it does not update again"
+
+    assert run_trigger(second.trigger, aws.fake, monkeypatch)["status"] == "success"
+    done = deploy_operator().execute_complete(rollout_context("deploy", try_number=2, blue_green=CANARY), {})
+    assert done == {"endpoint": ENDPOINT, "config": ours, "previous_config": old}
+    third = deploy_operator().execute(rollout_context("deploy", try_number=3, blue_green=CANARY))
+    assert third == done and len(aws.fake.requests_of("update_endpoint")) == 1
+
+
+def test_rollback_after_a_retried_deploy_restores_the_old_model(aws):
+    old, ours = endpoint_on_a_previous_config(aws.sagemaker), create_model_and_config()
+    deferred(rollout_context("deploy"))
+    assert serving(aws) == ours
+    # The worker was lost after the switch: the retry finds the endpoint on this run's config.
+    retried = deploy_operator().execute(rollout_context("deploy", try_number=2))
+    assert retried["previous_config"] == old
+
+    sagemaker.rollback.function(**rollout_context("rollback"))
+    assert serving(aws) == old, "rollback restores what served before the run, not the run's own config"
+
+
+def test_an_update_sagemaker_rolls_back_fails_at_once_and_is_never_retried(aws, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    old, ours = endpoint_on_a_previous_config(aws.sagemaker), create_model_and_config()
+    aws.fake.roll_back_updates, aws.fake.endpoint_seconds = True, 600  # an alarm fires while baking
+    waiting = deferred(rollout_context("deploy", blue_green=CANARY))
+    event = run_trigger(waiting.trigger, aws.fake, monkeypatch)
+    assert event["status"] != "success" and event["polls"] < 60, "the wait stops when the rollback starts"
+    with pytest.raises(AirflowFailException, match=rf"is RollingBack on {old}, not on this run's {ours}: SageMaker"):
+        deploy_operator().execute_complete(rollout_context("deploy", blue_green=CANARY), event)
+
+    aws.fake.clock.advance(3600)  # the rollback ends: InService on the old config, with the alarm's reason
+    with pytest.raises(AirflowFailException, match=rf"is InService on {old}, not on this run's {ours}"):
+        deploy_operator().execute(rollout_context("deploy", try_number=2, blue_green=CANARY))
+    assert len(aws.fake.requests_of("update_endpoint")) == 1, "the same bad model is not canaried again"
+    update = aws.fake.requests_of("update_endpoint")[0]
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "nlp-5xx"}]}
+
+
+def test_an_update_rollback_that_failed_stops_the_wait_and_needs_a_person(aws, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    endpoint_on_a_previous_config(aws.sagemaker)
+    create_model_and_config()
+    aws.fake.roll_back_updates = aws.fake.rollback_fails = True
+    aws.fake.endpoint_seconds = 600
+    waiting = deferred(rollout_context("deploy", blue_green=CANARY))
+    event = run_trigger(waiting.trigger, aws.fake, monkeypatch)
+    assert event["polls"] < 60, "the wait ends when the rollback starts; botocore's waiter polls on for hours"
+    aws.fake.clock.advance(3600)
+    assert aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "UpdateRollbackFailed"
+    with pytest.raises(AirflowFailException, match="is UpdateRollbackFailed on .*: it needs a person"):
+        deploy_operator().execute_complete(rollout_context("deploy", blue_green=CANARY), event)
+    with pytest.raises(AirflowFailException, match="it needs a person"):
+        deploy_operator().execute(rollout_context("deploy", try_number=2, blue_green=CANARY))
+    assert len(aws.fake.requests_of("update_endpoint")) == 1
+
+
+def test_a_retry_while_the_endpoint_is_being_created_waits_for_it(aws, monkeypatch):
+    ours = create_model_and_config()
+    aws.fake.endpoint_seconds = 600
+    deferred(rollout_context("deploy"))
+    assert aws.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Creating"
+    again = deferred(rollout_context("deploy", try_number=2))
+    assert len(aws.fake.requests_of("create_endpoint")) == 1
+    run_trigger(again.trigger, aws.fake, monkeypatch)
+    done = deploy_operator().execute_complete(rollout_context("deploy", try_number=2), {"status": "success"})
+    assert done == {"endpoint": ENDPOINT, "config": ours, "previous_config": None}
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="created the endpoint"):
+        sagemaker.rollback.function(**rollout_context("rollback"))
+
+
+def test_a_new_model_in_the_same_run_gets_a_new_model_and_config(aws):
+    """Clearing quantize or evaluate in a run changes the candidate: it must not be served under the old name."""
+    endpoint_on_a_previous_config(aws.sagemaker)
+    first = create_model_and_config(DIGEST)
+    assert create_model_and_config(DIGEST) == first, "a retry reuses the run's model and config"
+    second = create_model_and_config("sha256:" + "cd" * 32)
+    models = [request for request in aws.fake.requests_of("create_model") if request["ModelName"] != "nlp-model-old"]
+    assert second != first and len(models) == 2
+    deferred(rollout_context("deploy"))
+    assert serving(aws) == first
+    deferred(rollout_context("deploy", try_number=2, digest="sha256:" + "cd" * 32))
+    assert serving(aws) == second, "the new candidate is rolled out, not reported as served already"
+    assert models[0]["PrimaryContainer"]["Environment"]["NLP_MODEL_DIGEST"] == DIGEST
