@@ -2,12 +2,17 @@
 UpdateRollbackFailed on its clock: every retry of ``deploy`` does the one right thing, and ``rollback`` restores
 what served before the run, however many tries deploy took."""
 
+import sys
+
 import pytest
 
 from tests.airflow.sagemaker_context import context, run_trigger
+from tests.conftest import REPO
 from tests.fakes.sagemaker import IMAGE, ROLE
 
-from nlp_pipeline import sagemaker  # noqa: E402  (sagemaker_context put plugins/ on the path)
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import sagemaker  # noqa: E402
 from nlp_pipeline.operators.sagemaker import (  # noqa: E402
     RunEndpointConfigOperator,
     RunModelOperator,

@@ -6,14 +6,18 @@ Each operator's ``execute`` is called as a task runner would call it, with a con
 """
 
 import json
+import sys
 from datetime import timedelta
 
 import pytest
 
 from tests.airflow.sagemaker_context import context, run_trigger
+from tests.conftest import REPO
 from tests.fakes.sagemaker import IMAGE, ROLE
 
-from nlp_pipeline import sagemaker  # noqa: E402  (sagemaker_context put plugins/ on the path)
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import sagemaker  # noqa: E402
 from nlp_pipeline.operators.sagemaker import (  # noqa: E402
     RunModelVersionOperator,
     StepProcessingOperator,
