@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nlp_pipeline.params import eks_params, sagemaker_params
+from nlp_pipeline.params import MAX_RUNTIME_HOURS, eks_params
+from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
 
 # How long a person has to approve a rollout (the approval task's response_timeout, and SageMaker's model
 # registry approval): a weekend and a day.
@@ -30,7 +31,10 @@ JOB_START = timedelta(hours=1)  # sagemaker: instances provisioned and the image
 
 # The sagemaker jobs' MaxRuntimeInSeconds is the max_runtime_hours Param; with Spot, training may wait as long
 # again for capacity (MaxWaitTimeInSeconds is twice it).
-_SAGEMAKER_JOB = timedelta(hours=sagemaker_params()["max_runtime_hours"].schema["maximum"])
+_SAGEMAKER_JOB = timedelta(hours=MAX_RUNTIME_HOURS)
+# sagemaker: the operators wait for a job JOB_START plus its own limit, for an endpoint update JOB_START plus the
+# blue/green's MaximumExecutionTimeoutInSeconds (operators/sagemaker.py); the task's limit adds a margin.
+_SAGEMAKER_DEPLOY = timedelta(seconds=MAX_EXECUTION_SECONDS) + JOB_START + _QUICK
 # eks: deploy waits rollout_timeout_minutes for the rollout, and for the previous revision again when undoing it.
 _EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema["maximum"])
 
@@ -54,17 +58,16 @@ LIMITS: dict[str, timedelta] = {
 PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     "local": {},
     "sagemaker": {
-        "stage_dataset": JOB_START + _SAGEMAKER_JOB,
-        "train": JOB_START + 2 * _SAGEMAKER_JOB,  # Spot: MaxWaitTimeInSeconds
-        "quantize": JOB_START + _SAGEMAKER_JOB,
-        "evaluate": JOB_START + _SAGEMAKER_JOB,
+        "stage_dataset": JOB_START + _SAGEMAKER_JOB + _QUICK,
+        "train": JOB_START + 2 * _SAGEMAKER_JOB + _QUICK,  # Spot: MaxWaitTimeInSeconds
+        "quantize": JOB_START + _SAGEMAKER_JOB + _QUICK,
+        "evaluate": JOB_START + _SAGEMAKER_JOB + _QUICK,
         # A PendingManualApproval package waits for a person in SageMaker's model registry.
         "register": _QUICK + APPROVAL_TIMEOUT,
         "create_model": _QUICK,
         "create_endpoint_config": _QUICK,
-        # The provider's endpoint wait (max_ingestion_time, 10 h), which blue/green baking steps fit in.
-        "deploy": timedelta(hours=11),
-        "rollback": timedelta(hours=11),  # an endpoint update back, waited for as deploy's
+        "deploy": _SAGEMAKER_DEPLOY,
+        "rollback": _SAGEMAKER_DEPLOY,  # an endpoint update back (all at once), waited for in the worker
     },
     "eks": {
         "stage_dataset": _POD_START + LIMITS["stage_dataset"],

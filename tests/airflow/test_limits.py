@@ -13,7 +13,9 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import eks, limits, local, pipeline, sagemaker  # noqa: E402
+from nlp_pipeline.operators.sagemaker import attempts  # noqa: E402
 from nlp_pipeline.params import eks_params, local_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS as BLUE_GREEN_LONGEST  # noqa: E402
 
 PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
 # The longest way through a run: every step, the approval, the rollout, and the rollback after a failed smoke test.
@@ -44,15 +46,20 @@ def seconds(task) -> float:
     return task.execution_timeout.total_seconds()
 
 
-def test_sagemaker_limits_cover_the_jobs_own():
+def test_sagemaker_limits_cover_the_operators_waits():
+    """A job's wait is its own limit plus provisioning (operators.sagemaker.attempts), as is the endpoint's."""
     dag = build("sagemaker")
+    interval = dag.get_task("stage_dataset").check_interval
     for step in ("stage_dataset", "quantize", "evaluate"):  # MaxRuntimeInSeconds: the max_runtime_hours Param
-        assert dag.get_task(step).execution_timeout > SAGEMAKER_JOB, step
-    assert dag.get_task("train").execution_timeout > 2 * SAGEMAKER_JOB  # Spot: MaxWaitTimeInSeconds, twice it
+        wait = attempts(SAGEMAKER_JOB.total_seconds(), interval) * interval
+        assert seconds(dag.get_task(step)) > wait, step
+    spot = attempts(2 * SAGEMAKER_JOB.total_seconds(), interval) * interval  # MaxWaitTimeInSeconds, twice it
+    assert seconds(dag.get_task("train")) > spot
     register = dag.get_task("register")
     assert register.execution_timeout > register.approval_timeout
-    for step in ("deploy",):
-        assert seconds(dag.get_task(step)) > dag.get_task(step).max_ingestion_time, step
+    deploy = dag.get_task("deploy")
+    longest = attempts(BLUE_GREEN_LONGEST, deploy.check_interval) * deploy.check_interval
+    assert seconds(deploy) > longest
 
 
 def test_eks_limits_cover_the_pods_own():

@@ -7,6 +7,7 @@ restores the first run's config.
 
 import json
 
+import boto3
 import pytest
 
 from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
@@ -30,7 +31,7 @@ def sagemaker_env(airflow_home, s3) -> dict:
             "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
             "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": f"s3://{s3['bucket']}/artefacts",
             "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": ROLE,
-            "AIRFLOW_VAR_NLP_TASK_IMAGE": IMAGE,
+            "AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE": IMAGE,
             "NLP_SAGEMAKER_POLL_SECONDS": "1",
         }
     )
@@ -93,7 +94,9 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "warmup_ratio": "0.1",
         "seed": "42",
     }
-    assert training["AlgorithmSpecification"] == {"TrainingImage": IMAGE, "TrainingInputMode": "File"}
+    algorithm = training["AlgorithmSpecification"]
+    assert (algorithm["TrainingImage"], algorithm["TrainingInputMode"]) == (IMAGE, "File")
+    assert {metric["Name"] for metric in algorithm["MetricDefinitions"]} >= {"validation:accuracy", "validation:f1"}
     channels = {
         channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"]
         for channel in training["InputDataConfig"]
@@ -120,10 +123,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     second_conf = conf | {
         "quantize": False,
         "spot_training": True,
-        "traffic_shifting": "linear",
-        "traffic_step_percent": 25,
-        "baking_minutes": 5,
-        "rollback_alarms": ["nlp-5xx"],
+        "blue_green": {"traffic": "linear", "step_percent": 25, "baking_minutes": 5, "alarms": ["nlp-5xx"]},
     }
     second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
     states = task_states(env, "nlp_sagemaker", second)
@@ -139,25 +139,21 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data", "champion"]
     update = only(fake_sagemaker.requests_of("update_endpoint"))
     assert update["EndpointName"] == "nlp-paraphrase" and update["EndpointConfigName"] != first_config
-    assert update["DeploymentConfig"] == {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "LINEAR",
-                "WaitIntervalInSeconds": 300,
-                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
-            },
-            "TerminationWaitInSeconds": 300,
-            "MaximumExecutionTimeoutInSeconds": 4 * 300 + 300 + 1800,
-        },
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nlp-5xx"}]},
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "LINEAR",
+        "WaitIntervalInSeconds": 300,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
     }
+    assert policy["TerminationWaitInSeconds"] == 300
+    assert 4 * 300 + 300 < policy["MaximumExecutionTimeoutInSeconds"] <= 28800, "it covers every bake"
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"] == {"Alarms": [{"AlarmName": "nlp-5xx"}]}
     second_config = update["EndpointConfigName"]
-    sagemaker = fake_sagemaker.backend()
-    stages = [
-        (package.model_package_version, package.model_approval_status, package.customer_metadata_properties)
-        for package in sorted(sagemaker.model_packages.values(), key=lambda p: p.model_package_version)
-    ]
-    assert stages == [(1, "Approved", {"stage": "archived"}), (2, "Approved", {"stage": "production"})]
+    sagemaker = boto3.client("sagemaker", endpoint_url=s3["env"]["AWS_ENDPOINT_URL"], region_name=REGION)
+    packages = sagemaker.list_model_packages(ModelPackageGroupName="nlp-paraphrase")["ModelPackageSummaryList"]
+    described = [sagemaker.describe_model_package(ModelPackageName=p["ModelPackageArn"]) for p in packages]
+    stages = [(p["ModelPackageVersion"], p["ModelApprovalStatus"], p["ModelLifeCycle"]["Stage"]) for p in described]
+    assert stages == [(1, "Approved", "Archived"), (2, "Approved", "Production")]
     served = fake_sagemaker.backend().endpoints["nlp-paraphrase"]
     assert (served.endpoint_status, served.endpoint_config_name) == ("InService", second_config)
 
