@@ -5,16 +5,18 @@
     train                               a training job (``train``), deferrable, Spot and multi-instance by Param
     register / reject                   a version in the model package group, with its metrics
     create_model >> create_endpoint_config >> deploy
-                                        a model and endpoint config per run; create the endpoint, or
-                                        update it blue/green (canary/linear, baking, alarm rollback)
+                                        a model and endpoint config per run and model digest; create the
+                                        endpoint, or update it blue/green (Param ``blue_green``)
     smoke_test                          InvokeEndpoint with sentence pairs; failure → ``rollback``
 
 Everything AWS-side comes from Airflow: the connection (Variable ``nlp_aws_conn_id``, default
 ``aws_default``, which holds the region and credentials), and the Variables ``nlp_artefact_root``
-(``s3://bucket/prefix``), ``nlp_sagemaker_role_arn``, ``nlp_task_image`` (the task image's ECR URI),
-``nlp_sagemaker_endpoint`` and ``nlp_model_package_group`` (both default ``nlp-paraphrase``).
+(``s3://bucket/prefix``), ``nlp_sagemaker_role_arn``, ``nlp_sagemaker_image`` (the ECR URI of the task
+image's root tag), ``nlp_sagemaker_endpoint`` and ``nlp_model_package_group`` (both default
+``nlp-paraphrase``), and optionally ``nlp_sagemaker_network`` (a VPC, network isolation).
 Artefacts: ``ROOT/nlp_sagemaker/RUN_KEY/STEP/JOB_NAME/``, one prefix per job, so a retry never mixes its
-files with an earlier try's; XCom carries the exact prefix on.
+files with an earlier try's; XCom carries the exact prefix on. The rollout's record (the config served before
+the run) is ``ROOT/nlp_sagemaker/RUN_KEY/rollout/record.json``.
 """
 
 from __future__ import annotations
