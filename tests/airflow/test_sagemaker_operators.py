@@ -330,3 +330,29 @@ def test_names_are_valid_sagemaker_names_per_run_and_try():
     assert len(names) == 12 and all(len(name) <= 63 for name in names)
     assert run_name("train", run, 1) == run_name("train", context("train"), 1), "deterministic"
     assert run_name("train", run, 1) != run_name("train", context("train", run_id="manual__other"), 1)
+
+
+def test_the_training_jobs_whole_log_reaches_the_task_log_when_it_ends(aws, monkeypatch, capfd):
+    """The wait is deferred, so nothing streams meanwhile; the job's CloudWatch log is copied in at its end."""
+    aws.fake.hold_jobs = True
+    run = context(
+        "train",
+        xcom={("stage_dataset", "return_value"): {"uri": "s3://b/run/staged/job", "fingerprint": "sha256:0f"}},
+    )
+    monkeypatch.setattr(sagemaker, "production_model", lambda context: None)
+    operator = StepTrainingOperator(
+        task_id="train",
+        kind="train",
+        build_config=sagemaker._train_config,
+        summarize=sagemaker._train_summary,
+        aws_conn_id="aws_default",
+        check_interval=30,
+        print_log=True,
+    )
+    job = deferred(operator, run).trigger.job_name
+    aws.fake._log("/aws/sagemaker/TrainingJobs", f"{job}/algo-1-1", "epoch 1/1: validation accuracy 0.81, F1 0.86")
+    aws.fake.backend().training_jobs[job].training_job_status = "Completed"
+    capfd.readouterr()
+    result = operator.execute_complete(run, {"status": "success", "job_name": job})
+    assert result["job"] == job
+    assert "epoch 1/1: validation accuracy 0.81, F1 0.86" in "".join(capfd.readouterr())
