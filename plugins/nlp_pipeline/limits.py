@@ -7,10 +7,12 @@ while some steps' own limits are Params: there the limit covers the Param's maxi
 
 A task's limit is the local one (``LIMITS``) unless its platform names another (``PLATFORM_LIMITS``): a
 SageMaker job or a Kubernetes pod adds its own waits (instances, pod scheduling) and limits. A task waiting
-deferred (a SageMaker job, an approval) holds no worker; its wait is bounded by the job's own limit or the
-approval's ``response_timeout``, and its limit still covers that wait, so a task never times out while the job
-it waits for may still finish. tests/airflow/test_limits.py checks every task of every platform has a limit
-and that it covers the limits its operator was built with.
+deferred (a SageMaker job, an approval) holds no worker. Airflow 3 does not count a deferral against the
+task's limit, so the operator bounds it itself: a SageMaker wait defers with a ``timeout`` of its polls
+(operators/sagemaker.py ``wait_timeout``), the approval has its ``response_timeout``; the limit still covers
+that wait, so a task never times out while the job it waits for may still finish.
+tests/airflow/test_limits.py checks every task of every platform has a limit and that it covers the limits
+its operator was built with.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
         "create_model": _QUICK,
         "create_endpoint_config": _QUICK,
         "deploy": _SAGEMAKER_DEPLOY,
-        "rollback": _SAGEMAKER_DEPLOY,  # an endpoint update back (all at once), waited for in the worker
+        # A blue/green deploy gave up on settling first, then the update back (all at once), in the worker.
+        "rollback": _SAGEMAKER_DEPLOY + JOB_START,
     },
     "eks": {
         "stage_dataset": _POD_START + LIMITS["stage_dataset"],

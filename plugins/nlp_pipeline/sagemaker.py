@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from datetime import timedelta
 
 from airflow.sdk import Variable, task
@@ -33,6 +34,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.sagemaker import (
+    ENDPOINT_BUSY,
     Rollout,
     RolloutRecord,
     RunEndpointConfigOperator,
@@ -41,11 +43,13 @@ from nlp_pipeline.operators.sagemaker import (
     StepProcessingOperator,
     StepTrainingOperator,
     VerifiedEndpointOperator,
+    attempts,
     model_packages,
     not_found,
     run_name,
 )
 from nlp_pipeline.specs import sagemaker as specs
+from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
 from tasks.config import MODEL_DIGEST_ENV
 from tasks.runtime import step_result
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
@@ -505,12 +509,13 @@ def rollback(**context) -> None:
     written once by deploy's first try), if it now serves a config this run asked for."""
     from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 
-    record, _ = RolloutRecord(_s3_hook().get_conn(), rollout_record(context)).read()
+    rollout = RolloutRecord(_s3_hook().get_conn(), rollout_record(context))
+    record, _ = rollout.read()
     if not record or not record["previous_config"]:
         raise AirflowSkipException("this run created the endpoint or never reached it: no earlier config to restore")
     endpoint, previous = record["endpoint"], record["previous_config"]
     hook = SageMakerHook(aws_conn_id=aws_conn_id())
-    serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
+    serving = settled(hook, endpoint)["EndpointConfigName"]
     if serving not in record["requested"]:
         raise AirflowSkipException(f"{endpoint} serves {serving}, not a config of this run: nothing to roll back")
     log.info("rolling %s back from %s to %s", endpoint, serving, previous)
@@ -519,6 +524,19 @@ def rollback(**context) -> None:
         wait_for_completion=True,
         check_interval=CHECK_INTERVAL,
     )
-    serving = hook.describe_endpoint(endpoint)["EndpointConfigName"]
-    if serving != previous:
-        raise AirflowException(f"rollback of {endpoint} to {previous} did not take: it serves {serving}")
+    restored = hook.describe_endpoint(endpoint)["EndpointConfigName"]
+    if restored != previous:
+        raise AirflowException(f"rollback of {endpoint} to {previous} did not take: it serves {restored}")
+    rollout.restored(serving)
+
+
+def settled(hook, endpoint: str) -> dict:
+    """The endpoint once no update is under way: an update deploy's wait gave up on may still switch it to
+    this run's config, which rollback must then undo, not miss."""
+    for _ in range(attempts(MAX_EXECUTION_SECONDS, CHECK_INTERVAL)):
+        state = hook.describe_endpoint(endpoint)
+        if state["EndpointStatus"] not in ENDPOINT_BUSY:
+            return state
+        log.info("%s is %s: waiting for it to settle before rolling back", endpoint, state["EndpointStatus"])
+        time.sleep(CHECK_INTERVAL)
+    raise AirflowException(f"{endpoint} is still {state['EndpointStatus']}: rollback cannot update it yet")

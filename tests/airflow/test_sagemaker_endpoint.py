@@ -179,3 +179,48 @@ def test_a_new_model_in_the_same_run_gets_a_new_model_and_config(aws):
     deferred(rollout_context("deploy", try_number=2, digest="sha256:" + "cd" * 32))
     assert serving(aws) == second, "the new candidate is rolled out, not reported as served already"
     assert models[0]["PrimaryContainer"]["Environment"]["NLP_MODEL_DIGEST"] == DIGEST
+
+
+def test_a_first_try_that_finds_someone_elses_update_records_nothing_and_retries(aws):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    endpoint_on_a_previous_config(aws.sagemaker)
+    ours = create_model_and_config()
+    aws.sagemaker.create_endpoint_config(
+        **specs.endpoint_config("nlp-config-other", "nlp-model-old", instance_type="ml.c6i.xlarge", instance_count=1)
+    )
+    aws.fake.endpoint_seconds = 600
+    aws.sagemaker.update_endpoint(EndpointName=ENDPOINT, EndpointConfigName="nlp-config-other")
+    with pytest.raises(AirflowException, match="is Updating .to nlp-config-other., not by this run") as raised:
+        deploy_operator().execute(rollout_context("deploy"))
+    assert not isinstance(raised.value, AirflowFailException), "retried once the other update ends"
+    aws.fake.clock.advance(700)
+    deferred(rollout_context("deploy", try_number=2))
+    aws.fake.clock.advance(700)
+    assert deploy_operator().execute(rollout_context("deploy", try_number=3))["previous_config"] == "nlp-config-other"
+    assert serving(aws) == ours
+
+
+def test_a_wait_that_runs_out_mid_update_is_retried_and_rollback_waits_to_undo_it(aws, monkeypatch):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    old, ours = endpoint_on_a_previous_config(aws.sagemaker), create_model_and_config()
+    aws.fake.endpoint_seconds = 3 * 3600
+    waiting = deferred(rollout_context("deploy"))
+    assert waiting.timeout.total_seconds() >= waiting.trigger.attempts * waiting.trigger.waiter_delay
+    short = type(waiting.trigger)(endpoint_name=ENDPOINT, waiter_delay=30, waiter_max_attempts=3)
+    event = run_trigger(short, aws.fake, monkeypatch)
+    assert event["status"] == "timeout"
+    with pytest.raises(AirflowException, match=f"is still Updating to {ours} after the wait") as raised:
+        deploy_operator().execute_complete(rollout_context("deploy"), event)
+    assert not isinstance(raised.value, AirflowFailException), "a wait that ran out is no rollback"
+
+    # The smoke test never ran; rollback waits for the update to land, then undoes it.
+    monkeypatch.setattr(sagemaker.time, "sleep", aws.fake.clock.advance)
+    sagemaker.rollback.function(**rollout_context("rollback"))
+    assert serving(aws) == old
+
+    # Clearing deploy in the run rolls the model out again (rollback, not SageMaker, took it out).
+    deferred(rollout_context("deploy", try_number=2))
+    aws.fake.clock.advance(3 * 3600 + 60)
+    assert serving(aws) == ours

@@ -91,8 +91,16 @@ def test_a_job_an_earlier_try_completed_is_reused_on_the_same_request_and_rerun_
 
     # Another request (the source changed): the completed job is not this request's, so a new one runs.
     other = context("stage_dataset", try_number=3, source="s3://data/mrpc-v2/")
-    assert deferred(stage_operator(), other).trigger.job_name == run_name("stage", other, 3)
+    waiting = deferred(stage_operator(), other)
+    assert waiting.trigger.job_name == run_name("stage", other, 3)
+    assert waiting.timeout.total_seconds() >= waiting.trigger.attempts * waiting.trigger.waiter_delay
     assert len(processing_jobs(aws.sagemaker)) == 2
+
+    # Back on the first inputs: try 3's job, still running on other inputs, is stopped, not waited for, and
+    # try 1's completed job is this request's again.
+    assert stage_operator().execute(context("stage_dataset", try_number=4))["uri"].endswith(f"/{job}")
+    stopped = aws.sagemaker.describe_processing_job(ProcessingJobName=run_name("stage", other, 3))
+    assert stopped["ProcessingJobStatus"] in ("Stopping", "Stopped")
 
 
 def test_job_waits_cover_the_jobs_own_limit_a_two_hour_training_job_is_waited_for(aws, monkeypatch):

@@ -35,6 +35,7 @@ from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
 
+from airflow.providers.amazon.aws.exceptions import WaiterMaxAttemptsError
 from airflow.providers.amazon.aws.hooks.sagemaker import LogState, SageMakerHook
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerBaseOperator,
@@ -50,6 +51,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.triggers.base import TriggerEvent
 from botocore.exceptions import ClientError
 
 from nlp_pipeline import artefacts
@@ -61,6 +63,7 @@ from tasks.errors import NOT_RETRYABLE, exit_code_in
 ConfigBuilder = Callable[[dict, str], dict]  # (context, job name) -> the request
 Summarizer = Callable[[dict, dict], dict]  # (context, the provider operator's result) -> this step's XCom
 RUNNING = ("InProgress", "Stopping")
+DEFER_MARGIN = timedelta(minutes=10)  # beyond a deferred wait's polls: the trigger's own start and last call
 REQUEST_DIGEST_ENV = "NLP_REQUEST_DIGEST"  # in a job's Environment: what it was asked to do, to reuse it
 # Endpoint states in which an update is under way; UpdateEndpoint is refused until it ends.
 ENDPOINT_BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
@@ -78,6 +81,12 @@ def not_found(error: ClientError) -> bool:
 def attempts(limit_seconds: float, check_interval: int) -> int:
     """Polls every ``check_interval`` seconds that cover ``limit_seconds`` and SageMaker's provisioning."""
     return math.ceil((limit_seconds + JOB_START.total_seconds()) / check_interval)
+
+
+def wait_timeout(polls: int, check_interval: int) -> timedelta:
+    """The deferral's own timeout: Airflow 3 does not apply a task's execution_timeout while it is deferred, so
+    a trigger that never yields (throttled polls do not count as attempts) is bounded here."""
+    return timedelta(seconds=polls * check_interval) + DEFER_MARGIN
 
 
 def request_digest(request: dict, name_key: str) -> str:
@@ -134,7 +143,8 @@ class _JobOfThisRun(SageMakerBaseOperator):
         return stopping.get("MaxWaitTimeInSeconds", stopping["MaxRuntimeInSeconds"])
 
     def _earlier_job(self, context, digest: str) -> tuple[str, dict] | None:
-        """A job of an earlier try to wait for (running) or reuse (completed on the same request)."""
+        """A job of an earlier try on the same request to wait for (running) or reuse (completed). One running
+        on another request (the step's inputs changed since: an upstream task was cleared) is stopped."""
         for earlier in range(context["ti"].try_number - 1, 0, -1):
             name = run_name(self.kind, context, earlier)
             description = self._describe(name)
@@ -142,7 +152,11 @@ class _JobOfThisRun(SageMakerBaseOperator):
                 continue
             status = description[self._status_key]
             same = (description.get("Environment") or {}).get(REQUEST_DIGEST_ENV) == digest
-            if status in RUNNING or (status == "Completed" and same):
+            if status == "InProgress" and not same:
+                self.log.info("try %s of this run started %s on other inputs: stopping it", earlier, name)
+                getattr(self.hook.conn, f"stop_{self.job_type.lower()}_job")(**{self._name_key: name})
+                continue
+            if same and status in (*RUNNING, "Completed"):
                 self.log.info(
                     "try %s of this run started %s, now %s: %s it",
                     earlier,
@@ -182,8 +196,11 @@ class _JobOfThisRun(SageMakerBaseOperator):
                 waiter_max_attempts=self.max_attempts,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
+            timeout=wait_timeout(self.max_attempts, self.check_interval),
         )
 
     def _create(self, request: dict) -> None:
@@ -303,6 +320,12 @@ class EndpointSettledTrigger(AwsBaseWaiterTrigger):
             **kwargs,
         )
 
+    def _event_from_exception(self, error: AirflowException) -> TriggerEvent:
+        """``timeout`` when the polls ran out (the endpoint is still changing), as SageMakerTrigger says it."""
+        if isinstance(error, WaiterMaxAttemptsError):
+            return TriggerEvent({"status": "timeout", "message": str(error), self.return_key: self.return_value})
+        return super()._event_from_exception(error)
+
 
 @dataclass(frozen=True)
 class Rollout:
@@ -341,22 +364,27 @@ class RolloutRecord:
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(record).encode(), **condition)
 
-    def start(self, endpoint: str, serving: str | None) -> dict:
-        """The record, begun with the config served now if this is the run's first try to touch the endpoint."""
+    def begin(self, endpoint: str, serving: str | None) -> dict:
+        """The record begun with ``serving``, the config the endpoint serves, settled, before the run touches it
+        (None: there is no endpoint), unless a try of the run began it already."""
+        try:
+            self.write({"endpoint": endpoint, "previous_config": serving, "requested": []}, None)
+        except ClientError as error:
+            if error.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
+                raise
         record, _ = self.read()
-        if record is None:
-            try:
-                self.write({"endpoint": endpoint, "previous_config": serving, "requested": []}, None)
-            except ClientError as error:
-                if error.response["Error"]["Code"] not in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    raise
-            record, _ = self.read()
         return record
 
     def requested(self, config: str) -> None:
+        """Note that the run asked SageMaker to serve ``config``."""
         record, etag = self.read()
         if config not in record["requested"]:
             self.write(record | {"requested": [*record["requested"], config]}, etag)
+
+    def restored(self, config: str) -> None:
+        """Note that ``rollback`` took ``config`` out of service: a cleared deploy may roll it out again."""
+        record, etag = self.read()
+        self.write(record | {"requested": [asked for asked in record["requested"] if asked != config]}, etag)
 
 
 class VerifiedEndpointOperator(SageMakerEndpointOperator):
@@ -399,9 +427,12 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
     def execute(self, context):
         rollout = self.build_rollout(context)
         state = self._state(rollout.endpoint)
-        settled = state is None or state["EndpointStatus"] not in ENDPOINT_BUSY
         record = self._record(rollout)
-        history = record.start(rollout.endpoint, state["EndpointConfigName"] if state and settled else None)
+        history, _ = record.read()
+        if history is None:
+            if state and state["EndpointStatus"] in ENDPOINT_BUSY:  # not by this run: it has asked nothing yet
+                self._refuse(rollout, state, asked=False)
+            history = record.begin(rollout.endpoint, state and state["EndpointConfigName"])
         context["ti"].xcom_push(key="previous_config", value=history["previous_config"])
         if state is None:
             self.log.info("creating endpoint %s with %s", rollout.endpoint, rollout.config)
@@ -463,8 +494,11 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
                 waiter_max_attempts=polls,
                 aws_conn_id=self.aws_conn_id,
                 region_name=self.region_name,
+                verify=self.verify,
+                botocore_config=self.botocore_config,
             ),
             method_name="execute_complete",
+            timeout=wait_timeout(polls, self.check_interval),
         )
 
     def execute_complete(self, context, event=None):
@@ -473,13 +507,17 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
         state = self._state(rollout.endpoint)
         if state and state["EndpointStatus"] == "InService" and state["EndpointConfigName"] == rollout.config:
             return self._verified(context, rollout, history)
-        if event and event.get("status") == "timeout":
-            raise AirflowException(
-                f"endpoint {rollout.endpoint} still not InService on {rollout.config} after its deployment's "
-                f"time limit: {event.get('message')}"
-            )
         if state is None:
             raise AirflowException(f"endpoint {rollout.endpoint} is gone (deleted while this run waited)")
+        pending = (state.get("PendingDeploymentSummary") or {}).get("EndpointConfigName")
+        if state["EndpointStatus"] in ("Creating", "Updating") and rollout.config in (
+            pending,
+            state["EndpointConfigName"],
+        ):
+            raise AirflowException(
+                f"endpoint {rollout.endpoint} is still {state['EndpointStatus']} to {rollout.config} after the "
+                f"wait ({(event or {}).get('message', 'no message')}): a retry waits on"
+            )
         self._refuse(rollout, state, asked=True)
         raise AirflowException(f"endpoint {rollout.endpoint} is {state['EndpointStatus']}: {event}")
 
