@@ -193,6 +193,7 @@ def _stage_config(context, name: str) -> dict:
     params, inputs, given = context["params"], {}, {"output": PROCESSING_OUTPUT}
     source, tokenizer = params["source"], params["base_model"]
     _isolated_sources(source=source, base_model=tokenizer)
+    _deployment(params)  # the first job: a rollout SageMaker would refuse hours later is refused now
     if source.startswith("s3://"):
         inputs["source"], given["source"] = as_input(source), f"{PROCESSING_INPUT}/source"
         given["allowed_sources"] = [given["source"]]
@@ -362,8 +363,12 @@ def _package(context) -> dict:
         "base_model": context["params"]["base_model"],
         "run_id": context["run_id"],
     }
-    token = specs.client_token(context["dag"].dag_id, context["run_id"], context["ti"].task_id)
-    return specs.model_package(settings(), ti.xcom_pull(task_ids="evaluate"), lineage, client_token=token)
+    evaluation = ti.xcom_pull(task_ids="evaluate")
+    # One version per run, task and model: clearing quantize/evaluate registers the new model, and a reject
+    # never finds register's version (nor the other way round).
+    once = (context["dag"].dag_id, context["run_id"], ti.task_id, evaluation.get("model_digest") or evaluation["model"])
+    package = specs.model_package(settings(), evaluation, lineage, client_token=specs.client_token(*once))
+    return package | {"ModelPackageDescription": "{} run {}: {} of model {}".format(*once)}
 
 
 def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
@@ -428,11 +433,20 @@ def rollout_record(context) -> str:
     return f"{artefacts.run_folder(context)}/rollout/record.json"
 
 
+def _deployment(params) -> dict:
+    """The blue/green DeploymentConfig of the run, checked against the new fleet's size."""
+    try:
+        specs.check_fleet(params["blue_green"], params["endpoint_instance_count"])
+        return specs.deployment_config(params["blue_green"])
+    except ValueError as error:
+        raise AirflowFailException(str(error)) from error
+
+
 def _rollout(context) -> Rollout:
     return Rollout(
         endpoint=settings().endpoint_name,
         config=rollout_name("config", context),
-        deployment=specs.deployment_config(context["params"]["blue_green"]),
+        deployment=_deployment(context["params"]),
         record_uri=rollout_record(context),
     )
 
@@ -493,11 +507,9 @@ def mark_production(entry: dict, smoke: dict) -> dict:
         sagemaker.update_model_package(ModelPackageArn=arn, ModelLifeCycle=specs.life_cycle(stage))
 
     for summary in model_packages(sagemaker, settings().model_package_group, ModelApprovalStatus="Approved"):
-        if summary["ModelPackageArn"] == entry["arn"]:
-            continue
-        package = sagemaker.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
-        if (package.get("ModelLifeCycle") or {}).get("Stage") == production["Stage"]:
-            mark(package["ModelPackageArn"], "archived")
+        in_production = (summary.get("ModelLifeCycle") or {}).get("Stage") == production["Stage"]
+        if in_production and summary["ModelPackageArn"] != entry["arn"]:
+            mark(summary["ModelPackageArn"], "archived")
     mark(entry["arn"], "production")
     log.info("%s is in production on %s", entry["version"], smoke["endpoint"])
     return entry | {"stage": "production"}

@@ -423,6 +423,27 @@ def test_update_endpoint_takes_the_deployment_configs_sagemaker_takes(client, en
     assert client.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "Updating"
 
 
+def test_a_step_moves_whole_instances_at_most_half_the_new_fleet(client, endpoint):
+    from botocore.exceptions import ClientError
+
+    for name, count in (("one", 1), ("three", 3)):
+        endpoint_config(client, name, count=count)
+    half_of_three = routing("CANARY", {"Type": "CAPACITY_PERCENT", "Value": 50})
+    for config, deployment in (("one", CANARY), ("three", half_of_three)):
+        with pytest.raises(ClientError, match="at most 50 % .canary and linear need at least 2 instances"):
+            client.update_endpoint(EndpointName=endpoint, EndpointConfigName=config, DeploymentConfig=deployment)
+    client.update_endpoint(EndpointName=endpoint, EndpointConfigName="three", DeploymentConfig=CANARY)
+
+
+def test_a_second_group_of_a_name_is_refused_as_the_provider_expects(client, fake_sagemaker):
+    from botocore.exceptions import ClientError
+
+    client.create_model_package_group(ModelPackageGroupName="g", ModelPackageGroupDescription="first")
+    with pytest.raises(ClientError, match="Model Package Group already exists: arn:aws:sagemaker:"):
+        client.create_model_package_group(ModelPackageGroupName="g", ModelPackageGroupDescription="second")
+    assert client.describe_model_package_group(ModelPackageGroupName="g")["ModelPackageGroupDescription"] == "first"
+
+
 # ---- model registry ---------------------------------------------------------------------------------------------
 def register(client, token: str | None = None, description: str = "v", **extra) -> str:
     request = {

@@ -124,6 +124,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "quantize": False,
         "spot_training": True,
         "blue_green": {"traffic": "linear", "step_percent": 25, "baking_minutes": 5, "alarms": ["nlp-5xx"]},
+        "endpoint_instance_count": 2,  # a linear step moves whole instances, at most half the fleet
     }
     second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
     states = task_states(env, "nlp_sagemaker", second)

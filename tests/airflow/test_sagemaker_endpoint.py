@@ -33,7 +33,8 @@ def xcom(digest: str = DIGEST, model: str = "s3://b/run/quantized/job/") -> dict
 
 
 def rollout_context(task_id: str, try_number: int = 1, digest: str = DIGEST, **params) -> dict:
-    return context(task_id, try_number=try_number, xcom=xcom(digest), **params)
+    """A rollout task's context; the endpoint has 2 instances, the fewest a canary can shift in steps."""
+    return context(task_id, try_number=try_number, xcom=xcom(digest), **{"endpoint_instance_count": 2} | params)
 
 
 def endpoint_on_a_previous_config(client) -> str:
@@ -224,3 +225,15 @@ def test_a_wait_that_runs_out_mid_update_is_retried_and_rollback_waits_to_undo_i
     deferred(rollout_context("deploy", try_number=2))
     aws.fake.clock.advance(3 * 3600 + 60)
     assert serving(aws) == ours
+
+
+def test_a_canary_on_one_instance_is_refused_before_any_job_runs(aws):
+    """A step moves whole instances, at most half the fleet: one instance cannot be shifted in steps."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    for count, step in ((1, 10), (3, 50)):
+        run = context("stage_dataset", endpoint_instance_count=count, blue_green=CANARY | {"step_percent": step})
+        with pytest.raises(AirflowFailException, match=f"moves .* of endpoint_instance_count {count} instance"):
+            sagemaker._stage_config(run, "nlp-stage-x")
+    assert not aws.fake.requests_of("create_processing_job")
+    sagemaker._stage_config(context("stage_dataset", endpoint_instance_count=2, blue_green=CANARY), "nlp-stage-x")

@@ -184,7 +184,7 @@ EVALUATION = {
 def register_operator(task_id: str = "register") -> RunModelVersionOperator:
     return RunModelVersionOperator(
         task_id=task_id,
-        approval=None,
+        approval="Rejected" if task_id == "reject" else None,
         package_group_name="nlp-paraphrase",
         package_group_desc="Paraphrase classifiers",
         aws_conn_id="aws_default",
@@ -281,6 +281,19 @@ def test_past_many_pages_a_retried_register_adds_no_version_and_production_is_ar
         arns[140]: specs.life_cycle("archived")["Stage"],
         entry["arn"]: specs.life_cycle("production")["Stage"],
     }
+
+
+def test_a_new_model_in_the_run_is_a_new_version_and_reject_never_takes_registers(aws):
+    """Clearing quantize or evaluate changes the candidate: its version must be new, with its own metrics."""
+    first = register_operator().execute(register_context())
+    new_model = EVALUATION | {"model_digest": "sha256:" + "cd" * 32, "accuracy": 0.9}
+    run = register_context()
+    run["ti"].xcom[("evaluate", "return_value")] = new_model
+    second = register_operator().execute(run)
+    rejected = register_operator("reject").execute(context("reject", xcom=run["ti"].xcom))
+    assert [first["version"], second["version"], rejected["version"]] == [f"nlp-paraphrase/{n}" for n in (1, 2, 3)]
+    [_, request, _] = aws.fake.requests_of("create_model_package")
+    assert request["CustomerMetadataProperties"]["accuracy"] == "0.9"
 
 
 def test_settings_name_what_is_missing_and_never_take_the_non_root_image(monkeypatch, tmp_path):

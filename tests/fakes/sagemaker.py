@@ -874,6 +874,14 @@ def _check_deployment(deployment: dict, instance_count: int) -> None:
                 f"{key} {size['Value']} ({size['Type']}) must be {f'{low}-{high}' if low else f'at most {high}'} % of "
                 f"the new fleet's {instance_count} instance(s); got {percent:g} %"
             )
+        # A step moves whole instances: on a fleet of one, any step is the whole fleet, over the 50 % limit
+        # (TrafficRoutingConfig: "less than or equal to 50% of the variant's total instance count").
+        shifted = 100 * max(1, math.ceil(instance_count * percent / 100)) / instance_count
+        if shifted > high:
+            raise ValidationError(
+                f"{key} {size['Value']} ({size['Type']}) moves {shifted:g} % of the new fleet's {instance_count} "
+                f"instance(s) at a time: at most {high} % (canary and linear need at least 2 instances)"
+            )
         if kind == "LINEAR":
             steps = math.ceil(100 / percent)
     total = wait * steps + policy.get("TerminationWaitInSeconds", 0)

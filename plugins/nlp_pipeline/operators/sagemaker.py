@@ -529,8 +529,9 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
 class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
     """Register this run's candidate in the model package group, once per run, and wait for its approval.
 
-    ``build_extras(context)`` gives the package's inference specification, metrics, lineage and
-    ``ClientToken`` (of the run: SageMaker answers a repeated token with the version it made). The status
+    ``build_extras(context)`` gives the package's inference specification, metrics, lineage, its
+    ``ModelPackageDescription`` (what a retry finds it by) and ``ClientToken`` (SageMaker answers a repeated
+    token with the version it made), both of the run, task and model. The status
     is ``approval``, or the run's ``model_approval`` Param when None. A package ``PendingManualApproval``
     makes the task defer in steps of ``approval_poll`` until it is approved (returns) or rejected (skips
     the rollout), at most ``approval_timeout``. The group is created first with ``package_group_desc``,
@@ -552,13 +553,13 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
 
     def execute(self, context):
         self.model_approval = ApprovalStatus(self.approval or context["params"]["model_approval"])
-        self.package_desc = f"{context['dag'].dag_id} run {context['run_id']}"
+        self.extras = self.build_extras(context)
+        self.package_desc = self.extras["ModelPackageDescription"]
         for package in model_packages(self.hook.conn, self.package_group_name):
             if package.get("ModelPackageDescription") == self.package_desc:
-                self.log.info("this run registered %s already: not adding another version", package["ModelPackageArn"])
+                self.log.info("registered already: %s (%s)", self.package_desc, package["ModelPackageArn"])
                 return self._decided(package["ModelPackageArn"])
         self.hook.create_model_package_group(self.package_group_name, self.package_group_desc)
-        self.extras = self.build_extras(context)
         return self._decided(super().execute(context))
 
     def _decided(self, arn: str, waited_seconds: float = 0) -> dict:

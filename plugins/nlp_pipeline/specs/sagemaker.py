@@ -16,6 +16,7 @@ and the AWS docs; tests/airflow/test_sagemaker_specs.py checks every request aga
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from dataclasses import dataclass
@@ -412,6 +413,25 @@ def _deployment_config(blue_green: dict) -> dict:
     if alarms:
         config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": alarm} for alarm in alarms]}
     return config
+
+
+def check_fleet(blue_green: dict, instance_count: int) -> None:
+    """Raise ValueError unless ``blue_green``'s steps fit a new fleet of ``instance_count`` instances.
+
+    A canary or linear step moves whole instances, at most half the new fleet at a time (TrafficRoutingConfig:
+    "less than or equal to 50% of the variant's total instance count"): a fleet of one cannot shift in steps,
+    and 50 % of three is two instances. The two Params are apart, so their schemas cannot check this together.
+    """
+    traffic, step = blue_green["traffic"], blue_green["step_percent"]
+    if traffic == "all_at_once":
+        return
+    moved = max(1, math.ceil(instance_count * step / 100))
+    if 2 * moved > instance_count:
+        raise ValueError(
+            f"blue_green {traffic} at {step} % moves {moved} of endpoint_instance_count {instance_count} instance(s) "
+            f"at a time, over the half SageMaker allows: use at least 2 instances and a step of at most half "
+            f"of them, or traffic all_at_once"
+        )
 
 
 def deployment_config(blue_green: dict) -> dict:
