@@ -214,7 +214,7 @@ def sagemaker_variables(monkeypatch):
     for name, value in {
         "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": "s3://bucket/artefacts",
         "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/nlp",
-        "AIRFLOW_VAR_NLP_TASK_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test",
+        "AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test-sagemaker",
     }.items():
         monkeypatch.setenv(name, value)
     champion = {"model": "s3://bucket/champion/", "data_fingerprint": "sha256:1", "config": {}}

@@ -144,7 +144,7 @@ def test_a_sagemaker_stage_job_may_read_only_its_input(monkeypatch):
         ENV: json.dumps(["s3://my-bucket/data/", "hf://"]),
         "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": "s3://bucket/artefacts",
         "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/nlp",
-        "AIRFLOW_VAR_NLP_TASK_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test",
+        "AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE": "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:test-sagemaker",
     }.items():
         monkeypatch.setenv(name, value)
     job = sagemaker._stage_config(context("nlp_sagemaker", "s3://my-bucket/data/mrpc/", sagemaker_params()), "job")
