@@ -433,7 +433,6 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
             if state and state["EndpointStatus"] in ENDPOINT_BUSY:  # not by this run: it has asked nothing yet
                 self._refuse(rollout, state, asked=False)
             history = record.begin(rollout.endpoint, state and state["EndpointConfigName"])
-        context["ti"].xcom_push(key="previous_config", value=history["previous_config"])
         if state is None:
             self.log.info("creating endpoint %s with %s", rollout.endpoint, rollout.config)
             self.hook.conn.create_endpoint(EndpointName=rollout.endpoint, EndpointConfigName=rollout.config)
