@@ -44,6 +44,7 @@ from tests.conftest import REPO, ServerProcess, free_port
 PODS = kmock.resource("v1/pods")
 DEPLOYMENTS = kmock.resource("apps/v1/deployments")
 TFJOBS = kmock.resource("kubeflow.org/v1/tfjobs")
+SERVICES = kmock.resource("v1/services")
 _SERVER_FIELDS = ("generation", "uid", "resourceVersion", "creationTimestamp")
 _LOG_TAIL_LINES, _LOG_TAIL_BYTES = 80, 2048  # what Kubernetes keeps of the log for FallbackToLogsOnError
 
@@ -228,6 +229,55 @@ class FakeKubernetes:
             if request.method.value.lower() == method and re.search(pattern, str(request.url.path))
         ]
 
+    # ---- cluster DNS: one loopback here, so names a pod could dial are rewritten to 127.0.0.1:PORT ---------
+    def addresses(self, namespace: str) -> dict[str, str]:
+        """``host:port`` → ``127.0.0.1:PORT`` for every name a pod in ``namespace`` could dial in a cluster.
+
+        A Service's DNS names (``svc``, ``svc.ns``, ``svc.ns.svc``, ``svc.ns.svc.cluster.local``; names of
+        another namespace need at least ``svc.ns``) on each of its ports, when its selector picks the pods of a
+        Deployment whose server is up. Names that would not resolve in a cluster are not here, so they fail.
+        """
+        found: dict[str, str] = {}
+        for (kind, service_namespace, name), service in list(self.api.objects.items()):
+            spec = service.raw.get("spec") or {}
+            if kind != SERVICES or service.deleted:
+                continue
+            target = self._service_target(service_namespace, spec.get("selector") or {})
+            if target is None:
+                continue
+            hosts = [f"{name}.{service_namespace}", f"{name}.{service_namespace}.svc"]
+            hosts.append(f"{name}.{service_namespace}.svc.cluster.local")
+            if service_namespace == namespace:
+                hosts.append(name)
+            for port in spec.get("ports") or []:
+                for host in hosts:
+                    found[f"{host}:{port['port']}"] = target
+        return found
+
+    def _service_target(self, namespace: str, selector: dict) -> str | None:
+        """``127.0.0.1:PORT`` of the server of the Deployment whose pods ``selector`` picks, if it serves."""
+        if not selector:
+            return None
+        for (kind, deployment_namespace, name), deployment in list(self.api.objects.items()):
+            if kind != DEPLOYMENTS or deployment_namespace != namespace or deployment.deleted:
+                continue
+            pod_labels = deployment.raw["spec"]["template"]["metadata"].get("labels") or {}
+            if all(pod_labels.get(key) == value for key, value in selector.items()):
+                template_hash = self.serving.get((namespace, name))
+                if template_hash is not None:
+                    return self.servers[template_hash].url.removeprefix("http://")
+        return None
+
+    @staticmethod
+    def resolve(text: str, addresses: dict[str, str]) -> str:
+        """``text`` with each ``host:port`` of ``addresses`` (and ``http://host`` for port 80) rewritten."""
+        for address, local in sorted(addresses.items(), key=lambda item: -len(item[0])):
+            host, port = address.rsplit(":", 1)
+            text = re.sub(rf"(?<![\w.-]){re.escape(address)}(?![\w])", local, text)
+            if port == "80":
+                text = re.sub(rf"(?<=http://){re.escape(host)}(?=[/?]|$)", local, text)
+        return text
+
     # ---- the kubelet ------------------------------------------------------------------------------------
     def _log_file(self, pod_name: str) -> Path:
         return self.workdir / "pods" / f"{pod_name}.log"
@@ -272,18 +322,25 @@ class FakeKubernetes:
         environment["TASKS_RESULT_FILE"] = str(self.workdir / "pods" / f"{name}.result")
         return environment
 
+    def _resolved(self, container: dict, namespace: str, name: str) -> tuple[list[str], dict[str, str]]:
+        """The container's args and environment with the cluster's names rewritten (``addresses``)."""
+        addresses = self.addresses(namespace)
+        environment = {key: self.resolve(value, addresses) for key, value in self._environment(container, name).items()}
+        return [self.resolve(argument, addresses) for argument in container.get("args", [])], environment
+
     def _start(self, obj, namespace: str, name: str) -> None:
         pod = obj.raw
         [container] = [c for c in pod["spec"]["containers"]]
         (self.workdir / "pods").mkdir(exist_ok=True)
         self.pods_run.append(copy.deepcopy(pod))
+        arguments, environment = self._resolved(container, namespace, name)
         with self._log_file(name).open("wb") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "tasks", *container.get("args", [])],
+                [sys.executable, "-m", "tasks", *arguments],
                 cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self._environment(container, name),
+                env=environment,
             )
         obj.patch(
             {
