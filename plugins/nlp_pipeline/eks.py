@@ -40,6 +40,7 @@ from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
 from nlp_pipeline.specs import kubernetes as manifests
+from nlp_pipeline.specs import kubernetes_limits
 from tasks.runtime.layout import REGISTRY_FILE
 from tasks.serving import contract
 
@@ -192,7 +193,19 @@ def _step(task_id: str, step: str, build_arguments, summarize, placement=_placem
 
 
 # ---- stage_dataset ------------------------------------------------------------------------------------------------
+def check_limits(params) -> None:
+    """Fail the run, not retried, when its Params ask more of the cluster than the Variable ``nlp_k8s_limits``
+    allows: a Param's schema cannot read a Variable when the run is triggered, so stage_dataset, the task of
+    the run's first pod, checks before that pod exists (specs/kubernetes_limits.py)."""
+    try:
+        limits = kubernetes_limits.Limits.from_variable(Variable.get(kubernetes_limits.VARIABLE, default=None))
+        kubernetes_limits.check(params, limits)
+    except kubernetes_limits.LimitError as error:
+        raise AirflowFailException(str(error)) from None
+
+
 def _stage_arguments(context) -> list:
+    check_limits(context["params"])
     return commands.command("stage", context["params"], output=step_output(context, "staged"))
 
 

@@ -15,7 +15,7 @@ import re
 from airflow.sdk import Param
 
 from nlp_pipeline import commands
-from nlp_pipeline.specs import sagemaker_api
+from nlp_pipeline.specs import kubernetes_limits, sagemaker_api
 from tasks.config import flag_schema
 
 
@@ -232,23 +232,41 @@ def sagemaker_params() -> dict[str, Param]:
     }
 
 
-CPU_PATTERN = anchored(r"[0-9]+(\.[0-9]+)?|[0-9]+m")  # Kubernetes CPU quantities: 2, 0.5, 500m
-MEMORY_PATTERN = anchored(r"[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?")  # Kubernetes memory quantities: 8Gi, 512Mi
+# Kubernetes quantities with bounded digits (specs/kubernetes_limits.py): CPU 2, 0.5 or 500m; memory 16Gi or 512Mi.
+CPU_PATTERN = anchored(kubernetes_limits.CPU_BODY)
+MEMORY_PATTERN = anchored(kubernetes_limits.MEMORY_BODY)
+_QUANTITIES = {"cpu": (CPU_PATTERN, "2, 0.5 or 500m"), "memory": (MEMORY_PATTERN, "16Gi, 512Mi or 16G")}
 # A node label name: feature.node.kubernetes.io/cpu-cpuid.AMXBF16
 NODE_FEATURE = anchored(r"[a-z0-9.-]+/[A-Za-z0-9._-]+")
+TOLERATION_KEY = anchored(kubernetes_limits.LABEL_KEY_BODY)  # a taint's key: intel, example.com/dedicated
+TOLERATION_VALUE = anchored(kubernetes_limits.LABEL_VALUE_BODY)
+# What the Param schemas cannot check: a schema cannot read a Variable when the run is triggered.
+_RUN_START = f"fails the run before its first pod (Variable {kubernetes_limits.VARIABLE}, docs/eks.md)"
 
 
-def _quantity(default: str, pattern: str, title: str, description: str, section: str = "Kubernetes") -> Param:
-    return Param(default, type="string", pattern=pattern, title=title, description=description, section=section)
+def _quantity(default: str, kind: str, title: str, description: str) -> Param:
+    """A CPU or memory (``kind``) Param: bounded here, and by the Variable's ``max_KIND`` when the run starts."""
+    pattern, examples = _QUANTITIES[kind]
+    limit = f"max_{kind}"
+    description += (
+        f" {examples}, at most {kubernetes_limits.STATIC_MAX[kind]}; over {limit} "
+        f"(default {kubernetes_limits.DEFAULTS[limit]}) {_RUN_START}."
+    )
+    return Param(default, type="string", pattern=pattern, title=title, description=description, section="Kubernetes")
+
+
+def _node_labels(description: str) -> str:
+    allowed = ", ".join(kubernetes_limits.DEFAULTS["node_labels"])
+    return f"{description} A label outside node_labels (default: {allowed}*) {_RUN_START}."
 
 
 def eks_params() -> dict[str, Param]:
     """What only the Kubernetes platform needs: pod sizes, Intel node placement, workers, the server's rollout."""
     return {
         "step_cpu": _quantity(
-            "4", CPU_PATTERN, "Step CPU", "CPU request and limit of each step's pod; the step runs as many threads."
+            "4", "cpu", "Step CPU", "CPU request and limit of each step's pod; the step runs as many threads."
         ),
-        "step_memory": _quantity("16Gi", MEMORY_PATTERN, "Step memory", "Memory request and limit of each step."),
+        "step_memory": _quantity("16Gi", "memory", "Step memory", "Memory request and limit of each step."),
         "training_workers": Param(
             1,
             type="integer",
@@ -263,8 +281,10 @@ def eks_params() -> dict[str, Param]:
             type="array",
             items={"type": "string", "pattern": NODE_FEATURE},
             title="Required CPU features",
-            description="Node Feature Discovery labels a node must have (value true), e.g. "
-            "feature.node.kubernetes.io/cpu-cpuid.AMXBF16 for Sapphire Rapids. Empty: any node.",
+            description=_node_labels(
+                "Node Feature Discovery labels a node must have (value true), e.g. "
+                "feature.node.kubernetes.io/cpu-cpuid.AMXBF16 for Sapphire Rapids. Empty: any node."
+            ),
             section="Kubernetes",
         ),
         "compression_node_features": Param(
@@ -272,8 +292,10 @@ def eks_params() -> dict[str, Param]:
             type=["null", "array"],
             items={"type": "string", "pattern": NODE_FEATURE},
             title="Compression CPU features",
-            description="Node Feature Discovery labels the quantize pod's node must have, in place of node_features "
-            "(the server's). Unset: the server's, so quantise measures on the CPU the model serves on; []: any node.",
+            description=_node_labels(
+                "Node Feature Discovery labels the quantize pod's node must have, in place of node_features (the "
+                "server's). Unset: the server's, so quantise measures on the CPU the model serves on; []: any node."
+            ),
             section="Kubernetes",
         ),
         "tolerations": Param(
@@ -282,17 +304,27 @@ def eks_params() -> dict[str, Param]:
             items={
                 "type": "object",
                 "properties": {
-                    "key": {"type": "string"},
+                    "key": {
+                        "type": "string",
+                        "pattern": TOLERATION_KEY,
+                        "maxLength": kubernetes_limits.LABEL_KEY_MAX_LENGTH,
+                    },
                     "operator": {"type": "string", "enum": ["Equal", "Exists"]},
-                    "value": {"type": "string"},
-                    "effect": {"type": "string", "enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                    "value": {"type": "string", "pattern": TOLERATION_VALUE},
+                    "effect": {"type": "string", "enum": list(kubernetes_limits.EFFECTS)},
                 },
                 "required": ["key"],
                 "additionalProperties": False,
+                # Exists matches the key whatever its value: a value would say otherwise.
+                "if": {"properties": {"operator": {"const": "Exists"}}, "required": ["operator"]},
+                "then": {"not": {"required": ["value"]}},
             },
             title="Tolerations",
             description='Taints of a dedicated node group the pods tolerate, e.g. [{"key": "intel", '
-            '"operator": "Exists", "effect": "NoSchedule"}].',
+            '"operator": "Exists", "effect": "NoSchedule"}]. Each names a key (an empty key with Exists would '
+            "tolerate every taint); Exists takes no value. A key outside toleration_keys (default: none) or an "
+            "effect outside toleration_effects (default: NoSchedule, PreferNoSchedule; no effect means all) "
+            f"{_RUN_START}.",
             section="Kubernetes",
         ),
         "server_replicas": Param(
@@ -304,8 +336,8 @@ def eks_params() -> dict[str, Param]:
             description="Inference pods (the autoscaler's minimum when it is on).",
             section="Kubernetes",
         ),
-        "server_cpu": _quantity("2", CPU_PATTERN, "Server CPU", "CPU request and limit of each inference pod."),
-        "server_memory": _quantity("4Gi", MEMORY_PATTERN, "Server memory", "Memory of each inference pod."),
+        "server_cpu": _quantity("2", "cpu", "Server CPU", "CPU request and limit of each inference pod."),
+        "server_memory": _quantity("4Gi", "memory", "Server memory", "Memory of each inference pod."),
         "autoscale_max_replicas": Param(
             0,
             type="integer",

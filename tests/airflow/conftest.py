@@ -159,6 +159,8 @@ def fake_kubernetes(tmp_path, monkeypatch):
         "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(connection),
         "AIRFLOW_VAR_NLP_TASK_IMAGE": IMAGE,
         "AIRFLOW_VAR_NLP_K8S_VOLUME_PATH": str(cluster.volume),
+        # The cluster's limits allow the taint of its Intel node group, which the tests' runs tolerate.
+        "AIRFLOW_VAR_NLP_K8S_LIMITS": json.dumps({"toleration_keys": ["intel"]}),
         "NLP_K8S_POLL_SECONDS": "1",
     }
     for name, value in cluster.env.items():

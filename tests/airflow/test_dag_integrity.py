@@ -115,6 +115,17 @@ BLUE_GREEN = {"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "al
         ("nlp_eks", {"node_features": ["AVX512 VNNI"]}, "node_features"),
         ("nlp_eks", {"compression_node_features": ["AVX512 VNNI"]}, "compression_node_features"),
         ("nlp_eks", {"tolerations": [{"key": "intel", "effect": "Sometimes"}]}, "tolerations"),
+        ("nlp_eks", {"tolerations": [{"key": "", "operator": "Exists"}]}, "tolerations"),  # tolerates every taint
+        ("nlp_eks", {"tolerations": [{"operator": "Exists"}]}, "tolerations"),
+        ("nlp_eks", {"tolerations": [{"key": "intel", "operator": "Exists", "value": "true"}]}, "tolerations"),
+        ("nlp_eks", {"tolerations": [{"key": "intel node", "effect": "NoSchedule"}]}, "tolerations"),
+        ("nlp_eks", {"step_cpu": "100000"}, "step_cpu"),  # over 64 cores
+        ("nlp_eks", {"step_cpu": "64001m"}, "step_cpu"),
+        ("nlp_eks", {"step_cpu": "0"}, "step_cpu"),
+        ("nlp_eks", {"server_cpu": "65"}, "server_cpu"),
+        ("nlp_eks", {"step_memory": "513Gi"}, "step_memory"),  # over 512Gi
+        ("nlp_eks", {"step_memory": "1Ti"}, "step_memory"),
+        ("nlp_eks", {"server_memory": "4K"}, "server_memory"),  # Kubernetes' kilo is k: the API server refuses K
         ("nlp_eks", {"server_replicas": 0}, "server_replicas"),
         ("nlp_eks", {"rollout_timeout_minutes": 0}, "rollout_timeout_minutes"),
     ],

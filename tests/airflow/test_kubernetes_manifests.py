@@ -151,6 +151,7 @@ def eks_context(monkeypatch, **params) -> dict:
     from tests.airflow.task_context import task_context
 
     monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_K8S_LIMITS", '{"toleration_keys": ["intel"]}')  # PLACEMENT's taint
     from nlp_pipeline import eks, policy
 
     monkeypatch.setattr(eks, "production_model", lambda context=None: None)  # no server yet

@@ -19,12 +19,14 @@ from nlp_pipeline.params import (  # noqa: E402
     MAX_RUNTIME_HOURS,
     MEMORY_PATTERN,
     NODE_FEATURE,
+    TOLERATION_KEY,
+    TOLERATION_VALUE,
     eks_params,
     local_params,
     pipeline_params,
     sagemaker_params,
 )
-from nlp_pipeline.specs import sagemaker_api  # noqa: E402
+from nlp_pipeline.specs import kubernetes_limits, sagemaker_api  # noqa: E402
 
 # The instance type shape of each use's request: CreateProcessingJob, CreateTrainingJob, CreateEndpointConfig.
 INSTANCE_SHAPES = {
@@ -171,20 +173,101 @@ def test_compression_node_features_is_unset_or_node_feature_labels(value, allowe
     assert resolves(param, value) is allowed
 
 
+# ---- what a run may ask of the cluster (specs/kubernetes_limits.py) ------------------------------------------------
+@pytest.mark.parametrize(
+    ("toleration", "allowed"),
+    [
+        ({"key": "intel", "operator": "Exists", "effect": "NoSchedule"}, True),
+        ({"key": "example.com/dedicated", "operator": "Equal", "value": "nlp", "effect": "NoExecute"}, True),
+        ({"key": "intel", "value": ""}, True),
+        ({"key": "intel"}, True),
+        ({"key": "", "operator": "Exists"}, False),  # an empty key with Exists tolerates every taint
+        ({"key": ""}, False),
+        ({"operator": "Exists"}, False),
+        ({"key": "intel", "operator": "Exists", "value": "true"}, False),  # Exists matches any value
+        ({"key": "intel", "operator": "Exists", "value": ""}, False),
+        ({"key": "intel node"}, False),
+        ({"key": "-intel"}, False),
+        ({"key": "Example.com/dedicated"}, False),  # the prefix is a DNS subdomain: lower case
+        ({"key": "a" * 64}, False),  # a name is at most 63 characters
+        ({"key": "intel", "value": "has space"}, False),
+        ({"key": "intel", "operator": "In"}, False),
+        ({"key": "intel", "tolerationSeconds": 60}, False),
+    ],
+)
+def test_a_toleration_names_a_key_and_exists_takes_no_value(toleration, allowed):
+    assert resolves(eks_params()["tolerations"], [toleration]) is allowed
+
+
+@pytest.mark.parametrize(
+    ("names", "pattern"),
+    [(kubernetes_limits.CPU_PARAMS, CPU_PATTERN), (kubernetes_limits.MEMORY_PARAMS, MEMORY_PATTERN)],
+)
+def test_the_limits_check_exactly_the_quantity_params(names, pattern):
+    """A new CPU or memory Param joins the Variable's check (kubernetes_limits) by its pattern, or this fails."""
+    assert {name for name, param in eks_params().items() if param.schema.get("pattern") == pattern} == set(names)
+
+
+def test_the_limits_check_exactly_the_placement_params():
+    node_labels = {
+        name for name, param in eks_params().items() if (param.schema.get("items") or {}).get("pattern") == NODE_FEATURE
+    }
+    tolerations = {name for name, param in eks_params().items() if "tolerations" in name}
+    assert node_labels == set(kubernetes_limits.NODE_LABEL_PARAMS) and tolerations == set(
+        kubernetes_limits.TOLERATION_PARAMS
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        *kubernetes_limits.CPU_PARAMS,
+        *kubernetes_limits.MEMORY_PARAMS,
+        *kubernetes_limits.NODE_LABEL_PARAMS,
+        *kubernetes_limits.TOLERATION_PARAMS,
+    ],
+)
+def test_each_checked_param_says_the_variable_is_checked_when_the_run_starts(name):
+    description = eks_params()[name].description
+    assert f"fails the run before its first pod (Variable {kubernetes_limits.VARIABLE}" in description, description
+
+
+@pytest.mark.parametrize(("name", "most"), [("step_cpu", "at most 64;"), ("server_memory", "at most 512Gi;")])
+def test_a_quantity_param_says_its_static_bound(name, most):
+    assert most in eks_params()[name].description
+
+
 # ---- every pattern matches whole values: no trailing newline --------------------------------------------------------
 def all_params() -> dict:
     return pipeline_params() | local_params() | sagemaker_params() | eks_params()
 
 
 def patterns() -> dict[str, str]:
-    """Every ``pattern`` of every Param, by where it is: NAME or NAME[] for an array's items."""
+    """Every ``pattern`` of every Param, by where it is: NAME, NAME[] for an array's items, NAME[].FIELD for a field
+    of an array's objects."""
     found = {}
     for name, param in all_params().items():
+        items = param.schema.get("items") or {}
         if "pattern" in param.schema:
             found[name] = param.schema["pattern"]
-        if "pattern" in (param.schema.get("items") or {}):
-            found[f"{name}[]"] = param.schema["items"]["pattern"]
+        if "pattern" in items:
+            found[f"{name}[]"] = items["pattern"]
+        for field, schema in (items.get("properties") or {}).items():
+            if "pattern" in schema:
+                found[f"{name}[].{field}"] = schema["pattern"]
     return found
+
+
+# An object each array-of-objects Param admits, into which a probed field's value goes.
+ITEM_BASE = {"tolerations": {"key": "intel"}}
+
+
+def wrapped(where: str, value: str):
+    """``value`` where ``where`` (patterns()) puts it in its Param."""
+    name, items, field = where.partition("[]")
+    if not items:
+        return value
+    return [ITEM_BASE[name] | {field.removeprefix("."): value}] if field else [value]
 
 
 # A value each pattern admits; a Param with a pattern not listed here fails the test until it is added.
@@ -192,6 +275,8 @@ VALID = {
     CPU_PATTERN: "500m",
     MEMORY_PATTERN: "4Gi",
     NODE_FEATURE: AMX,
+    TOLERATION_KEY: "example.com/dedicated",
+    TOLERATION_VALUE: "nlp",
     pipeline_params()["source"].schema["pattern"]: "hf://nyu-mll/glue/mrpc",
 }
 
@@ -205,11 +290,9 @@ def test_every_pattern_is_probed():
 def test_every_pattern_bearing_param_refuses_a_value_with_a_trailing_newline(where, ending):
     """Airflow validates with jsonschema, whose ``pattern`` is Python's re.search, where ``$`` also matches before a
     final newline: "ml.c6i.xlarge\\n" passed the form's patterns and reached SageMaker, Kubernetes or a path."""
-    name, is_items = where.removesuffix("[]"), where.endswith("[]")
-    param, valid = all_params()[name], VALID[patterns()[where]]
-    wrap = (lambda value: [value]) if is_items else (lambda value: value)
-    assert resolves(param, wrap(valid)), (where, valid)
-    assert not resolves(param, wrap(valid + ending)), (where, valid + ending)
+    param, valid = all_params()[where.partition("[]")[0]], VALID[patterns()[where]]
+    assert resolves(param, wrapped(where, valid)), (where, valid)
+    assert not resolves(param, wrapped(where, valid + ending)), (where, valid + ending)
 
 
 def test_the_form_reads_every_pattern_as_the_server_does():

@@ -343,6 +343,7 @@ def test_eks_quantizes_on_the_servers_nodes_unless_compression_node_features_mov
     from kubernetes.client import ApiClient
 
     tolerations = [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_K8S_LIMITS", json.dumps({"toleration_keys": ["intel"]}))
     task_context_ = platform_context(
         "eks",
         monkeypatch,
