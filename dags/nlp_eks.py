@@ -20,7 +20,9 @@ smoke test through the Service, puts the previous model back.
 
 - **Settings**: Variables `nlp_task_image` (required), `nlp_k8s_conn_id` (`kubernetes_default`) or
   `nlp_eks_cluster_name` (EKS access through the amazon provider), `nlp_k8s_namespace` (`nlp`),
-  `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`, `nlp_artefact_root` (S3).
+  `nlp_k8s_service_account`, `nlp_k8s_volume_claim`, `nlp_k8s_server`, `nlp_artefact_root` (S3), and
+  `nlp_k8s_limits` (the most CPU and memory per pod, the taints and node labels a run may ask for: a run over
+  them fails before its first pod).
 - **Placement**: `node_features` (Node Feature Discovery labels such as AVX512VNNI or AMXBF16) and
   `tolerations`; threads follow each pod's CPU limit. The quantize pod runs where the server does, since it
   keeps the precision it measured fastest on its own CPU (`compression_node_features` moves it).
