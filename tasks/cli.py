@@ -35,7 +35,7 @@ from tasks.config import (
     TrainArguments,
 )
 from tasks.errors import ConfigError, TaskError
-from tasks.runtime import remote_paths, sagemaker_job, step_result
+from tasks.runtime import indexed_job, remote_paths, sagemaker_job, step_result
 
 log = logging.getLogger("tasks")
 
@@ -225,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if job is not None:
             flags = job.arguments(step_name) + flags
+        indexed_job.export_tf_config()  # a worker of a Kubernetes Indexed Job: TF_CONFIG from its index
         args = parse(step_name, flags)
         if not step.quiet:
             log.info("%s: %s", step_name, args)

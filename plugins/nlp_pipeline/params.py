@@ -237,6 +237,8 @@ CPU_PATTERN = anchored(kubernetes_limits.CPU_BODY)
 MEMORY_PATTERN = anchored(kubernetes_limits.MEMORY_BODY)
 _QUANTITIES = {"cpu": (CPU_PATTERN, "2, 0.5 or 500m"), "memory": (MEMORY_PATTERN, "16Gi, 512Mi or 16G")}
 # A node label name: feature.node.kubernetes.io/cpu-cpuid.AMXBF16
+# How nlp_eks runs a multi-worker training: the Param and its values.
+TRAINING_BACKEND, INDEXED_JOB, TFJOB = "training_backend", "indexed-job", "tfjob"
 NODE_FEATURE = anchored(r"[a-z0-9.-]+/[A-Za-z0-9._-]+")
 TOLERATION_KEY = anchored(kubernetes_limits.LABEL_KEY_BODY)  # a taint's key: intel, example.com/dedicated
 TOLERATION_VALUE = anchored(kubernetes_limits.LABEL_VALUE_BODY)
@@ -273,7 +275,16 @@ def eks_params() -> dict[str, Param]:
             minimum=1,
             maximum=16,
             title="Training workers",
-            description="1: one pod. More: a Kubeflow TFJob, one TensorFlow worker per pod (training operator).",
+            description="1: one pod. More: one TensorFlow worker per pod, as training_backend says.",
+            section="Kubernetes",
+        ),
+        TRAINING_BACKEND: Param(
+            INDEXED_JOB,
+            type="string",
+            enum=[INDEXED_JOB, TFJOB],
+            title="Multi-worker training as",
+            description=f"{INDEXED_JOB}: a Kubernetes Indexed Job and a headless Service, nothing to install. "
+            f"{TFJOB}: a Kubeflow TFJob, which needs the Training Operator v1.9 (docs/eks.md).",
             section="Kubernetes",
         ),
         "node_features": Param(
