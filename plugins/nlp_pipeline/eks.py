@@ -2,12 +2,14 @@
 
     stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``;
                                         quantize on the server's nodes (``compression_node_features`` moves it)
-    train                               one pod, or a Kubeflow TFJob of ``training_workers`` workers
+    train                               one pod, or ``training_workers`` workers: an Indexed Job under a headless
+                                        Service (default), or a Kubeflow TFJob (``training_backend``)
     register / reject / mark_production ``python -m tasks registry`` pods, the registry beside the artefacts
     deploy                              server-side apply of the server's Deployment, Service, PDB (and HPA),
                                         then wait for the rollout; one that does not complete is undone
-    smoke_test                          the smoke pairs through the Service (the API server's proxy);
-                                        failure → ``rollback`` applies the previous model's revision again
+    smoke_test                          a pod in the cluster (``python -m tasks smoke-test``) sends the smoke
+                                        pairs to the Service's cluster DNS name; failure → ``rollback``
+                                        applies the previous revision (image, settings, model) again
 
 Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` (Variable
 ``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN``, one new folder per try
@@ -38,11 +40,12 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
+from nlp_pipeline.params import TFJOB, TRAINING_BACKEND
 from nlp_pipeline.specs import kubernetes as manifests
 from nlp_pipeline.specs import kubernetes_limits
 from tasks.runtime.layout import REGISTRY_FILE
-from tasks.serving import contract
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +229,16 @@ def _train_arguments(context) -> list:
     return commands.command("train", params, data=staged["data"], output=step_output(context, "model"))
 
 
-def _tf_job(context) -> dict:
+def _training_job(context) -> list[dict]:
+    """The objects of a multi-worker training, as ``training_backend`` says: a headless Service and an Indexed
+    Job (stock Kubernetes), or a Kubeflow TFJob. Named once per run, so that a retry finds the job an earlier
+    try started."""
     params, settings = context["params"], cluster()
-    return manifests.tf_job(
-        f"nlp-train-{artefacts.run_suffix(artefacts.run_key(context), context['run_id'])}".lower(),
-        settings.namespace,
-        settings.image,
-        [str(argument) for argument in _train_arguments(context)],
+    training = manifests.Training(
+        name=f"nlp-train-{artefacts.run_suffix(artefacts.run_key(context), context['run_id'])}".lower(),
+        namespace=settings.namespace,
+        image=settings.image,
+        arguments=[str(argument) for argument in _train_arguments(context)],
         workers=params["training_workers"],
         resources=_step_resources(params),
         placement=_placement(params),
@@ -240,13 +246,16 @@ def _tf_job(context) -> dict:
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
     )
+    if params[TRAINING_BACKEND] == TFJOB:
+        return [manifests.tf_job(training)]
+    return [manifests.headless_service(training), manifests.indexed_job(training)]
 
 
 def train(staged):
     operator = TrainOperator(
         task_id="train",
         build_pod=lambda context: _pod(context, _train_arguments(context)),
-        build_tfjob=_tf_job,
+        build_job=_training_job,
         workers=lambda context: context["params"]["training_workers"],
         summarize=lambda context, result: {"model": result["output"]} | result,
         cluster_config=cluster_config,

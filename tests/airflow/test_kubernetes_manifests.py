@@ -122,18 +122,41 @@ def test_an_invalid_object_is_refused_by_the_schema():
         valid(broken)
 
 
-def test_a_multi_worker_training_is_a_tfjob_whose_pods_are_valid():
-    job = k8s.tf_job(
-        "nlp-train-x",
-        "nlp",
-        IMAGE,
-        ["train", "--data", "/artefacts/staged"],
-        workers=3,
-        resources=k8s.Resources(cpu_limit="16"),
-        placement=PLACEMENT,
-        service_account="nlp-tasks",
-        volume_claim="nlp-artefacts",
+TRAINING = k8s.Training(
+    name="nlp-train-x",
+    namespace="nlp",
+    image=IMAGE,
+    arguments=["train", "--data", "/artefacts/staged"],
+    workers=3,
+    resources=k8s.Resources(cpu_limit="16"),
+    placement=PLACEMENT,
+    service_account="nlp-tasks",
+    volume_claim="nlp-artefacts",
+)
+
+
+def test_a_multi_worker_training_is_an_indexed_job_whose_pods_dial_each_other_under_a_headless_service():
+    service, job = valid(k8s.headless_service(TRAINING)), valid(k8s.indexed_job(TRAINING))
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 3, 3)
+    assert pod["subdomain"] == service["metadata"]["name"] == "nlp-train-x", "pod i is nlp-train-x-i.nlp-train-x"
+    assert (
+        service["spec"]["clusterIP"] == "None"
+        and service["spec"]["selector"] == job["spec"]["template"]["metadata"]["labels"]
     )
+    assert pod["restartPolicy"] == "Never", "a pod failure policy needs it"
+    assert spec["backoffLimit"] == 0 and spec["podFailurePolicy"]["rules"][0] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "tensorflow", "operator": "In", "values": [2, 3]},
+    }
+    [container] = pod["containers"]
+    addresses = next(variable["value"] for variable in container["env"] if variable["name"] == "TASKS_WORKER_ADDRESSES")
+    assert addresses == "nlp-train-x-0.nlp-train-x:2222,nlp-train-x-1.nlp-train-x:2222,nlp-train-x-2.nlp-train-x:2222"
+    assert container["args"][0] == "train" and container["resources"]["limits"]["cpu"] == "16"
+
+
+def test_the_tfjob_option_is_a_tfjob_whose_pods_are_valid():
+    job = k8s.tf_job(TRAINING)
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "TFJob")  # a CRD: no schema in Kubernetes
     worker = job["spec"]["tfReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 3 and worker["restartPolicy"] == "OnFailure"
@@ -236,23 +259,33 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
     assert steps["mark_production"][3:] == ["--action", "promote", "--id", "7"]
 
 
-def test_the_tfjob_and_server_objects_nlp_eks_applies_are_valid(monkeypatch):
-    from nlp_pipeline import decisions, eks
+def test_the_training_objects_nlp_eks_creates_are_valid(monkeypatch):
+    from nlp_pipeline import eks
 
-    context = eks_context(monkeypatch, training_workers=4, server_replicas=3, autoscale_max_replicas=8)
-    job = eks._tf_job(context)
+    context = eks_context(monkeypatch, training_workers=4)
+    service, job = [valid(manifest) for manifest in eks._training_job(context)]
     assert job["metadata"]["name"].startswith("nlp-train-20260501t000000z-") and job["metadata"]["namespace"] == "nlp"
-    worker = job["spec"]["tfReplicaSpecs"]["Worker"]
+    assert (job["kind"], job["spec"]["completions"], service["spec"]["clusterIP"]) == ("Job", 4, "None")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"][0] == "train"
+    tfjob_context = context | {"params": context["params"] | {"training_backend": "tfjob"}}
+    [tfjob] = eks._training_job(tfjob_context)
+    worker = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
+    assert tfjob["metadata"]["name"] == job["metadata"]["name"], "named once per run, whichever kind"
     assert worker["replicas"] == 4 and worker["template"]["spec"]["containers"][0]["args"][0] == "train"
     valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "worker"}, "template": worker["template"]})
 
+
+PREVIOUS = {"template": {"metadata": {"annotations": {"nlp.pipeline/model-uri": "/m/0"}}}, "lineage": {}}
+
+
+def test_the_server_objects_nlp_eks_applies_are_valid(monkeypatch):
+    from nlp_pipeline import decisions, eks
+
+    context = eks_context(monkeypatch, training_workers=4, server_replicas=3, autoscale_max_replicas=8)
     service, deployment, budget, autoscaler = [
         valid(manifest)
         for manifest in eks._server_objects(
-            context,
-            "/artefacts/nlp_eks/20260501T000000Z/quantized",
-            "/artefacts/nlp_eks/20260424T000000Z/quantized",
-            eks._lineage(context),
+            context, "/artefacts/nlp_eks/20260501T000000Z/quantized", eks._lineage(context), previous=PREVIOUS
         )
     ]
     assert [manifest["kind"] for manifest in (service, deployment, budget, autoscaler)] == [
@@ -373,4 +406,12 @@ def test_the_cluster_prerequisites_are_valid_and_agree_with_the_dag_defaults():
     [claim] = [obj for obj in objects if obj["kind"] == "PersistentVolumeClaim"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "TFJob workers and server pods mount it at once"
     assert forbidden({("", "pods", "create"), ("", "pods/log", "get"), ("kubeflow.org", "tfjobs", "delete")}) == set()
+    assert forbidden({("kubeflow.org", "tfjobs", "list"), ("batch", "jobs", "list")}) != set(), (
+        "never used, not granted"
+    )
     assert forbidden({("", "secrets", "get")}) == {("", "secrets", "get")}, "nothing beyond what the DAG does"
+    assert forbidden({("", "services/proxy", "create")}), "the smoke test runs in a pod, not through the proxy"
+    [namespace] = [obj for obj in objects if obj["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    [serving] = [obj for obj in objects if obj["kind"] == "ServiceAccount" and obj["metadata"]["name"] == "nlp-serving"]
+    assert serving["automountServiceAccountToken"] is False, "the server never calls the Kubernetes API"

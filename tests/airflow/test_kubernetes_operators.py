@@ -5,6 +5,7 @@ the real steps (the fake kubelet runs ``python -m tasks ARGS``); the server's De
 """
 
 import hashlib
+import json
 import logging
 import os
 import sys
@@ -15,7 +16,7 @@ import pytest
 from tests.airflow.task_context import task_context
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.conftest import REPO, upload_folder
-from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS
 
 sys.path.insert(0, str(REPO / "plugins"))
 
@@ -171,28 +172,213 @@ def test_a_retry_reattaches_to_the_pod_its_run_left_running(fake_kubernetes, raw
     assert retry["ti"].xcom_pull("stage_dataset")["rows"]["train"] == 256
 
 
-def test_training_on_several_workers_is_a_tfjob_watched_to_completion_then_deleted(
-    fake_kubernetes, staged_data, tiny_model, capsys, caplog
-):
-    caplog.set_level(logging.INFO)
-    run = context(
+def test_a_retried_step_takes_the_result_of_the_pod_that_already_succeeded(fake_kubernetes, raw_data, minilm_path):
+    """The worker died after the pod succeeded: the retry finds it by its run's labels and reads its termination
+    message instead of deleting it and running the step again."""
+    from kubernetes import client
+
+    params = {"source": str(raw_data), "base_model": str(minilm_path)}
+    first = context("stage_dataset", **params)
+    operator = stage_operator()
+    pod = operator.build_pod_request_obj(first)  # as the first try created it, with its run's labels
+    operator.client.create_namespaced_pod("nlp", client.ApiClient().sanitize_for_serialization(pod))
+    wait_for(lambda: [pod for pod in live_pods(fake_kubernetes) if pod["status"]["phase"] == "Succeeded"])
+
+    retry = context("stage_dataset", try_number=2, **params)
+    stage_operator().execute(retry)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/pods$")) == 1, "the step ran once"
+    assert retry["ti"].xcom_pull("stage_dataset")["rows"]["train"] == 256
+    assert retry["ti"].xcom_pull("stage_dataset")["output"].endswith(TRY1), "the first try's result"
+    assert live_pods(fake_kubernetes) == [], "then deleted"
+
+
+# ---- multi-worker training ----------------------------------------------------------------------------------------
+def wait_for(predicate, seconds: float = 120):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "not in time"
+        time.sleep(0.2)
+    return found
+
+
+def train_context(staged_data, tiny_model, **params) -> dict:
+    return context(
         "train",
         xcom={("stage_dataset", "return_value"): {"data": str(staged_data), "fingerprint": "sha256:0f"}},
         base_model=str(tiny_model),
         training_workers=2,
         epochs=1,
         batch_size=16,
+        **params,
     )
-    operator = TrainOperator(
+
+
+def train_operator(**kwargs) -> TrainOperator:
+    return TrainOperator(
         task_id="train",
         build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)),
-        build_tfjob=eks._tf_job,
+        build_job=eks._training_job,
         workers=lambda ctx: ctx["params"]["training_workers"],
         summarize=lambda ctx, result: {"model": eks.step_output(ctx, "model")} | result,
         kubernetes_conn_id="kubernetes_default",
         namespace="nlp",
-        tfjob_poll_interval=1,
+        job_poll_interval=1,
+        **kwargs,
     )
+
+
+def test_training_on_several_workers_is_an_indexed_job_under_a_headless_service_without_any_crd(
+    fake_kubernetes, staged_data, tiny_model, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    run = train_context(staged_data, tiny_model)
+    train_operator().execute(run)
+
+    result = run["ti"].xcom_pull("train")
+    assert (fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "model" / TRY1 / "saved_model").is_dir()
+    assert result["metrics"]["workers"] == 2 and 0 <= result["metrics"]["accuracy"] <= 1, "trained on 2 workers"
+    [job] = [request.data for request in fake_kubernetes.requests_to("post", r"/namespaces/nlp/jobs$")]
+    [service] = [request.data for request in fake_kubernetes.requests_to("post", r"/namespaces/nlp/services$")]
+    name = job["metadata"]["name"]
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert pod["subdomain"] == service["metadata"]["name"] == name and pod["restartPolicy"] == "Never"
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["ports"][0]["port"] == 2222
+    [rule] = [rule for rule in spec["podFailurePolicy"]["rules"] if rule["action"] == "FailJob"]
+    assert rule["onExitCodes"]["values"] == [2, 3], "bad input fails the Job"
+    names = sorted(pod["metadata"]["name"] for pod in fake_kubernetes.pods_run)
+    assert [pod_name.rsplit("-", 1)[0] for pod_name in names] == [f"{name}-0", f"{name}-1"]
+    [container] = pod["containers"]
+    listed = next(variable["value"] for variable in container["env"] if variable["name"] == "TASKS_WORKER_ADDRESSES")
+    assert listed == f"{name}-0.{name}:2222,{name}-1.{name}:2222", "each worker's stable hostname"
+    environments = [fake_kubernetes.environments[pod_name] for pod_name in names]
+    assert [environment["JOB_COMPLETION_INDEX"] for environment in environments] == ["0", "1"]
+    [dialled] = {environment["TASKS_WORKER_ADDRESSES"] for environment in environments}
+    assert len(set(dialled.split(","))) == 2 and "nlp-train" not in dialled, "the hostnames resolved"
+    log = task_log(capsys, caplog)
+    assert (
+        f'TF_CONFIG={{"cluster": {{"worker": {json.dumps(dialled.split(","))}}}, "task": {{"type": "worker", "index": 0}}}}'
+        in log
+    )
+    assert "[worker-0]" in log
+    assert not fake_kubernetes.requests_to("get", r"kubeflow"), "no Training Operator involved"
+    assert fake_kubernetes.objects(JOBS) == [] and fake_kubernetes.objects(SERVICES) == [], "job and Service deleted"
+    assert live_pods(fake_kubernetes) == [], "with its pods"
+    assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
+
+
+def test_a_completed_training_job_of_an_earlier_try_is_reused(
+    fake_kubernetes, staged_data, tiny_model, raw_data, minilm_path
+):
+    """The worker died after the Job completed: the retry takes its chief's result instead of training again.
+    (The earlier try's Job here runs the cheap stage step, so the result tells where it came from.)"""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes import client
+
+    first = train_context(staged_data, tiny_model)
+    service, job = eks._training_job(first)
+    stage = eks._stage_arguments(context("stage_dataset", source=str(raw_data), base_model=str(minilm_path)))
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = [str(argument) for argument in stage]
+
+    api = KubernetesHook(conn_id="kubernetes_default").api_client
+    client.CoreV1Api(api).create_namespaced_service("nlp", service)
+    client.BatchV1Api(api).create_namespaced_job("nlp", job)
+    wait_for(
+        lambda: [found for found in fake_kubernetes.objects(JOBS) if (found.get("status") or {}).get("conditions")]
+    )
+
+    retry = train_context(staged_data, tiny_model, try_number=2)
+    train_operator().execute(retry)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/jobs$")) == 1, "no second Job"
+    assert retry["ti"].xcom_pull("train")["rows"]["train"] == 256, "the earlier try's result"
+
+
+def test_a_crash_looping_bad_input_worker_fails_the_task_at_once_without_a_retry(
+    fake_kubernetes, staged_data, tiny_model
+):
+    """A TFJob's workers restart in place (restartPolicy OnFailure): exit 2 is read from the last state."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    fake_kubernetes.training_operator = True
+    run = train_context(staged_data, tiny_model, training_backend="tfjob")
+    run["params"]["epochs"] = "many"  # a bad flag: exit 2, again after every restart
+    with pytest.raises(AirflowFailException, match=r"(?s)train failed on a bad flag, not retried:.*epochs") as raised:
+        train_operator().execute(run)
+    assert "-1" not in str(raised.value)
+    assert fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == [], "the job was deleted"
+
+
+def test_bad_input_fails_an_indexed_job_through_its_pod_failure_policy(fake_kubernetes, staged_data, tiny_model):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = train_context(staged_data, tiny_model)
+    run["params"]["epochs"] = "many"
+    with pytest.raises(AirflowFailException, match=r"(?s)train failed on a bad flag, not retried:.*epochs"):
+        train_operator().execute(run)
+    assert len(fake_kubernetes.pods_run) == 2, "no worker ran twice"
+    assert fake_kubernetes.objects(JOBS) == [] and live_pods(fake_kubernetes) == []
+
+
+@pytest.mark.parametrize("backend", ["indexed-job", "tfjob"])
+def test_training_workers_no_node_can_take_time_out_like_a_single_pod(
+    fake_kubernetes, staged_data, tiny_model, backend
+):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    fake_kubernetes.training_operator = True
+    fake_kubernetes.unschedulable = True
+    run = train_context(staged_data, tiny_model, training_backend=backend)
+    with pytest.raises(
+        AirflowException,
+        match=r"(?s)worker nlp/nlp-train-\S+ did not start in 3 s \(Unschedulable: 0/3 nodes.*Insufficient cpu",
+    ) as raised:
+        train_operator(startup_timeout_seconds=3).execute(run)
+    assert not isinstance(raised.value, AirflowFailException), "retried, as a single pod's timeout is"
+    assert fake_kubernetes.objects(JOBS) == fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == []
+
+
+@pytest.mark.parametrize("backend", ["indexed-job", "tfjob"])
+def test_killing_the_training_task_deletes_the_whole_job(fake_kubernetes, staged_data, tiny_model, backend):
+    import threading
+
+    from airflow.sdk.exceptions import AirflowException
+
+    fake_kubernetes.training_operator = True
+    fake_kubernetes.hold_pods = True
+    operator = train_operator()
+    run = train_context(staged_data, tiny_model, training_backend=backend)
+    running = threading.Thread(target=lambda: pytest.raises(AirflowException, operator.execute, run), daemon=True)
+    running.start()
+    wait_for(lambda: len(live_pods(fake_kubernetes)) == 2)
+
+    operator.on_kill()
+    wait_for(lambda: not live_pods(fake_kubernetes), 30)
+    assert fake_kubernetes.objects(JOBS) == fake_kubernetes.objects(TFJOBS) == [], "the job"
+    assert fake_kubernetes.objects(SERVICES) == [], "and its headless Service"
+    running.join(30)
+    assert not running.is_alive(), "the task's wait ends"
+
+
+def test_the_tfjob_option_on_a_cluster_without_the_training_operator_is_refused_before_any_pod(
+    fake_kubernetes, staged_data, tiny_model
+):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = train_context(staged_data, tiny_model, training_backend="tfjob")
+    with pytest.raises(AirflowFailException, match=r"training_backend.*Training Operator v1\.9.*docs/eks\.md"):
+        train_operator().execute(run)
+    assert not fake_kubernetes.requests_to("post", r".") and not fake_kubernetes.pods_run
+
+
+def test_the_tfjob_option_runs_a_tfjob_watched_to_completion_then_deleted(
+    fake_kubernetes, staged_data, tiny_model, capsys, caplog
+):
+    caplog.set_level(logging.INFO)
+    fake_kubernetes.training_operator = True
+    run = train_context(staged_data, tiny_model, training_backend="tfjob")
+    operator = train_operator()
     operator.execute(run)
 
     result = run["ti"].xcom_pull("train")

@@ -13,12 +13,32 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
   it. The artefact volume is a folder of the test, mounted at its own path (Variable ``nlp_k8s_volume_path``);
 - the Deployment controller: each new generation starts ``python -m tasks serve`` on the template's model,
   and reports the rollout (``observedGeneration``, updated and available replicas) once it answers
-  ``/ping``; ``broken_rollouts`` keeps a new revision (a pod template not seen before) from ever becoming available;
-- the training operator: a TFJob gets one pod per worker, each with its ``TF_CONFIG``, and the conditions
-  ``Succeeded`` or ``Failed`` from them; deleting it deletes its pods first (foreground deletion).
+  ``/ping``; ``broken_rollouts`` keeps a new revision (a pod template not seen before) from ever becoming
+  available; a template Pod Security refuses gets ``ReplicaFailure``/``FailedCreate`` and never rolls out.
+  A Service's cluster DNS names reach the server of the Deployment it selects (``addresses``);
+- the HPA controller: keeps its Deployment within min/max at ``metrics_replicas`` (else the current count),
+  writing ``replicas`` through the scale subresource as ``kube-controller-manager``; the disruption
+  controller: each PodDisruptionBudget's ``disruptionsAllowed`` from the Deployment it selects;
+- the Job controller (batch/v1, Indexed Jobs): pod ``JOB-INDEX-xxxxx`` per index, with the
+  ``batch.kubernetes.io/job-completion-index`` annotation and label, ``JOB_COMPLETION_INDEX`` from it (downward
+  API), hostname ``JOB-INDEX`` and the template's subdomain; ``active``/``succeeded``/``failed`` counts, a
+  failed index re-created until ``backoffLimit``, ``podFailurePolicy`` (``FailJob``/``Ignore``/``Count`` on exit
+  codes), the conditions ``Complete`` or ``Failed`` (reason ``PodFailurePolicy`` or ``BackoffLimitExceeded``),
+  the active pods of a failed Job deleted; deleting a Job with propagation ``Foreground`` or ``Background``
+  deletes its pods (the API's default for Jobs orphans them). Under a headless Service named as the
+  subdomain that selects the pods, each ``JOB-INDEX.SUBDOMAIN:PORT`` resolves (``addresses``), one loopback
+  port per index;
+- the training operator, only when ``training_operator`` is set (else ``kubeflow.org/v1`` is not served, as
+  on a cluster without the CRD, and discovery says so): a TFJob gets one pod per worker, each with its
+  ``TF_CONFIG`` and the replica spec's ``restartPolicy``, and the conditions ``Succeeded`` or ``Failed``
+  from them; deleting it deletes its pods first (foreground deletion).
+- ``restartPolicy: OnFailure``: a failed container restarts in place (``restartCount``,
+  ``lastState.terminated`` with its exit code and message, ``state.waiting`` ``CrashLoopBackOff``; the pod
+  stays Running).
 
-``hold_pods`` keeps new pods Pending (not started) until it is cleared; ``broken_answers`` makes the Service
-answer what no model would.
+``hold_pods`` keeps new pods Pending (not started) until it is cleared; ``unschedulable`` keeps them Pending
+with ``PodScheduled`` False, reason ``Unschedulable`` and the scheduler's message; ``broken_answers`` makes
+the Service answer what no model would.
 """
 
 from __future__ import annotations
@@ -31,22 +51,52 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
+import time
+import urllib.parse
 from pathlib import Path
 
+import aiohttp.web
 import kmock
 import yaml
 
 from tests.conftest import REPO, ServerProcess, free_port
+from tests.fakes import pod_security, server_side_apply
 
 PODS = kmock.resource("v1/pods")
 DEPLOYMENTS = kmock.resource("apps/v1/deployments")
 TFJOBS = kmock.resource("kubeflow.org/v1/tfjobs")
 SERVICES = kmock.resource("v1/services")
-_SERVER_FIELDS = ("generation", "uid", "resourceVersion", "creationTimestamp")
+NAMESPACES = kmock.resource("v1/namespaces")
+AUTOSCALERS = kmock.resource("autoscaling/v2/horizontalpodautoscalers")
+BUDGETS = kmock.resource("policy/v1/poddisruptionbudgets")
+AUTOSCALER_MANAGER = "kube-controller-manager"  # the field manager of the HPA controller's scale updates
+JOBS = kmock.resource("batch/v1/jobs")
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the pods' annotation and label
+UNSCHEDULABLE_MESSAGE = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
+_CRASH_LOOP_SECONDS = 1.0  # the kubelet's back-off before restarting a failed container (10 s at first, really)
+EKS_TOKEN_PREFIX = "k8s-aws-v1."
+# What the API server answers a request it cannot authenticate (the Status it sends with 401).
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
 _LOG_TAIL_LINES, _LOG_TAIL_BYTES = 80, 2048  # what Kubernetes keeps of the log for FallbackToLogsOnError
+
+
+def _resource_info(kind: str) -> dict:
+    """A namespaced resource as API discovery lists it."""
+    verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    return {"kind": kind, "singular": kind.lower(), "namespaced": True, "verbs": verbs}
 
 
 def _now() -> str:
@@ -82,13 +132,75 @@ def _selected(labels: dict, selector: str) -> bool:
     return True
 
 
+class EksAuthentication:
+    """How the EKS API server authenticates a bearer token (aws-iam-authenticator, which EKS runs).
+
+    An EKS token is ``k8s-aws-v1.`` + the base64url (unpadded) of a presigned STS ``GetCallerIdentity`` URL whose
+    signed headers include ``x-k8s-aws-id`` (the cluster's name; ``EksHook.fetch_access_token_for_cluster``). The
+    authenticator refuses a URL whose ``X-Amz-Date`` is more than 15 minutes old, then has STS check the signature:
+    STS refuses credentials that have expired. Either way the API server answers 401 ``Unauthorized``. Here, the
+    credentials a test calls ``expire()`` on stand for expired ones; the signature itself is not checked. Tokens
+    that are not EKS tokens (the tests' kubeconfig's) are accepted, as a static token is by a real API server.
+    """
+
+    LIFETIME = datetime.timedelta(minutes=15)
+
+    def __init__(self):
+        self.signers: set[str] = set()  # the access key id of every EKS token accepted so far
+        self.expired: set[str] = set()  # access key ids whose session credentials have expired
+        self.refusals = 0  # requests answered 401
+
+    def expire(self) -> None:
+        """The session credentials of every EKS token accepted so far expire now."""
+        self.expired |= self.signers
+
+    def accepts(self, authorization: str) -> bool:
+        accepted = self._accepts(authorization.removeprefix("Bearer "))
+        self.refusals += not accepted
+        return accepted
+
+    def _accepts(self, token: str) -> bool:
+        if not token.startswith(EKS_TOKEN_PREFIX):
+            return True
+        try:
+            encoded = token.removeprefix(EKS_TOKEN_PREFIX)
+            url = urllib.parse.urlsplit(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode())
+            query = {key: values[0] for key, values in urllib.parse.parse_qs(url.query).items()}
+            signed = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+            access_key = query["X-Amz-Credential"].split("/")[0]
+        except (ValueError, KeyError):
+            return False
+        if query.get("Action") != "GetCallerIdentity" or "x-k8s-aws-id" not in query.get("X-Amz-SignedHeaders", ""):
+            return False
+        if access_key in self.expired or datetime.datetime.now(datetime.UTC) - signed > self.LIFETIME:
+            return False
+        self.signers.add(access_key)
+        return True
+
+
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator with the API server behaviour the pipeline relies on."""
 
+    authentication: EksAuthentication  # FakeKubernetes's, set before the first request
+
+    serves_tfjobs = False  # the Training Operator's CRD is installed
+
     async def _handle(self, request):
+        if not self.authentication.accepts(request.headers.get("Authorization", "")):
+            return aiohttp.web.json_response(UNAUTHORIZED, status=401)
+        if request.resource == TFJOBS and not self.serves_tfjobs:
+            raise kmock.KubernetesError(
+                status=404, reason="NotFound", message="the server could not find the requested resource"
+            )
         if request.resource == TFJOBS and request.action == kmock.action.DELETE:
             async with self._lock:
                 self._delete_workers(request.namespace, request.name)
+        elif request.resource == JOBS and request.action == kmock.action.DELETE:
+            options = request.data if isinstance(request.data, dict) else {}
+            propagation = request.params.get("propagationPolicy") or options.get("propagationPolicy")
+            if propagation in ("Foreground", "Background"):
+                async with self._lock:
+                    self.delete_pods(request.namespace, JOB_NAME_LABEL, request.name)
         elif request.resource is not None and request.data and isinstance(request.data, dict):
             async with self._lock:
                 self._prepare(request)
@@ -96,27 +208,42 @@ class ApiServer(kmock.KubernetesEmulator):
 
     def _delete_workers(self, namespace: str, job: str) -> None:
         """Foreground deletion: a TFJob's pods go before it does."""
+        self.delete_pods(namespace, "training.kubeflow.org/job-name", job)
+
+    def delete_pods(self, namespace: str, label: str, value: str, *, active_only: bool = False) -> None:
+        """Delete the pods whose ``label`` is ``value`` (with ``active_only``, those not finished)."""
         for (kind, pod_namespace, _), obj in list(self.objects.items()):
             if kind == PODS and pod_namespace == namespace and not obj.deleted:
-                if (obj.raw["metadata"].get("labels") or {}).get("training.kubeflow.org/job-name") == job:
+                finished = obj.raw.get("status", {}).get("phase") in ("Succeeded", "Failed")
+                if (obj.raw["metadata"].get("labels") or {}).get(label) == value and not (active_only and finished):
                     obj.delete()
 
     def _prepare(self, request) -> None:
-        """Turn a server-side apply into the emulator's create or patch, and count a Deployment's generations."""
+        """Turn a server-side apply into the emulator's create or patch (field ownership: server_side_apply.py),
+        admit a new pod (Pod Security: pod_security.py), and count a Deployment's generations."""
         key = (request.resource, request.namespace, request.name)
         exists = key in self.objects and not self.objects[key].deleted
         applying = "apply-patch" in request.headers.get("Content-Type", "")
         old = self.objects[key].raw if exists else {}
-        if applying and not exists:
-            self.objects[key] = {}
-        elif applying:
-            metadata = request.data.setdefault("metadata", {})
-            kept = {name: old["metadata"][name] for name in _SERVER_FIELDS if name in old["metadata"]}
-            replaced = _replacing({k: v for k, v in old.items() if k != "status"}, request.data)
-            replaced["metadata"] = _replacing({k: v for k, v in old["metadata"].items() if k not in kept}, metadata)
+        if applying:
+            live = {k: v for k, v in old.items() if k != "status"}
+            force = request.params.get("force", "").lower() == "true"
+            applied = server_side_apply.apply(live, request.data, request.params.get("fieldManager", ""), force=force)
+            if not exists:
+                self.objects[key] = {}
             request.data.clear()
-            request.data.update(replaced)
+            request.data.update(_replacing(live, applied))
+        if request.action == kmock.action.CREATE and request.namespace:  # the API server sets it from the URL
+            request.data.setdefault("metadata", {}).setdefault("namespace", request.namespace)
         if request.resource == PODS and request.action == kmock.action.CREATE:
+            metadata = request.data.get("metadata") or {}
+            refused = pod_security.forbidden_message(
+                metadata.get("name") or metadata.get("generateName", ""),
+                self.namespace_labels(request.namespace),
+                request.data.get("spec") or {},
+            )
+            if refused:
+                raise kmock.KubernetesError(status=403, reason="Forbidden", message=refused)
             request.data["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False"}]}
         if request.resource == DEPLOYMENTS and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
             generation = old.get("metadata", {}).get("generation", 0)
@@ -141,7 +268,12 @@ class FakeKubernetes:
         self.workdir, self.poll = workdir, poll
         self.volume = workdir / "volume"
         self.volume.mkdir(parents=True, exist_ok=True)
-        self.hold_pods = self.broken_rollouts = self.broken_answers = False
+        self.hold_pods = self.unschedulable = self.broken_rollouts = self.broken_answers = False
+        self.authentication = EksAuthentication()  # ``authentication.expire()``: the EKS tokens' credentials expire
+        self._restarts: dict[str, float] = {}  # pod name -> when its crashed container restarts (monotonic)
+        self._worker_ports: dict[tuple[str, str, int, int], str] = {}  # (namespace, job, index, port) -> local
+        self._counted: set[str] = set()  # the Job pods whose end the Job controller has counted
+        self.environments: dict[str, dict[str, str]] = {}  # pod name -> its container's environment, resolved
         self.processes: dict[str, subprocess.Popen] = {}  # pod name -> its container's process
         self.logs: dict[str, list[tuple[datetime.datetime, str]]] = {}  # pod name -> (time, line) as written
         self._log_offsets: dict[str, int] = {}
@@ -159,13 +291,22 @@ class FakeKubernetes:
     async def _main(self) -> None:
         async with ApiServer() as api, kmock.Server(api) as server:
             self.api, self.url, self.loop = api, str(server.url).rstrip("/"), asyncio.get_running_loop()
+            api.authentication = self.authentication
             api.resources["v1/events"] = {}
             api.resources["v1/services"] = {}
+            api.resources["batch/v1/jobs"] = _resource_info("Job")
             api[PODS, kmock.subresource("log")] << self._pod_log
-            api["post", re.compile(r"/api/v1/namespaces/[^/]+/services/[^/]+/proxy/.*")] << self._proxy
+            self._broken_address = await self._start_broken_server()
             self._stopping = asyncio.Event()
             self._ready.set()
-            actors = asyncio.gather(self._kubelet(), self._deployment_controller(), self._training_operator())
+            actors = asyncio.gather(
+                self._kubelet(),
+                self._deployment_controller(),
+                self._training_operator(),
+                self._job_controller(),
+                self._autoscaler(),
+                self._disruption_controller(),
+            )
             await self._stopping.wait()
             actors.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -195,6 +336,17 @@ class FakeKubernetes:
             )
         )
         return path
+
+    @property
+    def training_operator(self) -> bool:
+        """Whether the Kubeflow Training Operator is installed: its ``kubeflow.org/v1`` ``tfjobs`` served."""
+        return self.api.serves_tfjobs
+
+    @training_operator.setter
+    def training_operator(self, installed: bool) -> None:
+        self.api.serves_tfjobs = installed
+        if installed:
+            self.api.resources["kubeflow.org/v1/tfjobs"] = _resource_info("TFJob")
 
     def objects(self, resource, namespace: str | None = None) -> list[dict]:
         """The live objects of a resource (copies), for assertions."""
@@ -252,6 +404,41 @@ class FakeKubernetes:
             for port in spec.get("ports") or []:
                 for host in hosts:
                     found[f"{host}:{port['port']}"] = target
+        return found | self._job_hostnames(namespace)
+
+    def _job_hostnames(self, namespace: str) -> dict[str, str]:
+        """``JOB-INDEX.SUBDOMAIN:PORT`` (and ``.NS``, ``.NS.svc``, ``.NS.svc.cluster.local``) of every index of an
+        Indexed Job whose pod template's ``subdomain`` names a headless Service (``clusterIP: None``) of its
+        namespace that selects its pods, on the Service's ports: one loopback port per index, the same for
+        every pod of that index (its hostname stays)."""
+        found: dict[str, str] = {}
+        for (kind, job_namespace, job_name), job in list(self.api.objects.items()):
+            spec = job.raw.get("spec") or {}
+            if kind != JOBS or job.deleted or spec.get("completionMode") != "Indexed":
+                continue
+            template = spec["template"]
+            subdomain, pod_labels = template["spec"].get("subdomain"), template.get("metadata", {}).get("labels") or {}
+            key = (SERVICES, job_namespace, subdomain)
+            service = self.api.objects[key] if subdomain and key in self.api.objects else None
+            service_spec = (service.raw.get("spec") or {}) if service is not None and not service.deleted else {}
+            selector = service_spec.get("selector") or {}
+            if service_spec.get("clusterIP") != "None" or not selector:
+                continue
+            if not all(pod_labels.get(key) == value for key, value in selector.items()):
+                continue
+            for index in range(spec.get("completions", 1)):
+                host = f"{job_name}-{index}.{subdomain}"
+                hosts = [
+                    f"{host}.{job_namespace}",
+                    f"{host}.{job_namespace}.svc",
+                    f"{host}.{job_namespace}.svc.cluster.local",
+                ]
+                if job_namespace == namespace:
+                    hosts.append(host)
+                for port in service_spec.get("ports") or []:
+                    key = (job_namespace, job_name, index, port["port"])
+                    local = self._worker_ports.setdefault(key, f"127.0.0.1:{free_port()}")
+                    found.update({f"{name}:{port['port']}": local for name in hosts})
         return found
 
     def _service_target(self, namespace: str, selector: dict) -> str | None:
@@ -293,9 +480,14 @@ class FakeKubernetes:
                     if obj.deleted:
                         self._stop_process(name)
                     elif obj.raw.get("status", {}).get("phase", "Pending") == "Pending" and not self.hold_pods:
-                        self._start(obj, namespace, name)
+                        if self.unschedulable:
+                            self._leave_unscheduled(obj)
+                        else:
+                            self._start(obj, namespace, name)
                     elif name in self.processes and self.processes[name].poll() is not None:
                         self._finish(obj, name)
+                    elif name in self._restarts and time.monotonic() >= self._restarts[name]:
+                        self._restart(obj, namespace, name)
             await asyncio.sleep(self.poll)
 
     def _collect_log(self, name: str) -> None:
@@ -308,12 +500,18 @@ class FakeKubernetes:
         now = datetime.datetime.now(datetime.UTC)
         self.logs.setdefault(name, []).extend((now, line) for line in complete.decode(errors="replace").splitlines())
 
-    def _environment(self, container: dict, name: str) -> dict[str, str]:
+    def _environment(self, container: dict, pod: dict) -> dict[str, str]:
         environment = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
         environment["PYTHONPATH"] = str(REPO)
+        name = pod["metadata"]["name"]
         for variable in container.get("env") or []:
+            field = variable.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath", "")
             if "value" in variable:
                 environment[variable["name"]] = variable["value"]
+            elif found := re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", field):
+                environment[variable["name"]] = (pod["metadata"].get(found.group(1)) or {}).get(found.group(2), "")
+            elif field in ("metadata.name", "metadata.namespace"):
+                environment[variable["name"]] = pod["metadata"][field.split(".")[1]]
             elif variable.get("valueFrom", {}).get("resourceFieldRef", {}).get("resource") == "limits.cpu":
                 cpu = container["resources"]["limits"]["cpu"]
                 environment[variable["name"]] = str(
@@ -322,19 +520,28 @@ class FakeKubernetes:
         environment["TASKS_RESULT_FILE"] = str(self.workdir / "pods" / f"{name}.result")
         return environment
 
-    def _resolved(self, container: dict, namespace: str, name: str) -> tuple[list[str], dict[str, str]]:
+    def _resolved(self, container: dict, namespace: str, pod: dict) -> tuple[list[str], dict[str, str]]:
         """The container's args and environment with the cluster's names rewritten (``addresses``)."""
         addresses = self.addresses(namespace)
-        environment = {key: self.resolve(value, addresses) for key, value in self._environment(container, name).items()}
+        environment = {key: self.resolve(value, addresses) for key, value in self._environment(container, pod).items()}
         return [self.resolve(argument, addresses) for argument in container.get("args", [])], environment
 
-    def _start(self, obj, namespace: str, name: str) -> None:
-        pod = obj.raw
-        [container] = [c for c in pod["spec"]["containers"]]
+    def _leave_unscheduled(self, obj) -> None:
+        """No node fits: the scheduler says why in the pod's PodScheduled condition, and the pod stays Pending."""
+        scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        if scheduled.items() <= next(iter(obj.raw.get("status", {}).get("conditions") or []), {}).items():
+            return
+        condition = scheduled | {"message": UNSCHEDULABLE_MESSAGE, "lastTransitionTime": _now()}
+        obj.patch({"status": None})
+        obj.patch({"status": {"phase": "Pending", "conditions": [condition]}})
+
+    def _run(self, pod: dict, namespace: str) -> None:
+        """Start the pod's container (appending to its log, as a restarted container's log goes on)."""
+        name, [container] = pod["metadata"]["name"], pod["spec"]["containers"]
         (self.workdir / "pods").mkdir(exist_ok=True)
-        self.pods_run.append(copy.deepcopy(pod))
-        arguments, environment = self._resolved(container, namespace, name)
-        with self._log_file(name).open("wb") as log:
+        arguments, environment = self._resolved(container, namespace, pod)
+        self.environments[name] = environment
+        with self._log_file(name).open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "tasks", *arguments],
                 cwd=REPO,
@@ -342,6 +549,21 @@ class FakeKubernetes:
                 stderr=subprocess.STDOUT,
                 env=environment,
             )
+
+    def _restart(self, obj, namespace: str, name: str) -> None:
+        """The back-off is over: the crashed container runs again in the same pod."""
+        del self._restarts[name]
+        self._run(obj.raw, namespace)
+        status = copy.deepcopy(obj.raw["status"])
+        status["containerStatuses"][0].update(ready=True, started=True, state={"running": {"startedAt": _now()}})
+        obj.patch({"status": None})
+        obj.patch({"status": status})
+
+    def _start(self, obj, namespace: str, name: str) -> None:
+        pod = obj.raw
+        [container] = [c for c in pod["spec"]["containers"]]
+        self.pods_run.append(copy.deepcopy(pod))
+        self._run(pod, namespace)
         obj.patch(
             {
                 "status": {
@@ -369,6 +591,7 @@ class FakeKubernetes:
         container = obj.raw["spec"]["containers"][0]
         result = self.workdir / "pods" / f"{name}.result"
         message = result.read_text() if result.exists() else ""
+        result.unlink(missing_ok=True)
         if not message and code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
             lines = [line for _, line in self.logs.get(name, [])][-_LOG_TAIL_LINES:]
             message = "\n".join(lines)[-_LOG_TAIL_BYTES:]
@@ -380,12 +603,28 @@ class FakeKubernetes:
             "finishedAt": _now(),
         }
         status = copy.deepcopy(obj.raw["status"])
-        status["phase"] = "Succeeded" if code == 0 else "Failed"
-        status["containerStatuses"][0].update(ready=False, started=False, state={"terminated": terminated})
+        if code != 0 and obj.raw["spec"].get("restartPolicy") in ("OnFailure", "Always"):
+            # Restarted in place after a back-off: the pod stays Running, the crash is the container's lastState.
+            waiting = {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off 10s restarting failed container={container['name']} pod={name}",
+            }
+            status["containerStatuses"][0].update(
+                ready=False,
+                started=False,
+                restartCount=status["containerStatuses"][0].get("restartCount", 0) + 1,
+                lastState={"terminated": terminated},
+                state={"waiting": waiting},
+            )
+            self._restarts[name] = time.monotonic() + _CRASH_LOOP_SECONDS
+        else:
+            status["phase"] = "Succeeded" if code == 0 else "Failed"
+            status["containerStatuses"][0].update(ready=False, started=False, state={"terminated": terminated})
         obj.patch({"status": None})
         obj.patch({"status": status})
 
     def _stop_process(self, name: str) -> None:
+        self._restarts.pop(name, None)
         process = self.processes.pop(name, None)
         if process is not None and process.poll() is None:
             process.kill()
@@ -435,6 +674,24 @@ class FakeKubernetes:
         old = (deployment.get("status") or {}).get("availableReplicas", 0)
         template = json.dumps(spec["template"], sort_keys=True)
         template_hash = hashlib.sha256(template.encode()).hexdigest()[:10]
+        pod_name = f"{key[1]}-{template_hash}-{secrets.token_hex(3)[:5]}"  # as its ReplicaSet names a pod
+        refused = pod_security.forbidden_message(
+            pod_name, self.api.namespace_labels(key[0]), spec["template"].get("spec") or {}
+        )
+        if refused:  # the ReplicaSet cannot create a pod: FailedCreate, and the rollout stalls
+            failure = {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused}
+            await self._set_status(
+                key,
+                {
+                    "observedGeneration": generation,
+                    "replicas": old,
+                    "updatedReplicas": 0,
+                    "availableReplicas": old,
+                    "readyReplicas": old,
+                    "conditions": [failure],
+                },
+            )
+            return
         await self._set_status(
             key,
             {
@@ -506,6 +763,9 @@ class FakeKubernetes:
                 }
                 for container in template["spec"]["containers"]:
                     container.setdefault("env", []).append({"name": "TF_CONFIG", "value": json.dumps(tf_config)})
+                # The operator restarts ExitCode pods itself (it recreates them); the kubelet restarts the others.
+                policy = workers.get("restartPolicy", "Never")
+                template["spec"]["restartPolicy"] = "Never" if policy == "ExitCode" else policy
                 labels = {
                     **template["metadata"].get("labels", {}),
                     "training.kubeflow.org/job-name": name,
@@ -539,8 +799,15 @@ class FakeKubernetes:
             "succeeded": phases.count("Succeeded"),
             "failed": phases.count("Failed"),
         }
+        restarts = sum(
+            status.get("restartCount", 0)
+            for pod in pods
+            for status in pod.get("status", {}).get("containerStatuses") or []
+        )
         conditions = [{"type": "Created", "status": "True"}]
-        if counts["failed"]:
+        if restarts > job["spec"].get("runPolicy", {}).get("backoffLimit", restarts):
+            conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
+        elif counts["failed"]:
             conditions.append({"type": "Failed", "status": "True", "reason": "TFJobFailed"})
         elif phases and counts["succeeded"] == len(phases):
             conditions.append({"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded"})
@@ -549,3 +816,127 @@ class FakeKubernetes:
             if not obj.deleted:
                 obj.patch({"status": None})
                 obj.patch({"status": {"conditions": conditions, "replicaStatuses": {"Worker": counts}}})
+
+    # ---- the Job controller (batch/v1) -----------------------------------------------------------------------
+    async def _job_controller(self) -> None:
+        while True:
+            async with self.api._lock:
+                for (kind, namespace, name), obj in list(self.api.objects.items()):
+                    if kind == JOBS and not obj.deleted:
+                        self._sync_job(obj, namespace, name)
+            await asyncio.sleep(self.poll)
+
+    def _sync_job(self, obj, namespace: str, name: str) -> None:
+        """Count the Job's finished pods once each, apply its pod failure policy and backoff limit, re-create a
+        failed index, and end the Job ``Complete`` or ``Failed`` (deleting its active pods)."""
+        spec, status = obj.raw["spec"], copy.deepcopy(obj.raw.get("status") or {})
+        if any(c["type"] in ("Complete", "Failed") and c["status"] == "True" for c in status.get("conditions") or []):
+            return
+        status.setdefault("startTime", _now())
+        for counter in ("active", "succeeded", "failed"):
+            status.setdefault(counter, 0)
+        completed = {int(index) for index in filter(None, status.get("completedIndexes", "").split(","))}
+        pods = [
+            pod.raw
+            for (kind, pod_namespace, _), pod in list(self.api.objects.items())
+            if kind == PODS and pod_namespace == namespace and not pod.deleted
+            if (pod.raw["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == name
+        ]
+        failure = None
+        for pod in pods:
+            pod_name, phase = pod["metadata"]["name"], pod.get("status", {}).get("phase")
+            if phase not in ("Succeeded", "Failed") or pod_name in self._counted:
+                continue
+            self._counted.add(pod_name)
+            if phase == "Succeeded":
+                status["succeeded"] += 1
+                completed.add(int(pod["metadata"]["annotations"][COMPLETION_INDEX]))
+                continue
+            action, why = self._pod_failure_action(spec, pod)
+            if action != "Ignore":
+                status["failed"] += 1
+            if action == "FailJob":
+                failure = failure or ("PodFailurePolicy", why)
+        if failure is None and status["failed"] > spec.get("backoffLimit", 6):
+            failure = ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        status["completedIndexes"] = ",".join(str(index) for index in sorted(completed))
+        active = {
+            int(pod["metadata"]["annotations"][COMPLETION_INDEX])
+            for pod in pods
+            if pod.get("status", {}).get("phase") not in ("Succeeded", "Failed")
+        }
+        if failure:
+            reason, message = failure
+            self.api.delete_pods(namespace, JOB_NAME_LABEL, name, active_only=True)
+            status["active"] = 0
+            status["conditions"] = [{"type": "Failed", "status": "True", "reason": reason, "message": message}]
+        elif len(completed) >= spec.get("completions", 1):
+            status["active"] = 0
+            status["completionTime"] = _now()
+            status["conditions"] = [{"type": "Complete", "status": "True", "reason": "CompletionsReached"}]
+        else:
+            room = spec.get("parallelism", 1) - len(active)
+            for index in sorted(set(range(spec.get("completions", 1))) - completed - active)[: max(room, 0)]:
+                self._create_job_pod(obj.raw, namespace, name, index)
+                active.add(index)
+            status["active"] = len(active)
+        if status != obj.raw.get("status"):
+            obj.patch({"status": None})
+            obj.patch({"status": status})
+
+    @staticmethod
+    def _pod_failure_action(spec: dict, pod: dict) -> tuple[str, str]:
+        """The action of the first ``podFailurePolicy`` rule a failed pod matches (``Count`` when none), and
+        the controller's message for it."""
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        conditions = pod.get("status", {}).get("conditions") or []
+        for index, rule in enumerate((spec.get("podFailurePolicy") or {}).get("rules") or []):
+            codes = rule.get("onExitCodes")
+            for status in statuses if codes else []:
+                code = ((status.get("state") or {}).get("terminated") or {}).get("exitCode")
+                if code in (None, 0) or codes.get("containerName") not in (None, status["name"]):
+                    continue
+                if (code in codes["values"]) == (codes["operator"] == "In"):
+                    pod_name = f"{pod['metadata']['namespace']}/{pod['metadata']['name']}"
+                    return rule["action"], (
+                        f"Container {status['name']} for pod {pod_name} failed with exit code {code} "
+                        f"matching {rule['action']} rule at index {index}"
+                    )
+            for wanted in rule.get("onPodConditions") or []:
+                if any(c["type"] == wanted["type"] and c["status"] == wanted.get("status", "True") for c in conditions):
+                    return rule["action"], f"Pod matched {rule['action']} rule at index {index}"
+        return "Count", ""
+
+    def _create_job_pod(self, job: dict, namespace: str, name: str, index: int) -> None:
+        """Pod ``NAME-INDEX-xxxxx`` of an Indexed Job, as the Job controller creates it."""
+        template = copy.deepcopy(job["spec"]["template"])
+        metadata, spec = template.get("metadata") or {}, template["spec"]
+        uid = job["metadata"].get("uid") or hashlib.sha1(name.encode()).hexdigest()
+        labels = {
+            **(metadata.get("labels") or {}),
+            JOB_NAME_LABEL: name,
+            "job-name": name,
+            "batch.kubernetes.io/controller-uid": uid,
+            "controller-uid": uid,
+            COMPLETION_INDEX: str(index),
+        }
+        spec["hostname"] = f"{name}-{index}"
+        for container in spec["containers"]:
+            field = {"fieldRef": {"fieldPath": f"metadata.annotations['{COMPLETION_INDEX}']"}}
+            container.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "valueFrom": field})
+        pod_name = f"{name}-{index}-{secrets.token_hex(3)[:5]}"
+        owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": True}
+        self.api.objects[PODS, namespace, pod_name] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": namespace,
+                "labels": labels,
+                "annotations": {**(metadata.get("annotations") or {}), COMPLETION_INDEX: str(index)},
+                "ownerReferences": [owner | {"blockOwnerDeletion": True}],
+                "creationTimestamp": _now(),
+            },
+            "spec": spec,
+            "status": {"phase": "Pending"},
+        }

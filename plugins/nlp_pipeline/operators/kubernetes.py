@@ -1,16 +1,18 @@
-"""The cncf.kubernetes provider's operators for the nlp_eks pipeline, and the Kubeflow TFJob it lacks.
+"""The cncf.kubernetes provider's operators for the nlp_eks pipeline, and the multi-worker training it lacks.
 
 - ``StepPodOperator``: the provider's ``KubernetesPodOperator`` running ``python -m tasks STEP`` in a pod
   built when it runs (``specs.kubernetes.step_pod``, from the run's Params and Variables). The pod's log
   streams into the task log; the finished pod is deleted; a retry re-attaches to the pod an earlier try left
-  running rather than starting a second one; ``deferrable=True`` waits in the triggerer. The step's result
+  running rather than starting a second one; it never defers (``StepPodOperator.__init__`` says why). The step's result
   comes back as the container's termination message (tasks/runtime/step_result.py), so Airflow never needs to reach
   the artefact store; a failed step's message is its log's last lines. Exit 2 (bad flag) or 3 (bad data)
   fails the task without a retry, as on the other platforms.
-- ``TrainOperator``: the same for the train step with one worker; with more, a Kubeflow ``TFJob`` (the
-  training operator gives each worker its ``TF_CONFIG``), named once per run so that a retry finds the job an
-  earlier try started; watched until it succeeds or fails, the chief's log copied into the task log, then
-  deleted with its pods.
+  A retry that finds its run's pod already succeeded (the worker died before reading it) takes that pod's
+  result instead of running the step again.
+- ``TrainOperator``: the same for the train step with one worker; with more, a ``TrainingJob``: an Indexed Job
+  under a headless Service (each worker builds its ``TF_CONFIG`` from its index), or a Kubeflow ``TFJob``
+  (``training_backend``), named once per run so that a retry finds the job an earlier try started; watched
+  until it succeeds or fails, the chief's log copied into the task log, then deleted with its pods.
 """
 
 from __future__ import annotations
@@ -19,27 +21,35 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
+from functools import cached_property
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client.exceptions import ApiException
 
 from nlp_pipeline.failures import step_failure
-from nlp_pipeline.specs.kubernetes import STEP_CONTAINER
+from nlp_pipeline.hooks.eks_access import ClusterAccess
+from nlp_pipeline.params import INDEXED_JOB, TFJOB, TRAINING_BACKEND
+from nlp_pipeline.specs.kubernetes import STEP_CONTAINER, TRAINING_CONTAINER
+from tasks.errors import NOT_RETRYABLE
 
-PodBuilder = Callable[[dict], dict]  # context -> the pod (or TFJob) manifest
+PodBuilder = Callable[[dict], dict]  # context -> the pod manifest
 Summarizer = Callable[[dict, dict], dict]  # (context, the step's result) -> the task's XCom
-# () -> a context giving the kubeconfig to use, or None for the Kubernetes connection alone (eks.cluster_config)
-ClusterConfig = Callable[[], AbstractContextManager[str | None]]
-DELETE_TIMEOUT_SECONDS = 300  # a TFJob's foreground deletion waits for its pods' grace periods
+# () -> a context giving the task's access to the cluster (eks.cluster_config): its hooks outlive one token
+ClusterConfig = Callable[[], AbstractContextManager[ClusterAccess]]
+DELETE_TIMEOUT_SECONDS = 300  # a training job's foreground deletion waits for its pods' grace periods
+# What the Job controller puts on an Indexed Job's pods: the job's name (label), the pod's index (annotation).
+JOB_NAME_LABEL, COMPLETION_INDEX = "batch.kubernetes.io/job-name", "batch.kubernetes.io/job-completion-index"
 
 
 def container_state(pod, container: str):
-    """The ``terminated`` state of ``container`` in a pod read from the API, or None while it runs."""
+    """How ``container`` of a pod read from the API last ended: its ``terminated`` state, or while it waits to
+    restart or runs again (``restartPolicy: OnFailure``, a crash loop) its ``lastState``; None before it ended."""
     for status in (pod.status and pod.status.container_statuses) or []:
-        if status.name == container and status.state and status.state.terminated:
-            return status.state.terminated
+        if status.name == container:
+            current = status.state and status.state.terminated
+            return current or (status.last_state and status.last_state.terminated) or None
     return None
 
 
@@ -99,6 +109,16 @@ class StepPodOperator(KubernetesPodOperator):
             self.pod_template_dict = self.build_pod(context)
         return super().build_pod_request_obj(context, dry_run=dry_run)
 
+    def get_or_create_pod(self, pod_request_obj, context):
+        """Take the pod of an earlier try of this run that already succeeded (the worker died before it read the
+        result): the provider would delete it and run the step again. Its termination message is the result."""
+        if self.reattach_on_restart:
+            found = self.find_pod(pod_request_obj.metadata.namespace, context=context)
+            if found is not None and found.status and found.status.phase == "Succeeded":
+                self.log.info("pod %s of an earlier try already succeeded: taking its result", found.metadata.name)
+                return found
+        return super().get_or_create_pod(pod_request_obj, context)
+
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
         """Delete the pod as the provider does, then turn its termination message into the result or error."""
         state = container_state(remote_pod, STEP_CONTAINER) if remote_pod else None
@@ -113,15 +133,246 @@ class StepPodOperator(KubernetesPodOperator):
             context["ti"].xcom_push(key="return_value", value=result)
 
 
-class TFJob:
-    """Run a Kubeflow TFJob to completion and return the chief's (worker 0's) result."""
+class TrainingJob:
+    """A multi-worker training the cluster runs, watched to its end; the chief's (worker 0's) result.
 
+    Named once per run, so that a retry finds the job an earlier try started: one that completed gives its
+    result (nothing trains again), one that failed is deleted and started again. While it runs, a worker whose
+    container exited 2 (bad flag) or 3 (bad data), now or in its last state before a restart, fails the task at
+    once without a retry; a worker still Pending after ``startup_timeout_seconds`` (no node can take it) fails
+    it as a single pod's startup timeout does. The job is deleted with its pods when the wait ends, and by
+    ``remove`` when the task is killed. Subclasses say how their kind is created, read and deleted.
+    """
+
+    kind = ""
+
+    def __init__(
+        self, hook: KubernetesHook, log, *, poll_interval: float, timeout_seconds: float, startup_timeout_seconds: float
+    ):
+        self.hook, self.log, self.poll_interval = hook, log, poll_interval
+        self.timeout_seconds, self.startup_timeout_seconds = timeout_seconds, startup_timeout_seconds
+        self.running: tuple[str, str] | None = None  # (name, namespace) of the job while ``run`` watches it
+
+    # ---- what each kind says --------------------------------------------------------------------------------
+    def check_served(self) -> None:
+        """Fail before anything is created when the cluster cannot run this kind."""
+
+    def read(self, name: str, namespace: str) -> dict | None:
+        raise NotImplementedError
+
+    def create(self, manifests: list[dict]) -> None:
+        raise NotImplementedError
+
+    def outcome(self, job: dict) -> tuple[str, str] | None:
+        """(``Succeeded`` or ``Failed``, why) once the job ended, else None."""
+        raise NotImplementedError
+
+    def progress(self, job: dict) -> str:
+        raise NotImplementedError
+
+    def pods(self, name: str, namespace: str) -> list:
+        raise NotImplementedError
+
+    def chief(self, pods: list, name: str):
+        """Worker 0's pod (the one that succeeded, when there are several), or None."""
+        raise NotImplementedError
+
+    def remove(self, name: str, namespace: str) -> None:
+        """Ask the API server to delete the job with its pods (and what goes with it); a missing one is fine."""
+        raise NotImplementedError
+
+    # ---- the run ------------------------------------------------------------------------------------------
+    def run(self, manifests: list[dict]) -> dict:
+        job = manifests[-1]
+        name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
+        self.check_served()
+        found = self.read(name, namespace)
+        ended = found and self.outcome(found)
+        if ended and ended[0] == "Failed":
+            self.log.info("%s %s/%s of an earlier try failed: deleting it to start again", self.kind, namespace, name)
+            self.delete(name, namespace)
+            found = None
+        if found is None:
+            self.create(manifests)
+            self.log.info("created %s %s/%s of %s workers", self.kind, namespace, name, self.workers(job))
+        else:
+            self.log.info(
+                "re-attached to %s %s/%s, which an earlier try of this run started", self.kind, namespace, name
+            )
+        self.running = (name, namespace)
+        try:
+            outcome = self._wait(name, namespace)
+            return self._result(name, namespace, outcome)
+        finally:
+            self.running = None
+            self.delete(name, namespace)
+
+    @staticmethod
+    def workers(job: dict) -> int:
+        spec = job["spec"]
+        return spec["completions"] if "completions" in spec else spec["tfReplicaSpecs"]["Worker"]["replicas"]
+
+    def _wait(self, name: str, namespace: str) -> tuple[str, str]:
+        started, pending = time.monotonic(), {}
+        while True:
+            job = self.read(name, namespace)
+            if job is None:
+                raise AirflowException(f"{self.kind} {namespace}/{name} was deleted while it ran")
+            self._check_workers(self.pods(name, namespace), pending)
+            outcome = self.outcome(job)
+            elapsed = time.monotonic() - started
+            self.log.info(
+                "%s %s: %s; %s; %.0f s",
+                self.kind,
+                name,
+                outcome[0] if outcome else "running",
+                self.progress(job),
+                elapsed,
+            )
+            if outcome:
+                return outcome
+            if elapsed > self.timeout_seconds:
+                raise AirflowException(f"{self.kind} {namespace}/{name} did not finish in {self.timeout_seconds:.0f} s")
+            time.sleep(self.poll_interval)
+
+    def _check_workers(self, pods: list, pending: dict[str, float]) -> None:
+        """Bad input fails at once (no retry); a worker Pending past the startup timeout fails (retried)."""
+        for pod in pods:
+            state = container_state(pod, TRAINING_CONTAINER)
+            if state is not None and state.exit_code in NOT_RETRYABLE:
+                raise pod_failure("train", state.exit_code, state.message)
+            if pod.status.phase != "Pending":
+                pending.pop(pod.metadata.name, None)
+                continue
+            waited = time.monotonic() - pending.setdefault(pod.metadata.name, time.monotonic())
+            if waited > self.startup_timeout_seconds:
+                scheduled = next((c for c in pod.status.conditions or [] if c.type == "PodScheduled"), None)
+                why = (
+                    f"{scheduled.reason}: {scheduled.message}"
+                    if scheduled is not None and scheduled.status == "False" and scheduled.reason
+                    else "its container did not start"
+                )
+                raise AirflowException(
+                    f"training worker {pod.metadata.namespace}/{pod.metadata.name} did not start in "
+                    f"{self.startup_timeout_seconds:.0f} s ({why})"
+                )
+
+    def _result(self, name: str, namespace: str, outcome: tuple[str, str]) -> dict:
+        pods = self.pods(name, namespace)
+        chief = self.chief(pods, name)
+        if chief is not None:
+            core = self.hook.core_v1_client
+            log = core.read_namespaced_pod_log(chief.metadata.name, namespace, container=TRAINING_CONTAINER)
+            for line in (log.decode(errors="replace") if isinstance(log, bytes) else log).splitlines():
+                self.log.info("[worker-0] %s", line)
+        state = container_state(chief, TRAINING_CONTAINER) if chief is not None else None
+        if outcome[0] == "Succeeded" and state is not None and state.exit_code == 0:
+            return step_result("train", state.message)
+        failed = [found for pod in pods if (found := container_state(pod, TRAINING_CONTAINER)) and found.exit_code]
+        if failed:
+            worst = next((found for found in failed if found.exit_code in NOT_RETRYABLE), failed[0])
+            raise pod_failure("train", worst.exit_code, worst.message)
+        raise AirflowException(f"{self.kind} {namespace}/{name} failed: {outcome[1]}")
+
+    def delete(self, name: str, namespace: str) -> None:
+        """Delete the job and wait until it is gone (foreground: its pods go first)."""
+        self.remove(name, namespace)
+        deadline = time.monotonic() + DELETE_TIMEOUT_SECONDS
+        while self.read(name, namespace) is not None:
+            if time.monotonic() > deadline:
+                self.log.warning(
+                    "%s %s/%s is still being deleted after %d s; going on",
+                    self.kind,
+                    namespace,
+                    name,
+                    DELETE_TIMEOUT_SECONDS,
+                )
+                return
+            time.sleep(min(self.poll_interval, 2))
+
+
+def _missing_is_fine(delete: Callable[[], object]) -> None:
+    try:
+        delete()
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+class IndexedTrainingJob(TrainingJob):
+    """A ``batch/v1`` Indexed Job and the headless Service that names its pods (stock Kubernetes)."""
+
+    kind = "Job"
+
+    def read(self, name: str, namespace: str) -> dict | None:
+        try:
+            job = self.hook.batch_v1_client.read_namespaced_job(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return self.hook.api_client.sanitize_for_serialization(job)
+
+    def create(self, manifests: list[dict]) -> None:
+        service, job = manifests
+        try:
+            self.hook.core_v1_client.create_namespaced_service(service["metadata"]["namespace"], service)
+        except ApiException as error:
+            if error.status != 409:  # an earlier try's, left behind: the same selector and port
+                raise
+        self.hook.batch_v1_client.create_namespaced_job(job["metadata"]["namespace"], job)
+
+    def outcome(self, job: dict) -> tuple[str, str] | None:
+        ended = {"Complete": "Succeeded", "Failed": "Failed"}
+        for condition in (job.get("status") or {}).get("conditions") or []:
+            if condition.get("type") in ended and condition.get("status") == "True":
+                why = f"{condition.get('reason')}: {condition.get('message')}"
+                return ended[condition["type"]], why
+        return None
+
+    def progress(self, job: dict) -> str:
+        status = job.get("status") or {}
+        counts = (f"{key} {status.get(key, 0)}" for key in ("active", "succeeded", "failed"))
+        return "workers " + ", ".join(counts)
+
+    def pods(self, name: str, namespace: str) -> list:
+        selector = f"{JOB_NAME_LABEL}={name}"
+        return self.hook.core_v1_client.list_namespaced_pod(namespace, label_selector=selector).items
+
+    def chief(self, pods: list, name: str):
+        chiefs = [pod for pod in pods if (pod.metadata.annotations or {}).get(COMPLETION_INDEX) == "0"]
+        chiefs.sort(key=lambda pod: (pod.status.phase == "Succeeded", pod.metadata.creation_timestamp or 0))
+        return chiefs[-1] if chiefs else None
+
+    def remove(self, name: str, namespace: str) -> None:
+        # Foreground: the API's default for a Job orphans its pods, which would go on training.
+        batch, core = self.hook.batch_v1_client, self.hook.core_v1_client
+        _missing_is_fine(lambda: batch.delete_namespaced_job(name, namespace, propagation_policy="Foreground"))
+        _missing_is_fine(lambda: core.delete_namespaced_service(name, namespace))
+
+
+class TFJob(TrainingJob):
+    """A Kubeflow ``TFJob`` (Training Operator v1.9), when the cluster serves it."""
+
+    kind = "TFJob"
     GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "tfjobs"
 
-    def __init__(self, hook: KubernetesHook, log, *, poll_interval: float, timeout_seconds: float):
-        self.hook, self.log, self.poll_interval, self.timeout_seconds = hook, log, poll_interval, timeout_seconds
+    def check_served(self) -> None:
+        """API discovery: ``kubeflow.org/v1`` must list ``tfjobs`` (Kubeflow Trainer v2 serves TrainJob only)."""
+        try:
+            resources = self.hook.custom_object_client.get_api_resources(self.GROUP, self.VERSION).resources
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            resources = []
+        if not any(resource.name == self.PLURAL for resource in resources):
+            raise AirflowFailException(
+                f"{TRAINING_BACKEND} {TFJOB!r} needs the Kubeflow Training Operator v1.9 ({self.GROUP}/{self.VERSION} "
+                f"{self.PLURAL}), which this cluster does not serve: install it (docs/eks.md, Cluster prerequisites) "
+                f"or set {TRAINING_BACKEND} to {INDEXED_JOB!r}, which needs no operator"
+            )
 
-    def _object(self, name: str, namespace: str) -> dict | None:
+    def read(self, name: str, namespace: str) -> dict | None:
         try:
             return self.hook.get_custom_object(
                 group=self.GROUP, version=self.VERSION, plural=self.PLURAL, name=name, namespace=namespace
@@ -131,115 +382,80 @@ class TFJob:
                 return None
             raise
 
-    @staticmethod
-    def outcome(job: dict) -> str | None:
-        """``Succeeded`` or ``Failed`` once the training operator says so, else None."""
+    def create(self, manifests: list[dict]) -> None:
+        [job] = manifests
+        self.hook.create_custom_object(
+            group=self.GROUP, version=self.VERSION, plural=self.PLURAL, body=job, namespace=job["metadata"]["namespace"]
+        )
+
+    def outcome(self, job: dict) -> tuple[str, str] | None:
         for condition in (job.get("status") or {}).get("conditions") or []:
             if condition.get("type") in ("Succeeded", "Failed") and condition.get("status") == "True":
-                return condition["type"]
+                return condition["type"], f"{condition.get('reason')}: {condition.get('message')}"
         return None
 
-    def _delete(self, name: str, namespace: str) -> None:
-        try:
-            self.hook.custom_object_client.delete_namespaced_custom_object(
+    def progress(self, job: dict) -> str:
+        replicas = ((job.get("status") or {}).get("replicaStatuses") or {}).get("Worker", {})
+        counts = (f"{key} {replicas.get(key, 0)}" for key in ("active", "succeeded", "failed"))
+        return "workers " + ", ".join(counts)
+
+    def pods(self, name: str, namespace: str) -> list:
+        selector = f"training.kubeflow.org/job-name={name}"
+        return self.hook.core_v1_client.list_namespaced_pod(namespace, label_selector=selector).items
+
+    def chief(self, pods: list, name: str):
+        return next((pod for pod in pods if pod.metadata.name == f"{name}-worker-0"), None)
+
+    def remove(self, name: str, namespace: str) -> None:
+        custom = self.hook.custom_object_client
+        _missing_is_fine(
+            lambda: custom.delete_namespaced_custom_object(
                 self.GROUP, self.VERSION, namespace, self.PLURAL, name, propagation_policy="Foreground"
             )
-        except ApiException as error:
-            if error.status != 404:
-                raise
-        deadline = time.monotonic() + DELETE_TIMEOUT_SECONDS
-        while self._object(name, namespace) is not None:
-            if time.monotonic() > deadline:
-                self.log.warning(
-                    "TFJob %s/%s is still being deleted after %d s; going on", namespace, name, DELETE_TIMEOUT_SECONDS
-                )
-                return
-            time.sleep(min(self.poll_interval, 2))
-
-    def run(self, job: dict) -> dict:
-        name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
-        found = self._object(name, namespace)
-        if found is not None and self.outcome(found) == "Failed":
-            self.log.info("TFJob %s/%s of an earlier try failed: deleting it to start again", namespace, name)
-            self._delete(name, namespace)
-            found = None
-        if found is None:
-            self.hook.create_custom_object(
-                group=self.GROUP, version=self.VERSION, plural=self.PLURAL, body=job, namespace=namespace
-            )
-            self.log.info(
-                "created TFJob %s/%s with %d workers",
-                namespace,
-                name,
-                job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"],
-            )
-        else:
-            self.log.info("re-attached to TFJob %s/%s, which an earlier try of this run started", namespace, name)
-        try:
-            outcome = self._wait(name, namespace)
-            core = self.hook.core_v1_client
-            chief = core.read_namespaced_pod(f"{name}-worker-0", namespace)
-            for line in core.read_namespaced_pod_log(
-                chief.metadata.name, namespace, container="tensorflow"
-            ).splitlines():
-                self.log.info("[worker-0] %s", line)
-            state = container_state(chief, "tensorflow")
-            if outcome == "Failed" or state is None or state.exit_code != 0:
-                raise pod_failure("train", state.exit_code if state else -1, state.message if state else None)
-            return step_result("train", state.message)
-        finally:
-            self._delete(name, namespace)
-
-    def _wait(self, name: str, namespace: str) -> str:
-        started = time.monotonic()
-        while True:
-            job = self._object(name, namespace)
-            if job is None:
-                raise AirflowException(f"TFJob {namespace}/{name} disappeared while it ran")
-            outcome = self.outcome(job)
-            replicas = ((job.get("status") or {}).get("replicaStatuses") or {}).get("Worker", {})
-            elapsed = time.monotonic() - started
-            self.log.info(
-                "TFJob %s: %s; workers active %s, succeeded %s, failed %s; %.0f s",
-                name,
-                outcome or "running",
-                replicas.get("active", 0),
-                replicas.get("succeeded", 0),
-                replicas.get("failed", 0),
-                elapsed,
-            )
-            if outcome:
-                return outcome
-            if elapsed > self.timeout_seconds:
-                raise AirflowException(f"TFJob {namespace}/{name} did not finish in {self.timeout_seconds:.0f} s")
-            time.sleep(self.poll_interval)
+        )
 
 
 class TrainOperator(StepPodOperator):
-    """The train step: one pod for one worker, a TFJob (``build_tfjob``) when ``workers(context)`` is more."""
+    """The train step: one pod for one worker; with more, the objects ``build_job(context)`` gives (a headless
+    Service and an Indexed Job, or a TFJob), run by ``TrainingJob``. Killing the task deletes the whole job."""
+
+    RUNNERS = {"Job": IndexedTrainingJob, "TFJob": TFJob}  # the job's kind -> what runs it
 
     def __init__(
         self,
         *,
-        build_tfjob: PodBuilder,
+        build_job: Callable[[dict], list[dict]],
         workers: Callable[[dict], int],
-        tfjob_poll_interval: float = 30,
-        tfjob_timeout_seconds: float = 24 * 3600,
+        job_poll_interval: float = 30,
+        job_timeout_seconds: float = 24 * 3600,
         **kwargs,
     ):
         super().__init__(step="train", **kwargs)
-        self.build_tfjob, self.workers = build_tfjob, workers
-        self.tfjob_poll_interval, self.tfjob_timeout_seconds = tfjob_poll_interval, tfjob_timeout_seconds
+        self.build_job, self.workers = build_job, workers
+        self.job_poll_interval, self.job_timeout_seconds = job_poll_interval, job_timeout_seconds
+        self.training: TrainingJob | None = None
 
     def execute(self, context):
         if self.workers(context) == 1:
             return super().execute(context)
-        with self.cluster_config() as config_file:
-            tfjob = TFJob(
-                KubernetesHook(conn_id=self.kubernetes_conn_id, config_file=config_file),
+        manifests = self.build_job(context)
+        with self.cluster_config() as access:
+            self.training = self.RUNNERS[manifests[-1]["kind"]](
+                access.hook(self.kubernetes_conn_id),
                 self.log,
-                poll_interval=self.tfjob_poll_interval,
-                timeout_seconds=self.tfjob_timeout_seconds,
+                poll_interval=self.job_poll_interval,
+                timeout_seconds=self.job_timeout_seconds,
+                startup_timeout_seconds=self.startup_timeout_seconds,
             )
-            result = tfjob.run(self.build_tfjob(context))
+            result = self.training.run(manifests)
         context["ti"].xcom_push(key="return_value", value=self.summarize(context, result))
+
+    def on_kill(self) -> None:
+        running = self.training and self.training.running
+        if not running:
+            super().on_kill()
+            return
+        self.log.info(
+            "the task was killed: deleting %s %s/%s with its pods", self.training.kind, running[1], running[0]
+        )
+        self.training.remove(*running)

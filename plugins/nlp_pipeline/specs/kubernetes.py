@@ -7,25 +7,54 @@ Python client's snake_case), from plain values, so each can be validated against
 - ``intel_placement``: node affinity on Node Feature Discovery labels (AVX-512 VNNI, AMX, ...) and the
   tolerations of a dedicated Intel node group;
 - the inference server: ``inference_deployment`` (readiness and liveness on ``/ping``, a rolling update that
-  never takes a serving pod away first, a drain period longer than the server's own),
-  ``inference_service``, ``pod_disruption_budget`` and an optional ``horizontal_pod_autoscaler``.
+  never takes a serving pod away first, a ``preStop`` pause while endpoints drop the pod, then the server's own
+  drain within the termination grace; its own read-only service account and a read-only model mount),
+  ``inference_service``, ``pod_disruption_budget`` and an optional ``horizontal_pod_autoscaler``;
+- ``smoke_pod``: a short pod of the task image that calls the Service from inside the cluster.
+- multi-worker training (``Training``): an ``indexed_job`` under a ``headless_service`` (stock Kubernetes), or
+  a Kubeflow ``tf_job`` (Training Operator v1).
+
+Every pod passes Pod Security "restricted" (``POD_SECURITY``, ``CONTAINER_SECURITY``): non-root, the runtime's
+default seccomp profile, no privilege escalation, all capabilities dropped; its only volume is a claim.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from nlp_pipeline import commands
+from tasks.config import ServeArguments
+from tasks.errors import NOT_RETRYABLE
+from tasks.runtime.indexed_job import ADDRESSES_ENV, WORKER_PORT
 
 APP_LABEL = "app.kubernetes.io/name"
 PART_LABEL = "app.kubernetes.io/part-of"
 SERVER_PORT = 8080
-# The server drains in-flight requests for 25 s after SIGTERM (tasks/config.py); Kubernetes waits longer.
-TERMINATION_GRACE_SECONDS = 40
+# A terminating server pod keeps serving this long before it gets SIGTERM: the time for the endpoints
+# controller, every node's kube-proxy and a load balancer to stop sending it new requests.
+PRE_STOP_SECONDS = 10
+# Then the server drains in-flight requests after SIGTERM (``serve --graceful-timeout``); Kubernetes waits
+# for both, and a margin, before it kills the container.
+TERMINATION_GRACE_SECONDS = PRE_STOP_SECONDS + int(ServeArguments.graceful_timeout) + 5
+RUN_AS_USER = 1000  # the task image's user (docker/task/Dockerfile)
+# Pod Security "restricted" (kubernetes.io/docs/concepts/security/pod-security-standards), pod and container;
+# the container's alone passes, so a pod template built elsewhere around ``step_container`` passes too.
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": RUN_AS_USER, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS_USER,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+SMOKE_RESOURCES_CPU, SMOKE_RESOURCES_MEMORY = "1", "512Mi"  # an HTTP client: small
+SMOKE_DEADLINE_SECONDS = 300  # the smoke pod is stopped after this, whatever it waits for
 # A step writes its result here (tasks/runtime/step_result.py); the API server shows it as the termination message.
 # A failed step writes nothing, so Kubernetes shows the log's last lines instead (FallbackToLogsOnError).
 TERMINATION_LOG = "/dev/termination-log"
 STEP_CONTAINER = "base"  # the KubernetesPodOperator's name for the container it follows
+TRAINING_CONTAINER = "tensorflow"  # a TFJob's operator sets TF_CONFIG only in the container of this name
 
 
 @dataclass(frozen=True)
@@ -233,41 +262,116 @@ def horizontal_pod_autoscaler(name: str, namespace: str, *, minimum: int, maximu
     }
 
 
-def tf_job(
-    name: str,
-    namespace: str,
-    image: str,
-    arguments: list[str],
-    *,
-    workers: int,
-    resources: Resources,
-    placement: Placement,
-    service_account: str,
-    volume_claim: str | None = None,
-    mount_path: str = "/artefacts",
-) -> dict:
-    """A Kubeflow ``TFJob`` of ``workers`` replicas of the train step. The training operator gives each its
-    ``TF_CONFIG`` (in the container it must call ``tensorflow``); the step trains multi-worker from it, and
-    the chief (worker 0) writes the model. Finished pods are kept for their logs until the DAG deletes the job."""
-    template = {
-        "metadata": {"labels": labels(name)},
-        "spec": {
-            "serviceAccountName": service_account,
-            "containers": [
-                step_container(
-                    "tensorflow", image, arguments, resources, volume_claim=volume_claim, mount_path=mount_path
-                )
-            ],
-            "volumes": artefact_volumes(volume_claim),
+@dataclass(frozen=True)
+class Training:
+    """A multi-worker training's pods: ``workers`` copies of the train step, each ``resources`` big."""
+
+    name: str
+    namespace: str
+    image: str
+    arguments: list[str]
+    workers: int
+    resources: Resources
+    placement: Placement
+    service_account: str
+    volume_claim: str | None = None
+    mount_path: str = "/artefacts"
+
+    def template(self, *, env: dict[str, str] | None = None, **spec) -> dict:
+        """The workers' pod template (labelled with the job's name, which its Service selects)."""
+        container = step_container(
+            TRAINING_CONTAINER,
+            self.image,
+            self.arguments,
+            self.resources,
+            env=env,
+            volume_claim=self.volume_claim,
+            mount_path=self.mount_path,
+        )
+        return {
+            "metadata": {"labels": labels(self.name)},
+            "spec": spec
+            | {
+                "serviceAccountName": self.service_account,
+                "securityContext": copy.deepcopy(POD_SECURITY),
+                "containers": [container],
+                "volumes": artefact_volumes(self.volume_claim),
+            }
+            | intel_placement(self.placement),
         }
-        | intel_placement(placement),
+
+
+def headless_service(training: Training) -> dict:
+    """The DNS names of an Indexed Job's pods: with the pod template's ``subdomain`` naming this Service, pod
+    ``i`` is ``NAME-i.NAME``. Headless (``clusterIP: None``), selecting the job's pods, and publishing them
+    before they are ready: the workers dial each other while they start."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": training.name, "namespace": training.namespace, "labels": labels(training.name)},
+        "spec": {
+            "clusterIP": "None",
+            "selector": labels(training.name),
+            "publishNotReadyAddresses": True,
+            "ports": [{"name": "tf", "port": WORKER_PORT, "targetPort": WORKER_PORT}],
+        },
     }
+
+
+def indexed_job(training: Training) -> dict:
+    """A ``batch/v1`` Indexed Job of the workers (no operator to install). Pod ``i`` gets
+    ``JOB_COMPLETION_INDEX=i`` and the hostname ``NAME-i`` from the Job controller; the step builds its
+    ``TF_CONFIG`` from them and the workers' addresses (tasks/runtime/indexed_job.py); worker 0 is the chief.
+    A multi-worker training restarts as a whole, so a failed worker fails the Job (``backoffLimit: 0``) and the
+    task's retry starts it again; exit 2 (bad flag) or 3 (bad data) fails it through the pod failure policy
+    (reason ``PodFailurePolicy``), and the task does not retry. A pod taken away by a disruption (node drain,
+    preemption) is not counted. Finished pods are kept for their logs until the DAG deletes the job."""
+    name = training.name
+    addresses = ",".join(f"{name}-{index}.{name}:{WORKER_PORT}" for index in range(training.workers))
+    container_ports = [{"name": "tf", "containerPort": WORKER_PORT}]
+    template = training.template(env={ADDRESSES_ENV: addresses}, subdomain=name, restartPolicy="Never")
+    template["spec"]["containers"][0]["ports"] = container_ports
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": training.namespace, "labels": labels(name)},
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": training.workers,
+            "parallelism": training.workers,
+            "backoffLimit": 0,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": TRAINING_CONTAINER,
+                            "operator": "In",
+                            "values": sorted(NOT_RETRYABLE),
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                ]
+            },
+            "template": template,
+        },
+    }
+
+
+def tf_job(training: Training) -> dict:
+    """A Kubeflow ``TFJob`` (Training Operator v1) of the workers. The operator gives each its ``TF_CONFIG`` (in
+    the container it must call ``tensorflow``); the step trains multi-worker from it, and the chief (worker 0)
+    writes the model. A crashed worker restarts in place (``OnFailure``), at most ``backoffLimit`` times in all;
+    the DAG fails the task at once when one exited 2 or 3 (bad input), read from its last state. Finished pods
+    are kept for their logs until the DAG deletes the job."""
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "TFJob",
-        "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
+        "metadata": {"name": training.name, "namespace": training.namespace, "labels": labels(training.name)},
         "spec": {
             "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 2},
-            "tfReplicaSpecs": {"Worker": {"replicas": workers, "restartPolicy": "OnFailure", "template": template}},
+            "tfReplicaSpecs": {
+                "Worker": {"replicas": training.workers, "restartPolicy": "OnFailure", "template": training.template()}
+            },
         },
     }
