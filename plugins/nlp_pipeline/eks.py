@@ -106,21 +106,17 @@ def cluster() -> ClusterSettings:
 
 
 @contextmanager
-def cluster_config() -> Iterator[str | None]:
-    """A kubeconfig when the amazon provider gives access (Variable ``nlp_eks_cluster_name``): written by
-    ``EksHook`` from the AWS connection (``nlp_aws_conn_id``), tokens from STS without the aws CLI, removed
-    afterwards. None when the Kubernetes connection alone gives access (in-cluster, or its kubeconfig)."""
+def cluster_config() -> Iterator[ClusterAccess]:
+    """The task's access to the cluster. With the Variable ``nlp_eks_cluster_name``, the amazon provider's: a
+    kubeconfig and credentials file written by ``EksHook`` from the AWS connection (``nlp_aws_conn_id``), tokens
+    from STS without the aws CLI, the credentials renewed from the connection when the API says 401, both files
+    removed afterwards. Otherwise the Kubernetes connection alone (in-cluster, or its kubeconfig)."""
     settings = cluster()
     if not settings.eks_cluster:
-        yield None
+        yield ClusterAccess()
         return
-    from airflow.providers.amazon.aws.hooks.eks import EksHook
-
-    hook = EksHook(aws_conn_id=settings.aws_conn_id)
-    with hook.generate_config_file_with_credentials(
-        eks_cluster_name=settings.eks_cluster, pod_namespace=settings.namespace
-    ) as (config_file, _):
-        yield config_file
+    with eks_access(settings.eks_cluster, settings.namespace, settings.aws_conn_id) as access:
+        yield access
 
 
 def step_output(context, step: str) -> str:
@@ -302,10 +298,10 @@ def candidate_model(ti) -> str:
 
 @contextmanager
 def _api_client():
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-
-    with cluster_config() as config_file:
-        yield KubernetesHook(conn_id=cluster().conn_id, config_file=config_file).api_client
+    """The Kubernetes API client of the task's access: every call through it (applies, rollout waits) outlives
+    the EKS token."""
+    with cluster_config() as access:
+        yield access.hook(cluster().conn_id).api_client
 
 
 def production_model(context=None) -> dict | None:

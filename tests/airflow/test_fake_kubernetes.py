@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import datetime
+import json
+import re
 from types import SimpleNamespace
 
 from kubernetes import client, config
 
-from tests.fakes.kubernetes import FakeKubernetes
+from tests.fakes.kubernetes import UNAUTHORIZED, FakeKubernetes
 
 
 def api_client(fake_kubernetes, tmp_path) -> client.ApiClient:

@@ -3,7 +3,9 @@
 kmock's ``KubernetesEmulator`` stores objects and serves create, read, list, watch, patch and delete over
 HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds what a cluster does:
 
-- the API server: label selectors on lists; server-side apply (``application/apply-patch+yaml``) creating a
+- the API server: EKS tokens authenticated as EKS does, a token signed with credentials the test expired
+  (``authentication.expire()``) or older than 15 minutes answered 401 ``Unauthorized`` (``EksAuthentication``);
+  label selectors on lists; server-side apply (``application/apply-patch+yaml``) creating a
   missing object and replacing the fields the manager applied; ``metadata.generation`` bumped when a
   Deployment's spec changes; ``pods/log`` (``follow``, ``timestamps``, ``sinceSeconds``, ``tailLines``);
   the Service proxy, answered by the Deployment's server;
@@ -44,6 +46,7 @@ the Service answer what no model would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import datetime

@@ -74,35 +74,56 @@ class StepPodOperator(KubernetesPodOperator):
         step: str,
         build_pod: PodBuilder,
         summarize: Summarizer,
-        cluster_config: ClusterConfig = nullcontext,
+        cluster_config: ClusterConfig = lambda: nullcontext(ClusterAccess()),  # the Kubernetes connection alone
         result_without_pod: Callable[[dict], dict | None] = lambda context: None,
         **kwargs,
     ):
-        """``result_without_pod``: the task's result when this run needs no pod (quantisation off), else None."""
+        """``result_without_pod``: the task's result when this run needs no pod (quantisation off), else None.
+
+        The pod is watched by the task itself, never by the triggerer: ``deferrable`` is False whatever
+        ``[operators] default_deferrable`` says. The task's access to the cluster (``cluster_config``: with EKS, the
+        provider's kubeconfig and the credentials file its exec plugin sources) is removed when ``execute`` returns,
+        and only the task renews those credentials when the API says 401 (hooks/eks_access.py); a trigger would
+        start from a kubeconfig whose credentials file is gone.
+        """
+        if kwargs.pop("deferrable", False):
+            raise ValueError(
+                f"{kwargs.get('task_id')}: deferrable=True is not supported, the pod is watched by the task (the "
+                "cluster access it renews on a 401 ends with execute); leave deferrable unset"
+            )
         kwargs.setdefault("name", f"nlp-{step}")
         super().__init__(
             termination_message_policy="FallbackToLogsOnError",
             get_logs=True,
             on_finish_action="delete_pod",
             do_xcom_push=False,  # no sidecar: the result is the termination message
+            deferrable=False,
             **kwargs,
         )
         self.step, self.build_pod, self.summarize, self.cluster_config = step, build_pod, summarize, cluster_config
         self.result_without_pod = result_without_pod
+        self.access = ClusterAccess()  # execute's, while it runs
 
     def execute(self, context):
         if (result := self.result_without_pod(context)) is not None:
             self.log.info("this run needs no %s pod: %s", self.step, result)
             context["ti"].xcom_push(key="return_value", value=result)
             return result
-        with self.cluster_config() as config_file:
-            self.config_file = config_file or self.config_file
+        with self.cluster_config() as self.access:
+            self.config_file = self.access.config_file or self.config_file
             return super().execute(context)
 
-    def trigger_reentry(self, context, event):
-        with self.cluster_config() as config_file:
-            self.config_file = config_file or self.config_file
-            return super().trigger_reentry(context, event)
+    @cached_property
+    def hook(self) -> KubernetesHook:
+        """The provider's hook through the task's access: with EKS its client renews the credentials on a 401, so
+        watching the pod, streaming its log and deleting it outlive the token (the provider's own 401 handling
+        reloads the same frozen credentials)."""
+        return self.access.hook(
+            self.kubernetes_conn_id,
+            config_file=self.config_file,
+            in_cluster=self.in_cluster,
+            cluster_context=self.cluster_context,
+        )
 
     def build_pod_request_obj(self, context=None, *, dry_run: bool = False):
         if context is not None:
