@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
-PREVIOUS_MODEL = "nlp.pipeline/previous-model-uri"  # on the Deployment: what a rollback goes back to
-PREVIOUS_DIGEST = "nlp.pipeline/previous-model-digest"  # ... and the digest its server verified it by
+# On the Deployment, what a rollback goes back to: the pod template (image, settings, model and its digest)
+# and the lineage annotations it had before this run's rollout changed anything (JSON).
+PREVIOUS_REVISION = "nlp.pipeline/previous-revision"
 # On the Deployment, what its model was trained from (the training cache reads them); a rollback drops them.
 DATA_FINGERPRINT = "nlp.pipeline/data-fingerprint"
 TRAINING_CONFIG = "nlp.pipeline/training-config"
@@ -67,6 +68,7 @@ class ClusterSettings:
     namespace: str
     image: str
     service_account: str
+    serving_account: str  # the inference server's and smoke test's: reads models, writes nothing
     volume_claim: str | None  # None: the artefacts live on S3 (``s3_root``), no volume is mounted
     volume_path: str
     s3_root: str | None
@@ -96,6 +98,7 @@ def cluster() -> ClusterSettings:
         namespace=Variable.get("nlp_k8s_namespace", default="nlp"),
         image=image,
         service_account=Variable.get("nlp_k8s_service_account", default="nlp-pipeline"),
+        serving_account=Variable.get("nlp_k8s_serving_service_account", default="nlp-serving"),
         volume_claim=None if s3_root else Variable.get("nlp_k8s_volume_claim", default="nlp-artefacts"),
         volume_path=Variable.get("nlp_k8s_volume_path", default="/artefacts").rstrip("/"),
         s3_root=s3_root,
@@ -175,12 +178,15 @@ def _pod(context, arguments: list, placement: manifests.Placement | None = None)
     )
 
 
-def _step(task_id: str, step: str, build_arguments, summarize, placement=_placement, **kwargs) -> StepPodOperator:
-    """The step's pod operator; ``placement`` (of the run's Params) says where its pod runs."""
+def _step(
+    task_id: str, step: str, build_arguments, summarize, placement=_placement, build_pod=None, **kwargs
+) -> StepPodOperator:
+    """The step's pod operator; ``placement`` (of the run's Params) says where its pod runs, unless
+    ``build_pod`` builds a pod of its own."""
     return StepPodOperator(
         task_id=task_id,
         step=step,
-        build_pod=lambda context: _pod(context, build_arguments(context), placement(context["params"])),
+        build_pod=build_pod or (lambda context: _pod(context, build_arguments(context), placement(context["params"]))),
         summarize=summarize,
         cluster_config=cluster_config,
         kubernetes_conn_id=K8S_CONN_ID,
@@ -259,7 +265,7 @@ def train(staged):
         startup_timeout_seconds=900,
         startup_check_interval_seconds=STARTUP_CHECK,
         poll_interval=CHECK_INTERVAL,
-        tfjob_poll_interval=CHECK_INTERVAL,
+        job_poll_interval=CHECK_INTERVAL,
     )
     staged >> operator
     return operator.output
@@ -386,14 +392,13 @@ def mark_production(entry, smoke):
 def _server_objects(
     context,
     model: str,
-    previous: str | None,
     lineage: dict[str, str],
     *,
     model_digest: str | None = None,
-    previous_digest: str | None = None,
+    previous: dict | None = None,
 ) -> list[dict]:
-    """Service, Deployment serving ``model`` (verified by ``model_digest``; noting ``previous``, its digest and
-    the model's ``lineage``), PDB, and the HPA when autoscaling is on."""
+    """Service, Deployment serving ``model`` (verified by ``model_digest``; noting the model's ``lineage`` and
+    the ``previous`` revision), PDB, and the HPA when autoscaling is on."""
     params, settings = context["params"], cluster()
     name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
     cpu, memory = params["server_cpu"], params["server_memory"]
@@ -405,20 +410,19 @@ def _server_objects(
         replicas=replicas,
         resources=manifests.Resources(cpu, cpu, memory, memory),
         placement=_server_placement(params),
-        service_account=settings.service_account,
+        service_account=settings.serving_account,
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
         model_digest=model_digest,
     )
-    noted = {PREVIOUS_MODEL: previous, PREVIOUS_DIGEST: previous_digest} if previous else {}
-    deployment["metadata"]["annotations"] = lineage | {key: value for key, value in noted.items() if value}
+    noted = {PREVIOUS_REVISION: json.dumps(previous, sort_keys=True)} if previous else {}
+    deployment["metadata"]["annotations"] = lineage | noted
     objects = [
         manifests.inference_service(name, namespace),
         deployment,
-        manifests.pod_disruption_budget(name, namespace, replicas),
+        manifests.pod_disruption_budget(name, namespace),
     ]
     if params["autoscale_max_replicas"]:
-        del deployment["spec"]["replicas"]  # the autoscaler owns the replica count
         objects.append(
             manifests.horizontal_pod_autoscaler(
                 name,
@@ -431,22 +435,33 @@ def _server_objects(
     return objects
 
 
-def _noted_previous(deployment: dict) -> tuple[str | None, str | None]:
-    """The model the Deployment served before this run's rollout and its digest, as deploy noted them."""
-    annotations = deployment["metadata"].get("annotations") or {}
-    return annotations.get(PREVIOUS_MODEL), annotations.get(PREVIOUS_DIGEST)
+def _restore_objects(context, revision: dict) -> list[dict]:
+    """The server objects that put ``revision`` back: its pod template (image, settings, model) and lineage."""
+    objects = _server_objects(context, _revision_model(revision), revision["lineage"])
+    deployment = next(manifest for manifest in objects if manifest["kind"] == "Deployment")
+    deployment["spec"]["template"] = revision["template"]
+    return objects
 
 
-def _served_digest(deployment: dict | None) -> str | None:
-    """The digest the Deployment's server verifies its model by (its ``--model-digest``), or None."""
+def _revision_of(deployment: dict | None) -> dict | None:
+    """What the Deployment runs now, as a rollback would restore it: its pod template and lineage."""
     if not deployment:
         return None
-    flag = commands.flag("model_digest")
-    for container in deployment["spec"]["template"]["spec"]["containers"]:
-        arguments = container.get("args") or []
-        if flag in arguments[:-1]:
-            return arguments[arguments.index(flag) + 1]
-    return None
+    annotations = deployment["metadata"].get("annotations") or {}
+    lineage = {key: annotations[key] for key in (DATA_FINGERPRINT, TRAINING_CONFIG) if key in annotations}
+    return {"template": deployment["spec"]["template"], "lineage": lineage}
+
+
+def _noted_revision(deployment: dict) -> dict | None:
+    """The revision the Deployment ran before this run's rollout, as deploy noted it."""
+    noted = (deployment["metadata"].get("annotations") or {}).get(PREVIOUS_REVISION)
+    return json.loads(noted) if noted else None
+
+
+def _revision_model(revision: dict | None) -> str | None:
+    from nlp_pipeline.hooks.kubernetes import served_model
+
+    return revision and served_model({"spec": {"template": revision["template"]}})
 
 
 def _lineage(context) -> dict[str, str]:
@@ -457,27 +472,20 @@ def _lineage(context) -> dict[str, str]:
     }
 
 
-def _roll_out(
-    context,
-    api_client,
-    model: str,
-    previous: str | None,
-    lineage: dict[str, str],
-    *,
-    model_digest: str | None = None,
-    previous_digest: str | None = None,
-) -> None:
-    """Apply the server objects; a model whose lineage is unknown (a rollback's) gets none, so no cache hit."""
+def _roll_out(context, api_client, objects: list[dict]) -> None:
+    """Apply the server objects and wait for the rollout. With autoscaling the Deployment's replicas are
+    handed over to the HPA (hooks/kubernetes.py, ``apply_autoscaled``); without, the HPA goes first, so it
+    cannot scale the count just applied."""
     from nlp_pipeline.hooks import kubernetes as kube_api
 
-    settings = cluster()
-    objects = _server_objects(
-        context, model, previous, lineage, model_digest=model_digest, previous_digest=previous_digest
-    )
-    for manifest in objects:
-        kube_api.apply(api_client, manifest)
-    if not context["params"]["autoscale_max_replicas"]:
+    settings, autoscaled = cluster(), bool(context["params"]["autoscale_max_replicas"])
+    if not autoscaled:
         kube_api.delete(api_client, "HorizontalPodAutoscaler", settings.server, settings.namespace)
+    for manifest in objects:
+        if manifest["kind"] == "Deployment" and autoscaled:
+            kube_api.apply_autoscaled(api_client, manifest)
+        else:
+            kube_api.apply(api_client, manifest)
     kube_api.wait_for_rollout(
         api_client,
         settings.server,
@@ -497,67 +505,90 @@ def deploy(entry: dict, **context) -> dict:
 
 
 def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict:
+    from kubernetes.client.exceptions import ApiException
+
     from nlp_pipeline.hooks import kubernetes as kube_api
 
     live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
-    serving = kube_api.served_model(live)
     # A retry after this run's apply finds its own model serving: what it replaced is noted on the Deployment.
-    if serving == entry["model"]:
-        previous, previous_digest = _noted_previous(live)
+    if kube_api.served_model(live) == entry["model"]:
+        previous = _noted_revision(live)
     else:
-        previous, previous_digest = serving, _served_digest(live)
+        previous = _revision_of(live)
+    previous_model = _revision_model(previous)
     log.info(
-        "rolling %s/%s out with %s (%s before)",
+        "rolling %s/%s out with %s on %s (%s before)",
         settings.namespace,
         settings.server,
         entry["model"],
-        previous or "nothing",
+        settings.image,
+        previous_model or "nothing",
+    )
+    # The entry's digest: the server refuses a model whose bytes are not the ones registered.
+    objects = _server_objects(
+        context, entry["model"], _lineage(context), model_digest=entry.get("digest"), previous=previous
     )
     try:
-        # The entry's digest: the server refuses a model whose bytes are not the ones registered.
-        _roll_out(
-            context,
-            api_client,
-            entry["model"],
-            previous,
-            _lineage(context),
-            model_digest=entry.get("digest"),
-            previous_digest=previous_digest,
-        )
+        _roll_out(context, api_client, objects)
     except kube_api.RolloutFailed as error:
         if not previous:
-            raise AirflowFailException(f"{error}; there is no earlier model to go back to") from None
-        log.error("%s; applying the previous model's revision again (%s)", error, previous)
-        _roll_out(context, api_client, previous, None, {}, model_digest=previous_digest)
-        raise AirflowFailException(f"{error}; the previous revision ({previous}) is serving again") from None
+            raise AirflowFailException(f"{error}; there is no earlier revision to go back to") from None
+        log.error("%s; applying the previous revision again (%s)", error, previous_model)
+        try:
+            _roll_out(context, api_client, _restore_objects(context, previous))
+        except (kube_api.RolloutFailed, ApiException) as restore_error:
+            raise AirflowFailException(
+                f"{error}; restoring the previous revision ({previous_model}) failed too: {restore_error}"
+            ) from None
+        raise AirflowFailException(f"{error}; the previous revision ({previous_model}) is serving again") from None
     return {
         "deployment": settings.server,
         "namespace": settings.namespace,
         "model": entry["model"],
         "version": entry["version"],
-        "previous_model": previous,
+        "previous_model": previous_model,
     }
 
 
-@task
-def smoke_test(deployed: dict) -> dict:
-    """Send the smoke pairs through the Service; the answer must have the contract's shape and the new version."""
-    from nlp_pipeline.hooks.kubernetes import invoke_through_service
+def _smoke_pod(context) -> dict:
+    """The smoke test's pod: ``smoke-test`` against the deployed Service's cluster DNS name (port 80), under
+    the serving identity, on any node the steps' tolerations allow."""
+    deployed, params, settings = context["ti"].xcom_pull(task_ids="deploy"), context["params"], cluster()
+    url = f"http://{deployed['deployment']}.{deployed['namespace']}.svc.cluster.local"
+    arguments = commands.command("smoke-test", {}, url=url, expect_version=deployed["version"])
+    return manifests.smoke_pod(
+        settings.namespace,
+        settings.image,
+        [str(argument) for argument in arguments],
+        service_account=settings.serving_account,
+        placement=manifests.Placement(node_features=(), tolerations=tuple(params["tolerations"])),
+    )
 
-    with _api_client() as api_client:
-        raw = invoke_through_service(api_client, deployed["deployment"], deployed["namespace"], contract.SMOKE_REQUEST)
-    body, problems = contract.answer_problems(raw)
-    if body and body.get("model_version") != deployed["version"]:
-        problems.append(f"the Service answers with model {body.get('model_version')}, not {deployed['version']}")
-    if problems:
-        raise AirflowException(f"smoke test of Service {deployed['deployment']} failed: {'; '.join(problems)}")
-    log.info("Service %s answers: %s", deployed["deployment"], json.dumps(body["labels"]))
-    return {"deployment": deployed["deployment"], "model_version": body["model_version"]}
+
+def _smoke_result(context, result: dict) -> dict:
+    """The smoke test's answer, which must come from the deployed model (the step checks the contract)."""
+    deployed = context["ti"].xcom_pull(task_ids="deploy")
+    if result.get("model_version") != deployed["version"]:
+        raise AirflowException(
+            f"smoke test of Service {deployed['deployment']} failed: it answers with model"
+            f" {result.get('model_version')}, not {deployed['version']}"
+        )
+    log.info("Service %s answers: %s", deployed["deployment"], json.dumps(result.get("labels")))
+    return {"deployment": deployed["deployment"], "model_version": result["model_version"]}
+
+
+def smoke_test(deployed):
+    """Send the smoke pairs to the Service from a pod in the cluster; the answer must have the contract's shape
+    and the new version (``python -m tasks smoke-test``)."""
+    operator = _step("smoke_test", "smoke-test", None, _smoke_result, build_pod=_smoke_pod)
+    deployed >> operator
+    return operator.output
 
 
 @task(trigger_rule="one_failed")
 def rollback(**context) -> None:
-    """Put the server back on the model it ran before this run, when this run's model is the one serving."""
+    """Put the server back on the revision it ran before this run (image, settings, model), when this run's
+    model is the one serving."""
     from nlp_pipeline.hooks import kubernetes as kube_api
 
     settings, entry = cluster(), context["ti"].xcom_pull(task_ids="register")
@@ -568,8 +599,8 @@ def rollback(**context) -> None:
             raise AirflowSkipException(
                 f"{settings.server} serves {serving}, not this run's model: nothing to roll back"
             )
-        previous, previous_digest = _noted_previous(live)
+        previous = _noted_revision(live)
         if not previous:
-            raise AirflowSkipException("this run created the server: there is no earlier model to restore")
-        log.info("rolling %s back from %s to %s", settings.server, serving, previous)
-        _roll_out(context, api_client, previous, None, {}, model_digest=previous_digest)
+            raise AirflowSkipException("this run created the server: there is no earlier revision to restore")
+        log.info("rolling %s back from %s to %s", settings.server, serving, _revision_model(previous))
+        _roll_out(context, api_client, _restore_objects(context, previous))

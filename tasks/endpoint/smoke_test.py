@@ -3,7 +3,7 @@
 Sends the smoke pairs the server itself checks a model with, over HTTP, and checks the answer against the
 inference contract (``tasks.serving.contract``: shape, labels, probabilities), that a malformed request is
 refused with a 4xx (not a 5xx), and with ``--expect-version`` that the endpoint serves the model that was
-deployed.
+deployed. Its answer is printed and, in a pod, written as the step's result (``TASKS_RESULT_FILE``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 
 from tasks.config import SmokeTestArguments
 from tasks.errors import EndpointError
+from tasks.runtime import step_result
 from tasks.serving.contract import SMOKE_REQUEST, answer_problems
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,9 @@ def run(args: SmokeTestArguments) -> None:
     refused = malformed.status_code
     _check(400 <= refused < 500, f"a pair without sentence2 got {refused}, expected a 4xx: {malformed.text[:200]}")
     log.info("smoke test of %s passed: %s serves labels %s", url, served, body["labels"])
-    print(json.dumps({"url": url, "model_version": served, "labels": body["labels"]}))
+    result = {"url": url, "model_version": served, "labels": body["labels"]}
+    print(json.dumps(result))
+    step_result.write(result)  # a pod's termination message: what the orchestrator reads back
 
 
 def _check(condition: bool, problem: str) -> None:

@@ -9,6 +9,7 @@ import kubernetes_validate
 import pytest
 
 from tests.conftest import REPO
+from tests.fakes.pod_security import restricted_violations
 
 sys.path.insert(0, str(REPO / "plugins"))
 
@@ -47,8 +48,14 @@ def test_the_inference_deployment_rolls_out_without_taking_a_serving_pod_away():
     assert container["image"] == IMAGE and container["args"][:3] == ["serve", "--model", "s3://bucket/run/quantized/"]
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/ping", "port": "http"}, probe
-    assert pod["terminationGracePeriodSeconds"] > 25, "longer than the server's own drain"
+    from tasks.config import ServeArguments
+
+    # SIGTERM after the preStop pause (endpoints drop the pod meanwhile), then the server's own drain.
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": k8s.PRE_STOP_SECONDS}}}
+    assert k8s.PRE_STOP_SECONDS >= 5
+    assert pod["terminationGracePeriodSeconds"] > k8s.PRE_STOP_SECONDS + ServeArguments.graceful_timeout
     assert pod["serviceAccountName"] == "nlp-tasks" and container["securityContext"]["runAsNonRoot"] is True
+    assert container["imagePullPolicy"] == "IfNotPresent", "a versioned tag"
     assert spec["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"] == "s3://bucket/run/quantized/"
 
 
@@ -75,7 +82,7 @@ def test_pods_go_to_intel_nodes_with_the_features_and_size_threads_from_their_cp
 def test_a_shared_volume_is_mounted_when_artefacts_live_on_a_claim():
     pod = deployment(volume_claim="nlp-artefacts")["spec"]["template"]["spec"]
     assert pod["volumes"] == [{"name": "artefacts", "persistentVolumeClaim": {"claimName": "nlp-artefacts"}}]
-    assert pod["containers"][0]["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts"}]
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts", "readOnly": True}]
 
 
 def test_a_step_pod_is_a_valid_pod():
@@ -103,14 +110,26 @@ def test_a_step_pod_is_a_valid_pod():
     assert {"name": "AWS_REGION", "value": "us-east-1"} in container["env"]
 
 
-@pytest.mark.parametrize(("replicas", "budget"), [(1, {"minAvailable": 1}), (3, {"maxUnavailable": 1})])
-def test_the_service_budget_and_autoscaler_select_the_server(replicas, budget):
+@pytest.mark.parametrize(
+    ("image", "policy"),
+    [
+        (IMAGE, "IfNotPresent"),
+        ("registry.example:5000/nlp-tasks@sha256:" + "a" * 64, "IfNotPresent"),
+        ("registry.example:5000/nlp-tasks", "Always"),
+        ("nlp-tasks:latest", "Always"),
+    ],
+)
+def test_the_pull_policy_is_explicit_always_only_for_an_image_that_moves(image, policy):
+    assert k8s.step_container("c", image, [], k8s.Resources())["imagePullPolicy"] == policy
+
+
+def test_the_service_budget_and_autoscaler_select_the_server():
     service = valid(k8s.inference_service("nlp-server", "nlp"))
-    pdb = valid(k8s.pod_disruption_budget("nlp-server", "nlp", replicas))
+    pdb = valid(k8s.pod_disruption_budget("nlp-server", "nlp"))
     hpa = valid(k8s.horizontal_pod_autoscaler("nlp-server", "nlp", minimum=2, maximum=6, cpu_percent=70))
     pod_labels = deployment()["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"] == pod_labels and pdb["spec"]["selector"]["matchLabels"] == pod_labels
-    assert {key: pdb["spec"][key] for key in budget} == budget
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"], "one replica can be drained"
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http"}]
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "nlp-server"}
 
@@ -229,6 +248,7 @@ def test_every_pod_nlp_eks_starts_is_valid_as_the_pod_operator_sends_it(monkeypa
         operator = dag.get_task(task_id)
         pod = ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(context, dry_run=True))
         valid(pod)
+        assert restricted_violations(pod["spec"]) == [], f"{task_id}: Pod Security restricted"
         [container] = pod["spec"]["containers"]
         steps[task_id] = container["args"]
         assert container["name"] == "base" and container["image"] == IMAGE
@@ -294,16 +314,20 @@ def test_the_server_objects_nlp_eks_applies_are_valid(monkeypatch):
         "PodDisruptionBudget",
         "HorizontalPodAutoscaler",
     ]
-    assert "replicas" not in deployment["spec"], "the autoscaler owns the replica count"
+    assert deployment["spec"]["replicas"] == 3, "what is handed over to the autoscaler (hooks.apply_autoscaled)"
     assert (autoscaler["spec"]["minReplicas"], autoscaler["spec"]["maxReplicas"]) == (3, 8)
     assert deployment["metadata"]["annotations"] == {
-        "nlp.pipeline/previous-model-uri": "/artefacts/nlp_eks/20260424T000000Z/quantized",
+        "nlp.pipeline/previous-revision": json.dumps(PREVIOUS, sort_keys=True),
         "nlp.pipeline/data-fingerprint": "sha256:0f",
         "nlp.pipeline/training-config": json.dumps(decisions.training_config(context["params"]), sort_keys=True),
     }
-    assert budget["spec"] == {"selector": {"matchLabels": service["spec"]["selector"]}, "maxUnavailable": 1}
+    assert budget["spec"] == {
+        "selector": {"matchLabels": service["spec"]["selector"]},
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+    }
     fixed_size = context | {"params": context["params"] | {"autoscale_max_replicas": 0}}
-    fixed = eks._server_objects(fixed_size, "m", None, {})
+    fixed = eks._server_objects(fixed_size, "m", {})
     assert [manifest["kind"] for manifest in fixed] == ["Service", "Deployment", "PodDisruptionBudget"]
     assert fixed[1]["spec"]["replicas"] == 3 and fixed[1]["metadata"]["annotations"] == {}, "a rollback: no lineage"
 
@@ -312,8 +336,8 @@ DIGEST_A, DIGEST_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 
 
 def test_the_server_verifies_the_registered_digest_and_a_rollback_the_previous_ones(monkeypatch):
-    """The server's args carry the registry entry's digest; the one it replaced is noted beside its URI, so a
-    failed rollout (and the rollback task) put the previous model back verified by its own digest."""
+    """The server's args carry the registry entry's digest; the revision it replaced is noted with its URI and
+    digest, so a failed rollout (and the rollback task) put the previous model back verified by its own digest."""
     from airflow.sdk.exceptions import AirflowFailException
     from nlp_pipeline import eks
     from nlp_pipeline.hooks import kubernetes as kube_api
@@ -340,17 +364,19 @@ def test_the_server_verifies_the_registered_digest_and_a_rollback_the_previous_o
         context, None, eks.cluster(), {"model": model, "version": model, "digest": digest}
     )
 
+    def noted() -> list[str]:
+        revision = json.loads(cluster["live"]["metadata"]["annotations"]["nlp.pipeline/previous-revision"])
+        [server] = revision["template"]["spec"]["containers"]
+        return server["args"][server["args"].index("--model") + 1 :]
+
     deploy("/m/try1", DIGEST_A)
     assert served == [["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]]
+    first = json.loads(json.dumps(cluster["live"]))
     deploy("/m/try2", DIGEST_B)
     assert served[-1][-2:] == ["--model-digest", DIGEST_B]
-    noted = cluster["live"]["metadata"]["annotations"]
-    assert (noted["nlp.pipeline/previous-model-uri"], noted["nlp.pipeline/previous-model-digest"]) == (
-        "/m/try1",
-        DIGEST_A,
-    )
+    assert noted() == ["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]
     deploy("/m/try2", DIGEST_B)  # a retry: what it replaced is still the one noted
-    assert cluster["live"]["metadata"]["annotations"]["nlp.pipeline/previous-model-digest"] == DIGEST_A
+    assert noted() == ["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]
 
     with pytest.raises(AirflowFailException, match=r"previous revision \(/m/try2\) is serving again"):
         deploy("/m/try3", "sha256:broken")
@@ -358,8 +384,7 @@ def test_the_server_verifies_the_registered_digest_and_a_rollback_the_previous_o
 
     context["ti"].xcom[("register", "return_value")] = {"model": "/m/try2"}
     cluster["live"]["metadata"]["annotations"] = {
-        "nlp.pipeline/previous-model-uri": "/m/try1",
-        "nlp.pipeline/previous-model-digest": DIGEST_A,
+        "nlp.pipeline/previous-revision": json.dumps(eks._revision_of(first), sort_keys=True)
     }
     eks.rollback.function(**context)
     assert served[-1] == ["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]
@@ -398,6 +423,7 @@ def test_the_cluster_prerequisites_are_valid_and_agree_with_the_dag_defaults():
     assert kinds == {
         ("Namespace", "nlp"),
         ("ServiceAccount", "nlp-pipeline"),
+        ("ServiceAccount", "nlp-serving"),
         ("PersistentVolumeClaim", "nlp-artefacts"),
         ("Role", "nlp-airflow"),
         ("RoleBinding", "nlp-airflow"),

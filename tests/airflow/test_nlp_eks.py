@@ -2,7 +2,8 @@
 pod that really runs, the server a Deployment that really serves.
 
 A first run creates the server; a second rolls a new model out over it, with the first as the champion.
-Then a broken answer fails the smoke test and ``rollback`` puts the first run's model back.
+Then a broken answer fails the smoke test (a pod calling the Service) and ``rollback`` puts the first run's
+revision back.
 """
 
 import hashlib
@@ -43,8 +44,11 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert {task: states[task] for task in skipped} == dict.fromkeys(skipped, "skipped"), states
     assert all(states[task] == "success" for task in states if task not in skipped), states
     steps = [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run]
-    assert steps == ["stage", "train", "quantize", "evaluate", "registry", "registry"], steps
-    for pod in cluster.pods_run:
+    assert steps == ["stage", "train", "quantize", "evaluate", "registry", "smoke-test", "registry"], steps
+    [smoke] = [pod for pod in cluster.pods_run if pod["spec"]["containers"][0]["args"][0] == "smoke-test"]
+    assert smoke["spec"]["serviceAccountName"] == "nlp-serving" and not smoke["spec"].get("volumes")
+    first_annotations = cluster.objects(DEPLOYMENTS, "nlp")[0]["metadata"]["annotations"]
+    for pod in (pod for pod in cluster.pods_run if pod is not smoke):
         spec = pod["spec"]
         [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
         assert term["matchExpressions"][0]["key"] == "feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"
@@ -68,22 +72,23 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     states = task_states(env, "nlp_eks", second)
     assert states["quantize"] == "success" and states["mark_production"] == "success", states
     assert [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run].count("quantize") == 1, "no pod"
-    evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-3]
+    evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-4]
     assert evaluate[0] == "evaluate"
     assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
     second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / f"try1-{run_hash(second)}")
     assert served_model(cluster) == second_model
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
-    assert deployment["metadata"]["annotations"]["nlp.pipeline/previous-model-uri"] == str(quantized)
+    previous = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/previous-revision"])
+    assert previous["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"] == str(quantized)
     lineage = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/training-config"])
     assert lineage["quantize"] is False and deployment["metadata"]["annotations"]["nlp.pipeline/data-fingerprint"]
     assert deployment["metadata"]["generation"] == 2 and deployment["status"]["updatedReplicas"] == 2
 
     cluster.broken_answers = True
     failed = run_airflow(env, "tasks", "test", "nlp_eks", "smoke_test", "2026-06-08", check=False)
-    assert "smoke test of Service nlp-paraphrase failed" in failed.stdout + failed.stderr
+    assert "smoke test failed" in failed.stdout + failed.stderr
     run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
     assert served_model(cluster) == str(quantized)
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
-    assert "nlp.pipeline/data-fingerprint" not in (deployment["metadata"].get("annotations") or {}), "no lineage"
+    assert deployment["metadata"]["annotations"] == first_annotations, "the first run's revision, lineage too"
     assert forbidden(cluster.api_calls()) == set(), "docker/kubernetes/airflow-rbac.yaml allows every call made"

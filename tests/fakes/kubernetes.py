@@ -5,10 +5,12 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
 
 - the API server: EKS tokens authenticated as EKS does, a token signed with credentials the test expired
   (``authentication.expire()``) or older than 15 minutes answered 401 ``Unauthorized`` (``EksAuthentication``);
-  label selectors on lists; server-side apply (``application/apply-patch+yaml``) creating a
-  missing object and replacing the fields the manager applied; ``metadata.generation`` bumped when a
-  Deployment's spec changes; ``pods/log`` (``follow``, ``timestamps``, ``sinceSeconds``, ``tailLines``);
-  the Service proxy, answered by the Deployment's server;
+  label selectors on lists; server-side apply (``application/apply-patch+yaml``) creating a missing object,
+  with field ownership in ``managedFields`` (server_side_apply.py: a field its only manager stops applying is
+  removed or reset to its default, a Deployment's ``replicas`` to 1; 409 on another manager's field unless
+  forced); ``metadata.generation`` bumped when a Deployment's spec changes; ``pods/log`` (``follow``,
+  ``timestamps``, ``sinceSeconds``, ``tailLines``); Pod Security admission (pod_security.py): a pod that breaks
+  the ``restricted`` profile in a namespace labelled to enforce it (``create_namespace``) is refused, 403;
 - a kubelet: a pod runs its container here, ``python -m tasks ARGS`` with the container's env (the CPU limit
   resolved for ``OMP_NUM_THREADS``) and ``TASKS_RESULT_FILE`` pointed at a file that becomes the termination
   message (or, with ``FallbackToLogsOnError``, the log's last lines after a failure); deleting the pod stops
@@ -254,6 +256,13 @@ class ApiServer(kmock.KubernetesEmulator):
             changed = spec is not None and {k: v for k, v in spec.items() if v is not None} != old.get("spec")
             request.data.setdefault("metadata", {})["generation"] = generation + 1 if changed or not old else generation
 
+    def namespace_labels(self, namespace: str | None) -> dict:
+        """The labels of the Namespace object (Pod Security reads its ``enforce`` label); none without one."""
+        key = (NAMESPACES, None, namespace)
+        if key not in self.objects or self.objects[key].deleted:
+            return {}
+        return self.objects[key].raw.get("metadata", {}).get("labels") or {}
+
     async def _serve_list(self, request):
         listed = await super()._serve_list(request)
         selector = request.params.get("labelSelector")
@@ -283,6 +292,7 @@ class FakeKubernetes:
         self.pods_run: list[dict] = []  # every pod the kubelet started, as created
         self.servers: dict[str, ServerProcess] = {}  # pod-template hash -> its server
         self.serving: dict[tuple[str, str], str] = {}  # (namespace, deployment) -> template hash serving now
+        self.metrics_replicas: dict[tuple[str, str], int] = {}  # (namespace, HPA) -> the replicas its metrics ask
         self._generations: dict[tuple[str, str], int] = {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
@@ -359,6 +369,11 @@ class FakeKubernetes:
             if kind == resource and (namespace is None or ns == namespace) and not obj.deleted
         ]
 
+    def history(self, resource, namespace: str, name: str) -> list[dict]:
+        """Every version the object has had (copies), oldest first: what a watch would have seen."""
+        versions = self.api.objects[resource, namespace, name].history
+        return [copy.deepcopy(version.raw) for version in versions if version is not None]
+
     def api_calls(self) -> set[tuple[str, str, str]]:
         """(API group, resource[/subresource], verb) of every namespaced request so far, as RBAC sees it."""
         calls = set()
@@ -394,9 +409,9 @@ class FakeKubernetes:
         """
         found: dict[str, str] = {}
         for (kind, service_namespace, name), service in list(self.api.objects.items()):
-            spec = service.raw.get("spec") or {}
             if kind != SERVICES or service.deleted:
                 continue
+            spec = service.raw.get("spec") or {}
             target = self._service_target(service_namespace, spec.get("selector") or {})
             if target is None:
                 continue
@@ -416,9 +431,9 @@ class FakeKubernetes:
         every pod of that index (its hostname stays)."""
         found: dict[str, str] = {}
         for (kind, job_namespace, job_name), job in list(self.api.objects.items()):
-            spec = job.raw.get("spec") or {}
-            if kind != JOBS or job.deleted or spec.get("completionMode") != "Indexed":
+            if kind != JOBS or job.deleted or (job.raw.get("spec") or {}).get("completionMode") != "Indexed":
                 continue
+            spec = job.raw["spec"]
             template = spec["template"]
             subdomain, pod_labels = template["spec"].get("subdomain"), template.get("metadata", {}).get("labels") or {}
             key = (SERVICES, job_namespace, subdomain)
@@ -454,6 +469,8 @@ class FakeKubernetes:
             pod_labels = deployment.raw["spec"]["template"]["metadata"].get("labels") or {}
             if all(pod_labels.get(key) == value for key, value in selector.items()):
                 template_hash = self.serving.get((namespace, name))
+                if template_hash is not None and self.broken_answers:
+                    return self._broken_address
                 if template_hash is not None:
                     return self.servers[template_hash].url.removeprefix("http://")
         return None
@@ -725,23 +742,97 @@ class FakeKubernetes:
             },
         )
 
-    async def _proxy(self, request):
-        import aiohttp
+    async def _start_broken_server(self) -> str:
+        """What the Service answers with ``broken_answers``: ``/ping`` up, ``/invocations`` what no model would."""
 
-        namespace, service = re.match(r"/api/v1/namespaces/([^/]+)/services/([^/:]+)", request.url.path).groups()
-        template_hash = self.serving.get((namespace, service))
-        if template_hash is None:
-            raise kmock.KubernetesError(status=503, reason="ServiceUnavailable", message="no endpoints available")
-        if self.broken_answers:
-            return {"predictions": []}
-        path = request.url.path.split("/proxy", 1)[1]
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                self.servers[template_hash].url + path, data=request.body, headers={"Content-Type": "application/json"}
-            ) as response,
-        ):
-            return await response.json()
+        async def ping(request):
+            return aiohttp.web.json_response({})
+
+        async def invocations(request):
+            return aiohttp.web.json_response({"predictions": []})
+
+        app = aiohttp.web.Application()
+        app.router.add_get("/ping", ping)
+        app.router.add_post("/invocations", invocations)
+        runner = aiohttp.web.AppRunner(app)
+        await runner.setup()
+        port = free_port()
+        await aiohttp.web.TCPSite(runner, "127.0.0.1", port).start()
+        return f"127.0.0.1:{port}"
+
+    # ---- the HorizontalPodAutoscaler and disruption controllers, Namespaces -------------------------------
+    def create_namespace(self, manifest: dict) -> None:
+        """A Namespace object, as ``kubectl apply`` makes it; its labels opt it into Pod Security admission."""
+
+        async def create() -> None:
+            async with self.api._lock:
+                self.api.objects[NAMESPACES, None, manifest["metadata"]["name"]] = copy.deepcopy(manifest)
+
+        asyncio.run_coroutine_threadsafe(create(), self.loop).result(10)
+
+    async def _autoscaler(self) -> None:
+        """Each HPA keeps its Deployment between ``minReplicas`` and ``maxReplicas``, at what its metrics ask
+        (``metrics_replicas[(namespace, hpa)]``; without metrics, the current count), written through the
+        ``scale`` subresource by the kube-controller-manager, which then owns ``spec.replicas``."""
+        while True:
+            async with self.api._lock:
+                for (kind, namespace, name), hpa in list(self.api.objects.items()):
+                    spec = hpa.raw.get("spec") or {}
+                    target = (DEPLOYMENTS, namespace, (spec.get("scaleTargetRef") or {}).get("name"))
+                    if kind != AUTOSCALERS or hpa.deleted or target not in self.api.objects:
+                        continue
+                    deployment = self.api.objects[target]
+                    if deployment.deleted:
+                        continue
+                    current = deployment.raw["spec"].get("replicas", 1)
+                    wanted = self.metrics_replicas.get((namespace, name), current)
+                    desired = max(spec.get("minReplicas", 1), min(spec["maxReplicas"], wanted))
+                    if desired != current:
+                        live = {key: value for key, value in deployment.raw.items() if key != "status"}
+                        scaled = server_side_apply.update(
+                            live, {("spec", "replicas"): desired}, AUTOSCALER_MANAGER, subresource="scale"
+                        )
+                        scaled["metadata"]["generation"] = live["metadata"].get("generation", 0) + 1
+                        deployment.patch(_replacing(live, scaled))
+                    status = {"currentReplicas": current, "desiredReplicas": desired}
+                    if hpa.raw.get("status") != status:
+                        hpa.patch({"status": status})
+            await asyncio.sleep(self.poll)
+
+    async def _disruption_controller(self) -> None:
+        """Each PodDisruptionBudget's status as the disruption controller keeps it (policy/v1): the pods
+        expected (the selected Deployment's replicas), the healthy ones (its available replicas), and
+        ``disruptionsAllowed`` = healthy - desired healthy, where desired healthy is ``minAvailable``, or the
+        expected pods less ``maxUnavailable``. An eviction is allowed while it is at least 1."""
+        while True:
+            async with self.api._lock:
+                for (kind, namespace, _), budget in list(self.api.objects.items()):
+                    if kind != BUDGETS or budget.deleted:
+                        continue
+                    spec = budget.raw.get("spec") or {}
+                    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+                    expected = healthy = 0
+                    for (other, other_namespace, _), deployment in list(self.api.objects.items()):
+                        template_labels = deployment.raw.get("spec", {}).get("template", {}).get("metadata", {})
+                        labels = template_labels.get("labels") or {}
+                        if other != DEPLOYMENTS or other_namespace != namespace or deployment.deleted:
+                            continue
+                        if selector and all(labels.get(key) == value for key, value in selector.items()):
+                            expected += deployment.raw["spec"].get("replicas", 1)
+                            healthy += (deployment.raw.get("status") or {}).get("availableReplicas", 0)
+                    if "minAvailable" in spec:
+                        desired = spec["minAvailable"]
+                    else:
+                        desired = max(0, expected - spec.get("maxUnavailable", 0))
+                    status = {
+                        "expectedPods": expected,
+                        "currentHealthy": healthy,
+                        "desiredHealthy": desired,
+                        "disruptionsAllowed": max(0, healthy - desired),
+                    }
+                    if budget.raw.get("status") != status:
+                        budget.patch({"status": status})
+            await asyncio.sleep(self.poll)
 
     # ---- the training operator --------------------------------------------------------------------------
     async def _training_operator(self) -> None:
@@ -792,11 +883,12 @@ class FakeKubernetes:
 
     async def _report(self, job: dict) -> None:
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
-        phases = [
-            pod.get("status", {}).get("phase")
+        pods = [
+            pod
             for pod in self.objects(PODS, namespace)
             if (pod["metadata"].get("labels") or {}).get("training.kubeflow.org/job-name") == name
         ]
+        phases = [pod.get("status", {}).get("phase") for pod in pods]
         counts = {
             "active": phases.count("Running"),
             "succeeded": phases.count("Succeeded"),

@@ -79,6 +79,15 @@ class Placement:
     tolerations: tuple[dict, ...] = field(default_factory=tuple)
 
 
+def image_pull_policy(image: str) -> str:
+    """``IfNotPresent`` for an image pinned by digest or a version tag (a node's copy is those bytes);
+    ``Always`` for ``:latest`` or no tag, which move (what Kubernetes would default to, said explicitly)."""
+    if "@" in image:
+        return "IfNotPresent"
+    tag = image.rsplit("/", 1)[-1].partition(":")[2]
+    return "Always" if tag in ("", "latest") else "IfNotPresent"
+
+
 def labels(component: str) -> dict[str, str]:
     return {APP_LABEL: component, PART_LABEL: "nlp-pipeline"}
 
@@ -109,11 +118,14 @@ def step_container(
     env: dict[str, str] | None = None,
     volume_claim: str | None = None,
     mount_path: str = "/artefacts",
+    read_only: bool = False,
 ) -> dict:
-    """The task image running ``python -m tasks ARGUMENTS`` (its entrypoint maps the arguments)."""
+    """The task image running ``python -m tasks ARGUMENTS`` (its entrypoint maps the arguments); the
+    artefact volume mounted ``read_only`` for a pod that only reads models."""
     container = {
         "name": name,
         "image": image,
+        "imagePullPolicy": image_pull_policy(image),
         "args": arguments,
         "resources": resources.as_json(),
         "env": [
@@ -125,12 +137,14 @@ def step_container(
             {"name": "TASKS_RESULT_FILE", "value": TERMINATION_LOG},
             *({"name": key, "value": value} for key, value in sorted((env or {}).items())),
         ],
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "runAsUser": 1000},
+        "securityContext": copy.deepcopy(CONTAINER_SECURITY),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if volume_claim:
-        container["volumeMounts"] = [{"name": "artefacts", "mountPath": mount_path}]
+        container["volumeMounts"] = [
+            {"name": "artefacts", "mountPath": mount_path} | ({"readOnly": True} if read_only else {})
+        ]
     return container
 
 
@@ -157,6 +171,7 @@ def step_pod(
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account,
+            "securityContext": copy.deepcopy(POD_SECURITY),
             "containers": [
                 step_container(
                     STEP_CONTAINER, image, arguments, resources, volume_claim=volume_claim, mount_path=mount_path
@@ -183,7 +198,8 @@ def inference_deployment(
     model_digest: str | None = None,
 ) -> dict:
     """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first.
-    With ``model_digest`` (the registry entry's), the server refuses a model whose bytes are not those."""
+    With ``model_digest`` (the registry entry's), the server refuses a model whose bytes are not those.
+    ``service_account``: the serving identity, which only reads models (no API token is mounted)."""
     container = step_container(
         "server",
         image,
@@ -191,8 +207,11 @@ def inference_deployment(
         resources,
         volume_claim=volume_claim,
         mount_path=mount_path,
+        read_only=True,
     )
     container["ports"] = [{"name": "http", "containerPort": SERVER_PORT}]
+    # SIGTERM only after the endpoints stopped sending requests here; then the server drains its own.
+    container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
     probe = {"httpGet": {"path": "/ping", "port": "http"}, "periodSeconds": 5, "timeoutSeconds": 2}
     # /ping is 503 until the model is loaded and warmed: ready then; alive unless it stays down for a minute.
     container["readinessProbe"] = probe | {"failureThreshold": 2}
@@ -213,6 +232,8 @@ def inference_deployment(
                 "metadata": {"labels": pod_labels, "annotations": {"nlp.pipeline/model-uri": model_uri}},
                 "spec": {
                     "serviceAccountName": service_account,
+                    "automountServiceAccountToken": False,
+                    "securityContext": copy.deepcopy(POD_SECURITY),
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "containers": [container],
                     "volumes": artefact_volumes(volume_claim),
@@ -232,14 +253,40 @@ def inference_service(name: str, namespace: str) -> dict:
     }
 
 
-def pod_disruption_budget(name: str, namespace: str, replicas: int) -> dict:
-    """Voluntary evictions (node drains, upgrades) leave at least one serving pod, or all but one of many."""
-    budget = {"maxUnavailable": 1} if replicas > 1 else {"minAvailable": 1}
+def pod_disruption_budget(name: str, namespace: str) -> dict:
+    """Voluntary evictions (node drains, upgrades) take one serving pod at a time. ``maxUnavailable`` and not
+    ``minAvailable: 1``, which with one replica allows no eviction and blocks every drain; a pod that is not
+    ready may always be evicted (``AlwaysAllow``), so a crash-looping server does not block one either."""
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": {"name": name, "namespace": namespace, "labels": labels(name)},
-        "spec": {"selector": {"matchLabels": labels(name)}} | budget,
+        "spec": {
+            "selector": {"matchLabels": labels(name)},
+            "maxUnavailable": 1,
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
+def smoke_pod(namespace: str, image: str, arguments: list[str], *, service_account: str, placement: Placement) -> dict:
+    """``python -m tasks smoke-test`` in a pod of the cluster, which reaches the Service as any client there does
+    (the API server's service proxy would need the control plane to reach pods, which EKS does not allow by
+    default); under the serving identity, no volume, its result the termination message."""
+    resources = Resources(SMOKE_RESOURCES_CPU, SMOKE_RESOURCES_CPU, SMOKE_RESOURCES_MEMORY, SMOKE_RESOURCES_MEMORY)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "labels": labels("nlp-smoke-test")},
+        "spec": {
+            "restartPolicy": "Never",
+            "activeDeadlineSeconds": SMOKE_DEADLINE_SECONDS,
+            "serviceAccountName": service_account,
+            "automountServiceAccountToken": False,
+            "securityContext": copy.deepcopy(POD_SECURITY),
+            "containers": [step_container(STEP_CONTAINER, image, arguments, resources)],
+        }
+        | intel_placement(placement),
     }
 
 

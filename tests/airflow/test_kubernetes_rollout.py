@@ -1,0 +1,235 @@
+"""The inference server's rollout on Kubernetes against the fake cluster (tests/fakes/kubernetes.py), in a
+namespace that enforces Pod Security "restricted": the autoscaler hand-over, restoring the previous revision,
+a budget that lets a node drain, and the smoke test from a pod inside the cluster.
+
+``deploy`` and ``rollback`` are called as the task runner calls them; the server's Deployment serves a real
+model (the fake's controller runs ``python -m tasks serve``)."""
+
+import sys
+
+import pytest
+import yaml
+
+from tests.airflow.test_kubernetes_operators import context
+from tests.conftest import REPO
+from tests.fakes.kubernetes import BUDGETS, DEPLOYMENTS
+from tests.fakes.pod_security import restricted_violations
+
+sys.path.insert(0, str(REPO / "plugins"))
+
+from nlp_pipeline import eks  # noqa: E402
+from nlp_pipeline.operators.kubernetes import StepPodOperator  # noqa: E402
+
+IMAGE_A = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:1.0"
+IMAGE_B = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:1.1"
+
+
+@pytest.fixture
+def cluster(fake_kubernetes, monkeypatch):
+    """The fake cluster with the namespace docker/kubernetes/namespace.yaml makes (restricted enforced)."""
+    fake_kubernetes.create_namespace(yaml.safe_load((REPO / "docker" / "kubernetes" / "namespace.yaml").read_text()))
+    monkeypatch.setattr(eks, "CHECK_INTERVAL", 1)
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE_A)
+    return fake_kubernetes
+
+
+def run(task_id: str = "deploy", model=None, **params) -> dict:
+    from tasks.serving.served_model import model_version
+
+    xcom = {("stage_dataset", "return_value"): {"fingerprint": "sha256:0f"}}
+    if model is not None:
+        xcom[("register", "return_value")] = {"model": str(model), "version": model_version(model)}
+    return context(task_id, xcom=xcom, **({"server_replicas": 1, "server_cpu": "1", "server_memory": "1Gi"} | params))
+
+
+def deploy(model, **params) -> dict:
+    from tasks.serving.served_model import model_version
+
+    return eks.deploy.function({"model": str(model), "version": model_version(model)}, **run(**params))
+
+
+def live(cluster) -> dict:
+    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
+    return deployment
+
+
+def server_container(deployment: dict) -> dict:
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def served(deployment: dict) -> tuple[str, str, str]:
+    """(image, model, CPU limit) of the Deployment's pods."""
+    container = server_container(deployment)
+    arguments = container["args"]
+    return container["image"], arguments[arguments.index("--model") + 1], container["resources"]["limits"]["cpu"]
+
+
+def wait_for(predicate, seconds: float = 60):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "the fake cluster did not get there in time"
+        time.sleep(0.2)
+    return found
+
+
+# ---- Pod Security "restricted" --------------------------------------------------------------------------------
+def test_every_pod_nlp_eks_creates_passes_pod_security_restricted(monkeypatch):
+    from tests.airflow.test_kubernetes_manifests import eks_context
+
+    context = eks_context(monkeypatch, training_workers=2, autoscale_max_replicas=4)
+    context["ti"].xcom[("deploy", "return_value")] = {
+        "deployment": "nlp-paraphrase",
+        "namespace": "nlp",
+        "version": "v",
+    }
+    step = eks._pod(context, ["stage", "--help"])
+    server = next(obj for obj in eks._server_objects(context, "/m", {}) if obj["kind"] == "Deployment")
+    [job] = [obj for obj in eks._training_job(context) if obj["kind"] == "Job"]
+    templates = {
+        "step": step["spec"],
+        "server": server["spec"]["template"]["spec"],
+        "smoke test": eks._smoke_pod(context)["spec"],
+        "training worker": job["spec"]["template"]["spec"],
+    }
+    assert {name: restricted_violations(spec) for name, spec in templates.items()} == dict.fromkeys(templates, [])
+
+
+def test_a_restricted_namespace_serves_the_server_and_refuses_what_breaks_the_profile(cluster, trained_tiny):
+    deploy(trained_tiny)
+    assert ("nlp", "nlp-paraphrase") in cluster.serving
+
+
+# ---- a budget that allows drains ------------------------------------------------------------------------------
+def test_the_budget_of_a_single_server_allows_one_eviction_so_a_node_can_be_drained(cluster, trained_tiny):
+    deploy(trained_tiny, server_replicas=1)
+
+    def budget():
+        [pdb] = cluster.objects(BUDGETS, "nlp")
+        return pdb.get("status", {}).get("currentHealthy") == 1 and pdb["status"]
+
+    assert wait_for(budget, 10)["disruptionsAllowed"] == 1
+
+
+# ---- the autoscaler hand-over -----------------------------------------------------------------------------------
+def test_turning_the_autoscaler_on_keeps_the_replicas_and_later_rollouts_keep_what_it_scaled_to(
+    cluster, trained_tiny, int8_tiny
+):
+    deploy(trained_tiny, server_replicas=3)
+    deploy(trained_tiny, server_replicas=3, autoscale_max_replicas=8)
+    history = cluster.history(DEPLOYMENTS, "nlp", "nlp-paraphrase")
+    replicas = [version["spec"].get("replicas", 1) for version in history if "spec" in version]
+    assert min(replicas) == 3, "never down to the default 1"
+
+    cluster.metrics_replicas[("nlp", "nlp-paraphrase")] = 5  # load: the autoscaler scales out
+    wait_for(lambda: live(cluster)["spec"]["replicas"] == 5, 10)
+    scaled_at = len(cluster.history(DEPLOYMENTS, "nlp", "nlp-paraphrase"))
+    deploy(int8_tiny, server_replicas=3, autoscale_max_replicas=8)
+    later = cluster.history(DEPLOYMENTS, "nlp", "nlp-paraphrase")[scaled_at:]
+    assert {version["spec"]["replicas"] for version in later} == {5}, "the rollout left the autoscaler's count"
+    assert served(live(cluster))[1] == str(int8_tiny)
+    managers = {entry["manager"] for entry in live(cluster)["metadata"]["managedFields"]}
+    assert managers == {"nlp-pipeline", "kube-controller-manager"}, "the hand-over manager owns nothing now"
+
+    deploy(int8_tiny, server_replicas=2)  # autoscaling off: the pipeline's count again
+    assert live(cluster)["spec"]["replicas"] == 2
+
+
+# ---- rollback restores the previous revision -------------------------------------------------------------------
+def test_a_rollout_of_a_new_image_that_never_gets_ready_is_rolled_back_to_the_old_image_and_model(
+    cluster, trained_tiny, int8_tiny, monkeypatch
+):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    deploy(trained_tiny)
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE_B)
+    cluster.broken_rollouts = True  # the new image's pods never become ready
+    with pytest.raises(AirflowFailException, match="did not complete in 6 s.*previous revision .* is serving again"):
+        deploy(int8_tiny, rollout_timeout_minutes=0.1)
+    assert served(live(cluster)) == (IMAGE_A, str(trained_tiny), "1")
+
+
+def test_rollback_after_a_failed_smoke_test_restores_the_previous_image_and_settings(
+    cluster, trained_tiny, int8_tiny, monkeypatch
+):
+    deploy(trained_tiny, server_cpu="1")
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE_B)
+    deploy(int8_tiny, server_cpu="2")
+    deploy(int8_tiny, server_cpu="2")  # a retried deploy keeps what the first try replaced
+    assert served(live(cluster)) == (IMAGE_B, str(int8_tiny), "2")
+
+    eks.rollback.function(**run("rollback", model=int8_tiny, server_cpu="2"))
+    assert served(live(cluster)) == (IMAGE_A, str(trained_tiny), "1")
+    assert live(cluster)["metadata"]["annotations"][eks.DATA_FINGERPRINT] == "sha256:0f", "its lineage too"
+
+
+def test_a_restore_that_fails_too_fails_deploy_without_a_retry_naming_both(
+    cluster, trained_tiny, int8_tiny, monkeypatch
+):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline.hooks import kubernetes as kube_api
+
+    deploy(trained_tiny)
+
+    def never_completes(api_client, name, namespace, **waiting):
+        raise kube_api.RolloutFailed(f"the rollout of Deployment {namespace}/{name} did not complete")
+
+    monkeypatch.setattr(kube_api, "wait_for_rollout", never_completes)
+    with pytest.raises(AirflowFailException, match=r"(?s)did not complete.*restoring the previous revision.*failed"):
+        deploy(int8_tiny)
+
+
+# ---- the smoke test, from inside the cluster ---------------------------------------------------------------------
+def smoke_operator() -> StepPodOperator:
+    return StepPodOperator(
+        task_id="smoke_test",
+        step="smoke-test",
+        build_pod=eks._smoke_pod,
+        summarize=eks._smoke_result,
+        kubernetes_conn_id="kubernetes_default",
+        namespace="nlp",
+        poll_interval=1,
+        startup_check_interval_seconds=1,
+    )
+
+
+def test_the_smoke_test_is_a_pod_in_the_cluster_calling_the_service_not_the_api_servers_proxy(cluster, trained_tiny):
+    from airflow.sdk.exceptions import AirflowException
+
+    from tests.airflow.test_kubernetes_manifests import forbidden
+
+    deployed = deploy(trained_tiny)
+    smoke = run("smoke_test")
+    smoke["ti"].xcom[("deploy", "return_value")] = deployed
+    smoke_operator().execute(smoke)
+
+    assert smoke["ti"].xcom_pull("smoke_test")["model_version"] == deployed["version"]
+    [pod] = cluster.pods_run
+    assert pod["spec"]["serviceAccountName"] == "nlp-serving" and not pod["spec"].get("volumes")
+    assert "http://nlp-paraphrase.nlp.svc.cluster.local" in server_container({"spec": {"template": pod}})["args"]
+    calls = cluster.api_calls()
+    assert not [call for call in calls if call[1].startswith("services/")], "nothing through the API server"
+    assert forbidden(calls) == set(), "the Airflow workers' Role allows every call"
+
+    wrong = run("smoke_test", try_number=2)
+    wrong["ti"].xcom[("deploy", "return_value")] = deployed | {"version": "another-model"}
+    with pytest.raises(AirflowException, match="serves .*, not the deployed another-model"):
+        smoke_operator().execute(wrong)
+
+
+# ---- a read-only serving identity ---------------------------------------------------------------------------------
+def test_the_server_runs_as_its_read_only_serving_account_with_the_model_volume_mounted_read_only(monkeypatch):
+    from tests.airflow.test_kubernetes_manifests import eks_context
+
+    context = eks_context(monkeypatch)
+    server = next(obj for obj in eks._server_objects(context, "/m", {}) if obj["kind"] == "Deployment")
+    pod = server["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "nlp-serving" and pod["automountServiceAccountToken"] is False
+    assert server_container(server)["volumeMounts"] == [
+        {"name": "artefacts", "mountPath": "/artefacts", "readOnly": True}
+    ]
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_K8S_SERVING_SERVICE_ACCOUNT", "my-serving")
+    server = next(obj for obj in eks._server_objects(context, "/m", {}) if obj["kind"] == "Deployment")
+    assert server["spec"]["template"]["spec"]["serviceAccountName"] == "my-serving"
