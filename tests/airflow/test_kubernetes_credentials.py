@@ -16,7 +16,7 @@ import pytest
 
 from tests.airflow.test_kubernetes_operators import context, deploy, serving, stage_operator
 from tests.conftest import REPO
-from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES
 
 sys.path.insert(0, str(REPO / "plugins"))
 
@@ -96,7 +96,6 @@ def test_a_rollout_wait_that_gets_401_renews_the_credentials_and_completes(eks_c
 def test_the_training_job_is_deleted_in_the_end_though_the_token_expired_while_it_ran(eks_cluster):
     from airflow.sdk.exceptions import AirflowException
 
-    eks_cluster.training_operator = True
     eks_cluster.hold_pods = True  # the workers never start: the wait runs out, then the cleanup deletes the job
     run = context(
         "train",
@@ -106,22 +105,23 @@ def test_the_training_job_is_deleted_in_the_end_though_the_token_expired_while_i
     operator = TrainOperator(
         task_id="train",
         build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)),
-        build_tfjob=eks._tf_job,
+        build_job=eks._training_job,
         workers=lambda ctx: ctx["params"]["training_workers"],
         summarize=lambda ctx, result: result,
         cluster_config=eks.cluster_config,
         kubernetes_conn_id="kubernetes_default",
         namespace="nlp",
-        tfjob_poll_interval=0.5,
-        tfjob_timeout_seconds=3,
+        job_poll_interval=0.5,
+        job_timeout_seconds=3,
     )
-    expiry = expire_when(eks_cluster, lambda: bool(eks_cluster.objects(TFJOBS, "nlp")))
+    expiry = expire_when(eks_cluster, lambda: bool(eks_cluster.objects(JOBS, "nlp")))
     with pytest.raises(AirflowException, match="did not finish in 3 s"):
         operator.execute(run)
 
     expiry.join()
     assert eks_cluster.authentication.refusals, "the token expired while the job ran"
-    assert eks_cluster.objects(TFJOBS, "nlp") == [] and eks_cluster.objects(PODS, "nlp") == [], "job and pods deleted"
+    assert eks_cluster.objects(JOBS, "nlp") == eks_cluster.objects(SERVICES, "nlp") == [], "job and Service deleted"
+    assert eks_cluster.objects(PODS, "nlp") == [], "and the job's pods"
 
 
 def test_the_nlp_eks_operators_do_not_defer_when_deferral_is_the_default():
