@@ -777,9 +777,11 @@ class FakeKubernetes:
         while True:
             async with self.api._lock:
                 for (kind, namespace, name), hpa in list(self.api.objects.items()):
+                    if kind != AUTOSCALERS or hpa.deleted:
+                        continue
                     spec = hpa.raw.get("spec") or {}
                     target = (DEPLOYMENTS, namespace, (spec.get("scaleTargetRef") or {}).get("name"))
-                    if kind != AUTOSCALERS or hpa.deleted or target not in self.api.objects:
+                    if target not in self.api.objects:
                         continue
                     deployment = self.api.objects[target]
                     if deployment.deleted:
@@ -813,10 +815,10 @@ class FakeKubernetes:
                     selector = (spec.get("selector") or {}).get("matchLabels") or {}
                     expected = healthy = 0
                     for (other, other_namespace, _), deployment in list(self.api.objects.items()):
-                        template_labels = deployment.raw.get("spec", {}).get("template", {}).get("metadata", {})
-                        labels = template_labels.get("labels") or {}
                         if other != DEPLOYMENTS or other_namespace != namespace or deployment.deleted:
                             continue
+                        template_labels = deployment.raw.get("spec", {}).get("template", {}).get("metadata", {})
+                        labels = template_labels.get("labels") or {}
                         if selector and all(labels.get(key) == value for key, value in selector.items()):
                             expected += deployment.raw["spec"].get("replicas", 1)
                             healthy += (deployment.raw.get("status") or {}).get("availableReplicas", 0)
