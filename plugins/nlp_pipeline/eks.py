@@ -21,7 +21,8 @@ pod's termination message, so Airflow's workers never mount the volume.
 Cluster settings are Airflow Variables: ``nlp_k8s_conn_id`` (the Kubernetes connection,
 default ``kubernetes_default``; in-cluster or a kubeconfig), or ``nlp_eks_cluster_name`` (access through the
 amazon provider's ``EksHook`` with the AWS connection ``nlp_aws_conn_id``), ``nlp_k8s_namespace`` (``nlp``), ``nlp_task_image`` (required),
-``nlp_k8s_service_account`` (``nlp-pipeline``), ``nlp_k8s_volume_claim`` (``nlp-artefacts``) and
+``nlp_k8s_service_account`` (``nlp-pipeline``), ``nlp_k8s_serving_service_account`` (the server's and smoke
+test's read-only identity, ``nlp-serving``), ``nlp_k8s_volume_claim`` (``nlp-artefacts``) and
 ``nlp_k8s_server`` (the Deployment and Service, ``nlp-paraphrase``). Pod sizes, CPU features and
 tolerations, workers and the server's replicas are Params.
 """
