@@ -225,10 +225,12 @@ def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
 
 
 @contextmanager
-def worker_scratch(output: str) -> Iterator[Path]:
-    """A non-chief worker's checkpoint folder: never published, kept after a crash, removed after success."""
+def worker_scratch(output: str, index: int) -> Iterator[Path]:
+    """Non-chief worker ``index``'s checkpoint folder: never published, kept after a crash, removed after
+    success. One per worker: the workers share the volume and finish at different times, and the first to
+    finish must not remove the checkpoints another still writes."""
     output_path = Path(output).absolute()
-    folder = output_path.parent / f".{output_path.name}.worker"
+    folder = output_path.parent / f".{output_path.name}.worker-{index}"
     folder.mkdir(parents=True, exist_ok=True)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
@@ -248,7 +250,9 @@ def run(args: TrainArguments) -> None:
     training = TrainingRun(args, cluster, plan, read_manifest(Path(args.data)))
     log.info("worker %d of %d%s", cluster.index + 1, cluster.workers, " (chief)" if cluster.is_chief else "")
 
-    workspace = atomic_output(args.output, resumable=True) if cluster.is_chief else worker_scratch(args.output)
+    workspace = (
+        atomic_output(args.output, resumable=True) if cluster.is_chief else worker_scratch(args.output, cluster.index)
+    )
     with workspace as work:
         checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else work / "checkpoints"
         prepare_checkpoints(checkpoints, training.identity)
