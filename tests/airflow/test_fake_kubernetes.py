@@ -8,6 +8,7 @@ import json
 import re
 from types import SimpleNamespace
 
+import pytest
 from kubernetes import client, config
 
 from tests.fakes.kubernetes import UNAUTHORIZED, FakeKubernetes
@@ -400,3 +401,14 @@ def test_server_side_apply_removes_what_the_only_manager_stops_applying_and_keep
     shared = ssa.apply(live, DEPLOYMENT | {"spec": {"replicas": 3}}, "handover", force=False)
     handed = ssa.apply(shared, DEPLOYMENT | {"spec": {"paused": False}}, "pipeline", force=True)
     assert handed["spec"]["replicas"] == 3, "the same value: shared, and the other owner keeps it"
+
+
+def test_a_crashed_actor_fails_the_test_when_the_cluster_stops(tmp_path):
+    class Crashing(FakeKubernetes):
+        async def _autoscaler(self) -> None:
+            raise ValueError("an actor's bug")
+
+    cluster = Crashing(tmp_path / "cluster")
+    with pytest.raises(RuntimeError, match="crashed") as raised:
+        cluster.stop()
+    assert isinstance(raised.value.__cause__, ValueError)

@@ -294,6 +294,7 @@ class FakeKubernetes:
         self.serving: dict[tuple[str, str], str] = {}  # (namespace, deployment) -> template hash serving now
         self.metrics_replicas: dict[tuple[str, str], int] = {}  # (namespace, HPA) -> the replicas its metrics ask
         self._generations: dict[tuple[str, str], int] = {}
+        self.crash: BaseException | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
         self._thread.start()
@@ -302,6 +303,19 @@ class FakeKubernetes:
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
     async def _main(self) -> None:
+        try:
+            await self._serve()
+        except BaseException as error:  # an actor that crashed: stop() re-raises it in the test
+            self.crash = error
+        finally:
+            for process in self.processes.values():
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+            for server_process in self.servers.values():
+                server_process.stop()
+
+    async def _serve(self) -> None:
         async with ApiServer() as api, kmock.Server(api) as server:
             self.api, self.url, self.loop = api, str(server.url).rstrip("/"), asyncio.get_running_loop()
             api.authentication = self.authentication
@@ -324,16 +338,14 @@ class FakeKubernetes:
             actors.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await actors
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-        for server_process in self.servers.values():
-            server_process.stop()
 
     def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self._stopping.set)
+        """Stop the cluster and its processes; an actor's crash while the test ran fails the test here."""
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self._stopping.set)
         self._thread.join(60)
+        if self.crash is not None:
+            raise RuntimeError("the fake cluster crashed while the test ran") from self.crash
 
     def kubeconfig(self, path: Path) -> Path:
         path.write_text(
