@@ -9,9 +9,11 @@ revision back.
 import hashlib
 import json
 
-from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
+import yaml
+
+from tests.airflow.conftest import REPO, dags_test, run_airflow, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
-from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
+from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS
 
 
 def run_hash(run_id: str) -> str:
@@ -26,6 +28,7 @@ def served_model(cluster) -> str:
 
 def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kubernetes, raw_data, tiny_model):
     env, cluster = airflow_home | fake_kubernetes.env, fake_kubernetes
+    cluster.create_namespace(yaml.safe_load((REPO / "docker" / "kubernetes" / "namespace.yaml").read_text()))
     conf = smoke_conf(
         raw_data,
         tiny_model,
@@ -68,10 +71,19 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     )
     assert cluster.objects(TFJOBS) == [] and cluster.objects(PODS) == [], "finished pods are deleted"
 
-    second = dags_test(env, "nlp_eks", conf | {"quantize": False}, "2026-06-08")
+    second = dags_test(env, "nlp_eks", conf | {"quantize": False, "training_workers": 2}, "2026-06-08")
     states = task_states(env, "nlp_eks", second)
     assert states["quantize"] == "success" and states["mark_production"] == "success", states
     assert [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run].count("quantize") == 1, "no pod"
+    workers = [
+        pod
+        for pod in cluster.pods_run
+        if "batch.kubernetes.io/job-completion-index" in pod["metadata"].get("annotations", {})
+    ]
+    assert len(workers) == 2 and cluster.objects(JOBS) == [] and cluster.objects(TFJOBS) == [], (
+        "an Indexed Job, deleted"
+    )
+    assert [service["metadata"]["name"] for service in cluster.objects(SERVICES, "nlp")] == ["nlp-paraphrase"]
     evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-4]
     assert evaluate[0] == "evaluate"
     assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
