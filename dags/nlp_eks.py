@@ -13,10 +13,11 @@ dag = build_pipeline(
 ### nlp_eks: fine-tune, quantise, gate and roll out BERT on Kubernetes (Amazon EKS)
 
 Each step is a pod of the task image (`python -m tasks <step>`, KubernetesPodOperator, logs in the task log,
-pods deleted when done); with `training_workers` > 1, training is a Kubeflow TFJob. Artefacts and the model
+pods deleted when done); with `training_workers` > 1, training is an Indexed Job of one TensorFlow worker per pod (`training_backend` `tfjob`: a Kubeflow TFJob). Artefacts and the model
 registry live on a shared volume (PVC), or on S3 when `nlp_artefact_root` is `s3://...`. The candidate is rolled out to the server's Deployment (server-side
 apply, rolling update with no serving pod taken away first); a rollout that does not complete, or a failed
-smoke test through the Service, puts the previous model back.
+smoke test (a pod calling the Service inside the cluster), puts the previous revision (image, settings, model) back.
+Every pod passes Pod Security "restricted"; the server runs under a read-only service account.
 
 - **Settings**: Variables `nlp_task_image` (required), `nlp_k8s_conn_id` (`kubernetes_default`) or
   `nlp_eks_cluster_name` (EKS access through the amazon provider), `nlp_k8s_namespace` (`nlp`),
