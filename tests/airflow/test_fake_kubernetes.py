@@ -190,6 +190,9 @@ def test_pod_hostnames_of_an_indexed_job_resolve_only_under_its_headless_service
     client.CoreV1Api(api).delete_namespaced_service("work", "nlp")
     headless = plain | {"spec": plain["spec"] | {"clusterIP": "None"}}
     client.CoreV1Api(api).create_namespaced_service("nlp", headless)
+    wait_for(lambda: len(job_pods(fake_kubernetes, "work")) == 2)
+    assert not any(address.startswith("work-") for address in fake_kubernetes.addresses("nlp")), "pods not ready"
+    client.CoreV1Api(api).patch_namespaced_service("work", "nlp", {"spec": {"publishNotReadyAddresses": True}})
 
     here = fake_kubernetes.addresses("nlp")
     assert here["work-0.work:2222"] != here["work-1.work:2222"], "a port per index"
@@ -222,6 +225,66 @@ def test_a_failed_index_is_retried_until_the_backoff_limit_unless_the_pod_failur
     )
     [job] = [job for job in fake_kubernetes.objects(JOBS, "nlp") if job["metadata"]["name"] == "bad"]
     assert job["status"]["failed"] >= 1 and len(job_pods(fake_kubernetes, "bad")) <= 2, "not retried"
+
+
+def test_a_job_with_a_pod_failure_policy_must_never_restart_its_pods_in_place(fake_kubernetes, tmp_path):
+    import pytest
+
+    from tests.fakes.kubernetes import JOBS
+
+    api = client.BatchV1Api(api_client(fake_kubernetes, tmp_path))
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"operator": "In", "values": [2, 3]}}]}
+    job = indexed_job("restarting", ["--help"], podFailurePolicy=policy)
+    job["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    with pytest.raises(client.ApiException) as refused:
+        api.create_namespaced_job("nlp", job)
+    assert refused.value.status == 422
+    status = json.loads(refused.value.body)
+    assert (status["reason"], status["message"]) == (
+        "Invalid",
+        'Job.batch "restarting" is invalid: spec.template.spec.restartPolicy: Invalid value: "OnFailure": '
+        'only "Never" is supported when podFailurePolicy is specified',
+    )
+    assert status["details"]["causes"][0]["field"] == "spec.template.spec.restartPolicy"
+    assert fake_kubernetes.objects(JOBS) == []
+
+
+def failed_creates(fake_kubernetes, kind: str, name: str) -> list[str]:
+    """The messages of the Warning FailedCreate events on a ``kind`` named ``name``, as a client lists them."""
+    selector = f"involvedObject.kind={kind},involvedObject.name={name},reason=FailedCreate,type=Warning"
+    api = client.CoreV1Api(
+        config.new_client_from_config(str(fake_kubernetes.kubeconfig(fake_kubernetes.workdir / "k")))
+    )
+    return [event.message for event in api.list_namespaced_event("nlp", field_selector=selector).items]
+
+
+def test_a_job_or_tfjob_whose_pods_pod_security_refuses_gets_failed_create_events_and_no_pods(
+    fake_kubernetes, tmp_path
+):
+    from tests.fakes.kubernetes import PODS, TFJOBS
+
+    fake_kubernetes.create_namespace({"metadata": {"name": "nlp", "labels": RESTRICTED}})
+    fake_kubernetes.training_operator = True
+    api = api_client(fake_kubernetes, tmp_path)
+    client.BatchV1Api(api).create_namespaced_job("nlp", indexed_job("work", ["--help"]))
+    tfjob = {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "TFJob",
+        "metadata": {"name": "tf"},
+        "spec": {"tfReplicaSpecs": {"Worker": {"replicas": 2, "template": indexed_job("tf", [])["spec"]["template"]}}},
+    }
+    client.CustomObjectsApi(api).create_namespaced_custom_object("kubeflow.org", "v1", "nlp", "tfjobs", tfjob)
+
+    [refused, *_] = wait_for(lambda: failed_creates(fake_kubernetes, "Job", "work"), 10)
+    assert re.fullmatch(
+        r'Error creating: pods "work-\d-\w{5}" is forbidden: violates PodSecurity "restricted:latest": .*', refused
+    )
+    tf_refused = wait_for(lambda: failed_creates(fake_kubernetes, "TFJob", "tf"), 10)
+    assert sorted(message.split('"')[1] for message in tf_refused) == ["tf-worker-0", "tf-worker-1"]
+    assert failed_creates(fake_kubernetes, "Job", "tf") == [], "on the object whose controller was refused"
+    assert fake_kubernetes.objects(PODS, "nlp") == [] and not fake_kubernetes.pods_run
+    [job] = [obj for obj in fake_kubernetes.objects(TFJOBS, "nlp")]
+    assert "Succeeded" not in str(job.get("status"))
 
 
 def test_deleting_a_job_deletes_its_pods_only_with_a_cascading_propagation_policy(fake_kubernetes, tmp_path):

@@ -29,9 +29,12 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
   failed index re-created until ``backoffLimit``, ``podFailurePolicy`` (``FailJob``/``Ignore``/``Count`` on exit
   codes), the conditions ``Complete`` or ``Failed`` (reason ``PodFailurePolicy`` or ``BackoffLimitExceeded``),
   the active pods of a failed Job deleted; deleting a Job with propagation ``Foreground`` or ``Background``
-  deletes its pods (the API's default for Jobs orphans them). Under a headless Service named as the
-  subdomain that selects the pods, each ``JOB-INDEX.SUBDOMAIN:PORT`` resolves (``addresses``), one loopback
-  port per index;
+  deletes its pods (the API's default for Jobs orphans them). A pod Pod Security refuses is not created: a
+  Warning ``FailedCreate`` Event on the Job instead (``Error creating: ...``), as for the TFJob's workers.
+  The API server refuses (422) a Job with a ``podFailurePolicy`` whose pods do not have ``restartPolicy:
+  Never``. Under a headless Service named as the subdomain that selects the pods, each
+  ``JOB-INDEX.SUBDOMAIN:PORT`` resolves (``addresses``), one loopback port per index, once that index's pod
+  is ready, or before when the Service has ``publishNotReadyAddresses``; events are listed by field selector;
 - the training operator, only when ``training_operator`` is set (else ``kubeflow.org/v1`` is not served, as
   on a cluster without the CRD, and discovery says so): a TFJob gets one pod per worker, each with its
   ``TF_CONFIG`` and the replica spec's ``restartPolicy``, and the conditions ``Succeeded`` or ``Failed``
@@ -80,6 +83,7 @@ AUTOSCALERS = kmock.resource("autoscaling/v2/horizontalpodautoscalers")
 BUDGETS = kmock.resource("policy/v1/poddisruptionbudgets")
 AUTOSCALER_MANAGER = "kube-controller-manager"  # the field manager of the HPA controller's scale updates
 JOBS = kmock.resource("batch/v1/jobs")
+EVENTS = kmock.resource("v1/events")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the pods' annotation and label
 UNSCHEDULABLE_MESSAGE = "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."
@@ -135,6 +139,49 @@ def _selected(labels: dict, selector: str) -> bool:
         elif term not in labels:
             return False
     return True
+
+
+def _field_selected(obj: dict, selector: str) -> bool:
+    """Whether ``obj`` matches a field selector (``path=value`` or ``path!=value`` terms, dotted paths such as
+    ``involvedObject.name``, as the API server offers them for events)."""
+    for term in filter(None, (part.strip() for part in selector.split(","))):
+        negated = "!=" in term
+        path, value = term.replace("!=", "=").replace("==", "=").split("=", 1)
+        found = obj
+        for key in path.split("."):
+            found = found.get(key) if isinstance(found, dict) else None
+        if (str(found if found is not None else "") == value) == negated:
+            return False
+    return True
+
+
+def _with_ready(conditions: list[dict] | None, ready: bool) -> list[dict]:
+    """A pod's conditions with ``Ready`` set to ``ready`` (a pod whose container ended or waits is not ready)."""
+    kept = [condition for condition in conditions or [] if condition["type"] != "Ready"]
+    return [*kept, {"type": "Ready", "status": str(ready)}]
+
+
+def _validate_job(job: dict) -> None:
+    """The Job validation the pipeline could trip (k8s.io/kubernetes pkg/apis/batch/validation, validateJobSpec):
+    a pod failure policy needs the pod template's ``restartPolicy: Never``; else 422 Invalid, worded as the API
+    server words it."""
+    restart = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("restartPolicy", "")
+    if (job.get("spec") or {}).get("podFailurePolicy") is None or restart == "Never":
+        return
+    field, detail = "spec.template.spec.restartPolicy", 'only "Never" is supported when podFailurePolicy is specified'
+    cause = f'Invalid value: "{restart}": {detail}'
+    name = (job.get("metadata") or {}).get("name", "")
+    raise kmock.KubernetesError(
+        status=422,
+        reason="Invalid",
+        message=f'Job.batch "{name}" is invalid: {field}: {cause}',
+        details={
+            "name": name,
+            "group": "batch",
+            "kind": "Job",
+            "causes": [{"reason": "FieldValueInvalid", "message": cause, "field": field}],
+        },
+    )
 
 
 class EksAuthentication:
@@ -240,6 +287,8 @@ class ApiServer(kmock.KubernetesEmulator):
             request.data.update(_replacing(live, applied))
         if request.action == kmock.action.CREATE and request.namespace:  # the API server sets it from the URL
             request.data.setdefault("metadata", {}).setdefault("namespace", request.namespace)
+        if request.resource == JOBS and request.action == kmock.action.CREATE:
+            _validate_job(request.data)
         if request.resource == PODS and request.action == kmock.action.CREATE:
             metadata = request.data.get("metadata") or {}
             refused = pod_security.forbidden_message(
@@ -270,7 +319,33 @@ class ApiServer(kmock.KubernetesEmulator):
             listed["items"] = [
                 item for item in listed["items"] if _selected(item.get("metadata", {}).get("labels") or {}, selector)
             ]
+        if fields := request.params.get("fieldSelector"):
+            listed["items"] = [item for item in listed["items"] if _field_selected(item, fields)]
         return listed
+
+    def record_event(self, involved: dict, reason: str, message: str, component: str) -> None:
+        """A Warning core/v1 Event about ``involved`` (apiVersion, kind, name, namespace, uid), as a controller's
+        event recorder writes it; the same event again counts up (``count``, ``lastTimestamp``)."""
+        namespace = involved["namespace"]
+        for (kind, event_namespace, _), event in list(self.objects.items()):
+            raw = event.raw if kind == EVENTS and event_namespace == namespace and not event.deleted else {}
+            if raw and (raw["involvedObject"], raw["reason"], raw["message"]) == (involved, reason, message):
+                event.patch({"count": raw["count"] + 1, "lastTimestamp": _now()})
+                return
+        name = f"{involved['name']}.{secrets.token_hex(8)}"
+        self.objects[EVENTS, namespace, name] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "involvedObject": dict(involved),
+            "reason": reason,
+            "message": message,
+            "type": "Warning",
+            "source": {"component": component},
+            "count": 1,
+            "firstTimestamp": _now(),
+            "lastTimestamp": _now(),
+        }
 
 
 class FakeKubernetes:
@@ -440,7 +515,9 @@ class FakeKubernetes:
         """``JOB-INDEX.SUBDOMAIN:PORT`` (and ``.NS``, ``.NS.svc``, ``.NS.svc.cluster.local``) of every index of an
         Indexed Job whose pod template's ``subdomain`` names a headless Service (``clusterIP: None``) of its
         namespace that selects its pods, on the Service's ports: one loopback port per index, the same for
-        every pod of that index (its hostname stays)."""
+        every pod of that index (its hostname stays). As the DNS for Services and Pods docs say, an index
+        resolves once its pod is ready, or before (Pending, starting) when the Service sets
+        ``publishNotReadyAddresses``."""
         found: dict[str, str] = {}
         for (kind, job_namespace, job_name), job in list(self.api.objects.items()):
             if kind != JOBS or job.deleted or (job.raw.get("spec") or {}).get("completionMode") != "Indexed":
@@ -456,7 +533,10 @@ class FakeKubernetes:
                 continue
             if not all(pod_labels.get(key) == value for key, value in selector.items()):
                 continue
+            ready = self._ready_indexes(job_namespace, job_name)
             for index in range(spec.get("completions", 1)):
+                if index not in ready and not service_spec.get("publishNotReadyAddresses"):
+                    continue  # the endpoints list a pod that is not ready only when the Service publishes it
                 host = f"{job_name}-{index}.{subdomain}"
                 hosts = [
                     f"{host}.{job_namespace}",
@@ -470,6 +550,20 @@ class FakeKubernetes:
                     local = self._worker_ports.setdefault(key, f"127.0.0.1:{free_port()}")
                     found.update({f"{name}:{port['port']}": local for name in hosts})
         return found
+
+    def _ready_indexes(self, namespace: str, job: str) -> set[int]:
+        """The indexes of an Indexed Job whose pod is ready (its ``Ready`` condition True)."""
+        ready = set()
+        for (kind, pod_namespace, _), pod in list(self.api.objects.items()):
+            if kind != PODS or pod.deleted or pod_namespace != namespace:
+                continue
+            metadata = pod.raw.get("metadata") or {}
+            if (metadata.get("labels") or {}).get(JOB_NAME_LABEL) != job:
+                continue
+            conditions = (pod.raw.get("status") or {}).get("conditions") or []
+            if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions):
+                ready.add(int(metadata["annotations"][COMPLETION_INDEX]))
+        return ready
 
     def _service_target(self, namespace: str, selector: dict) -> str | None:
         """``127.0.0.1:PORT`` of the server of the Deployment whose pods ``selector`` picks, if it serves."""
@@ -588,6 +682,7 @@ class FakeKubernetes:
         self._run(obj.raw, namespace)
         status = copy.deepcopy(obj.raw["status"])
         status["containerStatuses"][0].update(ready=True, started=True, state={"running": {"startedAt": _now()}})
+        status["conditions"] = _with_ready(status.get("conditions"), True)
         obj.patch({"status": None})
         obj.patch({"status": status})
 
@@ -652,6 +747,7 @@ class FakeKubernetes:
         else:
             status["phase"] = "Succeeded" if code == 0 else "Failed"
             status["containerStatuses"][0].update(ready=False, started=False, state={"terminated": terminated})
+        status["conditions"] = _with_ready(status.get("conditions"), False)  # its container is not ready now
         obj.patch({"status": None})
         obj.patch({"status": status})
 
@@ -862,6 +958,7 @@ class FakeKubernetes:
         namespace, name = job["metadata"]["namespace"], job["metadata"]["name"]
         workers = job["spec"]["tfReplicaSpecs"]["Worker"]
         ports = [free_port() for _ in range(workers["replicas"])]
+        job_uid = job["metadata"].get("uid") or hashlib.sha1(name.encode()).hexdigest()
         async with self.api._lock:
             for index in range(workers["replicas"]):
                 template = copy.deepcopy(workers["template"])
@@ -879,6 +976,9 @@ class FakeKubernetes:
                     "training.kubeflow.org/job-name": name,
                     "training.kubeflow.org/replica-index": str(index),
                 }
+                owner = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "name": name, "uid": job_uid}
+                if not self._admitted(f"{name}-worker-{index}", namespace, template["spec"], owner, "tfjob-controller"):
+                    continue  # the operator tries again on its next sync and is refused again: not simulated
                 self.api.objects[PODS, namespace, f"{name}-worker-{index}"] = {
                     "apiVersion": "v1",
                     "kind": "Pod",
@@ -918,7 +1018,7 @@ class FakeKubernetes:
             conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
         elif counts["failed"]:
             conditions.append({"type": "Failed", "status": "True", "reason": "TFJobFailed"})
-        elif phases and counts["succeeded"] == len(phases):
+        elif counts["succeeded"] == job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"]:
             conditions.append({"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded"})
         async with self.api._lock:
             obj = self.api.objects[TFJOBS, namespace, name]
@@ -986,8 +1086,8 @@ class FakeKubernetes:
         else:
             room = spec.get("parallelism", 1) - len(active)
             for index in sorted(set(range(spec.get("completions", 1))) - completed - active)[: max(room, 0)]:
-                self._create_job_pod(obj.raw, namespace, name, index)
-                active.add(index)
+                if self._create_job_pod(obj.raw, namespace, name, index):
+                    active.add(index)
             status["active"] = len(active)
         if status != obj.raw.get("status"):
             obj.patch({"status": None})
@@ -1016,8 +1116,9 @@ class FakeKubernetes:
                     return rule["action"], f"Pod matched {rule['action']} rule at index {index}"
         return "Count", ""
 
-    def _create_job_pod(self, job: dict, namespace: str, name: str, index: int) -> None:
-        """Pod ``NAME-INDEX-xxxxx`` of an Indexed Job, as the Job controller creates it."""
+    def _create_job_pod(self, job: dict, namespace: str, name: str, index: int) -> bool:
+        """Pod ``NAME-INDEX-xxxxx`` of an Indexed Job, as the Job controller creates it; False when admission
+        (Pod Security) refuses it: then no pod, a Warning ``FailedCreate`` event on the Job instead."""
         template = copy.deepcopy(job["spec"]["template"])
         metadata, spec = template.get("metadata") or {}, template["spec"]
         uid = job["metadata"].get("uid") or hashlib.sha1(name.encode()).hexdigest()
@@ -1035,6 +1136,8 @@ class FakeKubernetes:
             container.setdefault("env", []).append({"name": "JOB_COMPLETION_INDEX", "valueFrom": field})
         pod_name = f"{name}-{index}-{secrets.token_hex(3)[:5]}"
         owner = {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid, "controller": True}
+        if not self._admitted(pod_name, namespace, spec, owner, "job-controller"):
+            return False
         self.api.objects[PODS, namespace, pod_name] = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -1049,3 +1152,13 @@ class FakeKubernetes:
             "spec": spec,
             "status": {"phase": "Pending"},
         }
+        return True
+
+    def _admitted(self, pod_name: str, namespace: str, spec: dict, owner: dict, controller: str) -> bool:
+        """Whether admission (Pod Security) lets a controller create the pod; a refusal is a Warning
+        ``FailedCreate`` event on the owner, worded as controllers word it (``Error creating: ...``)."""
+        refused = pod_security.forbidden_message(pod_name, self.api.namespace_labels(namespace), spec)
+        if refused:
+            involved = {key: owner[key] for key in ("apiVersion", "kind", "name", "uid")} | {"namespace": namespace}
+            self.api.record_event(involved, "FailedCreate", f"Error creating: {refused}", controller)
+        return not refused
