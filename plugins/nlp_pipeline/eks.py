@@ -553,7 +553,8 @@ def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict
 
 def _smoke_pod(context) -> dict:
     """The smoke test's pod: ``smoke-test`` against the deployed Service's cluster DNS name (port 80), under
-    the serving identity, on any node the steps' tolerations allow."""
+    the serving identity, on the server's nodes (they hold the task image already, so no pull eats the pod's
+    deadline)."""
     deployed, params, settings = context["ti"].xcom_pull(task_ids="deploy"), context["params"], cluster()
     url = f"http://{deployed['deployment']}.{deployed['namespace']}.svc.cluster.local"
     arguments = commands.command("smoke-test", {}, url=url, expect_version=deployed["version"])
@@ -562,7 +563,7 @@ def _smoke_pod(context) -> dict:
         settings.image,
         [str(argument) for argument in arguments],
         service_account=settings.serving_account,
-        placement=manifests.Placement(node_features=(), tolerations=tuple(params["tolerations"])),
+        placement=_server_placement(params),
     )
 
 
@@ -586,6 +587,27 @@ def smoke_test(deployed):
     return operator.output
 
 
+def _see_through(context, api_client, live: dict | None) -> None:
+    """Wait for a rollout still in progress (the restore of an earlier try whose worker died before its wait
+    ended); one that does not complete fails the task without a retry, never passes for "nothing to do"."""
+    from nlp_pipeline.hooks import kubernetes as kube_api
+
+    if not live or kube_api.rollout_state(live)[0]:
+        return
+    settings = cluster()
+    log.info("a rollout of %s is in progress (an earlier try's restore?): waiting for it", settings.server)
+    try:
+        kube_api.wait_for_rollout(
+            api_client,
+            settings.server,
+            settings.namespace,
+            timeout=context["params"]["rollout_timeout_minutes"] * 60,
+            poll=CHECK_INTERVAL,
+        )
+    except kube_api.RolloutFailed as error:
+        raise AirflowFailException(f"{error}; the server is on no working revision, a person must look") from None
+
+
 @task(trigger_rule="one_failed")
 def rollback(**context) -> None:
     """Put the server back on the revision it ran before this run (image, settings, model), when this run's
@@ -597,6 +619,7 @@ def rollback(**context) -> None:
         live = kube_api.live_deployment(api_client, settings.server, settings.namespace)
         serving = kube_api.served_model(live)
         if not entry or serving != entry["model"]:
+            _see_through(context, api_client, live)
             raise AirflowSkipException(
                 f"{settings.server} serves {serving}, not this run's model: nothing to roll back"
             )

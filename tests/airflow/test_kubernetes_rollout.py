@@ -18,6 +18,7 @@ from tests.fakes.pod_security import restricted_violations
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import eks  # noqa: E402
+from nlp_pipeline.hooks.kubernetes import wait_for_rollout  # noqa: E402
 from nlp_pipeline.operators.kubernetes import StepPodOperator  # noqa: E402
 
 IMAGE_A = "123456789012.dkr.ecr.us-east-1.amazonaws.com/nlp-tasks:1.0"
@@ -179,6 +180,29 @@ def test_a_restore_that_fails_too_fails_deploy_without_a_retry_naming_both(
     monkeypatch.setattr(kube_api, "wait_for_rollout", never_completes)
     with pytest.raises(AirflowFailException, match=r"(?s)did not complete.*restoring the previous revision.*failed"):
         deploy(int8_tiny)
+
+
+def test_a_retried_rollback_waits_for_the_restore_its_earlier_try_applied_and_fails_if_it_never_completes(
+    cluster, trained_tiny, int8_tiny, monkeypatch
+):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline.hooks import kubernetes as kube_api
+
+    deploy(trained_tiny)
+    deploy(int8_tiny)
+
+    def worker_dies(*args, **kwargs):
+        raise SystemExit("the worker died after applying the restore")
+
+    monkeypatch.setattr(kube_api, "wait_for_rollout", worker_dies)
+    with pytest.raises(SystemExit):
+        eks.rollback.function(**run("rollback", model=int8_tiny))
+    assert served(live(cluster))[1] == str(trained_tiny), "the restore is applied"
+
+    monkeypatch.setattr(kube_api, "wait_for_rollout", wait_for_rollout)
+    monkeypatch.setattr(kube_api, "rollout_state", lambda deployment: (False, "0 of 1 updated replicas available"))
+    with pytest.raises(AirflowFailException, match="did not complete.*no working revision"):
+        eks.rollback.function(**run("rollback", model=int8_tiny, rollout_timeout_minutes=0.05))
 
 
 # ---- the smoke test, from inside the cluster ---------------------------------------------------------------------
