@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,6 +76,20 @@ def run_key(context) -> str:
 def run_hash(run_id: str) -> str:
     """6 hex of the run id: what tells apart two runs of one interval (a run deleted and created again)."""
     return hashlib.sha1(run_id.encode()).hexdigest()[:6]
+
+
+def try_folder(try_number: int, run_id: str) -> str:
+    """``tryN-HASH``: the output folder of one try of a run (HASH: ``run_hash``), where a step writes."""
+    return f"try{try_number}-{run_hash(run_id)}"
+
+
+_TRY_FOLDER = re.compile(r"(?<=/)try\d+-(?=[0-9a-f]{6}(?![0-9a-f]))")
+
+
+def any_try(arguments: list[str]) -> list[str]:
+    """``arguments`` with the try of every ``tryN-HASH`` folder left out: two tries of one run that were given
+    the same inputs have the same ``any_try`` arguments, so one may take the other's result."""
+    return [_TRY_FOLDER.sub("try*-", argument) for argument in arguments]
 
 
 def run_suffix(run_key: str, run_id: str) -> str:

@@ -42,7 +42,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import STAGED_DATA
 from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
-from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator
+from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator, check_tfjobs_served
 from nlp_pipeline.params import TFJOB, TRAINING_BACKEND
 from nlp_pipeline.specs import kubernetes as manifests
 from nlp_pipeline.specs import kubernetes_limits
@@ -131,7 +131,7 @@ def step_output(context, step: str) -> str:
     what the next steps read (a retry may re-attach to an earlier try's pod, and then reports that try's folder)."""
     settings = cluster()
     folder = f"{settings.storage_root}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
-    return f"{folder}/try{context['ti'].try_number}-{artefacts.run_hash(context['run_id'])}"
+    return f"{folder}/{artefacts.try_folder(context['ti'].try_number, context['run_id'])}"
 
 
 def _placement(params) -> manifests.Placement:
@@ -210,8 +210,17 @@ def check_limits(params) -> None:
         raise AirflowFailException(str(error)) from None
 
 
+def check_training_backend(params) -> None:
+    """Fail the run, not retried, before its first pod when it would train on TFJobs the cluster does not serve
+    (the train task checks again before it creates anything: operators/kubernetes.py)."""
+    if params["training_workers"] > 1 and params[TRAINING_BACKEND] == TFJOB:
+        with cluster_config() as access:
+            check_tfjobs_served(access.hook(cluster().conn_id))
+
+
 def _stage_arguments(context) -> list:
     check_limits(context["params"])
+    check_training_backend(context["params"])
     return commands.command("stage", context["params"], output=step_output(context, "staged"))
 
 

@@ -164,6 +164,9 @@ def test_a_multi_worker_training_is_an_indexed_job_whose_pods_dial_each_other_un
         and service["spec"]["selector"] == job["spec"]["template"]["metadata"]["labels"]
     )
     assert pod["restartPolicy"] == "Never", "a pod failure policy needs it"
+    assert (spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (24 * 3600, 24 * 3600), (
+        "bounded when nobody watches it, kept long enough for a retry to take its result"
+    )
     assert spec["backoffLimit"] == 0 and spec["podFailurePolicy"]["rules"][0] == {
         "action": "FailJob",
         "onExitCodes": {"containerName": "tensorflow", "operator": "In", "values": [2, 3]},
@@ -179,6 +182,8 @@ def test_the_tfjob_option_is_a_tfjob_whose_pods_are_valid():
     assert (job["apiVersion"], job["kind"]) == ("kubeflow.org/v1", "TFJob")  # a CRD: no schema in Kubernetes
     worker = job["spec"]["tfReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 3 and worker["restartPolicy"] == "OnFailure"
+    run_policy = job["spec"]["runPolicy"]  # Training Operator v1 RunPolicy
+    assert (run_policy["activeDeadlineSeconds"], run_policy["ttlSecondsAfterFinished"]) == (24 * 3600, 24 * 3600)
     valid({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "worker"}, "template": worker["template"]})
     [container] = worker["template"]["spec"]["containers"]
     assert container["name"] == "tensorflow", "the training operator sets TF_CONFIG in the container of that name"

@@ -26,6 +26,7 @@ from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
 
 RUN_ID = "manual__2026-05-01"
 TRY1 = f"try1-{hashlib.sha1(RUN_ID.encode()).hexdigest()[:6]}"  # the first try's folder of this run
+TRY2 = TRY1.replace("try1-", "try2-")
 
 
 def context(task_id: str, try_number: int = 1, xcom: dict | None = None, **params) -> dict:
@@ -182,12 +183,54 @@ def test_a_retried_step_takes_the_result_of_the_pod_that_already_succeeded(fake_
     operator.client.create_namespaced_pod("nlp", client.ApiClient().sanitize_for_serialization(pod))
     wait_for(lambda: [pod for pod in live_pods(fake_kubernetes) if pod["status"]["phase"] == "Succeeded"])
 
+    [succeeded] = live_pods(fake_kubernetes)
+
     retry = context("stage_dataset", try_number=2, **params)
     stage_operator().execute(retry)
     assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/pods$")) == 1, "the step ran once"
     assert retry["ti"].xcom_pull("stage_dataset")["rows"]["train"] == 256
     assert retry["ti"].xcom_pull("stage_dataset")["output"].endswith(TRY1), "the first try's result"
     assert live_pods(fake_kubernetes) == [], "then deleted"
+    versions = fake_kubernetes.history(PODS, "nlp", succeeded["metadata"]["name"])
+    assert any(version["metadata"]["labels"].get("already_checked") == "True" for version in versions), (
+        "marked as the provider marks the pods it is done with: a later try never takes it again"
+    )
+
+
+def test_a_retry_runs_the_step_again_when_the_pod_that_succeeded_ran_other_inputs(
+    fake_kubernetes, raw_data, minilm_path
+):
+    from kubernetes import client
+
+    params = {"source": str(raw_data), "base_model": str(minilm_path)}
+    first = context("stage_dataset", **params, max_seq_length=64)  # then the run's Params were changed
+    operator = stage_operator()
+    pod = operator.build_pod_request_obj(first)
+    operator.client.create_namespaced_pod("nlp", client.ApiClient().sanitize_for_serialization(pod))
+    wait_for(lambda: [pod for pod in live_pods(fake_kubernetes) if pod["status"]["phase"] == "Succeeded"])
+
+    retry = context("stage_dataset", try_number=2, **params)
+    stage_operator().execute(retry)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/pods$")) == 2, "the step ran again"
+    assert retry["ti"].xcom_pull("stage_dataset")["output"].endswith(TRY2), "this try's result"
+    assert live_pods(fake_kubernetes) == []
+
+
+def test_stage_dataset_refuses_the_tfjob_option_on_a_cluster_without_the_training_operator_before_its_pod(
+    fake_kubernetes, raw_data, minilm_path
+):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    run = context(
+        "stage_dataset",
+        source=str(raw_data),
+        base_model=str(minilm_path),
+        training_workers=2,
+        training_backend="tfjob",
+    )
+    with pytest.raises(AirflowFailException, match=r"training_backend.*Training Operator v1\.9.*docs/eks\.md"):
+        stage_operator().execute(run)
+    assert not fake_kubernetes.requests_to("post", r".") and not fake_kubernetes.pods_run
 
 
 # ---- multi-worker training ----------------------------------------------------------------------------------------
@@ -214,16 +257,39 @@ def train_context(staged_data, tiny_model, **params) -> dict:
 
 
 def train_operator(**kwargs) -> TrainOperator:
-    return TrainOperator(
-        task_id="train",
-        build_pod=lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)),
-        build_job=eks._training_job,
-        workers=lambda ctx: ctx["params"]["training_workers"],
-        summarize=lambda ctx, result: {"model": eks.step_output(ctx, "model")} | result,
-        kubernetes_conn_id="kubernetes_default",
-        namespace="nlp",
-        job_poll_interval=1,
-        **kwargs,
+    defaults = {
+        "task_id": "train",
+        "build_pod": lambda ctx: eks._pod(ctx, eks._train_arguments(ctx)),
+        "build_job": eks._training_job,
+        "workers": lambda ctx: ctx["params"]["training_workers"],
+        "summarize": lambda ctx, result: {"model": eks.step_output(ctx, "model")} | result,
+        "kubernetes_conn_id": "kubernetes_default",
+        "namespace": "nlp",
+        "job_poll_interval": 1,
+    }
+    return TrainOperator(**(defaults | kwargs))
+
+
+def staging_job(ctx) -> list[dict]:
+    """The run's training Service and Job, its workers running the cheap stage step of the context's try
+    (``source``, ``base_model`` Params): a result that tells which try's job gave it."""
+    service, job = eks._training_job(ctx)
+    stage = [str(argument) for argument in eks._stage_arguments(ctx)]
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = stage
+    return [service, job]
+
+
+def earlier_staging_job(fake_kubernetes, ctx) -> None:
+    """What an earlier try (``ctx``) left: its ``staging_job``, run to completion."""
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+    from kubernetes import client
+
+    service, job = staging_job(ctx)
+    api = KubernetesHook(conn_id="kubernetes_default").api_client
+    client.CoreV1Api(api).create_namespaced_service("nlp", service)
+    client.BatchV1Api(api).create_namespaced_job("nlp", job)
+    wait_for(
+        lambda: [found for found in fake_kubernetes.objects(JOBS) if (found.get("status") or {}).get("conditions")]
     )
 
 
@@ -267,30 +333,40 @@ def test_training_on_several_workers_is_an_indexed_job_under_a_headless_service_
     assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
 
 
-def test_a_completed_training_job_of_an_earlier_try_is_reused(
-    fake_kubernetes, staged_data, tiny_model, raw_data, minilm_path
-):
+def test_a_completed_training_job_of_an_earlier_try_is_reused(fake_kubernetes, staged_data, raw_data, minilm_path):
     """The worker died after the Job completed: the retry takes its chief's result instead of training again.
-    (The earlier try's Job here runs the cheap stage step, so the result tells where it came from.)"""
-    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
-    from kubernetes import client
+    (The Jobs here run the cheap stage step, so the result tells which try's Job gave it.)"""
+    params = {"source": str(raw_data)}
+    earlier_staging_job(fake_kubernetes, train_context(staged_data, minilm_path, **params))
 
-    first = train_context(staged_data, tiny_model)
-    service, job = eks._training_job(first)
-    stage = eks._stage_arguments(context("stage_dataset", source=str(raw_data), base_model=str(minilm_path)))
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = [str(argument) for argument in stage]
-
-    api = KubernetesHook(conn_id="kubernetes_default").api_client
-    client.CoreV1Api(api).create_namespaced_service("nlp", service)
-    client.BatchV1Api(api).create_namespaced_job("nlp", job)
-    wait_for(
-        lambda: [found for found in fake_kubernetes.objects(JOBS) if (found.get("status") or {}).get("conditions")]
-    )
-
-    retry = train_context(staged_data, tiny_model, try_number=2)
-    train_operator().execute(retry)
+    retry = train_context(staged_data, minilm_path, try_number=2, **params)
+    train_operator(build_job=staging_job).execute(retry)
     assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/jobs$")) == 1, "no second Job"
-    assert retry["ti"].xcom_pull("train")["rows"]["train"] == 256, "the earlier try's result"
+    result = retry["ti"].xcom_pull("train")
+    assert result["rows"]["train"] == 256 and result["output"].endswith(TRY1), "the earlier try's result"
+
+
+def test_a_completed_training_job_of_other_inputs_or_without_its_pods_is_not_reused(
+    fake_kubernetes, staged_data, raw_data, minilm_path
+):
+    from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+    params = {"source": str(raw_data)}
+    other = train_context(staged_data, minilm_path, max_seq_length=64, **params)  # then the Params were changed
+    earlier_staging_job(fake_kubernetes, other)
+    retry = train_context(staged_data, minilm_path, try_number=2, **params)
+    train_operator(build_job=staging_job).execute(retry)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/jobs$")) == 2, "run again"
+    assert retry["ti"].xcom_pull("train")["output"].endswith(TRY2), "this try's result"
+
+    earlier_staging_job(fake_kubernetes, retry)
+    core = KubernetesHook(conn_id="kubernetes_default").core_v1_client
+    for pod in live_pods(fake_kubernetes):  # the completed Job's pods are gone (deleted by hand, evicted)
+        core.delete_namespaced_pod(pod["metadata"]["name"], "nlp")
+    third = train_context(staged_data, minilm_path, try_number=3, **params)
+    train_operator(build_job=staging_job).execute(third)
+    assert len(fake_kubernetes.requests_to("post", r"/namespaces/nlp/jobs$")) == 4, "run again, not 'failed'"
+    assert third["ti"].xcom_pull("train")["output"].endswith(TRY1.replace("try1-", "try3-"))
 
 
 def test_a_crash_looping_bad_input_worker_fails_the_task_at_once_without_a_retry(
@@ -335,6 +411,58 @@ def test_training_workers_no_node_can_take_time_out_like_a_single_pod(
         train_operator(startup_timeout_seconds=3).execute(run)
     assert not isinstance(raised.value, AirflowFailException), "retried, as a single pod's timeout is"
     assert fake_kubernetes.objects(JOBS) == fake_kubernetes.objects(TFJOBS) == [] and live_pods(fake_kubernetes) == []
+
+
+@pytest.mark.parametrize("backend", ["indexed-job", "tfjob"])
+def test_training_workers_the_cluster_refuses_to_create_time_out_naming_its_failed_create_events(
+    fake_kubernetes, staged_data, tiny_model, backend, monkeypatch
+):
+    """No pod at all, so none is Pending: only the job's FailedCreate events say why (here Pod Security)."""
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from nlp_pipeline.specs import kubernetes as manifests
+
+    from tests.airflow.test_fake_kubernetes import RESTRICTED
+
+    fake_kubernetes.training_operator = True
+    fake_kubernetes.create_namespace({"metadata": {"name": "nlp", "labels": RESTRICTED}})
+    monkeypatch.setattr(manifests, "CONTAINER_SECURITY", {})  # workers the restricted profile refuses
+    monkeypatch.setattr(manifests, "POD_SECURITY", {})
+    run = train_context(staged_data, tiny_model, training_backend=backend)
+    with pytest.raises(
+        AirflowException,
+        match=r'(?s)nlp/nlp-train-\S+: the cluster created 0 of 2 workers in 3 s \(Error creating: pods "nlp-train-'
+        r'\S+" is forbidden: violates PodSecurity "restricted:latest"',
+    ) as raised:
+        train_operator(startup_timeout_seconds=3, job_timeout_seconds=30).execute(run)
+    assert not isinstance(raised.value, AirflowFailException), "retried, as a startup timeout is"
+    assert fake_kubernetes.objects(JOBS) == fake_kubernetes.objects(TFJOBS) == fake_kubernetes.objects(SERVICES) == []
+
+
+def test_a_training_job_the_api_server_refuses_leaves_no_service_behind(fake_kubernetes, staged_data, tiny_model):
+    from kubernetes.client.exceptions import ApiException
+
+    def invalid_job(ctx) -> list[dict]:
+        service, job = eks._training_job(ctx)
+        job["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"  # 422 with a pod failure policy
+        return [service, job]
+
+    with pytest.raises(ApiException) as refused:
+        train_operator(build_job=invalid_job).execute(train_context(staged_data, tiny_model))
+    assert refused.value.status == 422
+    assert fake_kubernetes.requests_to("post", r"/namespaces/nlp/services$"), "the Service was created first"
+    assert fake_kubernetes.objects(SERVICES) == [], "and deleted when the Job was refused"
+
+
+def test_a_training_task_killed_before_its_job_exists_never_creates_it(fake_kubernetes, staged_data, tiny_model):
+    """Airflow calls on_kill from its SIGTERM handler and the task's code goes on: it must not start the job."""
+    from airflow.sdk.exceptions import AirflowException
+
+    fake_kubernetes.hold_pods = True
+    operator = train_operator(job_timeout_seconds=5)
+    operator.on_kill()  # while the task was building the job's objects
+    with pytest.raises(AirflowException, match="killed before it started Job nlp/nlp-train-"):
+        operator.execute(train_context(staged_data, tiny_model))
+    assert not fake_kubernetes.requests_to("post", r"/namespaces/nlp/(jobs|services)$")
 
 
 @pytest.mark.parametrize("backend", ["indexed-job", "tfjob"])

@@ -8,7 +8,7 @@
   the artefact store; a failed step's message is its log's last lines. Exit 2 (bad flag) or 3 (bad data)
   fails the task without a retry, as on the other platforms.
   A retry that finds its run's pod already succeeded (the worker died before reading it) takes that pod's
-  result instead of running the step again.
+  result instead of running the step again, when that pod ran the same arguments (``same_inputs``).
 - ``TrainOperator``: the same for the train step with one worker; with more, a ``TrainingJob``: an Indexed Job
   under a headless Service (each worker builds its ``TF_CONFIG`` from its index), or a Kubeflow ``TFJob``
   (``training_backend``), named once per run so that a retry finds the job an earlier try started; watched
@@ -28,10 +28,11 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client.exceptions import ApiException
 
+from nlp_pipeline.artefacts import any_try
 from nlp_pipeline.failures import step_failure
 from nlp_pipeline.hooks.eks_access import ClusterAccess
 from nlp_pipeline.params import INDEXED_JOB, TFJOB, TRAINING_BACKEND
-from nlp_pipeline.specs.kubernetes import STEP_CONTAINER, TRAINING_CONTAINER
+from nlp_pipeline.specs.kubernetes import STEP_CONTAINER, TRAINING_CONTAINER, TRAINING_TIMEOUT_SECONDS
 from tasks.errors import NOT_RETRYABLE
 
 PodBuilder = Callable[[dict], dict]  # context -> the pod manifest
@@ -56,6 +57,40 @@ def container_state(pod, container: str):
 def pod_failure(step: str, exit_code: int, message: str | None) -> AirflowException:
     """The step's failure, with its termination message (its log's last lines)."""
     return step_failure(step, exit_code, f"\n{message.rstrip()}" if message else "(no termination message)")
+
+
+def container_args(containers, name: str) -> list[str] | None:
+    """The args of container ``name`` (Python client objects or the API's JSON), None when there is none."""
+    for container in containers or []:
+        found = container.get("name") if isinstance(container, dict) else container.name
+        if found == name:
+            return list((container.get("args") if isinstance(container, dict) else container.args) or [])
+    return None
+
+
+def same_inputs(earlier: list[str] | None, request: list[str] | None) -> bool:
+    """Whether an earlier try's container ran what this try would, its ``tryN-HASH`` output folder apart: only
+    then may this try take its result (a retry after the run's inputs or Params changed runs again)."""
+    return earlier is not None and request is not None and any_try(earlier) == any_try(request)
+
+
+def check_tfjobs_served(hook: KubernetesHook) -> None:
+    """Fail, not retried, when the cluster does not serve TFJobs: API discovery of ``kubeflow.org/v1`` must list
+    ``tfjobs`` (Kubeflow Trainer v2 serves TrainJob only). stage_dataset checks it before the run's first pod
+    (eks.py), the train task again before it creates anything."""
+    group, version, plural = TFJob.GROUP, TFJob.VERSION, TFJob.PLURAL
+    try:
+        resources = hook.custom_object_client.get_api_resources(group, version).resources
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        resources = []
+    if not any(resource.name == plural for resource in resources):
+        raise AirflowFailException(
+            f"{TRAINING_BACKEND} {TFJOB!r} needs the Kubeflow Training Operator v1.9 ({group}/{version} "
+            f"{plural}), which this cluster does not serve: install it (docs/eks.md, Cluster prerequisites) "
+            f"or set {TRAINING_BACKEND} to {INDEXED_JOB!r}, which needs no operator"
+        )
 
 
 def step_result(step: str, message: str | None) -> dict:
@@ -132,11 +167,20 @@ class StepPodOperator(KubernetesPodOperator):
 
     def get_or_create_pod(self, pod_request_obj, context):
         """Take the pod of an earlier try of this run that already succeeded (the worker died before it read the
-        result): the provider would delete it and run the step again. Its termination message is the result."""
+        result): the provider would delete it and run the step again. Its termination message is the result.
+        Only a pod that ran the same inputs (``same_inputs``) is taken, or re-attached to while it runs; another
+        is deleted and the step runs again. A taken pod is marked checked first, as the provider marks the pods
+        it is done with, so that a later try never takes it again, even when deleting it fails."""
         if self.reattach_on_restart:
             found = self.find_pod(pod_request_obj.metadata.namespace, context=context)
-            if found is not None and found.status and found.status.phase == "Succeeded":
+            request = container_args(pod_request_obj.spec.containers, STEP_CONTAINER)
+            if found is not None and not same_inputs(container_args(found.spec.containers, STEP_CONTAINER), request):
+                self.log.info("pod %s of an earlier try ran other inputs: deleting it", found.metadata.name)
+                self.patch_already_checked(found)
+                self.pod_manager.delete_pod(found)
+            elif found is not None and found.status and found.status.phase == "Succeeded":
                 self.log.info("pod %s of an earlier try already succeeded: taking its result", found.metadata.name)
+                self.patch_already_checked(found)
                 return found
         return super().get_or_create_pod(pod_request_obj, context)
 
@@ -157,20 +201,31 @@ class StepPodOperator(KubernetesPodOperator):
 class TrainingJob:
     """A multi-worker training the cluster runs, watched to its end; the chief's (worker 0's) result.
 
-    Named once per run, so that a retry finds the job an earlier try started: one that completed gives its
-    result (nothing trains again), one that failed is deleted and started again. While it runs, a worker whose
-    container exited 2 (bad flag) or 3 (bad data), now or in its last state before a restart, fails the task at
-    once without a retry; a worker still Pending after ``startup_timeout_seconds`` (no node can take it) fails
-    it as a single pod's startup timeout does. The job is deleted with its pods when the wait ends, and by
-    ``remove`` when the task is killed. Subclasses say how their kind is created, read and deleted.
+    Named once per run, so that a retry finds the job an earlier try started: one that completed on the same
+    inputs (``same_inputs``) gives its result (nothing trains again), one still running on them is watched;
+    one that failed, ran other inputs, or completed but lost its pods is deleted and started again. While it
+    runs, a worker whose container exited 2 (bad flag) or 3 (bad data), now or in its last state before a
+    restart, fails the task at once without a retry; a worker still Pending after ``startup_timeout_seconds``
+    (no node can take it), or a worker the cluster did not create in that time (admission refused it: Pod
+    Security, a quota, a missing service account; the job's FailedCreate events say why), fails it as a single
+    pod's startup timeout does. The job is deleted with its pods when the wait ends, also when creating it
+    failed, and by ``remove`` when the task is killed; ``killed`` says the task was killed before it started
+    the job, which it then never creates. Subclasses say how their kind is created, read and deleted.
     """
 
     kind = ""
 
     def __init__(
-        self, hook: KubernetesHook, log, *, poll_interval: float, timeout_seconds: float, startup_timeout_seconds: float
+        self,
+        hook: KubernetesHook,
+        log,
+        *,
+        poll_interval: float,
+        timeout_seconds: float,
+        startup_timeout_seconds: float,
+        killed: Callable[[], bool] = lambda: False,
     ):
-        self.hook, self.log, self.poll_interval = hook, log, poll_interval
+        self.hook, self.log, self.poll_interval, self.killed = hook, log, poll_interval, killed
         self.timeout_seconds, self.startup_timeout_seconds = timeout_seconds, startup_timeout_seconds
         self.running: tuple[str, str] | None = None  # (name, namespace) of the job while ``run`` watches it
 
@@ -179,6 +234,11 @@ class TrainingJob:
         """Fail before anything is created when the cluster cannot run this kind."""
 
     def read(self, name: str, namespace: str) -> dict | None:
+        raise NotImplementedError
+
+    @staticmethod
+    def template(job: dict) -> dict:
+        """The workers' pod template."""
         raise NotImplementedError
 
     def create(self, manifests: list[dict]) -> None:
@@ -208,38 +268,58 @@ class TrainingJob:
         name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
         self.check_served()
         found = self.read(name, namespace)
-        ended = found and self.outcome(found)
-        if ended and ended[0] == "Failed":
-            self.log.info("%s %s/%s of an earlier try failed: deleting it to start again", self.kind, namespace, name)
+        if found is not None and (why := self._not_reusable(found, job)):
+            self.log.info("%s %s/%s of an earlier try %s: deleting it to start again", self.kind, namespace, name, why)
             self.delete(name, namespace)
             found = None
-        if found is None:
-            self.create(manifests)
-            self.log.info("created %s %s/%s of %s workers", self.kind, namespace, name, self.workers(job))
-        else:
-            self.log.info(
-                "re-attached to %s %s/%s, which an earlier try of this run started", self.kind, namespace, name
-            )
         self.running = (name, namespace)
         try:
-            outcome = self._wait(name, namespace)
+            if found is None:
+                self._check_killed(name, namespace)
+                self.create(manifests)
+                self._check_killed(name, namespace)  # killed while it was created: the finally deletes it
+                self.log.info("created %s %s/%s of %s workers", self.kind, namespace, name, self.workers(job))
+            else:
+                self.log.info(
+                    "re-attached to %s %s/%s, which an earlier try of this run started", self.kind, namespace, name
+                )
+            outcome = self._wait(name, namespace, self.workers(job))
             return self._result(name, namespace, outcome)
         finally:
             self.running = None
             self.delete(name, namespace)
+
+    def _check_killed(self, name: str, namespace: str) -> None:
+        if self.killed():
+            raise AirflowException(f"the task was killed before it started {self.kind} {namespace}/{name}")
+
+    def _not_reusable(self, found: dict, job: dict) -> str | None:
+        """Why the job an earlier try left cannot give this try's result (None: it can, or can be watched)."""
+        earlier = container_args(self.template(found)["spec"]["containers"], TRAINING_CONTAINER)
+        if not same_inputs(earlier, container_args(self.template(job)["spec"]["containers"], TRAINING_CONTAINER)):
+            return "ran other inputs"
+        ended = self.outcome(found)
+        if ended and ended[0] == "Failed":
+            return "failed"
+        name, namespace = found["metadata"]["name"], found["metadata"]["namespace"]
+        if ended and self.chief(self.pods(name, namespace), name) is None:
+            return "completed, but its pods and their result are gone"
+        return None
 
     @staticmethod
     def workers(job: dict) -> int:
         spec = job["spec"]
         return spec["completions"] if "completions" in spec else spec["tfReplicaSpecs"]["Worker"]["replicas"]
 
-    def _wait(self, name: str, namespace: str) -> tuple[str, str]:
+    def _wait(self, name: str, namespace: str, workers: int) -> tuple[str, str]:
         started, pending = time.monotonic(), {}
         while True:
             job = self.read(name, namespace)
             if job is None:
                 raise AirflowException(f"{self.kind} {namespace}/{name} was deleted while it ran")
-            self._check_workers(self.pods(name, namespace), pending)
+            pods = self.pods(name, namespace)
+            self._check_workers(pods, pending)
+            self._check_created(name, namespace, len(pods), workers, pending)
             outcome = self.outcome(job)
             elapsed = time.monotonic() - started
             self.log.info(
@@ -277,6 +357,23 @@ class TrainingJob:
                     f"training worker {pod.metadata.namespace}/{pod.metadata.name} did not start in "
                     f"{self.startup_timeout_seconds:.0f} s ({why})"
                 )
+
+    def _check_created(self, name: str, namespace: str, created: int, workers: int, pending: dict[str, float]) -> None:
+        """Fewer pods than workers past the startup timeout: the cluster refuses to create the others, and only
+        the job's FailedCreate events say why (no pod is Pending). Retried, as a worker Pending too long is."""
+        if created >= workers:
+            pending.pop(name, None)
+            return
+        waited = time.monotonic() - pending.setdefault(name, time.monotonic())
+        if waited <= self.startup_timeout_seconds:
+            return
+        selector = f"involvedObject.kind={self.kind},involvedObject.name={name},reason=FailedCreate,type=Warning"
+        events = self.hook.core_v1_client.list_namespaced_event(namespace, field_selector=selector).items
+        why = "; ".join(dict.fromkeys(event.message for event in events)) or "no FailedCreate event says why"
+        raise AirflowException(
+            f"{self.kind} {namespace}/{name}: the cluster created {created} of {workers} workers in "
+            f"{self.startup_timeout_seconds:.0f} s ({why})"
+        )
 
     def _result(self, name: str, namespace: str, outcome: tuple[str, str]) -> dict:
         pods = self.pods(name, namespace)
@@ -334,6 +431,10 @@ class IndexedTrainingJob(TrainingJob):
             raise
         return self.hook.api_client.sanitize_for_serialization(job)
 
+    @staticmethod
+    def template(job: dict) -> dict:
+        return job["spec"]["template"]
+
     def create(self, manifests: list[dict]) -> None:
         service, job = manifests
         try:
@@ -379,19 +480,11 @@ class TFJob(TrainingJob):
     GROUP, VERSION, PLURAL = "kubeflow.org", "v1", "tfjobs"
 
     def check_served(self) -> None:
-        """API discovery: ``kubeflow.org/v1`` must list ``tfjobs`` (Kubeflow Trainer v2 serves TrainJob only)."""
-        try:
-            resources = self.hook.custom_object_client.get_api_resources(self.GROUP, self.VERSION).resources
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            resources = []
-        if not any(resource.name == self.PLURAL for resource in resources):
-            raise AirflowFailException(
-                f"{TRAINING_BACKEND} {TFJOB!r} needs the Kubeflow Training Operator v1.9 ({self.GROUP}/{self.VERSION} "
-                f"{self.PLURAL}), which this cluster does not serve: install it (docs/eks.md, Cluster prerequisites) "
-                f"or set {TRAINING_BACKEND} to {INDEXED_JOB!r}, which needs no operator"
-            )
+        check_tfjobs_served(self.hook)
+
+    @staticmethod
+    def template(job: dict) -> dict:
+        return job["spec"]["tfReplicaSpecs"]["Worker"]["template"]
 
     def read(self, name: str, namespace: str) -> dict | None:
         try:
@@ -448,7 +541,7 @@ class TrainOperator(StepPodOperator):
         build_job: Callable[[dict], list[dict]],
         workers: Callable[[dict], int],
         job_poll_interval: float = 30,
-        job_timeout_seconds: float = 24 * 3600,
+        job_timeout_seconds: float = TRAINING_TIMEOUT_SECONDS,
         **kwargs,
     ):
         super().__init__(step="train", **kwargs)
@@ -467,6 +560,7 @@ class TrainOperator(StepPodOperator):
                 poll_interval=self.job_poll_interval,
                 timeout_seconds=self.job_timeout_seconds,
                 startup_timeout_seconds=self.startup_timeout_seconds,
+                killed=lambda: self._killed,
             )
             result = self.training.run(manifests)
         context["ti"].xcom_push(key="return_value", value=self.summarize(context, result))

@@ -55,6 +55,14 @@ SMOKE_DEADLINE_SECONDS = 300  # the smoke pod is stopped after this, whatever it
 TERMINATION_LOG = "/dev/termination-log"
 STEP_CONTAINER = "base"  # the KubernetesPodOperator's name for the container it follows
 TRAINING_CONTAINER = "tensorflow"  # a TFJob's operator sets TF_CONFIG only in the container of this name
+# A training job runs at most this long, whether the task watches it (its wait's timeout) or nobody does any
+# more (the cluster stops it: activeDeadlineSeconds).
+TRAINING_TIMEOUT_SECONDS = 24 * 3600
+# A finished training job (and its pods, with the chief's result) is garbage-collected this long after it
+# ended: far above Airflow's retry delay (pipeline.DEFAULT_ARGS: at most 10 min, plus the minutes before a
+# lost worker's task is failed), so a retry still finds a completed job to take its result, yet a job whose
+# DAG never came back does not stay for ever.
+TRAINING_TTL_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -323,6 +331,7 @@ class Training:
     service_account: str
     volume_claim: str | None = None
     mount_path: str = "/artefacts"
+    deadline_seconds: int = TRAINING_TIMEOUT_SECONDS
 
     def template(self, *, env: dict[str, str] | None = None, **spec) -> dict:
         """The workers' pod template (labelled with the job's name, which its Service selects)."""
@@ -372,7 +381,9 @@ def indexed_job(training: Training) -> dict:
     A multi-worker training restarts as a whole, so a failed worker fails the Job (``backoffLimit: 0``) and the
     task's retry starts it again; exit 2 (bad flag) or 3 (bad data) fails it through the pod failure policy
     (reason ``PodFailurePolicy``), and the task does not retry. A pod taken away by a disruption (node drain,
-    preemption) is not counted. Finished pods are kept for their logs until the DAG deletes the job."""
+    preemption) is not counted. Finished pods are kept for their logs until the DAG deletes the job; the cluster
+    stops a job that runs past ``deadline_seconds`` and removes a finished one after ``TRAINING_TTL_SECONDS``,
+    should the DAG never come back to it."""
     name = training.name
     addresses = ",".join(f"{name}-{index}.{name}:{WORKER_PORT}" for index in range(training.workers))
     container_ports = [{"name": "tf", "containerPort": WORKER_PORT}]
@@ -387,6 +398,8 @@ def indexed_job(training: Training) -> dict:
             "completions": training.workers,
             "parallelism": training.workers,
             "backoffLimit": 0,
+            "activeDeadlineSeconds": training.deadline_seconds,
+            "ttlSecondsAfterFinished": TRAINING_TTL_SECONDS,
             "podFailurePolicy": {
                 "rules": [
                     {
@@ -410,13 +423,18 @@ def tf_job(training: Training) -> dict:
     the container it must call ``tensorflow``); the step trains multi-worker from it, and the chief (worker 0)
     writes the model. A crashed worker restarts in place (``OnFailure``), at most ``backoffLimit`` times in all;
     the DAG fails the task at once when one exited 2 or 3 (bad input), read from its last state. Finished pods
-    are kept for their logs until the DAG deletes the job."""
+    are kept for their logs until the DAG deletes the job; the run policy bounds it as ``indexed_job`` does."""
     return {
         "apiVersion": "kubeflow.org/v1",
         "kind": "TFJob",
         "metadata": {"name": training.name, "namespace": training.namespace, "labels": labels(training.name)},
         "spec": {
-            "runPolicy": {"cleanPodPolicy": "None", "backoffLimit": 2},
+            "runPolicy": {
+                "cleanPodPolicy": "None",
+                "backoffLimit": 2,
+                "activeDeadlineSeconds": training.deadline_seconds,
+                "ttlSecondsAfterFinished": TRAINING_TTL_SECONDS,
+            },
             "tfReplicaSpecs": {
                 "Worker": {"replicas": training.workers, "restartPolicy": "OnFailure", "template": training.template()}
             },
