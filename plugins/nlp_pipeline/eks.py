@@ -496,6 +496,14 @@ def _roll_out(context, api_client, objects: list[dict]) -> None:
             kube_api.apply_autoscaled(api_client, manifest)
         else:
             kube_api.apply(api_client, manifest)
+    _wait_for_server(context, api_client)
+
+
+def _wait_for_server(context, api_client) -> None:
+    """Wait for the server's rollout, for the run's ``rollout_timeout_minutes`` (RolloutFailed after)."""
+    from nlp_pipeline.hooks import kubernetes as kube_api
+
+    settings = cluster()
     kube_api.wait_for_rollout(
         api_client,
         settings.server,
@@ -603,16 +611,9 @@ def _see_through(context, api_client, live: dict | None) -> None:
 
     if not live or kube_api.rollout_state(live)[0]:
         return
-    settings = cluster()
-    log.info("a rollout of %s is in progress (an earlier try's restore?): waiting for it", settings.server)
+    log.info("a rollout of %s is in progress (an earlier try's restore?): waiting for it", cluster().server)
     try:
-        kube_api.wait_for_rollout(
-            api_client,
-            settings.server,
-            settings.namespace,
-            timeout=context["params"]["rollout_timeout_minutes"] * 60,
-            poll=CHECK_INTERVAL,
-        )
+        _wait_for_server(context, api_client)
     except kube_api.RolloutFailed as error:
         raise AirflowFailException(f"{error}; the server is on no working revision, a person must look") from None
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 from kubernetes import client, config
 
-from tests.fakes.kubernetes import UNAUTHORIZED, FakeKubernetes
+from tests.fakes.kubernetes import UNAUTHORIZED, FakeKubernetes, wait_for
 
 
 def api_client(fake_kubernetes, tmp_path) -> client.ApiClient:
@@ -112,17 +112,6 @@ def test_an_eks_token_of_expired_credentials_or_older_than_15_minutes_gets_401_u
 
 
 # ---- the Job controller, restarts in place, scheduling, API discovery ----------------------------------------------
-def wait_for(predicate, seconds: float = 60):
-    """Poll ``predicate`` until it returns something true; fail after ``seconds``."""
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "the fake cluster did not get there in time"
-        time.sleep(0.2)
-    return found
-
-
 def indexed_job(name: str, args: list[str], *, completions: int = 2, **spec) -> dict:
     labels = {"app": name}
     container = {"name": "c", "image": "i", "args": args}

@@ -16,7 +16,7 @@ import pytest
 from tests.airflow.task_context import task_context
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.conftest import REPO, upload_folder
-from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS
+from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS, wait_for
 
 sys.path.insert(0, str(REPO / "plugins"))
 
@@ -234,16 +234,6 @@ def test_stage_dataset_refuses_the_tfjob_option_on_a_cluster_without_the_trainin
 
 
 # ---- multi-worker training ----------------------------------------------------------------------------------------
-def wait_for(predicate, seconds: float = 120):
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "not in time"
-        time.sleep(0.2)
-    return found
-
-
 def train_context(staged_data, tiny_model, **params) -> dict:
     return context(
         "train",

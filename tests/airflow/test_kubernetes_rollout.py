@@ -12,7 +12,7 @@ import yaml
 
 from tests.airflow.test_kubernetes_operators import context
 from tests.conftest import REPO
-from tests.fakes.kubernetes import BUDGETS, DEPLOYMENTS
+from tests.fakes.kubernetes import BUDGETS, DEPLOYMENTS, wait_for
 from tests.fakes.pod_security import restricted_violations
 
 sys.path.insert(0, str(REPO / "plugins"))
@@ -64,16 +64,6 @@ def served(deployment: dict) -> tuple[str, str, str]:
     container = server_container(deployment)
     arguments = container["args"]
     return container["image"], arguments[arguments.index("--model") + 1], container["resources"]["limits"]["cpu"]
-
-
-def wait_for(predicate, seconds: float = 60):
-    import time
-
-    deadline = time.monotonic() + seconds
-    while not (found := predicate()):
-        assert time.monotonic() < deadline, "the fake cluster did not get there in time"
-        time.sleep(0.2)
-    return found
 
 
 # ---- Pod Security "restricted" --------------------------------------------------------------------------------

@@ -230,6 +230,15 @@ class EksAuthentication:
         return True
 
 
+def wait_for(predicate, seconds: float = 120):
+    """Poll ``predicate`` until it returns something true (and return that); fail the test after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (found := predicate()):
+        assert time.monotonic() < deadline, "the fake cluster did not get there in time"
+        time.sleep(0.2)
+    return found
+
+
 class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator with the API server behaviour the pipeline relies on."""
 

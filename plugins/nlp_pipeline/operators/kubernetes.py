@@ -198,6 +198,11 @@ class StepPodOperator(KubernetesPodOperator):
             context["ti"].xcom_push(key="return_value", value=result)
 
 
+def worker_counts(status: dict) -> str:
+    """How many workers are active, succeeded and failed, as a training job's status counts them."""
+    return "workers " + ", ".join(f"{key} {status.get(key, 0)}" for key in ("active", "succeeded", "failed"))
+
+
 class TrainingJob:
     """A multi-worker training the cluster runs, watched to its end; the chief's (worker 0's) result.
 
@@ -453,9 +458,7 @@ class IndexedTrainingJob(TrainingJob):
         return None
 
     def progress(self, job: dict) -> str:
-        status = job.get("status") or {}
-        counts = (f"{key} {status.get(key, 0)}" for key in ("active", "succeeded", "failed"))
-        return "workers " + ", ".join(counts)
+        return worker_counts(job.get("status") or {})
 
     def pods(self, name: str, namespace: str) -> list:
         selector = f"{JOB_NAME_LABEL}={name}"
@@ -509,9 +512,7 @@ class TFJob(TrainingJob):
         return None
 
     def progress(self, job: dict) -> str:
-        replicas = ((job.get("status") or {}).get("replicaStatuses") or {}).get("Worker", {})
-        counts = (f"{key} {replicas.get(key, 0)}" for key in ("active", "succeeded", "failed"))
-        return "workers " + ", ".join(counts)
+        return worker_counts(((job.get("status") or {}).get("replicaStatuses") or {}).get("Worker", {}))
 
     def pods(self, name: str, namespace: str) -> list:
         selector = f"training.kubeflow.org/job-name={name}"
