@@ -446,3 +446,28 @@ def test_the_cluster_prerequisites_are_valid_and_agree_with_the_dag_defaults():
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     [serving] = [obj for obj in objects if obj["kind"] == "ServiceAccount" and obj["metadata"]["name"] == "nlp-serving"]
     assert serving["automountServiceAccountToken"] is False, "the server never calls the Kubernetes API"
+
+
+def test_the_smoke_test_pod_is_valid_restricted_and_runs_where_the_server_does(monkeypatch):
+    from kubernetes.client import ApiClient
+    from nlp_pipeline import eks
+    from nlp_pipeline.params import eks_params
+    from nlp_pipeline.pipeline import build_pipeline
+
+    context = eks_context(monkeypatch)
+    context["ti"].xcom[("deploy", "return_value")] = {
+        "deployment": "nlp-paraphrase",
+        "namespace": "nlp",
+        "version": "v",
+    }
+    dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+    operator = dag.get_task("smoke_test")
+    pod = valid(ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(context, dry_run=True)))
+
+    assert restricted_violations(pod["spec"]) == []
+    assert pod["spec"]["serviceAccountName"] == "nlp-serving" and not pod["spec"].get("volumes")
+    assert (
+        pod["spec"]["affinity"] == eks.manifests.intel_placement(eks._server_placement(context["params"]))["affinity"]
+    )
+    [container] = pod["spec"]["containers"]
+    assert container["args"][:3] == ["smoke-test", "--url", "http://nlp-paraphrase.nlp.svc.cluster.local"]
