@@ -44,7 +44,7 @@ _EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema[
 LIMITS: dict[str, timedelta] = {
     "policy": _QUICK,
     "stage_dataset": timedelta(hours=2),  # a hub download and tokenisation; MRPC takes a minute
-    "train": timedelta(hours=24),  # fine-tuning on CPU; eks's multi-worker TFJob allows 24 h as well
+    "train": timedelta(hours=24),  # fine-tuning on CPU; eks's multi-worker training job allows 24 h as well
     "quantize": timedelta(hours=6),  # INC's trials (about 70 s each on MiniLM) and the timing runs
     "evaluate": timedelta(hours=2),
     "gate": _QUICK,
@@ -74,14 +74,16 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     },
     "eks": {
         "stage_dataset": _POD_START + LIMITS["stage_dataset"],
-        "train": _POD_START + LIMITS["train"] + timedelta(minutes=30),  # the TFJob's 24 h, its pods' startup
+        "train": _POD_START + LIMITS["train"] + timedelta(minutes=30),  # the training job's 24 h, its pods' startup
         "quantize": _POD_START + LIMITS["quantize"],
         "evaluate": _POD_START + LIMITS["evaluate"],
         "register": _POD_START + _QUICK,
         "reject": _POD_START + _QUICK,
         "mark_production": _POD_START + _QUICK,
         "deploy": 2 * _EKS_ROLLOUT + _QUICK,  # the rollout, and undoing a failed one
-        "rollback": _EKS_ROLLOUT + _QUICK,
+        "smoke_test": _POD_START + _QUICK,  # a pod in the cluster: scheduled, then a few requests
+        # An earlier try's restore still rolling out is waited for, then the previous revision applied again.
+        "rollback": 2 * _EKS_ROLLOUT + _QUICK,
     },
 }
 

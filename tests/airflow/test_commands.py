@@ -293,7 +293,7 @@ def test_every_pod_nlp_eks_starts_runs_its_step_with_the_runs_params(monkeypatch
         assert_carries(parsed(command), command[0], context["params"])
         if task_id == "quantize":
             assert parsed(command).target_hardware == eks.compression_placement(context["params"])[1]
-    [server] = eks._server_objects(context, "/artefacts/m", None, {})[1]["spec"]["template"]["spec"]["containers"]
+    [server] = eks._server_objects(context, "/artefacts/m", {})[1]["spec"]["template"]["spec"]["containers"]
     assert parsed(server["args"]).model == "/artefacts/m"
 
 

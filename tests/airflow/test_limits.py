@@ -68,7 +68,7 @@ def test_eks_limits_cover_the_pods_own():
         if hasattr(task, "startup_timeout_seconds"):  # a step's pod: scheduled and its image pulled first
             assert seconds(task) > task.startup_timeout_seconds, task.task_id
     train = dag.get_task("train")
-    assert seconds(train) > train.tfjob_timeout_seconds + train.startup_timeout_seconds
+    assert seconds(train) > train.job_timeout_seconds + train.startup_timeout_seconds
     assert dag.get_task("deploy").execution_timeout > 2 * EKS_ROLLOUT  # the rollout, and undoing a failed one
 
 

@@ -359,7 +359,7 @@ def test_eks_quantizes_on_the_servers_nodes_unless_compression_node_features_mov
         request = dag.get_task(task_id).build_pod_request_obj(task_context_, dry_run=True)
         return ApiClient().sanitize_for_serialization(request)["spec"]
 
-    [_, deployment, *_] = eks._server_objects(task_context_, "s3://b/quantized", None, {})
+    [_, deployment, *_] = eks._server_objects(task_context_, "s3://b/quantized", {})
     server = deployment["spec"]["template"]["spec"]
     quantize, stage = pod("quantize"), pod("stage_dataset")
     assert node_features(server) == node_features(stage) == [VNNI], "node_features places the server and the steps"
