@@ -459,11 +459,26 @@ class FakeKubernetes:
 
     def objects(self, resource, namespace: str | None = None) -> list[dict]:
         """The live objects of a resource (copies), for assertions."""
+        return [copy.deepcopy(obj.raw) for _, _, obj in self._live(resource, namespace)]
+
+    def _live(self, resource, namespace: str | None = None) -> list[tuple[str, str, object]]:
+        """(namespace, name, stored object) of each object of ``resource`` not deleted, in ``namespace`` if given."""
         return [
-            copy.deepcopy(obj.raw)
-            for (kind, ns, _), obj in list(self.api.objects.items())
+            (ns, name, obj)
+            for (kind, ns, name), obj in list(self.api.objects.items())
             if kind == resource and (namespace is None or ns == namespace) and not obj.deleted
         ]
+
+    def _selected_deployments(self, namespace: str, selector: dict) -> list[tuple[str, dict]]:
+        """(name, raw) of each Deployment in ``namespace`` whose pods ``selector`` (matchLabels) picks."""
+        if not selector:
+            return []
+        selected = []
+        for _, name, deployment in self._live(DEPLOYMENTS, namespace):
+            pod_labels = deployment.raw["spec"]["template"]["metadata"].get("labels") or {}
+            if all(pod_labels.get(key) == value for key, value in selector.items()):
+                selected.append((name, deployment.raw))
+        return selected
 
     def history(self, resource, namespace: str, name: str) -> list[dict]:
         """Every version the object has had (copies), oldest first: what a watch would have seen."""
@@ -504,9 +519,7 @@ class FakeKubernetes:
         Deployment whose server is up. Names that would not resolve in a cluster are not here, so they fail.
         """
         found: dict[str, str] = {}
-        for (kind, service_namespace, name), service in list(self.api.objects.items()):
-            if kind != SERVICES or service.deleted:
-                continue
+        for service_namespace, name, service in self._live(SERVICES):
             spec = service.raw.get("spec") or {}
             target = self._service_target(service_namespace, spec.get("selector") or {})
             if target is None:
@@ -528,8 +541,8 @@ class FakeKubernetes:
         resolves once its pod is ready, or before (Pending, starting) when the Service sets
         ``publishNotReadyAddresses``."""
         found: dict[str, str] = {}
-        for (kind, job_namespace, job_name), job in list(self.api.objects.items()):
-            if kind != JOBS or job.deleted or (job.raw.get("spec") or {}).get("completionMode") != "Indexed":
+        for job_namespace, job_name, job in self._live(JOBS):
+            if (job.raw.get("spec") or {}).get("completionMode") != "Indexed":
                 continue
             spec = job.raw["spec"]
             template = spec["template"]
@@ -563,9 +576,7 @@ class FakeKubernetes:
     def _ready_indexes(self, namespace: str, job: str) -> set[int]:
         """The indexes of an Indexed Job whose pod is ready (its ``Ready`` condition True)."""
         ready = set()
-        for (kind, pod_namespace, _), pod in list(self.api.objects.items()):
-            if kind != PODS or pod.deleted or pod_namespace != namespace:
-                continue
+        for _, _, pod in self._live(PODS, namespace):
             metadata = pod.raw.get("metadata") or {}
             if (metadata.get("labels") or {}).get(JOB_NAME_LABEL) != job:
                 continue
@@ -576,18 +587,12 @@ class FakeKubernetes:
 
     def _service_target(self, namespace: str, selector: dict) -> str | None:
         """``127.0.0.1:PORT`` of the server of the Deployment whose pods ``selector`` picks, if it serves."""
-        if not selector:
-            return None
-        for (kind, deployment_namespace, name), deployment in list(self.api.objects.items()):
-            if kind != DEPLOYMENTS or deployment_namespace != namespace or deployment.deleted:
-                continue
-            pod_labels = deployment.raw["spec"]["template"]["metadata"].get("labels") or {}
-            if all(pod_labels.get(key) == value for key, value in selector.items()):
-                template_hash = self.serving.get((namespace, name))
-                if template_hash is not None and self.broken_answers:
-                    return self._broken_address
-                if template_hash is not None:
-                    return self.servers[template_hash].url.removeprefix("http://")
+        for name, _ in self._selected_deployments(namespace, selector):
+            template_hash = self.serving.get((namespace, name))
+            if template_hash is not None and self.broken_answers:
+                return self._broken_address
+            if template_hash is not None:
+                return self.servers[template_hash].url.removeprefix("http://")
         return None
 
     @staticmethod
@@ -893,9 +898,7 @@ class FakeKubernetes:
         ``scale`` subresource by the kube-controller-manager, which then owns ``spec.replicas``."""
         while True:
             async with self.api._lock:
-                for (kind, namespace, name), hpa in list(self.api.objects.items()):
-                    if kind != AUTOSCALERS or hpa.deleted:
-                        continue
+                for namespace, name, hpa in self._live(AUTOSCALERS):
                     spec = hpa.raw.get("spec") or {}
                     target = (DEPLOYMENTS, namespace, (spec.get("scaleTargetRef") or {}).get("name"))
                     if target not in self.api.objects:
@@ -925,20 +928,13 @@ class FakeKubernetes:
         expected pods less ``maxUnavailable``. An eviction is allowed while it is at least 1."""
         while True:
             async with self.api._lock:
-                for (kind, namespace, _), budget in list(self.api.objects.items()):
-                    if kind != BUDGETS or budget.deleted:
-                        continue
+                for namespace, _, budget in self._live(BUDGETS):
                     spec = budget.raw.get("spec") or {}
                     selector = (spec.get("selector") or {}).get("matchLabels") or {}
                     expected = healthy = 0
-                    for (other, other_namespace, _), deployment in list(self.api.objects.items()):
-                        if other != DEPLOYMENTS or other_namespace != namespace or deployment.deleted:
-                            continue
-                        template_labels = deployment.raw.get("spec", {}).get("template", {}).get("metadata", {})
-                        labels = template_labels.get("labels") or {}
-                        if selector and all(labels.get(key) == value for key, value in selector.items()):
-                            expected += deployment.raw["spec"].get("replicas", 1)
-                            healthy += (deployment.raw.get("status") or {}).get("availableReplicas", 0)
+                    for _, deployment in self._selected_deployments(namespace, selector):
+                        expected += deployment["spec"].get("replicas", 1)
+                        healthy += (deployment.get("status") or {}).get("availableReplicas", 0)
                     if "minAvailable" in spec:
                         desired = spec["minAvailable"]
                     else:
@@ -1039,9 +1035,8 @@ class FakeKubernetes:
     async def _job_controller(self) -> None:
         while True:
             async with self.api._lock:
-                for (kind, namespace, name), obj in list(self.api.objects.items()):
-                    if kind == JOBS and not obj.deleted:
-                        self._sync_job(obj, namespace, name)
+                for namespace, name, obj in self._live(JOBS):
+                    self._sync_job(obj, namespace, name)
             await asyncio.sleep(self.poll)
 
     def _sync_job(self, obj, namespace: str, name: str) -> None:
@@ -1056,8 +1051,7 @@ class FakeKubernetes:
         completed = {int(index) for index in filter(None, status.get("completedIndexes", "").split(","))}
         pods = [
             pod.raw
-            for (kind, pod_namespace, _), pod in list(self.api.objects.items())
-            if kind == PODS and pod_namespace == namespace and not pod.deleted
+            for _, _, pod in self._live(PODS, namespace)
             if (pod.raw["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) == name
         ]
         failure = None
