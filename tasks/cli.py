@@ -48,6 +48,9 @@ class Step:
     # What the step prints is its answer, read by a script (status --json, cpu-threads): its arguments are not
     # logged, and log lines go to stderr.
     quiet: bool = False
+    # Fields whose value may also be given as a leading word, in order: ``registry show V`` is
+    # ``registry --action show --version V``. The flags stay, for the commands the pipeline builds.
+    words: tuple[str, ...] = ()
 
     def run(self, args) -> None:
         module, function = self.target.split(":")
@@ -86,8 +89,9 @@ STEPS: dict[str, Step] = {
     "registry": Step(
         RegistryArguments,
         "tasks.endpoint.registry:run",
-        "record, promote and look up models in the local registry",
+        "list, show, record and promote models in the model registry",
         quiet=True,
+        words=("action", "version"),
     ),
     "summary": Step(SummaryArguments, "tasks.evaluation.summary:run", "print what a pipeline run produced", quiet=True),
     "stop-local": Step(
@@ -178,27 +182,54 @@ def _closest(unknown: str, choices: Sequence[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def _leading_words(step: Step, argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """The values the leading words of ``argv`` give the step's ``words`` fields, and the rest of ``argv``."""
+    given = {}
+    for name, word in zip(step.words, argv, strict=False):
+        if word.startswith("-"):
+            break
+        given[name] = word
+    return given, list(argv[len(given) :])
+
+
+def _word_usage(step_name: str, step: Step) -> str:
+    """``python -m tasks registry [ACTION [VERSION]] [flags]``, and what the words stand for."""
+    words = "".join(f" [{name.upper()}" for name in step.words) + "]" * len(step.words)
+    flags = ", ".join(f"{name.upper()} for --{name.replace('_', '-')}" for name in step.words)
+    return f"python -m tasks {step_name}{words} [flags] ({flags})"
+
+
 def parse(step_name: str, argv: Sequence[str]):
-    """Parse a step's flags into its argument dataclass; a bad flag is a ConfigError naming it.
+    """Parse a step's words and flags into its argument dataclass; a bad flag is a ConfigError naming it.
 
     Flags are never abbreviated: ``--epoch`` is not ``--epochs``, it is refused with the flag it resembles.
     """
     step = STEPS[step_name]
-    if not argv and _every_field_has_a_default(step.arguments):
-        return step.arguments()  # what parsing no flags gives, without importing transformers
     prog = f"python -m tasks {step_name}"
-    parser = _step_parser()(step.arguments, prog=prog, description=step.summary, allow_abbrev=False)
 
     def refuse(message: str):
         raise ConfigError(f"{prog}: {message} (see `{prog} --help`)")
 
+    words, argv = _leading_words(step, argv)
+    for name in words:
+        flag = f"--{name.replace('_', '-')}"
+        if any(argument.split("=", 1)[0] in (flag, f"--{name}") for argument in argv):
+            refuse(f"{name.upper()} given twice, as a word ({words[name]!r}) and as {flag}")
+    if not argv and _every_field_has_a_default(step.arguments):
+        return step.arguments(**words)  # what parsing no flags gives, without importing transformers
+    argv = [part for name, word in words.items() for part in (f"--{name.replace('_', '-')}", word)] + argv
+    description = f"{step.summary}. Usage: {_word_usage(step_name, step)}" if step.words else step.summary
+    parser = _step_parser()(step.arguments, prog=prog, description=description, allow_abbrev=False)
     parser.error = refuse
-    namespace, unknown = parser.parse_known_args(list(argv))
+    namespace, unknown = parser.parse_known_args(argv)
     if unknown:
         flag = next((argument.split("=", 1)[0] for argument in unknown if argument.startswith("-")), "")
         known = [name for action in parser._actions for name in action.option_strings]
         resembled = _closest(flag, known) if flag else None
-        refuse(f"unrecognized arguments: {' '.join(unknown)}" + (f"; did you mean {resembled}?" if resembled else ""))
+        hint = f"; did you mean {resembled}?" if resembled else ""
+        if step.words and not flag:
+            hint = f"; usage: {_word_usage(step_name, step)}"
+        refuse(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     return step.arguments(**vars(namespace))
 
 

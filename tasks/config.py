@@ -27,6 +27,10 @@ MODEL_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")
 _DAG_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 # Where a server started without flags (a SageMaker endpoint's container) finds the expected digest instead.
 MODEL_DIGEST_ENV = "NLP_MODEL_DIGEST"
+# The registry `python -m tasks registry` reads when given no --registry (a person's shell, `make registry`).
+REGISTRY_ENV = "NLP_REGISTRY"
+# What `python -m tasks registry` does; the first word after `registry` may name it (`registry show VERSION`).
+REGISTRY_ACTIONS = ("list", "show", "register", "promote", "production")
 DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
@@ -494,14 +498,27 @@ class EndpointArguments:
 @dataclass
 class RegistryArguments:
     registry: str = field(
-        metadata={"help": "The registry's SQLite file, a local path or s3://bucket/key (created if missing)."}
+        default="",
+        metadata={
+            "help": "The registry's SQLite file, a local path or s3://bucket/key (created when missing, except by"
+            f" list and show). Empty: the environment variable {REGISTRY_ENV}'s (`make registry` sets it to the demo's)."
+        },
     )
-    action: Literal["register", "promote", "production", "list"] = field(
+    action: Literal[REGISTRY_ACTIONS] = field(
         default="list",
         metadata={
-            "help": "register: record --model with --evaluation and --status; promote: make entry --id the"
-            " production model; production: print it (or null); list: print every entry."
+            "help": "Also the first word after `registry`. list: a table of every entry, newest first; show: every"
+            " entry of --version; register: record --model with --evaluation and --status; promote: make entry"
+            " --id the production model; production: print it (or null)."
         },
+    )
+    version: str = field(
+        default="",
+        metadata={"help": "show: the model version (or registry entry id) to show; also the word after `show`."},
+    )
+    json: bool = field(
+        default=False,
+        metadata={"help": "list, show: print JSON instead of text (the other actions always print JSON)."},
     )
     model: str = field(default="", metadata={"help": "register: the candidate model folder or URI."})
     evaluation: str = field(default="", metadata={"help": "register: the evaluate step's output folder."})
@@ -515,18 +532,26 @@ class RegistryArguments:
     id: int = field(default=0, metadata={"help": "promote: the registry entry."})
 
     def __post_init__(self):
+        self.registry = self.registry or os.environ.get(REGISTRY_ENV, "")
+        _require(
+            bool(self.registry),
+            "registry",
+            f"the registry file or URI (or set the environment variable {REGISTRY_ENV}; `make registry` lists the"
+            " demo's)",
+            self.registry,
+        )
         _require(
             "://" not in self.registry or self.registry.startswith(CONDITIONAL_WRITES),
             "registry",
             f"a local file or {CONDITIONAL_WRITES}bucket/key (concurrent updates need conditional writes)",
             self.registry,
         )
+        _require(self.action in REGISTRY_ACTIONS, "action", f"one of {', '.join(REGISTRY_ACTIONS)}", self.action)
         _require(
-            self.action in ("register", "promote", "production", "list"),
-            "action",
-            "register, promote, production or list",
-            self.action,
+            self.action == "show" or not self.version, "version", "given only to show", f"{self.action} {self.version}"
         )
+        if self.action == "show":
+            _require(bool(self.version), "version", "the model version to show (`registry show VERSION`)", self.version)
         if self.action == "register":
             _require(bool(self.model), "model", "a model folder or URI when registering", self.model)
             _require(bool(self.evaluation), "evaluation", "an evaluate output folder when registering", self.evaluation)

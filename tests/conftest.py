@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_ISOLATED_ENV = ("TF_CONFIG", "TASKS_SAGEMAKER_ROOT", "TASKS_WORKER_PORT", "AWS_ENDPOINT_URL", "AWS_PROFILE")
+_ISOLATED_ENV = (
+    "TF_CONFIG",
+    "TASKS_SAGEMAKER_ROOT",
+    "TASKS_WORKER_PORT",
+    "AWS_ENDPOINT_URL",
+    "AWS_PROFILE",
+    "NLP_REGISTRY",
+)
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

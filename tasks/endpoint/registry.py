@@ -14,6 +14,10 @@ Every action can be redone without harm, which a retried task and the S3 update 
 registration is keyed by (DAG, run, model digest): the same bytes registered again by the same run return
 the entry made before (see ``Registry.register``); promoting the production model again changes nothing.
 
+``list`` and ``show`` are for people: a table of every entry, newest first, and one model's entries whole (metrics,
+lineage, folder, digest, model card); ``--json`` prints the same entries as JSON. The other actions print JSON,
+which the pipeline parses.
+
 Writers never lose each other's updates: a local file is changed in ``BEGIN IMMEDIATE`` transactions (SQLite
 queues writers), a registry on S3 with conditional writes that redo the action on the newer object
 (``tasks.runtime.remote_paths.edit_remote_file``). A file that is not a registry is RegistryError (exit 3,
@@ -22,6 +26,7 @@ not retried): retrying cannot repair it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import sqlite3
@@ -32,7 +37,7 @@ from pathlib import Path
 from tasks.config import RegistryArguments
 from tasks.endpoint.state import now
 from tasks.errors import ConfigError, ModelError, RegistryError
-from tasks.runtime import remote_paths, step_result
+from tasks.runtime import model_card, remote_paths, step_result
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,8 @@ _ADDED_COLUMNS = {"digest": "TEXT"}
 _JSON_COLUMNS = ("reasons", "metrics", "config")
 # The actions that change the registry; the others only read it.
 WRITES = frozenset({"register", "promote"})
+# The actions that print text for people unless given --json, and refuse a registry that does not exist.
+FOR_PEOPLE = frozenset({"list", "show"})
 # sqlite3's primary result codes for a file that is not a database, or a damaged one.
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 _METRICS = ("accuracy", "f1", "latency_ms_b1_p50", "latency_ms_b1_p99", "throughput_b32", "precision")
@@ -186,8 +193,24 @@ class Registry:
             return self._get(db, row["id"]) if row else None
 
     def entries(self) -> list[dict]:
+        """Every entry, newest first."""
         with self._transaction() as db:
-            return [self._get(db, row["id"]) for row in db.execute("SELECT id FROM models ORDER BY id")]
+            return [self._get(db, row["id"]) for row in db.execute("SELECT id FROM models ORDER BY id DESC")]
+
+    def find(self, version: str) -> list[dict]:
+        """The entries of ``version`` (one model registered by several runs), newest first; ``version`` may be an
+        entry id instead. None is a ConfigError naming the registry and the versions it resembles."""
+        with self._transaction() as db:
+            found = db.execute(
+                "SELECT id FROM models WHERE version = ? OR (? AND id = ?) ORDER BY id DESC",
+                (version, version.isdigit(), int(version) if version.isdigit() else 0),
+            ).fetchall()
+            if found:
+                return [self._get(db, row["id"]) for row in found]
+            versions = sorted({row["version"] for row in db.execute("SELECT version FROM models")})
+        resembled = difflib.get_close_matches(version, versions, n=3)
+        hint = f"did you mean {' or '.join(resembled)}?" if resembled else "`registry list` shows its versions"
+        raise ConfigError(f"no model {version!r} in the registry {self.name}: {hint}")
 
     @staticmethod
     def _get(db, entry_id: int) -> dict:
@@ -208,18 +231,32 @@ def _columns() -> set[str]:
 
 
 def run(args: RegistryArguments) -> None:
-    """Print the result as one line of JSON (the last line of stdout), for the caller to parse; in a pod it is
-    also the termination message (``tasks.runtime.step_result``)."""
+    """``list`` and ``show`` print text for people (JSON with ``--json``). The other actions print their result
+    as one line of JSON (the last line of stdout), for the caller to parse; in a pod it is also the termination
+    message (``tasks.runtime.step_result``)."""
     action = _register(args) if args.action == "register" else _ACTIONS[args.action](args)
     if remote_paths.is_remote(args.registry):
         result = remote_paths.edit_remote_file(
-            args.registry, lambda path: action(Registry(path, args.registry)), writes=args.action in WRITES
+            args.registry, lambda path: action(_open(path, args)), writes=args.action in WRITES
         )
     else:
-        result = action(Registry(args.registry))
+        result = action(_open(Path(args.registry), args))
+    if args.action in FOR_PEOPLE:
+        print(json.dumps(result, sort_keys=True) if args.json else _TEXT[args.action](result, args.registry))
+        return
     print(json.dumps(result, sort_keys=True))
-    if args.action != "list":  # one entry: small enough for a termination message
-        step_result.write(result)
+    step_result.write(result)  # one entry: small enough for a termination message
+
+
+def _open(path: Path, args: RegistryArguments) -> Registry:
+    """The registry at ``path``; a lookup by a person in one that does not exist is refused rather than
+    answered "nothing registered" from an empty file it would create (a mistyped path)."""
+    if args.action in FOR_PEOPLE and not path.exists():
+        raise ConfigError(
+            f"--registry {args.registry}: no such registry; pass the registry file or URI (the demo's is"
+            " demo-output/artefacts/registry.sqlite: `make registry`)"
+        )
+    return Registry(path, args.registry)
 
 
 # What each action does to an open registry: a function of the registry alone, so that it can be redone on a
@@ -228,7 +265,112 @@ _ACTIONS: dict[str, Callable[[RegistryArguments], Callable[[Registry], object]]]
     "promote": lambda args: lambda registry: registry.promote(args.id),
     "production": lambda args: Registry.production,
     "list": lambda args: Registry.entries,
+    "show": lambda args: (
+        lambda registry: [entry | {"model_card": card_path(entry)} for entry in registry.find(args.version)]
+    ),
 }
+
+
+def card_path(entry: dict) -> str:
+    """Where the entry's model card is: the ``README.md`` in its model folder (or under its URI)."""
+    return f"{entry['model'].rstrip('/')}/{model_card.README}"
+
+
+# ---- text for people ------------------------------------------------------------------------------------------------
+_MISSING = "-"
+# list's columns: the header and the entry's value as text.
+_COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
+    ("id", lambda entry: str(entry["id"])),
+    ("version", lambda entry: entry["version"]),
+    ("status", lambda entry: entry["status"]),
+    ("precision", lambda entry: _precision(entry)),
+    ("accuracy", lambda entry: _number(entry["metrics"].get("accuracy"), 3)),
+    ("F1", lambda entry: _number(entry["metrics"].get("f1"), 3)),
+    ("latency b1 p50 (ms)", lambda entry: _number(entry["metrics"].get("latency_ms_b1_p50"), 1)),
+    ("trained on", lambda entry: entry["created_at"][:10]),
+    ("DAG", lambda entry: entry["dag_id"] or _MISSING),
+    ("run", lambda entry: entry["run_id"] or _MISSING),
+)
+_NUMERIC = frozenset({"id", "accuracy", "F1", "latency b1 p50 (ms)"})
+
+
+def _number(value, decimals: int) -> str:
+    return _MISSING if value is None else f"{value:.{decimals}f}"
+
+
+def _precision(entry: dict) -> str:
+    """The precision recorded with the metrics, else the one the version starts with (``int8-0123abcd``)."""
+    return entry["metrics"].get("precision") or entry["version"].partition("-")[0] or _MISSING
+
+
+def table(entries: list[dict], registry: str) -> str:
+    """The entries as an aligned text table, one row each, in the order given; nothing cut short."""
+    if not entries:
+        return f"no models registered in {registry}"
+    cells = [[header for header, _ in _COLUMNS]] + [[value(entry) for _, value in _COLUMNS] for entry in entries]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(_COLUMNS))]
+    lines = [
+        "  ".join(
+            cell.rjust(width) if header in _NUMERIC else cell.ljust(width)
+            for (header, _), cell, width in zip(_COLUMNS, row, widths, strict=True)
+        ).rstrip()
+        for row in cells
+    ]
+    return "\n".join(lines)
+
+
+def describe(entries: list[dict], registry: str) -> str:
+    """Each entry whole, as labelled lines: its status, metrics, lineage and files."""
+    return "\n\n".join(_describe(entry, registry) for entry in entries)
+
+
+def _describe(entry: dict, registry: str) -> str:
+    metrics = entry["metrics"]
+    sections = {
+        f"{entry['version']}: registry entry {entry['id']} of {registry}": [
+            ("status", entry["status"]),
+            ("registered", entry["created_at"]),
+            ("last changed", entry["updated_at"]),
+            ("gate decision", entry["decision"] or _MISSING),
+            ("gate reasons", "; ".join(entry["reasons"]) or _MISSING),
+        ],
+        "metrics": [
+            ("precision", _precision(entry)),
+            ("accuracy", _number(metrics.get("accuracy"), 3)),
+            ("F1", _number(metrics.get("f1"), 3)),
+            ("latency b1 p50 (ms)", _number(metrics.get("latency_ms_b1_p50"), 1)),
+            ("latency b1 p99 (ms)", _number(metrics.get("latency_ms_b1_p99"), 1)),
+            ("throughput b32 (pairs/s)", _number(metrics.get("throughput_b32"), 1)),
+        ],
+        "lineage": [
+            ("data fingerprint", entry["data_fingerprint"] or _MISSING),
+            ("base model", entry["base_model"] or _MISSING),
+            ("training config", json.dumps(entry["config"], sort_keys=True) if entry["config"] else _MISSING),
+            ("DAG", entry["dag_id"] or _MISSING),
+            ("run", entry["run_id"] or _MISSING),
+            ("logical date", entry["logical_date"] or _MISSING),
+        ],
+        "model": [
+            ("folder", entry["model"]),
+            ("digest", entry["digest"] or _MISSING),
+            ("model card", _card_text(entry["model_card"])),
+        ],
+    }
+    width = max(len(label) for lines in sections.values() for label, _ in lines)
+    return "\n".join(
+        "\n".join([title, *(f"  {label:<{width}}  {value}" for label, value in lines)])
+        for title, lines in sections.items()
+    )
+
+
+def _card_text(path: str) -> str:
+    """The card's path; a local one that is not there (the folder removed by gc) says so."""
+    if remote_paths.is_remote(path) or Path(path).is_file():
+        return path
+    return f"{path} (not found)"
+
+
+_TEXT: dict[str, Callable[[list[dict], str], str]] = {"list": table, "show": describe}
 
 
 def _register(args: RegistryArguments) -> Callable[[Registry], dict]:

@@ -20,7 +20,7 @@ def states_of(env: dict, run_id: str) -> dict:
 
 def registry(env: dict) -> list[dict]:
     registry_file = f"{env['AIRFLOW_VAR_NLP_ARTEFACT_ROOT']}/registry.sqlite"
-    return json.loads(run_tasks("registry", "--registry", registry_file).stdout)
+    return json.loads(run_tasks("registry", "list", "--json", "--registry", registry_file).stdout)
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     second = trigger(airflow_home, barely_trained)
     states = states_of(airflow_home, second)
     assert states["reject"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
-    production, rejected = registry(airflow_home)
+    rejected, production = registry(airflow_home)  # newest first
     assert (production["id"], production["status"]) == (entry["id"], "production")
     assert rejected["status"] == "archived" and rejected["decision"] == "reject"
     assert any(reason.startswith("min_accuracy: FAIL") for reason in rejected["reasons"])
@@ -88,7 +88,7 @@ def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home
             f"{step}/LATEST" for step in steps
         }
         registry_file = f"{env['AIRFLOW_HOME']}/nlp-artefacts/registry.sqlite"
-        [entry] = json.loads(run_tasks("registry", "--registry", registry_file).stdout)
+        [entry] = json.loads(run_tasks("registry", "list", "--json", "--registry", registry_file).stdout)
         assert entry["status"] == "production" and entry["model"].startswith(f"{root}/nlp_local/")
         assert entry["model"].rsplit("/", 1)[1].endswith("-try1"), "the registry names one upload of the model"
         served = httpx.get(f"http://127.0.0.1:{port}/ping").json()

@@ -48,7 +48,9 @@ def test_a_backfill_runs_each_interval_and_never_deploys(airflow_stack, raw_data
     folders = ["20240101T000000Z", "20250101T000000Z"]
     for folder in folders:
         assert {path.name for path in (artefacts / "nlp_local" / folder).iterdir()} == {"staged", "model", "evaluation"}
-    entries = json.loads(run_tasks("registry", "--registry", str(artefacts / "registry.sqlite")).stdout)
+    entries = json.loads(
+        run_tasks("registry", "list", "--json", "--registry", str(artefacts / "registry.sqlite")).stdout
+    )
     backfilled = [entry for entry in entries if entry["run_id"].startswith("backfill__")]
     assert sorted(entry["logical_date"] for entry in backfilled) == folders
     assert {entry["status"] for entry in backfilled} == {"approved"}  # registered, never production

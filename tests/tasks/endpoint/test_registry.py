@@ -1,9 +1,10 @@
 """The model registry on a local SQLite file: idempotent registration per (DAG, run, model digest), the
 migration of registries written before the digest column, a clear non-retried error for a file that is not
-a registry, and concurrent writers that lose nothing."""
+a registry, and concurrent writers that lose nothing; `list` and `show` for people, `--json` for machines."""
 
 import io
 import json
+import re
 import sqlite3
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import redirect_stdout
@@ -11,14 +12,16 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pytest
+from huggingface_hub import ModelCard
 
 from tasks import cli
-from tasks.config import RegistryArguments
+from tasks.config import REGISTRY_ENV, RegistryArguments
 from tasks.endpoint import registry
 from tasks.endpoint.registry import Registry
-from tasks.errors import NOT_RETRYABLE, ModelError
-from tasks.runtime import digest
+from tasks.errors import NOT_RETRYABLE, ConfigError, ModelError
+from tasks.runtime import digest, model_card
 from tests.conftest import flags
+from tests.tasks.runtime.test_model_card import CARD
 
 EVALUATION = {"decision": "promote", "reasons": ["ok"], "accuracy": 0.8, "f1": 0.85}
 # The registry's table as it was before the digest column: files written then must keep working.
@@ -180,3 +183,189 @@ def test_a_database_error_without_a_sqlite_code_is_raised_as_it_is(tmp_path):
     registry = Registry(tmp_path / "registry.sqlite")
     with pytest.raises(sqlite3.DatabaseError, match="raised by the module"), registry._transaction():
         raise sqlite3.DatabaseError("raised by the module")
+
+
+# ---- list and show: the registry for people ------------------------------------------------------------------------
+LIST_HEADERS = ["id", "version", "status", "precision", "accuracy", "F1", "latency b1 p50 (ms)", "trained on"]
+LIST_HEADERS += ["DAG", "run"]
+LONG_RUN_ID = "backfill__2025-01-01T00:00:00+00:00__with_a_long_suffix_that_must_not_be_cut"
+
+
+def carded_model_folder(root: Path, name: str) -> Path:
+    """A sealed model folder with its model card (README.md and model_card.json), as `quantize` leaves it."""
+    folder = root / name
+    (folder / "saved_model").mkdir(parents=True)
+    (folder / "saved_model" / "saved_model.pb").write_bytes(f"graph of {name}".encode())
+    model_card.write(folder, CARD)
+    digest.seal(folder)
+    return folder
+
+
+def registry_says(capsys, *arguments: str) -> tuple[int, str, str]:
+    """``python -m tasks registry ARGUMENTS`` in this process: its exit code, stdout and stderr."""
+    code = cli.main(["registry", *arguments])
+    printed = capsys.readouterr()
+    return code, printed.out, printed.err
+
+
+def three_entries(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """A registry of three entries, oldest first: an archived FP32 model, the production INT8 model, and a
+    candidate whose latency was never measured, registered by a backfill run with a long run id."""
+    registry_file = tmp_path / "registry.sqlite"
+    figures = [
+        {"decision": "reject", "reasons": ["f1 below 0.8"], "accuracy": 0.61234, "f1": 0.5, "latency_ms_b1_p50": 9.96},
+        {"decision": "promote", "reasons": ["ok"], "accuracy": 0.8125, "f1": 0.86049, "latency_ms_b1_p50": 4.04},
+        {"decision": "promote", "reasons": ["ok"], "accuracy": 0.8, "f1": 0.85},
+    ]
+    runs = ["manual__2026-12-01T10:00:00+00:00", "scheduled__2026-12-02T00:00:00+00:00", LONG_RUN_ID]
+    entries = []
+    for n, (evaluation, run_id) in enumerate(zip(figures, runs, strict=True)):
+        (tmp_path / f"run-{n}").mkdir()
+        folder = evaluation_folder(tmp_path / f"run-{n}", evaluation | {"precision": ["fp32", "int8", None][n]})
+        model, status = model_folder(tmp_path, f"model-{n}"), ["archived", "approved", "candidate"][n]
+        entries.append(register(registry_file, model, folder, status=status, dag_id="nlp_local", run_id=run_id))
+    Registry(registry_file).promote(entries[1]["id"])
+    return registry_file, entries
+
+
+def test_list_prints_a_table_of_every_entry_newest_first(tmp_path, capsys):
+    registry_file, (archived, production, candidate) = three_entries(tmp_path)
+    code, out, _ = registry_says(capsys, "list", "--registry", str(registry_file))
+    assert code == 0
+    header, *rows = [re.split(r" {2,}", line.strip()) for line in out.strip().splitlines()]
+    assert header == LIST_HEADERS
+    today = archived["created_at"][:10]
+    assert rows == [
+        ["3", candidate["version"], "candidate", "fp32", "0.800", "0.850", "-", today, "nlp_local", LONG_RUN_ID],
+        ["2", production["version"], "production", "int8", "0.812", "0.860", "4.0", today, "nlp_local"]
+        + ["scheduled__2026-12-02T00:00:00+00:00"],
+        ["1", archived["version"], "archived", "fp32", "0.612", "0.500", "10.0", today, "nlp_local"]
+        + ["manual__2026-12-01T10:00:00+00:00"],
+    ]
+    lines = out.splitlines()
+    for line, row in zip(lines[1:], rows, strict=True):
+        for column in ("version", "status", "run"):
+            start = lines[0].index(f" {column}") + 1
+            assert line[start:].startswith(row[LIST_HEADERS.index(column)]), f"{column} is aligned:\n{out}"
+        assert line.index(" 0.") + 6 == lines[0].index("accuracy") + len("accuracy"), f"figures right-aligned:\n{out}"
+
+
+def test_list_json_round_trips_every_field_newest_first(tmp_path, capsys):
+    registry_file, entries = three_entries(tmp_path)
+    code, out, _ = registry_says(capsys, "list", "--json", "--registry", str(registry_file))
+    listed = json.loads(out)
+    assert code == 0 and [entry["id"] for entry in listed] == [3, 2, 1]
+    assert listed == Registry(registry_file).entries()
+    stored = {row["id"]: row for row in rows(registry_file)}
+    for entry in listed:
+        row = stored[entry["id"]]
+        assert entry.keys() == row.keys(), "every column of the registry"
+        assert entry == row | {column: json.loads(row[column]) for column in ("reasons", "metrics", "config")}
+
+
+def test_show_prints_a_model_with_its_lineage_and_model_card(tmp_path, capsys):
+    registry_file = tmp_path / "registry.sqlite"
+    model = carded_model_folder(tmp_path, "quantized")
+    evaluation = evaluation_folder(tmp_path, EVALUATION | {"precision": "int8", "latency_ms_b1_p99": 7.25})
+    lineage = {"config": '{"epochs": 2, "learning_rate": 0.0002}', "dag_id": "nlp_local"}
+    first = register(registry_file, model, evaluation, **lineage, run_id="manual__1", logical_date="20261201T000000Z")
+    again = register(registry_file, model, evaluation, **lineage, run_id="manual__2", logical_date="20261202T000000Z")
+    code, out, _ = registry_says(capsys, "show", first["version"], "--registry", str(registry_file))
+    assert code == 0
+    newest, oldest = out.split("\n\n")
+    assert newest.startswith(f"{again['version']}: registry entry {again['id']} of {registry_file}\n")
+    assert oldest.startswith(f"{first['version']}: registry entry {first['id']} of {registry_file}\n")
+    card = model / "README.md"
+    fields = dict(re.split(r" {2,}", line.strip(), maxsplit=1) for line in newest.splitlines() if line.startswith("  "))
+    assert fields == {
+        "status": "candidate",
+        "registered": again["created_at"],
+        "last changed": again["updated_at"],
+        "gate decision": "promote",
+        "gate reasons": "ok",
+        "precision": "int8",
+        "accuracy": "0.800",
+        "F1": "0.850",
+        "latency b1 p50 (ms)": "-",
+        "latency b1 p99 (ms)": "7.2",
+        "throughput b32 (pairs/s)": "-",
+        "data fingerprint": CARD["data"]["fingerprint"],
+        "base model": CARD["base_model"],
+        "training config": '{"epochs": 2, "learning_rate": 0.0002}',
+        "DAG": "nlp_local",
+        "run": "manual__2",
+        "logical date": "20261202T000000Z",
+        "folder": str(model),
+        "digest": digest.verify(model),
+        "model card": str(card),
+    }
+    metadata = ModelCard.load(card).data.to_dict()
+    assert metadata["model-index"][0]["results"], "the card the registry links has YAML metadata with model-index"
+
+    code, out, _ = registry_says(capsys, "show", first["version"], "--json", "--registry", str(registry_file))
+    assert json.loads(out) == [entry | {"model_card": str(card)} for entry in Registry(registry_file).entries()]
+    code, out, _ = registry_says(capsys, "show", str(first["id"]), "--json", "--registry", str(registry_file))
+    assert [entry["id"] for entry in json.loads(out)] == [first["id"]], "an entry id names one entry"
+
+
+def test_show_says_when_the_model_card_is_gone(tmp_path, capsys):
+    registry_file, entries = three_entries(tmp_path)
+    code, out, _ = registry_says(capsys, "show", "1", "--registry", str(registry_file))
+    assert code == 0 and f"model card                {tmp_path}/model-0/README.md (not found)" in out
+
+
+def test_an_unknown_version_is_an_error_naming_it_and_the_registry(tmp_path, capsys):
+    registry_file, (archived, *_) = three_entries(tmp_path)
+    mistyped = archived["version"][:-1] + "x"
+    code, out, err = registry_says(capsys, "show", mistyped, "--registry", str(registry_file))
+    assert code == ConfigError.exit_code == 2 and out == ""
+    assert err.strip().splitlines()[-1] == (
+        f"error: no model {mistyped!r} in the registry {registry_file}: did you mean {archived['version']}?"
+    )
+    code, _, err = registry_says(capsys, "show", "fp32-000000000000", "--json", "--registry", str(registry_file))
+    assert code == 2 and "`registry list` shows its versions" in err
+
+
+def test_an_empty_registry_says_so_and_a_missing_one_is_refused(tmp_path, capsys):
+    empty = tmp_path / "registry.sqlite"
+    Registry(empty)
+    assert registry_says(capsys, "list", "--registry", str(empty)) == (0, f"no models registered in {empty}\n", "")
+    assert registry_says(capsys, "list", "--json", "--registry", str(empty)) == (0, "[]\n", "")
+    missing = tmp_path / "mistyped.sqlite"
+    for action in (["list"], ["show", "fp32-0123456789ab"]):
+        code, out, err = registry_says(capsys, *action, "--registry", str(missing))
+        assert (code, out) == (2, "") and err.startswith(f"error: --registry {missing}: no such registry"), err
+    assert not missing.exists(), "looking at a registry creates none"
+
+
+def test_the_registry_comes_from_the_environment_when_not_given(tmp_path, capsys, monkeypatch):
+    registry_file, _ = three_entries(tmp_path)
+    code, _, err = registry_says(capsys, "list")
+    assert code == 2 and f"set the environment variable {REGISTRY_ENV}" in err
+    monkeypatch.setenv(REGISTRY_ENV, str(registry_file))
+    code, out, _ = registry_says(capsys, "list")
+    assert code == 0 and out.splitlines()[0].startswith("id  version")
+
+
+def test_the_action_is_a_word_or_a_flag_and_the_pipelines_actions_print_json(tmp_path, capsys):
+    registry_file, (_, production, _) = three_entries(tmp_path)
+    where = ["--registry", str(registry_file)]
+    assert cli.parse("registry", ["show", "v1", *where]) == cli.parse(
+        "registry", ["--action", "show", "--version", "v1", *where]
+    )
+    assert cli.parse("registry", ["promote", "--id", "2", *where]) == cli.parse(
+        "registry", ["--action", "promote", "--id", "2", *where]
+    )
+    for arguments, message in (
+        (["list", "--action", "show"], "ACTION given twice, as a word ('list') and as --action"),
+        ([*where, "list"], "unrecognized arguments: list; usage: python -m tasks registry [ACTION [VERSION]]"),
+        (["list", "v1"], "--version must be given only to show"),
+        (["explode"], "argument --action: invalid choice: 'explode' (choose from 'list', 'show', 'register',"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            cli.parse("registry", [*arguments, *where] if arguments[0] != "--registry" else arguments)
+    with pytest.raises(ConfigError, match="--action must be one of list, show, register, promote, production, got 'x'"):
+        RegistryArguments(registry=str(registry_file), action="x")
+    for arguments in (["production", *where], [*where, "--action", "production"]):
+        code, out, _ = registry_says(capsys, *arguments)
+        assert code == 0 and json.loads(out)["id"] == production["id"]

@@ -1,6 +1,8 @@
 """The registry on S3 (moto on 127.0.0.1), as EKS pods use it: concurrent registrations and promotions lose
-nothing, a retried registration writes nothing, and an object that is not a registry fails at once."""
+nothing, a retried registration writes nothing, an object that is not a registry fails at once, and people
+list and show it."""
 
+import json
 import sqlite3
 import threading
 from pathlib import Path
@@ -127,3 +129,23 @@ def test_an_object_that_is_not_a_registry_fails_at_once_and_stays(s3, tmp_path, 
     assert error.startswith(f"error: --registry {registry}: not a SQLite database"), error
     body = s3["client"].get_object(Bucket=s3["bucket"], Key=key)["Body"].read()
     assert body == b"<html>an error page saved as the registry</html>"
+
+
+def test_list_and_show_read_a_registry_on_s3_and_refuse_a_missing_object(s3, tmp_path, capsys):
+    registry = f"s3://{s3['bucket']}/prefix/registry.sqlite"
+    assert cli.main(["registry", "list", "--registry", registry]) == 2
+    assert (
+        capsys.readouterr().err.strip().splitlines()[-1].startswith(f"error: --registry {registry}: no such registry")
+    )
+    assert "Contents" not in s3["client"].list_objects_v2(Bucket=s3["bucket"]), "looking creates no registry"
+    model = model_folder(tmp_path, "model")
+    register = flags(registry=registry, action="register", model=model, evaluation=evaluation_folder(tmp_path))
+    assert cli.main(["registry", *register, "--run-id", "run-1"]) == 0
+    entry = json.loads(capsys.readouterr().out.splitlines()[-1])
+    written = s3["client"].head_object(Bucket=s3["bucket"], Key="prefix/registry.sqlite")["ETag"]
+    assert cli.main(["registry", "list", "--registry", registry]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["id", "version", "status"] and row.split()[:3] == ["1", entry["version"], "candidate"]
+    assert cli.main(["registry", "show", entry["version"], "--json", "--registry", registry]) == 0
+    assert json.loads(capsys.readouterr().out) == [entry | {"model_card": f"{model}/README.md"}]
+    assert s3["client"].head_object(Bucket=s3["bucket"], Key="prefix/registry.sqlite")["ETag"] == written
