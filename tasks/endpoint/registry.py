@@ -266,14 +266,11 @@ _ACTIONS: dict[str, Callable[[RegistryArguments], Callable[[Registry], object]]]
     "production": lambda args: Registry.production,
     "list": lambda args: Registry.entries,
     "show": lambda args: (
-        lambda registry: [entry | {"model_card": card_path(entry)} for entry in registry.find(args.version)]
+        lambda registry: [
+            entry | {"model_card": model_card.location(entry["model"])} for entry in registry.find(args.version)
+        ]
     ),
 }
-
-
-def card_path(entry: dict) -> str:
-    """Where the entry's model card is: the ``README.md`` in its model folder (or under its URI)."""
-    return f"{entry['model'].rstrip('/')}/{model_card.README}"
 
 
 # ---- text for people ------------------------------------------------------------------------------------------------
@@ -363,8 +360,10 @@ def _describe(entry: dict, registry: str) -> str:
     )
 
 
-def _card_text(path: str) -> str:
+def _card_text(path: str | None) -> str:
     """The card's path; a local one that is not there (the folder removed by gc) says so."""
+    if path is None:
+        return "inside the model's archive"
     if remote_paths.is_remote(path) or Path(path).is_file():
         return path
     return f"{path} (not found)"

@@ -50,6 +50,14 @@ _METRIC_NAMES = {
 }
 
 
+def location(model: str) -> str | None:
+    """Where the card of the model at ``model`` (a folder or URI) is: its ``README.md``; None for a model that is
+    one archive (a SageMaker training job's ``model.tar.gz``: the card is inside it)."""
+    if model.endswith(".tar.gz"):
+        return None
+    return f"{model.rstrip('/')}/{README}"
+
+
 def read(folder: Path) -> dict:
     """The folder's ``model_card.json``, or {} when it has none."""
     path = folder / JSON_CARD

@@ -308,10 +308,18 @@ def test_show_prints_a_model_with_its_lineage_and_model_card(tmp_path, capsys):
     assert [entry["id"] for entry in json.loads(out)] == [first["id"]], "an entry id names one entry"
 
 
-def test_show_says_when_the_model_card_is_gone(tmp_path, capsys):
+def test_show_says_when_the_model_card_is_gone_or_inside_an_archive(tmp_path, capsys):
     registry_file, entries = three_entries(tmp_path)
     code, out, _ = registry_says(capsys, "show", "1", "--registry", str(registry_file))
     assert code == 0 and f"model card                {tmp_path}/model-0/README.md (not found)" in out
+    archive = "s3://bucket/jobs/train-1/output/model.tar.gz"
+    Registry(registry_file).register(
+        model=archive, version="fp32-0a0a0a0a0a0a", status="candidate", evaluation={}, card={}, digest=None
+    )
+    code, out, _ = registry_says(capsys, "show", "fp32-0a0a0a0a0a0a", "--json", "--registry", str(registry_file))
+    assert json.loads(out)[0]["model_card"] is None
+    code, out, _ = registry_says(capsys, "show", "fp32-0a0a0a0a0a0a", "--registry", str(registry_file))
+    assert code == 0 and "model card                inside the model's archive" in out
 
 
 def test_an_unknown_version_is_an_error_naming_it_and_the_registry(tmp_path, capsys):

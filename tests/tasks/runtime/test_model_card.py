@@ -56,3 +56,12 @@ def test_a_local_model_on_generated_data_claims_no_hub_ids(tmp_path):
 
 def test_a_folder_without_a_card_reads_as_empty(tmp_path):
     assert model_card.read(tmp_path) == {}
+
+
+def test_a_models_card_is_the_readme_in_its_folder_or_inside_its_archive():
+    """The registry's `show` and the model Asset events link the card here."""
+    assert model_card.location("/models/run/quantized") == "/models/run/quantized/README.md"
+    assert model_card.location("s3://bucket/nlp/model/20260501T000000Z-try1/") == (
+        "s3://bucket/nlp/model/20260501T000000Z-try1/README.md"
+    )
+    assert model_card.location("s3://bucket/jobs/train-1/output/model.tar.gz") is None
