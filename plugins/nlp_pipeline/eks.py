@@ -40,7 +40,7 @@ from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts, commands, decisions, policy
-from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator, check_tfjobs_served
 from nlp_pipeline.params import TFJOB, TRAINING_BACKEND
@@ -373,17 +373,28 @@ def _registration(status_of):
     return arguments
 
 
+def recorded(asset):
+    """The registry pod's result: its entry, which is also the task's event on ``asset`` (assets.py)."""
+
+    def summarize(context, entry: dict) -> dict:
+        model_event(context, asset, entry)
+        return entry
+
+    return summarize
+
+
 def register(evaluation):
     """Record the promoted candidate: approved, or a candidate waiting for a person's approval."""
     status = _registration(lambda context: "candidate" if policy.requires_approval(context) else "approved")
-    operator = _step("register", "registry", status, lambda context, entry: entry)
+    operator = _step("register", "registry", status, recorded(MODEL_CANDIDATES), outlets=[MODEL_CANDIDATES])
     evaluation >> operator
     return operator.output
 
 
 def reject(evaluation):
     """Record the rejected candidate, archived with the gate's reasons."""
-    operator = _step("reject", "registry", _registration(lambda context: "archived"), lambda context, entry: entry)
+    archived = _registration(lambda context: "archived")
+    operator = _step("reject", "registry", archived, recorded(MODEL_CANDIDATES), outlets=[MODEL_CANDIDATES])
     evaluation >> operator
     return operator.output
 
@@ -393,7 +404,7 @@ def mark_production(entry, smoke):
         entry = context["ti"].xcom_pull(task_ids="register")
         return commands.command("registry", {}, registry=cluster().registry, action="promote", id=entry["id"])
 
-    operator = _step("mark_production", "registry", arguments, lambda context, promoted: promoted)
+    operator = _step("mark_production", "registry", arguments, recorded(MODEL_PRODUCTION), outlets=[MODEL_PRODUCTION])
     [entry, smoke] >> operator
     return operator.output
 

@@ -16,7 +16,7 @@ from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts, commands, decisions, policy
-from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.operators.local import run_step, run_step_json
 from tasks.runtime import step_result
 
@@ -99,21 +99,24 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
 
 
 def _register(evaluation: dict, status: str, context) -> dict:
-    return run_step_json(
+    """The registry entry, which is also the task's event on MODEL_CANDIDATES."""
+    entry = run_step_json(
         *commands.registration(
             artefacts.registry_file(), evaluation, status, decisions.training_config(context["params"]), context
         )
     )
+    model_event(context, MODEL_CANDIDATES, entry)
+    return entry
 
 
-@task
+@task(outlets=[MODEL_CANDIDATES])
 def register(evaluation: dict, **context) -> dict:
     """Record the promoted candidate: approved, or a candidate still waiting for a person's approval."""
     status = "candidate" if policy.requires_approval(context) else "approved"
     return _register(evaluation, status, context)
 
 
-@task
+@task(outlets=[MODEL_CANDIDATES])
 def reject(evaluation: dict, **context) -> dict:
     """Record the rejected candidate, archived with the gate's reasons."""
     for reason in evaluation["reasons"]:
@@ -142,12 +145,14 @@ def smoke_test(deployed: dict) -> dict:
     return run_step_json(*commands.command("smoke-test", {}, url=deployed["url"], expect_version=deployed["version"]))
 
 
-@task
-def mark_production(entry: dict, smoke: dict) -> dict:
+@task(outlets=[MODEL_PRODUCTION])
+def mark_production(entry: dict, smoke: dict, **context) -> dict:
     log.info("%s passed its smoke test at %s", entry["version"], smoke["url"])
-    return run_step_json(
+    promoted = run_step_json(
         *commands.command("registry", {}, registry=artefacts.registry_file(), action="promote", id=entry["id"])
     )
+    model_event(context, MODEL_PRODUCTION, promoted)
+    return promoted
 
 
 @task(trigger_rule="one_failed")

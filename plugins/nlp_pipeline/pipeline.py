@@ -4,6 +4,11 @@
                                                                       └─► reject                      └───────────┴► deploy
     deploy >> smoke_test >> mark_production;  deploy/smoke_test failed ──► rollback
 
+The graph shows the stages as TaskGroups (``STAGES``: data, training, compression, evaluation, rollout; the
+``policy`` task runs first, above them); a group adds no prefix, so task ids are the same on every platform and
+in every XCom pull. ``register`` and ``reject`` update the Asset ``nlp_model_candidates`` and
+``mark_production`` the Asset ``nlp_model_production``, with the model's figures (assets.py).
+
 A platform (platform.Platform) supplies the steps: how each runs and where artefacts live. The decisions
 are the same on every platform (decisions.py): ``gate`` follows the evaluate step's decision,
 ``choose_rollout`` never deploys from a backfill nor when the run's ``deploy`` Param is off, and waits for a
@@ -19,7 +24,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, TaskGroup, task
 
 from nlp_pipeline import decisions, limits, policy
 from nlp_pipeline.alerts import RunFailureNotifier
@@ -36,6 +41,14 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=10),
 }
 APPROVAL_TIMEOUT = limits.APPROVAL_TIMEOUT
+# The stages of the graph, in order: each a TaskGroup holding its step's tasks (and those a platform adds to it).
+STAGES = {
+    "data": "Stage the data set: tokenised splits and their fingerprint",
+    "training": "Fine-tune the base model",
+    "compression": "Compress to the fastest precision within tolerance on the serving CPU (INT8, BF16 or FP32)",
+    "evaluation": "Measure the candidate, gate it, record it in the registry",
+    "rollout": "Roll the approved model out, smoke-test it, mark it production or roll back",
+}
 
 
 @task.branch
@@ -79,29 +92,41 @@ def build_pipeline(
         doc_md=doc_md,
         on_failure_callback=RunFailureNotifier(),
     ) as dag:
-        staged = platform.stage_dataset()
-        promotion_policy() >> staged
-        candidate = platform.quantize(staged, platform.train(staged))
-        evaluation = platform.evaluate(staged, candidate)
-        entry = platform.register(evaluation)
-        gate(evaluation) >> [entry, platform.reject(evaluation)]
-        approve = PolicyApprovalOperator(
-            task_id="approve",
-            subject="Roll out {{ ti.xcom_pull(task_ids='register')['version'] }} to the endpoint?",
-            body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
-            "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
-            response_timeout=APPROVAL_TIMEOUT,
-            retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (docs/local.md, Approval)
-        )
-        deployed = platform.deploy(entry)
-        rollout = dag.get_task(platform.ROLLOUT_START)
-        choose_rollout(entry, platform.ROLLOUT_START) >> [approve, rollout]
-        approve >> rollout
-        smoke = platform.smoke_test(deployed)
-        platform.mark_production(entry, smoke)
-        [deployed, smoke] >> platform.rollback()
+        policy_task = promotion_policy()
+        with _stage("data"):
+            staged = platform.stage_dataset()
+        policy_task >> staged
+        with _stage("training"):
+            trained = platform.train(staged)
+        with _stage("compression"):
+            candidate = platform.quantize(staged, trained)
+        with _stage("evaluation"):
+            evaluation = platform.evaluate(staged, candidate)
+            entry = platform.register(evaluation)
+            gate(evaluation) >> [entry, platform.reject(evaluation)]
+        with _stage("rollout"):
+            approve = PolicyApprovalOperator(
+                task_id="approve",
+                subject="Roll out {{ ti.xcom_pull(task_ids='register')['version'] }} to the endpoint?",
+                body="Accuracy {{ ti.xcom_pull(task_ids='evaluate')['accuracy'] }}, "
+                "F1 {{ ti.xcom_pull(task_ids='evaluate')['f1'] }}; gate: promote.",
+                response_timeout=APPROVAL_TIMEOUT,
+                retries=1,  # once: Airflow 3.3.2 can lose a try answered within a second (docs/local.md, Approval)
+            )
+            deployed = platform.deploy(entry)
+            rollout = dag.get_task(platform.ROLLOUT_START)
+            choose_rollout(entry, platform.ROLLOUT_START) >> [approve, rollout]
+            approve >> rollout
+            smoke = platform.smoke_test(deployed)
+            platform.mark_production(entry, smoke)
+            [deployed, smoke] >> platform.rollback()
     _apply_limits(dag, platform.__name__.rpartition(".")[2])
     return dag
+
+
+def _stage(group_id: str) -> TaskGroup:
+    """The stage's TaskGroup; without a prefix, so its tasks keep their ids."""
+    return TaskGroup(group_id, tooltip=STAGES[group_id], prefix_group_id=False)
 
 
 def _apply_limits(dag: DAG, platform_name: str) -> None:

@@ -32,7 +32,7 @@ from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts, commands, decisions, limits, policy
-from nlp_pipeline.assets import STAGED_DATA
+from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.operators.sagemaker import (
     ENDPOINT_BUSY,
     Rollout,
@@ -371,9 +371,36 @@ def _package(context) -> dict:
     return package | {"ModelPackageDescription": "{} run {}: {} of model {}".format(*once)}
 
 
+# The registry's status (tasks/endpoint/registry.py) of a model package's approval status: one word per state in
+# every platform's Asset events.
+REGISTRY_STATUS = {"Approved": "approved", "PendingManualApproval": "candidate", "Rejected": "archived"}
+
+
+def registered(context, version: str, status: str) -> dict:
+    """This run's model as a registry entry has it (assets.model_event): the package's version and status, the
+    evaluate step's figures and model, the staged data's fingerprint."""
+    ti = context["ti"]
+    evaluation = ti.xcom_pull(task_ids="evaluate")
+    return {
+        "version": version,
+        "status": status,
+        "metrics": evaluation,
+        "data_fingerprint": ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
+        "model": evaluation["model"],
+    }
+
+
+def record_version(context, entry: dict) -> None:
+    """``post_execute`` of register and reject (after the approval wait, too): the package version they return is
+    the task's event on MODEL_CANDIDATES."""
+    model_event(context, MODEL_CANDIDATES, registered(context, entry["version"], REGISTRY_STATUS[entry["status"]]))
+
+
 def _model_version(task_id: str, approval: str | None) -> RunModelVersionOperator:
     return RunModelVersionOperator(
         task_id=task_id,
+        outlets=[MODEL_CANDIDATES],
+        post_execute=record_version,
         build_extras=_package,
         approval=approval,
         aws_conn_id=AWS_CONN_ID,
@@ -492,8 +519,8 @@ def smoke_test(deployed: dict) -> dict:
     return {"endpoint": deployed["endpoint"], "config": deployed["config"], "model_version": body.get("model_version")}
 
 
-@task
-def mark_production(entry: dict, smoke: dict) -> dict:
+@task(outlets=[MODEL_PRODUCTION])
+def mark_production(entry: dict, smoke: dict, **context) -> dict:
     """The model package now served is production; the one before it is archived (both stay Approved).
 
     The stage is the package's ``ModelLifeCycle`` (what SageMaker Studio shows); every page of the group is
@@ -512,6 +539,7 @@ def mark_production(entry: dict, smoke: dict) -> dict:
             mark(summary["ModelPackageArn"], "archived")
     mark(entry["arn"], "production")
     log.info("%s is in production on %s", entry["version"], smoke["endpoint"])
+    model_event(context, MODEL_PRODUCTION, registered(context, entry["version"], "production"))
     return entry | {"stage": "production"}
 
 

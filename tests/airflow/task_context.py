@@ -34,8 +34,11 @@ def task_context(
         xcom=dict(xcom or {}),
         start_date=pendulum.now("UTC"),
     )
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+
     return {
         "ti": ti,
+        "outlet_events": OutletEventAccessors(),  # what a task sets its Asset events' extra in
         "run_id": run_id,
         "dag": SimpleNamespace(dag_id=dag_id),
         "dag_run": SimpleNamespace(logical_date=logical_date, run_after=logical_date, run_type="manual"),

@@ -80,6 +80,48 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     assert not dag.catchup and dag.max_active_runs == 1
 
 
+# Each DAG's stages, in order: the TaskGroups of the graph and their tasks (policy stays on top: it runs first).
+STAGES = {
+    "data": ["stage_dataset"],
+    "training": ["train"],
+    "compression": ["quantize"],
+    "evaluation": ["evaluate", "gate", "register", "reject"],
+    "rollout": ["choose_rollout", "approve", "smoke_test", "mark_production", "rollback"],
+}
+
+
+@pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
+def test_the_pipeline_shows_its_stages_as_task_groups_in_order(dag_bag, dag_id):
+    dag = dag_bag.dags[dag_id]
+    assert list(dag.task_group.children) == ["policy", *STAGES]
+    stages = STAGES | {"rollout": STAGES["rollout"] + ROLLOUT[dag_id]}
+    for group_id, task_ids in stages.items():
+        group = dag.task_group_dict[group_id]
+        assert not group.prefix_group_id, "task ids stay as they were"
+        assert sorted(group.children) == sorted(task_ids), group_id
+    assert {task.task_id for task in dag.tasks} == {"policy"} | {task for tasks in stages.values() for task in tasks}
+    group_of = {task_id: group_id for group_id, task_ids in stages.items() for task_id in task_ids}
+    group_of["policy"] = "policy"
+    for first, then in itertools.pairwise(["policy", *STAGES]):
+        upstream = {group_of[up] for task_id in stages[then] for up in dag.get_task(task_id).upstream_task_ids}
+        assert first in upstream, f"{then} does not follow {first}"
+
+
+@pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
+def test_register_reject_and_mark_production_update_the_model_assets(dag_bag, dag_id):
+    from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA
+
+    dag = dag_bag.dags[dag_id]
+    outlets = {task.task_id: task.outlets for task in dag.tasks if task.outlets}
+    assert outlets == {
+        "stage_dataset": [STAGED_DATA],
+        "register": [MODEL_CANDIDATES],
+        "reject": [MODEL_CANDIDATES],
+        "mark_production": [MODEL_PRODUCTION],
+    }
+    assert (MODEL_CANDIDATES.name, MODEL_PRODUCTION.name) == ("nlp_model_candidates", "nlp_model_production")
+
+
 # A watched canary (accepted: tests/airflow/test_params.py), of which each refused blue/green conf changes a field:
 # canary over 50 %, linear under 10 %, 11 alarms, a bake no alarm watches, linear 10 % with 60 min (39600 s of
 # waits, over SageMaker's 28800 s), a blank alarm name.
@@ -153,10 +195,11 @@ def test_every_param_is_typed_and_described(dag_bag):
             assert param.schema.get("type") and param.description, (dag.dag_id, name)
 
 
-def test_airflow_loads_no_module_of_the_plugins_folder_as_a_plugin():
+def test_airflow_loads_only_the_links_plugin_of_the_plugins_folder_as_a_plugin():
     """Airflow executes each .py file of the plugins folder as a top-level module named after the file, which
-    would replace the standard library's ``platform`` and the ``kubernetes`` client with nlp_pipeline's."""
+    would replace the standard library's ``platform`` and the ``kubernetes`` client with nlp_pipeline's; the one
+    plugin, the artefact app of the links (nlp_links_plugin.py), shadows nothing."""
     from airflow._shared.module_loading import find_path_from_directory
 
     loaded = [path for path in find_path_from_directory(str(REPO / "plugins"), ".airflowignore", "glob")]
-    assert [path for path in loaded if path.endswith(".py")] == []
+    assert [path for path in loaded if path.endswith(".py")] == [str(REPO / "plugins" / "nlp_links_plugin.py")]

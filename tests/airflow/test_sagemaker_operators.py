@@ -18,6 +18,7 @@ from tests.fakes.sagemaker import IMAGE, ROLE
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import sagemaker  # noqa: E402
+from nlp_pipeline.assets import MODEL_PRODUCTION  # noqa: E402
 from nlp_pipeline.operators.sagemaker import (  # noqa: E402
     RunModelVersionOperator,
     StepProcessingOperator,
@@ -272,7 +273,10 @@ def test_past_many_pages_a_retried_register_adds_no_version_and_production_is_ar
     pages = aws.sagemaker.get_paginator("list_model_packages").paginate(ModelPackageGroupName="nlp-paraphrase")
     assert sum(len(page["ModelPackageSummaryList"]) for page in pages) == 151
 
-    sagemaker.mark_production.function(entry, {"endpoint": ENDPOINT})
+    sagemaker.mark_production.function(entry, {"endpoint": ENDPOINT}, **run)
+    extra = run["outlet_events"][MODEL_PRODUCTION].extra
+    assert (extra["version"], extra["status"], extra["uri"]) == (entry["version"], "production", EVALUATION["model"])
+    assert (extra["accuracy"], extra["data_fingerprint"]) == (0.86, "sha256:0f")
     stages = {
         arn: aws.sagemaker.describe_model_package(ModelPackageName=arn).get("ModelLifeCycle", {}).get("Stage")
         for arn in (arns[140], entry["arn"])
