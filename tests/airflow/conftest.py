@@ -97,6 +97,25 @@ def task_states(env: dict, dag_id: str, run_id: str) -> dict:
     return {row["task_id"]: row["state"] for row in json_output(result)}
 
 
+def model_events(env: dict, dag_id: str, run_id: str) -> list[tuple[str, str, dict]]:
+    """The run's events on the model Assets, as Airflow's metadata database (the home's SQLite file) holds
+    them: (task id, Asset name, extra), oldest first."""
+    import sqlite3
+    from contextlib import closing
+
+    database = Path(env["AIRFLOW_HOME"]) / "airflow.db"
+    assert database.is_file(), f"no metadata database at {database}"
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute(
+            "SELECT event.source_task_id, asset.name, event.extra FROM asset_event AS event"
+            " JOIN asset ON asset.id = event.asset_id"
+            " WHERE event.source_dag_id = ? AND event.source_run_id = ? AND asset.name LIKE 'nlp_model_%'"
+            " ORDER BY event.id",
+            (dag_id, run_id),
+        ).fetchall()
+    return [(task_id, name, json.loads(extra)) for task_id, name, extra in rows]
+
+
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> dict:
     """A migrated Airflow home; yields the environment that points the CLI at it."""

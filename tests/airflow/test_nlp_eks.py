@@ -11,7 +11,7 @@ import json
 
 import yaml
 
-from tests.airflow.conftest import REPO, dags_test, run_airflow, smoke_conf, task_states
+from tests.airflow.conftest import REPO, dags_test, model_events, run_airflow, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
 from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS
 
@@ -70,6 +70,15 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
         "nodes with feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI=true (the endpoint's)"
     )
     assert cluster.objects(TFJOBS) == [] and cluster.objects(PODS) == [], "finished pods are deleted"
+    events = model_events(env, "nlp_eks", first)
+    assert [(task, asset, extra["status"]) for task, asset, extra in events] == [
+        ("register", "nlp_model_candidates", "approved"),
+        ("mark_production", "nlp_model_production", "production"),
+    ]
+    [(_, _, candidate), (_, _, production)] = events
+    assert production == candidate | {"status": "production"} and candidate["uri"] == str(quantized)
+    assert candidate["model_card"] == str(quantized / "README.md") and (quantized / "README.md").is_file()
+    assert candidate["precision"] == record["chosen_precision"] and candidate["run_id"] == first
 
     second = dags_test(env, "nlp_eks", conf | {"quantize": False, "training_workers": 2}, "2026-06-08")
     states = task_states(env, "nlp_eks", second)
@@ -89,6 +98,7 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
     second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / f"try1-{run_hash(second)}")
     assert served_model(cluster) == second_model
+    assert [extra["uri"] for _, _, extra in model_events(env, "nlp_eks", second)] == [second_model] * 2
     [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
     previous = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/previous-revision"])
     assert previous["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"] == str(quantized)

@@ -6,8 +6,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.airflow.conftest import dags_test, smoke_conf, task_states
+from tests.airflow.conftest import dags_test, model_events, smoke_conf, task_states
 from tests.conftest import free_port, run_tasks
+
+
+FIGURES = ("precision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32")
 
 
 def trigger(env: dict, conf: dict) -> str:
@@ -61,6 +64,24 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
         json={"instances": [{"sentence1": "A cat sat.", "sentence2": "A cat was sitting."}]},
     )
     assert answer.status_code == 200 and answer.json()["model_version"] == entry["version"]
+    events = model_events(airflow_home, "nlp_local", first)
+    assert [(task, asset) for task, asset, _ in events] == [
+        ("register", "nlp_model_candidates"),
+        ("mark_production", "nlp_model_production"),
+    ]
+    [(_, _, candidate), (_, _, production)] = events
+    assert candidate == {
+        "version": entry["version"],
+        "status": "approved",
+        **{figure: entry["metrics"][figure] for figure in FIGURES},
+        "data_fingerprint": entry["data_fingerprint"],
+        "uri": entry["model"],
+        "model_card": f"{entry['model']}/README.md",
+        "dag_id": "nlp_local",
+        "run_id": first,
+    }
+    assert production == candidate | {"status": "production"}
+    assert Path(candidate["model_card"]).is_file() and candidate["precision"] == quantization["chosen_precision"]
 
     barely_trained = conf | {"epochs": 1, "learning_rate": 1e-7, "quantize": False, "min_accuracy": 0.75, "min_f1": 0.8}
     second = trigger(airflow_home, barely_trained)
@@ -70,6 +91,14 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     assert (production["id"], production["status"]) == (entry["id"], "production")
     assert rejected["status"] == "archived" and rejected["decision"] == "reject"
     assert any(reason.startswith("min_accuracy: FAIL") for reason in rejected["reasons"])
+    [(task, asset, archived)] = model_events(airflow_home, "nlp_local", second)
+    assert (task, asset) == ("reject", "nlp_model_candidates"), "the Assets view lists the rejected model too"
+    assert (archived["version"], archived["status"], archived["uri"]) == (
+        rejected["version"],
+        "archived",
+        rejected["model"],
+    )
+    assert archived["accuracy"] == rejected["metrics"]["accuracy"] and archived["precision"] == "fp32"
     assert httpx.get(f"http://127.0.0.1:{port}/ping").json()["model_version"] == entry["version"]
 
 

@@ -10,7 +10,7 @@ import json
 import boto3
 import pytest
 
-from tests.airflow.conftest import dags_test, run_airflow, smoke_conf, task_states
+from tests.airflow.conftest import dags_test, model_events, run_airflow, smoke_conf, task_states
 from tests.conftest import upload_folder
 from tests.fakes.sagemaker import IMAGE, REGION, ROLE
 
@@ -124,6 +124,17 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         "quantize": False,
         "spot_training": True,
         "blue_green": {"traffic": "linear", "step_percent": 25, "baking_minutes": 5, "alarms": ["nlp-5xx"]},
+    events = model_events(env, "nlp_sagemaker", first)
+    assert [(task, asset, extra["status"]) for task, asset, extra in events] == [
+        ("register", "nlp_model_candidates", "approved"),
+        ("mark_production", "nlp_model_production", "production"),
+    ]
+    [(_, _, candidate), (_, _, production)] = events
+    assert production == candidate | {"status": "production"} and candidate["version"].startswith("nlp-paraphrase/")
+    folder = quantized.rstrip("/")
+    assert (candidate["uri"], candidate["model_card"]) == (f"{folder}/", f"{folder}/README.md")
+    assert candidate["precision"] == json.loads(record)["chosen_precision"] and 0 <= candidate["accuracy"] <= 1
+    assert candidate["data_fingerprint"].startswith("sha256:") and candidate["run_id"] == first
         "endpoint_instance_count": 2,  # a linear step moves whole instances, at most half the fleet
     }
     second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
@@ -143,6 +154,9 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == {
         "Type": "LINEAR",
+    [(_, _, candidate), (_, _, production)] = model_events(env, "nlp_sagemaker", second)
+    assert candidate["uri"].endswith("/model.tar.gz") and candidate["model_card"] is None, "the card is inside"
+    assert (candidate["precision"], production["status"]) == ("fp32", "production")
         "WaitIntervalInSeconds": 300,
         "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
     }
