@@ -119,11 +119,6 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     metrics = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     assert client.get_object(Bucket=bucket, Key=metrics.split("/", 3)[3])["ContentLength"] > 0
     first_config = created["EndpointConfigName"]
-
-    second_conf = conf | {
-        "quantize": False,
-        "spot_training": True,
-        "blue_green": {"traffic": "linear", "step_percent": 25, "baking_minutes": 5, "alarms": ["nlp-5xx"]},
     events = model_events(env, "nlp_sagemaker", first)
     assert [(task, asset, extra["status"]) for task, asset, extra in events] == [
         ("register", "nlp_model_candidates", "approved"),
@@ -135,6 +130,11 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert (candidate["uri"], candidate["model_card"]) == (f"{folder}/", f"{folder}/README.md")
     assert candidate["precision"] == json.loads(record)["chosen_precision"] and 0 <= candidate["accuracy"] <= 1
     assert candidate["data_fingerprint"].startswith("sha256:") and candidate["run_id"] == first
+
+    second_conf = conf | {
+        "quantize": False,
+        "spot_training": True,
+        "blue_green": {"traffic": "linear", "step_percent": 25, "baking_minutes": 5, "alarms": ["nlp-5xx"]},
         "endpoint_instance_count": 2,  # a linear step moves whole instances, at most half the fleet
     }
     second = dags_test(env, "nlp_sagemaker", second_conf, "2026-03-08")
@@ -149,14 +149,14 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 6 * 3600, "MaxWaitTimeInSeconds": 12 * 3600}
     evaluate = fake_sagemaker.requests_of("create_processing_job")[-1]
     assert [i["InputName"] for i in evaluate["ProcessingInputs"]] == ["model", "data", "champion"]
+    [(_, _, candidate), (_, _, production)] = model_events(env, "nlp_sagemaker", second)
+    assert candidate["uri"].endswith("/model.tar.gz") and candidate["model_card"] is None, "the card is inside"
+    assert (candidate["precision"], production["status"]) == ("fp32", "production")
     update = only(fake_sagemaker.requests_of("update_endpoint"))
     assert update["EndpointName"] == "nlp-paraphrase" and update["EndpointConfigName"] != first_config
     policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"] == {
         "Type": "LINEAR",
-    [(_, _, candidate), (_, _, production)] = model_events(env, "nlp_sagemaker", second)
-    assert candidate["uri"].endswith("/model.tar.gz") and candidate["model_card"] is None, "the card is inside"
-    assert (candidate["precision"], production["status"]) == ("fp32", "production")
         "WaitIntervalInSeconds": 300,
         "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
     }
