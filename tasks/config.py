@@ -191,12 +191,19 @@ class TrainArguments:
         metadata={"help": "longest: pad each batch to its longest pair (bucketed); max_length: always pad."},
     )
     seed: int = _flag("Seed for initialisation and shuffling.", {"minimum": 0}, default=42)
-    log_every: int = _flag("Log loss, samples/s and ETA every N steps.", {"minimum": 1}, default=10)
+    log_every: int = _flag("Log loss, learning rate, samples/s and ETA every N steps.", {"minimum": 1}, default=10)
     checkpoint_every: int = _flag(
         "Also checkpoint every N steps (0: only at each epoch end).", {"minimum": 0}, default=0
     )
     checkpoint_dir: str = field(
         default="", metadata={"help": "Where checkpoints live; default: checkpoints/ in the output."}
+    )
+    tensorboard_dir: str = field(
+        default="",
+        metadata={
+            "help": "Where TensorBoard events are written while training (copied into tensorboard/ in the "
+            "output); default: tensorboard/ in the output."
+        },
     )
     max_steps: int = _flag(
         "Stop after this many steps in all (0: run every epoch); for benchmarks.", {"minimum": 0}, default=0

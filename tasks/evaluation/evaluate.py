@@ -7,7 +7,7 @@ Output (written to a temporary sibling, renamed into place)::
 
     evaluation.json   the candidate's metrics, ``decision`` (promote/reject), ``reasons``, ``champion``
     report.md         the same as a table and a list of rules, for people
-    report.png        FP32 vs candidate vs champion: accuracy and batch-1 latency
+    report.png        FP32 vs candidate vs champion: accuracy and batch-1 latency; the candidate's learning curve
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from tasks.config import EvaluateArguments
 from tasks.evaluation.gate import Thresholds, decide
 from tasks.evaluation.report import write_report
-from tasks.runtime import digest
+from tasks.runtime import digest, model_card
 from tasks.runtime.outputs import atomic_output, write_json
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def run(args: EvaluateArguments) -> None:
             "wall_time_s": round(time.perf_counter() - started, 1),
         }
         write_json(work / "evaluation.json", evaluation)
-        write_report(work, evaluation, quantization)
+        write_report(work, evaluation, quantization, model_card.read(model_dir).get(model_card.TRAINING_HISTORY))
     for reason in evaluation["reasons"]:
         log.info("gate: %s", reason)
     log.info("evaluate: %s (%s)", evaluation["decision"].upper(), args.output)

@@ -15,6 +15,9 @@ from tasks.runtime.cpu import describe_hardware
 from tasks.runtime.outputs import write_json
 
 JSON_CARD = "model_card.json"
+# The card's per-epoch training figures (epoch, loss, val_loss, accuracy, f1): the train step writes them, a
+# compressed model's card inherits them, the evaluate step's report draws the learning curve from them.
+TRAINING_HISTORY = "training_history"
 README = "README.md"
 _GLUE = "nyu-mll/glue"
 _TEMPLATE = """---

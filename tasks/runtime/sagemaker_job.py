@@ -3,7 +3,8 @@
 SageMaker starts a training container with the single argument ``train`` and describes the job in files:
 hyper-parameters (all values are strings) in ``input/config/hyperparameters.json``, the hosts of a
 multi-instance job in ``input/config/resourceconfig.json``, one folder per data channel under
-``input/data/``. The model must land in ``model/``; on failure the reason goes to ``output/failure``.
+``input/data/``. The model must land in ``model/``; on failure the reason goes to ``output/failure``. TensorBoard
+events are written to ``output/tensorboard``, which the job's ``TensorBoardOutputConfig`` uploads while it runs.
 A processing container gets the step and its flags as arguments, its inputs under ``PROCESSING_INPUT`` and
 its output folder ``PROCESSING_OUTPUT`` (``ProcessingJob``). The root is ``/opt/ml``, or
 ``$TASKS_SAGEMAKER_ROOT`` so tests can point it at a temporary folder.
@@ -31,6 +32,8 @@ DEFAULT_ROOT = "/opt/ml"
 PROCESSING = f"{DEFAULT_ROOT}/processing"
 PROCESSING_INPUT = f"{PROCESSING}/input"
 PROCESSING_OUTPUT = f"{PROCESSING}/output"
+# Where a training job's TensorBoardOutputConfig (LocalPath) uploads TensorBoard events from while it runs.
+TENSORBOARD_OUTPUT = f"{DEFAULT_ROOT}/output/tensorboard"
 # SageMaker's TensorFlow containers use this port for the workers of a MultiWorkerMirroredStrategy job.
 WORKER_PORT = int(os.environ.get("TASKS_WORKER_PORT", "8890"))
 # The hyper-parameters file also carries keys the SageMaker Python SDK adds for its own containers.
@@ -78,6 +81,10 @@ class TrainingJob:
         return self.root / "checkpoints"
 
     @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / Path(TENSORBOARD_OUTPUT).relative_to(DEFAULT_ROOT)
+
+    @property
     def failure_file(self) -> Path:
         return self.root / "output" / "failure"
 
@@ -114,6 +121,8 @@ class TrainingJob:
             str(self.model_dir),
             "--checkpoint-dir",
             str(self.checkpoint_dir),
+            "--tensorboard-dir",
+            str(self.tensorboard_dir),
         ]
         hyperparameters = self.hyperparameters()
         if "model" not in hyperparameters and (self.data_dir / "model").is_dir():

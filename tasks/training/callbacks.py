@@ -1,9 +1,12 @@
-"""Keras callbacks of the train step: progress lines, per-epoch validation, resumable checkpoints."""
+"""Keras callbacks of the train step: progress lines, per-epoch validation, TensorBoard curves, resumable
+checkpoints."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import tf_keras
@@ -20,16 +23,26 @@ def _duration(seconds: float) -> str:
 
 
 class ProgressLogger(tf_keras.callbacks.Callback):
-    """Logs loss, samples/s and ETA every ``every`` steps, and keeps the training throughput.
+    """Logs loss, learning rate, samples/s and ETA every ``every`` steps, and keeps the training throughput.
 
     Validation time is excluded from the throughput. ``steady_samples_per_second`` leaves out the first
     half of the steps, where graph tracing for each new batch shape dominates.
+
+    :param learning_rate: the optimizer's schedule, learning rate by step index (from 0).
     """
 
-    def __init__(self, every: int, steps_per_epoch: int, epochs: int, global_batch_size: int):
+    def __init__(
+        self,
+        every: int,
+        steps_per_epoch: int,
+        epochs: int,
+        global_batch_size: int,
+        learning_rate: Callable[[int], float],
+    ):
         super().__init__()
         self.every, self.steps_per_epoch, self.epochs = every, steps_per_epoch, epochs
         self.global_batch_size = global_batch_size
+        self.learning_rate = learning_rate
         self.total_steps = steps_per_epoch * epochs
         self.step_times: list[float] = []
         self._epoch = 0
@@ -56,12 +69,13 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         recent = self.step_times[-self.every :]
         eta = (self.total_steps - done) * sum(recent) / len(recent)
         log.info(
-            "epoch %d/%d step %d/%d: loss %.4f | %.1f samples/s | ETA %s",
+            "epoch %d/%d step %d/%d: loss %.4f | lr %.2e | %.1f samples/s | ETA %s",
             self._epoch + 1,
             self.epochs,
             step,
             self.steps_per_epoch,
             (logs or {}).get("loss", float("nan")),
+            self.learning_rate(done - 1),
             rate,
             _duration(eta),
         )
@@ -81,47 +95,181 @@ class ProgressLogger(tf_keras.callbacks.Callback):
 
 
 class ValidationScorer(tf_keras.callbacks.Callback):
-    """Scores the whole validation split at each epoch end and adds ``val_accuracy``/``val_f1`` to the logs.
+    """Scores the whole validation split at each epoch end and adds ``val_loss``/``val_accuracy``/``val_f1``
+    to the logs.
 
     It runs the model locally on each worker (no collective ops), so every worker of a multi-worker job
     scores the same full split and none waits for another.
+
+    :param loss: the training loss, ``loss(labels, logits)`` per pair, so both losses of the curve compare.
     """
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, loss: Callable):
         super().__init__()
         self.dataset = dataset
+        self.loss = loss
         self.history: list[dict] = []
         self._predict = None
 
-    def predictions(self) -> tuple[np.ndarray, np.ndarray]:
+    def predictions(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """(labels, predicted labels, mean loss) over the validation split."""
         import tensorflow as tf
 
+        def predict(features, labels):
+            logits = self.model(features, training=False).logits
+            return tf.argmax(logits, axis=-1, output_type=tf.int32), self.loss(labels, logits)
+
         if self._predict is None:
-            self._predict = tf.function(
-                lambda features: tf.argmax(self.model(features, training=False).logits, axis=-1, output_type=tf.int32),
-                reduce_retracing=True,
-            )
-        labels, predictions = [], []
+            self._predict = tf.function(predict, reduce_retracing=True)
+        labels, predictions, losses = [], [], []
         for features, label in self.dataset:
-            predictions.append(self._predict(features).numpy())
+            predicted, loss = self._predict(features, label)
+            predictions.append(predicted.numpy())
+            losses.append(loss.numpy())
             labels.append(label.numpy())
-        return np.concatenate(labels), np.concatenate(predictions)
+        return np.concatenate(labels), np.concatenate(predictions), float(np.concatenate(losses).mean())
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
-        scores = classification_scores(*self.predictions())
-        record = {"epoch": epoch + 1, "loss": (logs or {}).get("loss"), **scores}
+        labels, predictions, val_loss = self.predictions()
+        scores = classification_scores(labels, predictions)
+        record = {"epoch": epoch + 1, "loss": (logs or {}).get("loss"), "val_loss": val_loss, **scores}
         self.history.append(record)
         if logs is not None:
-            logs["val_accuracy"], logs["val_f1"] = scores["accuracy"], scores["f1"]
+            logs["val_loss"], logs["val_accuracy"], logs["val_f1"] = val_loss, scores["accuracy"], scores["f1"]
         log.info(
-            "epoch %d: train loss %.4f, validation accuracy %.4f, F1 %.4f (scored in %.1fs)",
+            "epoch %d: train loss %.4f, validation loss %.4f, validation accuracy %.4f, F1 %.4f (scored in %.1fs)",
             epoch + 1,
             record["loss"] or float("nan"),
+            val_loss,
             scores["accuracy"],
             scores["f1"],
             time.perf_counter() - start,
         )
+
+
+# TensorBoard runs (sub-folders of the events folder): both have an epoch_loss, so TensorBoard draws the training
+# and validation loss in one chart, as with Keras' own callback.
+TRAIN_RUN, VALIDATION_RUN = "train", "validation"
+_EVENTS_GLOB = "events.out.tfevents.*"
+
+
+class TensorBoardWriter(tf_keras.callbacks.Callback):
+    """Writes the training curves as TensorBoard events under ``folder``: on ``train/`` each step's
+    ``batch_loss`` (the epoch's running mean, as Keras logs it), ``learning_rate`` and ``samples_per_second``,
+    and each epoch's ``epoch_loss``; on ``validation/`` each epoch's ``epoch_loss``, ``epoch_accuracy`` and
+    ``epoch_f1`` (from ``ValidationScorer``, which must run before it).
+
+    Every scalar's step is the global training step (an epoch's at its last step), so a run resumed from its
+    checkpoint continues the curves. Events a killed run wrote past the checkpoint it resumes from are dropped
+    first, so no step appears twice; a run that starts over drops the earlier curves. Events are flushed every
+    step, so none before a checkpoint is lost with the process.
+
+    :param backup: the checkpoint callback, whose ``resumed_at`` says where this run picks up.
+    :param learning_rate: the optimizer's schedule, learning rate by step index (from 0).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        steps_per_epoch: int,
+        global_batch_size: int,
+        backup: ResumableBackup,
+        learning_rate: Callable[[int], float],
+    ):
+        super().__init__()
+        self.folder, self.steps_per_epoch, self.global_batch_size = folder, steps_per_epoch, global_batch_size
+        self.backup, self.learning_rate = backup, learning_rate
+        self._writers: dict[str, object] = {}
+        self._epoch, self._batch_start = 0, 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        if self._writers:
+            return
+        # Here rather than in on_train_begin: the checkpoint is restored by then, whatever the callback order.
+        import tensorflow as tf
+
+        epoch_at, batch_at = self.backup.resumed_at or (0, 0)
+        drop_events_after(self.folder, epoch_at * self.steps_per_epoch + batch_at)
+        self._writers = {
+            run: tf.summary.create_file_writer(str(self.folder / run)) for run in (TRAIN_RUN, VALIDATION_RUN)
+        }
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        seconds = max(time.perf_counter() - self._batch_start, 1e-9)
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        self._write(
+            TRAIN_RUN,
+            step,
+            batch_loss=(logs or {}).get("loss"),
+            learning_rate=self.learning_rate(step - 1),
+            samples_per_second=self.global_batch_size / seconds,
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        step = (epoch + 1) * self.steps_per_epoch
+        self._write(TRAIN_RUN, step, epoch_loss=logs.get("loss"))
+        self._write(
+            VALIDATION_RUN,
+            step,
+            epoch_loss=logs.get("val_loss"),
+            epoch_accuracy=logs.get("val_accuracy"),
+            epoch_f1=logs.get("val_f1"),
+        )
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the event files: nothing may write into the output once it is sealed."""
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def _write(self, run: str, step: int, **scalars) -> None:
+        import tensorflow as tf
+
+        writer = self._writers[run]
+        with writer.as_default(step=step):
+            for name, value in scalars.items():
+                if value is not None:
+                    tf.summary.scalar(name, float(value))
+        writer.flush()
+
+
+def drop_events_after(folder: Path, step: int) -> None:
+    """Rewrite the event files of ``folder``'s runs without the summaries past ``step`` (all of them when
+    ``step`` is 0). A file cut short by a killed process keeps the records before the cut."""
+    import tensorflow as tf
+
+    for path in sorted(path for run in (TRAIN_RUN, VALIDATION_RUN) for path in (folder / run).glob(_EVENTS_GLOB)):
+        if step == 0:
+            log.info("TensorBoard: training starts over, removing the earlier curves in %s", path)
+            path.unlink()
+            continue
+        kept, dropped = [], 0
+        try:
+            for record in tf.data.TFRecordDataset(str(path)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                if event.HasField("summary") and event.step > step:
+                    dropped += 1
+                else:
+                    kept.append(record.numpy())
+        except tf.errors.DataLossError:
+            dropped += 1  # the record a killed writer left half-written
+        if not dropped:
+            continue
+        partial = path.with_name(path.name + ".partial")
+        with tf.io.TFRecordWriter(str(partial)) as writer:
+            for record in kept:
+                writer.write(record)
+        partial.replace(path)
+        log.info("TensorBoard: dropped %d record(s) past step %d, the checkpoint resumed, from %s", dropped, step, path)
 
 
 class ResumableBackup(tf_keras.callbacks.BackupAndRestore):

@@ -7,13 +7,16 @@ Output (the chief worker writes it to ``.<output>.partial`` and renames it into 
     saved_model/      FP32 SavedModel, signature serving_default(input_ids, attention_mask, token_type_ids) -> logits
     tokenizer/        the tokenizer the data was staged with
     config.json       the transformers config (labels, sizes)
-    metrics.json      train loss, validation accuracy/F1 per epoch, samples/s, wall time, precision
-    model_card.json   base model, data fingerprint, hyper-parameters, package versions, CPU flags
+    metrics.json      train and validation loss, validation accuracy/F1 per epoch, samples/s, wall time, precision
+    model_card.json   base model, data fingerprint, hyper-parameters, package versions, CPU flags, the per-epoch
+                      history (the evaluate step's report draws the learning curve from it)
     README.md         the same as a Hugging Face model card (YAML metadata with model-index)
     checkpoints/      the last training checkpoint (unless --checkpoint-dir puts it elsewhere)
+    tensorboard/      TensorBoard events: train/ (loss, learning rate, samples/s per step; loss per epoch) and
+                      validation/ (loss, accuracy, F1 per epoch); ``tensorboard --logdir`` on the output shows them
 
-A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint. A run
-with other settings (a ``run_config.json`` that differs) starts over instead.
+A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint, and its curves
+continue. A run with other settings (a ``run_config.json`` that differs) starts over instead.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ from tasks.training.distributed import TrainingCluster, cluster_from_environment
 log = logging.getLogger(__name__)
 
 RUN_CONFIG = "run_config.json"
+TENSORBOARD = "tensorboard"
+# The per-epoch figures a model card keeps, for the learning curve of the evaluate step's report.
+HISTORY_KEYS = ("epoch", "loss", "val_loss", "accuracy", "f1")
+# Flags that say where things go, not how the model is trained.
+_NOT_HYPERPARAMETERS = ("data", "output", "checkpoint_dir", "tensorboard_dir")
 _PACKAGES = ("tensorflow", "tf-keras", "transformers", "datasets", "numpy", "neural-compressor-tf")
 # Settings that change what a checkpoint means; a checkpoint written under others is not resumed.
 _RUN_IDENTITY = (
@@ -109,19 +117,20 @@ def classification_loss(labels, logits):
 
 
 def build_model(args: TrainArguments, total_steps: int):
+    """The compiled classifier and its learning-rate schedule (learning rate by step index, for the logs)."""
     from transformers import create_optimizer
 
     from tasks.runtime.models import load_classifier
 
     model = load_classifier(args.model)
-    optimizer, _ = create_optimizer(
+    optimizer, schedule = create_optimizer(
         init_lr=args.learning_rate,
         num_train_steps=total_steps,
         num_warmup_steps=int(args.warmup_ratio * total_steps),
         weight_decay_rate=args.weight_decay,
     )
     model.compile(optimizer=optimizer, loss=classification_loss)
-    return model
+    return model, lambda step: float(schedule(step))
 
 
 def package_versions() -> dict:
@@ -174,11 +183,12 @@ class Trained:
     progress: object
 
 
-def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
+def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> Trained:
+    """Train; ``events`` is the TensorBoard events folder (None: write none, as on a worker other than the chief)."""
     import tf_keras
 
     from tasks.data.splits import make_dataset
-    from tasks.training.callbacks import ProgressLogger, ResumableBackup, ValidationScorer
+    from tasks.training.callbacks import ProgressLogger, ResumableBackup, TensorBoardWriter, ValidationScorer
 
     args, workers = run.args, run.cluster.workers
     train, validation, max_seq_length = load_data(args, run.manifest)
@@ -208,19 +218,26 @@ def fit(run: TrainingRun, strategy, checkpoints: Path) -> Trained:
         )
 
     with strategy.scope():
-        model = build_model(args, steps_per_epoch * epochs)
+        model, learning_rate = build_model(args, steps_per_epoch * epochs)
     check_vocabulary(model, run.manifest)
 
-    progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size)
-    scorer = ValidationScorer(make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding))
+    progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size, learning_rate)
+    validation_batches = make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding)
+    scorer = ValidationScorer(validation_batches, classification_loss)
     backup = ResumableBackup(str(checkpoints / "backup"), args.checkpoint_every, steps_per_epoch)
-    model.fit(
-        tf_keras.utils.experimental.DatasetCreator(train_batches),
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=[backup, progress, scorer],
-        verbose=0,
-    )
+    # An epoch's scores and curves are written before its checkpoint: a run killed in between scores it again.
+    curves = TensorBoardWriter(events, steps_per_epoch, global_batch_size, backup, learning_rate) if events else None
+    try:
+        model.fit(
+            tf_keras.utils.experimental.DatasetCreator(train_batches),
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=[scorer, *([curves] if curves else []), backup, progress],
+            verbose=0,
+        )
+    finally:
+        if curves:
+            curves.close()
     return Trained(model, scorer.history, progress)
 
 
@@ -256,10 +273,15 @@ def run(args: TrainArguments) -> None:
     with workspace as work:
         checkpoints = Path(args.checkpoint_dir) if args.checkpoint_dir else work / "checkpoints"
         prepare_checkpoints(checkpoints, training.identity)
-        trained = fit(training, strategy, checkpoints)
+        events = None
+        if cluster.is_chief:
+            events = Path(args.tensorboard_dir) if args.tensorboard_dir else work / TENSORBOARD
+        trained = fit(training, strategy, checkpoints, events)
         if not cluster.is_chief:
             log.info("worker %d done; the chief writes the model", cluster.index + 1)
             return
+        if events != work / TENSORBOARD:
+            shutil.copytree(events, work / TENSORBOARD, dirs_exist_ok=True)
         write_model(training, trained, work, time.perf_counter() - started)
     log.info("model written to %s (TensorFlow %s)", args.output, tf.__version__)
 
@@ -272,6 +294,7 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
         "f1": final.get("f1"),
         "confusion_matrix": final.get("confusion_matrix"),
         "train_loss": final.get("loss"),
+        "validation_loss": final.get("val_loss"),
         "epochs": trained.epochs,
         "samples_per_second": round(progress.samples_per_second, 2),
         "steady_samples_per_second": round(progress.steady_samples_per_second, 2),
@@ -300,12 +323,13 @@ def training_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
             "rows": {split: summary["rows"] for split, summary in manifest["splits"].items()},
             "tokenizer": manifest["tokenizer"]["source"],
         },
-        "hyperparameters": {k: v for k, v in asdict(run.args).items() if k not in ("data", "output", "checkpoint_dir")},
+        "hyperparameters": {k: v for k, v in asdict(run.args).items() if k not in _NOT_HYPERPARAMETERS},
         "precision": {"training": run.plan.precision, "exported": "fp32"},
         "cpu": run.plan.as_dict(),
         "packages": package_versions(),
         "metrics": {"accuracy": metrics["accuracy"], "f1": metrics["f1"]},
         "evaluation_split": "validation",
+        model_card.TRAINING_HISTORY: [{key: epoch.get(key) for key in HISTORY_KEYS} for epoch in metrics["epochs"]],
         "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
     }
 

@@ -107,6 +107,23 @@ def test_a_two_hour_training_job_is_in_progress_through_its_phases_until_two_hou
     assert 0 < training < 2 * HOUR, "TrainingStartTime comes after provisioning and download"
 
 
+def test_tensorboard_events_are_uploaded_even_from_a_failed_job(client, fake_sagemaker, bucket, s3, monkeypatch):
+    def run(arguments, root, environment):
+        events = root / "output" / "tensorboard" / "train"
+        events.mkdir(parents=True)
+        (events / "events.out.tfevents.1.algo-1").write_bytes(b"events")
+        return 1, "Traceback: killed"
+
+    monkeypatch.setattr(fake_sagemaker, "_run", run)
+    config = {"S3OutputPath": f"s3://{bucket}/run/tensorboard"}
+    client.create_training_job(**training_request(bucket, TensorBoardOutputConfig=config))
+    settled(fake_sagemaker)
+    job = client.describe_training_job(TrainingJobName="train-1")
+    assert job["TensorBoardOutputConfig"] == config
+    uploaded = s3["client"].get_object(Bucket=bucket, Key="run/tensorboard/train/events.out.tfevents.1.algo-1")
+    assert uploaded["Body"].read() == b"events"
+
+
 def test_a_training_job_past_its_max_runtime_stops_with_max_runtime_exceeded(
     client, fake_sagemaker, bucket, monkeypatch
 ):

@@ -101,6 +101,7 @@ def training(**overrides):
         "hyperparameters": {"epochs": 3, "learning_rate": 3e-5},
         "output": "s3://b/model",
         "checkpoints": "s3://b/ckpt",
+        "tensorboard": "s3://b/run/tensorboard",
         "instance_type": "ml.c7i.4xlarge",
         "instance_count": 2,
         "max_runtime_seconds": 3600,
@@ -269,12 +270,14 @@ def logged_training_lines(caplog) -> list[str]:
     from tasks.training.callbacks import ProgressLogger, ValidationScorer
 
     with caplog.at_level(logging.INFO, logger="tasks.training.train"):
-        progress = ProgressLogger(every=10, steps_per_epoch=20, epochs=3, global_batch_size=32)
+        progress = ProgressLogger(
+            every=10, steps_per_epoch=20, epochs=3, global_batch_size=32, learning_rate=lambda step: 2.5e-5
+        )
         progress.on_epoch_begin(1)
         progress.on_train_batch_begin(9)
         progress.on_train_batch_end(9, {"loss": 0.41234})
-        scorer = ValidationScorer(dataset=None)
-        scorer.predictions = lambda: (np.array([1, 1, 0, 0, 1]), np.array([1, 0, 0, 0, 1]))
+        scorer = ValidationScorer(dataset=None, loss=None)
+        scorer.predictions = lambda: (np.array([1, 1, 0, 0, 1]), np.array([1, 0, 0, 0, 1]), 0.40119)
         scorer.on_epoch_end(1, {"loss": 0.3876})
     return [record.getMessage() for record in caplog.records]
 
@@ -290,12 +293,25 @@ def test_metric_definitions_read_what_the_train_step_logs(caplog):
         found[definition["Name"]] = float(values[-1])
     assert found == {
         "train:loss": 0.4123,
+        "train:learning_rate": 2.5e-5,
         "train:epoch_loss": 0.3876,
+        "validation:loss": 0.4012,
         "train:samples_per_second": pytest.approx(found["train:samples_per_second"]),
         "validation:accuracy": 0.8,
         "validation:f1": 0.8,
     }
     assert found["train:samples_per_second"] > 0
+
+
+def test_the_training_job_uploads_the_events_the_step_writes_to_s3():
+    from pathlib import Path
+
+    from tasks.runtime.sagemaker_job import DEFAULT_ROOT, TrainingJob
+
+    config = training()["TensorBoardOutputConfig"]
+    assert config == {"S3OutputPath": "s3://b/run/tensorboard", "LocalPath": "/opt/ml/output/tensorboard"}
+    job = TrainingJob(Path(DEFAULT_ROOT))  # the folder the train step writes its events to in the job
+    assert str(job.tensorboard_dir) == config["LocalPath"]
 
 
 # ---- blue/green ---------------------------------------------------------------------------------------------------

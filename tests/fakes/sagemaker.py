@@ -11,7 +11,7 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
   (``input/config/hyperparameters.json`` with string values, ``resourceconfig.json``, a folder per channel,
   checkpoints from S3), ``model/`` uploaded as ``S3OutputPath/JOB/output/model.tar.gz``, the output in CloudWatch
   Logs, ``output/failure`` in FailureReason, the ``MetricDefinitions`` regexes applied to the log for
-  FinalMetricDataList. Processing: inputs downloaded to their ``LocalPath``, outputs uploaded,
+  FinalMetricDataList, the TensorBoardOutputConfig's LocalPath uploaded to its S3OutputPath. Processing: inputs downloaded to their ``LocalPath``, outputs uploaded,
   ``output/message`` as ExitMessage, apart from FailureReason.
 - a job is ``InProgress`` until its step has exited AND ``job_seconds[kind]`` simulated seconds have passed;
   one that would outlast its StoppingCondition ends ``Stopped`` (training: SecondaryStatus
@@ -73,6 +73,8 @@ _SEE_LOGS = "AlgorithmError: See job logs for more information"
 _REASON_LIMIT = 1024
 # StoppingCondition.MaxRuntimeInSeconds: "The default value is 1 day."
 _DEFAULT_MAX_RUNTIME = 86400
+# TensorBoardOutputConfig.LocalPath when a request leaves it out (the SageMaker API reference).
+_TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 # Idempotency tokens of other AWS APIs are active for 8 hours; SageMaker's CreateModelPackage docs give no
 # lifetime, so the fake assumes the same: past it, the same token creates a new version.
 _TOKEN_LIFETIME = 8 * 3600
@@ -525,6 +527,14 @@ class FakeSageMaker:
             if found:
                 last = found[-1][0] if isinstance(found[-1], tuple) else found[-1]
                 record.metrics[definition["Name"]] = float(last)
+        # TensorBoardOutputConfig: SageMaker uploads what the job writes to LocalPath to S3OutputPath while it
+        # runs, so a failed job's events are there too.
+        tensorboard = job.tensor_board_output_config
+        if (
+            tensorboard
+            and (events := self._local(root, tensorboard.get("LocalPath") or _TENSORBOARD_LOCAL_PATH)).is_dir()
+        ):
+            self._upload_folder(events, tensorboard["S3OutputPath"])
         if record.code != 0:
             failure = root / "output" / "failure"
             record.message = failure.read_text() if failure.exists() else None

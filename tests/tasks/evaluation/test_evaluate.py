@@ -35,6 +35,12 @@ def test_candidate_and_champion_in_one_file_with_report(tmp_path, staged_data, t
     report = (output / "report.md").read_text()
     assert report.startswith("# Evaluation: PROMOTE")
     assert "| candidate (INT8) |" in report and "| FP32 before compression |" in report and "| champion |" in report
+    # The INT8 model's card carries the history of the training it was compressed from: two epochs.
+    curve = report.split("## Learning curve\n\n")[1].split("\n\n")[0].splitlines()
+    assert curve[0].startswith("| epoch | training loss |") and [row.split(" | ")[0] for row in curve[2:]] == [
+        "| 1",
+        "| 2",
+    ]
     assert (output / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -34,13 +34,15 @@ def test_detects_a_job_only_where_hyperparameters_exist(tmp_path, monkeypatch, j
 
 def test_flags_point_at_the_job_folders_and_hyperparameters_win(job, tmp_path):
     flags = job.arguments()
-    assert flags[:6] == [
+    assert flags[:8] == [
         "--data",
         f"{tmp_path}/input/data",
         "--output",
         f"{tmp_path}/model",
         "--checkpoint-dir",
         f"{tmp_path}/checkpoints",
+        "--tensorboard-dir",
+        f"{tmp_path}/output/tensorboard",
     ]
     assert flags[-2:] == ["--epochs", "2"]
 

@@ -35,6 +35,50 @@ sys.exit(cli.main(sys.argv[2:]))
 """
 
 
+def curves(output, run):
+    """The scalars of one TensorBoard run (train or validation) in ``output/tensorboard``, read back with the
+    reader TensorBoard itself serves them with: tag -> [(step, value), ...] in the order TensorBoard shows them."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator as reader
+    from tensorboard.util.tensor_util import make_ndarray
+
+    accumulator = reader.EventAccumulator(str(output / "tensorboard" / run), size_guidance={reader.TENSORS: 0})
+    accumulator.Reload()
+    tags = accumulator.Tags()[reader.TENSORS]
+    assert {accumulator.SummaryMetadata(tag).plugin_data.plugin_name for tag in tags} == {"scalars"}
+    return {
+        tag: [(event.step, make_ndarray(event.tensor_proto).item()) for event in accumulator.Tensors(tag)]
+        for tag in tags
+    }
+
+
+def check_curves(output, epochs, steps_per_epoch, learning_rate):
+    """Every listed scalar, once per step or once per epoch (at its last step), with plausible values; the epoch
+    figures equal metrics.json's."""
+    train, validation = curves(output, "train"), curves(output, "validation")
+    assert set(train) == {"batch_loss", "learning_rate", "samples_per_second", "epoch_loss"}
+    assert set(validation) == {"epoch_loss", "epoch_accuracy", "epoch_f1"}
+    every_step = list(range(1, epochs * steps_per_epoch + 1))
+    epoch_ends = [steps_per_epoch * epoch for epoch in range(1, epochs + 1)]
+    for tag in ("batch_loss", "learning_rate", "samples_per_second"):
+        assert [step for step, _ in train[tag]] == every_step, tag
+    for scalars in (train["epoch_loss"], *validation.values()):
+        assert [step for step, _ in scalars] == epoch_ends
+    assert all(0 < value < 10 for _, value in train["batch_loss"] + train["epoch_loss"] + validation["epoch_loss"])
+    assert all(value > 0 for _, value in train["samples_per_second"])
+    rates = [value for _, value in train["learning_rate"]]
+    assert max(rates) == pytest.approx(learning_rate) and 0 <= rates[-1] < max(rates)  # warm-up, then linear decay
+    # metrics.json holds the epochs this process ran (a resumed run's last ones), the curves every epoch.
+    history = json.loads((output / "metrics.json").read_text())["epochs"]
+    ran = len(history)
+    for scalars, key in (
+        (train["epoch_loss"], "loss"),
+        (validation["epoch_loss"], "val_loss"),
+        (validation["epoch_accuracy"], "accuracy"),
+        (validation["epoch_f1"], "f1"),
+    ):
+        assert [value for _, value in scalars][-ran:] == pytest.approx([epoch[key] for epoch in history]), key
+
+
 def load_signature(folder):
     import tensorflow as tf
 
@@ -46,7 +90,8 @@ def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, ti
     result = run_tasks(*train_flags(staged_data, tiny_model, output, "--epochs", "2"))
     assert "CPU tuning: oneDNN on" in result.stdout
     assert "epoch 2/2 step 16/16: loss" in result.stdout and "samples/s | ETA" in result.stdout
-    assert "epoch 2: train loss" in result.stdout and "validation accuracy" in result.stdout
+    assert "epoch 2: train loss" in result.stdout and "validation loss" in result.stdout
+    check_curves(output, epochs=2, steps_per_epoch=16, learning_rate=1e-3)
 
     from transformers import AutoTokenizer
 
@@ -68,6 +113,9 @@ def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, ti
 
     card = json.loads((output / "model_card.json").read_text())
     manifest = json.loads((staged_data / "manifest.json").read_text())
+    assert card["training_history"] == [
+        {key: epoch[key] for key in ("epoch", "loss", "val_loss", "accuracy", "f1")} for epoch in metrics["epochs"]
+    ]
     assert card["base_model"] == str(tiny_model)
     assert card["data"]["fingerprint"] == manifest["fingerprint"]
     assert card["hyperparameters"]["epochs"] == 2
@@ -147,6 +195,9 @@ def test_resumes_from_the_checkpoint_after_being_killed(tmp_path, staged_data, t
     assert metrics["steps"] < 6 * 32  # only the remaining steps ran
     assert [record["epoch"] for record in metrics["epochs"]][-1] == 6
     assert (output / "saved_model" / "saved_model.pb").is_file()
+    # The curves continue across the kill: every step once, what the killed run wrote past its checkpoint dropped.
+    assert len(list((output / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2
+    check_curves(output, epochs=6, steps_per_epoch=32, learning_rate=1e-3)
 
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path, staged_data, tiny_model):
@@ -184,6 +235,7 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path, staged_d
     assert (tmp_path / "out-0" / "saved_model" / "saved_model.pb").is_file()
     assert json.loads((tmp_path / "out-0" / "metrics.json").read_text())["workers"] == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out-0"]
+    check_curves(tmp_path / "out-0", epochs=2, steps_per_epoch=8, learning_rate=1e-3)  # the chief's alone: once
 
 
 @pytest.fixture
@@ -223,6 +275,9 @@ def test_sagemaker_training_contract(sagemaker_root, tmp_path):
     assert json.loads((model / "model_card.json").read_text())["hyperparameters"]["learning_rate"] == 0.001
     assert (sagemaker_root / "checkpoints" / "backup").is_dir()
     assert not (sagemaker_root / "output" / "failure").exists()
+    # Written live where TensorBoardOutputConfig's LocalPath uploads from, and kept with the model.
+    assert curves(sagemaker_root / "output", "train") == curves(model, "train")
+    check_curves(model, epochs=1, steps_per_epoch=16, learning_rate=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,83 @@
+"""report.md and report.png: the compared models and the candidate's learning curve (figures drawn, not trained)."""
+
+import pytest
+
+from tasks.evaluation import report
+
+FIGURES = {"accuracy": 0.81, "f1": 0.86, "latency_ms_b1_p50": 4.2, "latency_ms_b1_p99": 6.0, "throughput_b32": 310.0}
+EVALUATION = FIGURES | {
+    "precision": "int8",
+    "decision": "promote",
+    "reasons": ["min_accuracy: pass: accuracy 0.8100 is at least 0.7000"],
+    "model": "/runs/quantized",
+    "split": "validation",
+    "pairs": 408,
+    "champion": FIGURES | {"accuracy": 0.8},
+}
+QUANTIZATION = {"fp32": FIGURES | {"accuracy": 0.82}}
+HISTORY = [
+    {"epoch": 1, "loss": 0.64, "val_loss": 0.58, "accuracy": 0.71, "f1": 0.80},
+    {"epoch": 2, "loss": 0.45, "val_loss": 0.49, "accuracy": 0.79, "f1": 0.85},
+    {"epoch": 3, "loss": 0.31, "val_loss": 0.47, "accuracy": 0.81, "f1": 0.86},
+]
+
+
+def drawn(history):
+    import matplotlib.pyplot as plt
+
+    figure = report.draw(report.compared_models(EVALUATION, QUANTIZATION), history)
+    yield figure
+    plt.close(figure)
+
+
+@pytest.fixture
+def with_history():
+    yield from drawn(HISTORY)
+
+
+@pytest.fixture
+def without_history():
+    yield from drawn([])
+
+
+def test_the_figure_draws_the_candidates_learning_curve_beside_the_bars(with_history):
+    titles = [axis.get_title() for axis in with_history.axes]
+    assert titles[:3] == [
+        "accuracy (higher is better)",
+        "latency at batch 1, p50 ms (lower is better)",
+        "learning curve of the candidate's training",
+    ]
+    losses, scores = with_history.axes[2], with_history.axes[3]  # the curve's axes and its 0-1 twin
+    curves = {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in losses.lines}
+    assert curves == {
+        "training loss": ([1, 2, 3], [0.64, 0.45, 0.31]),
+        "validation loss": ([1, 2, 3], [0.58, 0.49, 0.47]),
+    }
+    curves = {line.get_label(): list(line.get_ydata()) for line in scores.lines}
+    assert curves == {"validation accuracy": [0.71, 0.79, 0.81], "validation F1": [0.80, 0.85, 0.86]}
+    assert scores.get_ylim() == (0, 1.05)
+    legend = [text.get_text() for text in losses.get_legend().get_texts()]
+    assert legend == ["training loss", "validation loss", "validation accuracy", "validation F1"]
+
+
+def test_without_a_history_the_curve_panel_says_so(without_history):
+    panel = without_history.axes[2]
+    assert panel.get_title() == "learning curve of the candidate's training" and not panel.lines
+    assert [text.get_text() for text in panel.texts] == [report.NO_HISTORY]
+    assert len(without_history.axes) == 3  # no twin scale for an empty panel
+
+
+@pytest.mark.parametrize("history", [HISTORY, None], ids=["history", "none"])
+def test_the_report_lists_the_curve_per_epoch_or_says_there_is_none(tmp_path, history):
+    report.write_report(tmp_path, EVALUATION, QUANTIZATION, history)
+    text = (tmp_path / "report.md").read_text()
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| FP32 before compression |" in text and "The FP32 row was measured by the quantize step" in text
+    curve = text.split("## Learning curve\n\n")[1].split("\n\n")[0]
+    if history:
+        assert curve.splitlines()[0] == (
+            "| epoch | training loss | validation loss | validation accuracy | validation F1 |"
+        )
+        assert curve.splitlines()[-1] == "| 3 | 0.3100 | 0.4700 | 0.8100 | 0.8600 |"
+    else:
+        assert curve == report.NO_HISTORY
