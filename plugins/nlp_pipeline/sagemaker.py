@@ -227,6 +227,7 @@ def _train_config(context, name: str) -> dict:
         output=f"{artefacts.run_folder(context)}/model",
         checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
         instance_type=params["training_instance_type"],
+        tensorboard=f"{artefacts.run_folder(context)}/tensorboard",
         instance_count=params["training_instance_count"],
         max_runtime_seconds=hours * 3600,
         spot=params["spot_training"],
