@@ -42,6 +42,17 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
+from nlp_pipeline.links import (
+    EVALUATION_LINKS,
+    EksDeploymentLink,
+    EksServiceLink,
+    EndpointUrlLink,
+    RegisteredModelCardLink,
+    linked,
+    persist_eks_server,
+    persist_evaluation,
+    with_links,
+)
 from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator, check_tfjobs_served
 from nlp_pipeline.params import TFJOB, TRAINING_BACKEND
 from nlp_pipeline.specs import kubernetes as manifests
@@ -351,13 +362,14 @@ def _evaluate_arguments(context) -> list:
     )
 
 
+def _evaluation(context, result: dict) -> dict:
+    model = candidate_model(context["ti"])
+    persist_evaluation(context, result["output"], model, cluster().aws_conn_id)
+    return {"evaluation": result["output"], "model": model} | result
+
+
 def evaluate(staged, candidate):
-    operator = _step(
-        "evaluate",
-        "evaluate",
-        _evaluate_arguments,
-        lambda context, result: {"evaluation": result["output"], "model": candidate_model(context["ti"])} | result,
-    )
+    operator = with_links(_step("evaluate", "evaluate", _evaluate_arguments, _evaluation), *EVALUATION_LINKS)
     [staged, candidate] >> operator
     return operator.output
 
@@ -383,6 +395,7 @@ def recorded(asset):
     return summarize
 
 
+@linked(RegisteredModelCardLink())
 def register(evaluation):
     """Record the promoted candidate: approved, or a candidate waiting for a person's approval."""
     status = _registration(lambda context: "candidate" if policy.requires_approval(context) else "approved")
@@ -391,6 +404,7 @@ def register(evaluation):
     return operator.output
 
 
+@linked(RegisteredModelCardLink())
 def reject(evaluation):
     """Record the rejected candidate, archived with the gate's reasons."""
     archived = _registration(lambda context: "archived")
@@ -524,11 +538,22 @@ def _wait_for_server(context, api_client) -> None:
     )
 
 
+def service_url(name: str, namespace: str) -> str:
+    """The server's URL inside the cluster: its Service's cluster DNS name, port 80."""
+    return f"http://{name}.{namespace}.svc.cluster.local"
+
+
+@linked(EndpointUrlLink(), EksDeploymentLink(), EksServiceLink())
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
-    """Roll the server out with the entry's model; a rollout that does not complete is undone, then fails."""
+    """Roll the server out with the entry's model; a rollout that does not complete is undone, then fails.
+    Its links: the Service's URL in the cluster, and with ``nlp_eks_cluster_name`` the Deployment's and the
+    Service's pages in the EKS console."""
 
     settings = cluster()
+    EndpointUrlLink.persist(context, service_url(settings.server, settings.namespace))
+    if settings.eks_cluster:
+        persist_eks_server(context, settings.eks_cluster, settings.aws_conn_id, settings.server, settings.namespace)
     with _api_client() as api_client:
         return _deploy(context, api_client, settings, entry)
 
@@ -584,7 +609,7 @@ def _smoke_pod(context) -> dict:
     the serving identity, on the server's nodes (they hold the task image already, so no pull eats the pod's
     deadline)."""
     deployed, params, settings = context["ti"].xcom_pull(task_ids="deploy"), context["params"], cluster()
-    url = f"http://{deployed['deployment']}.{deployed['namespace']}.svc.cluster.local"
+    url = service_url(deployed["deployment"], deployed["namespace"])
     arguments = commands.command("smoke-test", {}, url=url, expect_version=deployed["version"])
     return manifests.smoke_pod(
         settings.namespace,

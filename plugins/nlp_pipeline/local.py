@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts, commands, decisions, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
+from nlp_pipeline.links import EVALUATION_LINKS, EndpointUrlLink, RegisteredModelCardLink, linked, persist_evaluation
 from nlp_pipeline.operators.local import run_step, run_step_json
 from tasks.runtime import step_result
 
@@ -81,6 +82,7 @@ def quantize(staged: dict, trained: dict, **context) -> dict:
     return {"model": str(output), "uri": artefacts.publish(context, "quantized", output)} | report
 
 
+@linked(*EVALUATION_LINKS)
 @task
 def evaluate(staged: dict, candidate: dict, **context) -> dict:
     production = production_model()
@@ -94,7 +96,7 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
         data=staged["data"],
         champion=production and production["model"],
     )
-    artefacts.publish(context, "evaluation", output)
+    persist_evaluation(context, artefacts.publish(context, "evaluation", output), candidate["uri"])
     return {"evaluation": str(output), "model": candidate["uri"]} | step_result.result_of("evaluate", output)
 
 
@@ -109,6 +111,7 @@ def _register(evaluation: dict, status: str, context) -> dict:
     return entry
 
 
+@linked(RegisteredModelCardLink())
 @task(outlets=[MODEL_CANDIDATES])
 def register(evaluation: dict, **context) -> dict:
     """Record the promoted candidate: approved, or a candidate still waiting for a person's approval."""
@@ -116,6 +119,7 @@ def register(evaluation: dict, **context) -> dict:
     return _register(evaluation, status, context)
 
 
+@linked(RegisteredModelCardLink())
 @task(outlets=[MODEL_CANDIDATES])
 def reject(evaluation: dict, **context) -> dict:
     """Record the rejected candidate, archived with the gate's reasons."""
@@ -124,6 +128,7 @@ def reject(evaluation: dict, **context) -> dict:
     return _register(evaluation, "archived", context)
 
 
+@linked(EndpointUrlLink())
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     state, port = artefacts.endpoint_state(context), context["params"]["endpoint_port"]

@@ -33,6 +33,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, Airfl
 
 from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
+from nlp_pipeline.links import EVALUATION_LINKS, persist_evaluation, with_links
 from nlp_pipeline.operators.sagemaker import (
     ENDPOINT_BUSY,
     Rollout,
@@ -226,8 +227,8 @@ def _train_config(context, name: str) -> dict:
         hyperparameters=commands.values("train", params, model=None),
         output=f"{artefacts.run_folder(context)}/model",
         checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
-        instance_type=params["training_instance_type"],
         tensorboard=f"{artefacts.run_folder(context)}/tensorboard",
+        instance_type=params["training_instance_type"],
         instance_count=params["training_instance_count"],
         max_runtime_seconds=hours * 3600,
         spot=params["spot_training"],
@@ -346,12 +347,14 @@ def _evaluate_config(context, name: str) -> dict:
 
 def _evaluate_summary(context, result: dict) -> dict:
     uri = _output_of(result)
+    persist_evaluation(context, uri, candidate_model(context["ti"]), aws_conn_id())
     report, _ = step_result.RESULTS["evaluate"]
     return {"evaluation": f"{uri}/{report}", "model": candidate_model(context["ti"])} | _result("evaluate", uri)
 
 
 def evaluate(staged, candidate):
     operator = _job(StepProcessingOperator, "evaluate", "evaluate", _evaluate_config, _evaluate_summary)
+    with_links(operator, *EVALUATION_LINKS)
     [staged, candidate] >> operator
     return operator.output
 

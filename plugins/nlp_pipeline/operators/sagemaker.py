@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import quote
 
 from airflow.providers.amazon.aws.exceptions import WaiterMaxAttemptsError
 from airflow.providers.amazon.aws.hooks.sagemaker import LogState, SageMakerHook
@@ -57,6 +58,14 @@ from botocore.exceptions import ClientError
 from nlp_pipeline import artefacts
 from nlp_pipeline.failures import step_failure
 from nlp_pipeline.limits import JOB_START
+from nlp_pipeline.links import (
+    EndpointUrlLink,
+    SageMakerEndpointLink,
+    SageMakerModelPackageLink,
+    SageMakerProcessingJobLink,
+    SageMakerTrainingJobLink,
+    persist_sagemaker,
+)
 from nlp_pipeline.specs.sagemaker import resource_name
 from tasks.errors import NOT_RETRYABLE, exit_code_in
 
@@ -105,6 +114,7 @@ class _JobOfThisRun(SageMakerBaseOperator):
 
     kind: str
     job_type: str  # the provider's name for it: Processing or Training
+    job_link: type[SageMakerProcessingJobLink | SageMakerTrainingJobLink]  # its page in the SageMaker console
 
     def __init__(
         self,
@@ -185,6 +195,7 @@ class _JobOfThisRun(SageMakerBaseOperator):
             self._create(self.config)
             found = name, {self._status_key: "InProgress"}
         name, description = found
+        persist_sagemaker(self.job_link, context, self, job_name=name)
         if description[self._status_key] not in RUNNING:
             return self.execute_complete(context, self._event(name, description))
         self.log.info("waiting for %s (at most %s polls of %s s)", name, self.max_attempts, self.check_interval)
@@ -233,6 +244,8 @@ class StepProcessingOperator(_JobOfThisRun, SageMakerProcessingOperator):
     """A ``python -m tasks STEP`` processing job of this run, re-attached or reused rather than duplicated."""
 
     job_type = "Processing"
+    job_link = SageMakerProcessingJobLink
+    operator_extra_links = (job_link(),)
 
     def _step_words(self, description: dict) -> str:
         """A processing job's ExitMessage is ``/opt/ml/output/message``; its FailureReason is SageMaker's own."""
@@ -247,6 +260,8 @@ class StepTrainingOperator(_JobOfThisRun, SageMakerTrainingOperator):
     """
 
     job_type = "Training"
+    job_link = SageMakerTrainingJobLink
+    operator_extra_links = (job_link(),)
 
     def execute_complete(self, context, event=None):
         name = (event or {}).get("job_name")
@@ -405,7 +420,11 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
     UpdateRollbackFailed/Failed   fails at once, no retry: the endpoint needs a person
     busy with another config      fails, to retry later
     ============================  ================================================================
+
+    Its links: the endpoint's console page and the URL clients invoke it at (SigV4-signed POST).
     """
+
+    operator_extra_links = (SageMakerEndpointLink(), EndpointUrlLink())
 
     def __init__(self, *, build_rollout: Callable[[dict], Rollout], **kwargs):
         super().__init__(config={}, **kwargs)
@@ -426,6 +445,7 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
 
     def execute(self, context):
         rollout = self.build_rollout(context)
+        self._persist_links(context, rollout.endpoint)
         state = self._state(rollout.endpoint)
         record = self._record(rollout)
         history, _ = record.read()
@@ -457,6 +477,15 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
         )
         record.requested(rollout.config)
         return self._wait(context, rollout, rollout.config)
+
+    def _persist_links(self, context, endpoint: str) -> None:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        persist_sagemaker(SageMakerEndpointLink, context, self, endpoint_name=endpoint)
+        runtime = AwsBaseHook(
+            aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="sagemaker-runtime"
+        ).conn.meta.endpoint_url
+        EndpointUrlLink.persist(context, f"{runtime}/endpoints/{quote(endpoint, safe='')}/invocations")
 
     def _refuse(self, rollout: Rollout, state: dict, asked: bool) -> None:
         """Raise unless the endpoint is InService on a config this run never asked for (then: update it)."""
@@ -534,8 +563,10 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
     is ``approval``, or the run's ``model_approval`` Param when None. A package ``PendingManualApproval``
     makes the task defer in steps of ``approval_poll`` until it is approved (returns) or rejected (skips
     the rollout), at most ``approval_timeout``. The group is created first with ``package_group_desc``,
-    which the provider would not use.
+    which the provider would not use. Its link: the group's page in the SageMaker console.
     """
+
+    operator_extra_links = (SageMakerModelPackageLink(),)
 
     def __init__(
         self,
@@ -552,6 +583,7 @@ class RunModelVersionOperator(SageMakerRegisterModelVersionOperator):
 
     def execute(self, context):
         self.model_approval = ApprovalStatus(self.approval or context["params"]["model_approval"])
+        persist_sagemaker(SageMakerModelPackageLink, context, self, group_name=self.package_group_name)
         self.extras = self.build_extras(context)
         self.package_desc = self.extras["ModelPackageDescription"]
         for package in model_packages(self.hook.conn, self.package_group_name):
