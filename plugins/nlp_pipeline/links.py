@@ -24,6 +24,8 @@ An artefact on S3 opens on its S3 console page.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +38,27 @@ from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
 from nlp_pipeline import artefacts
 from tasks.runtime import model_card
 
+log = logging.getLogger(__name__)
+
 ARTEFACTS_PREFIX = "/nlp-artefacts"  # where plugins/nlp_links_plugin.py mounts the artefact app
 REPORT, CHART = "report.md", "report.png"  # what tasks/evaluation/report.py writes beside evaluation.json
 SERVED_FILES = frozenset({REPORT, CHART, model_card.README})  # all the artefact app ever serves
+
+
+def best_effort(persist: Callable) -> Callable:
+    """A link is a convenience: keeping one that fails logs why and never fails the task (as the provider's
+    ``BaseAwsLink.persist``)."""
+
+    @functools.wraps(persist)
+    def keep(*args, **kwargs) -> None:
+        try:
+            persist(*args, **kwargs)
+        except Exception:
+            log.warning(
+                "could not keep the link (%s): the task goes on without it", persist.__qualname__, exc_info=True
+            )
+
+    return keep
 
 
 # ---- where an artefact opens ----------------------------------------------------------------------------------------
@@ -104,6 +124,7 @@ class _ArtefactLink(BaseOperatorLink):
         return artefact_url(self.file(persisted["at"]), **persisted["console"]) if persisted else ""
 
     @classmethod
+    @best_effort
     def persist(cls, context, at: str, aws_conn_id: str | None = None) -> None:
         """Keep ``at`` (a local path or ``s3://`` URI) for the link; on S3 with the console region and domain of
         ``aws_conn_id`` (by default the Variable ``nlp_aws_conn_id``'s)."""
@@ -176,6 +197,7 @@ class EndpointUrlLink(BaseOperatorLink):
         return deployed.get("url") or ""
 
     @classmethod
+    @best_effort
     def persist(cls, context, url: str) -> None:
         context["ti"].xcom_push(key=cls.key, value=url)
 
@@ -210,6 +232,7 @@ class SageMakerEndpointLink(BaseAwsLink):
     format_str = _SAGEMAKER_CONSOLE + "/endpoints/{endpoint_name}"
 
 
+@best_effort
 def persist_sagemaker(link: type[BaseAwsLink], context, operator, **names: str) -> None:
     """``link``'s XCom, with the region and partition of the operator's hook and ``names`` escaped for a URL.
 
@@ -223,6 +246,19 @@ def persist_sagemaker(link: type[BaseAwsLink], context, operator, **names: str) 
             **{key: quote(value, safe="") for key, value in names.items()},
         },
     )
+
+
+@best_effort
+def persist_sagemaker_endpoint(context, operator, endpoint: str) -> None:
+    """Keep the endpoint's console page and the URL clients invoke it at (``sagemaker-runtime``'s, of the
+    operator's connection: its region, partition and any endpoint URL it sets)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    persist_sagemaker(SageMakerEndpointLink, context, operator, endpoint_name=endpoint)
+    runtime = AwsBaseHook(
+        aws_conn_id=operator.aws_conn_id, region_name=operator.region_name, client_type="sagemaker-runtime"
+    ).conn.meta.endpoint_url
+    EndpointUrlLink.persist(context, f"{runtime}/endpoints/{quote(endpoint, safe='')}/invocations")
 
 
 # ---- Kubernetes objects in the EKS console ------------------------------------------------------------------------
@@ -251,6 +287,7 @@ class EksServiceLink(_EksObjectLink):
     name, kind = "Kubernetes Service", "services"
 
 
+@best_effort
 def persist_eks_server(context, cluster: str, aws_conn_id: str, name: str, namespace: str) -> None:
     """Keep where the server's Deployment and Service are (the same name and namespace) on the EKS console."""
     context["ti"].xcom_push(

@@ -154,7 +154,7 @@ def test_deploy_links_the_endpoints_console_page_and_the_url_clients_invoke(regi
         task_id="deploy", build_rollout=lambda context: None, aws_conn_id=None, region_name=region
     )
     context = run_context("nlp_sagemaker", "deploy")
-    operator._persist_links(context, "nlp-paraphrase")
+    links.persist_sagemaker_endpoint(context, operator, "nlp-paraphrase")
     assert urls(context, *operator.operator_extra_links)["Endpoint URL"] == (
         f"{runtime}/endpoints/nlp-paraphrase/invocations"
     )
@@ -313,6 +313,17 @@ def test_eks_deploy_links_the_service_url_and_on_eks_the_server_objects(cluster,
         "Kubernetes Deployment": f"{console}/deployments/nlp-paraphrase?namespace=nlp" if cluster else "",
         "Kubernetes Service": f"{console}/services/nlp-paraphrase?namespace=nlp" if cluster else "",
     }
+
+
+def test_a_link_that_cannot_be_kept_never_fails_the_task(monkeypatch, caplog):
+    def unreachable(conn_id):
+        raise ConnectionError("no route to the AWS API")
+
+    monkeypatch.setattr(links, "aws_console", unreachable)
+    context = run_context("nlp_eks", "evaluate")
+    links.persist_evaluation(context, "s3://b/evaluation/try1-abcdef", "s3://b/quantized/try1-abcdef")
+    assert set(urls(context, *links.EVALUATION_LINKS).values()) == {""}
+    assert "could not keep the link" in caplog.text and "no route to the AWS API" in caplog.text
 
 
 # ---- the endpoint -------------------------------------------------------------------------------------------------

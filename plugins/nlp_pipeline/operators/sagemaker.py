@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
 from pathlib import Path
-from urllib.parse import quote
 
 from airflow.providers.amazon.aws.exceptions import WaiterMaxAttemptsError
 from airflow.providers.amazon.aws.hooks.sagemaker import LogState, SageMakerHook
@@ -65,6 +64,7 @@ from nlp_pipeline.links import (
     SageMakerProcessingJobLink,
     SageMakerTrainingJobLink,
     persist_sagemaker,
+    persist_sagemaker_endpoint,
 )
 from nlp_pipeline.specs.sagemaker import resource_name
 from tasks.errors import NOT_RETRYABLE, exit_code_in
@@ -445,7 +445,7 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
 
     def execute(self, context):
         rollout = self.build_rollout(context)
-        self._persist_links(context, rollout.endpoint)
+        persist_sagemaker_endpoint(context, self, rollout.endpoint)
         state = self._state(rollout.endpoint)
         record = self._record(rollout)
         history, _ = record.read()
@@ -477,15 +477,6 @@ class VerifiedEndpointOperator(SageMakerEndpointOperator):
         )
         record.requested(rollout.config)
         return self._wait(context, rollout, rollout.config)
-
-    def _persist_links(self, context, endpoint: str) -> None:
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        persist_sagemaker(SageMakerEndpointLink, context, self, endpoint_name=endpoint)
-        runtime = AwsBaseHook(
-            aws_conn_id=self.aws_conn_id, region_name=self.region_name, client_type="sagemaker-runtime"
-        ).conn.meta.endpoint_url
-        EndpointUrlLink.persist(context, f"{runtime}/endpoints/{quote(endpoint, safe='')}/invocations")
 
     def _refuse(self, rollout: Rollout, state: dict, asked: bool) -> None:
         """Raise unless the endpoint is InService on a config this run never asked for (then: update it)."""
