@@ -1,8 +1,13 @@
 """The Airflow UI in a real browser (Debian's chromium, driven by Playwright): sign in, open nlp_local, fill
-the trigger form, see an invalid value refused, trigger, and watch the run succeed."""
+the trigger form, see an invalid value refused, trigger, and watch the run succeed; then read the run's model
+Asset events back through the REST API, and see the graph's stages and the Assets view.
 
+The graph and Assets view screenshots go to the test's temporary folder, or, with ``UPDATE_DOC_IMAGES=1``, over
+the README's docs/images/graph-groups.png and docs/images/assets-view.png."""
+
+import os
 import time
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import pytest
@@ -10,9 +15,26 @@ import pytest
 from tests.airflow.conftest import ARTIFACTS
 from tests.airflow.stack.browser import CHROMIUM, CHROMIUM_FLAGS, open_trigger_form
 from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
-from tests.conftest import free_port, run_tasks
+from tests.conftest import REPO, free_port, run_tasks
 
 SCREENSHOTS = ARTIFACTS
+DOC_IMAGES = REPO / "docs" / "images"
+STAGES = ("data", "training", "compression", "evaluation", "rollout")
+# What every model Asset event's extra holds (plugins/nlp_pipeline/assets.py, model_event).
+EXTRA_KEYS = {
+    "version",
+    "status",
+    "precision",
+    "accuracy",
+    "f1",
+    "latency_ms_b1_p50",
+    "throughput_b32",
+    "data_fingerprint",
+    "uri",
+    "model_card",
+    "dag_id",
+    "run_id",
+}
 
 
 @pytest.fixture
@@ -45,7 +67,59 @@ def wait_for_run(url: str, run_id: str, timeout: float = 900) -> str:
     raise AssertionError(f"run {run_id} still {state} after {timeout} s")
 
 
-def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data, tiny_model):
+def model_asset_events(url: str, run_id: str) -> dict[str, tuple[int, list[dict]]]:
+    """The run's events on each model Asset, as the REST API gives them: {Asset name: (its id, its events)}."""
+    headers = api_headers(url)
+    assets = httpx.get(
+        f"{url}/api/v2/assets", params={"name_pattern": "nlp_model_"}, headers=headers, timeout=REST_TIMEOUT
+    ).json()["assets"]
+    found = {}
+    for asset in assets:
+        events = httpx.get(
+            f"{url}/api/v2/assets/events",
+            params={"asset_id": asset["id"], "source_dag_id": "nlp_local", "source_run_id": run_id},
+            headers=headers,
+            timeout=REST_TIMEOUT,
+        ).json()["asset_events"]
+        found[asset["name"]] = (asset["id"], events)
+    return found
+
+
+def see_graph_and_assets(page, url: str, run_id: str, asset_id: int, extra: dict, images) -> None:
+    """The run's graph with its stages' TaskGroups expanded, and the candidates Asset with the run's event and
+    its extra unfolded: both checked on the page, then saved to ``images``."""
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1800, "height": 650})  # the graph runs left to right: wide and low
+    page.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")  # the UI's own setting
+    page.goto(f"{url}/dags/nlp_local/runs/{quote(run_id)}")
+    graph = page.locator(".react-flow").first
+    expect(graph).to_be_visible(timeout=60_000)
+    expand = page.get_by_role("button", name="Expand all task groups")
+    expect(expand).to_be_enabled(timeout=60_000)
+    expand.click()
+    expect(page.get_by_role("button", name="Collapse all task groups")).to_be_enabled()
+    for name in (*STAGES, "stage_dataset", "mark_production"):
+        expect(graph.get_by_text(name, exact=True).first).to_be_visible()
+    page.get_by_role("button", name="Collapse Details Panel").click()
+    page.get_by_role("button", name="Fit View").click()
+    page.wait_for_timeout(2000)  # the panel's and the view's last move
+    page.screenshot(path=images / "graph-groups.png")
+
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.goto(f"{url}/assets/{asset_id}")
+    expect(page.get_by_text("nlp_model_candidates").first).to_be_visible(timeout=60_000)
+    folded = page.locator(".monaco-editor .inline-folded").first  # the event's extra, folded to {…}
+    expect(folded).to_be_visible(timeout=60_000)
+    folded.click()
+    editor = page.locator(".monaco-editor").first
+    for shown in (extra["version"], '"accuracy"', '"data_fingerprint"'):
+        expect(editor.get_by_text(shown).first).to_be_visible()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=images / "assets-view.png")
+
+
+def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data, tiny_model, tmp_path):
     from playwright.sync_api import expect
 
     url, port = airflow_stack["url"], free_port()
@@ -83,6 +157,16 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
         page.screenshot(path=SCREENSHOTS / "triggered-run-succeeded.png")
         served = httpx.get(f"http://127.0.0.1:{port}/ping").json()
         assert served["status"] == "ready"
+        events = model_asset_events(url, run_id)
+        (candidates_id, [candidate]), (_, [production]) = events["nlp_model_candidates"], events["nlp_model_production"]
+        assert (candidate["source_task_id"], production["source_task_id"]) == ("register", "mark_production")
+        extra = candidate["extra"]
+        assert set(extra) == EXTRA_KEYS and (extra["dag_id"], extra["run_id"]) == ("nlp_local", run_id)
+        assert extra["version"] == served["model_version"] and extra["status"] == "approved"
+        assert 0 <= extra["accuracy"] <= 1 and extra["data_fingerprint"].startswith("sha256:")
+        assert production["extra"] == extra | {"status": "production"}
+        images = DOC_IMAGES if os.environ.get("UPDATE_DOC_IMAGES") == "1" else tmp_path
+        see_graph_and_assets(page, url, run_id, candidates_id, extra, images)
     finally:
         run_tasks(
             "stop-local",
