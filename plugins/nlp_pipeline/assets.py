@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from airflow.sdk import Asset
 
-from tasks.runtime.model_card import README
+from tasks.runtime import model_card
 
 SOURCE_DATA = Asset("nlp_source_data")
 STAGED_DATA = Asset("nlp_staged_data")
@@ -26,14 +26,6 @@ MODEL_PRODUCTION = Asset("nlp_model_production")
 
 # The model's figures in an event's extra, as the evaluate step reports them (tasks/runtime/step_result.py).
 FIGURES = ("precision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32")
-
-
-def model_card(uri: str) -> str | None:
-    """The model card in the model's folder, or None when the model is one archive (a SageMaker training job's
-    model.tar.gz, whose card is inside it)."""
-    if uri.endswith(".tar.gz"):
-        return None
-    return f"{uri.rstrip('/')}/{README}"
 
 
 def model_event(context, asset: Asset, entry: Mapping) -> dict:
@@ -51,7 +43,7 @@ def model_event(context, asset: Asset, entry: Mapping) -> dict:
         **{name: figures.get(name) for name in FIGURES},
         "data_fingerprint": entry["data_fingerprint"],
         "uri": entry["model"],
-        "model_card": model_card(entry["model"]),
+        "model_card": model_card.location(entry["model"]),
         "dag_id": context["dag"].dag_id,
         "run_id": context["run_id"],
     }

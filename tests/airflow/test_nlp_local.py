@@ -9,7 +9,6 @@ import pytest
 from tests.airflow.conftest import dags_test, model_events, smoke_conf, task_states
 from tests.conftest import free_port, run_tasks
 
-
 FIGURES = ("precision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32")
 
 
