@@ -26,6 +26,7 @@ from fastapi.responses import FileResponse
 from fastapi.security import HTTPBearer
 from nlp_pipeline import artefacts
 from nlp_pipeline.links import ARTEFACTS_PREFIX, CHART, SERVED_FILES
+from starlette.concurrency import run_in_threadpool
 
 MEDIA_TYPES = {CHART: "image/png"}  # the rest (Markdown) is shown as plain text
 HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'; img-src 'self'"}
@@ -42,7 +43,8 @@ def served_file(dag_id: str, path: str) -> Path:
         raise not_served
     base = Path(root).resolve()
     target = (base / dag_id / path).resolve()
-    if not target.is_relative_to(base) or target.relative_to(base).parts[:1] != (dag_id,) or not target.is_file():
+    inside = target.is_relative_to(base) and target.relative_to(base).parts[:1] == (dag_id,)
+    if not inside or target.name not in SERVED_FILES or not target.is_file():
         raise not_served
     return target
 
@@ -51,12 +53,13 @@ async def require_task_instance_reader(request: Request) -> None:
     """The REST API's own check for reading the task instances of the path's ``dag_id``: the user from the bearer
     token, else the UI's session cookie (``get_user``), authorised by the auth manager (``requires_access_dag``).
     Imported when a request comes: the api-server's security module takes seconds to import, and every Airflow
-    process that loads plugins would pay for it."""
+    process that loads plugins would pay for it. The authorisation queries the database: the core API runs it
+    as a sync dependency in the threadpool, and so does this, off the api-server's event loop."""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
     from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 
     user = await get_user(request, None, await HTTPBearer(auto_error=False)(request))
-    requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE)(request, user)
+    await run_in_threadpool(requires_access_dag("GET", DagAccessEntity.TASK_INSTANCE), request, user)
 
 
 def artefact_app() -> FastAPI:

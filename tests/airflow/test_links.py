@@ -448,12 +448,15 @@ def test_the_app_serves_no_other_file_and_nothing_outside_the_dags_folder(artefa
     (tmp_path / "report.md").write_text("outside the root")
     (artefact_app.folder / "linked").mkdir()
     (artefact_app.folder / "linked" / "report.md").symlink_to(tmp_path / "report.md")
+    (artefact_app.folder / "renamed").mkdir()
+    (artefact_app.folder / "renamed" / "report.md").symlink_to(artefact_app.folder / "evaluation.json")
     refused = [
         REPORT_URL.replace("report.md", "evaluation.json"),  # exists, not a served file
         "/nlp-artefacts/nlp_local/%2E%2E/nlp_eks/report.md",  # another DAG's folder, under this DAG's id
         "/nlp-artefacts/nlp_local/..%2F..%2Freport.md",  # outside the root
         "/nlp-artefacts/%2E%2E/report.md",
         REPORT_URL.replace("report.md", "linked/report.md"),  # a symlink out of the root
+        REPORT_URL.replace("report.md", "renamed/report.md"),  # a symlink to another file of the DAG's folder
         REPORT_URL.replace("try1-abcdef", "try9-abcdef"),  # no such report
     ]
     for url in refused:
