@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from airflow.sdk import task
+from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from nlp_pipeline import artefacts, commands, decisions, policy
@@ -142,7 +142,15 @@ def deploy(entry: dict, **context) -> dict:
     served = status["current"]["version"]
     if served != entry["version"]:
         raise AirflowFailException(f"the endpoint serves {served} after the rollout, not {entry['version']}")
+    EndpointUrlLink.persist(context, public_url(status["url"]))
     return {"url": status["url"], "version": served, "state": str(state)}
+
+
+def public_url(url: str) -> str:
+    """Where a person's browser reaches the endpoint at the worker's ``url``: the Variable
+    ``nlp_endpoint_public_url`` where the two differ (docker-compose publishes the scheduler's port 8080 on the
+    host's 8090), else ``url``."""
+    return Variable.get("nlp_endpoint_public_url", default=None) or url
 
 
 @task

@@ -124,6 +124,7 @@ def test_bind_mounts_exist_and_land_where_the_images_expect_them(services):
                     assert target in copied, f"{name} mounts {source} at {target}, not where the image has it"
     scheduler = services["airflow-scheduler"]
     assert scheduler["ports"] == ["127.0.0.1:8090:8080"], "the nlp_local endpoint (endpoint_port 8080) is published"
+    assert scheduler["environment"]["AIRFLOW_VAR_NLP_ENDPOINT_PUBLIC_URL"] == "http://127.0.0.1:8090", "its link"
     assert services["airflow-apiserver"]["ports"] == ["127.0.0.1:8080:8080"]
     # The mounted tasks/ shadows the installed copy: PYTHONPATH is its parent.
     assert "./tasks:/opt/nlp/tasks:ro" in scheduler["volumes"] and scheduler["environment"]["PYTHONPATH"] == "/opt/nlp"

@@ -335,6 +335,22 @@ def test_deploy_links_the_endpoint_url_on_every_platform():
     assert urls(persisted, links.EndpointUrlLink()) == {"Endpoint URL": "http://nlp-paraphrase.nlp.svc.cluster.local"}
 
 
+def test_the_local_deploy_links_where_a_browser_reaches_the_endpoint(monkeypatch):
+    """docker-compose publishes the scheduler's endpoint port 8080 on the host's 8090: the link follows the
+    Variable nlp_endpoint_public_url when it is set, the smoke test keeps the worker's own address."""
+    status = {"url": "http://127.0.0.1:8080", "current": {"version": "v1"}}
+    monkeypatch.setattr(local, "run_step", lambda *command: None)
+    monkeypatch.setattr(local, "run_step_json", lambda *command: status)
+    for public, shown in ((None, "http://127.0.0.1:8080"), ("http://127.0.0.1:8090", "http://127.0.0.1:8090")):
+        if public:
+            monkeypatch.setenv("AIRFLOW_VAR_NLP_ENDPOINT_PUBLIC_URL", public)
+        context = run_context("nlp_local", "deploy")
+        context["params"]["endpoint_port"] = 8080
+        deployed = local.deploy.function({"model": "/m", "version": "v1"}, **context)
+        assert deployed["url"] == "http://127.0.0.1:8080"
+        assert urls(context, links.EndpointUrlLink()) == {"Endpoint URL": shown}
+
+
 # ---- the links on the DAGs' tasks, through the DAG's serialisation ---------------------------------------------------
 EXPECTED = {
     "local": {
