@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 
 from tasks.config import (
+    REGISTRY_VERSION_ACTIONS,
     CpuThreadsArguments,
     DeployLocalArguments,
     EndpointArguments,
@@ -48,9 +49,12 @@ class Step:
     # What the step prints is its answer, read by a script (status --json, cpu-threads): its arguments are not
     # logged, and log lines go to stderr.
     quiet: bool = False
-    # Fields whose value may also be given as a leading word, in order: ``registry show V`` is
+    # Fields whose value may also be given as a word, in order: ``registry show V`` is
     # ``registry --action show --version V``. The flags stay, for the commands the pipeline builds.
     words: tuple[str, ...] = ()
+    # The first words after which the later words may follow (``registry show`` takes a version, ``list``
+    # nothing); empty: any.
+    words_after: tuple[str, ...] = ()
 
     def run(self, args) -> None:
         module, function = self.target.split(":")
@@ -92,6 +96,7 @@ STEPS: dict[str, Step] = {
         "list, show, record and promote models in the model registry",
         quiet=True,
         words=("action", "version"),
+        words_after=REGISTRY_VERSION_ACTIONS,
     ),
     "summary": Step(SummaryArguments, "tasks.evaluation.summary:run", "print what a pipeline run produced", quiet=True),
     "stop-local": Step(
@@ -162,13 +167,18 @@ def _is_snake_twin(name: str, names: Sequence[str]) -> bool:
 def _step_parser() -> type:
     """transformers' ``HfArgumentParser`` (imported only when a step has flags to parse), with one spelling per flag."""
     from transformers import HfArgumentParser
+    from transformers.hf_argparser import string_to_bool
 
     class StepParser(HfArgumentParser):
         """Help, usage and errors name each flag once, in kebab case (``--max-seq-length``). The snake-case
         spelling HfArgumentParser also adds (``--max_seq_length``) still parses, for commands written before,
-        but is not shown. Only argparse's keywords of a field's metadata reach argparse."""
+        but is not shown. Only argparse's keywords of a field's metadata reach argparse. A bool field is a
+        plain switch: HfArgumentParser's optional value would take the word after it (``--json list``)."""
 
         def add_argument(self, *names, **keywords):
+            if keywords.get("type") is string_to_bool:
+                keywords = {k: v for k, v in keywords.items() if k not in ("type", "nargs", "const")}
+                keywords["action"] = "store_true"
             action = super().add_argument(*names, **{k: v for k, v in keywords.items() if k in _ARGPARSE_KEYWORDS})
             shown = [name for name in action.option_strings if not _is_snake_twin(name, action.option_strings)]
             action.option_strings = shown  # the parser still knows every spelling it was given
@@ -182,14 +192,18 @@ def _closest(unknown: str, choices: Sequence[str]) -> str | None:
     return matches[0] if matches else None
 
 
-def _leading_words(step: Step, argv: Sequence[str]) -> tuple[dict[str, str], list[str]]:
-    """The values the leading words of ``argv`` give the step's ``words`` fields, and the rest of ``argv``."""
-    given = {}
-    for name, word in zip(step.words, argv, strict=False):
-        if word.startswith("-"):
-            break
-        given[name] = word
-    return given, list(argv[len(given) :])
+def _words(step_name: str, step: Step, words: Sequence[str], refuse) -> dict[str, str]:
+    """The values ``words`` (what is not a flag, wherever it stands) give the step's ``words`` fields; a word
+    the step does not take is refused, naming it and the words before it."""
+    takes = len(step.words)
+    if words and step.words_after and words[0] not in step.words_after:
+        takes = min(takes, 1)
+    if len(words) > takes:
+        if not step.words:
+            refuse(f"unrecognized arguments: {' '.join(words)}")
+        before = " ".join(words[:takes]) or step_name
+        refuse(f"unexpected word {words[takes]!r} after {before}; usage: {_word_usage(step_name, step)}")
+    return dict(zip(step.words, words, strict=False))
 
 
 def _word_usage(step_name: str, step: Step) -> str:
@@ -210,27 +224,25 @@ def parse(step_name: str, argv: Sequence[str]):
     def refuse(message: str):
         raise ConfigError(f"{prog}: {message} (see `{prog} --help`)")
 
-    words, argv = _leading_words(step, argv)
-    for name in words:
-        flag = f"--{name.replace('_', '-')}"
-        if any(argument.split("=", 1)[0] in (flag, f"--{name}") for argument in argv):
-            refuse(f"{name.upper()} given twice, as a word ({words[name]!r}) and as {flag}")
-    if not argv and _every_field_has_a_default(step.arguments):
-        return step.arguments(**words)  # what parsing no flags gives, without importing transformers
-    argv = [part for name, word in words.items() for part in (f"--{name.replace('_', '-')}", word)] + argv
+    if not any(argument.startswith("-") for argument in argv) and _every_field_has_a_default(step.arguments):
+        # What parsing no flags gives, without importing transformers.
+        return step.arguments(**_words(step_name, step, argv, refuse))
     description = f"{step.summary}. Usage: {_word_usage(step_name, step)}" if step.words else step.summary
     parser = _step_parser()(step.arguments, prog=prog, description=description, allow_abbrev=False)
     parser.error = refuse
     namespace, unknown = parser.parse_known_args(argv)
-    if unknown:
-        flag = next((argument.split("=", 1)[0] for argument in unknown if argument.startswith("-")), "")
+    flag = next((argument.split("=", 1)[0] for argument in unknown if argument.startswith("-")), "")
+    if flag:
         known = [name for action in parser._actions for name in action.option_strings]
-        resembled = _closest(flag, known) if flag else None
+        resembled = _closest(flag, known)
         hint = f"; did you mean {resembled}?" if resembled else ""
-        if step.words and not flag:
-            hint = f"; usage: {_word_usage(step_name, step)}"
         refuse(f"unrecognized arguments: {' '.join(unknown)}{hint}")
-    return step.arguments(**vars(namespace))
+    words = _words(step_name, step, unknown, refuse)
+    for name in words:
+        flag = f"--{name.replace('_', '-')}"
+        if any(argument.split("=", 1)[0] in (flag, f"--{name}") for argument in argv):
+            refuse(f"{name.upper()} given twice, as a word ({words[name]!r}) and as {flag}")
+    return step.arguments(**(vars(namespace) | words))
 
 
 def _unknown_step(name: str) -> str:

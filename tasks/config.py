@@ -31,6 +31,8 @@ MODEL_DIGEST_ENV = "NLP_MODEL_DIGEST"
 REGISTRY_ENV = "NLP_REGISTRY"
 # What `python -m tasks registry` does; the first word after `registry` may name it (`registry show VERSION`).
 REGISTRY_ACTIONS = ("list", "show", "register", "promote", "production")
+# The registry actions that take a model version (--version, or the word after the action).
+REGISTRY_VERSION_ACTIONS = ("show",)
 DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
@@ -555,7 +557,10 @@ class RegistryArguments:
         )
         _require(self.action in REGISTRY_ACTIONS, "action", f"one of {', '.join(REGISTRY_ACTIONS)}", self.action)
         _require(
-            self.action == "show" or not self.version, "version", "given only to show", f"{self.action} {self.version}"
+            self.action in REGISTRY_VERSION_ACTIONS or not self.version,
+            "version",
+            f"given only to {', '.join(REGISTRY_VERSION_ACTIONS)}",
+            f"{self.action} {self.version}",
         )
         if self.action == "show":
             _require(bool(self.version), "version", "the model version to show (`registry show VERSION`)", self.version)

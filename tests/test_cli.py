@@ -5,6 +5,7 @@ import pytest
 
 import tasks
 from tasks.cli import STEPS, main, parse
+from tasks.errors import ConfigError
 from tests.conftest import imported_modules, run_tasks
 
 
@@ -38,12 +39,14 @@ def test_step_help_shows_each_flag_once_in_kebab_case():
     assert "_" not in "".join(word for word in help_text.split() if word.startswith("--"))
 
 
-def test_snake_case_flags_still_parse_and_bool_flags_work_as_before():
+def test_snake_case_flags_still_parse_and_bool_flags_are_switches():
     assert parse("stage", ["--output", "o", "--max_seq_length", "64"]).max_seq_length == 64
     assert parse("stage", ["--output", "o", "--max-seq-length", "64"]).max_seq_length == 64
     assert parse("status", ["--state", "s"]).json is False
     assert parse("status", ["--state", "s", "--json"]).json is True
-    assert parse("status", ["--state", "s", "--json", "false"]).json is False
+    # A bool flag is a plain switch: the word after it is not its value.
+    with pytest.raises(ConfigError, match="unrecognized arguments: false"):
+        parse("status", ["--state", "s", "--json", "false"])
 
 
 @pytest.mark.parametrize("flag", ["--epoch", "--epoch=3"])

@@ -203,7 +203,7 @@ class Registry:
         with self._transaction() as db:
             found = db.execute(
                 "SELECT id FROM models WHERE version = ? OR (? AND id = ?) ORDER BY id DESC",
-                (version, version.isdigit(), int(version) if version.isdigit() else 0),
+                (version, version.isdecimal(), int(version) if version.isdecimal() else 0),
             ).fetchall()
             if found:
                 return [self._get(db, row["id"]) for row in found]

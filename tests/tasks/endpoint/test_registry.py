@@ -366,14 +366,54 @@ def test_the_action_is_a_word_or_a_flag_and_the_pipelines_actions_print_json(tmp
     )
     for arguments, message in (
         (["list", "--action", "show"], "ACTION given twice, as a word ('list') and as --action"),
-        ([*where, "list"], "unrecognized arguments: list; usage: python -m tasks registry [ACTION [VERSION]]"),
-        (["list", "v1"], "--version must be given only to show"),
-        (["explode"], "argument --action: invalid choice: 'explode' (choose from 'list', 'show', 'register',"),
+        (["list", "v1"], "unexpected word 'v1' after list; usage: python -m tasks registry [ACTION [VERSION]]"),
+        (["--action", "list", "--version", "v1"], "--version must be given only to show"),
+        (["explode"], "--action must be one of list, show, register, promote, production, got 'explode'"),
     ):
         with pytest.raises(ConfigError, match=re.escape(message)):
-            cli.parse("registry", [*arguments, *where] if arguments[0] != "--registry" else arguments)
+            cli.parse("registry", [*arguments, *where])
+    assert cli.parse("registry", [*where, "show", "v1"]) == cli.parse("registry", ["show", "v1", *where])
     with pytest.raises(ConfigError, match="--action must be one of list, show, register, promote, production, got 'x'"):
         RegistryArguments(registry=str(registry_file), action="x")
     for arguments in (["production", *where], [*where, "--action", "production"]):
         code, out, _ = registry_says(capsys, *arguments)
         assert code == 0 and json.loads(out)["id"] == production["id"]
+
+
+def test_a_non_ascii_digit_is_looked_up_as_a_version_not_an_id(tmp_path, capsys):
+    registry_file, _ = three_entries(tmp_path)
+    code, out, err = registry_says(capsys, "show", "²", "--registry", str(registry_file))
+    assert (code, out) == (2, "") and "no model '²' in the registry" in err, err
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["--json", "list"], ["list", "--json"], ["--json"]],
+    ids=["flag-first", "flag-last", "flag-alone"],
+)
+def test_json_is_a_plain_flag_wherever_it_stands_in_list(tmp_path, capsys, arguments):
+    registry_file, entries = three_entries(tmp_path)
+    code, out, err = registry_says(capsys, *arguments, "--registry", str(registry_file))
+    assert code == 0, err
+    assert [entry["id"] for entry in json.loads(out)] == sorted((entry["id"] for entry in entries), reverse=True)
+
+
+def test_json_is_a_plain_flag_between_show_and_its_version(tmp_path, capsys):
+    registry_file, (first, *_) = three_entries(tmp_path)
+    code, out, err = registry_says(capsys, "show", "--json", first["version"], "--registry", str(registry_file))
+    assert code == 0, err
+    assert {entry["version"] for entry in json.loads(out)} == {first["version"]}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["list", "extra"], "unexpected word 'extra' after list"),
+        (["production", "v1"], "unexpected word 'v1' after production"),
+        (["show", "v1", "v2"], "unexpected word 'v2' after show v1"),
+    ],
+)
+def test_a_word_an_action_does_not_take_is_named(tmp_path, capsys, arguments, message):
+    registry_file, _ = three_entries(tmp_path)
+    code, out, err = registry_says(capsys, *arguments, "--registry", str(registry_file))
+    assert (code, out) == (2, "") and message in err, err
