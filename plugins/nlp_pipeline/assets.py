@@ -6,7 +6,9 @@ Named without a URI scheme: a scheme would make every DAG parse load the provide
 
 Every evaluated model is an event on ``MODEL_CANDIDATES`` (``register``: approved or waiting for approval;
 ``reject``: archived with the gate's reasons), and every model that passes its smoke test on the endpoint an
-event on ``MODEL_PRODUCTION`` (``mark_production``), on every platform. The event's ``extra`` (``model_event``)
+event on ``MODEL_PRODUCTION`` (``mark_production``), on every platform. On SageMaker the person's approval is
+part of ``register`` (the model package waits in SageMaker's model registry), so its event comes once the
+package is approved; a package a person rejects, or leaves undecided past the timeout, has none there. The event's ``extra`` (``model_event``)
 holds the model's figures and where it is, so the Assets view lists the models, and a DAG scheduled on
 ``MODEL_PRODUCTION`` gets the new production model's facts from its triggering event.
 """

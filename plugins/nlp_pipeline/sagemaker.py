@@ -375,9 +375,9 @@ def _package(context) -> dict:
     return package | {"ModelPackageDescription": "{} run {}: {} of model {}".format(*once)}
 
 
-# The registry's status (tasks/endpoint/registry.py) of a model package's approval status: one word per state in
-# every platform's Asset events.
-REGISTRY_STATUS = {"Approved": "approved", "PendingManualApproval": "candidate", "Rejected": "archived"}
+# The registry's status (tasks/endpoint/registry.py) of a decided model package's approval status: one word per
+# state in every platform's Asset events. register and reject end only once the package is decided.
+REGISTRY_STATUS = {"Approved": "approved", "Rejected": "archived"}
 
 
 def registered(context, version: str, status: str) -> dict:
