@@ -344,11 +344,16 @@ def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float
     metrics = training_metrics(run, trained, wall_time)
     write_json(work / "metrics.json", metrics)
     model_card.write(work, training_card(run, type(exported).__name__, metrics))
+    log_result(metrics, run.plan.precision)
+
+
+def log_result(metrics: dict, precision: str) -> None:
+    """The run's closing line (SageMaker's metric definitions must not read it as another epoch's point)."""
     log.info(
         "validation accuracy %.4f, F1 %.4f; %.1f samples/s (%.1f steady), %s precision",
         metrics["accuracy"],
         metrics["f1"],
         metrics["samples_per_second"],
         metrics["steady_samples_per_second"],
-        run.plan.precision,
+        precision,
     )

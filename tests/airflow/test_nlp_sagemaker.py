@@ -114,7 +114,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     assert training["CheckpointConfig"]["S3Uri"].endswith("/nlp_sagemaker/20260301T000000Z/checkpoints")
     # The train step's TensorBoard events, uploaded from the job's LocalPath while it ran.
     tensorboard = training["TensorBoardOutputConfig"]["S3OutputPath"]
-    assert tensorboard.endswith("/nlp_sagemaker/20260301T000000Z/tensorboard")
+    assert tensorboard.endswith(f"/nlp_sagemaker/20260301T000000Z/tensorboard/{training['TrainingJobName']}")
     uploaded = client.list_objects_v2(Bucket=bucket, Prefix=tensorboard.split("/", 3)[3] + "/")["Contents"]
     assert {item["Key"].rsplit("/", 2)[1] for item in uploaded} == {"train", "validation"}
     created = only(fake_sagemaker.requests_of("create_endpoint"))

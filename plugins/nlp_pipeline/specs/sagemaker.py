@@ -211,15 +211,18 @@ def _channel(name: str, s3_uri: str) -> dict:
 # What SageMaker reads from the training job's log into its metrics (and the console's curves): the lines of
 # tasks/training/callbacks.py, ProgressLogger ("epoch 1/3 step 10/20: loss 0.4123 | lr 2.00e-05 | 88.0 samples/s |
 # ETA ...") and ValidationScorer ("epoch 1: train loss 0.3876, validation loss 0.4012, validation accuracy 0.8000,
-# F1 0.8000 ..."). botocore: at most 40 definitions; Name 1-255 and Regex 1-500 characters.
+# F1 0.8000 ..."). The validation figures are read from that line alone (anchored on its "epoch N: train loss"):
+# the run's closing line repeats the last scores. botocore: at most 40 definitions; Name 1-255 and Regex 1-500
+# characters.
+_EPOCH_LINE = r"epoch [0-9]+: train loss [0-9.]+, validation loss "
 METRIC_DEFINITIONS = (
     {"Name": "train:loss", "Regex": r"step [0-9]+/[0-9]+: loss ([0-9.]+)"},
     {"Name": "train:learning_rate", "Regex": r"\| lr ([0-9.]+e[-+][0-9]+) \|"},
     {"Name": "train:samples_per_second", "Regex": r"\| ([0-9.]+) samples/s"},
-    {"Name": "train:epoch_loss", "Regex": r"train loss ([0-9.]+), validation loss"},
-    {"Name": "validation:loss", "Regex": r"validation loss ([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": r"validation accuracy ([0-9.]+)"},
-    {"Name": "validation:f1", "Regex": r"validation accuracy [0-9.]+, F1 ([0-9.]+)"},
+    {"Name": "train:epoch_loss", "Regex": r"epoch [0-9]+: train loss ([0-9.]+), validation loss"},
+    {"Name": "validation:loss", "Regex": r"epoch [0-9]+: train loss [0-9.]+, validation loss ([0-9.]+)"},
+    {"Name": "validation:accuracy", "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy ([0-9.]+)"},
+    {"Name": "validation:f1", "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy [0-9.]+, F1 ([0-9.]+)"},
 )
 
 
@@ -245,8 +248,9 @@ def training_job(
     ``base_model`` is a hub id (a hyper-parameter) or an ``s3://`` folder (the ``model`` channel). With
     ``instance_count`` > 1 each host gets ``resourceconfig.json`` and the step trains multi-worker.
     Checkpoints sync to ``checkpoints`` on S3, so a restarted or Spot-interrupted job resumes. The step's
-    TensorBoard events go to ``tensorboard`` on S3 while it trains. SageMaker records loss, learning rate,
-    throughput, validation loss, accuracy and F1 from the log (``METRIC_DEFINITIONS``).
+    TensorBoard events go to ``tensorboard``/``name`` on S3 while it trains: each job (a retry is another) its
+    own folder, as a resumed job starts with no events locally, and TensorBoard shows each as a run. SageMaker
+    records loss, learning rate, throughput, validation loss, accuracy and F1 from the log (``METRIC_DEFINITIONS``).
     """
     channels = {
         "train": f"{staged}/train/",
@@ -271,7 +275,10 @@ def training_job(
         "InputDataConfig": [_channel(channel, uri) for channel, uri in channels.items()],
         "OutputDataConfig": {"S3OutputPath": output},
         "CheckpointConfig": {"S3Uri": checkpoints, "LocalPath": "/opt/ml/checkpoints"},
-        "TensorBoardOutputConfig": {"S3OutputPath": tensorboard, "LocalPath": TENSORBOARD_OUTPUT},
+        "TensorBoardOutputConfig": {
+            "S3OutputPath": f"{tensorboard.rstrip('/')}/{name}",
+            "LocalPath": TENSORBOARD_OUTPUT,
+        },
         "ResourceConfig": _cluster(instance_type, instance_count),
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_seconds},
         "Environment": {"TF_USE_LEGACY_KERAS": "1"},
