@@ -3,6 +3,7 @@ checkpoints."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import tf_keras
 
+from tasks.errors import ConfigError
 from tasks.evaluation.scores import classification_scores
+from tasks.runtime.outputs import write_json
 
 log = logging.getLogger("tasks.training.train")
 
@@ -94,6 +97,41 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         return len(steady) * self.global_batch_size / max(sum(steady), 1e-9)
 
 
+# The per-epoch history, in the checkpoint folder (started over with it).
+HISTORY = "history.json"
+
+
+class EpochHistory:
+    """The per-epoch records of a run (train loss, validation loss and scores), kept with its checkpoint in
+    ``path``, so a resumed run reports every epoch, not only those it ran itself (metrics.json, the model card's
+    history, report.png's learning curve). ``path`` None keeps them in memory only (a worker other than the
+    chief, which may share the checkpoint folder)."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.records: list[dict] = []
+
+    def resume(self, epochs_done: int) -> None:
+        """Keep the stored records of the ``epochs_done`` epochs the checkpoint holds: a killed run may have
+        scored an epoch it never saved, which the resumed run scores again."""
+        stored = json.loads(self.path.read_text()) if self.path and self.path.is_file() else []
+        self.records = [record for record in stored if record["epoch"] <= epochs_done]
+        self._save()
+
+    def append(self, record: dict) -> None:
+        self.records.append(record)
+        self._save()
+
+    def _save(self) -> None:
+        """Whole or not at all: a process killed while writing leaves the previous file."""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        write_json(temporary, self.records)
+        temporary.replace(self.path)
+
+
 class ValidationScorer(tf_keras.callbacks.Callback):
     """Scores the whole validation split at each epoch end and adds ``val_loss``/``val_accuracy``/``val_f1``
     to the logs.
@@ -102,13 +140,14 @@ class ValidationScorer(tf_keras.callbacks.Callback):
     scores the same full split and none waits for another.
 
     :param loss: the training loss, ``loss(labels, logits)`` per pair, so both losses of the curve compare.
+    :param history: where each epoch's record goes (in memory only when not given).
     """
 
-    def __init__(self, dataset, loss: Callable):
+    def __init__(self, dataset, loss: Callable, history: EpochHistory | None = None):
         super().__init__()
         self.dataset = dataset
         self.loss = loss
-        self.history: list[dict] = []
+        self.history = history or EpochHistory(None)
         self._predict = None
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray, float]:
@@ -152,6 +191,29 @@ class ValidationScorer(tf_keras.callbacks.Callback):
 # and validation loss in one chart, as with Keras' own callback.
 TRAIN_RUN, VALIDATION_RUN = "train", "validation"
 _EVENTS_GLOB = "events.out.tfevents.*"
+# Which run's curves an events folder holds (no "tfevents" in the name: TensorBoard reads every such file).
+EVENTS_MARKER = "run_config.json"
+# drop_events_after's rewrite, before it replaces the events file; without "tfevents" for the same reason.
+_REWRITE = ".rewrite.tmp"
+
+
+def claim_events_folder(folder: Path, identity: dict, shared: bool) -> None:
+    """Mark ``folder`` as the events folder of the run ``identity``, before training prunes it.
+
+    A resumed run finds its own marker and continues its curves. A ``shared`` folder (``--tensorboard-dir``)
+    that holds anything else is refused: pruning it would remove another run's events. The output's own folder
+    (not ``shared``) is taken over, as its checkpoint started over too.
+    """
+    marker = folder / EVENTS_MARKER
+    if marker.is_file() and json.loads(marker.read_text()) == identity:
+        return
+    if shared and folder.is_dir() and any(folder.iterdir()):
+        raise ConfigError(
+            f"--tensorboard-dir {folder} holds another run's events (its {EVENTS_MARKER} names another run, or it"
+            " has none): give each training run its own empty or new folder"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(marker, identity)
 
 
 class TensorBoardWriter(tf_keras.callbacks.Callback):
@@ -247,6 +309,8 @@ def drop_events_after(folder: Path, step: int) -> None:
     ``step`` is 0). A file cut short by a killed process keeps the records before the cut."""
     import tensorflow as tf
 
+    for run in (TRAIN_RUN, VALIDATION_RUN):
+        (folder / run / _REWRITE).unlink(missing_ok=True)  # left by a run killed while rewriting
     for path in sorted(path for run in (TRAIN_RUN, VALIDATION_RUN) for path in (folder / run).glob(_EVENTS_GLOB)):
         if step == 0:
             log.info("TensorBoard: training starts over, removing the earlier curves in %s", path)
@@ -264,11 +328,11 @@ def drop_events_after(folder: Path, step: int) -> None:
             dropped += 1  # the record a killed writer left half-written
         if not dropped:
             continue
-        partial = path.with_name(path.name + ".partial")
-        with tf.io.TFRecordWriter(str(partial)) as writer:
+        rewrite = path.with_name(_REWRITE)
+        with tf.io.TFRecordWriter(str(rewrite)) as writer:
             for record in kept:
                 writer.write(record)
-        partial.replace(path)
+        rewrite.replace(path)
         log.info("TensorBoard: dropped %d record(s) past step %d, the checkpoint resumed, from %s", dropped, step, path)
 
 
@@ -277,12 +341,13 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
 
     Keras saves either per epoch or per N steps; a crash late in an epoch should lose at most N steps,
     and a finished epoch should never be redone. The checkpoint is kept after training (it is part of the
-    step's output), and a resumed run logs where it picks up.
+    step's output), and a resumed run logs where it picks up and keeps the ``history`` of the epochs it holds.
     """
 
-    def __init__(self, backup_dir: str, every_steps: int, steps_per_epoch: int):
+    def __init__(self, backup_dir: str, every_steps: int, steps_per_epoch: int, history: EpochHistory):
         super().__init__(backup_dir, save_freq=every_steps or "epoch", delete_checkpoint=False)
         self.steps_per_epoch = steps_per_epoch
+        self.history = history
         self.resumed_at: tuple[int, int] | None = None
 
     def on_train_begin(self, logs=None):
@@ -300,6 +365,16 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
                 self.resumed_at[0] + 1,
                 self.resumed_at[1],
             )
+        self.history.resume(self.resumed_at[0] if self.resumed_at else 0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq != "epoch" and batch == self.steps_per_epoch - 1:
+            # The epoch-end backup follows the epoch's scoring: a save here would resume a run killed while
+            # scoring at the next epoch, without this one's scores. The next N steps count from that backup.
+            self._training_state.backup_if_preempted()
+            self._batches_count = 0
+            return
+        super().on_train_batch_end(batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.save_freq == "epoch":

@@ -11,12 +11,13 @@ Output (the chief worker writes it to ``.<output>.partial`` and renames it into 
     model_card.json   base model, data fingerprint, hyper-parameters, package versions, CPU flags, the per-epoch
                       history (the evaluate step's report draws the learning curve from it)
     README.md         the same as a Hugging Face model card (YAML metadata with model-index)
-    checkpoints/      the last training checkpoint (unless --checkpoint-dir puts it elsewhere)
+    checkpoints/      the last training checkpoint and the per-epoch history so far, history.json (unless
+                      --checkpoint-dir puts them elsewhere)
     tensorboard/      TensorBoard events: train/ (loss, learning rate, samples/s per step; loss per epoch) and
                       validation/ (loss, accuracy, F1 per epoch); ``tensorboard --logdir`` on the output shows them
 
-A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint, and its curves
-continue. A run with other settings (a ``run_config.json`` that differs) starts over instead.
+A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint, its curves
+continue and its metrics and history cover every epoch, those of the killed run included. A run with other settings (a ``run_config.json`` that differs) starts over instead.
 """
 
 from __future__ import annotations
@@ -188,7 +189,14 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
     import tf_keras
 
     from tasks.data.splits import make_dataset
-    from tasks.training.callbacks import ProgressLogger, ResumableBackup, TensorBoardWriter, ValidationScorer
+    from tasks.training.callbacks import (
+        HISTORY,
+        EpochHistory,
+        ProgressLogger,
+        ResumableBackup,
+        TensorBoardWriter,
+        ValidationScorer,
+    )
 
     args, workers = run.args, run.cluster.workers
     train, validation, max_seq_length = load_data(args, run.manifest)
@@ -223,8 +231,10 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
 
     progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size, learning_rate)
     validation_batches = make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding)
-    scorer = ValidationScorer(validation_batches, classification_loss)
-    backup = ResumableBackup(str(checkpoints / "backup"), args.checkpoint_every, steps_per_epoch)
+    # The chief alone keeps the history with the checkpoint: the workers may share the checkpoint folder.
+    history = EpochHistory(checkpoints / HISTORY if run.cluster.is_chief else None)
+    scorer = ValidationScorer(validation_batches, classification_loss, history)
+    backup = ResumableBackup(str(checkpoints / "backup"), args.checkpoint_every, steps_per_epoch, history)
     # An epoch's scores and curves are written before its checkpoint: a run killed in between scores it again.
     curves = TensorBoardWriter(events, steps_per_epoch, global_batch_size, backup, learning_rate) if events else None
     try:
@@ -238,7 +248,7 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
     finally:
         if curves:
             curves.close()
-    return Trained(model, scorer.history, progress)
+    return Trained(model, history.records, progress)
 
 
 @contextmanager
@@ -275,7 +285,11 @@ def run(args: TrainArguments) -> None:
         prepare_checkpoints(checkpoints, training.identity)
         events = None
         if cluster.is_chief:
+            from tasks.training.callbacks import claim_events_folder
+
             events = Path(args.tensorboard_dir) if args.tensorboard_dir else work / TENSORBOARD
+            owner = training.identity | {"output": str(Path(args.output).absolute())}
+            claim_events_folder(events, owner, shared=bool(args.tensorboard_dir))
         trained = fit(training, strategy, checkpoints, events)
         if not cluster.is_chief:
             log.info("worker %d done; the chief writes the model", cluster.index + 1)

@@ -67,16 +67,16 @@ def check_curves(output, epochs, steps_per_epoch, learning_rate):
     assert all(value > 0 for _, value in train["samples_per_second"])
     rates = [value for _, value in train["learning_rate"]]
     assert max(rates) == pytest.approx(learning_rate) and 0 <= rates[-1] < max(rates)  # warm-up, then linear decay
-    # metrics.json holds the epochs this process ran (a resumed run's last ones), the curves every epoch.
+    # metrics.json and the curves hold every epoch, those of a killed run included.
     history = json.loads((output / "metrics.json").read_text())["epochs"]
-    ran = len(history)
+    assert [epoch["epoch"] for epoch in history] == list(range(1, epochs + 1))
     for scalars, key in (
         (train["epoch_loss"], "loss"),
         (validation["epoch_loss"], "val_loss"),
         (validation["epoch_accuracy"], "accuracy"),
         (validation["epoch_f1"], "f1"),
     ):
-        assert [value for _, value in scalars][-ran:] == pytest.approx([epoch[key] for epoch in history]), key
+        assert [value for _, value in scalars] == pytest.approx([epoch[key] for epoch in history]), key
 
 
 def load_signature(folder):
@@ -193,11 +193,21 @@ def test_resumes_from_the_checkpoint_after_being_killed(tmp_path, staged_data, t
     assert epoch >= 3
     metrics = json.loads((output / "metrics.json").read_text())
     assert metrics["steps"] < 6 * 32  # only the remaining steps ran
-    assert [record["epoch"] for record in metrics["epochs"]][-1] == 6
     assert (output / "saved_model" / "saved_model.pb").is_file()
-    # The curves continue across the kill: every step once, what the killed run wrote past its checkpoint dropped.
+    # The curves continue across the kill: every step once, what the killed run wrote past its checkpoint dropped;
+    # metrics.json and the model card hold every epoch, those of the killed run from the checkpoint's history.
     assert len(list((output / "tensorboard" / "train").glob("events.out.tfevents.*"))) == 2
     check_curves(output, epochs=6, steps_per_epoch=32, learning_rate=1e-3)
+    card = json.loads((output / "model_card.json").read_text())
+    assert [epoch["epoch"] for epoch in card["training_history"]] == list(range(1, 7))
+
+    # Killed after the last epoch's checkpoint (while exporting): nothing is left to train; the scores come from
+    # the history kept with the checkpoint, and a --tensorboard-dir that got no events is no error.
+    output.rename(tmp_path / ".model.partial")
+    result = run_tasks(*arguments, "--tensorboard-dir", str(tmp_path / "no-events-yet"))
+    assert "resuming from the checkpoint" in result.stdout and "Logging error" not in result.stdout + result.stderr
+    again = json.loads((output / "metrics.json").read_text())
+    assert again["steps"] == 0 and again["epochs"] == metrics["epochs"] and again["accuracy"] == metrics["accuracy"]
 
 
 def test_a_changed_setting_starts_over_instead_of_resuming(tmp_path, staged_data, tiny_model):
