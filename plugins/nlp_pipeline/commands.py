@@ -70,7 +70,10 @@ def values(step: str, params: Mapping, **given) -> dict:
 
 
 def _arguments(name: str, value) -> list[str]:
-    """A flag and its value; a list's items as arguments of their own (``--allowed-sources hf:// /srv/data``)."""
+    """A flag and its value; a list's items as arguments of their own (``--allowed-sources hf:// /srv/data``); a
+    bool is a switch (tasks/cli.py): its flag alone when on, nothing when off."""
+    if isinstance(value, bool):
+        return [flag(name)] if value else []
     return [flag(name), *map(str, value if isinstance(value, list | tuple) else [value])]
 
 

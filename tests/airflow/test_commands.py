@@ -313,6 +313,15 @@ def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
     }
 
 
+def test_a_switch_is_its_flag_alone_when_on_and_left_out_when_off():
+    """The CLI's bool flags are switches (``--json``, not ``--json True``): a built command parses either way."""
+    from tasks.cli import parse
+
+    on, off = (commands.command("status", {}, state="/s", json=value) for value in (True, False))
+    assert on == ["status", "--state", "/s", "--json"] and off == ["status", "--state", "/s"]
+    assert (parse(on[0], on[1:]).json, parse(off[0], off[1:]).json) == (True, False)
+
+
 def test_a_new_flag_of_a_step_is_one_line_of_param_flags(monkeypatch):
     """A step's flag (its dataclass field) reaches the form, every platform's command and the training cache's
     configuration through its one line in PARAM_FLAGS."""
