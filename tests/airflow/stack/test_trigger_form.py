@@ -6,6 +6,7 @@ The graph and Assets view screenshots go to the test's temporary folder, or, wit
 the README's docs/images/graph-groups.png and docs/images/assets-view.png."""
 
 import os
+import sys
 import time
 from urllib.parse import quote, unquote
 
@@ -16,6 +17,9 @@ from tests.airflow.conftest import ARTIFACTS
 from tests.airflow.stack.browser import CHROMIUM, CHROMIUM_FLAGS, open_trigger_form
 from tests.airflow.stack.conftest import REST_TIMEOUT, api_headers
 from tests.conftest import REPO, free_port, run_tasks
+
+sys.path.insert(0, str(REPO / "plugins"))
+from nlp_pipeline.links import ARTEFACTS_PREFIX, REPORT  # noqa: E402
 
 SCREENSHOTS = ARTIFACTS
 DOC_IMAGES = REPO / "docs" / "images"
@@ -83,6 +87,27 @@ def model_asset_events(url: str, run_id: str) -> dict[str, tuple[int, list[dict]
         ).json()["asset_events"]
         found[asset["name"]] = (asset["id"], events)
     return found
+
+
+def open_evaluation_links(url: str, run_id: str) -> None:
+    """The evaluate task's links, as the UI gets them, open the run's report, chart and model card through the
+    api-server's artefact app for a signed-in user, and for nobody else."""
+    headers = api_headers(url)
+    links = httpx.get(
+        f"{url}/api/v2/dags/nlp_local/dagRuns/{quote(run_id)}/taskInstances/evaluate/links",
+        headers=headers,
+        timeout=REST_TIMEOUT,
+    ).json()["extra_links"]
+    assert set(links) == {"Evaluation report", "Evaluation chart", "Model card"}, links
+    report, chart, card = (links[name] for name in ("Evaluation report", "Evaluation chart", "Model card"))
+    assert report.startswith(f"{ARTEFACTS_PREFIX}/nlp_local/") and "/evaluation/try" in report, report
+    assert report.endswith(f"/{REPORT}"), report
+    opened = httpx.get(url + report, headers=headers, timeout=REST_TIMEOUT)
+    assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/plain"), opened
+    assert opened.text.startswith("# Evaluation"), opened.text[:200]
+    assert httpx.get(url + chart, headers=headers, timeout=REST_TIMEOUT).content.startswith(b"\x89PNG")
+    assert httpx.get(url + card, headers=headers, timeout=REST_TIMEOUT).text.startswith("---")
+    assert httpx.get(url + report, timeout=REST_TIMEOUT).status_code == 401
 
 
 def see_graph_and_assets(page, url: str, run_id: str, asset_id: int, extra: dict, images) -> None:
@@ -165,6 +190,7 @@ def test_a_run_triggered_from_the_form_succeeds(airflow_stack, browser, raw_data
         assert extra["version"] == served["model_version"] and extra["status"] == "approved"
         assert 0 <= extra["accuracy"] <= 1 and extra["data_fingerprint"].startswith("sha256:")
         assert production["extra"] == extra | {"status": "production"}
+        open_evaluation_links(url, run_id)
         images = DOC_IMAGES if os.environ.get("UPDATE_DOC_IMAGES") == "1" else tmp_path
         see_graph_and_assets(page, url, run_id, candidates_id, extra, images)
     finally:
