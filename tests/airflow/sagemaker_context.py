@@ -1,7 +1,9 @@
-"""What the nlp_sagemaker operator tests share: a task's context, and a trigger run on the fake's clock."""
+"""What the nlp_sagemaker operator tests share: a task's context, a trigger run on the fake's clock, and the
+register operator."""
 
 import asyncio
 import sys
+from datetime import timedelta
 
 import pendulum
 
@@ -10,6 +12,8 @@ from tests.conftest import REPO
 
 sys.path.insert(0, str(REPO / "plugins"))
 
+from nlp_pipeline import sagemaker  # noqa: E402
+from nlp_pipeline.operators.sagemaker import RunModelVersionOperator  # noqa: E402
 from nlp_pipeline.params import pipeline_params, sagemaker_params  # noqa: E402
 
 
@@ -47,3 +51,17 @@ def run_trigger(trigger, fake, monkeypatch) -> dict:
         patch.setattr(waiter_with_logging.asyncio, "sleep", sleep)
         event = asyncio.run(first_event())
     return event | {"polls": len(polls)}
+
+
+def register_operator(task_id: str = "register") -> RunModelVersionOperator:
+    """register (or reject) as nlp_sagemaker builds it, but for a short approval wait."""
+    return RunModelVersionOperator(
+        task_id=task_id,
+        approval="Rejected" if task_id == "reject" else None,
+        package_group_name="nlp-paraphrase",
+        package_group_desc="Paraphrase classifiers",
+        aws_conn_id="aws_default",
+        build_extras=sagemaker._package,
+        approval_poll=timedelta(minutes=1),
+        approval_timeout=timedelta(minutes=2),
+    )

@@ -107,23 +107,10 @@ def test_a_processing_task_links_its_job_from_the_moment_it_waits_for_it(aws):
 
 
 def test_register_links_its_model_package_group(aws):
-    from datetime import timedelta
-
-    from nlp_pipeline.operators.sagemaker import RunModelVersionOperator
-
-    from tests.airflow.sagemaker_context import context
+    from tests.airflow.sagemaker_context import context, register_operator
     from tests.fakes.sagemaker import REGION
 
-    operator = RunModelVersionOperator(
-        task_id="register",
-        approval=None,
-        package_group_name="nlp-paraphrase",
-        package_group_desc="Paraphrase classifiers",
-        aws_conn_id="aws_default",
-        build_extras=sagemaker._package,
-        approval_poll=timedelta(minutes=1),
-        approval_timeout=timedelta(minutes=2),
-    )
+    operator = register_operator()
     evaluation = {
         "model": "s3://b/run/q/",
         "evaluation": "s3://b/e.json",

@@ -7,11 +7,10 @@ Each operator's ``execute`` is called as a task runner would call it, with a con
 
 import json
 import sys
-from datetime import timedelta
 
 import pytest
 
-from tests.airflow.sagemaker_context import context, run_trigger
+from tests.airflow.sagemaker_context import context, register_operator, run_trigger
 from tests.conftest import REPO
 from tests.fakes.sagemaker import IMAGE, ROLE
 
@@ -20,7 +19,6 @@ sys.path.insert(0, str(REPO / "plugins"))
 from nlp_pipeline import sagemaker  # noqa: E402
 from nlp_pipeline.assets import MODEL_PRODUCTION  # noqa: E402
 from nlp_pipeline.operators.sagemaker import (  # noqa: E402
-    RunModelVersionOperator,
     StepProcessingOperator,
     StepTrainingOperator,
     run_name,
@@ -180,19 +178,6 @@ EVALUATION = {
     "decision": "promote",
     "model_digest": "sha256:" + "ab" * 32,
 }
-
-
-def register_operator(task_id: str = "register") -> RunModelVersionOperator:
-    return RunModelVersionOperator(
-        task_id=task_id,
-        approval="Rejected" if task_id == "reject" else None,
-        package_group_name="nlp-paraphrase",
-        package_group_desc="Paraphrase classifiers",
-        aws_conn_id="aws_default",
-        build_extras=sagemaker._package,
-        approval_poll=timedelta(minutes=1),
-        approval_timeout=timedelta(minutes=2),
-    )
 
 
 def register_context(run_id: str = "manual__2026-04-01", **params) -> dict:
