@@ -6,6 +6,7 @@ import subprocess
 import time
 import urllib.request
 
+from tasks.endpoint.commands import terminate
 from tests.conftest import REPO, free_port
 
 # A run as `make demo` lays it out: the train step's output under the artefact root, its events in tensorboard/.
@@ -53,9 +54,4 @@ def test_make_tensorboard_serves_the_demos_runs_on_localhost(tmp_path):
             time.sleep(0.5)
         assert tags.get(RUN, {}).keys() == {"batch_loss"}, tags
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        terminate(server)
