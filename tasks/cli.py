@@ -34,6 +34,7 @@ from tasks.config import (
     StageArguments,
     SummaryArguments,
     TrainArguments,
+    TuneArguments,
 )
 from tasks.errors import ConfigError, TaskError
 from tasks.runtime import indexed_job, remote_paths, sagemaker_job, step_result
@@ -65,6 +66,13 @@ STEPS: dict[str, Step] = {
     "sample": Step(SampleArguments, "tasks.data.sample:run", "write a generated paraphrase data set in GLUE TSV form"),
     "stage": Step(StageArguments, "tasks.data.stage:run", "validate, tokenise and fingerprint a data set"),
     "train": Step(TrainArguments, "tasks.training.train:run", "fine-tune a BERT classifier on a staged data set"),
+    "tune": Step(
+        TuneArguments,
+        "tasks.tuning:run",
+        "search train's hyper-parameters: plan trials, select the best, or run a whole search",
+        quiet=True,
+        words=("action",),
+    ),
     "quantize": Step(
         QuantizeArguments,
         "tasks.compression.quantize:run",

@@ -33,6 +33,10 @@ REGISTRY_ENV = "NLP_REGISTRY"
 REGISTRY_ACTIONS = ("list", "show", "register", "promote", "production")
 # The registry actions that take a model version (--version, or the word after the action).
 REGISTRY_VERSION_ACTIONS = ("show",)
+# What `python -m tasks tune` does; the word after `tune` names it (`tune plan`).
+TUNE_ACTIONS = ("plan", "select", "run")
+# The most trials one search may run: the trigger form, the CLI and every platform's tuning refuse more.
+MAX_TUNING_TRIALS = 32
 DEFAULT_BASE_MODEL = "bert-base-uncased"
 # How ``quantize`` and ``evaluate`` time models: each workload in its own fresh process over every timed pair
 # (full), or both in one process over fewer pairs (quick: smoke runs of the pipeline, such as the tests').
@@ -89,28 +93,65 @@ def describe_range(bounds: dict, integer: bool) -> str:
     return f"in {opening}{_number(low)}, {_number(high)}{closing}"
 
 
+def _list_flag(help_text: str, bounds: dict, items: tuple[int, int], default: list):
+    """A list field (``--batch-sizes 16 32``): the bounds of each item, and how many items it takes (min, max)."""
+    metadata = {"help": help_text, "range": bounds, "items": items}
+    return field(metadata=metadata, default_factory=lambda: list(default))
+
+
+def _describe_count(items: tuple[int, int]) -> str:
+    low, high = items
+    return f"exactly {low} values" if low == high else f"{low} to {high} values"
+
+
 def check_ranges(arguments) -> None:
-    """Refuse a value outside its field's ``range``: a ConfigError naming the flag, its range and the value."""
+    """Refuse a value outside its field's ``range``: a ConfigError naming the flag, its range and the value.
+    None (an optional flag not given) has no range; a list's items each have the range, and the list its count."""
     for spec in dataclasses.fields(arguments):
-        if bounds := spec.metadata.get("range"):
-            value = getattr(arguments, spec.name)
+        bounds, value = spec.metadata.get("range"), getattr(arguments, spec.name)
+        if not bounds or value is None:
+            continue
+        if items := spec.metadata.get("items"):
+            _require(items[0] <= len(value) <= items[1], spec.name, _describe_count(items), value)
+            if not all(_within(item, bounds) for item in value):
+                allowed = describe_range(bounds, all(isinstance(item, int) for item in value))
+                raise ConfigError(f"--{spec.name.replace('_', '-')} values must each be {allowed}, got {value!r}")
+        else:
             _require(_within(value, bounds), spec.name, describe_range(bounds, isinstance(value, int)), value)
 
 
 _JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
 
 
+def _value_schema(annotation, bounds: dict) -> dict:
+    if typing.get_origin(annotation) is Literal:
+        return {"type": "string", "enum": list(typing.get_args(annotation))}
+    return {"type": _JSON_TYPES[annotation]} | bounds
+
+
 def flag_schema(arguments: type, name: str) -> dict:
     """A step's flag as JSON schema: ``type``, ``default``, its bounds or ``enum``, and its help as
-    ``description``; what a form (the Airflow trigger form) needs to offer exactly what the CLI accepts."""
+    ``description``; what a form (the Airflow trigger form) needs to offer exactly what the CLI accepts.
+
+    An optional flag (``float | None``, None: decided by the step) is ``{"type": ["null", "number"], ...}``; a list
+    flag is ``{"type": "array", "items": {bounds}, "minItems", "maxItems"}``."""
     spec = next(spec for spec in dataclasses.fields(arguments) if spec.name == name)
     annotation = typing.get_type_hints(arguments)[name]
-    if typing.get_origin(annotation) is Literal:
-        schema = {"type": "string", "enum": list(typing.get_args(annotation))}
+    bounds = spec.metadata.get("range", {})
+    arguments_of = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        low, high = spec.metadata.get("items", (0, None))
+        schema = {"type": "array", "items": _value_schema(arguments_of[0], bounds), "minItems": low}
+        schema |= {"maxItems": high} if high is not None else {}
+    elif type(None) in arguments_of:
+        (given,) = (argument for argument in arguments_of if argument is not type(None))
+        schema = _value_schema(given, bounds)
+        schema["type"] = ["null", schema["type"]]
     else:
-        schema = {"type": _JSON_TYPES[annotation]} | spec.metadata.get("range", {})
+        schema = _value_schema(annotation, bounds)
+    default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
     # argparse needs a literal % doubled in help texts; a form shows it once.
-    return schema | {"default": spec.default, "description": spec.metadata["help"].replace("%%", "%")}
+    return schema | {"default": default, "description": spec.metadata["help"].replace("%%", "%")}
 
 
 @dataclass
@@ -166,6 +207,14 @@ class StageArguments:
         self.allowed_sources = parse_prefixes(self.allowed_sources)
 
 
+# The bounds of the training hyper-parameters, shared by train's flags and tune's search ranges.
+_LEARNING_RATE = {"exclusiveMinimum": 0, "exclusiveMaximum": 1}
+_EPOCHS = {"minimum": 1}
+_BATCH_SIZE = {"minimum": 1}
+_RATIO = {"minimum": 0, "exclusiveMaximum": 1}
+_BY_MODEL_SIZE = "default: by the base model's size (tasks/training/defaults.py)"
+
+
 @dataclass
 class TrainArguments:
     data: str = field(metadata={"help": "Staged data folder (the output of `stage`)."})
@@ -174,15 +223,11 @@ class TrainArguments:
         default=DEFAULT_BASE_MODEL,
         metadata={"help": "Base model: a hub id, a local folder, or an s3:// URI."},
     )
-    epochs: int = _flag("Passes over the training split.", {"minimum": 1}, default=3)
-    batch_size: int = _flag("Pairs per step on each worker.", {"minimum": 1}, default=32)
-    learning_rate: float = _flag(
-        "Peak learning rate of AdamW.", {"exclusiveMinimum": 0, "exclusiveMaximum": 1}, default=3e-5
-    )
-    warmup_ratio: float = _flag(
-        "Share of steps with linear warm-up.", {"minimum": 0, "exclusiveMaximum": 1}, default=0.1
-    )
-    weight_decay: float = _flag("AdamW weight decay.", {"minimum": 0, "exclusiveMaximum": 1}, default=0.01)
+    epochs: int | None = _flag(f"Passes over the training split; {_BY_MODEL_SIZE}.", _EPOCHS, default=None)
+    batch_size: int = _flag("Pairs per step on each worker.", _BATCH_SIZE, default=32)
+    learning_rate: float | None = _flag(f"Peak learning rate of AdamW; {_BY_MODEL_SIZE}.", _LEARNING_RATE, default=None)
+    warmup_ratio: float = _flag("Share of steps with linear warm-up.", _RATIO, default=0.1)
+    weight_decay: float = _flag("AdamW weight decay.", _RATIO, default=0.01)
     max_seq_length: int = field(default=0, metadata={"help": "Truncate longer pairs; 0 keeps the staged max length."})
     precision: Literal["auto", "fp32", "bf16"] = field(
         default="auto",
@@ -208,7 +253,31 @@ class TrainArguments:
         },
     )
     max_steps: int = _flag(
-        "Stop after this many steps in all (0: run every epoch); for benchmarks.", {"minimum": 0}, default=0
+        "Stop after this many steps in all (0: run every epoch); the learning-rate schedule (warm-up, decay) still"
+        " spans every epoch, so a capped run is the start of the full one (a tuning trial's budget).",
+        {"minimum": 0},
+        default=0,
+    )
+    score_only: bool = field(
+        default=False,
+        metadata={
+            "help": "A tuning trial: train and score, write metrics.json and tensorboard/, export no saved_model."
+        },
+    )
+    early_stopping_dir: str = field(
+        default="",
+        metadata={
+            "help": "A folder the trials of one search share: after each epoch but the last, record this run's"
+            " validation accuracy there and stop when it is below the median of at least 2 other runs' at the same"
+            " epoch (SageMaker's Auto rule). Empty: no early stopping."
+        },
+    )
+    tuning: str = field(
+        default="",
+        metadata={
+            "help": "The search's tuning.json (a local path or s3://): recorded in the model card; the"
+            " hyper-parameters must be its best setting."
+        },
     )
 
     def __post_init__(self):
@@ -221,6 +290,64 @@ class TrainArguments:
         )
         _require(self.precision in ("auto", "fp32", "bf16"), "precision", "auto, fp32 or bf16", self.precision)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
+
+
+@dataclass
+class TuneArguments:
+    """``python -m tasks tune ACTION``: plan a random search over train's hyper-parameters, select its best trial,
+    or run a whole search here (plan, every trial as ``python -m tasks train``, select)."""
+
+    output: str = field(
+        metadata={"help": "The search's folder: plan.json, trials/<name>/, scores/ (early stopping), tuning.json."}
+    )
+    action: Literal[TUNE_ACTIONS] = field(
+        default="plan",
+        metadata={
+            "help": "Also the word after `tune`. plan: write plan.json; select: summarise the trials into"
+            " tuning.json; run: plan, train every trial one after another, select."
+        },
+    )
+    data: str = field(default="", metadata={"help": "run: the staged data folder (the output of `stage`)."})
+    model: str = field(
+        default=DEFAULT_BASE_MODEL, metadata={"help": "run: the base model: a hub id, a local folder, or an s3:// URI."}
+    )
+    trials: int = _flag(
+        f"Trials to plan, at most {MAX_TUNING_TRIALS}; 0: no tuning.",
+        {"minimum": 0, "maximum": MAX_TUNING_TRIALS},
+        default=0,
+    )
+    seed: int = _flag("Seed of the search: the same seed plans the same trials.", {"minimum": 0}, default=42)
+    learning_rate_range: list[float] = _list_flag(
+        "Learning rates to search, LO HI (log scale).", _LEARNING_RATE, (2, 2), [1e-5, 3e-4]
+    )
+    epochs_range: list[int] = _list_flag("Epochs to search, LO HI.", _EPOCHS, (2, 2), [2, 5])
+    batch_sizes: list[int] = _list_flag("Batch sizes to choose from.", _BATCH_SIZE, (1, 8), [16, 32])
+    warmup_ratio_range: list[float] = _list_flag("Warm-up ratios to search, LO HI.", _RATIO, (2, 2), [0.0, 0.2])
+    weight_decay_range: list[float] = _list_flag("Weight decays to search, LO HI.", _RATIO, (2, 2), [0.0, 0.1])
+    max_steps: int = _flag(
+        "Steps per trial at most, within its own schedule (train's --max-steps); 0: every epoch.",
+        {"minimum": 0},
+        default=0,
+    )
+    early_stopping: Literal["auto", "off"] = field(
+        default="auto",
+        metadata={
+            "help": "auto: stop a trial whose validation accuracy after an epoch is below the median of the other"
+            " trials' at that epoch (at least 2 others); off: every trial runs its budget."
+        },
+    )
+
+    def __post_init__(self):
+        _require(self.action in TUNE_ACTIONS, "action", f"one of {', '.join(TUNE_ACTIONS)}", self.action)
+        _require(self.early_stopping in ("auto", "off"), "early_stopping", "auto or off", self.early_stopping)
+        check_ranges(self)
+        for name in ("learning_rate_range", "epochs_range", "warmup_ratio_range", "weight_decay_range"):
+            low, high = getattr(self, name)
+            _require(low <= high, name, "LO HI with LO no more than HI", getattr(self, name))
+        _require(bool(self.output), "output", "the search's folder", self.output)
+        if self.action == "run":
+            _require(bool(self.data), "data", "a staged data folder for `tune run`", self.data)
+            _require(self.trials >= 1, "trials", "at least 1 for `tune run`", self.trials)
 
 
 @dataclass

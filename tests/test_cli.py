@@ -17,14 +17,56 @@ def test_help_lists_every_step():
 
 def test_step_help_lists_flags_with_defaults():
     result = run_tasks("train", "--help")
-    assert "--learning-rate" in result.stdout and "(default: 3e-05)" in result.stdout
+    assert "--batch-size" in result.stdout and "(default: 32)" in result.stdout
+    assert "--learning-rate" in result.stdout and "by the base model's size" in " ".join(result.stdout.split())
+
+
+def test_list_flags_take_their_items_as_separate_arguments():
+    tune = parse("tune", ["plan", "--output", "o", "--learning-rate-range", "1e-5", "3e-4", "--batch-sizes", "8"])
+    assert tune.action == "plan" and tune.learning_rate_range == [1e-5, 3e-4] and tune.batch_sizes == [8]
+    assert tune.epochs_range == [2, 5] and tune.warmup_ratio_range == [0.0, 0.2]
+
+
+def test_the_pipelines_command_form_of_list_flags_parses():
+    """plugins/nlp_pipeline/commands.py gives a list's items as arguments of their own, each ``str(item)``."""
+    given = {
+        "trials": 4,
+        "seed": 7,
+        "learning_rate_range": [2e-05, 0.0005],
+        "epochs_range": [1, 3],
+        "batch_sizes": [16, 32, 64],
+        "warmup_ratio_range": [0.0, 0.1],
+        "weight_decay_range": [0, 0.05],
+        "max_steps": 40,
+    }
+    argv = ["--output", "o", "--action", "plan"]
+    for name, value in given.items():
+        argv += [f"--{name.replace('_', '-')}", *map(str, value if isinstance(value, list) else [value])]
+    tune = parse("tune", argv)
+    assert {name: getattr(tune, name) for name in given} == given
+
+
+def test_train_leaves_learning_rate_and_epochs_to_the_model_size_unless_given():
+    default = parse("train", ["--data", "d", "--output", "o"])
+    assert default.learning_rate is None and default.epochs is None and default.score_only is False
+    given = parse("train", ["--data", "d", "--output", "o", "--learning-rate", "1e-4", "--epochs", "4", "--score-only"])
+    assert (given.learning_rate, given.epochs, given.score_only) == (1e-4, 4, True)
+
+
+def test_tune_takes_its_action_as_a_word_or_a_flag():
+    assert parse("tune", ["select", "--output", "o"]).action == "select"
+    assert parse("tune", ["--output", "o", "--action", "select"]).action == "select"
+    with pytest.raises(ConfigError, match="invalid choice: 'search'"):
+        parse("tune", ["--output", "o", "--action", "search"])
+    with pytest.raises(ConfigError, match="unexpected word 'extra' after select"):
+        parse("tune", ["select", "extra", "--output", "o"])
 
 
 def test_no_step_and_unknown_step_exit_2(capsys):
     assert main([]) == 2
     assert main(["xyz"]) == 2
     assert (
-        "error: unknown step 'xyz'; choose one of sample, stage, train, quantize, evaluate" in capsys.readouterr().err
+        "error: unknown step 'xyz'; choose one of sample, stage, train, tune, quantize, evaluate" in capsys.readouterr().err
     )
 
 

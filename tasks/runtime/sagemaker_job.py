@@ -36,8 +36,11 @@ PROCESSING_OUTPUT = f"{PROCESSING}/output"
 TENSORBOARD_OUTPUT = f"{DEFAULT_ROOT}/output/tensorboard"
 # SageMaker's TensorFlow containers use this port for the workers of a MultiWorkerMirroredStrategy job.
 WORKER_PORT = int(os.environ.get("TASKS_WORKER_PORT", "8890"))
-# The hyper-parameters file also carries keys the SageMaker Python SDK adds for its own containers.
-_SDK_KEY_PREFIX = "sagemaker_"
+# The hyper-parameters file also carries keys the SageMaker Python SDK adds for its own containers, and a tuning job
+# adds keys SageMaker reserves for itself (``_tuning_objective_metric``).
+_IGNORED_KEY_PREFIXES = ("sagemaker_", "_")
+# How a switch's hyper-parameter value says on or off (SageMaker hands every value over as a string).
+_SWITCH_VALUES = {"true": True, "false": False}
 # SageMaker keeps the first 1024 characters of output/failure as the job's FailureReason.
 _FAILURE_REASON_LIMIT = 1024
 
@@ -47,6 +50,17 @@ def write_failure(path: Path, error: BaseException) -> None:
     tells the caller whether a retry can help: 2 (bad flag) and 3 (bad data) fail the same way again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(failure_reason(error)[:_FAILURE_REASON_LIMIT])
+
+
+def _train_switches() -> frozenset[str]:
+    """train's bool flags: a switch takes no value (tasks/cli.py), so ``"True"`` is the flag alone."""
+    import dataclasses
+    import typing
+
+    from tasks.config import TrainArguments as arguments
+
+    hints = typing.get_type_hints(arguments)
+    return frozenset(spec.name for spec in dataclasses.fields(arguments) if hints[spec.name] is bool)
 
 
 @dataclass(frozen=True)
@@ -101,8 +115,8 @@ class TrainingJob:
         """Hyper-parameters as strings; values the SageMaker SDK JSON-encoded (``"\\"x\\""``) are decoded."""
         result = {}
         for key, value in self._read_json(self.hyperparameters_file).items():
-            if key.startswith(_SDK_KEY_PREFIX):
-                log.info("ignoring SageMaker SDK hyper-parameter %s", key)
+            if key.startswith(_IGNORED_KEY_PREFIXES):
+                log.info("ignoring SageMaker's hyper-parameter %s", key)
                 continue
             value = str(value)
             try:
@@ -127,8 +141,13 @@ class TrainingJob:
         hyperparameters = self.hyperparameters()
         if "model" not in hyperparameters and (self.data_dir / "model").is_dir():
             flags += ["--model", str(self.data_dir / "model")]
+        switches = _train_switches()
         for key, value in hyperparameters.items():
-            flags += [f"--{key.replace('_', '-')}", value]
+            flag = f"--{key.replace('_', '-')}"
+            if key in switches and value.lower() in _SWITCH_VALUES:
+                flags += [flag] if _SWITCH_VALUES[value.lower()] else []
+            else:
+                flags += [flag, value]
         self.export_tf_config()
         log.info("SageMaker training job under %s: %s", self.root, " ".join(flags))
         return flags

@@ -39,6 +39,7 @@ from tasks.data.splits import read_manifest, tokenizer_folder
 from tasks.errors import DataError, ModelError
 from tasks.runtime import cpu, model_card
 from tasks.runtime.outputs import atomic_output, write_json
+from tasks.training import defaults
 from tasks.training.distributed import TrainingCluster, cluster_from_environment, strategy_for
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,17 @@ TENSORBOARD = "tensorboard"
 # The per-epoch figures a model card keeps, for the learning curve of the evaluate step's report.
 HISTORY_KEYS = ("epoch", "loss", "val_loss", "accuracy", "f1")
 # Flags that say where things go, not how the model is trained.
-_NOT_HYPERPARAMETERS = ("data", "output", "checkpoint_dir", "tensorboard_dir")
+_NOT_HYPERPARAMETERS = (
+    "data",
+    "output",
+    "checkpoint_dir",
+    "tensorboard_dir",
+    "early_stopping_dir",
+    "score_only",
+    "tuning",
+)
+# The hyper-parameters metrics.json states, as the run resolved them (learning rate and epochs by model size).
+_TRAINING_SETTING = ("learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay")
 _PACKAGES = ("tensorflow", "tf-keras", "transformers", "datasets", "numpy", "neural-compressor-tf")
 # Settings that change what a checkpoint means; a checkpoint written under others is not resumed.
 _RUN_IDENTITY = (
@@ -265,6 +276,7 @@ def worker_scratch(output: str, index: int) -> Iterator[Path]:
 
 def run(args: TrainArguments) -> None:
     started = time.perf_counter()
+    args = defaults.resolved(args)
     cluster = cluster_from_environment()
     plan = cpu.configure_environment(args.precision)
     import tensorflow as tf
@@ -318,6 +330,7 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
         "precision": run.plan.precision,
         "padding": run.args.padding,
         "workers": run.cluster.workers,
+        "hyperparameters": {name: getattr(run.args, name) for name in _TRAINING_SETTING},
     }
 
 

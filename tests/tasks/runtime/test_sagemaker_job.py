@@ -47,6 +47,27 @@ def test_flags_point_at_the_job_folders_and_hyperparameters_win(job, tmp_path):
     assert flags[-2:] == ["--epochs", "2"]
 
 
+def test_a_tuning_jobs_trial_takes_switches_and_ignores_the_keys_sagemaker_reserves(job, tmp_path):
+    """A tuning job's training job gets the static hyper-parameters as strings (``score_only`` "True") and
+    SageMaker's own ``_tuning_objective_metric``; train's bool flags are switches (tasks/cli.py)."""
+    hyperparameters = {
+        "_tuning_objective_metric": "validation:accuracy",
+        "score_only": "True",
+        "epochs": "2",
+        "json_like": "false",
+    }
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    assert job.arguments()[8:] == ["--score-only", "--epochs", "2", "--json-like", "false"]
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"score_only": "false"}))
+    assert job.arguments()[8:] == []
+    from tasks.cli import parse
+
+    trial = {"score_only": "true", "learning_rate": "0.0001", "early_stopping_dir": "/opt/ml/scores"}
+    (tmp_path / "input" / "config" / "hyperparameters.json").write_text(json.dumps(trial))
+    parsed = parse("train", job.arguments())
+    assert (parsed.score_only, parsed.learning_rate) == (True, 1e-4)
+
+
 def test_multi_host_job_becomes_tf_config(job, tmp_path):
     config = {"current_host": "algo-2", "hosts": ["algo-2", "algo-1", "algo-3"], "network_interface_name": "eth0"}
     (tmp_path / "input" / "config" / "resourceconfig.json").write_text(json.dumps(config))

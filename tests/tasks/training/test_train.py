@@ -136,6 +136,19 @@ def test_writes_a_servable_model_with_metrics_and_card(tmp_path, staged_data, ti
     assert manifest["fingerprint"] in readme.text and "trained in " + detected_auto_precision() in readme.text
 
 
+def test_a_run_naming_no_learning_rate_or_epochs_gets_the_defaults_of_its_model_size(tmp_path, staged_data, tiny_model):
+    from tasks.training.defaults import DEFAULTS
+
+    output = tmp_path / "model"
+    run_tasks("train", *flags(data=staged_data, model=tiny_model, output=output, batch_size=16, max_steps=2))
+    small = DEFAULTS["small"]  # the tiny BERT has 2 layers
+    card = json.loads((output / "model_card.json").read_text())
+    metrics = json.loads((output / "metrics.json").read_text())
+    for recorded in (card["hyperparameters"], metrics["hyperparameters"]):
+        assert (recorded["learning_rate"], recorded["epochs"]) == (small["learning_rate"], small["epochs"])
+    assert metrics["hyperparameters"]["batch_size"] == 16
+
+
 def test_auto_precision_on_a_cpu_without_bf16_trains_fp32(tmp_path, staged_data, tiny_model):
     """The fp32 branch of ``--precision auto`` runs for real on every host, a BF16/AMX one included.
 
