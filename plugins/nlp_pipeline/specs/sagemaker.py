@@ -1,13 +1,15 @@
 """The SageMaker requests of the ``nlp_sagemaker`` pipeline, built from the run's Params and settings.
 
 Plain functions from values to the dictionaries ``CreateProcessingJob``, ``CreateTrainingJob``,
-``CreateModel``, ``CreateEndpointConfig`` and ``UpdateEndpoint`` take, so they can be read and tested
-without AWS. Every value SageMaker wants as a string (hyper-parameters) is a string here.
+``CreateHyperParameterTuningJob``, ``CreateModel``, ``CreateEndpointConfig`` and ``UpdateEndpoint`` take, so they
+can be read and tested without AWS. Every value SageMaker wants as a string (hyper-parameters, the tuning job's
+ranges) is a string here.
 
 Names are deterministic: ``nlp-<step>-<run key>-<6 hex of the run id>`` for what belongs to a run, plus
 ``-t<try>`` for jobs, so a retried task finds its own job and never makes a second, and ``-<8 hex>`` of the
 model's content digest for the model and endpoint config serving it, so a run whose quantize or evaluate was
-cleared makes a new model. Names are at most 63 characters of ``[a-zA-Z0-9-]``, as SageMaker requires.
+cleared makes a new model. Names are at most 63 characters of ``[a-zA-Z0-9-]``, as SageMaker requires; a tuning
+job's at most 32 (``tuning_job_name``), since SageMaker names its training jobs after it.
 
 Limits and enums come from botocore's SageMaker service model (the one the amazon provider sends requests with)
 and the AWS docs; tests/airflow/test_sagemaker_specs.py checks every request against that model.
@@ -21,9 +23,15 @@ import re
 import uuid
 from dataclasses import dataclass
 
-from nlp_pipeline.artefacts import run_suffix
+from nlp_pipeline.artefacts import run_hash, run_suffix
 from nlp_pipeline.specs.sagemaker_api import BLUE_GREEN_DEFAULT as BLUE_GREEN_DEFAULT
-from nlp_pipeline.specs.sagemaker_api import BLUE_GREEN_SCHEMA, execution_timeout
+from nlp_pipeline.specs.sagemaker_api import (
+    BLUE_GREEN_SCHEMA,
+    MAX_CATEGORICAL_VALUES,
+    MAX_SEARCHED_HYPERPARAMETERS,
+    MAX_TUNING_SECONDS,
+    execution_timeout,
+)
 from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
 from nlp_pipeline.specs.sagemaker_api import TRAFFIC as TRAFFIC
@@ -213,16 +221,17 @@ def _channel(name: str, s3_uri: str) -> dict:
 # ETA ...") and ValidationScorer ("epoch 1: train loss 0.3876, validation loss 0.4012, validation accuracy 0.8000,
 # F1 0.8000 ..."). The validation figures are read from that line alone (anchored on its "epoch N: train loss"):
 # the run's closing line repeats the last scores. botocore: at most 40 definitions; Name 1-255 and Regex 1-500
-# characters.
+# characters. A tuning job maximises VALIDATION_ACCURACY, read per epoch, which its early stopping compares.
 _EPOCH_LINE = r"epoch [0-9]+: train loss [0-9.]+, validation loss "
+VALIDATION_ACCURACY, VALIDATION_F1, VALIDATION_LOSS = "validation:accuracy", "validation:f1", "validation:loss"
 METRIC_DEFINITIONS = (
     {"Name": "train:loss", "Regex": r"step [0-9]+/[0-9]+: loss ([0-9.]+)"},
     {"Name": "train:learning_rate", "Regex": r"\| lr ([0-9.]+e[-+][0-9]+) \|"},
     {"Name": "train:samples_per_second", "Regex": r"\| ([0-9.]+) samples/s"},
     {"Name": "train:epoch_loss", "Regex": r"epoch [0-9]+: train loss ([0-9.]+), validation loss"},
-    {"Name": "validation:loss", "Regex": r"epoch [0-9]+: train loss [0-9.]+, validation loss ([0-9.]+)"},
-    {"Name": "validation:accuracy", "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy ([0-9.]+)"},
-    {"Name": "validation:f1", "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy [0-9.]+, F1 ([0-9.]+)"},
+    {"Name": VALIDATION_LOSS, "Regex": r"epoch [0-9]+: train loss [0-9.]+, validation loss ([0-9.]+)"},
+    {"Name": VALIDATION_ACCURACY, "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy ([0-9.]+)"},
+    {"Name": VALIDATION_F1, "Regex": _EPOCH_LINE + r"[0-9.]+, validation accuracy [0-9.]+, F1 ([0-9.]+)"},
 )
 
 
@@ -289,6 +298,160 @@ def training_job(
     if network:
         config |= {"VpcConfig": network.vpc_config(), "EnableNetworkIsolation": network.isolation}
     return config
+
+
+# ---- hyperparameter tuning ----------------------------------------------------------------------------------------
+# botocore HyperParameterTuningJobName: 1-32 of [a-zA-Z0-9-]; SageMaker names the tuning job's training jobs
+# NAME-NNN-HEX8, within their 63.
+_TUNING_NAME_LIMIT = 32
+# How SageMaker searches each kind of dimension of the tuning space (the ``space`` of tasks/tuning's plan.json):
+# the ParameterRanges list and its ScalingType. The learning rate is searched on a log scale, as the local search
+# draws it; a choice (the batch size) is categorical.
+_RANGES = {
+    "log": ("ContinuousParameterRanges", "Logarithmic"),
+    "linear": ("ContinuousParameterRanges", "Linear"),
+    "integer": ("IntegerParameterRanges", "Linear"),
+}
+_CHOICE = ("CategoricalParameterRanges", "choice")
+# What a tuning job's TrainingJobDefinition does not take of a training job's request: its name and hyperparameters
+# (each trial's own), its TensorBoard upload (no such field), and its CheckpointConfig: every trial would get the
+# same S3 prefix, and a trial restarted on it would resume from another trial's checkpoint. Trials are short.
+_NOT_IN_DEFINITION = ("TrainingJobName", "HyperParameters", "TensorBoardOutputConfig", "CheckpointConfig")
+
+
+def tuning_job_name(run_key: str, run_id: str, try_number: int) -> str:
+    """``nlp-tune-YYYYMMDD-HASH-tN``: the run's day, the run's hash (``artefacts.run_hash``) and the try, within the
+    32 characters of a tuning job's name."""
+    name = f"nlp-tune-{run_key[:8].lower()}-{run_hash(run_id)}-t{try_number}"
+    if len(name) > _TUNING_NAME_LIMIT or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name):
+        raise ValueError(f"{name!r} is not a valid tuning job name (at most {_TUNING_NAME_LIMIT} of [a-zA-Z0-9-])")
+    return name
+
+
+def _value(number) -> str:
+    """A ParameterValue: SageMaker reads it as a number (1e-05 included)."""
+    return repr(number)
+
+
+def search_space(space: dict) -> tuple[dict, dict]:
+    """(the ``ParameterRanges`` of ``space``, the hyperparameters it fixes).
+
+    ``space`` maps a hyperparameter to ``{"type": "log" | "linear" | "integer", "range": [min, max]}`` or
+    ``{"type": "choice", "values": [...]}``. A range of one value (min = max) or a choice of one is no search
+    SageMaker accepts: it is fixed, a static hyperparameter. A choice's repeated values count once. Raises
+    ValueError naming the hyperparameter for a range SageMaker refuses: min above max, a logarithmic one from 0 or
+    below, an integer one of fractions, a choice of none or of more than SageMaker takes.
+    """
+    ranges: dict[str, list] = {}
+    fixed: dict = {}
+    for name, dimension in space.items():
+        kind = dimension["type"]
+        if kind == _CHOICE[1]:
+            values = list(dict.fromkeys(dimension["values"]))
+            if not 1 <= len(values) <= MAX_CATEGORICAL_VALUES:
+                raise ValueError(
+                    f"the search of {name} needs 1 to {MAX_CATEGORICAL_VALUES} different values, not {values}"
+                )
+            if len(values) == 1:
+                fixed[name] = values[0]
+            else:
+                ranges.setdefault(_CHOICE[0], []).append({"Name": name, "Values": [str(value) for value in values]})
+            continue
+        if kind not in _RANGES:
+            raise ValueError(f"the search of {name} is of type {kind!r}: one of {', '.join([*_RANGES, _CHOICE[1]])}")
+        low, high = dimension["range"]
+        if low > high:
+            raise ValueError(f"the search range of {name} [{low}, {high}] has its minimum above its maximum")
+        if kind == "integer" and not all(isinstance(bound, int) for bound in (low, high)):
+            raise ValueError(f"the search range of {name} [{low}, {high}] must be whole numbers")
+        if kind == "log" and low <= 0:
+            raise ValueError(f"the search range of {name} [{low}, {high}] is logarithmic: its minimum must be above 0")
+        if low == high:
+            fixed[name] = low
+            continue
+        key, scaling = _RANGES[kind]
+        kind_of = int if kind == "integer" else float
+        ranges.setdefault(key, []).append(
+            {"Name": name, "MinValue": _value(kind_of(low)), "MaxValue": _value(kind_of(high)), "ScalingType": scaling}
+        )
+    searched = sum(len(each) for each in ranges.values())
+    if searched > MAX_SEARCHED_HYPERPARAMETERS:
+        raise ValueError(
+            f"{searched} hyperparameters to search: SageMaker searches at most {MAX_SEARCHED_HYPERPARAMETERS}"
+        )
+    return ranges, fixed
+
+
+def _combinations(ranges: dict) -> int | None:
+    """How many settings ``ranges`` hold, or None for endlessly many (a continuous range)."""
+    if ranges.get("ContinuousParameterRanges"):
+        return None
+    integers = [int(each["MaxValue"]) - int(each["MinValue"]) + 1 for each in ranges.get("IntegerParameterRanges", [])]
+    return math.prod([*integers, *(len(each["Values"]) for each in ranges.get("CategoricalParameterRanges", []))])
+
+
+def check_search(space: dict, trials: int) -> tuple[dict, dict]:
+    """``search_space(space)``, raising ValueError also for what SageMaker refuses of a whole search: fewer than 1
+    trial, nothing to search, or fewer settings than ``trials`` (all dimensions whole numbers or choices)."""
+    if trials < 1:
+        raise ValueError(f"a tuning job runs at least 1 trial, not {trials}")
+    ranges, fixed = search_space(space)
+    searched = [each["Name"] for kinds in ranges.values() for each in kinds]
+    if not searched:
+        raise ValueError(f"nothing to search: every dimension of the tuning space is one value ({fixed})")
+    if (settings := _combinations(ranges)) is not None and settings < trials:
+        raise ValueError(
+            f"the tuning space holds {settings} setting(s) of {', '.join(searched)}, fewer than the {trials} trials: "
+            f"SageMaker refuses that; widen a range or ask for fewer trials"
+        )
+    return ranges, fixed
+
+
+def tuning_job(
+    name: str,
+    training: dict,
+    *,
+    space: dict,
+    trials: int,
+    parallel: int,
+    seed: int,
+    provisioning_seconds: int,
+) -> dict:
+    """``training`` (a ``training_job`` request, its hyperparameters those of a trial) as a hyperparameter tuning job.
+
+    SageMaker runs ``trials`` training jobs, at most ``parallel`` at a time, each with a setting its Bayesian search
+    draws from ``space`` (``search_space``) and the rest of the request's hyperparameters, and maximises their
+    ``VALIDATION_ACCURACY``. Early stopping (Auto) stops a trial whose accuracy after an epoch is below the median
+    of the trials before it at the same epoch. ``seed`` makes its choices repeatable. The whole search may take as
+    long as its waves of trials (each its own limit, with Spot its wait, plus ``provisioning_seconds``), at most
+    SageMaker's 30 days. Raises ValueError for a search SageMaker refuses (``check_search``).
+    """
+    if parallel < 1:
+        raise ValueError(f"a tuning job runs at least 1 training job at a time, not {parallel}")
+    ranges, fixed = check_search(space, trials)
+    searched = [each["Name"] for kinds in ranges.values() for each in kinds]
+    definition = {key: value for key, value in training.items() if key not in _NOT_IN_DEFINITION}
+    static = {key: value for key, value in training["HyperParameters"].items() if key not in searched}
+    definition["StaticHyperParameters"] = static | {key: str(value) for key, value in fixed.items()}
+    stopping = training["StoppingCondition"]
+    trial_seconds = stopping.get("MaxWaitTimeInSeconds", stopping["MaxRuntimeInSeconds"]) + provisioning_seconds
+    at_once = min(parallel, trials)  # no more at a time than there are trials
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": VALIDATION_ACCURACY},
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs": trials,
+                "MaxParallelTrainingJobs": at_once,
+                "MaxRuntimeInSeconds": min(math.ceil(trials / at_once) * trial_seconds, MAX_TUNING_SECONDS),
+            },
+            "ParameterRanges": ranges,
+            "TrainingJobEarlyStoppingType": "Auto",
+            "RandomSeed": seed,
+        },
+        "TrainingJobDefinition": definition,
+    }
 
 
 # ---- models, the registry, the endpoint ---------------------------------------------------------------------------

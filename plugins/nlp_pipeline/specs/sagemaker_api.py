@@ -1,5 +1,5 @@
 """What SageMaker's API accepts, read from botocore's service model and the AWS docs: the instance types of each
-use and the rules of a blue/green rollout.
+use, the limits of a hyperparameter tuning job and the rules of a blue/green rollout.
 
 Pure data and functions, imported by the trigger form (nlp_pipeline.params, shared by every platform) and by the
 request builders (specs/sagemaker.py), so both check one definition. botocore is imported only when an instance
@@ -34,6 +34,16 @@ def instance_types(use: str) -> frozenset[str]:
     if use not in INSTANCE_SHAPES:
         raise ValueError(f"no SageMaker instance use {use!r}: one of {', '.join(INSTANCE_SHAPES)}")
     return frozenset(_service_shapes()[INSTANCE_SHAPES[use]]["enum"])
+
+
+# ---- hyperparameter tuning ----------------------------------------------------------------------------------------
+# "Resource limits for automatic model tuning" (SageMaker developer guide): 10 parallel training jobs per tuning job
+# by default (a quota that can be raised to 100; botocore only says at least 1), at most 30 searched
+# hyperparameters, each categorical one at most 30 values (botocore ParameterValues), and 30 days of run time.
+MAX_PARALLEL_TRAINING_JOBS = 10
+MAX_SEARCHED_HYPERPARAMETERS = 30
+MAX_CATEGORICAL_VALUES = 30
+MAX_TUNING_SECONDS = 30 * 24 * 3600
 
 
 # ---- blue/green ---------------------------------------------------------------------------------------------------
