@@ -57,7 +57,7 @@ ENDPOINT = $(DEMO)/artefacts/nlp_local/endpoint
 # What it asks is sized to finish within about 12 minutes, install included, on a 2-core AVX2-only CPU: 2,000 generated
 # training pairs, 2 epochs at 2e-4, quick timing (one scoring process per step).
 # The endpoint stays up; a second `make demo` hits the training cache, and rolls nothing back.
-demo: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
+demo: $(DEMO_STAMP) $(DEMO)/airflow/pools.json
 	$(BIN)/python -m tasks sample --output $(DEMO)/raw
 	$(AIRFLOW_ENV) HF_HUB_OFFLINE=1 $(BIN)/airflow dags test nlp_local -c '$(DEMO_CONF)' > $(DEMO)/dag-run.log 2>&1 \
 		|| (tail -40 $(DEMO)/dag-run.log; exit 1)
@@ -70,9 +70,17 @@ $(DEMO)/airflow/airflow.db:
 	$(SET_PASSWORD)
 	$(AIRFLOW_ENV) $(BIN)/airflow db migrate > $(DEMO)/airflow/migrate.log
 
+# The pools the pipeline's tasks run in, in the Airflow home (an older home gets them too): the tuning trials' pool
+# (plugins/nlp_pipeline/limits.py), half this machine's cores, so the trials at once never oversubscribe it.
+POOLS = PYTHONPATH=plugins $(BIN)/python -c 'import json; from nlp_pipeline.limits import pools; print(json.dumps(pools()))'
+$(DEMO)/airflow/pools.json: $(DEMO)/airflow/airflow.db plugins/nlp_pipeline/limits.py
+	$(AIRFLOW_ENV) $(POOLS) > $@.part
+	$(AIRFLOW_ENV) $(BIN)/airflow pools import $@.part > /dev/null
+	mv $@.part $@
+
 # The Airflow UI on http://localhost:8081 (8080 is the endpoint's), on this machine only: it listens on 127.0.0.1.
 # From elsewhere, tunnel to it (ssh -L 8081:localhost:8081 HOST) rather than opening it to the network.
-airflow: $(DEMO_STAMP) $(DEMO)/airflow/airflow.db
+airflow: $(DEMO_STAMP) $(DEMO)/airflow/pools.json
 	@$(SET_PASSWORD)
 	PATH=$(abspath $(BIN)):$$PATH $(AIRFLOW_ENV) AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=8081 \
 		AIRFLOW__API__BASE_URL=http://localhost:8081 $(BIN)/airflow standalone

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
 
 from nlp_pipeline import artefacts, sources
-from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments
+from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments, TuneArguments
+from tasks.errors import ConfigError
 
 # The steps whose flags Params set, and their argument dataclasses (as tasks.cli.STEPS has them).
 STEP_ARGUMENTS = {
     "stage": StageArguments,
     "train": TrainArguments,
+    "tune": TuneArguments,
     "quantize": QuantizeArguments,
     "evaluate": EvaluateArguments,
 }
@@ -44,7 +46,16 @@ PARAM_FLAGS = (
     ParamFlag("learning_rate", "train", "learning_rate"),
     ParamFlag("precision", "train", "precision"),
     ParamFlag("warmup_ratio", "train", "warmup_ratio"),
+    ParamFlag("weight_decay", "train", "weight_decay"),
     ParamFlag("seed", "train", "seed"),
+    ParamFlag("seed", "tune", "seed"),
+    ParamFlag("tuning_trials", "tune", "trials"),
+    ParamFlag("learning_rate_range", "tune", "learning_rate_range"),
+    ParamFlag("epochs_range", "tune", "epochs_range"),
+    ParamFlag("batch_sizes", "tune", "batch_sizes"),
+    ParamFlag("warmup_ratio_range", "tune", "warmup_ratio_range"),
+    ParamFlag("weight_decay_range", "tune", "weight_decay_range"),
+    ParamFlag("tuning_max_steps", "tune", "max_steps"),
     ParamFlag("quantization_tolerance", "quantize", "tolerance"),
     ParamFlag("timing", "quantize", "timing"),
     ParamFlag("timing", "evaluate", "timing"),
@@ -69,6 +80,21 @@ def values(step: str, params: Mapping, **given) -> dict:
     return {name: value for name, value in chosen.items() if value is not None}
 
 
+def check(step: str, params: Mapping) -> None:
+    """Refuse the run's Params the step's own checks refuse, one Param at a time, before any step runs: what their
+    JSON schemas cannot say (a search range whose LO is above its HI). A ConfigError names the Param."""
+    arguments = STEP_ARGUMENTS[step]
+    required = {
+        spec.name: "." for spec in fields(arguments) if spec.default is MISSING and spec.default_factory is MISSING
+    }
+    for spec in PARAM_FLAGS:
+        if spec.step == step:
+            try:
+                arguments(**required | {spec.field: params[spec.param]})
+            except ConfigError as error:
+                raise ConfigError(f"{spec.param}: {error}") from None
+
+
 def _arguments(name: str, value) -> list[str]:
     """A flag and its value; a list's items as arguments of their own (``--allowed-sources hf:// /srv/data``); a
     bool is a switch (tasks/cli.py): its flag alone when on, nothing when off."""
@@ -80,6 +106,23 @@ def _arguments(name: str, value) -> list[str]:
 def command(step: str, params: Mapping, **given) -> list[str]:
     """``[step, --flag, value, ...]``: what follows ``python -m tasks`` to run ``step`` for this run."""
     return [step] + [part for name, value in values(step, params, **given).items() for part in _arguments(name, value)]
+
+
+def with_setting(params: Mapping, setting: Mapping) -> dict:
+    """The run's Params with a tuning ``setting`` (train's flags: ``learning_rate``, ``epochs``, ...) in place of
+    the Params that set those flags."""
+    param_of = {spec.field: spec.param for spec in PARAM_FLAGS if spec.step == "train"}
+    unknown = sorted(set(setting) - set(param_of))
+    if unknown:
+        raise ValueError(f"a tuning setting names {unknown}, which no Param sets as a flag of train")
+    return {**params, **{param_of[name]: value for name, value in setting.items()}}
+
+
+def trial_command(params: Mapping, trial: Mapping, **given) -> list[str]:
+    """The train command of one planned trial (``{"name", "setting"}`` of ``tune plan``'s plan.json): the run's
+    Params with the trial's setting, scoring only (no saved model); ``given`` adds where its files are, and its
+    step budget and early stopping."""
+    return command("train", with_setting(params, trial["setting"]), score_only=True, **given)
 
 
 def registration(registry: str, evaluation: dict, status: str, config: dict, context) -> list[str]:

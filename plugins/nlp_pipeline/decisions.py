@@ -2,6 +2,8 @@
 
 - **Training cache**: a run whose staged data has the production model's fingerprint and whose training
   configuration equals the production model's reuses that model: training and everything after it are skipped.
+- **Tuning**: a run with ``tuning_trials`` above 0 trains with the setting its tuning stage chose (``tuned_params``)
+  in place of the form's; the training cache and the registry's configuration are of that setting.
 - **Quantisation off**: the quantize task succeeds without quantising; the FP32 model is the candidate.
 - **Where compression measures**: the quantize step ships the precision it measured fastest on the CPU it runs on,
   so it runs on the hardware the endpoint serves on, unless a run's Param moves it; its ``--target-hardware``
@@ -32,6 +34,12 @@ def training_params() -> tuple[str, ...]:
     quantize but the source (the data fingerprint stands for the data) and how models are timed."""
     flags = (spec.param for spec in commands.PARAM_FLAGS if spec.step in ("stage", "train", "quantize"))
     return (*dict.fromkeys(name for name in flags if name not in ("source", "timing")), "quantize")
+
+
+def tuned_params(params: Mapping, tuned: dict | None) -> dict:
+    """The run's Params with the setting its tuning stage chose (``choose_setting``'s ``setting``: learning rate,
+    epochs, batch size, warm-up, weight decay) in place of the form's; ``params`` when tuning is off (None)."""
+    return dict(params) if tuned is None else commands.with_setting(params, tuned["setting"])
 
 
 def training_config(params: Mapping) -> dict:

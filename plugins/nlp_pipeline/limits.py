@@ -13,14 +13,41 @@ task's limit, so the operator bounds it itself: a SageMaker wait defers with a `
 that wait, so a task never times out while the job it waits for may still finish.
 tests/airflow/test_limits.py checks every task of every platform has a limit and that it covers the limits
 its operator was built with.
+
+The tuning trials (a mapped task, local and eks) run in the pool ``TUNING_POOL``, a few at once; a trial may take
+as long as a training (its step budget, ``tuning_max_steps``, may be 0: every epoch), and a run's path counts the
+trial's limit once per wave of trials the pool lets through: ``MAX_TUNING_TRIALS`` over its slots.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from nlp_pipeline.params import MAX_RUNTIME_HOURS, eks_params
-from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
+from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS, MAX_TUNING_SECONDS
+from tasks.config import MAX_TUNING_TRIALS
+from tasks.runtime.cpu import available_cores
+
+# The pool the tuning trials run in, so a search does not oversubscribe the machine (local: each trial is a
+# training process on cores // slots CPUs) or the cluster; made with the Airflow home (``pools``).
+TUNING_POOL = "nlp_tuning"
+TUNING_POOL_DESCRIPTION = "Tuning trials running at once (nlp_local: each on cores // slots CPUs; docs/local.md)"
+
+
+def tuning_pool_slots(cores: int | None = None) -> int:
+    """Trials at once: half the cores (``cores``, else this machine's usable ones), at least 1, so each trial trains
+    on 2 or more threads rather than many trials on one each."""
+    return max(1, (cores or available_cores()) // 2)
+
+
+def pools() -> dict:
+    """The pools the pipeline's tasks run in, as ``airflow pools import`` reads them: what the Makefile,
+    docker-compose.yaml's airflow-init and the tests create with each Airflow home."""
+    return {
+        TUNING_POOL: {"slots": tuning_pool_slots(), "description": TUNING_POOL_DESCRIPTION, "include_deferred": False}
+    }
+
 
 # How long a person has to approve a rollout (the approval task's response_timeout, and SageMaker's model
 # registry approval): a weekend and a day.
@@ -44,6 +71,9 @@ _EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema[
 LIMITS: dict[str, timedelta] = {
     "policy": _QUICK,
     "stage_dataset": timedelta(hours=2),  # a hub download and tokenisation; MRPC takes a minute
+    "plan_trials": _QUICK,  # draws the trials' settings
+    "trial": timedelta(hours=24),  # a trial is a training: its step budget may be 0, every epoch
+    "choose_setting": _QUICK,  # reads the trials' scores
     "train": timedelta(hours=24),  # fine-tuning on CPU; eks's multi-worker training job allows 24 h as well
     "quantize": timedelta(hours=6),  # INC's trials (about 70 s each on MiniLM) and the timing runs
     "evaluate": timedelta(hours=2),
@@ -61,6 +91,8 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     "local": {},
     "sagemaker": {
         "stage_dataset": JOB_START + _SAGEMAKER_JOB + _QUICK,
+        # The tuning job's MaxRuntimeInSeconds: its waves of training jobs, within SageMaker's longest.
+        "tune": JOB_START + timedelta(seconds=MAX_TUNING_SECONDS) + _QUICK,
         "train": JOB_START + 2 * _SAGEMAKER_JOB + _QUICK,  # Spot: MaxWaitTimeInSeconds
         "quantize": JOB_START + _SAGEMAKER_JOB + _QUICK,
         "evaluate": JOB_START + _SAGEMAKER_JOB + _QUICK,
@@ -74,6 +106,9 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     },
     "eks": {
         "stage_dataset": _POD_START + LIMITS["stage_dataset"],
+        "plan_trials": _POD_START + _QUICK,
+        "trial": _POD_START + LIMITS["trial"],
+        "choose_setting": _POD_START + _QUICK,
         "train": _POD_START + LIMITS["train"] + timedelta(minutes=30),  # the training job's 24 h, its pods' startup
         "quantize": _POD_START + LIMITS["quantize"],
         "evaluate": _POD_START + LIMITS["evaluate"],
@@ -101,14 +136,28 @@ def run_limit(dag) -> timedelta:
     """The longest path through the DAG, each task taking its whole limit: what a run may take.
 
     The approval's wait is on it, so a run waiting for a person is not ended early. A retry fits when the
-    tries before it ran under their limits, as almost all do; a run hung for longer is ended.
+    tries before it ran under their limits, as almost all do; a run hung for longer is ended. A mapped task takes
+    its limit once per wave (``waves``).
     """
     finish: dict[str, timedelta] = {}
 
     def finished(task) -> timedelta:
         if task.task_id not in finish:
             start = max((finished(upstream) for upstream in task.upstream_list), default=timedelta(0))
-            finish[task.task_id] = start + (task.execution_timeout or timedelta(0))
+            finish[task.task_id] = start + waves(task) * (task.execution_timeout or timedelta(0))
         return finish[task.task_id]
 
     return max((finished(task) for task in dag.tasks), default=timedelta(0))
+
+
+def waves(task) -> int:
+    """How many times over ``task`` may take its limit in a run: once, or for a mapped task in the tuning pool
+    (the trials), once per wave of at most ``MAX_TUNING_TRIALS`` instances through the pool's slots."""
+    if not task.is_mapped:
+        return 1
+    if task.pool != TUNING_POOL:
+        raise ValueError(
+            f"{task.task_id} is mapped outside the pool {TUNING_POOL}: limits.run_limit cannot tell how many of its"
+            " instances run one after another"
+        )
+    return math.ceil(MAX_TUNING_TRIALS / tuning_pool_slots())

@@ -4,6 +4,10 @@ Artefacts are folders under the artefact root (artefacts.py: local, or uploaded 
 is a SQLite file beside them, and the endpoint is the long-running local server of ``deploy-local``,
 swapped in place. XCom carries each artefact's ``uri`` (under the root) and the local copy the next steps
 of the run read.
+
+Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, ``trial`` is mapped over the plan's
+trials (``expand``) in the pool ``limits.TUNING_POOL``, each a ``train --score-only`` run pinned to its share of the
+CPUs, and ``choose_setting`` runs ``tune select`` and publishes the search with its tuning.json.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from pathlib import Path
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions, policy
+from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.links import EVALUATION_LINKS, EndpointUrlLink, RegisteredModelCardLink, linked, persist_evaluation
-from nlp_pipeline.operators.local import run_step, run_step_json
+from nlp_pipeline.operators.local import cpu_share, run_step, run_step_json
+from nlp_pipeline.platform import XCom
 from tasks.runtime import step_result
+from tasks.runtime.cpu import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +33,7 @@ DAG_ID = "nlp_local"  # dags/nlp_local.py; the maintenance DAG collects this DAG
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 # quantize runs on the machine the local endpoint serves on: there is nowhere else to measure, so nothing moves it.
 _, TARGET_HARDWARE = decisions.compression_hardware("this machine", None, str, "")
+SEARCH = "search"  # plan_trials' XCom with the search's folder, where the trials write
 
 
 def production_model(context=None) -> dict | None:
@@ -53,12 +60,72 @@ def stage_dataset(**context) -> dict:
 
 
 @task
-def train(staged: dict, **context) -> dict:
+def plan_trials(staged: dict, **context) -> list[dict]:
+    """The search's trials (``tune plan`` into the run's ``tune`` folder, pushed as the XCom ``search``): what
+    ``trial`` is mapped over; none when ``tuning_trials`` is 0, so ``trial`` is skipped."""
     params = context["params"]
+    if not params["tuning_trials"]:
+        log.info("tuning is off (tuning_trials is 0): training takes the run's Params")
+        return []
+    search = run_once(context, "tune", "tune", params, action="plan")
+    context["ti"].xcom_push(key=SEARCH, value=str(search))
+    trials = json.loads((search / "plan.json").read_text())["trials"]
+    log.info("%d trials planned in %s", len(trials), search)
+    return trials
+
+
+@task(pool=limits.TUNING_POOL)
+def trial(trial: dict, staged: dict, search: str, **context) -> dict:
+    """One planned trial: ``train --score-only`` on its setting for at most ``tuning_max_steps`` steps, written to
+    the search's ``trials/NAME`` and stopped early by the others' scores (``scores/``), on its share of the CPUs:
+    cores // the pool's slots."""
+    params, folder = context["params"], Path(search)
+    output = folder / "trials" / trial["name"]
+    command = commands.trial_command(
+        params,
+        trial,
+        data=staged["data"],
+        output=output,
+        early_stopping_dir=folder / "scores",
+        max_steps=params["tuning_max_steps"],
+    )
+    cores = available_cores()
+    with cpu_share(cores, limits.tuning_pool_slots(cores), artefacts.airflow_home() / "nlp-cpu-shares") as cpus:
+        run_step(*command, cpus=cpus)
+    return {"name": trial["name"], "setting": trial["setting"]} | step_result.result_of("train", output)
+
+
+@task(trigger_rule="none_failed")
+def choose_setting(trials: list[dict], **context) -> dict | None:
+    """The best trial's setting (``tune select``: highest validation accuracy, then F1), with the search published
+    under the artefact root; None when tuning is off."""
+    if not trials:
+        return None
+    search = Path(context["ti"].xcom_pull(task_ids="plan_trials", key=SEARCH))
+    tuning = run_step_json(*commands.command("tune", context["params"], action="select", output=search))
+    uri = artefacts.publish(context, "tune", search)
+    best = tuning["best"]
+    log.info("best of %d trials: %s (accuracy %s, F1 %s)", len(trials), best["name"], best["accuracy"], best["f1"])
+    return {"setting": best["setting"], "best": best, "trials": len(tuning["trials"]), "tuning": f"{uri}/tuning.json"}
+
+
+def tune(staged: XCom) -> XCom:
+    """The tuning stage: plan, the trials mapped over the plan (a few at once, as the pool allows), the choice."""
+    planned = plan_trials(staged)
+    trials = trial.partial(staged=staged, search=planned[SEARCH]).expand(trial=planned)
+    chosen = choose_setting(planned)
+    trials >> chosen
+    return chosen
+
+
+@task
+def train(staged: dict, tuned: dict | None, **context) -> dict:
+    params = decisions.tuned_params(context["params"], tuned)
     decisions.skip_training_if_cached(production_model(), staged["fingerprint"], params)
     # One checkpoint folder per run, outside the try folders, so a retry resumes where a failed try stopped.
     checkpoints = artefacts.step_folder(context, "model") / "checkpoints"
-    output = run_once(context, "train", "model", params, data=staged["data"], checkpoint_dir=checkpoints)
+    tuning = tuned and tuned["tuning"]
+    output = run_once(context, "train", "model", params, data=staged["data"], checkpoint_dir=checkpoints, tuning=tuning)
     metrics = json.loads((output / "metrics.json").read_text())
     return {"model": str(output), "uri": artefacts.publish(context, "model", output), "metrics": metrics}
 
@@ -102,11 +169,9 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
 
 def _register(evaluation: dict, status: str, context) -> dict:
     """The registry entry, which is also the task's event on MODEL_CANDIDATES."""
-    entry = run_step_json(
-        *commands.registration(
-            artefacts.registry_file(), evaluation, status, decisions.training_config(context["params"]), context
-        )
-    )
+    tuned = context["ti"].xcom_pull(task_ids="choose_setting")
+    config = decisions.training_config(decisions.tuned_params(context["params"], tuned))
+    entry = run_step_json(*commands.registration(artefacts.registry_file(), evaluation, status, config, context))
     model_event(context, MODEL_CANDIDATES, entry)
     return entry
 

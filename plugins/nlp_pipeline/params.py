@@ -32,6 +32,7 @@ def anchored(body: str) -> str:
 STEP_SECTIONS = {
     "stage": "Data and model",
     "train": "Training",
+    "tune": "Tuning",
     "quantize": "Quantisation",
 }
 # What the form adds to a flag's schema: a source the CLI would only refuse once the step runs.
@@ -46,12 +47,33 @@ TITLES = {
     "max_seq_length": "Max length",
     "quantization_tolerance": "INT8 tolerance",
     "timing": "Timing runs",
+    "tuning_trials": "Tuning trials",
+    "learning_rate_range": "Learning rate range",
+    "epochs_range": "Epochs range",
+    "batch_sizes": "Batch sizes",
+    "warmup_ratio_range": "Warm-up ratio range",
+    "weight_decay_range": "Weight decay range",
+    "tuning_max_steps": "Steps per trial",
+}
+# What the form says beyond the flag's help: what a Param does in the run, and what only the run's start checks
+# (a JSON schema cannot compare a range's two ends; the policy task refuses LO > HI before any step).
+_RANGE = " [LO, HI]; LO above HI fails the run at its start (the policy task), before any step."
+FORM_NOTES = {
+    "tuning_trials": " Above 0: the tuning stage trains this many short trials, each scored on the validation split,"
+    " and the training stage trains with the best one's learning rate, epochs, batch size, warm-up and weight"
+    " decay instead of the form's (docs/local.md, Hyperparameter tuning).",
+    "learning_rate_range": _RANGE,
+    "epochs_range": _RANGE,
+    "warmup_ratio_range": _RANGE,
+    "weight_decay_range": _RANGE,
+    "tuning_max_steps": " Training steps each trial may take; the chosen setting then trains in full.",
 }
 
 
 def flag_param(spec: commands.ParamFlag) -> Param:
     """The Param setting a step's flag: the flag's type, default, range and help (tasks/config.py), in the form."""
     schema = flag_schema(commands.STEP_ARGUMENTS[spec.step], spec.field) | FORM_RULES.get(spec.param, {})
+    schema["description"] += FORM_NOTES.get(spec.param, "")
     section = "Data and model" if spec.param == "base_model" else STEP_SECTIONS[spec.step]
     title = TITLES.get(spec.param, spec.param.replace("_", " ").capitalize())
     return Param(schema.pop("default"), title=title, section=section, **schema)
@@ -148,7 +170,8 @@ def _instance(name: str, default: str | None, title: str, description: str) -> P
 
 
 def sagemaker_params() -> dict[str, Param]:
-    """What only the SageMaker platform needs: instances, Spot, the rollout policy, the model registry."""
+    """What only the SageMaker platform needs: instances, Spot, the tuning job's parallelism, the rollout policy, the
+    model registry."""
     return {
         "processing_instance_type": _instance(
             "processing_instance_type",
@@ -220,6 +243,17 @@ def sagemaker_params() -> dict[str, Param]:
             ),
             section="SageMaker",
             **sagemaker_api.BLUE_GREEN_SCHEMA,
+        ),
+        "tuning_parallel_jobs": Param(
+            2,
+            type="integer",
+            minimum=1,
+            maximum=sagemaker_api.MAX_PARALLEL_TRAINING_JOBS,
+            title="Trials at a time",
+            description="Training jobs the tuning job runs at once (MaxParallelTrainingJobs), each on a training "
+            f"instance; at most {sagemaker_api.MAX_PARALLEL_TRAINING_JOBS}, SageMaker's default quota. Fewer at "
+            "once: a longer search whose later trials learn from more finished ones.",
+            section="Tuning",
         ),
         "model_approval": Param(
             "Approved",

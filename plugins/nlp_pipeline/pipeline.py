@@ -1,21 +1,27 @@
 """The one pipeline definition every platform DAG is built from.
 
-    policy >> stage_dataset >> train >> quantize >> evaluate >> gate ─┬─► register >> choose_rollout ─┬─► approve ─┐
-                                                                      └─► reject                      └───────────┴► deploy
-    deploy >> smoke_test >> mark_production;  deploy/smoke_test failed ──► rollback
+    policy >> stage_dataset >> [tuning ... >> choose_setting] >> train >> quantize >> evaluate >> gate ─┬─► register
+                                                                                                        └─► reject
+    register >> choose_rollout ─┬─► approve ─┐
+                                └───────────┴► deploy >> smoke_test >> mark_production
+    deploy/smoke_test failed ──► rollback
 
-The graph shows the stages as TaskGroups (``STAGES``: data, training, compression, evaluation, rollout; the
-``policy`` task runs first, above them); a group adds no prefix, so task ids are the same on every platform and
-in every XCom pull. ``register`` and ``reject`` update the Asset ``nlp_model_candidates`` and
-``mark_production`` the Asset ``nlp_model_production``, with the model's figures (assets.py).
+The graph shows the stages as TaskGroups (``STAGES``: data, tuning, training, compression, evaluation, rollout;
+the ``policy`` task runs first, above them); a group adds no prefix, so task ids are the same on every platform
+and in every XCom pull. The tuning stage's tasks are the platform's own (local: trials mapped through a pool;
+SageMaker: a hyperparameter tuning job; EKS: trial pods); its last, ``choose_setting``, hands ``train`` the
+chosen setting, or None when the run's ``tuning_trials`` is 0 and the trials were skipped. ``register`` and
+``reject`` update the Asset ``nlp_model_candidates`` and ``mark_production`` the Asset ``nlp_model_production``,
+with the model's figures (assets.py).
 
 A platform (platform.Platform) supplies the steps: how each runs and where artefacts live. The decisions
 are the same on every platform (decisions.py): ``gate`` follows the evaluate step's decision,
 ``choose_rollout`` never deploys from a backfill nor when the run's ``deploy`` Param is off, and waits for a
 person's approval in the UI when the promotion policy or the run requires it. The approvers and the gate's
-thresholds are the promotion policy's (policy.py), which the ``policy`` task fixes for the run. The platforms'
-train and quantize tasks apply the training cache and "quantisation off". Small JSON (artefact locations, metrics, the decision) travels
-by XCom; artefacts stay in storage.
+thresholds are the promotion policy's (policy.py), which the ``policy`` task fixes for the run, once it refused
+what no Param schema can (a search range whose LO is above its HI). The platforms' train and quantize tasks
+apply the training cache (of the tuned setting) and "quantisation off". Small JSON (artefact locations,
+metrics, the decision, the chosen setting) travels by XCom; artefacts stay in storage.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ APPROVAL_TIMEOUT = limits.APPROVAL_TIMEOUT
 # The stages of the graph, in order: each a TaskGroup holding its step's tasks (and those a platform adds to it).
 STAGES = {
     "data": "Stage the data set: tokenised splits and their fingerprint",
+    "tuning": "Search learning rate, epochs, batch size, warm-up and weight decay with short trials scored on the "
+    "validation split, and choose the best setting (skipped when tuning_trials is 0)",
     "training": "Fine-tune the base model",
     "compression": "Compress to the fastest precision within tolerance on the serving CPU (INT8, BF16 or FP32)",
     "evaluation": "Measure the candidate, gate it, record it in the registry",
@@ -59,7 +67,9 @@ def gate(evaluation: dict) -> str:
 
 @task(task_id=policy.TASK_ID)
 def promotion_policy(**context) -> dict:
-    """Fix the run's promotion policy (policy.py): the reviewed one, tightened by the run's conf if it asks."""
+    """Refuse the run's Params no schema can check (policy.check_params), then fix the run's promotion policy
+    (policy.py): the reviewed one, tightened by the run's conf if it asks."""
+    policy.check_params(context["params"])
     return policy.for_run(context["params"])
 
 
@@ -96,8 +106,10 @@ def build_pipeline(
         with _stage("data"):
             staged = platform.stage_dataset()
         policy_task >> staged
+        with _stage("tuning"):
+            tuned = platform.tune(staged)
         with _stage("training"):
-            trained = platform.train(staged)
+            trained = platform.train(staged, tuned)
         with _stage("compression"):
             candidate = platform.quantize(staged, trained)
         with _stage("evaluation"):

@@ -21,7 +21,12 @@ class Platform(Protocol):
 
     def stage_dataset(self) -> XCom: ...
 
-    def train(self, staged: XCom) -> XCom: ...
+    def tune(self, staged: XCom) -> XCom:
+        """The tuning stage's tasks; the last, ``choose_setting``, returns None when tuning is off (the
+        ``tuning_trials`` Param is 0), else ``{"setting", "best", "trials", "tuning"}`` (the chosen setting, the
+        best trial's scores, how many trials ran, and where the search's tuning.json is)."""
+
+    def train(self, staged: XCom, tuned: XCom) -> XCom: ...
 
     def quantize(self, staged: XCom, trained: XCom) -> XCom: ...
 

@@ -23,7 +23,9 @@ from collections.abc import Mapping
 from airflow.sdk import Variable
 from airflow.sdk.exceptions import AirflowFailException
 
+from nlp_pipeline import commands
 from tasks.config import EvaluateArguments, flag_schema
+from tasks.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +116,16 @@ def for_run(conf: Mapping) -> dict:
     if run != policy:
         log.info("this run tightens it to: %s", json.dumps(run, sort_keys=True))
     return run
+
+
+def check_params(params: Mapping) -> None:
+    """Refuse, at the run's first task, what the Param schemas let through but the steps refuse: a tuning search
+    range whose LO is above its HI (commands.check builds the tune step's arguments from the Params). The error
+    names the Param; the run fails without retries, since its conf will not change."""
+    try:
+        commands.check("tune", params)
+    except ConfigError as error:
+        raise AirflowFailException(f"{error} (the run's Params, checked before any step)") from None
 
 
 def of_run(context) -> dict:

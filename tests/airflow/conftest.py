@@ -118,11 +118,26 @@ def model_events(env: dict, dag_id: str, run_id: str) -> list[tuple[str, str, di
 
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> dict:
-    """A migrated Airflow home; yields the environment that points the CLI at it."""
+    """A migrated Airflow home with the pipeline's pools, as `make demo` makes one; yields the environment that
+    points the CLI at it."""
     home = tmp_path_factory.mktemp("airflow")
     env = airflow_env(home, home / "artefacts")
     run_airflow(env, "db", "migrate")
+    import_pools(env, home / "pools.json")
     return env
+
+
+def import_pools(env: dict, path: Path) -> None:
+    """``airflow pools import`` of the pools the pipeline's tasks run in (plugins/nlp_pipeline/limits.py)."""
+    pools = subprocess.run(
+        [str(BIN / "python"), "-c", "import json; from nlp_pipeline.limits import pools; print(json.dumps(pools()))"],
+        env=env | {"PYTHONPATH": str(REPO / "plugins")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    path.write_text(pools.stdout)
+    run_airflow(env, "pools", "import", str(path))
 
 
 @pytest.fixture

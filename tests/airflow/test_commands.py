@@ -17,13 +17,23 @@ sys.path.insert(0, str(REPO / "plugins"))
 import pendulum  # noqa: E402
 from nlp_pipeline import commands, local, policy, sagemaker  # noqa: E402
 from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS  # noqa: E402
-from nlp_pipeline.params import eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.params import FORM_NOTES, eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
 
 from tasks import cli  # noqa: E402
 from tasks.config import flag_schema  # noqa: E402
 from tasks.errors import ConfigError  # noqa: E402
 
-SCHEMA_KEYS = ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")
+SCHEMA_KEYS = (
+    "type",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "enum",
+    "items",
+    "minItems",
+    "maxItems",
+)
 NUDGE = 1e-6  # how far inside (or outside) an exclusive bound a probe goes
 # What the run's first task fixed: the promotion policy, here a strict one that no Param value can loosen.
 RUN_POLICY = policy.DEFAULTS | {"min_accuracy": 0.9, "min_f1": 0.95, "max_int8_loss": 0.001, "champion_margin": 0}
@@ -39,11 +49,18 @@ def defaults(extra: dict) -> dict:
     return {name: param.value for name, param in (pipeline_params() | extra).items()}
 
 
+def value_type(schema: dict) -> str:
+    """The JSON type of a Param's values: ``integer`` for ``["null", "integer"]`` (optional: the step decides)."""
+    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+    [given] = [name for name in types if name != "null"]
+    return given
+
+
 def edge(schema: dict):
     """The farthest value a flag's schema allows: its upper bound, else its lower one; an enum's last value."""
     if "enum" in schema:
         return schema["enum"][-1]
-    nudge = 1 if schema.get("type") == "integer" else NUDGE
+    nudge = 1 if value_type(schema) == "integer" else NUDGE
     if "maximum" in schema:
         return schema["maximum"]
     if "exclusiveMaximum" in schema:
@@ -100,13 +117,13 @@ def test_a_param_that_sets_a_flag_offers_the_flags_type_default_range_and_help(s
     assert param.value == schema["default"]
     assert {key: param.schema.get(key) for key in SCHEMA_KEYS} == {key: schema.get(key) for key in SCHEMA_KEYS}
     first = next(other for other in PARAM_FLAGS if other.param == spec.param)
-    if first == spec:
-        assert param.description == schema["description"]
+    if first == spec:  # the flag's help, and what the form says beyond it
+        assert param.description == schema["description"] + FORM_NOTES.get(spec.param, "")
 
 
 def probes(schema: dict) -> list[tuple[object, bool]]:
     """(value, allowed) pairs on both sides of each bound of a numeric schema."""
-    nudge = 1 if schema["type"] == "integer" else NUDGE
+    nudge = 1 if value_type(schema) == "integer" else NUDGE
     found = []
     for key, inside, outside in (
         ("minimum", 0, -nudge),
@@ -119,7 +136,7 @@ def probes(schema: dict) -> list[tuple[object, bool]]:
     return found
 
 
-NUMERIC_FLAGS = [spec for spec in PARAM_FLAGS if flag_params()[spec.param].schema["type"] in ("integer", "number")]
+NUMERIC_FLAGS = [spec for spec in PARAM_FLAGS if value_type(flag_params()[spec.param].schema) in ("integer", "number")]
 
 
 @pytest.mark.parametrize("spec", NUMERIC_FLAGS, ids=lambda spec: f"{spec.param}->{spec.step}.{spec.field}")
@@ -143,6 +160,41 @@ def test_the_form_and_the_cli_refuse_the_same_values(spec):
         assert (form, flag) == (allowed, allowed), (spec.param, value)
 
 
+def list_probes(schema: dict) -> list[tuple[list, bool]]:
+    """(value, allowed) pairs of a list Param: every item on both sides of each item bound, and one item too few
+    or too many."""
+    count = schema["minItems"]
+    found = [([value] * count, allowed) for value, allowed in probes(schema["items"] | {"type": "number"})]
+    found += [([schema["items"].get("minimum", 1)] * (count - 1), False)] if count > 1 else []
+    return found + [([schema["items"].get("minimum", 1)] * (schema["maxItems"] + 1), False)]
+
+
+LIST_FLAGS = [spec for spec in PARAM_FLAGS if value_type(flag_params()[spec.param].schema) == "array"]
+
+
+@pytest.mark.parametrize("spec", LIST_FLAGS, ids=lambda spec: f"{spec.param}->{spec.step}.{spec.field}")
+def test_the_form_and_the_cli_refuse_the_same_lists(spec):
+    """A search range or the batch sizes: each item within the flag's bounds (a learning rate above 0, a batch
+    size of 1 or more), as many items as the flag takes. The form refuses at trigger time what the step would."""
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = pipeline_params()[spec.param]
+    cases = list_probes(param.schema)
+    assert len(cases) >= 3
+    for value, allowed in cases:
+        try:
+            param.resolve(value)
+            form = True
+        except ParamValidationError:
+            form = False
+        try:
+            STEP_ARGUMENTS[spec.step](output="x", **{spec.field: value})
+            flag = True
+        except ConfigError:
+            flag = False
+        assert (form, flag) == (allowed, allowed), (spec.param, value)
+
+
 # ---- local: every step's subprocess command ------------------------------------------------------------------------
 class Ran(Exception):
     """Raised by the stand-in runner once it recorded a command: the task stops there."""
@@ -153,7 +205,7 @@ def local_commands(monkeypatch, tmp_path):
     """The commands local tasks run, recorded; the registry's production model is ``production``."""
     ran, production = [], {"model": str(tmp_path / "champion"), "data_fingerprint": "sha256:1", "config": {}}
 
-    def run_step(*command):
+    def run_step(*command, cpus=None):
         ran.append([str(part) for part in command])
         if command[:1] == ("registry",) and "production" in command:
             return json.dumps(production)
@@ -182,7 +234,7 @@ def test_every_command_nlp_local_runs_parses_into_the_runs_params(local_commands
     context["ti"].xcom[("deploy", "return_value")] = deployed | {"state": "/state"}
     calls = [
         lambda: local.stage_dataset.function(**context),
-        lambda: local.train.function(staged, **context),
+        lambda: local.train.function(staged, None, **context),
         lambda: local.quantize.function(staged, trained, **context | {"params": params | {"quantize": True}}),
         lambda: local.evaluate.function(staged, trained, **context),
         lambda: local.register.function(evaluation, **context),
@@ -206,6 +258,78 @@ def test_every_command_nlp_local_runs_parses_into_the_runs_params(local_commands
     evaluate = parsed(local_commands[5])
     assert evaluate.champion.endswith("champion"), "the production model is the champion"
     assert parsed(local_commands[3]).target_hardware == local.TARGET_HARDWARE == "this machine (the endpoint's)"
+
+
+TRIAL = {
+    "name": "trial-003",
+    "setting": {"learning_rate": 2e-4, "epochs": 2, "batch_size": 8}
+    | {
+        "warmup_ratio": 0.05,
+        "weight_decay": 0.02,
+    },
+}
+
+
+@pytest.mark.parametrize("param_set", PARAM_SETS)
+def test_every_tuning_command_nlp_local_runs_parses_into_the_runs_params_and_the_chosen_setting(
+    local_commands, tmp_path, param_set
+):
+    """plan_trials' ``tune plan``, a trial's ``train --score-only`` on its setting, choose_setting's ``tune select``,
+    then train and the registry entry with the chosen setting and its tuning.json."""
+    from nlp_pipeline import decisions
+
+    params = PARAM_SETS[param_set](local_params())
+    params["tuning_trials"] = max(1, params["tuning_trials"])
+    context = task_context(
+        "nlp_local",
+        "x",
+        params,
+        logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
+        run_id="manual__x",
+        xcom=POLICY_XCOM,
+    )
+    search = tmp_path / "tune" / "try1"
+    tuned = {"setting": TRIAL["setting"], "best": {}, "trials": 4, "tuning": str(search / "tuning.json")}
+    context["ti"].xcom |= {("plan_trials", local.SEARCH): str(search), ("choose_setting", "return_value"): tuned}
+    staged = {"data": "/s", "fingerprint": "sha256:2"}
+    evaluation = {"model": "/q", "evaluation": "/e", "reasons": []}
+    calls = [
+        lambda: local.plan_trials.function(staged, **context),
+        lambda: local.trial.function(TRIAL, staged, str(search), **context),
+        lambda: local.choose_setting.function([TRIAL], **context),
+        lambda: local.train.function(staged, tuned, **context),
+        lambda: local.register.function(evaluation, **context),
+    ]
+    for call in calls:
+        with pytest.raises(Ran):
+            call()
+    steps = [command[0] for command in local_commands]
+    assert steps == ["tune", "train", "tune", "registry", "train", "registry"]
+    plan, trial, select, _, train, register = (parsed(command) for command in local_commands)
+    assert (plan.action, select.action, select.output) == ("plan", "select", str(search))
+    assert_carries(plan, "tune", params)
+    chosen = commands.with_setting(params, TRIAL["setting"])
+    assert {name: getattr(trial, name) for name in TRIAL["setting"]} == TRIAL["setting"]
+    assert_carries(trial, "train", chosen)
+    assert trial.score_only and trial.max_steps == params["tuning_max_steps"]
+    assert (trial.output, trial.early_stopping_dir) == (str(search / "trials" / "trial-003"), str(search / "scores"))
+    assert_carries(train, "train", chosen)
+    assert not train.score_only and train.tuning == tuned["tuning"], "train records the search in the model card"
+    assert json.loads(register.config) == decisions.training_config(chosen), "the registry keeps the tuned setting"
+
+
+def test_a_trial_command_is_the_runs_train_command_with_the_trials_setting_scoring_only():
+    params = defaults({})
+    command = commands.trial_command(params, TRIAL, data="/d", output="/o/trials/trial-003", max_steps=20)
+    arguments = parsed(command)
+    assert arguments.score_only and arguments.max_steps == 20
+    assert (arguments.learning_rate, arguments.epochs, arguments.batch_size) == (2e-4, 2, 8)
+    assert (arguments.warmup_ratio, arguments.weight_decay, arguments.seed) == (0.05, 0.02, params["seed"])
+    untouched = commands.trial_command(params, {"name": "t", "setting": {}}, data="/d", output="/o")
+    untouched.remove("--score-only")
+    assert untouched == commands.command("train", params, data="/d", output="/o"), "the run's own train command"
+    with pytest.raises(ValueError, match=r"a tuning setting names \['dropout'\], which no Param sets"):
+        commands.trial_command(params, {"name": "t", "setting": {"dropout": 0.1}}, data="/d", output="/o")
 
 
 # ---- SageMaker: processing jobs and the training job, as the task image's job contract reads them ------------------
@@ -303,12 +427,12 @@ def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
     command = commands.command("evaluate", params, **thresholds, model="/m", data="/d", output="/o", champion=None)
     assert command[0] == "evaluate" and "--champion" not in command
     assert command[command.index("--max-int8-loss") + 1] == "0.001" and command[-2:] == ["--output", "/o"]
+    assert params["epochs"] is params["learning_rate"] is None, "by the model's size: the step decides"
     assert commands.values("train", params, model=None).keys() == {
-        "epochs",
         "batch_size",
-        "learning_rate",
         "precision",
         "warmup_ratio",
+        "weight_decay",
         "seed",
     }
 
@@ -327,11 +451,12 @@ def test_a_new_flag_of_a_step_is_one_line_of_param_flags(monkeypatch):
     configuration through its one line in PARAM_FLAGS."""
     from nlp_pipeline import decisions
 
+    assert "checkpoint_every" not in pipeline_params()
     monkeypatch.setattr(
-        commands, "PARAM_FLAGS", (*PARAM_FLAGS, commands.ParamFlag("weight_decay", "train", "weight_decay"))
+        commands, "PARAM_FLAGS", (*PARAM_FLAGS, commands.ParamFlag("checkpoint_every", "train", "checkpoint_every"))
     )
-    param = pipeline_params()["weight_decay"]
-    assert (param.value, param.schema["section"], param.schema["exclusiveMaximum"]) == (0.01, "Training", 1)
-    params = defaults({}) | {"weight_decay": 0.05}
-    assert parsed(commands.command("train", params, data="/d", output="/o")).weight_decay == 0.05
-    assert decisions.training_config(params)["weight_decay"] == 0.05
+    param = pipeline_params()["checkpoint_every"]
+    assert (param.value, param.schema["section"], param.schema["minimum"]) == (0, "Training", 0)
+    params = defaults({}) | {"checkpoint_every": 50}
+    assert parsed(commands.command("train", params, data="/d", output="/o")).checkpoint_every == 50
+    assert decisions.training_config(params)["checkpoint_every"] == 50

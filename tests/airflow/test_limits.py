@@ -1,6 +1,9 @@
 """Nothing hangs for ever: every task of every platform has a time limit covering its step's own limits, a run
 may take its longest path (the approval's wait included) and no longer, and a hung local step is stopped."""
 
+import json
+import math
+import shlex
 import subprocess
 import sys
 import time
@@ -17,12 +20,20 @@ from nlp_pipeline.operators.sagemaker import attempts  # noqa: E402
 from nlp_pipeline.params import eks_params, local_params, sagemaker_params  # noqa: E402
 from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS as BLUE_GREEN_LONGEST  # noqa: E402
 
+from tasks.config import MAX_TUNING_TRIALS  # noqa: E402
+
 PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
 # The longest way through a run: every step, the approval, the rollout, and the rollback after a failed smoke test.
 LONGEST_PATH = {
     "local": ["deploy"],
     "sagemaker": ["create_model", "create_endpoint_config", "deploy"],
     "eks": ["deploy"],
+}
+# Each platform's tuning stage: its trials (local, eks: a mapped task through the tuning pool) or its tuning job.
+TUNING = {
+    "local": ["plan_trials", "trial", "choose_setting"],
+    "sagemaker": ["tune", "choose_setting"],
+    "eks": ["plan_trials", "trial", "choose_setting"],
 }
 SAGEMAKER_JOB = timedelta(hours=sagemaker_params()["max_runtime_hours"].schema["maximum"])
 EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema["maximum"])
@@ -84,6 +95,7 @@ def test_a_run_may_take_its_longest_path_approval_included(name):
     path = [
         "policy",
         "stage_dataset",
+        *TUNING[name],
         "train",
         "quantize",
         "evaluate",
@@ -95,9 +107,84 @@ def test_a_run_may_take_its_longest_path_approval_included(name):
         "smoke_test",
         "rollback",
     ]
-    longest = sum((dag.get_task(task_id).execution_timeout for task_id in path), timedelta(0))
+    waves = math.ceil(MAX_TUNING_TRIALS / limits.tuning_pool_slots())  # every trial through the pool's slots
+    longest = sum(
+        (dag.get_task(task_id).execution_timeout * (waves if task_id == "trial" else 1) for task_id in path),
+        timedelta(0),
+    )
     assert dag.dagrun_timeout == longest
     assert dag.dagrun_timeout > limits.APPROVAL_TIMEOUT + dag.get_task("train").execution_timeout
+
+
+@pytest.mark.parametrize("name", ["local", "eks"])
+def test_the_trials_run_in_the_tuning_pool_and_each_may_take_a_trainings_time(name):
+    dag = build(name)
+    trial = dag.get_task("trial")
+    assert trial.is_mapped and trial.pool == limits.TUNING_POOL == "nlp_tuning"
+    assert trial.execution_timeout >= limits.LIMITS["train"], "a trial without a step budget is a whole training"
+    assert limits.waves(trial) == math.ceil(MAX_TUNING_TRIALS / limits.tuning_pool_slots())
+    assert limits.waves(dag.get_task("train")) == 1
+
+
+def test_a_mapped_task_outside_the_tuning_pool_has_no_bound_on_its_waves():
+    from airflow.sdk import DAG, task
+
+    @task
+    def each(value):
+        return value
+
+    with DAG("waves", schedule=None):
+        mapped = each.expand(value=[1, 2]).operator
+    with pytest.raises(ValueError, match="each is mapped outside the pool nlp_tuning: limits.run_limit cannot tell"):
+        limits.waves(mapped)
+
+
+@pytest.mark.parametrize(("cores", "slots"), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (16, 8), (96, 48)])
+def test_the_tuning_pool_runs_a_trial_per_two_cores(cores, slots):
+    assert limits.tuning_pool_slots(cores) == slots
+    assert cores // slots >= min(cores, 2), "each trial trains on 2 threads or more (all of a 1-core machine's)"
+
+
+def pools_written_by(line: str, home) -> dict:
+    """The pools JSON a setup line's ``python -c`` prints, run here (with this repo's plugins)."""
+    words = shlex.split(line)
+    code = words[words.index("-c") + 1]
+    printed = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(REPO / "plugins"), "PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(printed.stdout)
+
+
+def test_every_airflow_home_gets_the_tuning_pool_from_limits_pools(tmp_path):
+    """`make demo` and `make airflow`, docker-compose's airflow-init and the tests' Airflow home (conftest) import the
+    pools limits.pools() gives: nlp_tuning, half the cores."""
+    from tests.airflow.conftest import import_pools
+    from tests.docker import compose
+
+    assert limits.pools() == {
+        "nlp_tuning": {"slots": limits.tuning_pool_slots(), "description": limits.TUNING_POOL_DESCRIPTION}
+        | {"include_deferred": False}
+    }
+    for target in ("demo", "airflow"):
+        make = subprocess.run(
+            ["make", "-n", target, f"DEMO={tmp_path}"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+        lines = make.stdout.splitlines()
+        [writer] = [line for line in lines if "nlp_pipeline.limits import pools" in line]
+        [importer] = [line for line in lines if " pools import " in line]
+        assert pools_written_by(writer, tmp_path) == limits.pools(), target
+        assert shlex.split(writer)[-1] == shlex.split(importer)[-3], "the file written is the file imported"
+        migrate = next(index for index, line in enumerate(lines) if "airflow db migrate" in line)
+        assert migrate < lines.index(importer), f"make {target} imports the pools into a migrated database"
+    script = compose.load()["services"]["airflow-init"]["command"][1].replace("\\\n", " ")
+    [writer] = [line for line in script.splitlines() if "nlp_pipeline.limits import pools" in line]
+    assert pools_written_by(writer, tmp_path) == limits.pools()
+    assert "airflow pools import /opt/airflow/config/pools.json" in script
+    assert "import_pools(env" in (REPO / "tests" / "airflow" / "conftest.py").read_text() and callable(import_pools)
 
 
 def test_an_unknown_platform_has_no_limits():

@@ -1,7 +1,9 @@
 """How the local platform runs a step: output into the task log, bad input not retried, the rest retried; each try
 writes a folder of its own, and a retry reuses an earlier try's finished output."""
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -102,9 +104,9 @@ def test_a_retried_train_reuses_the_finished_model_instead_of_training_again(fak
 
     monkeypatch.setattr(artefacts, "publish", failing_upload)
     with pytest.raises(OSError, match="the upload failed"):
-        local.train.function(STAGED, **train_context(1))
+        local.train.function(STAGED, None, **train_context(1))
     caplog.set_level(logging.INFO, logger="nlp_pipeline.artefacts")
-    trained = local.train.function(STAGED, **train_context(2))
+    trained = local.train.function(STAGED, None, **train_context(2))
 
     assert len(fake_train) == 1, "trained once"
     assert trained["model"] == trained["uri"] and trained["model"].endswith("/nlp_local/20260501T000000Z/model/try1")
@@ -118,9 +120,9 @@ def test_a_rerun_of_train_keeps_the_production_bytes_and_writes_a_folder_of_its_
 
     from tasks.runtime import digest
 
-    production = local.train.function(STAGED, **train_context(1))
+    production = local.train.function(STAGED, None, **train_context(1))
     registered = digest.verify(production["model"])  # what the registry entry records
-    rerun = local.train.function(STAGED, **train_context(1, run_id="backfill__2026-05-01T00:00:00+00:00"))
+    rerun = local.train.function(STAGED, None, **train_context(1, run_id="backfill__2026-05-01T00:00:00+00:00"))
 
     assert len(fake_train) == 2 and rerun["model"] != production["model"]
     assert digest.verify(production["model"], registered) == registered, "the production bytes are unchanged"
@@ -146,3 +148,62 @@ def test_the_local_deploy_hands_the_registry_entrys_digest_to_deploy_local(tmp_p
     [(step, *flags)] = ran
     arguments = cli.parse(step, flags)
     assert step == "deploy-local" and (arguments.model, arguments.model_digest) == (entry["model"], digest)
+
+
+# ---- tuning trials side by side: each on a share of the CPUs -------------------------------------------------------
+def test_a_step_given_cpus_runs_on_them_only(tmp_path, monkeypatch):
+    """The step's CPU affinity is set before it starts, so its thread pools (tasks/runtime/cpu.py) size to them."""
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "__main__.py").write_text("import os\nprint(sorted(os.sched_getaffinity(0)))\n")
+    monkeypatch.chdir(tmp_path)  # `python -m tasks` finds this package first
+    every = sorted(os.sched_getaffinity(0))
+    assert run_step_json("cpus") == every
+    assert json.loads(run_step("cpus", cpus={every[-1]})) == [every[-1]]
+
+
+def test_trials_at_once_hold_disjoint_cpu_shares_until_they_end(tmp_path, monkeypatch, caplog):
+    from nlp_pipeline.operators import local
+
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    locks = tmp_path / "shares"
+    with local.cpu_share(8, 4, locks) as first, local.cpu_share(8, 4, locks) as second:
+        assert (first, second) == (frozenset({0, 1}), frozenset({2, 3}))
+        with local.cpu_share(8, 4, locks) as third, local.cpu_share(8, 4, locks) as fourth:
+            assert third | fourth == frozenset({4, 5, 6, 7}) and not third & fourth
+            with local.cpu_share(8, 4, locks) as fifth:
+                assert fifth is None, "a fifth trial at once (a pool given more slots by hand) gets every CPU"
+        assert "all 4 CPU shares" in caplog.text
+        with local.cpu_share(8, 4, locks) as again:
+            assert again == frozenset({4, 5}), "an ended trial's share is free again"
+    with local.cpu_share(2, 1, locks) as whole:
+        assert whole is None, "one share: no pinning"
+
+
+def test_a_share_held_by_a_process_that_died_is_free(tmp_path, monkeypatch):
+    """The kernel drops a dead process's lock: a killed trial never keeps its CPUs from the next."""
+    import subprocess
+
+    from nlp_pipeline.operators import local
+
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    holder = (
+        "import fcntl, sys; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True);"
+        " sys.stdin.read()"
+    )
+    (tmp_path / "shares").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / "shares" / "share-0-of-2.lock")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "held"
+        with local.cpu_share(4, 2, tmp_path / "shares") as share:
+            assert share == frozenset({2, 3}), "share 0 is another process's"
+    finally:
+        process.kill()
+        process.wait()
+    with local.cpu_share(4, 2, tmp_path / "shares") as share:
+        assert share == frozenset({0, 1})

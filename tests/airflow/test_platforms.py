@@ -198,7 +198,7 @@ def platform_context(name: str, monkeypatch, tmp_path, task_id: str = "train", *
 
 def train_request(name: str, context: dict):
     if name == "local":
-        return local.train.function(XCOM[("stage_dataset", "return_value")], **context)
+        return local.train.function(XCOM[("stage_dataset", "return_value")], None, **context)
     if name == "sagemaker":
         return sagemaker._train_config(context, "nlp-train-x")
     return eks._train_arguments(context)

@@ -137,12 +137,45 @@ def test_a_run_without_its_policy_fails_rather_than_use_none():
         policy.thresholds(_context({}, None))
 
 
+def run_params(**conf) -> dict:
+    """A run's Params: the form's defaults, then what its conf sets."""
+    return {name: param.value for name, param in pipeline_params().items()} | conf
+
+
 def test_the_policy_task_fixes_the_policy_for_the_run(reviewed):
     reviewed(STRICT)
-    fixed = pipeline.promotion_policy.function(params={"require_approval": True, "min_f1": 0.9})
+    fixed = pipeline.promotion_policy.function(params=run_params(require_approval=True, min_f1=0.9))
     assert fixed == STRICT | {"min_f1": 0.9, "require_approval": True, "approvers": []}
     with pytest.raises(AirflowFailException, match="min_accuracy=0"):
-        pipeline.promotion_policy.function(params={"require_approval": False, "min_accuracy": 0})
+        pipeline.promotion_policy.function(params=run_params(require_approval=False, min_accuracy=0))
+
+
+# What the Param schemas let through and the tune step refuses: each search range with LO above HI.
+UPSIDE_DOWN = {
+    "learning_rate_range": [3e-4, 1e-5],
+    "epochs_range": [5, 2],
+    "warmup_ratio_range": [0.2, 0.1],
+    "weight_decay_range": [0.1, 0],
+}
+
+
+@pytest.mark.parametrize("name", UPSIDE_DOWN)
+def test_the_policy_task_refuses_a_search_range_upside_down_naming_the_param_before_any_step(reviewed, name):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    try:
+        pipeline_params()[name].resolve(UPSIDE_DOWN[name])
+    except ParamValidationError:
+        pytest.fail(f"the form refuses {name}={UPSIDE_DOWN[name]} itself: this check is no longer the policy task's")
+    with pytest.raises(AirflowFailException, match=rf"^{name}: --{name.replace('_', '-')} must be LO HI with LO no"):
+        pipeline.promotion_policy.function(params=run_params(**{name: UPSIDE_DOWN[name]}))
+    with pytest.raises(AirflowFailException, match=rf"^{name}: "):
+        policy.check_params(run_params(tuning_trials=0, **{name: UPSIDE_DOWN[name]}))
+
+
+def test_the_policy_task_takes_the_default_search_and_any_range_of_one_value(reviewed):
+    policy.check_params(run_params())
+    policy.check_params(run_params(tuning_trials=4, learning_rate_range=[1e-4, 1e-4], epochs_range=[3, 3]))
 
 
 def test_the_trigger_is_taken_off_the_approvers():

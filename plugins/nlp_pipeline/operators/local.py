@@ -1,16 +1,24 @@
 """Running one ``python -m tasks`` step in a subprocess of the Airflow worker (the local platform).
 
 The command is the same one a SageMaker job or a Kubernetes pod runs. Its output streams into the task log
-line by line; a failure is raised as every platform raises it (failures.py).
+line by line; a failure is raised as every platform raises it (failures.py). Steps that run side by side (the
+tuning trials) each get a share of the CPUs (``cpu_share``): a step sizes its thread pools to the CPUs it may use
+(tasks/runtime/cpu.py), so pinning it to its share is what keeps it to its threads.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Collection, Iterator
+from pathlib import Path
 
 from nlp_pipeline.failures import step_failure
 
@@ -19,11 +27,15 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 30  # what a stopped step gets to finish (a server drains in 25 s) before SIGKILL
 
 
-def run_step(step: str, *flags: object) -> str:
-    """Run the step and return the last line it printed (steps print their result there)."""
+def run_step(step: str, *flags: object, cpus: Collection[int] | None = None) -> str:
+    """Run the step and return the last line it printed (steps print their result there); on ``cpus`` only when
+    given (its CPU affinity, set before it starts), else on every CPU the worker may use."""
     command = [sys.executable, "-m", "tasks", step, *map(str, flags)]
-    log.info("$ %s", shlex.join(command))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    log.info("$ %s%s", shlex.join(command), f" (on CPUs {sorted(cpus)})" if cpus is not None else "")
+    pinned = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=pinned
+    )
     last = ""
     try:
         for line in process.stdout:
@@ -47,3 +59,29 @@ def run_step(step: str, *flags: object) -> str:
 def run_step_json(step: str, *flags: object):
     """Run a step that prints one line of JSON last, and return it parsed."""
     return json.loads(run_step(step, *flags))
+
+
+@contextlib.contextmanager
+def cpu_share(cores: int, shares: int, locks: Path) -> Iterator[frozenset[int] | None]:
+    """One of ``shares`` disjoint sets of ``cores // shares`` of the CPUs this process may use, held until the block
+    ends (an exclusive lock on its file in ``locks``, which the kernel drops if the process dies), so steps running
+    at once never share a CPU.
+
+    None (every CPU) when there is one share, or when every share is held: more steps run at once than
+    ``shares`` (a pool given more slots by hand), and this one is not kept off the others' CPUs."""
+    size = cores // shares
+    if shares <= 1 or size < 1:
+        yield None
+        return
+    usable = sorted(os.sched_getaffinity(0))
+    locks.mkdir(parents=True, exist_ok=True)
+    for index in range(shares):
+        with (locks / f"share-{index}-of-{shares}.lock").open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            yield frozenset(usable[index * size : (index + 1) * size])
+            return
+    log.warning("all %d CPU shares in %s are held: this step runs on every CPU, beside the others", shares, locks)
+    yield None
