@@ -53,6 +53,13 @@ ROLLOUT = {
     "nlp_sagemaker": ["create_model", "create_endpoint_config", "deploy"],
     "nlp_eks": ["deploy"],
 }
+# Each platform's tuning stage, in order: local and eks map a trial task over the planned trials (in the pool
+# nlp_tuning), SageMaker runs a tuning job; every one ends in choose_setting, which train takes.
+TUNING = {
+    "nlp_local": ["plan_trials", "trial", "choose_setting"],
+    "nlp_sagemaker": ["tune", "choose_setting"],
+    "nlp_eks": ["plan_trials", "trial", "choose_setting"],
+}
 
 
 @pytest.mark.parametrize("dag_id", sorted(ROLLOUT))
@@ -61,6 +68,7 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     order = [
         "policy",
         "stage_dataset",
+        *TUNING[dag_id],
         "train",
         "quantize",
         "evaluate",
@@ -80,9 +88,24 @@ def test_the_pipeline_runs_in_the_documented_order(dag_bag, dag_id):
     assert not dag.catchup and dag.max_active_runs == 1
 
 
+@pytest.mark.parametrize("dag_id", sorted(TUNING))
+def test_train_takes_the_setting_tuning_chose_and_tuning_off_skips_only_the_trials(dag_bag, dag_id):
+    """choose_setting runs when the trials were skipped (tuning_trials 0) and hands train None; a failed trial
+    fails it."""
+    dag = dag_bag.dags[dag_id]
+    chosen = dag.get_task("choose_setting")
+    assert chosen.trigger_rule == "none_failed"
+    assert chosen.downstream_task_ids == {"train"} and dag.get_task("train").trigger_rule == "all_success"
+    if "trial" in TUNING[dag_id]:
+        trial = dag.get_task("trial")
+        assert trial.is_mapped and trial.pool == "nlp_tuning"
+        assert "plan_trials" in trial.upstream_task_ids and "trial" in chosen.upstream_task_ids
+
+
 # Each DAG's stages, in order: the TaskGroups of the graph and their tasks (policy stays on top: it runs first).
 STAGES = {
     "data": ["stage_dataset"],
+    "tuning": [],  # the platform's own: TUNING
     "training": ["train"],
     "compression": ["quantize"],
     "evaluation": ["evaluate", "gate", "register", "reject"],
@@ -94,7 +117,7 @@ STAGES = {
 def test_the_pipeline_shows_its_stages_as_task_groups_in_order(dag_bag, dag_id):
     dag = dag_bag.dags[dag_id]
     assert list(dag.task_group.children) == ["policy", *STAGES]
-    stages = STAGES | {"rollout": STAGES["rollout"] + ROLLOUT[dag_id]}
+    stages = STAGES | {"tuning": TUNING[dag_id], "rollout": STAGES["rollout"] + ROLLOUT[dag_id]}
     for group_id, task_ids in stages.items():
         group = dag.task_group_dict[group_id]
         assert not group.prefix_group_id, "task ids stay as they were"
@@ -102,6 +125,7 @@ def test_the_pipeline_shows_its_stages_as_task_groups_in_order(dag_bag, dag_id):
     assert {task.task_id for task in dag.tasks} == {"policy"} | {task for tasks in stages.values() for task in tasks}
     group_of = {task_id: group_id for group_id, task_ids in stages.items() for task_id in task_ids}
     group_of["policy"] = "policy"
+    assert dag.task_group_dict["tuning"].tooltip.startswith("Search learning rate, epochs, batch size")
     for first, then in itertools.pairwise(["policy", *STAGES]):
         upstream = {group_of[up] for task_id in stages[then] for up in dag.get_task(task_id).upstream_task_ids}
         assert first in upstream, f"{then} does not follow {first}"
@@ -137,7 +161,22 @@ BLUE_GREEN = {"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "al
         ("nlp_local", {"max_seq_length": 4}, "max_seq_length"),
         ("nlp_local", {"batch_size": "many"}, "batch_size"),
         ("nlp_local", {"endpoint_port": 80}, "endpoint_port"),
+        ("nlp_local", {"tuning_trials": 33}, "tuning_trials"),  # over MAX_TUNING_TRIALS
+        ("nlp_local", {"tuning_trials": -1}, "tuning_trials"),
+        ("nlp_local", {"learning_rate_range": [-1e-5, 1e-3]}, "learning_rate_range"),
+        ("nlp_local", {"learning_rate_range": [1e-5, 1]}, "learning_rate_range"),
+        ("nlp_local", {"learning_rate_range": [1e-5]}, "learning_rate_range"),
+        ("nlp_local", {"epochs_range": [0, 3]}, "epochs_range"),
+        ("nlp_local", {"epochs_range": [1.5, 3]}, "epochs_range"),
+        ("nlp_local", {"batch_sizes": []}, "batch_sizes"),
+        ("nlp_local", {"batch_sizes": [0, 32]}, "batch_sizes"),
+        ("nlp_local", {"warmup_ratio_range": [0, 1]}, "warmup_ratio_range"),
+        ("nlp_local", {"weight_decay_range": [-0.1, 0.1]}, "weight_decay_range"),
+        ("nlp_local", {"tuning_max_steps": -5}, "tuning_max_steps"),
+        ("nlp_local", {"weight_decay": 1.0}, "weight_decay"),
         ("nlp_sagemaker", {"epochs": 0}, "epochs"),
+        ("nlp_sagemaker", {"tuning_trials": 33}, "tuning_trials"),
+        ("nlp_sagemaker", {"learning_rate_range": [0, 1e-3]}, "learning_rate_range"),
         ("nlp_sagemaker", {"training_instance_type": "ml.p3.2xlarge"}, "training_instance_type"),
         ("nlp_sagemaker", {"endpoint_instance_type": "ml.c6i.large"}, "endpoint_instance_type"),  # no processing job
         ("nlp_sagemaker", {"compression_instance_type": "ml.g5.xlarge"}, "compression_instance_type"),
@@ -152,6 +191,8 @@ BLUE_GREEN = {"traffic": "canary", "step_percent": 10, "baking_minutes": 10, "al
         ("nlp_sagemaker", {"blue_green": BLUE_GREEN | {"alarms": [""]}}, "blue_green"),
         ("nlp_sagemaker", {"model_approval": "Rejected"}, "model_approval"),
         ("nlp_eks", {"step_cpu": "four"}, "step_cpu"),
+        ("nlp_eks", {"tuning_trials": 33}, "tuning_trials"),
+        ("nlp_eks", {"learning_rate_range": [-1e-5, 1e-3]}, "learning_rate_range"),
         ("nlp_eks", {"step_memory": "16 GB"}, "step_memory"),
         ("nlp_eks", {"training_workers": 0}, "training_workers"),
         ("nlp_eks", {"node_features": ["AVX512 VNNI"]}, "node_features"),

@@ -207,3 +207,19 @@ def test_a_share_held_by_a_process_that_died_is_free(tmp_path, monkeypatch):
         process.wait()
     with local.cpu_share(4, 2, tmp_path / "shares") as share:
         assert share == frozenset({0, 1})
+
+
+def test_tuning_off_plans_no_trial_and_chooses_nothing(monkeypatch):
+    """tuning_trials 0: plan_trials runs no step and maps no trial (Airflow skips ``trial``), choose_setting hands
+    train None, and train takes the run's Params."""
+    from nlp_pipeline import local
+
+    def no_step(*command, **options):
+        raise AssertionError(f"ran {command}")
+
+    monkeypatch.setattr(local, "run_step", no_step)
+    monkeypatch.setattr(local, "run_step_json", no_step)
+    context = train_context(tuning_trials=0)
+    assert local.plan_trials.function(STAGED, **context) == []
+    assert local.choose_setting.function([], **context) is None
+    assert context["ti"].xcom == {}, "no search folder pushed"

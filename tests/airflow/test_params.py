@@ -314,3 +314,77 @@ def test_the_form_reads_every_pattern_as_the_server_does():
     python = [bool(re.search(pattern, value)) for pattern, value in probes]
     assert [plain for plain, _ in answers] == [unicode for _, unicode in answers] == python
     assert python == [ending == "" for _ in VALID for ending in ("", "\n", "\r\n")]
+
+
+# ---- tuning: the form's Tuning section, checked when a run is triggered --------------------------------------------
+TUNING_PARAMS = (
+    "tuning_trials",
+    "learning_rate_range",
+    "epochs_range",
+    "batch_sizes",
+    "warmup_ratio_range",
+    "weight_decay_range",
+    "tuning_max_steps",
+)
+
+
+def test_tuning_is_off_by_default_and_its_params_say_what_they_do():
+    from tasks.config import MAX_TUNING_TRIALS
+
+    params = pipeline_params()
+    assert [name for name, param in params.items() if param.schema["section"] == "Tuning"] == list(TUNING_PARAMS)
+    trials = params["tuning_trials"]
+    assert (trials.value, trials.schema["minimum"], trials.schema["maximum"]) == (0, 0, MAX_TUNING_TRIALS)
+    assert "0: no tuning" in trials.description and "the best one's learning rate" in trials.description
+    for name in ("learning_rate_range", "epochs_range", "warmup_ratio_range", "weight_decay_range"):
+        param = params[name]
+        assert param.schema["type"] == "array" and param.schema["minItems"] == param.schema["maxItems"] == 2
+        assert "LO above HI fails the run at its start" in param.description, name
+    assert "log scale" in params["learning_rate_range"].description
+    assert params["weight_decay"].schema["section"] == "Training"
+
+
+def test_by_model_size_params_are_optional_numbers():
+    """Unset (None), train picks the learning rate and epochs by the base model's size; the form offers an empty
+    number field that still refuses what the flag refuses."""
+    params = pipeline_params()
+    for name, kind in (("learning_rate", "number"), ("epochs", "integer")):
+        param = params[name]
+        assert param.value is None and param.schema["type"] == ["null", kind], name
+        assert "by the base model's size" in param.description
+        assert resolves(param, None) and not resolves(param, 0) and not resolves(param, "many")
+
+
+def triggered(conf: dict):
+    """What Airflow does with a trigger's conf (the REST API, the form, `airflow dags trigger -c`): the serialized
+    DAG's Params, deep-merged with the conf and validated (SerializedDAG.create_dagrun)."""
+    import json
+
+    from airflow.serialization.serialized_objects import DagSerialization
+    from nlp_pipeline import local, pipeline
+
+    dag = pipeline.build_pipeline("nlp_local", local, params=local_params(), doc_md="nlp_local", tags=[])
+    served = DagSerialization.from_dict(json.loads(json.dumps(DagSerialization.to_dict(dag))))
+    return served.params.deep_merge(conf).validate()
+
+
+@pytest.mark.parametrize(
+    ("conf", "field"),
+    [
+        ({"learning_rate_range": [-1e-5, 3e-4]}, "learning_rate_range"),  # a negative learning rate
+        ({"learning_rate_range": [0, 3e-4]}, "learning_rate_range"),
+        ({"learning_rate": -0.001}, "learning_rate"),
+        ({"tuning_trials": 33}, "tuning_trials"),  # more trials than MAX_TUNING_TRIALS
+        ({"batch_sizes": [16, 0]}, "batch_sizes"),
+        ({"epochs_range": [2]}, "epochs_range"),
+    ],
+)
+def test_bad_tuning_params_are_refused_when_the_run_is_triggered(conf, field):
+    with pytest.raises(ParamValidationError, match=f"Invalid input for param {field}"):
+        triggered(conf)
+
+
+def test_a_tuned_run_and_a_by_model_size_run_are_accepted_when_triggered():
+    tuned = triggered({"tuning_trials": 32, "learning_rate_range": [1e-5, 1e-4], "batch_sizes": [8, 16, 32]})
+    assert tuned["tuning_trials"] == 32 and tuned["epochs"] is None and tuned["learning_rate"] is None
+    assert triggered({"epochs": 2, "learning_rate": 2e-4})["epochs"] == 2

@@ -129,6 +129,27 @@ def test_training_is_skipped_only_for_the_same_data_and_the_same_configuration()
     decisions.skip_training_if_cached(None, FINGERPRINT, defaults())
 
 
+CHOSEN = {"learning_rate": 2e-4, "epochs": 4, "batch_size": 16, "warmup_ratio": 0.05, "weight_decay": 0.03}
+
+
+def test_a_tuned_run_trains_with_the_chosen_setting_and_caches_by_it():
+    tuned = {"setting": CHOSEN, "best": {"name": "trial-001"}, "trials": 4, "tuning": "s3://b/tune/tuning.json"}
+    assert decisions.tuned_params(defaults(), None) == defaults(), "tuning off: the run's Params"
+    params = decisions.tuned_params(defaults(tuning_trials=4), tuned)
+    assert {name: params[name] for name in CHOSEN} == CHOSEN and params["tuning_trials"] == 4
+    config = decisions.training_config(params)
+    assert {name: config[name] for name in CHOSEN} == CHOSEN, "the registry and the cache keep the chosen setting"
+    assert "tuning_trials" not in config, "the setting decides the model, not how it was found"
+    same = production() | {"config": config}
+    with pytest.raises(AirflowSkipException, match="cached"):
+        decisions.skip_training_if_cached(same, FINGERPRINT, params)
+    decisions.skip_training_if_cached(production(), FINGERPRINT, params)  # production was trained untuned
+    other = decisions.tuned_params(defaults(), tuned | {"setting": CHOSEN | {"learning_rate": 1e-4}})
+    decisions.skip_training_if_cached(same, FINGERPRINT, other)  # another setting: trains
+    with pytest.raises(ValueError, match="names \\['dropout'\\], which no Param sets as a flag of train"):
+        decisions.tuned_params(defaults(), tuned | {"setting": {"dropout": 0.1}})
+
+
 def test_quantisation_off_makes_the_trained_fp32_model_the_candidate():
     trained = {"model": "s3://b/model.tar.gz"}
     assert decisions.unquantized_candidate(defaults(), trained) is None
