@@ -1,6 +1,9 @@
 """The SageMaker fake itself, talked to with boto3 as the operators talk to it: it must answer as AWS documents
 (times on its clock, statuses, ExitMessage, endpoint rollouts, request checks, the model registry's pages)."""
 
+import json
+import re
+
 import pytest
 
 from tests.fakes.sagemaker import IMAGE, REGION, ROLE
@@ -532,3 +535,242 @@ def test_model_life_cycle_and_metadata_are_kept_and_updates_change_only_what_the
     assert client.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"] == {"run_id": "r1"}
     [summary] = client.list_model_packages(ModelPackageGroupName="g")["ModelPackageSummaryList"]
     assert summary["ModelLifeCycle"] == production
+
+
+# ---- hyperparameter tuning ----------------------------------------------------------------------------------------
+ACCURACY = {"Name": "validation:accuracy", "Regex": r"validation accuracy ([0-9.]+)"}
+RANGES = {
+    "ContinuousParameterRanges": [
+        {"Name": "learning_rate", "MinValue": "1e-05", "MaxValue": "0.001", "ScalingType": "Logarithmic"}
+    ],
+    "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "1", "MaxValue": "3", "ScalingType": "Linear"}],
+    "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["16", "32"]}],
+}
+
+
+def tuning_request(bucket: str, name: str = "tune-1", trials: int = 5, parallel: int = 2, **config) -> dict:
+    definition = {key: value for key, value in training_request(bucket).items() if key != "TrainingJobName"}
+    definition["AlgorithmSpecification"]["MetricDefinitions"] = [ACCURACY]
+    definition["StaticHyperParameters"] = {"seed": "42", "score_only": "True"}
+    return {
+        "HyperParameterTuningJobName": name,
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Maximize", "MetricName": ACCURACY["Name"]},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": trials, "MaxParallelTrainingJobs": parallel},
+            "ParameterRanges": RANGES,
+            "TrainingJobEarlyStoppingType": "Auto",
+            "RandomSeed": 7,
+        }
+        | config,
+        "TrainingJobDefinition": definition,
+    }
+
+
+def scored_by_learning_rate(fake, monkeypatch, code: int = 0) -> None:
+    """Each trial's step logs one epoch whose validation accuracy grows with its learning rate, and exits ``code``."""
+
+    def run(arguments, root, environment):
+        learning_rate = float(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
+        return (
+            code,
+            f"epoch 1: train loss 0.5, validation loss 0.4, validation accuracy {0.5 + learning_rate * 100:.6f}",
+        )
+
+    monkeypatch.setattr(fake, "_run", run)
+
+
+def tuning_job(client, name: str = "tune-1") -> dict:
+    return client.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+
+def trials_of(client, name: str = "tune-1", **arguments) -> list[dict]:
+    pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+        HyperParameterTuningJobName=name, **arguments
+    )
+    return [summary for page in pages for summary in page["TrainingJobSummaries"]]
+
+
+def test_a_tuning_job_runs_its_trials_a_few_at_a_time_and_completes_with_the_best(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    scored_by_learning_rate(fake_sagemaker, monkeypatch)
+    fake_sagemaker.job_seconds["training"] = HOUR
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=5, parallel=2))
+    seen = []
+    for _ in range(4):
+        settled(fake_sagemaker)
+        job = tuning_job(client)
+        seen.append((job["HyperParameterTuningJobStatus"], job["TrainingJobStatusCounters"]))
+        fake_sagemaker.clock.advance(HOUR)
+    assert [(status, counters["Completed"], counters["InProgress"]) for status, counters in seen] == [
+        ("InProgress", 0, 2),
+        ("InProgress", 2, 2),
+        ("InProgress", 4, 1),
+        ("Completed", 5, 0),
+    ], "at most MaxParallelTrainingJobs at a time, MaxNumberOfTrainingJobs in all"
+    job = tuning_job(client)
+    assert job["ObjectiveStatusCounters"] == {"Succeeded": 5, "Pending": 0, "Failed": 0}
+    assert job["HyperParameterTuningEndTime"] >= job["CreationTime"]
+    trials = trials_of(client)
+    assert all(re.fullmatch(r"tune-1-00[1-5]-[0-9a-f]{8}", trial["TrainingJobName"]) for trial in trials)
+    best = max(trials, key=lambda trial: float(trial["TunedHyperParameters"]["learning_rate"]))
+    assert job["BestTrainingJob"]["TrainingJobName"] == best["TrainingJobName"]
+    objective = job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]
+    described = client.describe_training_job(TrainingJobName=best["TrainingJobName"])
+    final = {metric["MetricName"]: metric["Value"] for metric in described["FinalMetricDataList"]}
+    assert objective == {"Type": "Maximize", "MetricName": "validation:accuracy", "Value": final["validation:accuracy"]}
+    assert objective["Value"] == pytest.approx(0.5 + float(best["TunedHyperParameters"]["learning_rate"]) * 100)
+    # Each trial: the static hyperparameters, SageMaker's own key and a setting within the ranges.
+    assert described["HyperParameters"] == {"seed": "42", "score_only": "True"} | best["TunedHyperParameters"] | {
+        "_tuning_objective_metric": "validation:accuracy"
+    }
+    assert described["TuningJobArn"] == job["HyperParameterTuningJobArn"]
+    assert described["AlgorithmSpecification"]["MetricDefinitions"] == [ACCURACY]
+    for trial in trials:
+        setting = trial["TunedHyperParameters"]
+        assert 1e-5 <= float(setting["learning_rate"]) <= 1e-3 and setting["epochs"] in ("1", "2", "3")
+        assert setting["batch_size"] in ("16", "32") and trial["ObjectiveStatus"] == "Succeeded"
+
+
+def test_a_tuning_jobs_settings_are_drawn_again_from_its_random_seed(client, fake_sagemaker, bucket, monkeypatch):
+    scored_by_learning_rate(fake_sagemaker, monkeypatch)
+    for name, seed in (("tune-1", 7), ("tune-2", 7), ("tune-3", 8)):
+        client.create_hyper_parameter_tuning_job(**tuning_request(bucket, name, trials=3, parallel=3, RandomSeed=seed))
+    settled(fake_sagemaker)
+    drawn = {
+        name: [trial["TunedHyperParameters"] for trial in trials_of(client, name)]
+        for name in ("tune-1", "tune-2", "tune-3")
+    }
+    assert drawn["tune-1"] == drawn["tune-2"] != drawn["tune-3"]
+    assert len({setting["learning_rate"] for setting in drawn["tune-1"]}) == 3
+
+
+def test_a_tuning_job_whose_every_trial_failed_fails(client, fake_sagemaker, bucket, monkeypatch):
+    scored_by_learning_rate(fake_sagemaker, monkeypatch, code=1)
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=2, parallel=2))
+    settled(fake_sagemaker)
+    job = tuning_job(client)
+    assert job["HyperParameterTuningJobStatus"] == "Failed" and "2 training jobs failed" in job["FailureReason"]
+    assert job["TrainingJobStatusCounters"]["NonRetryableError"] == 2 and "BestTrainingJob" not in job
+    assert job["ObjectiveStatusCounters"] == {"Succeeded": 0, "Pending": 0, "Failed": 2}
+    assert {trial["ObjectiveStatus"] for trial in trials_of(client)} == {"Failed"}
+
+
+def test_a_stopped_tuning_job_stops_its_trials_and_starts_no_more(client, fake_sagemaker, bucket, monkeypatch):
+    import threading
+
+    exit_now = threading.Event()
+
+    def run(arguments, root, environment):
+        exit_now.wait(60)
+        return 0, "epoch 1: train loss 0.5, validation loss 0.4, validation accuracy 0.6"
+
+    monkeypatch.setattr(fake_sagemaker, "_run", run)
+    fake_sagemaker.hold_jobs = True  # one trial's step runs (until exit_now), the other's is not started yet
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=5, parallel=2))
+    first = [trial["TrainingJobName"] for trial in trials_of(client)]
+    fake_sagemaker.finish_held(fake_sagemaker.backend().training_jobs[first[0]])
+    client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-1")
+    job = tuning_job(client)
+    assert job["HyperParameterTuningJobStatus"] == "Stopping", "a trial's step still runs"
+    assert [trial["TrainingJobStatus"] for trial in trials_of(client)] == ["Stopping", "Stopped"]
+    exit_now.set()
+    settled(fake_sagemaker)
+    job = tuning_job(client)
+    assert job["HyperParameterTuningJobStatus"] == "Stopped"
+    assert [trial["TrainingJobStatus"] for trial in trials_of(client)] == ["Stopped", "Stopped"]
+    assert job["TrainingJobStatusCounters"]["Stopped"] == 2
+    stopped = client.describe_training_job(TrainingJobName=first[0])
+    assert stopped["SecondaryStatus"] == "Stopped" and "TrainingEndTime" in stopped
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError, match="is Stopped, not InProgress"):
+        client.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-1")
+
+
+def test_a_stopped_training_job_is_stopping_until_its_step_exits(client, fake_sagemaker, bucket, monkeypatch):
+    import threading
+
+    from botocore.exceptions import ClientError
+
+    exit_now = threading.Event()
+
+    def run(arguments, root, environment):
+        exit_now.wait(60)
+        return 0, ""
+
+    monkeypatch.setattr(fake_sagemaker, "_run", run)
+    client.create_training_job(**training_request(bucket))
+    client.stop_training_job(TrainingJobName="train-1")
+    assert client.describe_training_job(TrainingJobName="train-1")["TrainingJobStatus"] == "Stopping"
+    exit_now.set()
+    settled(fake_sagemaker)
+    assert client.describe_training_job(TrainingJobName="train-1")["TrainingJobStatus"] == "Stopped"
+    with pytest.raises(ClientError, match="status Stopped"):
+        client.stop_training_job(TrainingJobName="train-1")
+
+
+def test_the_trials_are_listed_in_pages_filtered_and_sorted(client, fake_sagemaker, bucket, monkeypatch):
+    from botocore.exceptions import ClientError
+
+    scored_by_learning_rate(fake_sagemaker, monkeypatch)
+    fake_sagemaker.page_size = 2
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=5, parallel=5))
+    settled(fake_sagemaker)
+    first = client.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-1")
+    assert len(first["TrainingJobSummaries"]) == 2 and first["NextToken"], "callers must follow NextToken"
+    names = [trial["TrainingJobName"] for trial in trials_of(client)]
+    assert names == sorted(names) and len(names) == 5
+    best_first = trials_of(client, SortBy="FinalObjectiveMetricValue", SortOrder="Descending")
+    values = [trial["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for trial in best_first]
+    assert (
+        values == sorted(values, reverse=True)
+        and best_first[0]["TrainingJobName"] == tuning_job(client)["BestTrainingJob"]["TrainingJobName"]
+    )
+    assert trials_of(client, StatusEquals="Failed") == [] and len(trials_of(client, StatusEquals="Completed")) == 5
+    with pytest.raises(ClientError, match="less than or equal to 100"):
+        client.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-1", MaxResults=101)
+    with pytest.raises(ClientError, match="Invalid pagination token"):
+        client.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-1", NextToken="x")
+    with pytest.raises(ClientError, match="ResourceNotFound|Could not find"):
+        client.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="tune-9")
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        ({"HyperParameterTuningJobName": "t" * 33}, "length less than or equal to 32"),
+        ({"objective": "validation:f1"}, r"objective metric \[validation:f1\] is not defined"),
+        ({"parallel": 11}, "ResourceLimitExceeded"),
+        ({"instance": "ml.c6i.large"}, "Member must satisfy enum value set"),
+        (
+            {"ranges": {"ContinuousParameterRanges": [RANGES["ContinuousParameterRanges"][0] | {"MinValue": "0"}]}},
+            "Logarithmic scaling needs MinValue above 0",
+        ),
+        (
+            {"ranges": {"IntegerParameterRanges": [RANGES["IntegerParameterRanges"][0] | {"MaxValue": "1"}]}},
+            "MinValue 1 must be less than MaxValue 1",
+        ),
+        ({"ranges": {"CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["16", "16"]}]}}, "distinct"),
+        ({"static": {"learning_rate": "0.001"}}, r"\['learning_rate'\] are both static and tunable"),
+        (
+            {"ranges": {key: value for key, value in RANGES.items() if key != "ContinuousParameterRanges"}},
+            r"combinations for the provided ranges \[6\] must be equal or greater than the value of MaxNumberOfJobs, \[8\]",
+        ),
+    ],
+)
+def test_a_tuning_job_sagemaker_would_refuse_is_refused(client, fake_sagemaker, bucket, change, refusal):
+    from botocore.exceptions import ClientError
+
+    request = tuning_request(bucket, trials=8)
+    config, definition = request["HyperParameterTuningJobConfig"], request["TrainingJobDefinition"]
+    request["HyperParameterTuningJobName"] = change.get("HyperParameterTuningJobName", "tune-1")
+    config["HyperParameterTuningJobObjective"]["MetricName"] = change.get("objective", ACCURACY["Name"])
+    config["ResourceLimits"]["MaxParallelTrainingJobs"] = change.get("parallel", 2)
+    config["ParameterRanges"] = change.get("ranges", RANGES)
+    definition["ResourceConfig"]["InstanceType"] = change.get("instance", "ml.m7i.xlarge")
+    definition["StaticHyperParameters"] |= change.get("static", {})
+    with pytest.raises(ClientError, match=refusal):
+        client.create_hyper_parameter_tuning_job(**request)
+    assert client.list_training_jobs()["TrainingJobSummaries"] == [], "no trial started"

@@ -16,6 +16,16 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
 - a job is ``InProgress`` until its step has exited AND ``job_seconds[kind]`` simulated seconds have passed;
   one that would outlast its StoppingCondition ends ``Stopped`` (training: SecondaryStatus
   ``MaxRuntimeExceeded``, or ``MaxWaitTimeExceeded`` for Spot, whose capacity wait is ``spot_wait_seconds``).
+  StopTrainingJob: ``Stopping`` until its step exits (the fake sends it no SIGTERM), then ``Stopped``.
+- hyperparameter tuning jobs run their training jobs through the same machinery (``Tuning``): named
+  ``TUNINGJOB-NNN-HEX8``, at most MaxParallelTrainingJobs at a time, MaxNumberOfTrainingJobs in all, each with the
+  StaticHyperParameters, SageMaker's ``_tuning_objective_metric`` and a setting drawn within the ranges from
+  RandomSeed. The fake does not search as SageMaker does (Bayesian: it draws at random, uniformly, log-uniformly for
+  Logarithmic) and does not stop trials early (TrainingJobEarlyStoppingType is checked, not applied), nor apply
+  ResourceLimits.MaxRuntimeInSeconds. ``InProgress`` -> ``Completed`` (``Failed`` when every trial failed),
+  StopHyperParameterTuningJob ``Stopping`` -> ``Stopped``; TrainingJobStatusCounters, ObjectiveStatusCounters and
+  BestTrainingJob (the objective read from the best trial's log through its MetricDefinitions regex) follow the
+  trials; ListTrainingJobsForHyperParameterTuningJob answers pages of ``page_size``.
 - endpoints go ``Creating`` -> ``InService``; UpdateEndpoint ``Updating`` (the new config only in
   ``PendingDeploymentSummary``) -> ``InService`` on the new config, each for ``endpoint_seconds``. With
   ``roll_back_updates`` (an alarm fired while baking) ``Updating`` -> ``RollingBack`` -> ``InService`` on the old
@@ -30,16 +40,20 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
 Every request is kept as received (``requests``: action, JSON body) for tests to assert on. A status a test
 sets on moto's objects directly (``backend().processing_jobs[name].processing_job_status = ...``) stays.
 What it does not simulate: multi-instance training, Spot interruptions, RollingUpdatePolicy, traffic shares
-during a rollout (InvokeEndpoint serves the config the endpoint reports), UpdateEndpointWeightsAndCapacities.
+during a rollout (InvokeEndpoint serves the config the endpoint reports), UpdateEndpointWeightsAndCapacities, a
+tuning job's search strategy, early stopping and warm start.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime
 import functools
+import hashlib
 import json
 import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -64,6 +78,9 @@ _RECORDED = (
     "update_endpoint",
     "create_model_package",
     "update_model_package",
+    "create_hyper_parameter_tuning_job",
+    "stop_hyper_parameter_tuning_job",
+    "stop_training_job",
 )
 # What a job reports when it failed without a message of its own; SageMaker's wording in DescribeProcessingJob.
 _SEE_LOGS = "AlgorithmError: See job logs for more information"
@@ -78,6 +95,13 @@ _TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 # Idempotency tokens of other AWS APIs are active for 8 hours; SageMaker's CreateModelPackage docs give no
 # lifetime, so the fake assumes the same: past it, the same token creates a new version.
 _TOKEN_LIFETIME = 8 * 3600
+# "Resource limits for automatic model tuning": 10 parallel training jobs per tuning job (a default quota), 750
+# training jobs (Bayesian), 30 hyperparameters searched, 20 metrics defined; botocore: each categorical range 1-30
+# values, a tuning job's name 1-32 of [a-zA-Z0-9-].
+_TUNING_LIMITS = {"parallel": 10, "jobs": 750, "ranges": 30, "metrics": 20, "values": 30}
+_TUNING_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
+_SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+_RUNNING = ("InProgress", "Stopping")
 
 
 class SimulatedClock:
@@ -122,6 +146,22 @@ def _check_instance_type(instance_type: str | None, shape: str, where: str) -> N
         raise _constraint(instance_type, where, f"Member must satisfy enum value set: [{', '.join(allowed)}]")
 
 
+def _limit_exceeded(message: str):
+    """SageMaker's ResourceLimitExceeded: a request over an account quota."""
+    from moto.sagemaker.exceptions import SagemakerClientError
+
+    class ResourceLimitExceeded(SagemakerClientError):
+        code = "ResourceLimitExceeded"
+
+    return ResourceLimitExceeded(message)
+
+
+def _not_found(what: str):
+    from moto.sagemaker.exceptions import ResourceNotFound
+
+    return ResourceNotFound(f"Could not find {what}.")
+
+
 def _check_vpc(vpc: dict | None, where: str) -> None:
     """VpcConfig: SecurityGroupIds 1-5, Subnets 1-16 (botocore shape VpcConfig)."""
     for key, most in (("SecurityGroupIds", 5), ("Subnets", 16)):
@@ -151,6 +191,22 @@ class _Job:
     failure: str | None = None  # the fake's own failure, said as SageMaker would
     metrics: dict[str, float] = field(default_factory=dict)
     reported: str | None = None  # the status the fake last gave moto's job
+    launched: bool = False  # its step was started (a held job's is not, until finish_held)
+    stop_asked: float | None = None  # when StopTrainingJob (or its tuning job's stop) asked it to stop
+
+
+@dataclass
+class _Tuning:
+    """A hyperparameter tuning job as the fake runs it: the request's parts and the training jobs it started."""
+
+    name: str
+    arn: str
+    config: dict  # HyperParameterTuningJobConfig
+    definition: dict  # TrainingJobDefinition
+    settings: list[dict[str, str]]  # each trial's tuned hyperparameters, drawn when the job was created
+    started: list[str] = field(default_factory=list)  # its training jobs, in launch order
+    stopping: bool = False
+    ended: bool = False
 
 
 @dataclass
@@ -184,6 +240,7 @@ class FakeSageMaker:
         self.threads: list[threading.Thread] = []
         self.servers: dict[str, ServerProcess] = {}
         self._jobs: dict[str, _Job] = {}
+        self._tunings: dict[str, _Tuning] = {}
         self._rollouts: dict[str, _Rollout] = {}
         self._tokens: dict[str, tuple[dict, str, float]] = {}  # ClientToken -> (request, package ARN, when)
         self._lock = threading.RLock()
@@ -204,6 +261,10 @@ class FakeSageMaker:
             "create_model_package": (self._reuse_model_package, self._after_model_package),
             "update_model_package": (self._update_model_package, None),
             "create_model_package_group": (self._new_model_package_group, None),
+            "create_hyper_parameter_tuning_job": (self._check_tuning, self._after_tuning),
+            "stop_hyper_parameter_tuning_job": (self._stop_tuning, None),
+            "list_training_jobs_for_hyper_parameter_tuning_job": (self._list_trials, None),
+            "stop_training_job": (self._stop_training_job, None),
         }
         for action in {*_RECORDED, *checks}:
             before, after = checks.get(action, (None, None))
@@ -233,6 +294,8 @@ class FakeSageMaker:
             "list_processing_jobs",
             "describe_endpoint",
             "list_endpoints",
+            "describe_hyper_parameter_tuning_job",
+            "list_hyper_parameter_tuning_jobs",
         ):
             monkeypatch.setattr(SageMakerModelBackend, name, self._refreshed(getattr(SageMakerModelBackend, name)))
         original_list_packages = SageMakerModelBackend.list_model_packages
@@ -334,6 +397,9 @@ class FakeSageMaker:
                 jobs = backend.training_jobs if record.kind == "training" else backend.processing_jobs
                 if name in jobs:
                     self._refresh_job(jobs[name], record)
+            for tuning in list(self._tunings.values()):  # after its trials: it may start the next ones
+                if tuning.name in backend.hyper_parameter_tuning_jobs:
+                    self._refresh_tuning(backend, tuning)
             for name, rollout in self._rollouts.items():
                 if name in backend.endpoints and not rollout.settled:
                     self._refresh_endpoint(backend, backend.endpoints[name], rollout)
@@ -411,6 +477,7 @@ class FakeSageMaker:
         self._launch(record, job)
 
     def _launch(self, record: _Job, job) -> None:
+        record.launched = True
         thread = threading.Thread(target=self._finish, args=(record, job, record.run), daemon=True)
         self.threads.append(thread)
         thread.start()
@@ -439,7 +506,13 @@ class FakeSageMaker:
             limits.append((record.released + record.max_wait, "MaxWaitTimeExceeded"))
         limit, exceeded = min(limits)
         end = max(planned, record.exited) if record.exited is not None else None
-        if end is not None and end <= limit and now >= end:
+        # StopTrainingJob before the job would have ended: Stopping while its step runs, then Stopped.
+        stop = record.stop_asked is not None and record.stop_asked < min(limit, end if end is not None else limit)
+        if stop and record.launched and record.exited is None:
+            status, secondary, end = "Stopping", None, None
+        elif stop:
+            status, secondary, end = "Stopped", "Stopped", max(record.stop_asked, record.exited or 0.0)
+        elif end is not None and end <= limit and now >= end:
             failed = record.failure is not None or record.code != 0
             status, secondary = ("Failed", "Failed") if failed else ("Completed", "Completed")
         elif now >= limit:  # StoppingCondition: "SageMaker ends the job"; DescribeTrainingJob: Stopped
@@ -453,6 +526,8 @@ class FakeSageMaker:
             uploading = (end if end is not None else planned) - 0.05 * seconds
             phases.append(("Uploading", max(uploading, start + 0.1 * seconds)))
         phases = [(name, at) for name, at in phases if at <= now and (end is None or at <= end)]
+        if status == "Stopping":
+            phases.append(("Stopping", record.stop_asked))
         if end is not None:
             phases.append((secondary, end))
         setattr(job, attribute, status)
@@ -613,10 +688,10 @@ class FakeSageMaker:
                 self._upload_file(path, f"{uri.rstrip('/')}/{path.relative_to(folder).as_posix()}")
 
     def _log(self, group: str, stream: str, output: str) -> None:
-        if group not in [
-            g["logGroupName"] for g in self.logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"]
-        ]:
+        try:
             self.logs.create_log_group(logGroupName=group)
+        except self.logs.exceptions.ResourceAlreadyExistsException:
+            pass  # an earlier job's, or one running beside it (a tuning job's trials)
         try:
             self.logs.create_log_stream(logGroupName=group, logStreamName=stream)
         except self.logs.exceptions.ResourceAlreadyExistsException:
@@ -625,6 +700,261 @@ class FakeSageMaker:
         events = [{"timestamp": now, "message": line} for line in output.splitlines()[-5000:] if line.strip()]
         if events:
             self.logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events)
+
+    # ---- training jobs stopped --------------------------------------------------------------------------------
+    def _stop_training_job(self, backend, body: dict):
+        """StopTrainingJob (moto has none): only an InProgress job; it is Stopping until its step exits."""
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.exceptions import ValidationError
+
+        self.refresh()
+        name = body["TrainingJobName"]
+        if name not in backend.training_jobs:
+            raise _not_found(f"training job '{name}'")
+        status = backend.training_jobs[name].training_job_status
+        if status != "InProgress" or name not in self._jobs:
+            raise ValidationError(f"The request was rejected because the training job is in status {status}.")
+        self._jobs[name].stop_asked = self.clock.now()
+        self.refresh()
+        return ActionResult({})
+
+    # ---- hyperparameter tuning ------------------------------------------------------------------------------
+    def _check_tuning(self, backend, body: dict) -> None:
+        """CreateHyperParameterTuningJob as SageMaker checks it: the name (1-32), the trials' definition as a
+        training job's, the objective among its MetricDefinitions, the quotas, and ranges SageMaker can search."""
+        from moto.sagemaker.exceptions import ValidationError
+
+        name = body["HyperParameterTuningJobName"]
+        if not _TUNING_NAME.fullmatch(name):
+            raise _constraint(
+                name,
+                "hyperParameterTuningJobName",
+                f"Member must have length less than or equal to 32 and satisfy regular expression pattern: "
+                f"{_TUNING_NAME.pattern}",
+            )
+        definition = body.get("TrainingJobDefinition")
+        if definition is None:
+            raise ValidationError("The fake runs a TrainingJobDefinition; TrainingJobDefinitions is not simulated")
+        resources = definition.get("ResourceConfig") or {}
+        _check_instance_type(
+            resources.get("InstanceType"), "TrainingInstanceType", "trainingJobDefinition.resourceConfig.instanceType"
+        )
+        _check_vpc(definition.get("VpcConfig"), "trainingJobDefinition.vpcConfig")
+        self._check_training(backend, definition)  # Spot's MaxWaitTimeInSeconds, as a training job's
+        config = body["HyperParameterTuningJobConfig"]
+        metrics = [each["Name"] for each in definition["AlgorithmSpecification"].get("MetricDefinitions") or []]
+        if len(metrics) > _TUNING_LIMITS["metrics"]:
+            raise _limit_exceeded(f"{len(metrics)} metric definitions: a tuning job takes {_TUNING_LIMITS['metrics']}")
+        objective = (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName")
+        if objective not in metrics:
+            raise ValidationError(
+                f"The objective metric [{objective}] is not defined in the MetricDefinitions of the training job "
+                f"definition: {metrics}"
+            )
+        limits = config["ResourceLimits"]
+        if limits["MaxParallelTrainingJobs"] > _TUNING_LIMITS["parallel"]:
+            raise _limit_exceeded(
+                f"The account-level service limit 'Number of parallel training jobs per tuning job' is "
+                f"{_TUNING_LIMITS['parallel']}, and you asked for {limits['MaxParallelTrainingJobs']}."
+            )
+        jobs = limits.get("MaxNumberOfTrainingJobs", 1)
+        if jobs > _TUNING_LIMITS["jobs"]:
+            raise _limit_exceeded(f"MaxNumberOfTrainingJobs {jobs} is over the {_TUNING_LIMITS['jobs']} allowed")
+        _check_ranges(config.get("ParameterRanges") or {}, definition.get("StaticHyperParameters") or {}, jobs)
+
+    def _after_tuning(self, backend, body: dict, result: dict) -> None:
+        name, config = body["HyperParameterTuningJobName"], body["HyperParameterTuningJobConfig"]
+        job = backend.hyper_parameter_tuning_jobs[name]
+        seed = config.get("RandomSeed", int(hashlib.sha1(name.encode()).hexdigest()[:8], 16))
+        jobs = config["ResourceLimits"].get("MaxNumberOfTrainingJobs", 1)
+        tuning = _Tuning(
+            name, job.arn, config, body["TrainingJobDefinition"], _draw(config.get("ParameterRanges") or {}, jobs, seed)
+        )
+        self._tunings[name] = tuning
+        created = _stamp(self.clock.now())
+        job.creation_time = job.last_modified_time = created
+        job.overall_best_training_job = job.tuning_job_completion_details = job.consumed_resources = None
+        job.warm_start_config = job.autotune = None
+        self._refresh_tuning(backend, tuning)
+
+    def _start_trial(self, backend, tuning: _Tuning) -> None:
+        """The tuning job's next training job, named as SageMaker names them, run as any training job is."""
+        index = len(tuning.started) + 1
+        name = f"{tuning.name}-{index:03d}-{hashlib.sha1(f'{tuning.name}/{index}'.encode()).hexdigest()[:8]}"
+        definition = copy.deepcopy(tuning.definition)
+        objective = tuning.config["HyperParameterTuningJobObjective"]["MetricName"]
+        hyperparameters = (definition.get("StaticHyperParameters") or {}) | tuning.settings[index - 1]
+        backend.create_training_job(
+            training_job_name=name,
+            hyper_parameters=hyperparameters | {"_tuning_objective_metric": objective},
+            algorithm_specification=definition["AlgorithmSpecification"],
+            role_arn=definition["RoleArn"],
+            input_data_config=definition.get("InputDataConfig") or [],
+            output_data_config=definition["OutputDataConfig"],
+            resource_config=definition.get("ResourceConfig"),
+            vpc_config=definition.get("VpcConfig"),
+            stopping_condition=definition["StoppingCondition"],
+            tags=[],
+            enable_network_isolation=definition.get("EnableNetworkIsolation", False),
+            enable_inter_container_traffic_encryption=False,
+            enable_managed_spot_training=definition.get("EnableManagedSpotTraining", False),
+            checkpoint_config=definition.get("CheckpointConfig"),
+            debug_hook_config=None,
+            debug_rule_configurations=None,
+            tensor_board_output_config=None,
+            experiment_config=None,
+        )
+        # moto replaced the MetricDefinitions of the one it was given; SageMaker keeps the definition's.
+        body = {
+            "TrainingJobName": name,
+            "AlgorithmSpecification": copy.deepcopy(tuning.definition["AlgorithmSpecification"]),
+        }
+        self._after_training(backend, body | {"Environment": definition.get("Environment")}, {})
+        backend.training_jobs[name].tuning_job_arn = tuning.arn
+        tuning.started.append(name)
+
+    def _trial_summary(self, backend, tuning: _Tuning, name: str) -> dict:
+        """HyperParameterTrainingJobSummary of one of the tuning job's training jobs."""
+        job = backend.training_jobs[name]
+        objective = tuning.config["HyperParameterTuningJobObjective"]
+        final = {each["MetricName"]: each["Value"] for each in job.final_metric_data_list or []}
+        status = job.training_job_status
+        summary = {
+            "TrainingJobName": name,
+            "TrainingJobArn": job.arn,
+            "TuningJobName": tuning.name,
+            "CreationTime": job.creation_time,
+            "TrainingStartTime": job.training_start_time,
+            "TrainingEndTime": job.training_end_time,
+            "TrainingJobStatus": status,
+            "TunedHyperParameters": tuning.settings[tuning.started.index(name)],
+            "FailureReason": job.failure_reason,
+            "ObjectiveStatus": "Pending" if status in _RUNNING else "Failed",
+        }
+        if status in ("Completed", "Stopped") and objective["MetricName"] in final:
+            summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                "Type": objective["Type"],
+                "MetricName": objective["MetricName"],
+                "Value": final[objective["MetricName"]],
+            }
+            summary["ObjectiveStatus"] = "Succeeded"
+        return {key: value for key, value in summary.items() if value is not None}
+
+    def _refresh_tuning(self, backend, tuning: _Tuning) -> None:
+        """moto's tuning job as DescribeHyperParameterTuningJob would show it now, after starting the trials its
+        limits let run."""
+        job = backend.hyper_parameter_tuning_jobs[tuning.name]
+        if tuning.ended:
+            return
+        limits = tuning.config["ResourceLimits"]
+
+        def statuses() -> list[str]:
+            return [backend.training_jobs[name].training_job_status for name in tuning.started]
+
+        while not tuning.stopping and len(tuning.started) < limits.get("MaxNumberOfTrainingJobs", 1):
+            if sum(status in _RUNNING for status in statuses()) >= limits["MaxParallelTrainingJobs"]:
+                break
+            self._start_trial(backend, tuning)
+        trials = [self._trial_summary(backend, tuning, name) for name in tuning.started]
+        done = [each["TrainingJobStatus"] for each in trials]
+        job.training_job_status_counters = {
+            "Completed": done.count("Completed"),
+            "InProgress": sum(status in _RUNNING for status in done),
+            "RetryableError": 0,
+            "NonRetryableError": done.count("Failed"),  # the fake retries no training job
+            "Stopped": done.count("Stopped"),
+        }
+        objectives = [each["ObjectiveStatus"] for each in trials]
+        job.objective_status_counters = {state: objectives.count(state) for state in ("Succeeded", "Pending", "Failed")}
+        scored = [
+            each
+            for each in trials
+            if each["TrainingJobStatus"] == "Completed" and each["ObjectiveStatus"] == "Succeeded"
+        ]
+        maximise = tuning.config["HyperParameterTuningJobObjective"]["Type"] == "Maximize"
+        value = lambda each: each["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]  # noqa: E731
+        job.best_training_job = (max if maximise else min)(scored, key=value) if scored else None
+        running = job.training_job_status_counters["InProgress"]
+        finished = tuning.stopping or len(tuning.started) >= limits.get("MaxNumberOfTrainingJobs", 1)
+        job.failure_reason = None
+        if running or not finished:
+            job.hyper_parameter_tuning_job_status = "Stopping" if tuning.stopping else "InProgress"
+            job.hyper_parameter_tuning_end_time = None
+            return
+        if tuning.stopping:
+            status = "Stopped"
+        elif not scored:
+            status = "Failed"
+            job.failure_reason = f"All {len(trials)} training jobs failed; see their FailureReason"
+        else:
+            status = "Completed"
+        job.hyper_parameter_tuning_job_status, tuning.ended = status, True
+        job.hyper_parameter_tuning_end_time = job.last_modified_time = _stamp(self.clock.now())
+
+    def _tuning_of(self, backend, name: str) -> _Tuning:
+        if name not in backend.hyper_parameter_tuning_jobs or name not in self._tunings:
+            raise _not_found(f"hyper parameter tuning job '{name}'")
+        return self._tunings[name]
+
+    def _stop_tuning(self, backend, body: dict):
+        """StopHyperParameterTuningJob: no new trials, the running ones stopped; Stopped once they are."""
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.exceptions import ValidationError
+
+        self.refresh()
+        tuning = self._tuning_of(backend, body["HyperParameterTuningJobName"])
+        status = backend.hyper_parameter_tuning_jobs[tuning.name].hyper_parameter_tuning_job_status
+        if status != "InProgress":
+            raise ValidationError(f"The hyperparameter tuning job {tuning.name} is {status}, not InProgress.")
+        tuning.stopping = True
+        for name in tuning.started:
+            if backend.training_jobs[name].training_job_status == "InProgress":
+                self._jobs[name].stop_asked = self.clock.now()
+        self.refresh()
+        return ActionResult({})
+
+    def _list_trials(self, backend, body: dict):
+        """ListTrainingJobsForHyperParameterTuningJob: StatusEquals, SortBy (Name by default), SortOrder
+        (Ascending), pages of MaxResults (1-100, ``page_size`` by default) joined by NextToken."""
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.exceptions import ValidationError
+
+        self.refresh()
+        tuning = self._tuning_of(backend, body["HyperParameterTuningJobName"])
+        size = body.get("MaxResults") or self.page_size
+        if not 1 <= size <= 100:
+            raise _constraint(size, "maxResults", "Member must have value less than or equal to 100")
+        trials = [self._trial_summary(backend, tuning, name) for name in tuning.started]
+        if body.get("StatusEquals"):
+            trials = [each for each in trials if each["TrainingJobStatus"] == body["StatusEquals"]]
+        sort_by = body.get("SortBy", "Name")
+        keys = {
+            "Name": lambda each: each["TrainingJobName"],
+            "CreationTime": lambda each: each["CreationTime"],
+            "Status": lambda each: each["TrainingJobStatus"],
+            # jobs with no objective value last, whichever the order
+            "FinalObjectiveMetricValue": lambda each: (
+                "FinalHyperParameterTuningJobObjectiveMetric" in each,
+                each.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value", 0.0),
+            ),
+        }
+        if sort_by not in keys:
+            raise _constraint(sort_by, "sortBy", f"Member must satisfy enum value set: [{', '.join(keys)}]")
+        descending = body.get("SortOrder", "Ascending") == "Descending"
+        trials.sort(key=keys[sort_by], reverse=descending)
+        if sort_by == "FinalObjectiveMetricValue" and not descending:
+            trials.sort(key=lambda each: "FinalHyperParameterTuningJobObjectiveMetric" not in each)
+        token = body.get("NextToken")
+        start = 0
+        if token is not None:
+            if not re.fullmatch(rf"{re.escape(tuning.name)}/[0-9]+", token):
+                raise ValidationError(f"Invalid pagination token: {token}")
+            start = int(token.rsplit("/", 1)[1])
+        page = trials[start : start + size]
+        answer = {"TrainingJobSummaries": page}
+        if start + size < len(trials):
+            answer["NextToken"] = f"{tuning.name}/{start + size}"
+        return ActionResult(answer)
 
     # ---- endpoints ----------------------------------------------------------------------------------------
     def _after_endpoint(self, backend, body: dict, result: dict) -> None:
@@ -824,8 +1154,101 @@ _TRAINING_MESSAGES = {
     "Completed": "Training job completed",
     "Failed": "Training job failed",
     "MaxRuntimeExceeded": "Training job stopped: it reached MaxRuntimeInSeconds",
+    "Stopping": "Stopping the training job",
+    "Stopped": "Training job stopped",
     "MaxWaitTimeExceeded": "Training job stopped: it reached MaxWaitTimeInSeconds",
 }
+
+
+def _numbers(each: dict, kind: str, where: str) -> tuple[float, float]:
+    """A range's MinValue and MaxValue as the numbers SageMaker reads: integers of an Integer range."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    number = int if kind == "Integer" else float
+    try:
+        return number(each["MinValue"]), number(each["MaxValue"])
+    except ValueError:
+        raise ValidationError(
+            f"{where} {each['Name']}: MinValue {each['MinValue']!r} and MaxValue {each['MaxValue']!r} must be "
+            f"{'integers' if kind == 'Integer' else 'numbers'}"
+        ) from None
+
+
+def _check_ranges(ranges: dict, static: dict, jobs: int) -> None:
+    """ParameterRanges SageMaker searches (API reference ContinuousParameterRange, IntegerParameterRange,
+    CategoricalParameterRange; "Define Hyperparameter Ranges"): each name once and not also static, min below max,
+    a Logarithmic range above 0, a ReverseLogarithmic one within [0, 1), categorical values distinct; at most 30
+    ranges; and, when no range is continuous, at least as many combinations as training jobs."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    names = [each["Name"] for kind in ranges.values() for each in kind]
+    if len(names) > _TUNING_LIMITS["ranges"]:
+        raise _limit_exceeded(f"{len(names)} hyperparameters to search: at most {_TUNING_LIMITS['ranges']}")
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise ValidationError(f"The hyperparameter(s) {repeated} have more than one range")
+    if both := sorted(set(names) & set(static)):
+        raise ValidationError(f"The hyperparameter(s) {both} are both static and tunable")
+    combinations = 1
+    for kind, where in (("Continuous", "ContinuousParameterRanges"), ("Integer", "IntegerParameterRanges")):
+        for each in ranges.get(where) or []:
+            scaling = each.get("ScalingType", "Auto")
+            if scaling not in _SCALING_TYPES:
+                raise _constraint(
+                    scaling, f"{where}.scalingType", f"Member must satisfy enum value set: {_SCALING_TYPES}"
+                )
+            low, high = _numbers(each, kind, where)
+            if low >= high:
+                raise ValidationError(f"{where} {each['Name']}: MinValue {low} must be less than MaxValue {high}")
+            if scaling == "Logarithmic" and low <= 0:
+                raise ValidationError(f"{where} {each['Name']}: Logarithmic scaling needs MinValue above 0, not {low}")
+            if scaling == "ReverseLogarithmic" and not 0 <= low < high < 1:
+                raise ValidationError(f"{where} {each['Name']}: ReverseLogarithmic scaling needs a range in [0, 1)")
+            combinations = math.inf if kind == "Continuous" else combinations * (high - low + 1)
+    for each in ranges.get("CategoricalParameterRanges") or []:
+        values = each["Values"]
+        if not 1 <= len(values) <= _TUNING_LIMITS["values"] or len(set(values)) != len(values):
+            raise ValidationError(
+                f"CategoricalParameterRanges {each['Name']}: 1 to {_TUNING_LIMITS['values']} distinct values, not {values}"
+            )
+        combinations *= len(values)
+    if combinations < jobs:
+        raise ValidationError(
+            f"You don't have enough combinations of hyperparameter ranges. The total number of hyperparameter "
+            f"combinations for the provided ranges [{combinations}] must be equal or greater than the value of "
+            f"MaxNumberOfJobs, [{jobs}]. Provide additional ranges."
+        )
+
+
+def _scaled(generator: random.Random, low: float, high: float, scaling: str) -> float:
+    if scaling == "Logarithmic":
+        return math.exp(generator.uniform(math.log(low), math.log(high)))
+    if scaling == "ReverseLogarithmic":
+        return 1 - math.exp(generator.uniform(math.log(1 - high), math.log(1 - low)))
+    return generator.uniform(low, high)
+
+
+def _draw(ranges: dict, trials: int, seed: int) -> list[dict[str, str]]:
+    """Each trial's setting: a value within every range (log-uniform for a Logarithmic one), as strings, from a
+    generator seeded with the tuning job's RandomSeed, so the same request draws the same settings. Random, not
+    Bayesian: the fake's trials do not learn from the ones before."""
+    generator = random.Random(seed)
+    settings = []
+    for _ in range(trials):
+        setting = {}
+        for each in ranges.get("ContinuousParameterRanges") or []:
+            low, high = _numbers(each, "Continuous", "ContinuousParameterRanges")
+            setting[each["Name"]] = repr(min(high, max(low, _scaled(generator, low, high, each.get("ScalingType")))))
+        for each in ranges.get("IntegerParameterRanges") or []:
+            low, high = _numbers(each, "Integer", "IntegerParameterRanges")
+            if each.get("ScalingType") == "Logarithmic":
+                value = round(_scaled(generator, low, high, "Logarithmic"))
+            else:
+                value = round(_scaled(generator, low - 0.5, high + 0.5, "Linear"))
+            setting[each["Name"]] = str(min(high, max(low, value)))
+        for each in ranges.get("CategoricalParameterRanges") or []:
+            setting[each["Name"]] = generator.choice(each["Values"])
+        settings.append(setting)
+    return settings
 
 
 def _check_deployment(deployment: dict, instance_count: int) -> None:
