@@ -1,13 +1,14 @@
 """``airflow dags test nlp_local`` end to end on a tiny BERT and generated data, as `make demo` runs it."""
 
 import json
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.airflow.conftest import dags_test, model_events, smoke_conf, task_states
-from tests.conftest import free_port, run_tasks
+from tests.airflow.conftest import dags_test, json_output, model_events, run_airflow, smoke_conf, task_states
+from tests.conftest import REPO, free_port, run_tasks
 
 FIGURES = ("precision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32")
 
@@ -18,6 +19,23 @@ def trigger(env: dict, conf: dict) -> str:
 
 def states_of(env: dict, run_id: str) -> dict:
     return task_states(env, "nlp_local", run_id)
+
+
+def mapped_states(env: dict, run_id: str, task_id: str) -> dict[str, str]:
+    """The states of a mapped task's instances, by map index."""
+    rows = json_output(run_airflow(env, "tasks", "states-for-dag-run", "nlp_local", run_id, "-o", "json"))
+    return {row["map_index"]: row["state"] for row in rows if row["task_id"] == task_id}
+
+
+# A search of two short trials on the tiny BERT: learning rates around the smoke runs' 1e-3, 2 epochs (as the
+# first run trains) and 4 steps each; the best one trains the run's model.
+TUNING = {
+    "tuning_trials": 2,
+    "learning_rate_range": [5e-4, 2e-3],
+    "epochs_range": [2, 2],
+    "batch_sizes": [16],
+    "tuning_max_steps": 4,
+}
 
 
 def registry(env: dict) -> list[dict]:
@@ -32,13 +50,15 @@ def endpoint_state(airflow_home):
     run_tasks("stop-local", "--state", state, check=False)
 
 
-def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_state, raw_data, tiny_model):
+def test_a_tuned_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_state, raw_data, tiny_model):
     port = free_port()
-    conf = smoke_conf(raw_data, tiny_model, epochs=2, endpoint_port=port)
+    conf = smoke_conf(raw_data, tiny_model, epochs=2, endpoint_port=port) | TUNING
     first = trigger(airflow_home, conf)
     states = states_of(airflow_home, first)
     ran = [
         "stage_dataset",
+        "plan_trials",
+        "choose_setting",
         "train",
         "quantize",
         "evaluate",
@@ -56,6 +76,7 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     [entry] = registry(airflow_home)
     assert entry["status"] == "production" and entry["run_id"] == first and entry["dag_id"] == "nlp_local"
     assert entry["config"]["base_model"] == str(tiny_model) and entry["data_fingerprint"].startswith("sha256:")
+    tuned_as_chosen(airflow_home, first, entry)
     quantization = json.loads((Path(entry["model"]) / "quantization.json").read_text())
     assert quantization["timing"] == "quick", "the run's timing Param reaches the step"
     answer = httpx.post(
@@ -83,9 +104,11 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     assert Path(candidate["model_card"]).is_file() and candidate["precision"] == quantization["chosen_precision"]
 
     barely_trained = conf | {"epochs": 1, "learning_rate": 1e-7, "quantize": False, "min_accuracy": 0.75, "min_f1": 0.8}
+    barely_trained["tuning_trials"] = 0  # tuning off: train takes the form's setting
     second = trigger(airflow_home, barely_trained)
     states = states_of(airflow_home, second)
     assert states["reject"] == "success" and states["register"] == "skipped" and states["deploy"] == "skipped"
+    assert (states["plan_trials"], states["trial"], states["choose_setting"]) == ("success", "skipped", "success")
     rejected, production = registry(airflow_home)  # newest first
     assert (production["id"], production["status"]) == (entry["id"], "production")
     assert rejected["status"] == "archived" and rejected["decision"] == "reject"
@@ -99,6 +122,32 @@ def test_a_run_deploys_then_a_worse_model_is_rejected(airflow_home, endpoint_sta
     )
     assert archived["accuracy"] == rejected["metrics"]["accuracy"] and archived["precision"] == "fp32"
     assert httpx.get(f"http://127.0.0.1:{port}/ping").json()["model_version"] == entry["version"]
+
+
+def tuned_as_chosen(env: dict, run_id: str, entry: dict) -> None:
+    """The run's two trials ran (mapped, in the pool nlp_tuning that the Airflow home has), its search's
+    tuning.json scored both, and train trained the best one's setting: in the model card, and the registry."""
+    sys.path.insert(0, str(REPO / "plugins"))
+    from nlp_pipeline.limits import TUNING_POOL, tuning_pool_slots
+
+    assert mapped_states(env, run_id, "trial") == {"0": "success", "1": "success"}
+    [pool] = json_output(run_airflow(env, "pools", "get", TUNING_POOL, "-o", "json"))
+    assert int(pool["slots"]) == tuning_pool_slots()
+    run = Path(env["AIRFLOW_VAR_NLP_ARTEFACT_ROOT"], "nlp_local")
+    [search] = [path for path in run.glob("*/tune/try*") if path.is_dir()]
+    tuning = json.loads((search / "tuning.json").read_text())
+    assert [trial["name"] for trial in tuning["trials"]] == ["trial-000", "trial-001"]
+    assert all(
+        trial["status"] in ("completed", "stopped") and trial["accuracy"] is not None for trial in tuning["trials"]
+    )
+    best = tuning["best"]
+    assert best["name"] in ("trial-000", "trial-001") and 5e-4 <= best["setting"]["learning_rate"] <= 2e-3
+    [trained] = [path for path in run.glob("*/model/try*") if path.is_dir()]
+    card = json.loads((trained / "model_card.json").read_text())
+    assert {name: card["hyperparameters"][name] for name in best["setting"]} == best["setting"]
+    assert card["tuning"]["best"] == best, "the model card records the search"
+    assert {name: entry["config"][name] for name in best["setting"]} == best["setting"], "the registry's config"
+    assert entry["tuning"]["best"] == best, "the registry entry records the search"
 
 
 def test_an_s3_artefact_root_gets_every_artefact_and_serves_from_s3(airflow_home, s3, raw_data, tiny_model):
