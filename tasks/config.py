@@ -13,7 +13,7 @@ import os
 import re
 import typing
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from tasks.data.sources import parse_prefixes
 from tasks.errors import ConfigError
@@ -296,6 +296,10 @@ class TrainArguments:
 class TuneArguments:
     """``python -m tasks tune ACTION``: plan a random search over train's hyper-parameters, select its best trial,
     or run a whole search here (plan, every trial as ``python -m tasks train``, select)."""
+
+    # The output folder is the search's, shared with its trials: plan and select read and write it where it is,
+    # an s3:// prefix included (tasks/tuning/files.py), rather than in a scratch folder uploaded at the end.
+    OUTPUT_IN_PLACE: ClassVar[bool] = True
 
     output: str = field(
         metadata={"help": "The search's folder: plan.json, trials/<name>/, scores/ (early stopping), tuning.json."}

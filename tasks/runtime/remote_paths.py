@@ -63,6 +63,8 @@ def local_arguments(args) -> Iterator[object]:
         if value and is_remote(value):
             setattr(args, name, str(resolve(value)))
     output = getattr(args, "output", "")
+    if getattr(args, "OUTPUT_IN_PLACE", False):
+        output = ""  # the step reads and writes its remote output folder itself
     with tempfile.TemporaryDirectory(prefix="tasks-remote-") as scratch:
         if output and is_remote(output):
             args.output = f"{scratch}/output"
