@@ -66,7 +66,8 @@ def test_no_step_and_unknown_step_exit_2(capsys):
     assert main([]) == 2
     assert main(["xyz"]) == 2
     assert (
-        "error: unknown step 'xyz'; choose one of sample, stage, train, tune, quantize, evaluate" in capsys.readouterr().err
+        "error: unknown step 'xyz'; choose one of sample, stage, train, tune, quantize, evaluate"
+        in capsys.readouterr().err
     )
 
 

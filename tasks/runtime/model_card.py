@@ -18,6 +18,9 @@ JSON_CARD = "model_card.json"
 # The card's per-epoch training figures (epoch, loss, val_loss, accuracy, f1): the train step writes them, a
 # compressed model's card inherits them, the evaluate step's report draws the learning curve from them.
 TRAINING_HISTORY = "training_history"
+# The search that chose the card's hyper-parameters (train --tuning): where its tuning.json is, the best trial and
+# every trial's setting and score. A compressed model's card keeps it; the report and the registry show it.
+TUNING = "tuning"
 README = "README.md"
 _GLUE = "nyu-mll/glue"
 _TEMPLATE = """---
@@ -140,6 +143,8 @@ def _facts(card: dict, compression: dict) -> list[tuple[str, str]]:
         ("data", f"{data.get('source')} (fingerprint {data.get('fingerprint')}, rows {data.get('rows')})"),
         ("hyper-parameters", json.dumps(card.get("hyperparameters") or {}, sort_keys=True)),
     ]
+    if tuning := card.get(TUNING):
+        facts.append(("tuning", describe_tuning(tuning)))
     if compression.get("recipe"):
         facts.append(("INC recipe", f"{compression['recipe']['name']}: {compression['recipe']['description']}"))
     if compression.get("relative_accuracy_loss") is not None:
@@ -151,6 +156,19 @@ def _facts(card: dict, compression: dict) -> list[tuple[str, str]]:
         facts.append(("trained on", f"{cpu.get('cores')} core(s), ISA {' '.join(cpu.get('flags') or [])}"))
     facts.append(("packages", ", ".join(f"{name} {version}" for name, version in (card.get("packages") or {}).items())))
     return facts
+
+
+def describe_tuning(tuning: dict) -> str:
+    """The search in one line: the chosen setting, its score, how many trials, where the search is."""
+    from tasks.tuning.space import describe
+
+    best = tuning["best"]
+    setting = describe(best["setting"])
+    scored = [trial for trial in tuning.get("trials", []) if trial.get("accuracy") is not None]
+    return (
+        f"{setting} (trial {best['name']}: validation accuracy {best['accuracy']:.4f}, F1 {best['f1']:.4f}), the best"
+        f" of {len(scored)} scored trial(s) of {len(tuning.get('trials', []))} ({tuning.get('uri')})"
+    )
 
 
 def _is_hub_id(name: object) -> bool:

@@ -32,6 +32,7 @@ class ProgressLogger(tf_keras.callbacks.Callback):
     half of the steps, where graph tracing for each new batch shape dominates.
 
     :param learning_rate: the optimizer's schedule, learning rate by step index (from 0).
+    :param total_steps: the steps this run takes (fewer than ``epochs`` x ``steps_per_epoch`` when capped).
     """
 
     def __init__(
@@ -41,12 +42,13 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         epochs: int,
         global_batch_size: int,
         learning_rate: Callable[[int], float],
+        total_steps: int | None = None,
     ):
         super().__init__()
         self.every, self.steps_per_epoch, self.epochs = every, steps_per_epoch, epochs
         self.global_batch_size = global_batch_size
         self.learning_rate = learning_rate
-        self.total_steps = steps_per_epoch * epochs
+        self.total_steps = total_steps or steps_per_epoch * epochs
         self.step_times: list[float] = []
         self._epoch = 0
         self._window_start = 0.0
@@ -64,11 +66,11 @@ class ProgressLogger(tf_keras.callbacks.Callback):
         now = time.perf_counter()
         self.step_times.append(now - self._batch_start)
         step = batch + 1
-        if step % self.every and step != self.steps_per_epoch:
+        done = self._epoch * self.steps_per_epoch + step
+        if step % self.every and step != self.steps_per_epoch and done != self.total_steps:
             return
         window = max(now - self._window_start, 1e-9)
         rate = ((batch % self.every) + 1) * self.global_batch_size / window
-        done = self._epoch * self.steps_per_epoch + step
         recent = self.step_times[-self.every :]
         eta = (self.total_steps - done) * sum(recent) / len(recent)
         log.info(
@@ -222,7 +224,7 @@ class TensorBoardWriter(tf_keras.callbacks.Callback):
     and each epoch's ``epoch_loss``; on ``validation/`` each epoch's ``epoch_loss``, ``epoch_accuracy`` and
     ``epoch_f1`` (from ``ValidationScorer``, which must run before it).
 
-    Every scalar's step is the global training step (an epoch's at its last step), so a run resumed from its
+    Every scalar's step is the global training step (an epoch's at its last step run), so a run resumed from its
     checkpoint continues the curves. Events a killed run wrote past the checkpoint it resumes from are dropped
     first, so no step appears twice; a run that starts over drops the earlier curves. Events are flushed every
     step, so none before a checkpoint is lost with the process.
@@ -243,7 +245,7 @@ class TensorBoardWriter(tf_keras.callbacks.Callback):
         self.folder, self.steps_per_epoch, self.global_batch_size = folder, steps_per_epoch, global_batch_size
         self.backup, self.learning_rate = backup, learning_rate
         self._writers: dict[str, object] = {}
-        self._epoch, self._batch_start = 0, 0.0
+        self._epoch, self._batch_start, self._step = 0, 0.0, 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -263,7 +265,7 @@ class TensorBoardWriter(tf_keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         seconds = max(time.perf_counter() - self._batch_start, 1e-9)
-        step = self._epoch * self.steps_per_epoch + batch + 1
+        step = self._step = self._epoch * self.steps_per_epoch + batch + 1
         self._write(
             TRAIN_RUN,
             step,
@@ -274,7 +276,7 @@ class TensorBoardWriter(tf_keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        step = (epoch + 1) * self.steps_per_epoch
+        step = self._step  # the epoch's last step: the end of the epoch, or where a capped run stopped
         self._write(TRAIN_RUN, step, epoch_loss=logs.get("loss"))
         self._write(
             VALIDATION_RUN,
@@ -381,3 +383,60 @@ class ResumableBackup(tf_keras.callbacks.BackupAndRestore):
             super().on_epoch_end(epoch, logs)
         else:
             self._backup(epoch=epoch, batch=self.steps_per_epoch - 1)
+
+
+class StepBudget(tf_keras.callbacks.Callback):
+    """Stops training after ``max_steps`` steps in all, within a longer schedule (train's ``--max-steps``).
+
+    Keras still ends the epoch it stops in (``on_epoch_end``: the scores, the curves, the checkpoint), so a capped
+    run is scored where it stopped. A resumed run counts the steps its checkpoint holds.
+    """
+
+    def __init__(self, max_steps: int, steps_per_epoch: int):
+        super().__init__()
+        self.max_steps, self.steps_per_epoch = max_steps, steps_per_epoch
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._epoch * self.steps_per_epoch + batch + 1 >= self.max_steps:
+            self.model.stop_training = True
+
+
+class MedianStopping(tf_keras.callbacks.Callback):
+    """Records each epoch's validation accuracy in the folder the trials of a search share, and stops the run
+    after an epoch but its last when the accuracy is below the median of at least two other runs' at that epoch
+    (tasks/training/early_stopping.py). Runs after ``ValidationScorer``, whose ``history`` holds the accuracies (of
+    the epochs a resumed run's checkpoint holds too).
+
+    :param folder: the folder the trials share, local or remote.
+    :param run: this run's name among the trials (``early_stopping.run_name``).
+    :param last_epoch: the last epoch (from 1) this run trains.
+    """
+
+    def __init__(self, folder: str, run: str, history: EpochHistory, last_epoch: int):
+        super().__init__()
+        self.folder, self.run, self.history, self.last_epoch = folder, run, history, last_epoch
+        self.stopped_after: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        from tasks.training import early_stopping
+
+        accuracies = [record["accuracy"] for record in self.history.records]
+        early_stopping.record(self.folder, self.run, accuracies)
+        if epoch + 1 >= self.last_epoch:
+            return
+        peers = early_stopping.peer_accuracies(self.folder, self.run, epoch + 1)
+        median = early_stopping.median_to_beat(accuracies[-1], peers)
+        if median is not None:
+            log.info(
+                "early stopping after epoch %d: validation accuracy %.4f is below the median %.4f of %d other runs",
+                epoch + 1,
+                accuracies[-1],
+                median,
+                len(peers),
+            )
+            self.stopped_after = epoch + 1
+            self.model.stop_training = True

@@ -16,6 +16,11 @@ Output (the chief worker writes it to ``.<output>.partial`` and renames it into 
     tensorboard/      TensorBoard events: train/ (loss, learning rate, samples/s per step; loss per epoch) and
                       validation/ (loss, accuracy, F1 per epoch); ``tensorboard --logdir`` on the output shows them
 
+A tuning trial (``--score-only``) writes only metrics.json and tensorboard/. The learning rate and epochs default
+to the base model's size (tasks/training/defaults.py), or to the search's best setting with ``--tuning``, whose
+trials the model card then lists. ``--max-steps`` stops a run early within its own schedule;
+``--early-stopping-dir`` stops a trial doing worse than the others (tasks/training/early_stopping.py).
+
 A crashed run leaves ``.<output>.partial`` behind; the same command resumes from its checkpoint, its curves
 continue and its metrics and history cover every epoch, those of the killed run included. A run with other settings (a ``run_config.json`` that differs) starts over instead.
 """
@@ -36,7 +41,7 @@ from pathlib import Path
 
 from tasks.config import TrainArguments
 from tasks.data.splits import read_manifest, tokenizer_folder
-from tasks.errors import DataError, ModelError
+from tasks.errors import ConfigError, DataError, ModelError
 from tasks.runtime import cpu, model_card
 from tasks.runtime.outputs import atomic_output, write_json
 from tasks.training import defaults
@@ -155,14 +160,33 @@ def package_versions() -> dict:
     return versions
 
 
-def schedule(pairs: int, global_batch_size: int, epochs: int, max_steps: int = 0) -> tuple[int, int]:
-    """(epochs, steps per epoch): whole passes over the data, or exactly ``max_steps`` steps when set.
+@dataclass(frozen=True)
+class Schedule:
+    """A run's steps: ``epochs`` whole passes over the data, which the learning-rate schedule (warm-up, decay) spans;
+    a run capped at ``max_steps`` takes the first of those steps and stops, within its last epoch."""
 
-    The training stream repeats forever, so a run capped at ``max_steps`` is one "epoch" of that length.
-    """
-    if max_steps:
-        return 1, max_steps
-    return epochs, math.ceil(pairs / global_batch_size)
+    epochs: int
+    steps_per_epoch: int
+    max_steps: int = 0
+
+    @classmethod
+    def of(cls, pairs: int, global_batch_size: int, epochs: int, max_steps: int = 0) -> Schedule:
+        return cls(epochs, math.ceil(pairs / global_batch_size), max_steps)
+
+    @property
+    def total_steps(self) -> int:
+        """The steps of the whole schedule: what the learning rate decays over."""
+        return self.epochs * self.steps_per_epoch
+
+    @property
+    def steps(self) -> int:
+        """The steps this run takes."""
+        return min(self.max_steps or self.total_steps, self.total_steps)
+
+    @property
+    def epochs_to_run(self) -> int:
+        """The epochs this run starts (its last one cut short when capped)."""
+        return math.ceil(self.steps / self.steps_per_epoch)
 
 
 @dataclass(frozen=True)
@@ -173,6 +197,7 @@ class TrainingRun:
     cluster: TrainingCluster
     plan: cpu.CpuPlan
     manifest: dict
+    tuning: dict | None = None  # the search's tuning.json (--tuning)
 
     @property
     def data(self) -> Path:
@@ -193,6 +218,7 @@ class Trained:
     model: object
     epochs: list[dict]
     progress: object
+    stopped_early: bool = False
 
 
 def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> Trained:
@@ -203,8 +229,10 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
     from tasks.training.callbacks import (
         HISTORY,
         EpochHistory,
+        MedianStopping,
         ProgressLogger,
         ResumableBackup,
+        StepBudget,
         TensorBoardWriter,
         ValidationScorer,
     )
@@ -212,14 +240,16 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
     args, workers = run.args, run.cluster.workers
     train, validation, max_seq_length = load_data(args, run.manifest)
     global_batch_size = args.batch_size * workers
-    epochs, steps_per_epoch = schedule(len(train), global_batch_size, args.epochs, args.max_steps)
+    plan = Schedule.of(len(train), global_batch_size, args.epochs, args.max_steps)
+    steps_per_epoch = plan.steps_per_epoch
     log.info(
-        "training on %d pairs (validation %d): %d epoch(s) x %d steps, batch %d x %d worker(s), max length %d, "
+        "training on %d pairs (validation %d): %d epoch(s) x %d steps%s, batch %d x %d worker(s), max length %d, "
         "padding %s",
         len(train),
         len(validation),
-        epochs,
+        plan.epochs,
         steps_per_epoch,
+        f", stopping after {plan.steps} steps" if plan.steps < plan.total_steps else "",
         args.batch_size,
         workers,
         max_seq_length,
@@ -237,29 +267,38 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
         )
 
     with strategy.scope():
-        model, learning_rate = build_model(args, steps_per_epoch * epochs)
+        model, learning_rate = build_model(args, plan.total_steps)
     check_vocabulary(model, run.manifest)
 
-    progress = ProgressLogger(args.log_every, steps_per_epoch, epochs, global_batch_size, learning_rate)
+    progress = ProgressLogger(
+        args.log_every, steps_per_epoch, plan.epochs, global_batch_size, learning_rate, total_steps=plan.steps
+    )
     validation_batches = make_dataset(validation, args.batch_size, max_seq_length, padding=args.padding)
     # The chief alone keeps the history with the checkpoint: the workers may share the checkpoint folder.
     history = EpochHistory(checkpoints / HISTORY if run.cluster.is_chief else None)
     scorer = ValidationScorer(validation_batches, classification_loss, history)
+    stopping = None
+    if args.early_stopping_dir:
+        from tasks.training.early_stopping import run_name
+
+        stopping = MedianStopping(args.early_stopping_dir, run_name(run.identity), history, plan.epochs_to_run)
+    budget = StepBudget(plan.steps, steps_per_epoch) if plan.steps < plan.total_steps else None
     backup = ResumableBackup(str(checkpoints / "backup"), args.checkpoint_every, steps_per_epoch, history)
     # An epoch's scores and curves are written before its checkpoint: a run killed in between scores it again.
     curves = TensorBoardWriter(events, steps_per_epoch, global_batch_size, backup, learning_rate) if events else None
+    callbacks = [scorer, stopping, budget, curves, backup, progress]
     try:
         model.fit(
             tf_keras.utils.experimental.DatasetCreator(train_batches),
-            epochs=epochs,
+            epochs=plan.epochs_to_run,
             steps_per_epoch=steps_per_epoch,
-            callbacks=[scorer, *([curves] if curves else []), backup, progress],
+            callbacks=[callback for callback in callbacks if callback is not None],
             verbose=0,
         )
     finally:
         if curves:
             curves.close()
-    return Trained(model, history.records, progress)
+    return Trained(model, history.records, progress, stopped_early=bool(stopping and stopping.stopped_after))
 
 
 @contextmanager
@@ -276,8 +315,19 @@ def worker_scratch(output: str, index: int) -> Iterator[Path]:
 
 def run(args: TrainArguments) -> None:
     started = time.perf_counter()
+    tuning = None
+    if args.tuning:
+        from tasks.tuning import results
+
+        tuning = results.load(args.tuning)
+        args = results.with_best_setting(args, tuning)
     args = defaults.resolved(args)
     cluster = cluster_from_environment()
+    if args.early_stopping_dir and cluster.workers > 1:
+        raise ConfigError(
+            f"--early-stopping-dir needs a run on one worker, not {cluster.workers}: each worker would decide alone"
+            " whether to stop (a tuning trial runs on one)"
+        )
     plan = cpu.configure_environment(args.precision)
     import tensorflow as tf
     import tf_keras
@@ -286,7 +336,7 @@ def run(args: TrainArguments) -> None:
     # A multi-worker strategy configures collective ops, which TensorFlow allows only before its first op.
     strategy = strategy_for(cluster)
     tf_keras.utils.set_random_seed(args.seed)
-    training = TrainingRun(args, cluster, plan, read_manifest(Path(args.data)))
+    training = TrainingRun(args, cluster, plan, read_manifest(Path(args.data)), tuning)
     log.info("worker %d of %d%s", cluster.index + 1, cluster.workers, " (chief)" if cluster.is_chief else "")
 
     workspace = (
@@ -308,6 +358,9 @@ def run(args: TrainArguments) -> None:
             return
         if events != work / TENSORBOARD:
             shutil.copytree(events, work / TENSORBOARD, dirs_exist_ok=True)
+        if args.score_only:
+            write_scores(training, trained, work, checkpoints, time.perf_counter() - started)
+            return
         write_model(training, trained, work, time.perf_counter() - started)
     log.info("model written to %s (TensorFlow %s)", args.output, tf.__version__)
 
@@ -331,6 +384,8 @@ def training_metrics(run: TrainingRun, trained: Trained, wall_time: float) -> di
         "padding": run.args.padding,
         "workers": run.cluster.workers,
         "hyperparameters": {name: getattr(run.args, name) for name in _TRAINING_SETTING},
+        "epochs_run": len(trained.epochs),
+        "stopped_early": trained.stopped_early,
     }
 
 
@@ -358,7 +413,31 @@ def training_card(run: TrainingRun, architecture: str, metrics: dict) -> dict:
         "evaluation_split": "validation",
         model_card.TRAINING_HISTORY: [{key: epoch.get(key) for key in HISTORY_KEYS} for epoch in metrics["epochs"]],
         "signature": {"inputs": list(SIGNATURE_INPUTS), "outputs": [SIGNATURE_OUTPUT]},
+    } | ({model_card.TUNING: card_tuning(run.args.tuning, run.tuning)} if run.tuning else {})
+
+
+def card_tuning(uri: str, tuning: dict) -> dict:
+    """What a model card keeps of the search that chose its setting: where it is, the best trial and every
+    trial's setting and score."""
+    trial_keys = ("name", "setting", "accuracy", "f1", "status", "epochs_run")
+    return {
+        "uri": uri,
+        "objective": tuning.get("objective"),
+        "seed": tuning.get("seed"),
+        "max_steps": tuning.get("max_steps"),
+        "best": tuning["best"],
+        "trials": [{key: trial.get(key) for key in trial_keys} for trial in tuning.get("trials", [])],
     }
+
+
+def write_scores(run: TrainingRun, trained: Trained, work: Path, checkpoints: Path, wall_time: float) -> None:
+    """A tuning trial's output (--score-only): metrics.json and tensorboard/, no model. Its checkpoint, the size of
+    the model and its optimizer state, is removed once the trial succeeded: a search runs many."""
+    metrics = training_metrics(run, trained, wall_time)
+    write_json(work / "metrics.json", metrics)
+    if checkpoints.is_relative_to(work):
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    log_result(metrics, run.plan.precision)
 
 
 def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float) -> None:

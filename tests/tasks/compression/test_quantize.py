@@ -275,3 +275,23 @@ def test_calibration_reads_only_the_train_split(monkeypatch, staged_data):
     assert sum(len(labels) for _, labels in calibration) == 40 and calibration.batch_size == 8
     again = calibration_data(args, manifest)  # the seeded sample is the same every time
     assert [labels.tolist() for _, labels in calibration] == [labels.tolist() for _, labels in again]
+
+
+def test_the_compressed_card_keeps_the_search_that_chose_the_setting():
+    from tasks.compression.quantize import compressed_card
+    from tasks.runtime import model_card
+
+    tuning = {"uri": "/runs/tuning.json", "best": {"name": "trial-001"}, "trials": []}
+    trained = {"precision": {"training": "bf16", "exported": "fp32"}, model_card.TUNING: tuning}
+    record = {
+        "chosen_precision": "int8",
+        "int8": {"accuracy": 0.8},
+        "evaluation_split": "validation",
+        "reason": "faster",
+        "relative_accuracy_loss": 0.0,
+        "tolerance": 0.01,
+        "inc": {"recipe": None},
+        "hardware": {},
+    }
+    card = compressed_card(trained, record)
+    assert card[model_card.TUNING] == tuning and card["precision"]["exported"] == "int8"

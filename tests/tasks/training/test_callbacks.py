@@ -132,10 +132,14 @@ def test_a_run_resumed_after_its_last_epoch_reports_the_stored_scores(tmp_path, 
     path.write_text(json.dumps([epoch_record(epoch) for epoch in (1, 2, 3)]))
     backup = restored_backup(tmp_path, monkeypatch, 2, 0)
     progress = ProgressLogger(4, 8, 3, 16, learning_rate=lambda step: 1e-3)
-    run = SimpleNamespace(plan=SimpleNamespace(precision="fp32"), args=SimpleNamespace(padding="bucket"))
+    from tasks.config import TrainArguments
+
+    arguments = TrainArguments(data="d", output="o", learning_rate=1e-3, epochs=3)
+    run = SimpleNamespace(plan=SimpleNamespace(precision="fp32"), args=arguments)
     run.cluster = SimpleNamespace(workers=1)
     metrics = training_metrics(run, Trained(None, backup.history.records, progress), wall_time=1.0)
     assert (metrics["accuracy"], metrics["f1"], metrics["steps"]) == (0.5, 0.53, 0)
+    assert (metrics["epochs_run"], metrics["stopped_early"], metrics["hyperparameters"]["epochs"]) == (3, False, 3)
     assert [record["epoch"] for record in metrics["epochs"]] == [1, 2, 3]
     with caplog.at_level(logging.INFO):
         log_result(metrics, "fp32")

@@ -291,7 +291,7 @@ def test_sagemaker_training_contract(sagemaker_root, tmp_path):
     )
     result = run_entrypoint("train", bin_folder=tmp_path / "bin", env={"TASKS_SAGEMAKER_ROOT": str(sagemaker_root)})
     assert result.stderr.startswith("nlp-task-entrypoint: python -m tasks train, ")
-    assert "ignoring SageMaker SDK hyper-parameter sagemaker_program" in result.stdout
+    assert "ignoring SageMaker's hyper-parameter sagemaker_program" in result.stdout
     assert f"--model {sagemaker_root}/input/data/model" in result.stdout
     model = sagemaker_root / "model"
     assert (model / "saved_model" / "saved_model.pb").is_file() and (model / "tokenizer").is_dir()
