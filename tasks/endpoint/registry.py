@@ -15,7 +15,7 @@ registration is keyed by (DAG, run, model digest): the same bytes registered aga
 the entry made before (see ``Registry.register``); promoting the production model again changes nothing.
 
 ``list`` and ``show`` are for people: a table of every entry, newest first, and one model's entries whole (metrics,
-lineage, folder, digest, model card); ``--json`` prints the same entries as JSON. The other actions print JSON,
+lineage, folder, digest, model card, and the search that chose its setting: the chosen setting, each trial's score); ``--json`` prints the same entries as JSON. The other actions print JSON,
 which the pipeline parses.
 
 Writers never lose each other's updates: a local file is changed in ``BEGIN IMMEDIATE`` transactions (SQLite
@@ -38,6 +38,7 @@ from tasks.config import RegistryArguments
 from tasks.endpoint.state import now
 from tasks.errors import ConfigError, ModelError, RegistryError
 from tasks.runtime import model_card, remote_paths, step_result
+from tasks.tuning.space import describe as describe_setting
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +60,15 @@ CREATE TABLE IF NOT EXISTS models (
     logical_date     TEXT,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
-    digest           TEXT
+    digest           TEXT,
+    tuning           TEXT
 )
 """
 # Columns added after the first registries were written, with their type: opening an older file adds them.
-_ADDED_COLUMNS = {"digest": "TEXT"}
+# tuning: the search that chose the model's setting (its model card's ``tuning``), JSON; NULL when none did.
+_ADDED_COLUMNS = {"digest": "TEXT", "tuning": "TEXT"}
 _JSON_COLUMNS = ("reasons", "metrics", "config")
+_NULLABLE_JSON_COLUMNS = ("tuning",)
 # The actions that change the registry; the others only read it.
 WRITES = frozenset({"register", "promote"})
 # The actions that print text for people unless given --json, and refuse a registry that does not exist.
@@ -153,6 +157,7 @@ class Registry:
             "created_at": stamp,
             "updated_at": stamp,
             "digest": digest,
+            "tuning": json.dumps(card[model_card.TUNING], sort_keys=True) if card.get(model_card.TUNING) else None,
         }
         with self._transaction() as db:
             existing = db.execute(
@@ -220,6 +225,8 @@ class Registry:
         entry = dict(row)
         for column in _JSON_COLUMNS:
             entry[column] = json.loads(entry[column])
+        for column in _NULLABLE_JSON_COLUMNS:
+            entry[column] = json.loads(entry[column]) if entry[column] is not None else None
         return entry
 
 
@@ -245,7 +252,18 @@ def run(args: RegistryArguments) -> None:
         print(json.dumps(result, sort_keys=True) if args.json else _TEXT[args.action](result, args.registry))
         return
     print(json.dumps(result, sort_keys=True))
-    step_result.write(result)  # one entry: small enough for a termination message
+    step_result.write(_without_trials(result))  # one entry: small enough for a termination message
+
+
+def _without_trials(result):
+    """An entry with its search's trials counted rather than listed (32 trials would overflow a termination
+    message); stdout and the registry keep them."""
+    if not isinstance(result, dict) or not result.get("tuning"):
+        return result
+    tuning = result["tuning"]
+    return result | {
+        "tuning": {key: value for key, value in tuning.items() if key != "trials"} | {"trials": len(tuning["trials"])}
+    }
 
 
 def _open(path: Path, args: RegistryArguments) -> Registry:
@@ -353,11 +371,29 @@ def _describe(entry: dict, registry: str) -> str:
             ("model card", _card_text(entry["model_card"])),
         ],
     }
+    if entry.get("tuning"):
+        sections["tuning"] = _tuning_lines(entry["tuning"])
     width = max(len(label) for lines in sections.values() for label, _ in lines)
     return "\n".join(
         "\n".join([title, *(f"  {label:<{width}}  {value}" for label, value in lines)])
         for title, lines in sections.items()
     )
+
+
+def _tuning_lines(tuning: dict) -> list[tuple[str, str]]:
+    """The search that chose the setting: where it is, the chosen setting, and each trial's setting and score."""
+    best = tuning["best"]
+    lines = [
+        ("search", tuning.get("uri") or _MISSING),
+        ("chosen setting", describe_setting(best["setting"])),
+        ("chosen trial", f"{best['name']}: accuracy {_number(best['accuracy'], 3)}, F1 {_number(best['f1'], 3)}"),
+    ]
+    for trial in tuning.get("trials", []):
+        score = f"accuracy {_number(trial.get('accuracy'), 3)}, F1 {_number(trial.get('f1'), 3)}"
+        lines.append(
+            (trial["name"], f"{describe_setting(trial['setting'])}: {score} ({trial.get('status') or _MISSING})")
+        )
+    return lines
 
 
 def _card_text(path: str | None) -> str:

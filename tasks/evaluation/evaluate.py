@@ -63,7 +63,8 @@ def run(args: EvaluateArguments) -> None:
             "wall_time_s": round(time.perf_counter() - started, 1),
         }
         write_json(work / "evaluation.json", evaluation)
-        write_report(work, evaluation, quantization, model_card.read(model_dir).get(model_card.TRAINING_HISTORY))
+        card = model_card.read(model_dir)
+        write_report(work, evaluation, quantization, card.get(model_card.TRAINING_HISTORY), card.get(model_card.TUNING))
     for reason in evaluation["reasons"]:
         log.info("gate: %s", reason)
     log.info("evaluate: %s (%s)", evaluation["decision"].upper(), args.output)

@@ -3,7 +3,8 @@
 The chart sets the FP32 model (as measured when it was quantised), the candidate, and the champion side
 by side: accuracy, then batch-1 latency; then the candidate's learning curve (training and validation loss,
 validation accuracy and F1 per epoch) from the training history its model card carries. A model trained before
-the history was recorded has none: the panel says so.
+the history was recorded has none: the panel says so. When a search chose the candidate's setting (the card's
+``tuning``), a last panel shows each trial's validation accuracy by learning rate, and report.md lists the trials.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ _CURVES = (
 )
 # One colour per curve: the two scales' own colour cycles would repeat each other's.
 _CURVE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+TUNING_TITLE = "tuning: validation accuracy by learning rate"
+# The setting's columns in the tuning table: the dimension, its title, its format.
+_SETTING_COLUMNS = (
+    ("learning_rate", "learning rate", "{:.3g}"),
+    ("epochs", "epochs", "{}"),
+    ("batch_size", "batch size", "{}"),
+    ("warmup_ratio", "warm-up", "{:.3g}"),
+    ("weight_decay", "weight decay", "{:.3g}"),
+)
 
 
 def compared_models(evaluation: dict, quantization: dict | None) -> dict[str, dict]:
@@ -45,7 +55,7 @@ def compared_models(evaluation: dict, quantization: dict | None) -> dict[str, di
     return models
 
 
-def markdown(evaluation: dict, models: dict[str, dict], history: list[dict]) -> str:
+def markdown(evaluation: dict, models: dict[str, dict], history: list[dict], tuning: dict | None = None) -> str:
     header = "| model | " + " | ".join(title for _, title, _ in _COLUMNS) + " |"
     rule = "|---|" + "---:|" * len(_COLUMNS)
     rows = [
@@ -63,8 +73,31 @@ def markdown(evaluation: dict, models: dict[str, dict], history: list[dict]) -> 
         f"# Evaluation: {evaluation['decision'].upper()}\n\n"
         f"Model `{evaluation['model']}` on the {evaluation['split']} split ({evaluation['pairs']} pairs).\n\n"
         f"{header}\n{rule}\n" + "\n".join(rows) + f"\n{notes}\n## Rules\n\n{reasons}\n\n"
-        f"## Learning curve\n\n{curve}\n\n![chart](report.png)\n"
+        f"## Learning curve\n\n{curve}\n\n"
+        + (f"## Tuning\n\n{tuning_table(tuning)}\n\n" if tuning else "")
+        + "![chart](report.png)\n"
     )
+
+
+def tuning_table(tuning: dict) -> str:
+    """The search that chose the candidate's setting: every trial's setting, score and status, the best marked."""
+    best = tuning["best"]["name"]
+    header = "| trial | " + " | ".join(title for _, title, _ in _SETTING_COLUMNS) + " | accuracy | F1 | status |"
+    rows = []
+    for trial in tuning["trials"]:
+        setting = trial["setting"]
+        name = f"**{trial['name']}** (best)" if trial["name"] == best else trial["name"]
+        cells = [fmt.format(setting[key]) for key, _, fmt in _SETTING_COLUMNS]
+        status = trial.get("status") or ""
+        if trial.get("stopped_early") and trial.get("epochs_run"):
+            status += f" after epoch {trial['epochs_run']}"
+        rows.append(
+            f"| {name} | " + " | ".join(cells) + f" | {_figure(trial.get('accuracy'))} | {_figure(trial.get('f1'))}"
+            f" | {status} |"
+        )
+    rule = "|---|" + "---:|" * (len(_SETTING_COLUMNS) + 2) + "---|"
+    source = f"The {tuning.get('objective') or 'validation accuracy'} of each trial of the search {tuning.get('uri')}"
+    return "\n".join([f"{source}; the candidate was trained with the best setting.", "", header, rule, *rows])
 
 
 def learning_curve_table(history: list[dict]) -> str:
@@ -81,16 +114,16 @@ def _figure(value) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def chart(models: dict[str, dict], history: list[dict], path: Path) -> None:
-    figure = draw(models, history)
+def chart(models: dict[str, dict], history: list[dict], path: Path, tuning: dict | None = None) -> None:
+    figure = draw(models, history, tuning)
     figure.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
     plt.close(figure)
 
 
-def draw(models: dict[str, dict], history: list[dict]):
-    """The report's figure: accuracy and latency bars, then the learning curve."""
+def draw(models: dict[str, dict], history: list[dict], tuning: dict | None = None):
+    """The report's figure: accuracy and latency bars, then the learning curve, then the search if there was one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -98,7 +131,9 @@ def draw(models: dict[str, dict], history: list[dict]):
 
     names = list(models)
     colours = ["#1f77b4", "#7f7f7f", "#ff7f0e"][: len(names)]
-    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(13.5, 3.6))
+    panels = 4 if tuning else 3
+    figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
+    left, middle, right = axes[:3]
     for axis, key, title in (
         (left, "accuracy", "accuracy (higher is better)"),
         (middle, "latency_ms_b1_p50", "latency at batch 1, p50 ms (lower is better)"),
@@ -111,8 +146,44 @@ def draw(models: dict[str, dict], history: list[dict]):
         if key == "accuracy":
             axis.set_ylim(0, 1.05)
     learning_curve(right, history)
+    if tuning:
+        tuning_panel(axes[3], tuning)
     figure.tight_layout()
     return figure
+
+
+def tuning_panel(axis, tuning: dict) -> None:
+    """Each scored trial's validation accuracy by its learning rate (log scale): filled when it ran its budget,
+    hollow when stopped early; the best trial marked with a star."""
+    axis.set_title(TUNING_TITLE, fontsize=9)
+    scored = [trial for trial in tuning["trials"] if trial.get("accuracy") is not None]
+    for stopped, label in ((False, "trial"), (True, "trial stopped early")):
+        chosen = [trial for trial in scored if bool(trial.get("stopped_early")) == stopped]
+        if chosen:
+            axis.scatter(
+                [trial["setting"]["learning_rate"] for trial in chosen],
+                [trial["accuracy"] for trial in chosen],
+                facecolors="none" if stopped else "#1f77b4",
+                edgecolors="#1f77b4",
+                label=label,
+            )
+    best = tuning["best"]
+    axis.scatter(
+        [best["setting"]["learning_rate"]],
+        [best["accuracy"]],
+        marker="*",
+        s=180,
+        color="#d62728",
+        zorder=3,
+        label=f"best: {best['name']} ({best['accuracy']:.3f})",
+    )
+    axis.set_xscale("log")
+    axis.set_xlabel("learning rate", fontsize=8)
+    axis.set_ylabel("validation accuracy", fontsize=8)
+    failed = len(tuning["trials"]) - len(scored)
+    if failed:
+        axis.text(0.02, 0.02, f"{failed} failed trial(s) not shown", fontsize=7, transform=axis.transAxes)
+    axis.legend(fontsize=7, loc="best")
 
 
 def learning_curve(axis, history: list[dict]) -> None:
@@ -140,8 +211,15 @@ def learning_curve(axis, history: list[dict]) -> None:
     axis.legend(lines, [line.get_label() for line in lines], fontsize=7, loc="best")
 
 
-def write_report(folder: Path, evaluation: dict, quantization: dict | None, history: list[dict] | None = None) -> None:
-    """``report.md`` and ``report.png``; ``history`` is the candidate's per-epoch training figures, if known."""
+def write_report(
+    folder: Path,
+    evaluation: dict,
+    quantization: dict | None,
+    history: list[dict] | None = None,
+    tuning: dict | None = None,
+) -> None:
+    """``report.md`` and ``report.png``; ``history`` is the candidate's per-epoch training figures, if known;
+    ``tuning`` the search that chose its setting (its model card's), if any."""
     models = compared_models(evaluation, quantization)
-    (folder / "report.md").write_text(markdown(evaluation, models, history or []))
-    chart(models, history or [], folder / "report.png")
+    (folder / "report.md").write_text(markdown(evaluation, models, history or [], tuning))
+    chart(models, history or [], folder / "report.png", tuning)

@@ -417,3 +417,69 @@ def test_a_word_an_action_does_not_take_is_named(tmp_path, capsys, arguments, me
     registry_file, _ = three_entries(tmp_path)
     code, out, err = registry_says(capsys, *arguments, "--registry", str(registry_file))
     assert (code, out) == (2, "") and message in err, err
+
+
+TUNING = {
+    "uri": "/runs/tuning/tuning.json",
+    "objective": "validation accuracy",
+    "best": {
+        "name": "trial-001",
+        "setting": {"learning_rate": 0.0001, "epochs": 4, "batch_size": 16, "warmup_ratio": 0.06, "weight_decay": 0.01},
+        "accuracy": 0.85,
+        "f1": 0.89,
+    },
+    "trials": [
+        {
+            "name": f"trial-{index:03d}",
+            "setting": {
+                "learning_rate": rate,
+                "epochs": 4,
+                "batch_size": 16,
+                "warmup_ratio": 0.06,
+                "weight_decay": 0.01,
+            },
+            "accuracy": accuracy,
+            "f1": None if accuracy is None else accuracy + 0.04,
+            "status": "failed" if accuracy is None else "completed",
+            "epochs_run": None if accuracy is None else 4,
+        }
+        for index, (rate, accuracy) in enumerate([(2e-5, 0.7), (1e-4, 0.85), (3e-4, None)])
+    ],
+}
+
+
+def test_a_tuned_model_keeps_its_search_in_the_entry_and_show_prints_it(tmp_path, capsys, monkeypatch):
+    model = tmp_path / "tuned"
+    (model / "saved_model").mkdir(parents=True)
+    (model / "saved_model" / "saved_model.pb").write_bytes(b"graph of tuned")
+    model_card.write(model, CARD | {model_card.TUNING: TUNING})
+    digest.seal(model)
+    registry_file = tmp_path / "registry.sqlite"
+    result_file = tmp_path / "termination-message"
+    monkeypatch.setenv("TASKS_RESULT_FILE", str(result_file))
+    entry = register(registry_file, model, evaluation_folder(tmp_path))
+    assert entry["tuning"] == TUNING and Registry(registry_file).entries()[0]["tuning"] == TUNING
+    # The termination message counts the trials: 32 of them would overflow its 4096 bytes.
+    assert json.loads(result_file.read_text())["tuning"] == {
+        key: TUNING[key] for key in ("uri", "objective", "best")
+    } | {"trials": 3}
+
+    code, out, _ = registry_says(capsys, "show", entry["version"], "--registry", str(registry_file))
+    assert code == 0
+    tuning = out.split("\ntuning\n")[1].splitlines()
+    fields = dict(re.split(r" {2,}", line.strip(), maxsplit=1) for line in tuning)
+    assert fields == {
+        "search": "/runs/tuning/tuning.json",
+        "chosen setting": "learning_rate 0.0001, epochs 4, batch_size 16, warmup_ratio 0.06, weight_decay 0.01",
+        "chosen trial": "trial-001: accuracy 0.850, F1 0.890",
+        "trial-000": "learning_rate 2e-05, epochs 4, batch_size 16, warmup_ratio 0.06, weight_decay 0.01: accuracy"
+        " 0.700, F1 0.740 (completed)",
+        "trial-001": "learning_rate 0.0001, epochs 4, batch_size 16, warmup_ratio 0.06, weight_decay 0.01: accuracy"
+        " 0.850, F1 0.890 (completed)",
+        "trial-002": "learning_rate 0.0003, epochs 4, batch_size 16, warmup_ratio 0.06, weight_decay 0.01: accuracy -,"
+        " F1 - (failed)",
+    }
+    untuned = register(registry_file, model_folder(tmp_path, "untuned"), evaluation_folder(tmp_path))
+    assert untuned["tuning"] is None
+    code, out, _ = registry_says(capsys, "show", untuned["version"], "--registry", str(registry_file))
+    assert "\ntuning\n" not in out

@@ -81,3 +81,72 @@ def test_the_report_lists_the_curve_per_epoch_or_says_there_is_none(tmp_path, hi
         assert curve.splitlines()[-1] == "| 3 | 0.3100 | 0.4700 | 0.8100 | 0.8600 |"
     else:
         assert curve == report.NO_HISTORY
+
+
+def tuned_trial(name, learning_rate, accuracy, status="completed", epochs_run=3):
+    setting = {"learning_rate": learning_rate, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
+    return {
+        "name": name,
+        "setting": setting,
+        "accuracy": accuracy,
+        "f1": None if accuracy is None else accuracy + 0.05,
+        "status": status,
+        "stopped_early": status == "stopped",
+        "epochs_run": epochs_run if accuracy is not None else None,
+    }
+
+
+TUNING = {
+    "uri": "/runs/tuning/tuning.json",
+    "objective": "validation accuracy",
+    "trials": [
+        tuned_trial("trial-000", 2e-5, 0.70),
+        tuned_trial("trial-001", 1e-4, 0.81),
+        tuned_trial("trial-002", 3e-4, 0.64, status="stopped", epochs_run=1),
+        tuned_trial("trial-003", 5e-5, None, status="failed"),
+    ],
+    "best": {
+        "name": "trial-001",
+        "setting": tuned_trial("trial-001", 1e-4, 0.81)["setting"],
+        "accuracy": 0.81,
+        "f1": 0.86,
+    },
+}
+
+
+def test_a_tuned_candidate_gets_a_panel_of_accuracy_by_learning_rate():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure = report.draw(report.compared_models(EVALUATION, QUANTIZATION), HISTORY, TUNING)
+    try:
+        panel = next(axis for axis in figure.axes if axis.get_title() == report.TUNING_TITLE)
+        assert panel.get_xscale() == "log" and panel.get_xlabel() == "learning rate"
+        points = {collection.get_label(): collection for collection in panel.collections}
+        assert set(points) == {"trial", "trial stopped early", "best: trial-001 (0.810)"}
+        assert points["trial"].get_offsets().tolist() == [[2e-5, 0.70], [1e-4, 0.81]]
+        assert points["trial stopped early"].get_offsets().tolist() == [[3e-4, 0.64]]
+        assert np.all(points["trial"].get_facecolors()[:, 3] == 1)  # filled
+        assert points["trial stopped early"].get_facecolors().size == 0  # hollow
+        assert points["best: trial-001 (0.810)"].get_offsets().tolist() == [[1e-4, 0.81]]
+        assert [text.get_text() for text in panel.texts] == ["1 failed trial(s) not shown"]
+    finally:
+        plt.close(figure)
+
+
+def test_the_report_lists_the_search_that_chose_the_setting(tmp_path):
+    report.write_report(tmp_path, EVALUATION, QUANTIZATION, HISTORY, TUNING)
+    text = (tmp_path / "report.md").read_text()
+    table = text.split("## Tuning\n\n")[1].split("\n\n![chart]")[0].splitlines()
+    assert table[0] == (
+        "The validation accuracy of each trial of the search /runs/tuning/tuning.json; the candidate was trained with"
+        " the best setting."
+    )
+    assert table[2] == (
+        "| trial | learning rate | epochs | batch size | warm-up | weight decay | accuracy | F1 | status |"
+    )
+    assert table[5] == "| **trial-001** (best) | 0.0001 | 3 | 16 | 0.1 | 0.01 | 0.8100 | 0.8600 | completed |"
+    assert table[6] == "| trial-002 | 0.0003 | 3 | 16 | 0.1 | 0.01 | 0.6400 | 0.6900 | stopped after epoch 1 |"
+    assert table[7] == "| trial-003 | 5e-05 | 3 | 16 | 0.1 | 0.01 |  |  | failed |"
+    report.write_report(tmp_path, EVALUATION, QUANTIZATION, HISTORY)
+    assert "## Tuning" not in (tmp_path / "report.md").read_text()
