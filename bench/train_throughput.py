@@ -5,15 +5,16 @@
 3. bf16:        bf16 mixed precision, oneDNN on, padded to 128
 4. bf16+bucket: bf16, oneDNN on, each batch padded to its length bucket (multiples of 16)
 
-Each runs ``python -m tasks train --max-steps N`` in a fresh process on generated MRPC-like data and
-reports the steady-state samples/s the step itself records (the second half of its steps, after graph
-tracing). Usage: ``make bench`` or ``python bench/train_throughput.py [--model DIR] [--steps N]``.
+Each runs ``python -m tasks train --max-steps N`` (within enough epochs for N steps) in a fresh process on
+generated MRPC-like data and reports the steady-state samples/s the step itself records (the second half of its
+steps, after graph tracing). Usage: ``make bench`` or ``python bench/train_throughput.py [--model DIR] [--steps N]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
 from pathlib import Path
 
@@ -54,11 +55,20 @@ def main() -> None:
             f"{manifest['splits']['train']['tokens']['mean']} tokens; {options.steps} steps of batch "
             f"{options.batch_size} per configuration\n"
         )
+        # --max-steps stops a run within its own schedule: enough epochs for the steps asked.
+        epochs = math.ceil(options.steps * options.batch_size / manifest["splits"]["train"]["rows"])
         results = []
         for index, (name, env, flags) in enumerate(CONFIGURATIONS):
             output = work / f"model-{index}"
             folders = ["--data", str(work / "staged"), "--model", model, "--output", str(output)]
-            steps = ["--max-steps", str(options.steps), "--batch-size", str(options.batch_size)]
+            steps = [
+                "--max-steps",
+                str(options.steps),
+                "--epochs",
+                str(epochs),
+                "--batch-size",
+                str(options.batch_size),
+            ]
             tasks("train", *folders, *steps, *flags, env=env)
             metrics = json.loads((output / "metrics.json").read_text())
             results.append((name, metrics["steady_samples_per_second"]))
