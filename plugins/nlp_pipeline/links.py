@@ -5,6 +5,7 @@
     register / reject              Model card of the registered model                      local, Kubernetes
                                    SageMaker model package (its group's page)                     SageMaker
     train, stage/quantize/evaluate SageMaker training job / processing job                        SageMaker
+    tune                           SageMaker hyperparameter tuning job (its trials and the best)   SageMaker
     deploy                         Endpoint URL                                              every platform
                                    SageMaker endpoint                                             SageMaker
                                    Kubernetes Deployment, Kubernetes Service (EKS console)    EKS (a cluster
@@ -210,6 +211,14 @@ class SageMakerTrainingJobLink(BaseAwsLink):
     name = "SageMaker training job"
     key = "nlp_sagemaker_training_job"
     format_str = _SAGEMAKER_CONSOLE + "/jobs/{job_name}"
+
+
+class SageMakerTuningJobLink(BaseAwsLink):
+    """The tuning job's page: its training jobs, their settings and objective values, and the best of them."""
+
+    name = "SageMaker tuning job"
+    key = "nlp_sagemaker_tuning_job"
+    format_str = _SAGEMAKER_CONSOLE + "/hyper-tuning-jobs/{job_name}"
 
 
 class SageMakerProcessingJobLink(BaseAwsLink):

@@ -2,7 +2,11 @@
 
     stage_dataset, quantize, evaluate   processing jobs: ``python -m tasks stage|quantize|evaluate``; quantize
                                         on the endpoint's instance type (``compression_instance_type`` moves it)
-    train                               a training job (``train``), deferrable, Spot and multi-instance by Param
+    tune >> choose_setting              a hyperparameter tuning job (``tuning_trials`` score-only training jobs,
+                                        ``tuning_parallel_jobs`` at a time), skipped when ``tuning_trials`` is 0;
+                                        its trials summarised into ``tuning.json``
+    train                               a training job (``train``), deferrable, Spot and multi-instance by Param,
+                                        with the setting tuning chose
     register / reject                   a version in the model package group, with its metrics
     create_model >> create_endpoint_config >> deploy
                                         a model and endpoint config per run and model digest; create the
@@ -15,7 +19,8 @@ Everything AWS-side comes from Airflow: the connection (Variable ``nlp_aws_conn_
 image's root tag), ``nlp_sagemaker_endpoint`` and ``nlp_model_package_group`` (both default
 ``nlp-paraphrase``), and optionally ``nlp_sagemaker_network`` (a VPC, network isolation).
 Artefacts: ``ROOT/nlp_sagemaker/RUN_KEY/STEP/JOB_NAME/``, one prefix per job, so a retry never mixes its
-files with an earlier try's; XCom carries the exact prefix on. The rollout's record (the config served before
+files with an earlier try's; XCom carries the exact prefix on. The tuning job's trials write
+``ROOT/nlp_sagemaker/RUN_KEY/tuning/TRAINING_JOB/``, its summary ``ROOT/.../RUN_KEY/tuning/TUNING_JOB/tuning.json``. The rollout's record (the config served before
 the run) is ``ROOT/nlp_sagemaker/RUN_KEY/rollout/record.json``.
 """
 
@@ -25,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from datetime import timedelta
 
@@ -43,6 +49,7 @@ from nlp_pipeline.operators.sagemaker import (
     RunModelVersionOperator,
     StepProcessingOperator,
     StepTrainingOperator,
+    StepTuningOperator,
     VerifiedEndpointOperator,
     attempts,
     model_packages,
@@ -51,10 +58,14 @@ from nlp_pipeline.operators.sagemaker import (
 )
 from nlp_pipeline.specs import sagemaker as specs
 from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
-from tasks.config import MODEL_DIGEST_ENV
+from tasks.config import MODEL_DIGEST_ENV, TuneArguments
+from tasks.errors import ConfigError
 from tasks.runtime import step_result
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
 from tasks.serving import contract
+from tasks.tuning.plan import OBJECTIVE
+from tasks.tuning.results import COMPLETED, FAILED, STOPPED, TUNING, summarise
+from tasks.tuning.space import DIMENSIONS, space
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +205,9 @@ def _stage_config(context, name: str) -> dict:
     params, inputs, given = context["params"], {}, {"output": PROCESSING_OUTPUT}
     source, tokenizer = params["source"], params["base_model"]
     _isolated_sources(source=source, base_model=tokenizer)
-    _deployment(params)  # the first job: a rollout SageMaker would refuse hours later is refused now
+    # The first job: a rollout or a search SageMaker would refuse hours later is refused now.
+    _deployment(params)
+    _search(context)
     if source.startswith("s3://"):
         inputs["source"], given["source"] = as_input(source), f"{PROCESSING_INPUT}/source"
         given["allowed_sources"] = [given["source"]]
@@ -213,19 +226,193 @@ def stage_dataset():
     return _job(StepProcessingOperator, "stage_dataset", "stage", _stage_config, _stage_summary, outlets=[STAGED_DATA])
 
 
+# ---- tune ---------------------------------------------------------------------------------------------------------
+def search(context) -> TuneArguments:
+    """The run's search: tune's arguments of its Params (commands.PARAM_FLAGS), in the run's tuning folder. A range
+    the step refuses is refused naming its Param (the policy task refused it already when the run started)."""
+    params = context["params"]
+    try:
+        commands.check("tune", params)
+        return TuneArguments(output=tuning_folder(context), **commands.values("tune", params))
+    except ConfigError as error:
+        raise AirflowFailException(f"tuning: {error}") from error
+
+
+def _params_of(message: str) -> list[str]:
+    """The Params of the dimensions ``message`` names (each dimension's range flag, as PARAM_FLAGS sets it)."""
+    param_of = {spec.field: spec.param for spec in commands.PARAM_FLAGS if spec.step == "tune"}
+    named = [param_of[each.range_flag] for each in DIMENSIONS if re.search(rf"\b{each.name}\b", message)]
+    return named or [param_of[each.range_flag] for each in DIMENSIONS] + ["tuning_trials"]
+
+
+def _search(context) -> TuneArguments | None:
+    """The run's search, or None when tuning is off; refused, before any job runs, when SageMaker would refuse it
+    (specs.check_search: a logarithmic learning rate from 0, nothing to search, fewer settings than trials), and
+    with network isolation, where the train job could not read the search's tuning.json from S3."""
+    if not context["params"]["tuning_trials"]:
+        return None
+    arguments = search(context)
+    try:
+        specs.check_search(space(arguments), arguments.trials)
+    except ValueError as error:
+        raise AirflowFailException(f"tuning ({', '.join(_params_of(str(error)))}): {error}") from error
+    if (isolated := network()) and isolated.isolation:
+        raise AirflowFailException(
+            "tuning_trials is above 0 with network isolation on (Variable nlp_sagemaker_network): the train job "
+            "reads the search's tuning.json from S3, which an isolated job cannot; set tuning_trials to 0"
+        )
+    return arguments
+
+
+def _trial_hyperparameters(params, arguments: TuneArguments) -> dict:
+    """A trial's hyper-parameters besides its setting: train's flags of the run's Params, scoring only, within the
+    search's step budget (as commands.trial_command builds a trial's command)."""
+    return commands.values("train", params, model=None, score_only=True, max_steps=arguments.max_steps)
+
+
+def _tune_config(context, name: str) -> dict:
+    params, arguments = context["params"], _search(context)
+    if arguments is None:
+        raise AirflowSkipException("tuning is off (tuning_trials is 0): train uses the form's setting")
+    staged = context["ti"].xcom_pull(task_ids="stage_dataset")
+    hyperparameters = _trial_hyperparameters(params, arguments)
+    trial = _training_request(context, params, name, staged["uri"], hyperparameters, tuning_folder(context))
+    return specs.tuning_job(
+        name,
+        trial,
+        space=space(arguments),
+        trials=arguments.trials,
+        parallel=params["tuning_parallel_jobs"],
+        seed=arguments.seed,
+        early_stopping=arguments.early_stopping == "auto",
+        provisioning_seconds=int(limits.JOB_START.total_seconds()),
+    )
+
+
+def _tune_summary(context, result: dict) -> dict:
+    job = result["Tuning"]
+    return {
+        "job": job["HyperParameterTuningJobName"],
+        "best_training_job": (job.get("BestTrainingJob") or {}).get("TrainingJobName"),
+        "counters": job["TrainingJobStatusCounters"],
+    }
+
+
+def tuning_folder(context) -> str:
+    """Where the run's tuning writes: its trials' outputs (one prefix per training job) and each tuning job's
+    tuning.json (the search's folder)."""
+    return f"{artefacts.run_folder(context)}/tuning"
+
+
+def _trials(client, job: str):
+    """The tuning job's training jobs, page after page (ListTrainingJobsForHyperParameterTuningJob), by name: the
+    order SageMaker launched them in."""
+    pages = client.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+        HyperParameterTuningJobName=job, SortBy="Name", SortOrder="Ascending"
+    )
+    for page in pages:
+        yield from page["TrainingJobSummaries"]
+
+
+# A trial's status in tuning.json (tasks.tuning.results) of its training job's: early stopping stops a job (Stopped);
+# any other end is a failure.
+_TRIAL_STATUS = {"Completed": COMPLETED, "Stopped": STOPPED}
+
+
+def _setting(summary: dict, searched: dict) -> dict:
+    """The trial's setting, typed as the search space's values: what SageMaker chose (TunedHyperParameters, strings)
+    and what the space fixed (a range of one value)."""
+    _, fixed = specs.search_space(searched)
+    chosen = {}
+    for name, dimension in searched.items():
+        if name in fixed:
+            chosen[name] = fixed[name]
+            continue
+        value = summary["TunedHyperParameters"][name]
+        bounds = dimension.get("values") or dimension["range"]
+        chosen[name] = int(value) if all(isinstance(bound, int) for bound in bounds) else float(value)
+    return chosen
+
+
+def _outcome(hook, summary: dict, searched: dict) -> dict:
+    """One trial as tuning.json records it: its setting, its last validation scores and how it ended."""
+    name, status = summary["TrainingJobName"], _TRIAL_STATUS.get(summary["TrainingJobStatus"], FAILED)
+    described = hook.describe_training_job(name).get("FinalMetricDataList") or []
+    metrics = {each["MetricName"]: each["Value"] for each in described}
+    scored = status != FAILED and specs.VALIDATION_ACCURACY in metrics
+    return {
+        "name": name,
+        "setting": _setting(summary, searched),
+        "accuracy": metrics[specs.VALIDATION_ACCURACY] if scored else None,
+        "f1": metrics.get(specs.VALIDATION_F1) if scored else None,
+        "val_loss": metrics.get(specs.VALIDATION_LOSS) if scored else None,
+        "epochs_run": None,  # SageMaker keeps each metric's last value, not how many epochs gave one
+        "stopped_early": status == STOPPED,
+        "status": status if scored else FAILED,
+    }
+
+
+@task(task_id="choose_setting", trigger_rule="none_failed")
+def choose_setting(**context) -> dict | None:
+    """The setting of the tuning job's best trial, and tuning.json (every trial's setting and scores, summarised as
+    on every platform by tasks.tuning.results) beside the tuning job's trials on S3; None when tuning is off."""
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    arguments = _search(context)
+    if arguments is None:
+        log.info("tuning is off (tuning_trials is 0): train uses the form's setting")
+        return None
+    job = context["ti"].xcom_pull(task_ids="tune")["job"]
+    hook, searched = SageMakerHook(aws_conn_id=aws_conn_id()), space(arguments)
+    outcomes = [_outcome(hook, summary, searched) for summary in _trials(hook.conn, job)]
+    plan = {
+        "seed": arguments.seed,
+        "objective": OBJECTIVE,
+        "max_steps": arguments.max_steps,
+        "early_stopping": arguments.early_stopping,
+        "space": searched,
+        "trials": [{"name": outcome["name"], "setting": outcome["setting"]} for outcome in outcomes],
+    }
+    tuning = summarise(plan, outcomes)
+    uri = f"{arguments.output}/{job}/{TUNING}"
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    _s3_hook().load_string(json.dumps(tuning, indent=2), key, bucket, replace=True)
+    best = tuning["best"]
+    sagemakers = (hook.describe_tuning_job(job).get("BestTrainingJob") or {}).get("TrainingJobName")
+    log.info(
+        "%s: %d trials; best %s (validation accuracy %s, F1 %s; SageMaker's best: %s): %s; %s",
+        job,
+        len(outcomes),
+        best["name"],
+        best["accuracy"],
+        best["f1"],
+        sagemakers,
+        best["setting"],
+        uri,
+    )
+    return {"setting": best["setting"], "best": best, "trials": len(outcomes), "tuning": uri}
+
+
+def tune(staged):
+    """tune (the tuning job, skipped when tuning_trials is 0) >> choose_setting; returns choose_setting's XCom."""
+    operator = _job(StepTuningOperator, "tune", "tune", _tune_config, _tune_summary)
+    chosen = choose_setting()
+    staged >> operator >> chosen
+    return chosen
+
+
 # ---- train --------------------------------------------------------------------------------------------------------
-def _train_config(context, name: str) -> dict:
-    params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
-    decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
+def _training_request(context, params, name: str, staged: str, hyperparameters: dict, output: str) -> dict:
+    """The train step as a training job of ``params``: of the final model, or of a tuning job's trials."""
     hours = params["max_runtime_hours"]
     _isolated_sources(base_model=params["base_model"])
     return specs.training_job(
         name,
         settings(),
-        staged=staged["uri"],
+        staged=staged,
         base_model=params["base_model"],
-        hyperparameters=commands.values("train", params, model=None),
-        output=f"{artefacts.run_folder(context)}/model",
+        hyperparameters=hyperparameters,
+        output=output,
         checkpoints=f"{artefacts.run_folder(context)}/checkpoints",
         tensorboard=f"{artefacts.run_folder(context)}/tensorboard",
         instance_type=params["training_instance_type"],
@@ -234,6 +421,21 @@ def _train_config(context, name: str) -> dict:
         spot=params["spot_training"],
         max_wait_seconds=2 * hours * 3600,
         network=network(),
+    )
+
+
+def tuned(context) -> tuple[dict, dict | None]:
+    """(the run's Params with the setting tuning chose, choose_setting's result or None when tuning is off)."""
+    chosen = context["ti"].xcom_pull(task_ids="choose_setting")
+    return decisions.tuned_params(context["params"], chosen), chosen
+
+
+def _train_config(context, name: str) -> dict:
+    (params, chosen), staged = tuned(context), context["ti"].xcom_pull(task_ids="stage_dataset")
+    decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
+    hyperparameters = commands.values("train", params, model=None, tuning=chosen and chosen["tuning"])
+    return _training_request(
+        context, params, name, staged["uri"], hyperparameters, f"{artefacts.run_folder(context)}/model"
     )
 
 
@@ -246,9 +448,9 @@ def _train_summary(context, result: dict) -> dict:
     }
 
 
-def train(staged):
+def train(staged, tuned):
     operator = _job(StepTrainingOperator, "train", "train", _train_config, _train_summary, print_log=True)
-    staged >> operator
+    [staged, tuned] >> operator
     return operator.output
 
 
@@ -442,7 +644,7 @@ def _model_config(context) -> dict:
     ti, evaluation = context["ti"], context["ti"].xcom_pull(task_ids="evaluate")
     lineage = {
         specs.DATA_FINGERPRINT_ENV: ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
-        specs.TRAINING_CONFIG_ENV: json.dumps(decisions.training_config(context["params"]), sort_keys=True),
+        specs.TRAINING_CONFIG_ENV: json.dumps(decisions.training_config(tuned(context)[0]), sort_keys=True),
     }
     if evaluation.get("model_digest"):  # the server refuses the model's files unless they have it
         lineage[MODEL_DIGEST_ENV] = evaluation["model_digest"]

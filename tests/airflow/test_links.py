@@ -69,6 +69,7 @@ def test_sagemaker_links_open_the_console_of_the_jobs_region_and_partition(regio
     links.persist_sagemaker(links.SageMakerTrainingJobLink, context, operator, job_name="nlp-train-x-t2")
     links.persist_sagemaker(links.SageMakerModelPackageLink, context, operator, group_name="nlp-paraphrase")
     links.persist_sagemaker(links.SageMakerEndpointLink, context, operator, endpoint_name="nlp-paraphrase")
+    links.persist_sagemaker(links.SageMakerTuningJobLink, context, operator, job_name="nlp-tune-20260501-abcdef-t1")
     home = f"{console}/sagemaker/home?region={region}#"
     assert urls(
         context,
@@ -76,11 +77,13 @@ def test_sagemaker_links_open_the_console_of_the_jobs_region_and_partition(regio
         links.SageMakerTrainingJobLink(),
         links.SageMakerModelPackageLink(),
         links.SageMakerEndpointLink(),
+        links.SageMakerTuningJobLink(),
     ) == {
         "SageMaker processing job": f"{home}/processing-jobs/nlp-evaluate-x-t1",
         "SageMaker training job": f"{home}/jobs/nlp-train-x-t2",
         "SageMaker model package": f"{home}/model-registry/nlp-paraphrase",
         "SageMaker endpoint": f"{home}/endpoints/nlp-paraphrase",
+        "SageMaker tuning job": f"{home}/hyper-tuning-jobs/nlp-tune-20260501-abcdef-t1",
     }
 
 
@@ -103,6 +106,31 @@ def test_a_processing_task_links_its_job_from_the_moment_it_waits_for_it(aws):
     (link,) = operator.operator_extra_links
     assert link.get_link(operator, ti_key=run["ti"]) == (
         f"https://console.aws.amazon.com/sagemaker/home?region={REGION}#/processing-jobs/{job}"
+    )
+
+
+def test_the_tune_task_links_its_tuning_job(aws):
+    """tune's link: the tuning job's console page, kept when the task starts waiting."""
+    from airflow.sdk.exceptions import TaskDeferred
+    from nlp_pipeline.operators.sagemaker import StepTuningOperator
+
+    from tests.airflow.sagemaker_context import context
+    from tests.fakes.sagemaker import REGION
+
+    aws.fake.hold_jobs = True
+    for key in ("train/x", "validation/x", "manifest.json", "tokenizer/x"):
+        aws.s3["client"].put_object(Bucket=aws.s3["bucket"], Key=f"staged/{key}", Body=b"x")
+    staged = {"uri": f"s3://{aws.s3['bucket']}/staged", "fingerprint": "sha256:0f"}
+    run = context("tune", xcom={("stage_dataset", "return_value"): staged}, tuning_trials=2)
+    operator = sagemaker._job(
+        StepTuningOperator, "tune", "tune", sagemaker._tune_config, sagemaker._tune_summary
+    )  # as sagemaker.tune adds it
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute(run)
+    [link] = [link for link in operator.operator_extra_links if link.name == "SageMaker tuning job"]
+    assert link.get_link(operator, ti_key=run["ti"]) == (
+        f"https://console.aws.amazon.com/sagemaker/home?region={REGION}#/hyper-tuning-jobs/"
+        f"{deferred.value.trigger.job_name}"
     )
 
 
@@ -348,6 +376,7 @@ EXPECTED = {
     },
     "sagemaker": {
         "stage_dataset": {"SageMaker processing job"},
+        "tune": {"SageMaker tuning job"},
         "train": {"SageMaker training job"},
         "quantize": {"SageMaker processing job"},
         "evaluate": {"SageMaker processing job", "Evaluation report", "Evaluation chart", "Model card"},

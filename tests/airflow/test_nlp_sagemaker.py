@@ -1,8 +1,8 @@
 """``airflow dags test nlp_sagemaker`` against moto on 127.0.0.1, the jobs really run by tests/fakes/sagemaker.py.
 
-A first run creates the endpoint, a second updates it blue/green; the exact requests SageMaker received are
-checked, since moto would accept anything. Then a broken answer fails the smoke test and ``rollback``
-restores the first run's config.
+A first run tunes (a hyperparameter tuning job of two trials), trains with the best setting and creates the
+endpoint, a second (tuning off) updates it blue/green; the exact requests SageMaker received are checked, since moto
+would accept anything. Then a broken answer fails the smoke test and ``rollback`` restores the first run's config.
 """
 
 import json
@@ -37,6 +37,20 @@ def sagemaker_env(airflow_home, s3) -> dict:
     )
 
 
+# Two short trials, one at a time per core, searching the learning rate and the weight decay; the other
+# dimensions fixed to the smoke run's values, so the chosen setting trains as fast.
+TUNING = {
+    "tuning_trials": 2,
+    "tuning_parallel_jobs": 2,
+    "tuning_max_steps": 3,
+    "learning_rate_range": [5e-4, 2e-3],
+    "epochs_range": [1, 1],
+    "batch_sizes": [16],
+    "warmup_ratio_range": [0.1, 0.1],
+    "weight_decay_range": [0.0, 0.05],
+}
+
+
 def only(requests: list[dict]) -> dict:
     assert len(requests) == 1, requests
     return requests[0]
@@ -47,7 +61,7 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     source, base = upload_folder(client, raw_data, bucket, "raw"), upload_folder(client, tiny_model, bucket, "base")
     conf = smoke_conf(f"{source}/", base)
 
-    first = dags_test(env, "nlp_sagemaker", conf | {"quantize": True}, "2026-03-01")
+    first = dags_test(env, "nlp_sagemaker", conf | {"quantize": True} | TUNING, "2026-03-01")
     states = task_states(env, "nlp_sagemaker", first)
     assert {task: states[task] for task in ("reject", "approve", "rollback")} == dict.fromkeys(
         ("reject", "approve", "rollback"), "skipped"
@@ -85,15 +99,39 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
     quantized = quantize["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
     record = client.get_object(Bucket=bucket, Key=f"{quantized.split('/', 3)[3]}/quantization.json")["Body"].read()
     assert json.loads(record)["hardware"]["target"] == f"SageMaker {endpoint_type} (the endpoint's)"
+    # The tuning job ran its two trials; choose_setting wrote tuning.json beside them; train took its best setting.
+    tuning = only(fake_sagemaker.requests_of("create_hyper_parameter_tuning_job"))
+    job = tuning["HyperParameterTuningJobName"]
+    limits = tuning["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert (limits["MaxNumberOfTrainingJobs"], limits["MaxParallelTrainingJobs"]) == (2, 2)
+    static = tuning["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert (static["score_only"], static["max_steps"], static["epochs"], static["batch_size"]) == (
+        "True",
+        "3",
+        "1",
+        "16",
+    )
+    trials = {name: trial for name, trial in fake_sagemaker.backend().training_jobs.items() if name.startswith(job)}
+    assert [trial.training_job_status for trial in trials.values()] == ["Completed", "Completed"], trials
+    described = fake_sagemaker.backend().hyper_parameter_tuning_jobs[job]
+    assert described.hyper_parameter_tuning_job_status == "Completed"
+    key = f"artefacts/nlp_sagemaker/20260301T000000Z/tuning/{job}/tuning.json"
+    searched = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert sorted(trial["name"] for trial in searched["trials"]) == sorted(trials)
+    best = searched["best"]
+    assert best["name"] == described.best_training_job["TrainingJobName"], "SageMaker's best is tuning.json's"
     training = only(fake_sagemaker.requests_of("create_training_job"))
     assert training["HyperParameters"] == {
         "epochs": "1",
         "batch_size": "16",
-        "learning_rate": "0.001",
+        "learning_rate": str(best["setting"]["learning_rate"]),
         "precision": "auto",
         "warmup_ratio": "0.1",
+        "weight_decay": str(best["setting"]["weight_decay"]),
         "seed": "42",
+        "tuning": f"s3://{bucket}/{key}",
     }
+    assert 5e-4 <= best["setting"]["learning_rate"] <= 2e-3
     algorithm = training["AlgorithmSpecification"]
     assert (algorithm["TrainingImage"], algorithm["TrainingInputMode"]) == (IMAGE, "File")
     assert {metric["Name"] for metric in algorithm["MetricDefinitions"]} >= {"validation:accuracy", "validation:f1"}
@@ -150,7 +188,10 @@ def test_create_then_blue_green_update_then_rollback(sagemaker_env, fake_sagemak
         job["AppSpecification"]["ContainerArguments"][0] for job in fake_sagemaker.requests_of("create_processing_job")
     ]
     assert jobs.count("quantize") == 1, "quantisation off: the trained model is the candidate, no job runs"
+    assert states["tune"] == "skipped" and states["choose_setting"] == "success", "tuning off"
+    assert len(fake_sagemaker.requests_of("create_hyper_parameter_tuning_job")) == 1
     training = fake_sagemaker.requests_of("create_training_job")[-1]
+    assert "tuning" not in training["HyperParameters"] and training["HyperParameters"]["learning_rate"] == "0.001"
     assert training["EnableManagedSpotTraining"] is True
     assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 6 * 3600, "MaxWaitTimeInSeconds": 12 * 3600}
     evaluate = fake_sagemaker.requests_of("create_processing_job")[-1]

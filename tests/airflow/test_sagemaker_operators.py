@@ -21,6 +21,7 @@ from nlp_pipeline.assets import MODEL_PRODUCTION  # noqa: E402
 from nlp_pipeline.operators.sagemaker import (  # noqa: E402
     StepProcessingOperator,
     StepTrainingOperator,
+    StepTuningOperator,
     run_name,
 )
 from nlp_pipeline.specs import sagemaker as specs  # noqa: E402
@@ -366,3 +367,122 @@ def test_the_training_jobs_whole_log_reaches_the_task_log_when_it_ends(aws, monk
     result = operator.execute_complete(run, {"status": "success", "job_name": job})
     assert result["job"] == job
     assert "epoch 1/1: validation accuracy 0.81, F1 0.86" in "".join(capfd.readouterr())
+
+
+# ---- tuning ---------------------------------------------------------------------------------------------------------
+def tune_operator() -> StepTuningOperator:
+    return StepTuningOperator(
+        task_id="tune",
+        kind="tune",
+        build_config=sagemaker._tune_config,
+        summarize=sagemaker._tune_summary,
+        aws_conn_id="aws_default",
+        deferrable=True,
+        check_interval=30,
+    )
+
+
+def staged_on_s3(aws) -> dict:
+    """The stage step's output on S3, as the tuning job's channels name it (the provider's hook checks they exist)."""
+    bucket = aws.s3["bucket"]
+    for key in ("train/part-0", "validation/part-0", "manifest.json", "tokenizer/vocab.txt"):
+        aws.s3["client"].put_object(Bucket=bucket, Key=f"run/staged/job/{key}", Body=b"x")
+    return {("stage_dataset", "return_value"): {"uri": f"s3://{bucket}/run/staged/job", "fingerprint": "sha256:0f"}}
+
+
+def scores_by_learning_rate(fake, monkeypatch) -> None:
+    """Each trial logs the train step's epoch line; its validation accuracy grows with its learning rate."""
+
+    def run(arguments, root, environment):
+        learning_rate = float(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
+        accuracy = 0.5 + learning_rate * 100
+        return 0, (
+            f"epoch 1: train loss 0.5000, validation loss 0.4000, validation accuracy {accuracy:.6f}, "
+            f"F1 {accuracy - 0.1:.6f}, 10.0 samples/s"
+        )
+
+    monkeypatch.setattr(fake, "_run", run)
+
+
+def test_the_tune_task_is_skipped_when_tuning_is_off_and_choose_setting_hands_train_nothing(aws):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException, match="tuning is off \\(tuning_trials is 0\\)"):
+        tune_operator().execute(context("tune", xcom=staged_on_s3(aws), tuning_trials=0))
+    assert aws.sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"] == []
+    assert sagemaker.choose_setting.function(**context("choose_setting", tuning_trials=0)) is None
+
+
+def test_the_tuning_job_runs_once_per_run_and_choose_setting_summarises_its_trials(aws, monkeypatch):
+    scores_by_learning_rate(aws.fake, monkeypatch)
+    aws.fake.page_size = 2  # choose_setting must follow NextToken
+    ranges = {"learning_rate_range": [1e-4, 1e-3], "epochs_range": [1, 2], "batch_sizes": [8, 16]}
+    params = {"tuning_trials": 3, "tuning_parallel_jobs": 2, "tuning_max_steps": 4, "seed": 5} | ranges
+    run = context("tune", xcom=staged_on_s3(aws), **params)
+    trigger = deferred(tune_operator(), run).trigger
+    job = trigger.job_name
+    assert job == specs.tuning_job_name("20260401T000000Z", run["run_id"], 1)
+    again = context("tune", try_number=2, xcom=run["ti"].xcom, **params)
+    assert deferred(tune_operator(), again).trigger.job_name == job, "a retry waits for its run's tuning job"
+    [request] = aws.fake.requests_of("create_hyper_parameter_tuning_job")
+    assert request["TrainingJobDefinition"]["StaticHyperParameters"]["max_steps"] == "4"
+    assert run["ti"].xcom[("tune", "nlp_sagemaker_tuning_job")]["job_name"] == job, "the console link"
+
+    event = run_trigger(trigger, aws.fake, monkeypatch)
+    tuned = tune_operator().execute_complete(run, event)
+    assert tuned["job"] == job and tuned["counters"]["Completed"] == 3
+
+    chosen = sagemaker.choose_setting.function(
+        **context("choose_setting", xcom={("tune", "return_value"): tuned}, **params)
+    )
+    trials = [
+        summary
+        for page in aws.sagemaker.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=job
+        )
+        for summary in page["TrainingJobSummaries"]
+    ]
+    best = max(trials, key=lambda trial: float(trial["TunedHyperParameters"]["learning_rate"]))
+    tuned_setting = best["TunedHyperParameters"]
+    assert chosen["setting"] == {
+        "learning_rate": float(tuned_setting["learning_rate"]),
+        "epochs": int(tuned_setting["epochs"]),
+        "batch_size": int(tuned_setting["batch_size"]),
+        "warmup_ratio": float(tuned_setting["warmup_ratio"]),
+        "weight_decay": float(tuned_setting["weight_decay"]),
+    }
+    assert (chosen["trials"], chosen["best"]["name"]) == (3, best["TrainingJobName"])
+    assert (
+        chosen["tuning"] == f"s3://{aws.s3['bucket']}/artefacts/nlp_sagemaker/20260401T000000Z/tuning/{job}/tuning.json"
+    )
+    key = chosen["tuning"].split("/", 3)[3]
+    tuning = json.loads(aws.s3["client"].get_object(Bucket=aws.s3["bucket"], Key=key)["Body"].read())
+    assert (tuning["seed"], tuning["max_steps"], tuning["objective"], tuning["early_stopping"]) == (
+        5,
+        4,
+        "validation accuracy",
+        "auto",
+    )
+    assert [trial["name"] for trial in tuning["trials"]] == sorted(trial["TrainingJobName"] for trial in trials)
+    accuracy = 0.5 + chosen["setting"]["learning_rate"] * 100
+    assert tuning["best"] == chosen["best"] and chosen["best"]["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+    assert chosen["best"]["f1"] == pytest.approx(accuracy - 0.1, abs=1e-6)
+    assert {trial["status"] for trial in tuning["trials"]} == {"completed"}
+    assert all(trial["val_loss"] == 0.4 for trial in tuning["trials"])
+
+
+def test_choose_setting_counts_a_trial_without_scores_as_failed_and_fails_when_none_scored(aws, monkeypatch):
+    from tasks.errors import TaskError
+
+    monkeypatch.setattr(aws.fake, "_run", lambda arguments, root, environment: (1, "Traceback: out of memory"))
+    params = {"tuning_trials": 2, "tuning_parallel_jobs": 2}
+    run = context("tune", xcom=staged_on_s3(aws), **params)
+    trigger = deferred(tune_operator(), run).trigger
+    event = run_trigger(trigger, aws.fake, monkeypatch)
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException, match="failed"):
+        tune_operator().execute_complete(run, event)
+    tuned = {("tune", "return_value"): {"job": trigger.job_name}}
+    with pytest.raises(TaskError, match="no trial of the search was scored"):
+        sagemaker.choose_setting.function(**context("choose_setting", xcom=tuned, **params))

@@ -6,6 +6,7 @@ the builder, so the trigger form's schema, the builder and SageMaker cannot drif
 """
 
 import itertools
+import json
 import logging
 import math
 import re
@@ -111,6 +112,35 @@ def training(**overrides):
     return specs.training_job("nlp-train-x-t1", SETTINGS, **(arguments | overrides))
 
 
+# A trial's hyper-parameters besides its setting, as sagemaker._trial_hyperparameters builds them; the search space
+# as tasks/tuning's plan.json spells it (the Params' defaults).
+TRIAL = {"epochs": 3, "batch_size": 32, "learning_rate": 3e-5, "precision": "auto", "warmup_ratio": 0.1}
+TRIAL |= {"weight_decay": 0.01, "seed": 42, "score_only": True, "max_steps": 20}
+SPACE = {
+    "learning_rate": {"type": "log", "range": [1e-5, 3e-4]},
+    "epochs": {"type": "integer", "range": [2, 5]},
+    "batch_size": {"type": "choice", "values": [16, 32]},
+    "warmup_ratio": {"type": "linear", "range": [0.0, 0.2]},
+    "weight_decay": {"type": "linear", "range": [0.0, 0.1]},
+}
+SEARCHED = set(SPACE)
+
+
+def tuning(space=SPACE, trials=8, parallel=2, **overrides):
+    name = specs.tuning_job_name(RUN_KEY, "manual__2026-04-01T00:00:00+00:00", 1)
+    trial = training(hyperparameters=TRIAL, **overrides)
+    return specs.tuning_job(
+        name,
+        trial,
+        space=space,
+        trials=trials,
+        parallel=parallel,
+        seed=7,
+        early_stopping=True,
+        provisioning_seconds=3600,
+    )
+
+
 def package():
     evaluation = {"model": "s3://b/m/", "evaluation": "s3://b/e.json", "accuracy": 0.9, "f1": 0.91}
     request = specs.model_package(
@@ -133,10 +163,290 @@ def test_every_request_is_one_sagemaker_accepts(network):
         | {"DeploymentConfig": specs.deployment_config(specs.BLUE_GREEN_DEFAULT)},
         "CreateModelPackage": package(),
         "UpdateModelPackage": {"ModelPackageArn": PACKAGE_ARN, "ModelLifeCycle": specs.life_cycle("production")},
+        "CreateHyperParameterTuningJob": tuning(network=network),
     }
     assert {operation: refused(operation, request) for operation, request in requests.items()} == dict.fromkeys(
         requests, []
     )
+
+
+def test_the_tuning_request_passes_botocores_own_validator():
+    """The validator boto3 runs before it sends a request (types, required members, minimums), on the request and
+    on one it must refuse."""
+    from botocore.validate import ParamValidator
+
+    shape = service_model().operation_model("CreateHyperParameterTuningJob").input_shape
+    assert not ParamValidator().validate(tuning(), shape).has_errors()
+    broken = tuning()
+    broken["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"] = 0
+    del broken["TrainingJobDefinition"]["RoleArn"]
+    report = ParamValidator().validate(broken, shape).generate_report()
+    assert "MaxParallelTrainingJobs" in report and "RoleArn" in report, report
+
+
+# ---- hyperparameter tuning ------------------------------------------------------------------------------------------
+def test_the_tuning_job_maximises_the_validation_accuracy_the_training_job_reads_from_its_log(caplog):
+    config = tuning()["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Maximize", "MetricName": "validation:accuracy"}
+    assert config["HyperParameterTuningJobObjective"]["MetricName"] == specs.VALIDATION_ACCURACY
+    definitions = tuning()["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]
+    [objective] = [each for each in definitions if each["Name"] == specs.VALIDATION_ACCURACY]
+    values = [m.group(1) for line in logged_training_lines(caplog) if (m := re.search(objective["Regex"], line))]
+    assert values == ["0.8000"], "one value per epoch, which early stopping compares"
+    assert (config["Strategy"], config["TrainingJobEarlyStoppingType"], config["RandomSeed"]) == ("Bayesian", "Auto", 7)
+    assert {key: config["ResourceLimits"][key] for key in ("MaxNumberOfTrainingJobs", "MaxParallelTrainingJobs")} == {
+        "MaxNumberOfTrainingJobs": 8,
+        "MaxParallelTrainingJobs": 2,
+    }
+
+
+def test_each_dimension_is_searched_as_sagemaker_scales_it():
+    ranges = tuning()["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    assert ranges == {
+        "ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "1e-05", "MaxValue": "0.0003", "ScalingType": "Logarithmic"},
+            {"Name": "warmup_ratio", "MinValue": "0.0", "MaxValue": "0.2", "ScalingType": "Linear"},
+            {"Name": "weight_decay", "MinValue": "0.0", "MaxValue": "0.1", "ScalingType": "Linear"},
+        ],
+        "IntegerParameterRanges": [{"Name": "epochs", "MinValue": "2", "MaxValue": "5", "ScalingType": "Linear"}],
+        "CategoricalParameterRanges": [{"Name": "batch_size", "Values": ["16", "32"]}],
+    }
+    enum = set(service_model().shape_for("HyperParameterScalingType").enum)
+    assert {each["ScalingType"] for kind in ranges.values() for each in kind if "ScalingType" in each} <= enum
+    for each in ranges["ContinuousParameterRanges"]:  # SageMaker reads them as numbers
+        assert float(each["MinValue"]) < float(each["MaxValue"])
+
+
+def test_the_trials_are_the_training_job_scoring_only_with_the_rest_of_its_hyperparameters():
+    request, trial = tuning(), training(hyperparameters=TRIAL)
+    definition = request["TrainingJobDefinition"]
+    kept = set(trial) - {"TrainingJobName", "HyperParameters", "TensorBoardOutputConfig", "CheckpointConfig"}
+    assert {key: definition[key] for key in kept} == {key: trial[key] for key in kept}
+    assert definition["StaticHyperParameters"] == {
+        "precision": "auto",
+        "seed": "42",
+        "score_only": "True",
+        "max_steps": "20",
+    }, "the searched ones are each trial's own; the base model comes as the model channel"
+    assert {"CheckpointConfig", "TensorBoardOutputConfig"}.isdisjoint(definition), (
+        "trials would share one checkpoint prefix; a definition has no TensorBoard upload"
+    )
+
+
+def test_a_range_of_one_value_is_fixed_as_a_static_hyperparameter():
+    space = SPACE | {"warmup_ratio": {"type": "linear", "range": [0.06, 0.06]}}
+    space |= {"batch_size": {"type": "choice", "values": [32, 32]}, "epochs": {"type": "integer", "range": [3, 3]}}
+    request = tuning(space)
+    ranges = request["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    assert [each["Name"] for kind in ranges.values() for each in kind] == ["learning_rate", "weight_decay"]
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    assert (static["warmup_ratio"], static["batch_size"], static["epochs"]) == ("0.06", "32", "3")
+    assert not refused("CreateHyperParameterTuningJob", request)
+
+
+def test_the_whole_search_is_bounded_by_its_waves_of_trials():
+    limits = tuning()["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert limits["MaxRuntimeInSeconds"] == 4 * (7200 + 3600), "8 trials, 2 at a time; Spot: each may wait 2 h"
+    one_at_a_time = tuning(trials=3, parallel=5, spot=False)["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert (one_at_a_time["MaxParallelTrainingJobs"], one_at_a_time["MaxRuntimeInSeconds"]) == (3, 3600 + 3600)
+    longest = tuning(trials=32, parallel=1, max_runtime_seconds=120 * 3600, max_wait_seconds=240 * 3600)
+    longest = longest["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert longest["MaxRuntimeInSeconds"] == specs.MAX_TUNING_SECONDS == 30 * 24 * 3600
+
+
+def test_the_tuning_job_name_leaves_room_for_the_names_sagemaker_gives_its_training_jobs():
+    name = specs.tuning_job_name(RUN_KEY, "scheduled__2026-04-01T00:00:00+00:00", 99999)
+    assert len(name) <= 32 and name.startswith("nlp-tune-20260401-")
+    assert not problems(name, service_model().shape_for("HyperParameterTuningJobName"), "name")
+    trial = f"{name}-032-0a1b2c3d"  # SageMaker's NAME-NNN-HEX8
+    assert not problems(trial, service_model().shape_for("TrainingJobName"), "trial")
+    assert specs.tuning_job_name(RUN_KEY, "manual__1", 1) != specs.tuning_job_name(RUN_KEY, "manual__2", 1)
+    with pytest.raises(ValueError, match="at most 32"):
+        specs.tuning_job_name(RUN_KEY, "r", 10**7)
+
+
+@pytest.mark.parametrize(
+    ("change", "trials", "refusal"),
+    [
+        ({"learning_rate": {"type": "log", "range": [3e-4, 1e-5]}}, 8, "learning_rate .* minimum above its maximum"),
+        ({"learning_rate": {"type": "log", "range": [0.0, 1e-4]}}, 8, "learning_rate .* minimum must be above 0"),
+        ({"epochs": {"type": "integer", "range": [2, 4.5]}}, 8, "epochs .* whole numbers"),
+        ({"batch_size": {"type": "choice", "values": []}}, 8, "batch_size needs 1 to 30"),
+        ({"batch_size": {"type": "choice", "values": list(range(1, 32))}}, 8, "batch_size needs 1 to 30"),
+        ({"epochs": {"type": "exponential", "range": [1, 2]}}, 8, "epochs is of type 'exponential'"),
+        (
+            {
+                name: {"type": "linear", "range": [0.1, 0.1]}
+                for name in ("learning_rate", "warmup_ratio", "weight_decay")
+            }
+            | {"epochs": {"type": "integer", "range": [3, 3]}, "batch_size": {"type": "choice", "values": [16]}},
+            8,
+            "nothing to search",
+        ),
+        (
+            {
+                name: {"type": "linear", "range": [0.1, 0.1]}
+                for name in ("learning_rate", "warmup_ratio", "weight_decay")
+            },
+            9,
+            "holds 8 setting",  # epochs 2-5 x batch size 16 or 32
+        ),
+        ({}, 0, "at least 1 trial"),
+    ],
+)
+def test_a_search_sagemaker_refuses_is_refused_naming_what_is_wrong(change, trials, refusal):
+    with pytest.raises(ValueError, match=refusal):
+        tuning(SPACE | change, trials=trials)
+
+
+def test_a_tuning_job_runs_at_least_one_training_job_at_a_time():
+    with pytest.raises(ValueError, match="at least 1 training job at a time"):
+        tuning(parallel=0)
+
+
+# ---- the search of a run's Params -----------------------------------------------------------------------------------
+def run_params(**changes) -> dict:
+    from nlp_pipeline.params import pipeline_params, sagemaker_params
+
+    return {name: param.value for name, param in (pipeline_params() | sagemaker_params()).items()} | changes
+
+
+def search_params() -> list[str]:
+    """The Params of the ranges ``tune`` searches: each list flag of TuneArguments, as commands.PARAM_FLAGS sets it."""
+    import typing
+
+    from nlp_pipeline.commands import PARAM_FLAGS
+
+    from tasks.config import TuneArguments
+
+    hints = typing.get_type_hints(TuneArguments)
+    return [spec.param for spec in PARAM_FLAGS if spec.step == "tune" and typing.get_origin(hints[spec.field]) is list]
+
+
+@pytest.fixture
+def variables(monkeypatch):
+    for name, value in {
+        "AIRFLOW_VAR_NLP_ARTEFACT_ROOT": "s3://b/artefacts",
+        "AIRFLOW_VAR_NLP_SAGEMAKER_ROLE_ARN": ROLE,
+        "AIRFLOW_VAR_NLP_SAGEMAKER_IMAGE": IMAGE,
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
+def tune_context(**params) -> dict:
+    import pendulum
+
+    from tests.airflow.task_context import task_context
+
+    staged = {("stage_dataset", "return_value"): {"uri": "s3://b/staged/job", "fingerprint": "sha256:0f"}}
+    values = run_params(source="s3://b/raw/", base_model="bert-base-uncased") | params
+    return task_context(
+        "nlp_sagemaker", "tune", values, logical_date=pendulum.datetime(2026, 4, 1, tz="UTC"), run_id="r", xcom=staged
+    )
+
+
+def test_the_search_space_is_the_runs_range_params(variables):
+    from nlp_pipeline import sagemaker
+
+    from tasks.tuning.space import space
+
+    ranges = {
+        "learning_rate_range": [2e-5, 1e-4],
+        "epochs_range": [1, 3],
+        "batch_sizes": [8, 16, 32],
+        "warmup_ratio_range": [0.0, 0.1],
+        "weight_decay_range": [0.01, 0.01],
+    }
+    arguments = sagemaker.search(tune_context(tuning_trials=4, **ranges))
+    assert space(arguments) == {
+        "learning_rate": {"type": "log", "range": [2e-5, 1e-4]},
+        "epochs": {"type": "integer", "range": [1, 3]},
+        "batch_size": {"type": "choice", "values": [8, 16, 32]},
+        "warmup_ratio": {"type": "linear", "range": [0.0, 0.1]},
+        "weight_decay": {"type": "linear", "range": [0.01, 0.01]},
+    }
+    assert arguments.output == "s3://b/artefacts/nlp_sagemaker/20260401T000000Z/tuning"
+    assert len(search_params()) == 5
+    defaults = space(sagemaker.search(tune_context()))
+    for param in search_params():  # every range tune searches moves SageMaker's search
+        changed = sagemaker.search(tune_context(**{param: run_params()[param][:1] * 2}))
+        assert space(changed) != defaults, param
+    assert not refused("CreateHyperParameterTuningJob", tuning(defaults)), (
+        "the form's defaults: a search SageMaker takes"
+    )
+
+
+def test_a_trial_runs_train_as_commands_trial_command_builds_a_trial(variables, monkeypatch, tmp_path):
+    """What a trial's container runs (the static and the tuned hyper-parameters, as the task image reads them) parses
+    into the arguments every platform's trial has: commands.trial_command's."""
+    from nlp_pipeline import commands, sagemaker
+
+    from tasks import cli
+    from tasks.runtime.sagemaker_job import TrainingJob
+
+    context = tune_context(tuning_trials=4, tuning_max_steps=20, weight_decay=0.03)
+    request = sagemaker._tune_config(context, "nlp-tune-x")
+    setting = {"learning_rate": 1.2e-4, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.05, "weight_decay": 0.02}
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    hyperparameters = request["TrainingJobDefinition"]["StaticHyperParameters"] | {
+        name: str(value) for name, value in setting.items()
+    }
+    # SageMaker adds the objective's name for its own containers.
+    hyperparameters["_tuning_objective_metric"] = specs.VALIDATION_ACCURACY
+    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
+    in_job = vars(cli.parse("train", TrainingJob(tmp_path).arguments()))
+    trial = {"name": "trial-000", "setting": setting}
+    built = vars(
+        cli.parse("train", commands.trial_command(context["params"], trial, data="/d", output="/o", max_steps=20)[1:])
+    )
+    paths = ("data", "output", "checkpoint_dir", "tensorboard_dir")
+    assert {k: v for k, v in in_job.items() if k not in paths} == {k: v for k, v in built.items() if k not in paths}
+    assert (in_job["score_only"], in_job["max_steps"], in_job["learning_rate"]) == (True, 20, 1.2e-4)
+
+
+@pytest.mark.parametrize(
+    ("params", "refusal"),
+    [
+        (
+            {"learning_rate_range": [0.001, 0.001], "warmup_ratio_range": [0.1, 0.1], "weight_decay_range": [0, 0]}
+            | {"epochs_range": [2, 2], "batch_sizes": [16, 32]},
+            r"tuning \(batch_sizes\): the tuning space holds 2 setting\(s\) of batch_size, fewer than the 4 trials",
+        ),
+        (
+            {"learning_rate_range": [0.001, 0.0001]},
+            r"learning_rate_range: --learning-rate-range must be LO HI with LO no",
+        ),
+    ],
+)
+def test_a_search_sagemaker_would_refuse_fails_the_runs_first_job_naming_the_params(variables, params, refusal):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import sagemaker
+
+    context = tune_context(tuning_trials=4, **params)
+    with pytest.raises(AirflowFailException, match=refusal):
+        sagemaker._stage_config(context, "nlp-stage-x")
+    with pytest.raises(AirflowFailException, match=refusal):
+        sagemaker._tune_config(context, "nlp-tune-x")
+    sagemaker._stage_config(tune_context(tuning_trials=0, **params), "nlp-stage-x")  # tuning off: nothing to refuse
+
+
+def test_tuning_is_refused_with_network_isolation(variables, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import sagemaker
+
+    network = {"Subnets": ["subnet-1a"], "SecurityGroupIds": ["sg-1a"], "EnableNetworkIsolation": True}
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_NETWORK", json.dumps(network))
+    with pytest.raises(AirflowFailException, match="network isolation.*tuning.json"):
+        sagemaker._tune_config(tune_context(tuning_trials=2, base_model="s3://b/models/bert/"), "nlp-tune-x")
+
+
+def test_the_tune_task_is_skipped_when_tuning_is_off(variables):
+    from airflow.sdk.exceptions import AirflowSkipException
+    from nlp_pipeline import sagemaker
+
+    with pytest.raises(AirflowSkipException, match="tuning_trials is 0"):
+        sagemaker._tune_config(tune_context(tuning_trials=0), "nlp-tune-x")
 
 
 # ---- instance types per use ---------------------------------------------------------------------------------------

@@ -4,12 +4,14 @@ Each operator here builds its request when it runs (from the run's Params, Varia
 steps before it, with the functions of specs/sagemaker.py) and then lets the provider do the work. What
 they add:
 
-- Jobs are named ``nlp-STEP-RUNKEY-HASH-tTRY``. A try first looks at the jobs earlier tries of the run
-  started: one still running is waited for instead of starting a second; one that completed on the same
-  request (its ``NLP_REQUEST_DIGEST``) is reused, so a retry after the job finished never pays for it again.
+- Jobs are named ``nlp-STEP-RUNKEY-HASH-tTRY`` (a tuning job ``nlp-tune-YYYYMMDD-HASH-tTRY``). A try first looks
+  at the jobs earlier tries of the run started: one still running is waited for instead of starting a second; one
+  that completed on the same request (its ``NLP_REQUEST_DIGEST``) is reused, so a retry after the job finished
+  never pays for it again.
 - Every wait is sized from the request: the job's own ``StoppingCondition`` (with Spot, its
-  ``MaxWaitTimeInSeconds``) or the endpoint update's ``MaximumExecutionTimeoutInSeconds``, plus the time
-  SageMaker takes to provision (``limits.JOB_START``). The provider's defaults give up after 30 minutes.
+  ``MaxWaitTimeInSeconds``), a tuning job's ``ResourceLimits.MaxRuntimeInSeconds`` or the endpoint update's
+  ``MaximumExecutionTimeoutInSeconds``, plus the time SageMaker takes to provision (``limits.JOB_START``). The
+  provider's defaults give up after 30 minutes.
 - A failed step's exit code is read where SageMaker puts the step's own words: a processing job's
   ``ExitMessage`` (``/opt/ml/output/message``), a training job's ``FailureReason``
   (``/opt/ml/output/failure``); bad input (exit 2/3) is not retried.
@@ -45,6 +47,7 @@ from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerProcessingOperator,
     SageMakerRegisterModelVersionOperator,
     SageMakerTrainingOperator,
+    SageMakerTuningOperator,
 )
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
@@ -63,10 +66,11 @@ from nlp_pipeline.links import (
     SageMakerModelPackageLink,
     SageMakerProcessingJobLink,
     SageMakerTrainingJobLink,
+    SageMakerTuningJobLink,
     persist_sagemaker,
     persist_sagemaker_endpoint,
 )
-from nlp_pipeline.specs.sagemaker import resource_name
+from nlp_pipeline.specs.sagemaker import resource_name, tuning_job_name
 from tasks.errors import NOT_RETRYABLE, exit_code_in
 
 ConfigBuilder = Callable[[dict, str], dict]  # (context, job name) -> the request
@@ -102,6 +106,9 @@ def request_digest(request: dict, name_key: str) -> str:
     """What a job was asked to do, without its name, its output prefix (named after the job) or the digest."""
     asked = {key: value for key, value in request.items() if key not in (name_key, "ProcessingOutputConfig")}
     asked["Environment"] = {k: v for k, v in request.get("Environment", {}).items() if k != REQUEST_DIGEST_ENV}
+    if definition := request.get("TrainingJobDefinition"):  # a tuning job's environment is its trials'
+        environment = {k: v for k, v in definition.get("Environment", {}).items() if k != REQUEST_DIGEST_ENV}
+        asked["TrainingJobDefinition"] = definition | {"Environment": environment}
     return hashlib.sha256(json.dumps(asked, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
@@ -113,8 +120,11 @@ class _JobOfThisRun(SageMakerBaseOperator):
     """
 
     kind: str
-    job_type: str  # the provider's name for it: Processing or Training
-    job_link: type[SageMakerProcessingJobLink | SageMakerTrainingJobLink]  # its page in the SageMaker console
+    job_type: str  # the provider's name for it: Processing, Training or Tuning
+    job_link: type[SageMakerProcessingJobLink | SageMakerTrainingJobLink | SageMakerTuningJobLink]  # console page
+    # What the provider's operator takes beyond the config: processing and training jobs would otherwise get a
+    # new name when theirs exists; this operator names them itself.
+    provider_arguments: dict = {"action_if_job_exists": "fail"}
 
     def __init__(
         self,
@@ -126,7 +136,7 @@ class _JobOfThisRun(SageMakerBaseOperator):
         **kwargs,
     ):
         """``result_without_job``: the task's result when this run needs no job (quantisation off), else None."""
-        super().__init__(config={}, action_if_job_exists="fail", **kwargs)
+        super().__init__(config={}, **self.provider_arguments, **kwargs)
         self.kind, self.build_config, self.summarize = kind, build_config, summarize
         self.result_without_job = result_without_job
 
@@ -138,6 +148,14 @@ class _JobOfThisRun(SageMakerBaseOperator):
     def _status_key(self) -> str:
         return f"{self.job_type}JobStatus"
 
+    def _name(self, context, try_number: int) -> str:
+        return run_name(self.kind, context, try_number)
+
+    @staticmethod
+    def _environment(request: dict) -> dict:
+        """The job's Environment in a request or description, where its ``REQUEST_DIGEST_ENV`` is."""
+        return request.setdefault("Environment", {})
+
     def _describe(self, name: str) -> dict | None:
         try:
             return getattr(self.hook, f"describe_{self.job_type.lower()}_job")(name)
@@ -145,6 +163,9 @@ class _JobOfThisRun(SageMakerBaseOperator):
             if not_found(error):
                 return None
             raise
+
+    def _stop(self, name: str) -> None:
+        getattr(self.hook.conn, f"stop_{self.job_type.lower()}_job")(**{self._name_key: name})
 
     @staticmethod
     def _wait_limit(request: dict) -> int:
@@ -156,15 +177,15 @@ class _JobOfThisRun(SageMakerBaseOperator):
         """A job of an earlier try on the same request to wait for (running) or reuse (completed). One running
         on another request (the step's inputs changed since: an upstream task was cleared) is stopped."""
         for earlier in range(context["ti"].try_number - 1, 0, -1):
-            name = run_name(self.kind, context, earlier)
+            name = self._name(context, earlier)
             description = self._describe(name)
             if not description:
                 continue
             status = description[self._status_key]
-            same = (description.get("Environment") or {}).get(REQUEST_DIGEST_ENV) == digest
+            same = (self._environment(description) or {}).get(REQUEST_DIGEST_ENV) == digest
             if status == "InProgress" and not same:
                 self.log.info("try %s of this run started %s on other inputs: stopping it", earlier, name)
-                getattr(self.hook.conn, f"stop_{self.job_type.lower()}_job")(**{self._name_key: name})
+                self._stop(name)
                 continue
             if same and status in (*RUNNING, "Completed"):
                 self.log.info(
@@ -181,10 +202,10 @@ class _JobOfThisRun(SageMakerBaseOperator):
         if (result := self.result_without_job(context)) is not None:
             self.log.info("this run needs no %s job: %s", self.kind, result)
             return result
-        name = run_name(self.kind, context, context["ti"].try_number)
+        name = self._name(context, context["ti"].try_number)
         self.config = self.build_config(context, name)
         digest = request_digest(self.config, self._name_key)
-        self.config.setdefault("Environment", {})[REQUEST_DIGEST_ENV] = digest
+        self._environment(self.config)[REQUEST_DIGEST_ENV] = digest
         self.max_attempts = attempts(self._wait_limit(self.config), self.check_interval)
         found = self._earlier_job(context, digest)
         if found is None and (description := self._describe(name)) is not None:
@@ -271,6 +292,38 @@ class StepTrainingOperator(_JobOfThisRun, SageMakerTrainingOperator):
                 name, {}, [], description["ResourceConfig"]["InstanceCount"], LogState.COMPLETE, description, 0
             )
         return super().execute_complete(context, event)
+
+
+class StepTuningOperator(_JobOfThisRun, SageMakerTuningOperator):
+    """The ``tune`` hyperparameter tuning job of this run, re-attached or reused rather than duplicated.
+
+    ``build_config`` may skip the task (tuning off). The wait is the tuning job's own limit
+    (``ResourceLimits.MaxRuntimeInSeconds``); its training jobs' logs are in CloudWatch, each under its own name.
+    """
+
+    job_type = "Tuning"
+    job_link = SageMakerTuningJobLink
+    operator_extra_links = (job_link(),)
+    provider_arguments: dict = {}
+    _name_key, _status_key = "HyperParameterTuningJobName", "HyperParameterTuningJobStatus"
+
+    def _name(self, context, try_number: int) -> str:
+        return tuning_job_name(artefacts.run_key(context), context["run_id"], try_number)
+
+    @staticmethod
+    def _environment(request: dict) -> dict:
+        return request["TrainingJobDefinition"].setdefault("Environment", {})
+
+    def _stop(self, name: str) -> None:
+        self.hook.conn.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+
+    @staticmethod
+    def _wait_limit(request: dict) -> int:
+        return request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxRuntimeInSeconds"]
+
+    def _create(self, request: dict) -> None:
+        """Through the provider's hook, which first checks that every input channel is on S3."""
+        self.hook.create_tuning_job(request, wait_for_completion=False)
 
 
 class _OncePerRun(SageMakerBaseOperator):

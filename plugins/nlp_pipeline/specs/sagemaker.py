@@ -415,14 +415,15 @@ def tuning_job(
     trials: int,
     parallel: int,
     seed: int,
+    early_stopping: bool,
     provisioning_seconds: int,
 ) -> dict:
     """``training`` (a ``training_job`` request, its hyperparameters those of a trial) as a hyperparameter tuning job.
 
     SageMaker runs ``trials`` training jobs, at most ``parallel`` at a time, each with a setting its Bayesian search
     draws from ``space`` (``search_space``) and the rest of the request's hyperparameters, and maximises their
-    ``VALIDATION_ACCURACY``. Early stopping (Auto) stops a trial whose accuracy after an epoch is below the median
-    of the trials before it at the same epoch. ``seed`` makes its choices repeatable. The whole search may take as
+    ``VALIDATION_ACCURACY``. With ``early_stopping`` (Auto) SageMaker stops a trial whose accuracy after an epoch is
+    below the median of the trials before it at the same epoch. ``seed`` makes its choices repeatable. The whole search may take as
     long as its waves of trials (each its own limit, with Spot its wait, plus ``provisioning_seconds``), at most
     SageMaker's 30 days. Raises ValueError for a search SageMaker refuses (``check_search``).
     """
@@ -447,7 +448,7 @@ def tuning_job(
                 "MaxRuntimeInSeconds": min(math.ceil(trials / at_once) * trial_seconds, MAX_TUNING_SECONDS),
             },
             "ParameterRanges": ranges,
-            "TrainingJobEarlyStoppingType": "Auto",
+            "TrainingJobEarlyStoppingType": "Auto" if early_stopping else "Off",
             "RandomSeed": seed,
         },
         "TrainingJobDefinition": definition,
