@@ -267,16 +267,16 @@ class TrainArguments:
     early_stopping_dir: str = field(
         default="",
         metadata={
-            "help": "A folder the trials of one search share: after each epoch but the last, record this run's"
-            " validation accuracy there and stop when it is below the median of at least 2 other runs' at the same"
-            " epoch (SageMaker's Auto rule). Empty: no early stopping."
+            "help": "A folder (or s3:// prefix) the trials of one search share: record this run's validation"
+            " accuracy there after each epoch, and stop after an epoch but the last when it is below the median of at"
+            " least 2 other runs' at the same epoch (SageMaker's Auto rule). Empty: no early stopping."
         },
     )
     tuning: str = field(
         default="",
         metadata={
-            "help": "The search's tuning.json (a local path or s3://): recorded in the model card; the"
-            " hyper-parameters must be its best setting."
+            "help": "The search's tuning.json (a local path or s3://), recorded in the model card: the learning"
+            " rate and epochs default to its best setting, and hyper-parameters other than its best are refused."
         },
     )
 
