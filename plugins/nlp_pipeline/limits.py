@@ -14,24 +14,26 @@ that wait, so a task never times out while the job it waits for may still finish
 tests/airflow/test_limits.py checks every task of every platform has a limit and that it covers the limits
 its operator was built with.
 
-The tuning trials (a mapped task, local and eks) run in the pool ``TUNING_POOL``, a few at once; a trial may take
-as long as a training (its step budget, ``tuning_max_steps``, may be 0: every epoch), and a run's path counts the
-trial's limit once per wave of trials the pool lets through: ``MAX_TUNING_TRIALS`` over its slots.
+The tuning search has one budget, ``TUNING_BUDGET``, whatever its trials and the machine: the mapped ``trial``
+task counts once on a run's path with the budget as its limit (a trial never runs past the search's deadline:
+local's plan_trials sets it, each trial's step gets the time left), and SageMaker's tuning job has it as its
+``MaxRuntimeInSeconds``. A run's limit therefore does not depend on the cores of the host that parses the DAG.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from nlp_pipeline.params import MAX_RUNTIME_HOURS, eks_params
-from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS, MAX_TUNING_SECONDS
-from tasks.config import MAX_TUNING_TRIALS
+from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
 from tasks.runtime.cpu import available_cores
 
 # The pool the tuning trials run in, so a search does not oversubscribe the machine (local: each trial is a
 # training process on cores // slots CPUs) or the cluster; made with the Airflow home (``pools``).
 TUNING_POOL = "nlp_tuning"
+# How long a whole search may take, every trial included: past it no trial starts, a running one is stopped and
+# counted failed (local), and SageMaker stops the tuning job.
+TUNING_BUDGET = timedelta(hours=24)
 TUNING_POOL_DESCRIPTION = "Tuning trials running at once (nlp_local: each on cores // slots CPUs; docs/local.md)"
 
 
@@ -72,7 +74,7 @@ LIMITS: dict[str, timedelta] = {
     "policy": _QUICK,
     "stage_dataset": timedelta(hours=2),  # a hub download and tokenisation; MRPC takes a minute
     "plan_trials": _QUICK,  # draws the trials' settings
-    "trial": timedelta(hours=24),  # a trial is a training: its step budget may be 0, every epoch
+    "trial": TUNING_BUDGET,  # the whole search: each trial's step runs at most until the search's deadline
     "choose_setting": _QUICK,  # reads the trials' scores
     "train": timedelta(hours=24),  # fine-tuning on CPU; eks's multi-worker training job allows 24 h as well
     "quantize": timedelta(hours=6),  # INC's trials (about 70 s each on MiniLM) and the timing runs
@@ -91,8 +93,8 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     "local": {},
     "sagemaker": {
         "stage_dataset": JOB_START + _SAGEMAKER_JOB + _QUICK,
-        # The tuning job's MaxRuntimeInSeconds: its waves of training jobs, within SageMaker's longest.
-        "tune": JOB_START + timedelta(seconds=MAX_TUNING_SECONDS) + _QUICK,
+        # The tuning job's MaxRuntimeInSeconds: at most the search's budget.
+        "tune": JOB_START + TUNING_BUDGET + _QUICK,
         "train": JOB_START + 2 * _SAGEMAKER_JOB + _QUICK,  # Spot: MaxWaitTimeInSeconds
         "quantize": JOB_START + _SAGEMAKER_JOB + _QUICK,
         "evaluate": JOB_START + _SAGEMAKER_JOB + _QUICK,
@@ -136,28 +138,15 @@ def run_limit(dag) -> timedelta:
     """The longest path through the DAG, each task taking its whole limit: what a run may take.
 
     The approval's wait is on it, so a run waiting for a person is not ended early. A retry fits when the
-    tries before it ran under their limits, as almost all do; a run hung for longer is ended. A mapped task takes
-    its limit once per wave (``waves``).
+    tries before it ran under their limits, as almost all do; a run hung for longer is ended. A mapped task (the
+    tuning trials) counts once: its limit is the whole search's budget, not one instance's.
     """
     finish: dict[str, timedelta] = {}
 
     def finished(task) -> timedelta:
         if task.task_id not in finish:
             start = max((finished(upstream) for upstream in task.upstream_list), default=timedelta(0))
-            finish[task.task_id] = start + waves(task) * (task.execution_timeout or timedelta(0))
+            finish[task.task_id] = start + (task.execution_timeout or timedelta(0))
         return finish[task.task_id]
 
     return max((finished(task) for task in dag.tasks), default=timedelta(0))
-
-
-def waves(task) -> int:
-    """How many times over ``task`` may take its limit in a run: once, or for a mapped task in the tuning pool
-    (the trials), once per wave of at most ``MAX_TUNING_TRIALS`` instances through the pool's slots."""
-    if not task.is_mapped:
-        return 1
-    if task.pool != TUNING_POOL:
-        raise ValueError(
-            f"{task.task_id} is mapped outside the pool {TUNING_POOL}: limits.run_limit cannot tell how many of its"
-            " instances run one after another"
-        )
-    return math.ceil(MAX_TUNING_TRIALS / tuning_pool_slots())

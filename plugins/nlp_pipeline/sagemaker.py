@@ -286,6 +286,7 @@ def _tune_config(context, name: str) -> dict:
         seed=arguments.seed,
         early_stopping=arguments.early_stopping == "auto",
         provisioning_seconds=int(limits.JOB_START.total_seconds()),
+        budget_seconds=int(limits.TUNING_BUDGET.total_seconds()),
     )
 
 

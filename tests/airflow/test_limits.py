@@ -2,7 +2,6 @@
 may take its longest path (the approval's wait included) and no longer, and a hung local step is stopped."""
 
 import json
-import math
 import shlex
 import subprocess
 import sys
@@ -19,8 +18,6 @@ from nlp_pipeline import eks, limits, local, pipeline, sagemaker  # noqa: E402
 from nlp_pipeline.operators.sagemaker import attempts  # noqa: E402
 from nlp_pipeline.params import eks_params, local_params, sagemaker_params  # noqa: E402
 from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS as BLUE_GREEN_LONGEST  # noqa: E402
-
-from tasks.config import MAX_TUNING_TRIALS  # noqa: E402
 
 PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
 # The longest way through a run: every step, the approval, the rollout, and the rollback after a failed smoke test.
@@ -89,6 +86,23 @@ def test_the_approval_waits_its_response_timeout(name):
     assert approve.execution_timeout >= approve.response_timeout == limits.APPROVAL_TIMEOUT
 
 
+# Each platform's longest run, summed by hand from limits.py's table: policy, plan_trials, choose_setting, gate,
+# register, choose_rollout and smoke_test 10 min each; the search (trial) its budget, 24 h; the approval 2 days.
+RUN_LIMITS = {
+    # + stage_dataset 2 h, train 24 h, quantize 6 h, evaluate 2 h, deploy and rollback 30 min each
+    "local": timedelta(days=2) + timedelta(hours=24 + 2 + 24 + 6 + 2 + 1) + 7 * timedelta(minutes=10),
+    # + stage_dataset, quantize and evaluate 120 h, train 240 h (Spot), the tuning job its budget 24 h, each 1 h to
+    # start and 10 min; register 10 min more and 2 days (the model registry's approval); deploy 8 h (blue/green's longest) + 1 h + 10 min; rollback that and 1 h more
+    "sagemaker": timedelta(days=4)
+    + timedelta(hours=3 * 120 + 240 + 24)
+    + 5 * timedelta(hours=1, minutes=10)
+    + timedelta(minutes=10)
+    + 2 * timedelta(hours=8 + 1, minutes=10)
+    + timedelta(hours=1)
+    + 7 * timedelta(minutes=10),
+}
+
+
 @pytest.mark.parametrize("name", PLATFORMS)
 def test_a_run_may_take_its_longest_path_approval_included(name):
     dag = build(name)
@@ -107,36 +121,37 @@ def test_a_run_may_take_its_longest_path_approval_included(name):
         "smoke_test",
         "rollback",
     ]
-    waves = math.ceil(MAX_TUNING_TRIALS / limits.tuning_pool_slots())  # every trial through the pool's slots
-    longest = sum(
-        (dag.get_task(task_id).execution_timeout * (waves if task_id == "trial" else 1) for task_id in path),
-        timedelta(0),
-    )
-    assert dag.dagrun_timeout == longest
+    longest = sum((dag.get_task(task_id).execution_timeout for task_id in path), timedelta(0))
+    assert dag.dagrun_timeout == longest, "the whole search (the mapped trial) counts once, its budget"
     assert dag.dagrun_timeout > limits.APPROVAL_TIMEOUT + dag.get_task("train").execution_timeout
 
 
+@pytest.mark.parametrize("name", sorted(RUN_LIMITS))
+def test_a_runs_limit_is_its_tables_sum(name):
+    assert build(name).dagrun_timeout == RUN_LIMITS[name]
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_the_run_limit_is_the_same_on_every_host(name, monkeypatch):
+    """The DAG parsed on a 2-core and a 96-core host is one serialized version: no limit depends on the cores."""
+    timeouts = set()
+    for cores in (2, 96):
+        monkeypatch.setattr(limits, "available_cores", lambda cores=cores: cores)
+        timeouts.add(build(name).dagrun_timeout)
+    assert len(timeouts) == 1, timeouts
+
+
 @pytest.mark.parametrize("name", ["local", "eks"])
-def test_the_trials_run_in_the_tuning_pool_and_each_may_take_a_trainings_time(name):
-    dag = build(name)
-    trial = dag.get_task("trial")
+def test_the_trials_run_in_the_tuning_pool_within_the_searchs_budget(name):
+    trial = build(name).get_task("trial")
     assert trial.is_mapped and trial.pool == limits.TUNING_POOL == "nlp_tuning"
-    assert trial.execution_timeout >= limits.LIMITS["train"], "a trial without a step budget is a whole training"
-    assert limits.waves(trial) == math.ceil(MAX_TUNING_TRIALS / limits.tuning_pool_slots())
-    assert limits.waves(dag.get_task("train")) == 1
+    assert limits.TUNING_BUDGET == timedelta(hours=24)
+    assert trial.execution_timeout >= limits.TUNING_BUDGET, "the whole search: no trial outlives it"
 
 
-def test_a_mapped_task_outside_the_tuning_pool_has_no_bound_on_its_waves():
-    from airflow.sdk import DAG, task
-
-    @task
-    def each(value):
-        return value
-
-    with DAG("waves", schedule=None):
-        mapped = each.expand(value=[1, 2]).operator
-    with pytest.raises(ValueError, match="each is mapped outside the pool nlp_tuning: limits.run_limit cannot tell"):
-        limits.waves(mapped)
+def test_the_tuning_jobs_limit_is_the_searchs_budget_and_its_provisioning():
+    tune = build("sagemaker").get_task("tune")
+    assert tune.execution_timeout == limits.TUNING_BUDGET + limits.JOB_START + timedelta(minutes=10)
 
 
 @pytest.mark.parametrize(("cores", "slots"), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (16, 8), (96, 48)])

@@ -126,7 +126,7 @@ SPACE = {
 SEARCHED = set(SPACE)
 
 
-def tuning(space=SPACE, trials=8, parallel=2, **overrides):
+def tuning(space=SPACE, trials=8, parallel=2, budget=30 * 24 * 3600, **overrides):
     name = specs.tuning_job_name(RUN_KEY, "manual__2026-04-01T00:00:00+00:00", 1)
     trial = training(hyperparameters=TRIAL, **overrides)
     return specs.tuning_job(
@@ -138,6 +138,7 @@ def tuning(space=SPACE, trials=8, parallel=2, **overrides):
         seed=7,
         early_stopping=True,
         provisioning_seconds=3600,
+        budget_seconds=budget,
     )
 
 
@@ -252,6 +253,14 @@ def test_the_whole_search_is_bounded_by_its_waves_of_trials():
     longest = tuning(trials=32, parallel=1, max_runtime_seconds=120 * 3600, max_wait_seconds=240 * 3600)
     longest = longest["HyperParameterTuningJobConfig"]["ResourceLimits"]
     assert longest["MaxRuntimeInSeconds"] == specs.MAX_TUNING_SECONDS == 30 * 24 * 3600
+
+
+def test_the_whole_search_ends_within_its_budget():
+    """The search's budget (limits.TUNING_BUDGET) bounds the tuning job however many waves its trials take."""
+    limits = tuning(trials=32, parallel=1, budget=24 * 3600)["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    assert limits["MaxRuntimeInSeconds"] == 24 * 3600
+    quick = tuning(trials=2, parallel=2, spot=False, budget=24 * 3600)["HyperParameterTuningJobConfig"]
+    assert quick["ResourceLimits"]["MaxRuntimeInSeconds"] == 3600 + 3600, "a shorter search keeps its own bound"
 
 
 def test_the_tuning_job_name_leaves_room_for_the_names_sagemaker_gives_its_training_jobs():

@@ -417,6 +417,7 @@ def tuning_job(
     seed: int,
     early_stopping: bool,
     provisioning_seconds: int,
+    budget_seconds: int,
 ) -> dict:
     """``training`` (a ``training_job`` request, its hyperparameters those of a trial) as a hyperparameter tuning job.
 
@@ -425,7 +426,7 @@ def tuning_job(
     ``VALIDATION_ACCURACY``. With ``early_stopping`` (Auto) SageMaker stops a trial whose accuracy after an epoch is
     below the median of the trials before it at the same epoch. ``seed`` makes its choices repeatable. The whole search may take as
     long as its waves of trials (each its own limit, with Spot its wait, plus ``provisioning_seconds``), at most
-    SageMaker's 30 days. Raises ValueError for a search SageMaker refuses (``check_search``).
+    the search's budget (``budget_seconds``) and SageMaker's 30 days. Raises ValueError for a search SageMaker refuses (``check_search``).
     """
     if parallel < 1:
         raise ValueError(f"a tuning job runs at least 1 training job at a time, not {parallel}")
@@ -445,7 +446,9 @@ def tuning_job(
             "ResourceLimits": {
                 "MaxNumberOfTrainingJobs": trials,
                 "MaxParallelTrainingJobs": at_once,
-                "MaxRuntimeInSeconds": min(math.ceil(trials / at_once) * trial_seconds, MAX_TUNING_SECONDS),
+                "MaxRuntimeInSeconds": min(
+                    math.ceil(trials / at_once) * trial_seconds, budget_seconds, MAX_TUNING_SECONDS
+                ),
             },
             "ParameterRanges": ranges,
             "TrainingJobEarlyStoppingType": "Auto" if early_stopping else "Off",
