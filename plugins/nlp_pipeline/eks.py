@@ -2,8 +2,12 @@
 
     stage_dataset, quantize, evaluate   KubernetesPodOperator pods: ``python -m tasks stage|quantize|evaluate``;
                                         quantize on the server's nodes (``compression_node_features`` moves it)
+    plan_trials, trial, choose_setting  tuning (``tuning_trials`` > 0): a ``tune plan`` pod, one
+                                        ``train --score-only`` pod per planned trial (mapped, a few at once as
+                                        the pool ``nlp_tuning`` allows), a ``tune select`` pod; no pod when off
     train                               one pod, or ``training_workers`` workers: an Indexed Job under a headless
-                                        Service (default), or a Kubeflow TFJob (``training_backend``)
+                                        Service (default), or a Kubeflow TFJob (``training_backend``), with the
+                                        setting tuning chose
     register / reject / mark_production ``python -m tasks registry`` pods, the registry beside the artefacts
     deploy                              server-side apply of the server's Deployment, Service, PDB (and HPA),
                                         then wait for the rollout; one that does not complete is undone
@@ -39,7 +43,7 @@ from dataclasses import dataclass, replace
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions, policy
+from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
 from nlp_pipeline.links import (
@@ -53,11 +57,21 @@ from nlp_pipeline.links import (
     persist_evaluation,
     with_links,
 )
-from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator, check_tfjobs_served
+from nlp_pipeline.operators.kubernetes import (
+    NoPod,
+    PlanPodOperator,
+    StepPodOperator,
+    TrainOperator,
+    TrialPodOperator,
+    check_tfjobs_served,
+)
 from nlp_pipeline.params import TFJOB, TRAINING_BACKEND
+from nlp_pipeline.platform import XCom
 from nlp_pipeline.specs import kubernetes as manifests
 from nlp_pipeline.specs import kubernetes_limits
 from tasks.runtime.layout import REGISTRY_FILE
+from tasks.tuning.plan import SCORES, TRIALS
+from tasks.tuning.results import TUNING
 
 log = logging.getLogger(__name__)
 
@@ -190,21 +204,34 @@ def _pod(context, arguments: list, placement: manifests.Placement | None = None)
     )
 
 
+# How every step's pod is reached and watched: the cluster access, the pod's startup wait and the polls.
+_POD_WATCH = {
+    "cluster_config": cluster_config,
+    "kubernetes_conn_id": K8S_CONN_ID,
+    "startup_timeout_seconds": 900,
+    "startup_check_interval_seconds": STARTUP_CHECK,
+    "poll_interval": CHECK_INTERVAL,
+}
+
+
 def _step(
-    task_id: str, step: str, build_arguments, summarize, placement=_placement, build_pod=None, **kwargs
+    task_id: str,
+    step: str,
+    build_arguments,
+    summarize,
+    placement=_placement,
+    build_pod=None,
+    operator: type[StepPodOperator] = StepPodOperator,
+    **kwargs,
 ) -> StepPodOperator:
     """The step's pod operator; ``placement`` (of the run's Params) says where its pod runs, unless
     ``build_pod`` builds a pod of its own."""
-    return StepPodOperator(
+    return operator(
         task_id=task_id,
         step=step,
         build_pod=build_pod or (lambda context: _pod(context, build_arguments(context), placement(context["params"]))),
         summarize=summarize,
-        cluster_config=cluster_config,
-        kubernetes_conn_id=K8S_CONN_ID,
-        startup_timeout_seconds=900,
-        startup_check_interval_seconds=STARTUP_CHECK,
-        poll_interval=CHECK_INTERVAL,
+        **_POD_WATCH,
         **kwargs,
     )
 
@@ -245,11 +272,122 @@ def stage_dataset():
     ).output
 
 
+# ---- tuning: plan_trials >> trial (mapped over the plan) >> choose_setting ----------------------------------------
+SEARCH = "search"  # plan_trials' XCom with the search's folder: the trials write in it, tune select reads it
+
+
+def _planning(context) -> NoPod | None:
+    """No plan pod when tuning is off: no trial (the mapped ``trial`` is then skipped)."""
+    if context["params"]["tuning_trials"]:
+        return None
+    log.info("tuning is off (tuning_trials is 0): training takes the run's Params")
+    return NoPod([])
+
+
+def _plan_arguments(context) -> list:
+    return commands.command("tune", context["params"], action="plan", output=step_output(context, "tune"))
+
+
+def _planned(context, plan: dict) -> list[dict]:
+    """The plan's trials, which ``trial`` is mapped over; the search's folder (as the pod reported it: a retry may
+    take an earlier try's pod) goes along as the XCom ``search``."""
+    context["ti"].xcom_push(key=SEARCH, value=plan["output"])
+    log.info("%d trials planned in %s", len(plan["trials"]), plan["output"])
+    return plan["trials"]
+
+
+def _search(context) -> str:
+    return context["ti"].xcom_pull(task_ids="plan_trials", key=SEARCH)
+
+
+def _trial_pod(context, trial: dict) -> dict:
+    """A planned trial's pod: the train step on the trial's setting for at most ``tuning_max_steps`` steps, scoring
+    only, into the search's ``trials/NAME``; sized and placed as the train pod. The trials stop hopeless ones early
+    through the search's ``scores/``, which they all reach: on the shared volume, or under the run's S3 prefix
+    (the step reads and writes it with fsspec, as its outputs)."""
+    params, search = context["params"], _search(context)
+    arguments = commands.trial_command(
+        params,
+        trial,
+        data=context["ti"].xcom_pull(task_ids="stage_dataset")["data"],
+        output=f"{search}/{TRIALS}/{trial['name']}",
+        early_stopping_dir=f"{search}/{SCORES}",
+        max_steps=params["tuning_max_steps"],
+    )
+    return _pod(context, arguments)
+
+
+def _choosing(context) -> NoPod | None:
+    """No select pod when no trial was planned (tuning off): the setting is None."""
+    return None if context["ti"].xcom_pull(task_ids="plan_trials") else NoPod(None)
+
+
+def _select_arguments(context) -> list:
+    return commands.command("tune", context["params"], action="select", output=_search(context))
+
+
+def _chosen(context, tuning: dict) -> dict:
+    """``tune select``'s result (the search's tuning.json) as the setting train takes: the best trial's, its scores,
+    how many trials ran and where tuning.json is."""
+    best = tuning["best"]
+    log.info(
+        "best of %d trials: %s (accuracy %s, F1 %s)", len(tuning["trials"]), best["name"], best["accuracy"], best["f1"]
+    )
+    return {
+        "setting": best["setting"],
+        "best": best,
+        "trials": len(tuning["trials"]),
+        "tuning": f"{tuning['output']}/{TUNING}",
+    }
+
+
+def tune(staged: XCom) -> XCom:
+    """Plan the search (a pod), run its trials as pods mapped over the plan (as many at once as the pool
+    ``nlp_tuning`` has slots), then choose the best setting (a pod); None when ``tuning_trials`` is 0. ``tune``
+    prints its result (a plan of 32 trials is more than a termination message keeps): the operators read it from
+    the pod's log."""
+    plan = _step(
+        "plan_trials",
+        "tune",
+        _plan_arguments,
+        _planned,
+        operator=PlanPodOperator,
+        result_without_pod=_planning,
+        result_in_log=True,
+        name="nlp-tune-plan",
+    )
+    staged >> plan
+    trials = TrialPodOperator.partial(
+        task_id="trial", pool=limits.TUNING_POOL, build_trial_pod=_trial_pod, **_POD_WATCH
+    ).expand(trial=plan.output)
+    chosen = _step(
+        "choose_setting",
+        "tune",
+        _select_arguments,
+        _chosen,
+        result_without_pod=_choosing,
+        result_in_log=True,
+        trigger_rule="none_failed",  # the trials are skipped when tuning is off
+        name="nlp-tune-select",
+    )
+    trials >> chosen
+    return chosen.output
+
+
 # ---- train --------------------------------------------------------------------------------------------------------
+def training_params(context) -> dict:
+    """The run's Params with the setting its tuning chose (decisions.tuned_params): what train runs with, and
+    what the training cache, the registry and the server's lineage note."""
+    return decisions.tuned_params(context["params"], context["ti"].xcom_pull(task_ids="choose_setting"))
+
+
 def _train_arguments(context) -> list:
-    params, staged = context["params"], context["ti"].xcom_pull(task_ids="stage_dataset")
+    params, staged = training_params(context), context["ti"].xcom_pull(task_ids="stage_dataset")
+    tuned = context["ti"].xcom_pull(task_ids="choose_setting")
     decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
-    return commands.command("train", params, data=staged["data"], output=step_output(context, "model"))
+    return commands.command(
+        "train", params, data=staged["data"], output=step_output(context, "model"), tuning=tuned and tuned["tuning"]
+    )
 
 
 def _training_job(context) -> list[dict]:
@@ -274,21 +412,17 @@ def _training_job(context) -> list[dict]:
     return [manifests.headless_service(training), manifests.indexed_job(training)]
 
 
-def train(staged):
+def train(staged: XCom, tuned: XCom) -> XCom:
     operator = TrainOperator(
         task_id="train",
         build_pod=lambda context: _pod(context, _train_arguments(context)),
         build_job=_training_job,
         workers=lambda context: context["params"]["training_workers"],
         summarize=lambda context, result: {"model": result["output"]} | result,
-        cluster_config=cluster_config,
-        kubernetes_conn_id=K8S_CONN_ID,
-        startup_timeout_seconds=900,
-        startup_check_interval_seconds=STARTUP_CHECK,
-        poll_interval=CHECK_INTERVAL,
         job_poll_interval=CHECK_INTERVAL,
+        **_POD_WATCH,
     )
-    staged >> operator
+    [staged, tuned] >> operator
     return operator.output
 
 
@@ -302,6 +436,12 @@ def _quantize_arguments(context) -> list:
     )
 
 
+def _unquantized(context) -> NoPod | None:
+    """No quantize pod when quantisation is off: the trained model is the candidate."""
+    candidate = decisions.unquantized_candidate(context["params"], context["ti"].xcom_pull(task_ids="train"))
+    return None if candidate is None else NoPod(candidate)
+
+
 def quantize(staged, trained):
     operator = _step(
         "quantize",
@@ -309,9 +449,7 @@ def quantize(staged, trained):
         _quantize_arguments,
         lambda context, result: {"model": result["output"]} | result,
         placement=lambda params: compression_placement(params)[0],
-        result_without_pod=lambda context: decisions.unquantized_candidate(
-            context["params"], context["ti"].xcom_pull(task_ids="train")
-        ),
+        result_without_pod=_unquantized,
     )
     [staged, trained] >> operator
     return operator.output
@@ -378,9 +516,8 @@ def evaluate(staged, candidate):
 def _registration(status_of):
     def arguments(context) -> list:
         evaluation = context["ti"].xcom_pull(task_ids="evaluate")
-        return commands.registration(
-            cluster().registry, evaluation, status_of(context), decisions.training_config(context["params"]), context
-        )
+        config = decisions.training_config(training_params(context))
+        return commands.registration(cluster().registry, evaluation, status_of(context), config, context)
 
     return arguments
 
@@ -503,7 +640,7 @@ def _lineage(context) -> dict[str, str]:
     """What this run's model was trained from, noted on the Deployment that serves it."""
     return {
         DATA_FINGERPRINT: context["ti"].xcom_pull(task_ids="stage_dataset")["fingerprint"],
-        TRAINING_CONFIG: json.dumps(decisions.training_config(context["params"]), sort_keys=True),
+        TRAINING_CONFIG: json.dumps(decisions.training_config(training_params(context)), sort_keys=True),
     }
 
 

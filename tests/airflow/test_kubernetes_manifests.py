@@ -471,3 +471,135 @@ def test_the_smoke_test_pod_is_valid_restricted_and_runs_where_the_server_does(m
     )
     [container] = pod["spec"]["containers"]
     assert container["args"][:3] == ["smoke-test", "--url", "http://nlp-paraphrase.nlp.svc.cluster.local"]
+
+
+# ---- tuning: the plan, trial and select pods -----------------------------------------------------------------------
+SEARCH = "/artefacts/nlp_eks/20260501T000000Z/tune/try1-abcdef"
+TRIALS = [
+    {
+        "name": f"trial-00{index}",
+        "setting": {"learning_rate": rate, "epochs": 2, "batch_size": 16, "warmup_ratio": 0.05, "weight_decay": 0.02},
+    }
+    for index, rate in enumerate((2e-4, 5e-5))
+]
+TUNED = {
+    "setting": TRIALS[1]["setting"],
+    "best": {"name": "trial-001", "setting": TRIALS[1]["setting"], "accuracy": 0.8, "f1": 0.85},
+    "trials": 2,
+    "tuning": f"{SEARCH}/tuning.json",
+}
+
+
+def tuning_context(monkeypatch, **params) -> dict:
+    """A run with 2 trials planned in SEARCH and the second chosen."""
+    context = eks_context(monkeypatch, tuning_trials=2, tuning_max_steps=40, **params)
+    context["ti"].xcom |= {
+        ("plan_trials", "return_value"): TRIALS,
+        ("plan_trials", "search"): SEARCH,
+        ("choose_setting", "return_value"): TUNED,
+    }
+    return context
+
+
+def pod_of(operator, context) -> dict:
+    from kubernetes.client import ApiClient
+
+    return ApiClient().sanitize_for_serialization(operator.build_pod_request_obj(context, dry_run=True))
+
+
+def parsed(pod: dict):
+    from tasks import cli
+
+    [container] = pod["spec"]["containers"]
+    step, *flags = container["args"]
+    return cli.parse(step, flags)
+
+
+def tuning_dag():
+    from nlp_pipeline import eks
+    from nlp_pipeline.params import eks_params
+    from nlp_pipeline.pipeline import build_pipeline
+
+    return build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+
+
+def test_the_tuning_pods_are_valid_restricted_and_sized_and_placed_as_the_train_pod(monkeypatch):
+    context, dag = tuning_context(monkeypatch), tuning_dag()
+    trial = dag.get_task("trial")
+    assert trial.is_mapped and trial.partial_kwargs["pool"] == "nlp_tuning"
+    trial_pods = []
+    for index, planned in enumerate(TRIALS):
+        context["ti"].map_index = index
+        trial_pods.append(pod_of(trial.unmap({"trial": planned}), context))
+    context["ti"].map_index = -1
+    pods = {task_id: pod_of(dag.get_task(task_id), context) for task_id in ("plan_trials", "choose_setting", "train")}
+    train = pods["train"]
+    for pod in [*pods.values(), *trial_pods]:
+        valid(pod)
+        assert restricted_violations(pod["spec"]) == []
+        [container] = pod["spec"]["containers"]  # no XCom sidecar: the result is the termination message
+        [train_container] = train["spec"]["containers"]
+        same = ("resources", "securityContext", "volumeMounts", "env", "image", "terminationMessagePolicy")
+        assert {key: container[key] for key in same} == {key: train_container[key] for key in same}
+        for key in ("affinity", "tolerations", "securityContext", "serviceAccountName", "volumes", "restartPolicy"):
+            assert pod["spec"][key] == train["spec"][key], key
+
+    names = [pod["metadata"]["name"] for pod in trial_pods]
+    assert [name.rsplit("-", 1)[0] for name in names] == ["nlp-tune-trial-000", "nlp-tune-trial-001"], names
+    assert [pod["metadata"]["labels"]["map_index"] for pod in trial_pods] == ["0", "1"], "a retry finds its own pod"
+    assert pods["plan_trials"]["metadata"]["name"].startswith("nlp-tune-plan-")
+    assert pods["choose_setting"]["metadata"]["name"].startswith("nlp-tune-select-")
+
+
+def test_the_tuning_pods_run_the_plan_each_trial_and_the_selection_and_train_takes_the_chosen_setting(monkeypatch):
+    from nlp_pipeline import commands, decisions, eks
+
+    context, dag = tuning_context(monkeypatch), tuning_dag()
+    plan = parsed(pod_of(dag.get_task("plan_trials"), context))
+    assert (plan.action, plan.trials, plan.max_steps, plan.seed) == ("plan", 2, 40, context["params"]["seed"])
+    run_hash = hashlib.sha1(b"manual__x").hexdigest()[:6]
+    assert plan.output == f"/artefacts/nlp_eks/20260501T000000Z/tune/try1-{run_hash}"
+
+    context["ti"].map_index = 1
+    trial = parsed(pod_of(dag.get_task("trial").unmap({"trial": TRIALS[1]}), context))
+    assert trial.score_only and trial.max_steps == 40
+    assert {name: getattr(trial, name) for name in TRIALS[1]["setting"]} == TRIALS[1]["setting"]
+    assert (trial.data, trial.output) == ("/artefacts/nlp_eks/20260501T000000Z/staged", f"{SEARCH}/trials/trial-001")
+    assert trial.early_stopping_dir == f"{SEARCH}/scores", "the trials share the volume's folder"
+
+    context["ti"].map_index = -1
+    select = parsed(pod_of(dag.get_task("choose_setting"), context))
+    assert (select.action, select.output) == ("select", SEARCH)
+    train = parsed(pod_of(dag.get_task("train"), context))
+    assert {name: getattr(train, name) for name in TUNED["setting"]} == TUNED["setting"]
+    assert not train.score_only and train.tuning == f"{SEARCH}/tuning.json", "recorded in the model card"
+    chosen = decisions.training_config(commands.with_setting(context["params"], TUNED["setting"]))
+    register = parsed(pod_of(dag.get_task("register"), context))
+    assert json.loads(register.config) == chosen, "the registry keeps the tuned setting"
+    lineage = json.loads(eks._lineage(context)[eks.TRAINING_CONFIG])
+    assert lineage == chosen, "so does the server, whose lineage the next run's training cache reads"
+
+
+def test_on_an_s3_artefact_root_the_trials_share_their_scores_under_the_runs_prefix(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://bucket/root")
+    search = "s3://bucket/root/nlp_eks/20260501T000000Z/tune/try1-abcdef"
+    context = tuning_context(monkeypatch)
+    context["ti"].xcom[("plan_trials", "search")] = search
+    context["ti"].map_index = 0
+    pod = pod_of(tuning_dag().get_task("trial").unmap({"trial": TRIALS[0]}), context)
+    trial = parsed(pod)
+    assert (trial.output, trial.early_stopping_dir) == (f"{search}/trials/trial-000", f"{search}/scores")
+    assert not pod["spec"].get("volumes"), "no volume: the pods reach S3 with their service account"
+
+
+def test_with_tuning_off_the_plan_and_selection_need_no_pod_and_train_takes_the_runs_params(monkeypatch):
+    dag = tuning_dag()
+    context = eks_context(monkeypatch, tuning_trials=0)
+    for task_id, result in (("plan_trials", []), ("choose_setting", None)):
+        context["ti"].task_id = task_id
+        assert dag.get_task(task_id).execute(context) == result, task_id
+        assert context["ti"].xcom[(task_id, "return_value")] == result, task_id
+    assert dag.get_task("plan_trials").do_xcom_push, "what Airflow maps trial over: [], so trial is skipped"
+    assert dag.get_task("choose_setting").trigger_rule == "none_failed"
+    train = parsed(pod_of(dag.get_task("train"), context))
+    assert (train.learning_rate, train.tuning) == (context["params"]["learning_rate"], "")

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import pendulum
 import pytest
@@ -21,7 +22,7 @@ from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS, wa
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import eks  # noqa: E402
-from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator  # noqa: E402
+from nlp_pipeline.operators.kubernetes import StepPodOperator, TrainOperator, TrialPodOperator  # noqa: E402
 from nlp_pipeline.params import eks_params, pipeline_params  # noqa: E402
 
 RUN_ID = "manual__2026-05-01"
@@ -233,6 +234,145 @@ def test_stage_dataset_refuses_the_tfjob_option_on_a_cluster_without_the_trainin
     assert not fake_kubernetes.requests_to("post", r".") and not fake_kubernetes.pods_run
 
 
+# ---- tuning: trials mapped over the plan --------------------------------------------------------------------------
+def tuning_dag():
+    """nlp_eks's DAG, its pods reached through the tests' connection and watched every second."""
+    from nlp_pipeline.pipeline import build_pipeline
+
+    dag = build_pipeline("nlp_eks", eks, params=eks_params(), doc_md="nlp_eks", tags=[])
+    for task_id in ("plan_trials", "choose_setting"):
+        task = dag.get_task(task_id)
+        task.kubernetes_conn_id, task.namespace, task.poll_interval = "kubernetes_default", "nlp", 1
+        task.startup_check_interval_seconds = 1
+    return dag
+
+
+def trial_operators(trials: list[dict]) -> list[TrialPodOperator]:
+    """The trial task as nlp_eks maps it over a plan (``partial(...).expand(trial=...)``), one per planned trial."""
+    from airflow.sdk import DAG
+
+    with DAG("nlp_eks", schedule=None):
+        mapped = TrialPodOperator.partial(
+            task_id="trial",
+            pool="nlp_tuning",
+            build_trial_pod=eks._trial_pod,
+            kubernetes_conn_id="kubernetes_default",
+            namespace="nlp",
+            poll_interval=1,
+            startup_check_interval_seconds=1,
+        ).expand(trial=trials)
+    return [mapped.unmap({"trial": trial}) for trial in trials]
+
+
+def trial_setting(epochs: int) -> dict:
+    return {"learning_rate": 1e-3, "epochs": epochs, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
+
+
+def run_trials(search: str, trials: list[dict], staged_data, tiny_model) -> list[dict]:
+    """Each trial's task, run as the task runner runs a mapped task (its map index); their XComs."""
+    results = []
+    for index, operator in enumerate(trial_operators(trials)):
+        xcom = {
+            ("stage_dataset", "return_value"): {"data": str(staged_data), "fingerprint": "sha256:0f"},
+            ("plan_trials", "search"): search,
+        }
+        run = context("trial", xcom=xcom, base_model=str(tiny_model), tuning_trials=len(trials), tuning_max_steps=0)
+        run["ti"].map_index = index
+        operator.execute(run)
+        results.append(run["ti"].xcom_pull("trial"))
+    return results
+
+
+def seed_peers(write) -> None:
+    """Two other trials of the search that scored 1.0 after each epoch: a trial below their median stops."""
+    for peer in ("peer-a", "peer-b"):
+        write(f"{peer}.json", json.dumps({"run": peer, "accuracy": [1.0, 1.0]}))
+
+
+def test_a_search_of_the_most_trials_is_planned_and_chosen_by_pods_whose_results_outgrow_a_termination_message(
+    fake_kubernetes,
+):
+    """32 trials: plan.json and tuning.json are more than the 4 KiB Kubernetes keeps of a termination message, so
+    ``tune`` prints them and the operators read them from the pod's log."""
+    from tasks.config import MAX_TUNING_TRIALS
+
+    dag = tuning_dag()
+    run = context("plan_trials", tuning_trials=MAX_TUNING_TRIALS, tuning_max_steps=20)
+    dag.get_task("plan_trials").execute(run)
+    trials, search = run["ti"].xcom_pull("plan_trials"), run["ti"].xcom_pull("plan_trials", key="search")
+    assert search == str(fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "tune" / TRY1)
+    assert len(trials) == MAX_TUNING_TRIALS and trials == json.loads((Path(search) / "plan.json").read_text())["trials"]
+    assert len(json.dumps(trials)) > 4096
+
+    for index, trial in enumerate(trials):  # what each trial's pod writes: its scores
+        accuracy = 0.5 + index / 100
+        metrics = {
+            "accuracy": accuracy,
+            "f1": accuracy,
+            "validation_loss": 0.6,
+            "epochs_run": 1,
+            "stopped_early": False,
+        }
+        (Path(search) / "trials" / trial["name"]).mkdir(parents=True)
+        (Path(search) / "trials" / trial["name"] / "metrics.json").write_text(json.dumps(metrics))
+    run["ti"].task_id = "choose_setting"
+    dag.get_task("choose_setting").execute(run)
+    chosen = run["ti"].xcom_pull("choose_setting")
+    assert chosen == {
+        "setting": trials[-1]["setting"],
+        "best": {"name": trials[-1]["name"], "setting": trials[-1]["setting"], "accuracy": 0.81, "f1": 0.81},
+        "trials": MAX_TUNING_TRIALS,
+        "tuning": f"{search}/tuning.json",
+    }
+    assert (Path(search) / "tuning.json").is_file()
+    names = [pod["metadata"]["name"] for pod in fake_kubernetes.pods_run]
+    assert [name.rsplit("-", 1)[0] for name in names] == ["nlp-tune-plan", "nlp-tune-select"]
+    assert live_pods(fake_kubernetes) == []
+
+
+def test_trials_run_as_pods_of_their_own_scoring_only_and_stop_early_through_the_shared_scores_folder(
+    fake_kubernetes, staged_data, tiny_model
+):
+    search = fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "tune" / TRY1
+    (search / "scores").mkdir(parents=True)
+    seed_peers(lambda name, text: (search / "scores" / name).write_text(text))
+    trials = [{"name": "trial-000", "setting": trial_setting(2)}, {"name": "trial-001", "setting": trial_setting(1)}]
+    first, second = run_trials(str(search), trials, staged_data, tiny_model)
+
+    names = [pod["metadata"]["name"] for pod in fake_kubernetes.pods_run]
+    assert [name.rsplit("-", 1)[0] for name in names] == ["nlp-tune-trial-000", "nlp-tune-trial-001"], names
+    assert [pod["metadata"]["labels"]["map_index"] for pod in fake_kubernetes.pods_run] == ["0", "1"]
+    assert [pod["spec"]["containers"][0]["args"][0] for pod in fake_kubernetes.pods_run] == ["train", "train"]
+    assert first["name"] == "trial-000" and first["setting"] == trials[0]["setting"]
+    assert first["output"] == str(search / "trials" / "trial-000")
+    assert first["metrics"]["stopped_early"] is True, "below the others' median after its first of 2 epochs"
+    assert second["metrics"]["stopped_early"] is False, "a last epoch is never cut short"
+    for trial in trials:
+        folder = search / "trials" / trial["name"]
+        assert (folder / "metrics.json").is_file() and not (folder / "saved_model").exists(), "scored only"
+    assert len(list((search / "scores").glob("*.json"))) == 4, "each trial recorded its scores beside the others'"
+    assert live_pods(fake_kubernetes) == [], "finished trial pods are deleted"
+    assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
+
+
+def test_on_an_s3_artefact_root_trials_share_their_scores_under_the_runs_prefix(
+    fake_kubernetes, s3, staged_data, tiny_model, monkeypatch
+):
+    bucket, client = s3["bucket"], s3["client"]
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", f"s3://{bucket}/root")
+    prefix = f"root/nlp_eks/20260501T000000Z/tune/{TRY1}"
+    seed_peers(lambda name, text: client.put_object(Bucket=bucket, Key=f"{prefix}/scores/{name}", Body=text))
+    [result] = run_trials(
+        f"s3://{bucket}/{prefix}", [{"name": "trial-000", "setting": trial_setting(2)}], staged_data, tiny_model
+    )
+
+    assert result["metrics"]["stopped_early"] is True, "it read the other trials' scores on S3"
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    assert len([key for key in keys if key.startswith(f"{prefix}/scores/")]) == 3, "and wrote its own there"
+    assert f"{prefix}/trials/trial-000/metrics.json" in keys
+    assert not list(fake_kubernetes.volume.iterdir()), "nothing on a volume"
+
+
 # ---- multi-worker training ----------------------------------------------------------------------------------------
 def train_context(staged_data, tiny_model, **params) -> dict:
     return context(
@@ -316,7 +456,7 @@ def test_training_on_several_workers_is_an_indexed_job_under_a_headless_service_
         f'TF_CONFIG={{"cluster": {{"worker": {json.dumps(dialled.split(","))}}}, "task": {{"type": "worker", "index": 0}}}}'
         in log
     )
-    assert "[worker-0]" in log
+    assert "[worker-0]" in log and "[worker-0] b'" not in log, "the chief's log line by line, not a bytes repr"
     assert not fake_kubernetes.requests_to("get", r"kubeflow"), "no Training Operator involved"
     assert fake_kubernetes.objects(JOBS) == [] and fake_kubernetes.objects(SERVICES) == [], "job and Service deleted"
     assert live_pods(fake_kubernetes) == [], "with its pods"
@@ -552,3 +692,37 @@ def test_deploy_applies_the_server_waits_for_the_rollout_and_undoes_one_that_nev
         deploy(fake_kubernetes, int8_tiny, rollout_timeout_minutes=0.1)
     assert serving(fake_kubernetes) == str(trained_tiny)
     assert served_model(fake_kubernetes.objects(DEPLOYMENTS, "nlp")[0]) == str(trained_tiny)
+
+
+def test_the_served_model_is_the_next_runs_champion_and_a_broken_answer_fails_the_smoke_test(
+    fake_kubernetes, trained_tiny, monkeypatch
+):
+    """What a second run finds on the server: the model it is gated against and what the training cache compares
+    (its data fingerprint and training configuration); and the smoke-test pod refusing an answer no model gives."""
+    from airflow.sdk.exceptions import AirflowException
+    from nlp_pipeline import decisions, policy
+
+    from tests.airflow.test_kubernetes_rollout import smoke_operator
+
+    monkeypatch.setattr(eks, "CHECK_INTERVAL", 1)
+    deployed = deploy(fake_kubernetes, trained_tiny)
+    next_run = context("evaluate", try_number=1)
+    assert eks.production_model() == {
+        "model": str(trained_tiny),
+        "data_fingerprint": "sha256:0f",
+        "config": decisions.training_config(next_run["params"]),
+    }
+    next_run["ti"].xcom |= {
+        ("stage_dataset", "return_value"): {"data": "/staged", "fingerprint": "sha256:0f"},
+        ("quantize", "return_value"): {"model": "/quantized"},
+        (policy.TASK_ID, "return_value"): policy.DEFAULTS,  # what the run's first task fixed
+    }
+    evaluate = eks._evaluate_arguments(next_run)
+    assert evaluate[evaluate.index("--champion") + 1] == str(trained_tiny)
+
+    fake_kubernetes.broken_answers = True
+    smoke = context("smoke_test")
+    smoke["ti"].xcom[("deploy", "return_value")] = deployed
+    with pytest.raises(AirflowException, match="smoke test failed"):
+        smoke_operator().execute(smoke)
+    assert live_pods(fake_kubernetes) == []

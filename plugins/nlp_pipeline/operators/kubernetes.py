@@ -5,10 +5,16 @@
   streams into the task log; the finished pod is deleted; a retry re-attaches to the pod an earlier try left
   running rather than starting a second one; it never defers (``StepPodOperator.__init__`` says why). The step's result
   comes back as the container's termination message (tasks/runtime/step_result.py), so Airflow never needs to reach
-  the artefact store; a failed step's message is its log's last lines. Exit 2 (bad flag) or 3 (bad data)
+  the artefact store; a failed step's message is its log's last lines. A step that prints its result instead
+  (``tune``: a plan of 32 trials or their tuning.json is more than the 4 KiB a termination message keeps) hands
+  it back as the last JSON line of its log (``result_in_log``). Exit 2 (bad flag) or 3 (bad data)
   fails the task without a retry, as on the other platforms.
   A retry that finds its run's pod already succeeded (the worker died before reading it) takes that pod's
   result instead of running the step again, when that pod ran the same arguments (``same_inputs``).
+- ``PlanPodOperator``: a step pod whose result a mapped task expands over (the tuning plan's trials).
+- ``TrialPodOperator``: one trial of a hyper-parameter search, ``python -m tasks train`` of the trial's setting;
+  mapped over the search's planned trials (``TrialPodOperator.partial(...).expand(trial=...)``), its pod named
+  after its trial.
 - ``TrainOperator``: the same for the train step with one worker; with more, a ``TrainingJob``: an Indexed Job
   under a headless Service (each worker builds its ``TF_CONFIG`` from its index), or a Kubeflow ``TFJob``
   (``training_backend``), named once per run so that a retry finds the job an earlier try started; watched
@@ -19,9 +25,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cached_property
+from typing import Any, NamedTuple
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
@@ -29,6 +36,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from kubernetes.client.exceptions import ApiException
 
 from nlp_pipeline.artefacts import any_try
+from nlp_pipeline.commands import flag
 from nlp_pipeline.failures import step_failure
 from nlp_pipeline.hooks.eks_access import ClusterAccess
 from nlp_pipeline.params import INDEXED_JOB, TFJOB, TRAINING_BACKEND
@@ -39,9 +47,18 @@ PodBuilder = Callable[[dict], dict]  # context -> the pod manifest
 Summarizer = Callable[[dict, dict], dict]  # (context, the step's result) -> the task's XCom
 # () -> a context giving the task's access to the cluster (eks.cluster_config): its hooks outlive one token
 ClusterConfig = Callable[[], AbstractContextManager[ClusterAccess]]
+OUTPUT_FLAG = flag("output")  # where every step writes
+PRINTED_LINES = 50  # of a step's log, where its printed result is: it logs little after it (a quiet step)
 DELETE_TIMEOUT_SECONDS = 300  # a training job's foreground deletion waits for its pods' grace periods
 # What the Job controller puts on an Indexed Job's pods: the job's name (label), the pod's index (annotation).
 JOB_NAME_LABEL, COMPLETION_INDEX = "batch.kubernetes.io/job-name", "batch.kubernetes.io/job-completion-index"
+
+
+class NoPod(NamedTuple):
+    """What a task returns when this run needs no pod of it (quantisation off, tuning off): its result, which
+    may be None."""
+
+    result: Any
 
 
 def container_state(pod, container: str):
@@ -100,6 +117,27 @@ def step_result(step: str, message: str | None) -> dict:
         raise AirflowException(f"{step} succeeded but its termination message is not its result: {message!r}") from None
 
 
+def read_log(core, name: str, namespace: str, container: str, tail_lines: int | None = None) -> str:
+    """A container's log as text. Not the client's deserialised answer: that is ``str()`` of the bytes
+    (``"b'...\\n...'"``) when the log is not one JSON document."""
+    response = core.read_namespaced_pod_log(
+        name, namespace, container=container, tail_lines=tail_lines, _preload_content=False
+    )
+    return response.data.decode(errors="replace")
+
+
+def printed_result(step: str, log: str) -> dict:
+    """The result a step printed as one JSON line on stdout (``python -m tasks tune``), its log's last JSON object:
+    what it logs goes before it."""
+    for line in reversed(log.splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    raise AirflowException(f"{step} succeeded but its log ends with no result (a JSON line): {log[-500:]!r}")
+
+
 class StepPodOperator(KubernetesPodOperator):
     """``python -m tasks STEP`` in a pod; the task's XCom is ``summarize(context, the step's result)``."""
 
@@ -110,10 +148,13 @@ class StepPodOperator(KubernetesPodOperator):
         build_pod: PodBuilder,
         summarize: Summarizer,
         cluster_config: ClusterConfig = lambda: nullcontext(ClusterAccess()),  # the Kubernetes connection alone
-        result_without_pod: Callable[[dict], dict | None] = lambda context: None,
+        result_without_pod: Callable[[dict], NoPod | None] = lambda context: None,
+        result_in_log: bool = False,
         **kwargs,
     ):
-        """``result_without_pod``: the task's result when this run needs no pod (quantisation off), else None.
+        """``result_without_pod``: ``NoPod(the task's result)`` when this run needs no pod (quantisation off,
+        tuning off), else None. ``result_in_log``: the step prints its result rather than writing a termination
+        message; its ``output`` is then the folder its container was given (a retry may take an earlier try's pod).
 
         The pod is watched by the task itself, never by the triggerer: ``deferrable`` is False whatever
         ``[operators] default_deferrable`` says. The task's access to the cluster (``cluster_config``: with EKS, the
@@ -136,17 +177,20 @@ class StepPodOperator(KubernetesPodOperator):
             **kwargs,
         )
         self.step, self.build_pod, self.summarize, self.cluster_config = step, build_pod, summarize, cluster_config
-        self.result_without_pod = result_without_pod
+        self.result_without_pod, self.result_in_log = result_without_pod, result_in_log
         self.access = ClusterAccess()  # execute's, while it runs
+        self.result = None  # the task's XCom, once the pod's result is read (cleanup)
 
     def execute(self, context):
-        if (result := self.result_without_pod(context)) is not None:
-            self.log.info("this run needs no %s pod: %s", self.step, result)
-            context["ti"].xcom_push(key="return_value", value=result)
-            return result
+        """Run the pod (or not: ``result_without_pod``) and return the task's XCom, which is pushed already."""
+        if (without := self.result_without_pod(context)) is not None:
+            self.log.info("this run needs no %s pod: %s", self.step, without.result)
+            context["ti"].xcom_push(key="return_value", value=without.result)
+            return without.result
         with self.cluster_config() as self.access:
             self.config_file = self.access.config_file or self.config_file
-            return super().execute(context)
+            super().execute(context)
+        return self.result
 
     @cached_property
     def hook(self) -> KubernetesHook:
@@ -185,17 +229,86 @@ class StepPodOperator(KubernetesPodOperator):
         return super().get_or_create_pod(pod_request_obj, context)
 
     def cleanup(self, pod, remote_pod, xcom_result=None, context=None) -> None:
-        """Delete the pod as the provider does, then turn its termination message into the result or error."""
+        """Delete the pod as the provider does, then turn its termination message (or, ``result_in_log``, its
+        printed result, read before the pod goes) into the result or error."""
         state = container_state(remote_pod, STEP_CONTAINER) if remote_pod else None
+        printed = unread = None
+        if state is not None and state.exit_code == 0:
+            try:
+                printed = self._printed_result(remote_pod)
+            except (ApiException, AirflowException) as error:  # the pod is deleted all the same
+                unread = error
         try:
             super().cleanup(pod, remote_pod, xcom_result, context)
         except AirflowException:
             if state is None:
                 raise
             raise pod_failure(self.step, state.exit_code, state.message) from None
+        if unread is not None:
+            raise unread
         if state is not None and context is not None:
-            result = self.summarize(context, step_result(self.step, state.message))
-            context["ti"].xcom_push(key="return_value", value=result)
+            result = printed if printed is not None else step_result(self.step, state.message)
+            self.result = self.summarize(context, result)
+            context["ti"].xcom_push(key="return_value", value=self.result)
+
+    def _printed_result(self, remote_pod) -> dict | None:
+        """The result the step printed, with the ``output`` its container was given; None unless ``result_in_log``."""
+        if not self.result_in_log:
+            return None
+        metadata = remote_pod.metadata
+        log = read_log(self.client, metadata.name, metadata.namespace, STEP_CONTAINER, PRINTED_LINES)
+        arguments = container_args(remote_pod.spec.containers, STEP_CONTAINER) or []
+        output = arguments[arguments.index(OUTPUT_FLAG) + 1] if OUTPUT_FLAG in arguments else None
+        return {"output": output} | printed_result(self.step, log)
+
+
+class PlanPodOperator(StepPodOperator):
+    """A step pod whose result a mapped task expands over (``.expand(trial=plan.output)``): Airflow learns how many
+    mapped tasks to create only from the XCom it pushes itself, ``execute``'s return value when ``do_xcom_push``
+    is on (else the run fails with ``XComForMappingNotPushed``). The provider reads ``do_xcom_push`` as "add an
+    XCom sidecar" instead; the result here is the termination message, so it is off while the pod is built and
+    runs, and on when the task runner pushes the result."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.do_xcom_push = True
+
+    @contextmanager
+    def _without_sidecar(self) -> Iterator[None]:
+        pushes, self.do_xcom_push = self.do_xcom_push, False
+        try:
+            yield
+        finally:
+            self.do_xcom_push = pushes
+
+    def build_pod_request_obj(self, context=None, *, dry_run: bool = False):
+        with self._without_sidecar():
+            return super().build_pod_request_obj(context, dry_run=dry_run)
+
+    def execute(self, context):
+        with self._without_sidecar():
+            return super().execute(context)
+
+
+class TrialPodOperator(StepPodOperator):
+    """One trial of a hyper-parameter search: the train step on ``trial``'s setting, in a pod named after the trial
+    (``nlp-tune-trial-000-xxxxxxxx``); its XCom is the trial with the step's result. A task of
+    ``TrialPodOperator.partial(...).expand(trial=the planned trials)``: each mapped task's pods carry its
+    ``map_index`` label, so a retry re-attaches to its own trial's pod, never another's.
+
+    :param trial: the planned trial, ``{"name", "setting"}`` (``tune plan``).
+    :param build_trial_pod: ``(context, trial) -> the pod manifest``.
+    """
+
+    def __init__(self, *, trial: dict, build_trial_pod: Callable[[dict, dict], dict], **kwargs):
+        kwargs.setdefault("name", f"nlp-tune-{trial['name']}")
+        super().__init__(
+            step="train",
+            build_pod=lambda context: build_trial_pod(context, trial),
+            summarize=lambda context, result: trial | result,
+            **kwargs,
+        )
+        self.trial = trial
 
 
 def worker_counts(status: dict) -> str:
@@ -384,9 +497,8 @@ class TrainingJob:
         pods = self.pods(name, namespace)
         chief = self.chief(pods, name)
         if chief is not None:
-            core = self.hook.core_v1_client
-            log = core.read_namespaced_pod_log(chief.metadata.name, namespace, container=TRAINING_CONTAINER)
-            for line in (log.decode(errors="replace") if isinstance(log, bytes) else log).splitlines():
+            log = read_log(self.hook.core_v1_client, chief.metadata.name, namespace, TRAINING_CONTAINER)
+            for line in log.splitlines():
                 self.log.info("[worker-0] %s", line)
         state = container_state(chief, TRAINING_CONTAINER) if chief is not None else None
         if outcome[0] == "Succeeded" and state is not None and state.exit_code == 0:
