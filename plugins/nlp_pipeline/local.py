@@ -5,15 +5,21 @@ is a SQLite file beside them, and the endpoint is the long-running local server 
 swapped in place. XCom carries each artefact's ``uri`` (under the root) and the local copy the next steps
 of the run read.
 
-Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, ``trial`` is mapped over the plan's
-trials (``expand``) in the pool ``limits.TUNING_POOL``, each a ``train --score-only`` run pinned to its share of the
-CPUs, and ``choose_setting`` runs ``tune select`` and publishes the search with its tuning.json.
+Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, starts the search in a folder of its own
+(``tune/search/tryN``: the plan's output stays as verified, and a cleared tuning group starts afresh) and sets its
+deadline (``limits.TUNING_BUDGET`` from now); ``trial`` is mapped over the plan's trials (``expand``) in the pool
+``limits.TUNING_POOL``, each a ``train --score-only`` run on its share of the CPUs until the deadline; and
+``choose_setting`` runs ``tune select`` and publishes the search with its tuning.json. A trial that fails on its
+last try, or finds the deadline passed, reports itself failed rather than raising: a failed mapped instance would
+leave ``choose_setting`` upstream_failed, and ``tune select`` chooses among the trials that scored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airflow.sdk import Variable, task
@@ -22,7 +28,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from nlp_pipeline import artefacts, commands, decisions, limits, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.links import EVALUATION_LINKS, EndpointUrlLink, RegisteredModelCardLink, linked, persist_evaluation
-from nlp_pipeline.operators.local import cpu_share, run_step, run_step_json
+from nlp_pipeline.operators.local import StepTimeout, cpu_share, run_step, run_step_json
 from nlp_pipeline.platform import XCom
 from tasks.runtime import step_result
 from tasks.runtime.cpu import available_cores
@@ -34,6 +40,7 @@ ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's bran
 # quantize runs on the machine the local endpoint serves on: there is nowhere else to measure, so nothing moves it.
 _, TARGET_HARDWARE = decisions.compression_hardware("this machine", None, str, "")
 SEARCH = "search"  # plan_trials' XCom with the search's folder, where the trials write
+DEADLINE = "deadline"  # plan_trials' XCom with the search's deadline (ISO 8601, UTC): no trial runs past it
 
 
 def production_model(context=None) -> dict | None:
@@ -61,25 +68,42 @@ def stage_dataset(**context) -> dict:
 
 @task
 def plan_trials(staged: dict, **context) -> list[dict]:
-    """The search's trials (``tune plan`` into the run's ``tune`` folder, pushed as the XCom ``search``): what
-    ``trial`` is mapped over; none when ``tuning_trials`` is 0, so ``trial`` is skipped."""
+    """The search's trials (``tune plan`` into the run's ``tune`` folder): what ``trial`` is mapped over; none when
+    ``tuning_trials`` is 0, so ``trial`` is skipped. Pushes the search's own folder (XCom ``search``, the plan in
+    it) and its deadline (XCom ``deadline``)."""
     params = context["params"]
     if not params["tuning_trials"]:
         log.info("tuning is off (tuning_trials is 0): training takes the run's Params")
         return []
-    search = run_once(context, "tune", "tune", params, action="plan")
+    command = commands.command("tune", params, action="plan")
+    plan = run_once(context, "tune", "tune", params, action="plan") / "plan.json"
+    search = artefacts.claim_try(context, "tune/search", command)
+    search.mkdir()
+    shutil.copyfile(plan, search / "plan.json")
+    deadline = datetime.now(UTC) + limits.TUNING_BUDGET
     context["ti"].xcom_push(key=SEARCH, value=str(search))
-    trials = json.loads((search / "plan.json").read_text())["trials"]
-    log.info("%d trials planned in %s", len(trials), search)
+    context["ti"].xcom_push(key=DEADLINE, value=deadline.isoformat())
+    trials = json.loads(plan.read_text())["trials"]
+    log.info("%d trials planned; the search in %s ends by %s", len(trials), search, deadline)
     return trials
 
 
-@task(pool=limits.TUNING_POOL)
-def trial(trial: dict, staged: dict, search: str, **context) -> dict:
+def _failed(trial: dict, reason: str) -> dict:
+    """A trial ``tune select`` counts failed (it has no metrics.json)."""
+    log.error("%s %s; tune select counts it failed", trial["name"], reason)
+    return {"name": trial["name"], "status": "failed"}
+
+
+@task(pool=limits.TUNING_POOL, map_index_template="{{ task.op_kwargs['trial']['name'] }}")
+def trial(trial: dict, staged: dict, search: str, deadline: str, **context) -> dict:
     """One planned trial: ``train --score-only`` on its setting for at most ``tuning_max_steps`` steps, written to
     the search's ``trials/NAME`` and stopped early by the others' scores (``scores/``), on its share of the CPUs:
-    cores // the pool's slots."""
+    cores // the pool's slots; stopped at the search's ``deadline``. Failed on its last try (or past the deadline),
+    it is reported failed, not raised."""
     params, folder = context["params"], Path(search)
+    left = (datetime.fromisoformat(deadline) - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        return _failed(trial, f"started after the search's deadline {deadline}")
     output = folder / "trials" / trial["name"]
     command = commands.trial_command(
         params,
@@ -87,11 +111,19 @@ def trial(trial: dict, staged: dict, search: str, **context) -> dict:
         data=staged["data"],
         output=output,
         early_stopping_dir=folder / "scores",
-        max_steps=params["tuning_max_steps"],
+        max_steps=commands.values("tune", params)["max_steps"],
     )
     cores = available_cores()
-    with cpu_share(cores, limits.tuning_pool_slots(cores), artefacts.airflow_home() / "nlp-cpu-shares") as cpus:
-        run_step(*command, cpus=cpus)
+    try:
+        with cpu_share(cores, limits.tuning_pool_slots(cores), artefacts.airflow_home() / "nlp-cpu-shares") as cpus:
+            run_step(*command, cpus=cpus, timeout=left)
+    except StepTimeout as error:
+        return _failed(trial, f"was stopped at the search's deadline {deadline} ({error})")
+    except Exception as error:
+        ti = context["ti"]
+        if ti.try_number <= ti.max_tries and not isinstance(error, AirflowFailException):
+            raise  # a retry may still score it
+        return _failed(trial, f"failed on its last try: {error}")
     return {"name": trial["name"], "setting": trial["setting"]} | step_result.result_of("train", output)
 
 
@@ -112,7 +144,7 @@ def choose_setting(trials: list[dict], **context) -> dict | None:
 def tune(staged: XCom) -> XCom:
     """The tuning stage: plan, the trials mapped over the plan (a few at once, as the pool allows), the choice."""
     planned = plan_trials(staged)
-    trials = trial.partial(staged=staged, search=planned[SEARCH]).expand(trial=planned)
+    trials = trial.partial(staged=staged, search=planned[SEARCH], deadline=planned[DEADLINE]).expand(trial=planned)
     chosen = choose_setting(planned)
     trials >> chosen
     return chosen

@@ -223,3 +223,180 @@ def test_tuning_off_plans_no_trial_and_chooses_nothing(monkeypatch):
     assert local.plan_trials.function(STAGED, **context) == []
     assert local.choose_setting.function([], **context) is None
     assert context["ti"].xcom == {}, "no search folder pushed"
+
+
+# ---- the local search: its own folder, one deadline, a failed trial counted failed ---------------------------------
+TRIALS = [{"name": f"trial-00{index}", "setting": {"learning_rate": 1e-4 * (index + 1)}} for index in range(2)]
+
+
+@pytest.fixture
+def fake_plan(tmp_path, monkeypatch) -> list[list[str]]:
+    """``tune plan`` as it writes its --output (whole, sealed), on a local root; the commands it ran."""
+    from nlp_pipeline import local
+
+    from tasks.runtime.outputs import atomic_output
+
+    ran = []
+
+    def run_step(step, *flags, **options):
+        flags = [str(flag) for flag in flags]
+        ran.append([step, *flags])
+        with atomic_output(flags[flags.index("--output") + 1]) as work:
+            (work / "plan.json").write_text(json.dumps({"seed": 42, "trials": TRIALS}))
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path / "root"))
+    monkeypatch.setattr(local, "run_step", run_step)
+    return ran
+
+
+def plan_context(try_number: int = 1) -> dict:
+    context = train_context(try_number, tuning_trials=2)
+    context["ti"].task_id = "plan_trials"
+    return context
+
+
+def test_the_search_has_a_folder_of_its_own_for_each_try_of_the_plan(fake_plan):
+    """Trials and ``tune select`` write into the search's folder, never into the plan's verified output; a cleared
+    tuning group (plan_trials again, a later try) starts an empty search rather than reuse stale scores."""
+    from nlp_pipeline import local
+
+    from tasks.runtime import digest
+
+    first = plan_context(1)
+    assert local.plan_trials.function(STAGED, **first) == TRIALS
+    search = Path(first["ti"].xcom[("plan_trials", local.SEARCH)])
+    [plan] = [path.parent for path in search.parents[1].glob("try*/plan.json")]
+    sealed = digest.verify(plan)
+    assert json.loads((search / "plan.json").read_text())["trials"] == TRIALS, "tune select reads the plan there"
+    assert plan not in search.parents and search != plan
+    (search / "scores").mkdir()
+    (search / "plan.json").write_text("changed by the search")
+    assert digest.verify(plan, sealed) == sealed, "the plan's output is unchanged"
+
+    again = plan_context(2)
+    local.plan_trials.function(STAGED, **again)
+    cleared = Path(again["ti"].xcom[("plan_trials", local.SEARCH)])
+    assert cleared != search and not (cleared / "scores").exists()
+
+
+def test_the_plan_sets_the_searchs_deadline_its_budget_from_now(fake_plan):
+    from datetime import UTC, datetime
+
+    from nlp_pipeline import limits, local
+
+    context = plan_context()
+    before = datetime.now(UTC)
+    local.plan_trials.function(STAGED, **context)
+    deadline = datetime.fromisoformat(context["ti"].xcom[("plan_trials", local.DEADLINE)])
+    assert before + limits.TUNING_BUDGET <= deadline <= datetime.now(UTC) + limits.TUNING_BUDGET
+
+
+@pytest.fixture
+def trial_step(monkeypatch) -> list[dict]:
+    """The trial's ``run_step``: what each call was given (its command and options); raising what ``fail`` holds."""
+    from nlp_pipeline import local
+
+    calls = []
+
+    def run_step(*command, **options):
+        calls.append({"command": [str(part) for part in command], **options})
+        if calls[-1].get("fail"):
+            raise calls[-1]["fail"]
+
+    monkeypatch.setattr(local, "run_step", run_step)
+    monkeypatch.setattr(local.step_result, "result_of", lambda step, output: {"accuracy": 0.8})
+    return calls
+
+
+def run_trial(tmp_path, deadline, try_number=1, max_tries=2, **params):
+    from nlp_pipeline import local
+
+    context = train_context(try_number, tuning_trials=2, **params)
+    context["ti"].max_tries = max_tries
+    return local.trial.function(TRIALS[0], STAGED, str(tmp_path / "search"), deadline.isoformat(), **context)
+
+
+def test_a_trial_runs_its_step_with_the_time_left_to_the_searchs_deadline(tmp_path, trial_step, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    result = run_trial(tmp_path, datetime.now(UTC) + timedelta(minutes=5), tuning_max_steps=7)
+    [call] = trial_step
+    assert 240 < call["timeout"] <= 300
+    assert call["command"][call["command"].index("--max-steps") + 1] == "7"
+    assert result["name"] == "trial-000" and result["accuracy"] == 0.8
+
+
+def test_a_trial_that_starts_after_the_searchs_deadline_runs_nothing_and_counts_failed(tmp_path, trial_step):
+    from datetime import UTC, datetime, timedelta
+
+    result = run_trial(tmp_path, datetime.now(UTC) - timedelta(seconds=1))
+    assert result == {"name": "trial-000", "status": "failed"} and not trial_step
+
+
+def test_a_trial_whose_step_fails_is_retried_then_counted_failed_on_its_last_try(tmp_path, monkeypatch, caplog):
+    """A failed trial fails no run: choose_setting (none_failed) would be upstream_failed by a failed mapped trial,
+    so the last try reports the trial failed (``tune select`` counts it so) instead of raising."""
+    from datetime import UTC, datetime, timedelta
+
+    from airflow.sdk.exceptions import AirflowException
+    from nlp_pipeline import local
+
+    def failing(*command, **options):
+        raise AirflowException("train exited with 1: out of memory")
+
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    monkeypatch.setattr(local, "run_step", failing)
+    deadline = datetime.now(UTC) + timedelta(hours=1)
+    with pytest.raises(AirflowException, match="out of memory"):
+        run_trial(tmp_path, deadline, try_number=1, max_tries=2)
+    assert run_trial(tmp_path, deadline, try_number=3, max_tries=2) == {"name": "trial-000", "status": "failed"}
+    assert "trial-000 failed on its last try" in caplog.text and "out of memory" in caplog.text
+
+
+def test_choose_setting_chooses_among_the_trials_that_scored_when_one_failed(tmp_path, monkeypatch):
+    """The real ``tune select`` on a search whose first trial failed (no metrics.json) and second scored."""
+    from nlp_pipeline import local
+
+    search = tmp_path / "search"
+    (search / "trials" / "trial-001").mkdir(parents=True)
+    space = {"learning_rate": {"type": "log", "range": [1e-5, 1e-3]}}
+    plan = {"seed": 42, "objective": "validation accuracy", "max_steps": 4, "early_stopping": "auto"}
+    (search / "plan.json").write_text(json.dumps(plan | {"space": space, "trials": TRIALS}))
+    scores = {"accuracy": 0.75, "f1": 0.8, "val_loss": 0.5, "epochs_run": 1, "stopped_early": False}
+    (search / "trials" / "trial-001" / "metrics.json").write_text(json.dumps(scores))
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
+    context = train_context(tuning_trials=2)
+    context["ti"].xcom[("plan_trials", local.SEARCH)] = str(search)
+    trials = [{"name": "trial-000", "status": "failed"}, {"name": "trial-001", "accuracy": 0.75}]
+    chosen = local.choose_setting.function(trials, **context)
+    assert chosen["best"]["name"] == "trial-001" and chosen["setting"] == TRIALS[1]["setting"]
+    assert chosen["trials"] == 2
+
+
+def test_a_step_past_its_timeout_is_stopped(tmp_path, monkeypatch):
+    import time
+
+    from nlp_pipeline.operators import local
+
+    package = tmp_path / "tasks"
+    package.mkdir()
+    (package / "__main__.py").write_text("import time\nprint('started', flush=True)\ntime.sleep(600)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(local, "STOP_GRACE_SECONDS", 1)
+    started = time.monotonic()
+    with pytest.raises(local.StepTimeout, match="train ran past its 1 s and was stopped: started"):
+        local.run_step("train", timeout=1)
+    assert time.monotonic() - started < 10
+
+
+def test_each_mapped_trial_is_named_after_its_trial():
+    """The grid and the logs show trial-003 rather than map index 3: the task's op_kwargs hold the expanded trial."""
+    from types import SimpleNamespace
+
+    import jinja2
+    from nlp_pipeline import local
+
+    template = local.trial.partial(staged={}, search="", deadline="").expand(trial=TRIALS).operator.map_index_template
+    rendered = jinja2.Template(template).render(task=SimpleNamespace(op_kwargs={"trial": {"name": "trial-003"}}))
+    assert rendered == "trial-003"

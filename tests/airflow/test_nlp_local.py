@@ -134,7 +134,7 @@ def tuned_as_chosen(env: dict, run_id: str, entry: dict) -> None:
     [pool] = json_output(run_airflow(env, "pools", "get", TUNING_POOL, "-o", "json"))
     assert int(pool["slots"]) == tuning_pool_slots()
     run = Path(env["AIRFLOW_VAR_NLP_ARTEFACT_ROOT"], "nlp_local")
-    [search] = [path for path in run.glob("*/tune/try*") if path.is_dir()]
+    [search] = [path for path in run.glob("*/tune/search/try*") if path.is_dir()]
     tuning = json.loads((search / "tuning.json").read_text())
     assert [trial["name"] for trial in tuning["trials"]] == ["trial-000", "trial-001"]
     assert all(

@@ -17,6 +17,7 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -27,15 +28,40 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 30  # what a stopped step gets to finish (a server drains in 25 s) before SIGKILL
 
 
-def run_step(step: str, *flags: object, cpus: Collection[int] | None = None) -> str:
+class StepTimeout(Exception):
+    """A step stopped because it ran past the ``timeout`` it was given (a tuning trial past its search's deadline)."""
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM, STOP_GRACE_SECONDS to finish, then SIGKILL: a step that ignores SIGTERM must not hang the task."""
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def run_step(step: str, *flags: object, cpus: Collection[int] | None = None, timeout: float | None = None) -> str:
     """Run the step and return the last line it printed (steps print their result there); on ``cpus`` only when
-    given (its CPU affinity, set before it starts), else on every CPU the worker may use."""
+    given (its CPU affinity, set before it starts), else on every CPU the worker may use. A step still running
+    after ``timeout`` seconds is stopped and raises StepTimeout."""
     command = [sys.executable, "-m", "tasks", step, *map(str, flags)]
     log.info("$ %s%s", shlex.join(command), f" (on CPUs {sorted(cpus)})" if cpus is not None else "")
     pinned = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=pinned
     )
+    timed_out = threading.Event()
+
+    def expire() -> None:
+        timed_out.set()
+        _stop(process)
+
+    timer = None if timeout is None else threading.Timer(max(timeout, 0), expire)
+    if timer:
+        timer.daemon = True
+        timer.start()
     last = ""
     try:
         for line in process.stdout:
@@ -44,13 +70,12 @@ def run_step(step: str, *flags: object, cpus: Collection[int] | None = None) -> 
             last = line or last
         code = process.wait()
     finally:
+        if timer:
+            timer.cancel()
         if process.poll() is None:  # the task was stopped (or timed out): stop the step with it
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:  # a step that ignores SIGTERM must not hang the task
-                process.kill()
-                process.wait()
+            _stop(process)
+    if timed_out.is_set():
+        raise StepTimeout(f"{step} ran past its {timeout:.0f} s and was stopped: {last}")
     if code != 0:
         raise step_failure(step, code, last)
     return last
