@@ -22,6 +22,7 @@ local's plan_trials sets it, each trial's step gets the time left), and SageMake
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from nlp_pipeline.params import MAX_RUNTIME_HOURS, eks_params
@@ -37,10 +38,21 @@ TUNING_BUDGET = timedelta(hours=24)
 TUNING_POOL_DESCRIPTION = "Tuning trials running at once (nlp_local: each on cores // slots CPUs; docs/local.md)"
 
 
-def tuning_pool_slots(cores: int | None = None) -> int:
-    """Trials at once: half the cores (``cores``, else this machine's usable ones), at least 1, so each trial trains
-    on 2 or more threads rather than many trials on one each."""
-    return max(1, (cores or available_cores()) // 2)
+GIB_PER_TRIAL = 4  # the memory a trial takes: a training process of a small model (tokenised data, TensorFlow)
+
+
+def total_memory_gib() -> int:
+    """This machine's memory in whole GiB."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**30
+
+
+def tuning_pool_slots(cores: int | None = None, memory_gib: int | None = None) -> int:
+    """Trials at once: half the cores (``cores``, else this machine's usable ones), so each trial trains on 2 or more
+    threads rather than many trials on one each, and no more than the memory (``memory_gib``, else this machine's)
+    holds at ``GIB_PER_TRIAL`` each; at least 1."""
+    cores = cores or available_cores()
+    memory_gib = total_memory_gib() if memory_gib is None else memory_gib
+    return max(1, min(cores // 2, memory_gib // GIB_PER_TRIAL))
 
 
 def pools() -> dict:

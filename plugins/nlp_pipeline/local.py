@@ -115,7 +115,8 @@ def trial(trial: dict, staged: dict, search: str, deadline: str, **context) -> d
     )
     cores = available_cores()
     try:
-        with cpu_share(cores, limits.tuning_pool_slots(cores), artefacts.airflow_home() / "nlp-cpu-shares") as cpus:
+        shares, locks = limits.tuning_pool_slots(cores), artefacts.airflow_home() / "nlp-cpu-shares"
+        with cpu_share(cores, shares, locks, index=context["ti"].map_index) as cpus:
             run_step(*command, cpus=cpus, timeout=left)
     except StepTimeout as error:
         return _failed(trial, f"was stopped at the search's deadline {deadline} ({error})")

@@ -55,6 +55,10 @@ ONEDNN_ISA_FLAGS = {
     "AVX10_1_512": _AVX512_BF16_LEVEL,
 }
 
+# The CPUs the platform gives a step that runs beside others (a local tuning trial: "0,1"): the step pins itself to
+# them (``configure_environment``) before its thread pools are sized, rather than the platform setting the
+# affinity in a preexec_fn, which is unsafe in a threaded process such as an Airflow worker.
+CPUS_ENV = "NLP_CPUS"
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 _CPUINFO = Path("/proc/cpuinfo")
 
@@ -209,12 +213,24 @@ def resolve_precision(requested: str, flags: frozenset[str]) -> str:
     return requested
 
 
+def pin_to_given_cpus() -> None:
+    """Run this process on the CPUs ``CPUS_ENV`` names, when it is set."""
+    if not (named := os.environ.get(CPUS_ENV)):
+        return
+    try:
+        cpus = {int(each) for each in named.split(",")}
+    except ValueError:
+        raise ValueError(f"{CPUS_ENV}={named!r} is not a comma-separated list of CPU numbers") from None
+    os.sched_setaffinity(0, cpus)
+
+
 def configure_environment(precision: str = "fp32") -> CpuPlan:
     """Decide threads and precision and set the environment TensorFlow reads at import time.
 
     oneDNN is switched on unless ``TF_ENABLE_ONEDNN_OPTS=0`` was set on purpose (the benchmark's
-    stock baseline does that).
+    stock baseline does that). A step given its CPUs (``CPUS_ENV``) pins itself to them first.
     """
+    pin_to_given_cpus()
     flags = cpu_flags()
     cores = available_cores()
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -156,8 +156,17 @@ def test_the_tuning_jobs_limit_is_the_searchs_budget_and_its_provisioning():
 
 @pytest.mark.parametrize(("cores", "slots"), [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (16, 8), (96, 48)])
 def test_the_tuning_pool_runs_a_trial_per_two_cores(cores, slots):
-    assert limits.tuning_pool_slots(cores) == slots
+    assert limits.tuning_pool_slots(cores, memory_gib=1024) == slots
     assert cores // slots >= min(cores, 2), "each trial trains on 2 threads or more (all of a 1-core machine's)"
+
+
+@pytest.mark.parametrize(
+    ("cores", "memory_gib", "slots"), [(16, 64, 8), (16, 16, 4), (16, 7, 1), (16, 2, 1), (96, 8, 2)]
+)
+def test_the_tuning_pool_runs_no_more_trials_than_memory_holds(cores, memory_gib, slots):
+    """A trial (a training process) takes about 4 GiB (limits.GIB_PER_TRIAL)."""
+    assert limits.GIB_PER_TRIAL == 4
+    assert limits.tuning_pool_slots(cores, memory_gib=memory_gib) == slots
 
 
 def pools_written_by(line: str, home) -> dict:

@@ -3,7 +3,6 @@ writes a folder of its own, and a retry reuses an earlier try's finished output.
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -151,18 +150,21 @@ def test_the_local_deploy_hands_the_registry_entrys_digest_to_deploy_local(tmp_p
 
 
 # ---- tuning trials side by side: each on a share of the CPUs -------------------------------------------------------
-def test_a_step_given_cpus_runs_on_them_only(tmp_path, monkeypatch):
-    """The step's CPU affinity is set before it starts, so its thread pools (tasks/runtime/cpu.py) size to them."""
+def test_a_step_given_cpus_is_told_them_in_its_environment(tmp_path, monkeypatch):
+    """No preexec_fn (unsafe in a threaded worker): the step is told its CPUs in NLP_CPUS and pins itself
+    (tasks/runtime/cpu.py, before its thread pools are sized); a step given none is told nothing."""
+    from tasks.runtime.cpu import CPUS_ENV
+
     package = tmp_path / "tasks"
     package.mkdir()
-    (package / "__main__.py").write_text("import os\nprint(sorted(os.sched_getaffinity(0)))\n")
+    (package / "__main__.py").write_text(f"import json, os\nprint(json.dumps(os.environ.get({CPUS_ENV!r})))\n")
     monkeypatch.chdir(tmp_path)  # `python -m tasks` finds this package first
-    every = sorted(os.sched_getaffinity(0))
-    assert run_step_json("cpus") == every
-    assert json.loads(run_step("cpus", cpus={every[-1]})) == [every[-1]]
+    monkeypatch.delenv(CPUS_ENV, raising=False)
+    assert run_step_json("cpus") is None
+    assert json.loads(run_step("cpus", cpus={3, 1})) == "1,3"
 
 
-def test_trials_at_once_hold_disjoint_cpu_shares_until_they_end(tmp_path, monkeypatch, caplog):
+def test_trials_at_once_hold_disjoint_cpu_shares_until_they_end(tmp_path, monkeypatch):
     from nlp_pipeline.operators import local
 
     monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
@@ -171,13 +173,36 @@ def test_trials_at_once_hold_disjoint_cpu_shares_until_they_end(tmp_path, monkey
         assert (first, second) == (frozenset({0, 1}), frozenset({2, 3}))
         with local.cpu_share(8, 4, locks) as third, local.cpu_share(8, 4, locks) as fourth:
             assert third | fourth == frozenset({4, 5, 6, 7}) and not third & fourth
-            with local.cpu_share(8, 4, locks) as fifth:
-                assert fifth is None, "a fifth trial at once (a pool given more slots by hand) gets every CPU"
-        assert "all 4 CPU shares" in caplog.text
+            pass
         with local.cpu_share(8, 4, locks) as again:
             assert again == frozenset({4, 5}), "an ended trial's share is free again"
     with local.cpu_share(2, 1, locks) as whole:
         assert whole is None, "one share: no pinning"
+
+
+def test_a_trial_finding_every_share_held_waits_for_its_own(tmp_path, monkeypatch):
+    """More trials at once than shares (a pool given more slots by hand): the extra one waits for share
+    map_index % shares rather than run on every CPU beside the others."""
+    import threading
+
+    from nlp_pipeline.operators import local
+
+    monkeypatch.setattr(local.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    locks, got, acquired = tmp_path / "shares", [], threading.Event()
+
+    def fifth():
+        with local.cpu_share(4, 2, locks, index=5) as share:
+            got.append(share)
+            acquired.set()
+
+    with local.cpu_share(4, 2, locks) as first:
+        with local.cpu_share(4, 2, locks) as second:
+            assert (first, second) == (frozenset({0, 1}), frozenset({2, 3}))
+            waiting = threading.Thread(target=fifth, daemon=True)
+            waiting.start()
+            assert not acquired.wait(0.5), f"ran beside the others on {got}"
+        assert acquired.wait(30) and got == [frozenset({2, 3})], "share 5 % 2 = 1, once its holder ended"
+    waiting.join(30)
 
 
 def test_a_share_held_by_a_process_that_died_is_free(tmp_path, monkeypatch):

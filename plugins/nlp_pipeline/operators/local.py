@@ -2,15 +2,14 @@
 
 The command is the same one a SageMaker job or a Kubernetes pod runs. Its output streams into the task log
 line by line; a failure is raised as every platform raises it (failures.py). Steps that run side by side (the
-tuning trials) each get a share of the CPUs (``cpu_share``): a step sizes its thread pools to the CPUs it may use
-(tasks/runtime/cpu.py), so pinning it to its share is what keeps it to its threads.
+tuning trials) each get a share of the CPUs (``cpu_share``), named in the step's environment (``CPUS_ENV``): the step
+pins itself to them and sizes its thread pools to them (tasks/runtime/cpu.py), which keeps it to its threads.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from nlp_pipeline.failures import step_failure
+from tasks.runtime.cpu import CPUS_ENV
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,12 @@ def _stop(process: subprocess.Popen) -> None:
 
 def run_step(step: str, *flags: object, cpus: Collection[int] | None = None, timeout: float | None = None) -> str:
     """Run the step and return the last line it printed (steps print their result there); on ``cpus`` only when
-    given (its CPU affinity, set before it starts), else on every CPU the worker may use. A step still running
+    given (named in its environment: it pins itself), else on every CPU the worker may use. A step still running
     after ``timeout`` seconds is stopped and raises StepTimeout."""
     command = [sys.executable, "-m", "tasks", step, *map(str, flags)]
     log.info("$ %s%s", shlex.join(command), f" (on CPUs {sorted(cpus)})" if cpus is not None else "")
-    pinned = None if cpus is None else functools.partial(os.sched_setaffinity, 0, cpus)
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=pinned
-    )
+    env = None if cpus is None else os.environ | {CPUS_ENV: ",".join(map(str, sorted(cpus)))}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     timed_out = threading.Event()
 
     def expire() -> None:
@@ -87,26 +85,30 @@ def run_step_json(step: str, *flags: object):
 
 
 @contextlib.contextmanager
-def cpu_share(cores: int, shares: int, locks: Path) -> Iterator[frozenset[int] | None]:
+def cpu_share(cores: int, shares: int, locks: Path, index: int = 0) -> Iterator[frozenset[int] | None]:
     """One of ``shares`` disjoint sets of ``cores // shares`` of the CPUs this process may use, held until the block
     ends (an exclusive lock on its file in ``locks``, which the kernel drops if the process dies), so steps running
-    at once never share a CPU.
-
-    None (every CPU) when there is one share, or when every share is held: more steps run at once than
-    ``shares`` (a pool given more slots by hand), and this one is not kept off the others' CPUs."""
+    at once never share a CPU: the first free one, else (more steps at once than shares: a pool given more slots by
+    hand) share ``index % shares``, waited for. None (every CPU) when there is one share."""
     size = cores // shares
     if shares <= 1 or size < 1:
         yield None
         return
     usable = sorted(os.sched_getaffinity(0))
     locks.mkdir(parents=True, exist_ok=True)
-    for index in range(shares):
-        with (locks / f"share-{index}-of-{shares}.lock").open("a") as handle:
+    with contextlib.ExitStack() as stack:
+        taken = None
+        for each in range(shares):
+            handle = stack.enter_context((locks / f"share-{each}-of-{shares}.lock").open("a"))
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue
-            yield frozenset(usable[index * size : (index + 1) * size])
-            return
-    log.warning("all %d CPU shares in %s are held: this step runs on every CPU, beside the others", shares, locks)
-    yield None
+            taken = each
+            break
+        if taken is None:
+            taken = index % shares
+            log.warning("all %d CPU shares in %s are held: waiting for share %d", shares, locks, taken)
+            handle = stack.enter_context((locks / f"share-{taken}-of-{shares}.lock").open("a"))
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield frozenset(usable[taken * size : (taken + 1) * size])

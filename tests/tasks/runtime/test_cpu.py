@@ -152,3 +152,39 @@ def test_shell_exports_leave_what_the_environment_sets_alone(monkeypatch, capsys
     exports = capsys.readouterr().out.splitlines()
     assert "export TF_NUM_INTRAOP_THREADS=3" in exports and "export TF_ENABLE_ONEDNN_OPTS=1" in exports
     assert not [line for line in exports if "OMP_NUM_THREADS" in line]
+
+
+def pinned_run(cpus: str | None) -> tuple[list[int], int]:
+    """(this process's CPUs, its available cores) in a fresh step process after configure_environment, given
+    ``cpu.CPUS_ENV``."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, os; from tasks.runtime import cpu; cpu.configure_environment();"
+        " print(json.dumps([sorted(os.sched_getaffinity(0)), cpu.available_cores()]))"
+    )
+    env = {key: value for key, value in os.environ.items() if key != cpu.CPUS_ENV}
+    env |= {cpu.CPUS_ENV: cpus} if cpus is not None else {}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0 or cpus is None or "Error" in done.stderr, done.stderr
+    if done.returncode:
+        raise ValueError(done.stderr.strip().splitlines()[-1])
+    return tuple(json.loads(done.stdout))
+
+
+def test_a_step_given_its_cpus_pins_itself_before_sizing_its_threads():
+    """The platform names a step's CPUs (a tuning trial's share) in NLP_CPUS; the step pins itself to them and its
+    thread pools size to them."""
+    assert cpu.CPUS_ENV == "NLP_CPUS"
+    every = sorted(os.sched_getaffinity(0))
+    assert pinned_run(None)[0] == every
+    assert pinned_run(str(every[-1])) == ([every[-1]], 1)
+    if len(every) > 1:
+        assert pinned_run(f"{every[0]},{every[1]}")[0] == every[:2]
+
+
+def test_cpus_named_badly_are_refused_naming_the_variable():
+    with pytest.raises(ValueError, match="NLP_CPUS"):
+        pinned_run("one,two")
