@@ -269,7 +269,8 @@ class TrainArguments:
         metadata={
             "help": "A folder (or s3:// prefix) the trials of one search share: record this run's validation"
             " accuracy there after each epoch, and stop after an epoch but the last when it is below the median of at"
-            " least 2 other runs' at the same epoch (SageMaker's Auto rule). Empty: no early stopping."
+            " least 2 other runs' running averages of accuracy up to the same epoch (SageMaker's Auto rule). Empty:"
+            " no early stopping."
         },
     )
     tuning: str = field(
@@ -337,7 +338,7 @@ class TuneArguments:
         default="auto",
         metadata={
             "help": "auto: stop a trial whose validation accuracy after an epoch is below the median of the other"
-            " trials' at that epoch (at least 2 others); off: every trial runs its budget."
+            " trials' running averages up to that epoch (at least 2 others); off: every trial runs its budget."
         },
     )
 

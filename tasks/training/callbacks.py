@@ -407,9 +407,9 @@ class StepBudget(tf_keras.callbacks.Callback):
 
 class MedianStopping(tf_keras.callbacks.Callback):
     """Records each epoch's validation accuracy in the folder the trials of a search share, and stops the run
-    after an epoch but its last when the accuracy is below the median of at least two other runs' at that epoch
-    (tasks/training/early_stopping.py). Runs after ``ValidationScorer``, whose ``history`` holds the accuracies (of
-    the epochs a resumed run's checkpoint holds too).
+    after an epoch but its last when the accuracy is below the median of at least two other runs' running averages
+    up to that epoch (tasks/training/early_stopping.py). Runs after ``ValidationScorer``, whose ``history`` holds the
+    accuracies (of the epochs a resumed run's checkpoint holds too).
 
     :param folder: the folder the trials share, local or remote.
     :param run: this run's name among the trials (``early_stopping.run_name``).
@@ -432,7 +432,8 @@ class MedianStopping(tf_keras.callbacks.Callback):
         median = early_stopping.median_to_beat(accuracies[-1], peers)
         if median is not None:
             log.info(
-                "early stopping after epoch %d: validation accuracy %.4f is below the median %.4f of %d other runs",
+                "early stopping after epoch %d: validation accuracy %.4f is below the median %.4f of %d other runs'"
+                " running averages",
                 epoch + 1,
                 accuracies[-1],
                 median,

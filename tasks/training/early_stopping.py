@@ -3,8 +3,9 @@ Auto, on a folder the trials share (a local or shared volume's folder, or an ``s
 
 Each run records its validation accuracy after every epoch in ``FOLDER/<run>.json`` (``{"run": NAME, "accuracy":
 [epoch 1, epoch 2, ...]}``, replaced whole: renamed into place locally, one PUT on S3). After an epoch that is not
-its last, a run stops when its accuracy is below the median of the accuracies at the same epoch of at least
-``MIN_PEERS`` other runs. A hopeless trial so gives its time to the others; the first trials, with no peers yet,
+its last, a run stops when its accuracy is below the median of at least ``MIN_PEERS`` other runs' running averages
+of their accuracy up to the same epoch (SageMaker's rule: "the median value of the running averages of the
+objective metric for all previous training jobs up to the same epoch"). A hopeless trial so gives its time to the others; the first trials, with no peers yet,
 always run their budget.
 
 A run is named by its settings (``run_name``), not its output folder: a retried trial replaces its own record, and
@@ -60,7 +61,8 @@ def _records(folder: str) -> list[tuple[str, str]]:
 
 
 def peer_accuracies(folder: str, run: str, epoch: int) -> list[float]:
-    """The accuracies after ``epoch`` (from 1) of the other runs in ``folder`` that got that far."""
+    """The running averages of accuracy over epochs 1 to ``epoch`` (from 1) of the other runs in ``folder`` that got
+    that far."""
     found = []
     for where, text in _records(folder):
         try:
@@ -70,12 +72,13 @@ def peer_accuracies(folder: str, run: str, epoch: int) -> list[float]:
             log.warning("early stopping: skipping %s, which is no run's record: %s", where, error)
             continue
         if peer.get("run") != run and len(accuracies) >= epoch:
-            found.append(float(accuracies[epoch - 1]))
+            found.append(statistics.fmean(float(accuracy) for accuracy in accuracies[:epoch]))
     return found
 
 
 def median_to_beat(accuracy: float, peers: list[float]) -> float | None:
-    """The peers' median when ``accuracy`` is below it and there are at least MIN_PEERS peers, else None."""
+    """The median of the peers' running averages when ``accuracy`` is below it and there are at least MIN_PEERS
+    peers, else None."""
     if len(peers) < MIN_PEERS:
         return None
     median = statistics.median(peers)

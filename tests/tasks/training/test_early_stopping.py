@@ -27,14 +27,27 @@ def test_peers_are_the_other_runs_that_reached_the_epoch(tmp_path):
     folder = str(tmp_path)
     early_stopping.record(folder, "me", [0.1, 0.2])
     early_stopping.record(folder, "short", [0.5])
-    early_stopping.record(folder, "long", [0.6, 0.7, 0.8])
+    early_stopping.record(folder, "long", [0.6, 0.8, 0.8])
     (tmp_path / "broken.json").write_text("{")
     assert early_stopping.peer_accuracies(folder, "me", 1) == [0.6, 0.5]  # sorted by file name: long, short
-    assert early_stopping.peer_accuracies(folder, "me", 2) == [0.7]
+    assert early_stopping.peer_accuracies(folder, "me", 2) == [pytest.approx(0.7)]  # long's running average
     assert early_stopping.peer_accuracies(folder, "me", 4) == []
     early_stopping.record(folder, "me", [0.1, 0.2, 0.3])  # replaced whole
     assert json.loads((tmp_path / "me.json").read_text()) == {"run": "me", "accuracy": [0.1, 0.2, 0.3]}
     assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.json", "long.json", "me.json", "short.json"]
+
+
+def test_peers_are_compared_by_their_running_average_as_sagemaker_does(tmp_path):
+    """SageMaker's Auto rule: the median of each peer's running average of the objective up to the epoch. Here
+    the peers' raw accuracies at epoch 2 (0.9, 0.9) would stop a run at 0.8; their running averages (0.6, 0.6) do
+    not, and a run at 0.5 is stopped."""
+    folder = str(tmp_path)
+    early_stopping.record(folder, "a", [0.3, 0.9])
+    early_stopping.record(folder, "b", [0.3, 0.9])
+    peers = early_stopping.peer_accuracies(folder, "me", 2)
+    assert peers == [pytest.approx(0.6), pytest.approx(0.6)]
+    assert early_stopping.median_to_beat(0.8, peers) is None
+    assert early_stopping.median_to_beat(0.5, peers) == pytest.approx(0.6)
 
 
 def test_a_runs_name_is_its_settings():
@@ -64,8 +77,9 @@ def test_the_callback_records_every_epoch_and_stops_below_the_median(tmp_path):
     early_stopping.record(str(tmp_path), "b", [0.7, 0.6, 0.95])
     kept = stopping(tmp_path / "..", [0.9], last_epoch=3)  # another folder: no peers
     assert not kept.model.stop_training
+    # epoch 1: 0.76 >= median 0.75; epoch 2: the running averages 0.85 and 0.65, median 0.75 > 0.7
     callback = stopping(tmp_path, [0.76, 0.7, 0.99], last_epoch=3)
-    assert callback.model.stop_training and callback.stopped_after == 2  # 0.76 >= median 0.75; 0.7 < 0.75
+    assert callback.model.stop_training and callback.stopped_after == 2
     assert json.loads((tmp_path / "me.json").read_text())["accuracy"] == [0.76, 0.7]
 
 
