@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.tuning.results import STOPPED
+
 _COLUMNS = (
     ("accuracy", "accuracy", "{:.4f}"),
     ("f1", "F1", "{:.4f}"),
@@ -89,7 +91,7 @@ def tuning_table(tuning: dict) -> str:
         name = f"**{trial['name']}** (best)" if trial["name"] == best else trial["name"]
         cells = [fmt.format(setting[key]) for key, _, fmt in _SETTING_COLUMNS]
         status = trial.get("status") or ""
-        if trial.get("stopped_early") and trial.get("epochs_run"):
+        if status == STOPPED and trial.get("epochs_run"):
             status += f" after epoch {trial['epochs_run']}"
         rows.append(
             f"| {name} | " + " | ".join(cells) + f" | {_figure(trial.get('accuracy'))} | {_figure(trial.get('f1'))}"
@@ -158,7 +160,7 @@ def tuning_panel(axis, tuning: dict) -> None:
     axis.set_title(TUNING_TITLE, fontsize=9)
     scored = [trial for trial in tuning["trials"] if trial.get("accuracy") is not None]
     for stopped, label in ((False, "trial"), (True, "trial stopped early")):
-        chosen = [trial for trial in scored if bool(trial.get("stopped_early")) == stopped]
+        chosen = [trial for trial in scored if (trial.get("status") == STOPPED) == stopped]
         if chosen:
             axis.scatter(
                 [trial["setting"]["learning_rate"] for trial in chosen],

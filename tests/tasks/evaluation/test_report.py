@@ -3,6 +3,8 @@
 import pytest
 
 from tasks.evaluation import report
+from tasks.training import train
+from tasks.tuning import results
 
 FIGURES = {"accuracy": 0.81, "f1": 0.86, "latency_ms_b1_p50": 4.2, "latency_ms_b1_p99": 6.0, "throughput_b32": 310.0}
 EVALUATION = FIGURES | {
@@ -83,35 +85,30 @@ def test_the_report_lists_the_curve_per_epoch_or_says_there_is_none(tmp_path, hi
         assert curve == report.NO_HISTORY
 
 
-def tuned_trial(name, learning_rate, accuracy, status="completed", epochs_run=3):
+def tuned_trial(name, learning_rate, accuracy, stopped_early=False, epochs_run=3):
+    """A planned trial and its metrics.json as train --score-only writes it (None: the trial wrote none)."""
     setting = {"learning_rate": learning_rate, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
-    return {
-        "name": name,
-        "setting": setting,
-        "accuracy": accuracy,
-        "f1": None if accuracy is None else accuracy + 0.05,
-        "status": status,
-        "stopped_early": status == "stopped",
-        "epochs_run": epochs_run if accuracy is not None else None,
-    }
+    metrics = (
+        None
+        if accuracy is None
+        else {"accuracy": accuracy, "f1": accuracy + 0.05, "epochs_run": epochs_run, "stopped_early": stopped_early}
+    )
+    return results.outcome({"name": name, "setting": setting}, metrics)
 
 
-TUNING = {
-    "uri": "/runs/tuning/tuning.json",
-    "objective": "validation accuracy",
-    "trials": [
-        tuned_trial("trial-000", 2e-5, 0.70),
-        tuned_trial("trial-001", 1e-4, 0.81),
-        tuned_trial("trial-002", 3e-4, 0.64, status="stopped", epochs_run=1),
-        tuned_trial("trial-003", 5e-5, None, status="failed"),
-    ],
-    "best": {
-        "name": "trial-001",
-        "setting": tuned_trial("trial-001", 1e-4, 0.81)["setting"],
-        "accuracy": 0.81,
-        "f1": 0.86,
-    },
-}
+# What the candidate's card keeps of a search (train.card_tuning), from select's own summary of it.
+TUNING = train.card_tuning(
+    "/runs/tuning/tuning.json",
+    results.summarise(
+        {"objective": "validation accuracy", "seed": 7, "space": {}, "max_steps": 0, "early_stopping": "auto"},
+        [
+            tuned_trial("trial-000", 2e-5, 0.70),
+            tuned_trial("trial-001", 1e-4, 0.81),
+            tuned_trial("trial-002", 3e-4, 0.64, stopped_early=True, epochs_run=1),
+            tuned_trial("trial-003", 5e-5, None),
+        ],
+    ),
+)
 
 
 def test_a_tuned_candidate_gets_a_panel_of_accuracy_by_learning_rate():
