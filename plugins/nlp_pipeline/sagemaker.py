@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 from datetime import timedelta
 
@@ -59,7 +58,7 @@ from nlp_pipeline.operators.sagemaker import (
 from nlp_pipeline.specs import sagemaker as specs
 from nlp_pipeline.specs.sagemaker_api import MAX_EXECUTION_SECONDS
 from tasks.config import MODEL_DIGEST_ENV, TuneArguments
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, TaskError
 from tasks.runtime import step_result
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT
 from tasks.serving import contract
@@ -238,11 +237,14 @@ def search(context) -> TuneArguments:
         raise AirflowFailException(f"tuning: {error}") from error
 
 
-def _params_of(message: str) -> list[str]:
-    """The Params of the dimensions ``message`` names (each dimension's range flag, as PARAM_FLAGS sets it)."""
+def _params_of(error: specs.SearchError) -> list[str]:
+    """The Params behind a refused search: its dimensions' (each one's range flag, as PARAM_FLAGS sets it) and
+    ``tuning_trials`` when the number of trials is at fault; every search Param when it names none."""
     param_of = {spec.field: spec.param for spec in commands.PARAM_FLAGS if spec.step == "tune"}
-    named = [param_of[each.range_flag] for each in DIMENSIONS if re.search(rf"\b{each.name}\b", message)]
-    return named or [param_of[each.range_flag] for each in DIMENSIONS] + ["tuning_trials"]
+    named = [param_of[each.range_flag] for each in DIMENSIONS if each.name in error.dimensions]
+    if error.trials:
+        named.append(param_of["trials"])
+    return named or [param_of[each.range_flag] for each in DIMENSIONS] + [param_of["trials"]]
 
 
 def _search(context) -> TuneArguments | None:
@@ -254,8 +256,8 @@ def _search(context) -> TuneArguments | None:
     arguments = search(context)
     try:
         specs.check_search(space(arguments), arguments.trials)
-    except ValueError as error:
-        raise AirflowFailException(f"tuning ({', '.join(_params_of(str(error)))}): {error}") from error
+    except specs.SearchError as error:
+        raise AirflowFailException(f"tuning ({', '.join(_params_of(error))}): {error}") from error
     if (isolated := network()) and isolated.isolation:
         raise AirflowFailException(
             "tuning_trials is above 0 with network isolation on (Variable nlp_sagemaker_network): the train job "
@@ -315,9 +317,15 @@ def _trials(client, job: str):
         yield from page["TrainingJobSummaries"]
 
 
-# A trial's status in tuning.json (tasks.tuning.results) of its training job's: early stopping stops a job (Stopped);
-# any other end is a failure.
-_TRIAL_STATUS = {"Completed": COMPLETED, "Stopped": STOPPED}
+def _stopped_early(training: dict, tuning: dict) -> bool:
+    """SageMaker's early stopping stopped this trial: it ended Stopped with SecondaryStatus Stopped (not
+    MaxRuntimeExceeded or MaxWaitTimeExceeded, its own limits), its tuning job stops trials early (Auto), and the
+    tuning job was not itself stopped (StopHyperParameterTuningJob stops its running trials the same way)."""
+    return (
+        (training["TrainingJobStatus"], training.get("SecondaryStatus")) == ("Stopped", "Stopped")
+        and tuning["HyperParameterTuningJobConfig"].get("TrainingJobEarlyStoppingType") == "Auto"
+        and tuning["HyperParameterTuningJobStatus"] not in ("Stopping", "Stopped")
+    )
 
 
 def _setting(summary: dict, searched: dict) -> dict:
@@ -335,11 +343,16 @@ def _setting(summary: dict, searched: dict) -> dict:
     return chosen
 
 
-def _outcome(hook, summary: dict, searched: dict) -> dict:
-    """One trial as tuning.json records it: its setting, its last validation scores and how it ended."""
-    name, status = summary["TrainingJobName"], _TRIAL_STATUS.get(summary["TrainingJobStatus"], FAILED)
-    described = hook.describe_training_job(name).get("FinalMetricDataList") or []
-    metrics = {each["MetricName"]: each["Value"] for each in described}
+def _outcome(hook, summary: dict, searched: dict, tuning: dict) -> dict:
+    """One trial as tuning.json records it: its setting, its last validation scores and how it ended: completed,
+    stopped (early, by SageMaker: ``_stopped_early``), else failed."""
+    name = summary["TrainingJobName"]
+    training = hook.describe_training_job(name)
+    if training["TrainingJobStatus"] == "Completed":
+        status = COMPLETED
+    else:
+        status = STOPPED if _stopped_early(training, tuning) else FAILED
+    metrics = {each["MetricName"]: each["Value"] for each in training.get("FinalMetricDataList") or []}
     scored = status != FAILED and specs.VALIDATION_ACCURACY in metrics
     return {
         "name": name,
@@ -365,7 +378,8 @@ def choose_setting(**context) -> dict | None:
         return None
     job = context["ti"].xcom_pull(task_ids="tune")["job"]
     hook, searched = SageMakerHook(aws_conn_id=aws_conn_id()), space(arguments)
-    outcomes = [_outcome(hook, summary, searched) for summary in _trials(hook.conn, job)]
+    described = hook.describe_tuning_job(job)
+    outcomes = [_outcome(hook, summary, searched, described) for summary in _trials(hook.conn, job)]
     plan = {
         "seed": arguments.seed,
         "objective": OBJECTIVE,
@@ -374,12 +388,15 @@ def choose_setting(**context) -> dict | None:
         "space": searched,
         "trials": [{"name": outcome["name"], "setting": outcome["setting"]} for outcome in outcomes],
     }
-    tuning = summarise(plan, outcomes)
+    try:
+        tuning = summarise(plan, outcomes)
+    except TaskError as error:  # no trial scored: another try reads the same trials
+        raise AirflowFailException(f"{job}: {error}") from error
     uri = f"{arguments.output}/{job}/{TUNING}"
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     _s3_hook().load_string(json.dumps(tuning, indent=2), key, bucket, replace=True)
     best = tuning["best"]
-    sagemakers = (hook.describe_tuning_job(job).get("BestTrainingJob") or {}).get("TrainingJobName")
+    sagemakers = (described.get("BestTrainingJob") or {}).get("TrainingJobName")
     log.info(
         "%s: %d trials; best %s (validation accuracy %s, F1 %s; SageMaker's best: %s): %s; %s",
         job,

@@ -484,5 +484,78 @@ def test_choose_setting_counts_a_trial_without_scores_as_failed_and_fails_when_n
     with pytest.raises(AirflowException, match="failed"):
         tune_operator().execute_complete(run, event)
     tuned = {("tune", "return_value"): {"job": trigger.job_name}}
-    with pytest.raises(TaskError, match="no trial of the search was scored"):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="no trial of the search was scored") as raised:
         sagemaker.choose_setting.function(**context("choose_setting", xcom=tuned, **params))
+    assert isinstance(raised.value.__cause__, TaskError), "not retried: the trials' scores will not change"
+
+
+class TrialsHook:
+    """SageMakerHook as choose_setting uses it, over a tuning job's described trials (one page)."""
+
+    def __init__(self, tuning: dict, trials: list[dict]):
+        from types import SimpleNamespace
+
+        self.tuning, self.trials = tuning, {trial["TrainingJobName"]: trial for trial in trials}
+        setting = {"learning_rate": "0.0001", "epochs": "2", "batch_size": "16", "warmup_ratio": "0.1"}
+        setting["weight_decay"] = "0.01"
+        pages = [
+            {
+                "TrainingJobSummaries": [
+                    {key: trial[key] for key in ("TrainingJobName", "TrainingJobStatus")}
+                    | {"TunedHyperParameters": setting}
+                    for trial in trials
+                ]
+            }
+        ]
+        paginator = SimpleNamespace(paginate=lambda **request: pages)
+        self.conn = SimpleNamespace(get_paginator=lambda operation: paginator)
+
+    def describe_training_job(self, name):
+        return self.trials[name]
+
+    def describe_tuning_job(self, name):
+        return self.tuning
+
+
+def trial_job(name, status, secondary, accuracy=None):
+    metrics = [] if accuracy is None else [{"MetricName": specs.VALIDATION_ACCURACY, "Value": accuracy}]
+    return {"TrainingJobName": name, "TrainingJobStatus": status, "SecondaryStatus": secondary} | {
+        "FinalMetricDataList": metrics
+    }
+
+
+@pytest.mark.parametrize("tuning_status", ["Completed", "Stopped"])
+def test_only_trials_sagemaker_stopped_early_count_as_stopped_early(aws, monkeypatch, tuning_status):
+    """A partly failed search: Completed, Failed, Stopped by early stopping, Stopped at its MaxRuntimeInSeconds. A
+    trial stopped with its tuning job (StopHyperParameterTuningJob) was not stopped early either."""
+    from airflow.providers.amazon.aws.hooks import sagemaker as hooks
+
+    trials = [
+        trial_job("t-001", "Completed", "Completed", 0.8),
+        trial_job("t-002", "Failed", "Failed"),
+        trial_job("t-003", "Stopped", "Stopped", 0.6),
+        trial_job("t-004", "Stopped", "MaxRuntimeExceeded", 0.7),
+    ]
+    tuning = {
+        "HyperParameterTuningJobStatus": tuning_status,
+        "HyperParameterTuningJobConfig": {"TrainingJobEarlyStoppingType": "Auto"},
+    }
+    monkeypatch.setattr(hooks, "SageMakerHook", lambda **kwargs: TrialsHook(tuning, trials))
+    params = {"tuning_trials": 4, "tuning_parallel_jobs": 2, "learning_rate_range": [1e-4, 1e-3]}
+    params |= {"epochs_range": [1, 2], "batch_sizes": [8, 16]}
+    tuned = {("tune", "return_value"): {"job": "nlp-tune-x"}}
+    chosen = sagemaker.choose_setting.function(**context("choose_setting", xcom=tuned, **params))
+    tuning_json = json.loads(
+        aws.s3["client"].get_object(Bucket=aws.s3["bucket"], Key=chosen["tuning"].split("/", 3)[3])["Body"].read()
+    )
+    ended = {trial["name"]: (trial["status"], trial["stopped_early"]) for trial in tuning_json["trials"]}
+    early = ("stopped", True) if tuning_status == "Completed" else ("failed", False)
+    assert ended == {
+        "t-001": ("completed", False),
+        "t-002": ("failed", False),
+        "t-003": early,
+        "t-004": ("failed", False),
+    }
+    assert chosen["best"]["name"] == "t-001"

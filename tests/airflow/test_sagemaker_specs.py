@@ -255,6 +255,23 @@ def test_the_whole_search_is_bounded_by_its_waves_of_trials():
     assert longest["MaxRuntimeInSeconds"] == specs.MAX_TUNING_SECONDS == 30 * 24 * 3600
 
 
+def test_a_refused_search_says_which_dimensions_and_whether_the_trials_are_at_fault():
+    few = SPACE | {"learning_rate": {"type": "log", "range": [1e-3, 1e-3]}}
+    few |= {
+        "warmup_ratio": {"type": "linear", "range": [0.1, 0.1]},
+        "weight_decay": {"type": "linear", "range": [0, 0]},
+    }
+    with pytest.raises(specs.SearchError) as refused:
+        specs.check_search(few, 99)
+    assert (set(refused.value.dimensions), refused.value.trials) == ({"epochs", "batch_size"}, True)
+    with pytest.raises(specs.SearchError) as refused:
+        specs.check_search(SPACE | {"learning_rate": {"type": "log", "range": [0, 1e-3]}}, 4)
+    assert (refused.value.dimensions, refused.value.trials) == (("learning_rate",), False)
+    with pytest.raises(specs.SearchError) as refused:
+        specs.check_search(SPACE, 0)
+    assert (refused.value.dimensions, refused.value.trials) == ((), True)
+
+
 def test_the_whole_search_ends_within_its_budget():
     """The search's budget (limits.TUNING_BUDGET) bounds the tuning job however many waves its trials take."""
     limits = tuning(trials=32, parallel=1, budget=24 * 3600)["HyperParameterTuningJobConfig"]["ResourceLimits"]
@@ -420,7 +437,8 @@ def test_a_trial_runs_train_as_commands_trial_command_builds_a_trial(variables, 
         (
             {"learning_rate_range": [0.001, 0.001], "warmup_ratio_range": [0.1, 0.1], "weight_decay_range": [0, 0]}
             | {"epochs_range": [2, 2], "batch_sizes": [16, 32]},
-            r"tuning \(batch_sizes\): the tuning space holds 2 setting\(s\) of batch_size, fewer than the 4 trials",
+            r"tuning \(batch_sizes, tuning_trials\): the tuning space holds 2 setting\(s\) of batch_size, fewer than the 4 "
+            "trials",
         ),
         (
             {"learning_rate_range": [0.001, 0.0001]},
@@ -429,6 +447,7 @@ def test_a_trial_runs_train_as_commands_trial_command_builds_a_trial(variables, 
     ],
 )
 def test_a_search_sagemaker_would_refuse_fails_the_runs_first_job_naming_the_params(variables, params, refusal):
+    """The Params come from the refusal's fields (specs.SearchError), not from its words."""
     from airflow.sdk.exceptions import AirflowFailException
     from nlp_pipeline import sagemaker
 

@@ -328,6 +328,15 @@ def tuning_job_name(run_key: str, run_id: str, try_number: int) -> str:
     return name
 
 
+class SearchError(ValueError):
+    """A search SageMaker refuses: the ``dimensions`` at fault (none: the search as a whole) and whether the number
+    of trials is (``trials``), so a caller names its own inputs for them."""
+
+    def __init__(self, message: str, *, dimensions: tuple[str, ...] = (), trials: bool = False):
+        super().__init__(message)
+        self.dimensions, self.trials = dimensions, trials
+
+
 def _value(number) -> str:
     """A ParameterValue: SageMaker reads it as a number (1e-05 included)."""
     return repr(number)
@@ -339,7 +348,7 @@ def search_space(space: dict) -> tuple[dict, dict]:
     ``space`` maps a hyperparameter to ``{"type": "log" | "linear" | "integer", "range": [min, max]}`` or
     ``{"type": "choice", "values": [...]}``. A range of one value (min = max) or a choice of one is no search
     SageMaker accepts: it is fixed, a static hyperparameter. A choice's repeated values count once. Raises
-    ValueError naming the hyperparameter for a range SageMaker refuses: min above max, a logarithmic one from 0 or
+    SearchError naming the hyperparameter for a range SageMaker refuses: min above max, a logarithmic one from 0 or
     below, an integer one of fractions, a choice of none or of more than SageMaker takes.
     """
     ranges: dict[str, list] = {}
@@ -349,8 +358,9 @@ def search_space(space: dict) -> tuple[dict, dict]:
         if kind == _CHOICE[1]:
             values = list(dict.fromkeys(dimension["values"]))
             if not 1 <= len(values) <= MAX_CATEGORICAL_VALUES:
-                raise ValueError(
-                    f"the search of {name} needs 1 to {MAX_CATEGORICAL_VALUES} different values, not {values}"
+                raise SearchError(
+                    f"the search of {name} needs 1 to {MAX_CATEGORICAL_VALUES} different values, not {values}",
+                    dimensions=(name,),
                 )
             if len(values) == 1:
                 fixed[name] = values[0]
@@ -358,14 +368,22 @@ def search_space(space: dict) -> tuple[dict, dict]:
                 ranges.setdefault(_CHOICE[0], []).append({"Name": name, "Values": [str(value) for value in values]})
             continue
         if kind not in _RANGES:
-            raise ValueError(f"the search of {name} is of type {kind!r}: one of {', '.join([*_RANGES, _CHOICE[1]])}")
+            raise SearchError(
+                f"the search of {name} is of type {kind!r}: one of {', '.join([*_RANGES, _CHOICE[1]])}",
+                dimensions=(name,),
+            )
         low, high = dimension["range"]
         if low > high:
-            raise ValueError(f"the search range of {name} [{low}, {high}] has its minimum above its maximum")
+            raise SearchError(
+                f"the search range of {name} [{low}, {high}] has its minimum above its maximum", dimensions=(name,)
+            )
         if kind == "integer" and not all(isinstance(bound, int) for bound in (low, high)):
-            raise ValueError(f"the search range of {name} [{low}, {high}] must be whole numbers")
+            raise SearchError(f"the search range of {name} [{low}, {high}] must be whole numbers", dimensions=(name,))
         if kind == "log" and low <= 0:
-            raise ValueError(f"the search range of {name} [{low}, {high}] is logarithmic: its minimum must be above 0")
+            raise SearchError(
+                f"the search range of {name} [{low}, {high}] is logarithmic: its minimum must be above 0",
+                dimensions=(name,),
+            )
         if low == high:
             fixed[name] = low
             continue
@@ -376,8 +394,9 @@ def search_space(space: dict) -> tuple[dict, dict]:
         )
     searched = sum(len(each) for each in ranges.values())
     if searched > MAX_SEARCHED_HYPERPARAMETERS:
-        raise ValueError(
-            f"{searched} hyperparameters to search: SageMaker searches at most {MAX_SEARCHED_HYPERPARAMETERS}"
+        raise SearchError(
+            f"{searched} hyperparameters to search: SageMaker searches at most {MAX_SEARCHED_HYPERPARAMETERS}",
+            dimensions=tuple(each["Name"] for kind in ranges.values() for each in kind),
         )
     return ranges, fixed
 
@@ -391,18 +410,22 @@ def _combinations(ranges: dict) -> int | None:
 
 
 def check_search(space: dict, trials: int) -> tuple[dict, dict]:
-    """``search_space(space)``, raising ValueError also for what SageMaker refuses of a whole search: fewer than 1
+    """``search_space(space)``, raising SearchError also for what SageMaker refuses of a whole search: fewer than 1
     trial, nothing to search, or fewer settings than ``trials`` (all dimensions whole numbers or choices)."""
     if trials < 1:
-        raise ValueError(f"a tuning job runs at least 1 trial, not {trials}")
+        raise SearchError(f"a tuning job runs at least 1 trial, not {trials}", trials=True)
     ranges, fixed = search_space(space)
     searched = [each["Name"] for kinds in ranges.values() for each in kinds]
     if not searched:
-        raise ValueError(f"nothing to search: every dimension of the tuning space is one value ({fixed})")
+        raise SearchError(
+            f"nothing to search: every dimension of the tuning space is one value ({fixed})", dimensions=tuple(fixed)
+        )
     if (settings := _combinations(ranges)) is not None and settings < trials:
-        raise ValueError(
+        raise SearchError(
             f"the tuning space holds {settings} setting(s) of {', '.join(searched)}, fewer than the {trials} trials: "
-            f"SageMaker refuses that; widen a range or ask for fewer trials"
+            f"SageMaker refuses that; widen a range or ask for fewer trials",
+            dimensions=tuple(searched),
+            trials=True,
         )
     return ranges, fixed
 
