@@ -3,6 +3,7 @@
 
 import json
 import re
+import time
 
 import pytest
 
@@ -774,3 +775,73 @@ def test_a_tuning_job_sagemaker_would_refuse_is_refused(client, fake_sagemaker, 
     with pytest.raises(ClientError, match=refusal):
         client.create_hyper_parameter_tuning_job(**request)
     assert client.list_training_jobs()["TrainingJobSummaries"] == [], "no trial started"
+
+
+def test_a_second_tuning_job_of_a_name_in_use_is_refused(client, fake_sagemaker, bucket, monkeypatch):
+    """SageMaker's names are case-insensitive: ResourceInUse, whatever the case."""
+    from botocore.exceptions import ClientError
+
+    scored_by_learning_rate(fake_sagemaker, monkeypatch)
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=2, parallel=2))
+    for name in ("tune-1", "TUNE-1"):
+        with pytest.raises(ClientError, match="ResourceInUse") as refused:
+            client.create_hyper_parameter_tuning_job(**tuning_request(bucket, name, trials=2, parallel=2))
+        assert refused.value.response["Error"]["Code"] == "ResourceInUse"
+    settled(fake_sagemaker)
+    assert len(trials_of(client)) == 2, "the first job's trials only"
+
+
+def test_trials_without_an_objective_are_left_out_when_sorted_by_it(client, fake_sagemaker, bucket, monkeypatch):
+    """ListTrainingJobsForHyperParameterTuningJob, SortBy FinalObjectiveMetricValue: "any training jobs that did not
+    return an objective metric are not listed" (botocore's doc of SortBy)."""
+    calls = []
+
+    def run(arguments, root, environment):
+        calls.append(arguments)
+        learning_rate = float(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
+        scored = f"epoch 1: train loss 0.5, validation loss 0.4, validation accuracy {0.5 + learning_rate * 100:.6f}"
+        return 0, "" if len(calls) == 1 else scored
+
+    monkeypatch.setattr(fake_sagemaker, "_run", run)
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=3, parallel=3))
+    settled(fake_sagemaker)
+    every = trials_of(client)
+    assert [trial["ObjectiveStatus"] for trial in every].count("Failed") == 1
+    for order in ("Ascending", "Descending"):
+        listed = trials_of(client, SortBy="FinalObjectiveMetricValue", SortOrder=order)
+        assert len(listed) == 2 and all("FinalHyperParameterTuningJobObjectiveMetric" in each for each in listed)
+
+
+def test_the_best_training_job_is_the_best_of_those_whose_objective_succeeded(
+    client, fake_sagemaker, bucket, monkeypatch
+):
+    """A trial stopped after it reported its objective (ObjectiveStatus Succeeded) may be the best, as in
+    SageMaker: one rule for BestTrainingJob and the counters, the objective's status."""
+    import threading
+
+    release, calls = threading.Event(), []
+
+    def run(arguments, root, environment):
+        calls.append(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
+        if len(calls) == 1:  # the first trial to run scores best, and is stopped before it ends
+            release.wait(60)
+            return 0, "epoch 1: train loss 0.5, validation loss 0.4, validation accuracy 0.990000"
+        return 0, "epoch 1: train loss 0.5, validation loss 0.4, validation accuracy 0.600000"
+
+    monkeypatch.setattr(fake_sagemaker, "_run", run)
+    client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=2, parallel=2))
+    for _ in range(600):
+        if calls:
+            break
+        time.sleep(0.1)
+    [first] = [
+        each["TrainingJobName"]
+        for each in trials_of(client)
+        if each["TunedHyperParameters"]["learning_rate"] == calls[0]
+    ]
+    client.stop_training_job(TrainingJobName=first)
+    release.set()
+    settled(fake_sagemaker)
+    summaries = {trial["TrainingJobName"]: trial for trial in trials_of(client)}
+    assert (summaries[first]["TrainingJobStatus"], summaries[first]["ObjectiveStatus"]) == ("Stopped", "Succeeded")
+    assert tuning_job(client)["BestTrainingJob"]["TrainingJobName"] == first

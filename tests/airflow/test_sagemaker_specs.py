@@ -806,3 +806,15 @@ def test_a_watched_canary_rolls_back_on_its_alarms():
         "Alarms": [{"AlarmName": "a"}]
     }
     assert policy["MaximumExecutionTimeoutInSeconds"] == 3 * 600 + specs.PROVISIONING_SECONDS
+
+
+def test_a_choice_holds_at_most_the_values_botocore_allows():
+    """botocore's ParameterValues: 1 to 30 values in a categorical range."""
+    most = service_model().shape_for("ParameterValues").metadata["max"]
+    choice = {"type": "choice", "values": list(range(1, most + 2))}
+    with pytest.raises(specs.SearchError, match=rf"batch_size needs 1 to {most} different values") as refused:
+        specs.search_space(SPACE | {"batch_size": choice})
+    assert refused.value.dimensions == ("batch_size",)
+    choice["values"].pop()
+    ranges, _ = specs.search_space(SPACE | {"batch_size": choice})
+    assert len(ranges["CategoricalParameterRanges"][0]["Values"]) == most

@@ -24,8 +24,10 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
   Logarithmic) and does not stop trials early (TrainingJobEarlyStoppingType is checked, not applied), nor apply
   ResourceLimits.MaxRuntimeInSeconds. ``InProgress`` -> ``Completed`` (``Failed`` when every trial failed),
   StopHyperParameterTuningJob ``Stopping`` -> ``Stopped``; TrainingJobStatusCounters, ObjectiveStatusCounters and
-  BestTrainingJob (the objective read from the best trial's log through its MetricDefinitions regex) follow the
-  trials; ListTrainingJobsForHyperParameterTuningJob answers pages of ``page_size``.
+  BestTrainingJob (the best of the trials whose ObjectiveStatus is Succeeded: a Completed or Stopped trial whose
+  log gave the objective through its MetricDefinitions regex) follow the trials;
+  ListTrainingJobsForHyperParameterTuningJob answers pages of ``page_size``; a second tuning job of a name in use
+  (in any case) is ResourceInUse.
 - endpoints go ``Creating`` -> ``InService``; UpdateEndpoint ``Updating`` (the new config only in
   ``PendingDeploymentSummary``) -> ``InService`` on the new config, each for ``endpoint_seconds``. With
   ``roll_back_updates`` (an alarm fired while baking) ``Updating`` -> ``RollingBack`` -> ``InService`` on the old
@@ -96,11 +98,9 @@ _TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 # lifetime, so the fake assumes the same: past it, the same token creates a new version.
 _TOKEN_LIFETIME = 8 * 3600
 # "Resource limits for automatic model tuning": 10 parallel training jobs per tuning job (a default quota), 750
-# training jobs (Bayesian), 30 hyperparameters searched, 20 metrics defined; botocore: each categorical range 1-30
-# values, a tuning job's name 1-32 of [a-zA-Z0-9-].
-_TUNING_LIMITS = {"parallel": 10, "jobs": 750, "ranges": 30, "metrics": 20, "values": 30}
-_TUNING_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}")
-_SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+# training jobs (Bayesian), 30 hyperparameters searched, 20 metrics defined. A categorical range's values, a tuning
+# job's name and the scaling types are botocore's (``_shape``).
+_TUNING_LIMITS = {"parallel": 10, "jobs": 750, "ranges": 30, "metrics": 20}
 _RUNNING = ("InProgress", "Stopping")
 
 
@@ -123,10 +123,15 @@ def _stamp(seconds: float) -> datetime.datetime:
 
 
 @functools.cache
-def _instance_types(shape: str) -> tuple[str, ...]:
+def _shape(name: str):
+    """botocore's shape ``name`` of the SageMaker service model (its enum, pattern, min and max)."""
     import botocore.session
 
-    return tuple(botocore.session.get_session().get_service_model("sagemaker").shape_for(shape).enum)
+    return botocore.session.get_session().get_service_model("sagemaker").shape_for(name)
+
+
+def _instance_types(shape: str) -> tuple[str, ...]:
+    return tuple(_shape(shape).enum)
 
 
 def _constraint(value, where: str, constraint: str):
@@ -154,6 +159,13 @@ def _limit_exceeded(message: str):
         code = "ResourceLimitExceeded"
 
     return ResourceLimitExceeded(message)
+
+
+def _in_use(message: str):
+    """SageMaker's ResourceInUse: a name another resource of its kind has."""
+    from moto.sagemaker.exceptions import ResourceInUseException
+
+    return ResourceInUseException(message)
 
 
 def _not_found(what: str):
@@ -724,14 +736,18 @@ class FakeSageMaker:
         training job's, the objective among its MetricDefinitions, the quotas, and ranges SageMaker can search."""
         from moto.sagemaker.exceptions import ValidationError
 
-        name = body["HyperParameterTuningJobName"]
-        if not _TUNING_NAME.fullmatch(name):
+        name, shape = body["HyperParameterTuningJobName"], _shape("HyperParameterTuningJobName")
+        pattern, longest = shape.metadata["pattern"], shape.metadata["max"]
+        if not (len(name) <= longest and re.fullmatch(pattern, name)):
             raise _constraint(
                 name,
                 "hyperParameterTuningJobName",
-                f"Member must have length less than or equal to 32 and satisfy regular expression pattern: "
-                f"{_TUNING_NAME.pattern}",
+                f"Member must have length less than or equal to {longest} and satisfy regular expression pattern: "
+                f"{pattern}",
             )
+        # Names are case-insensitive in SageMaker: another job's, in any case, is in use.
+        if any(other.lower() == name.lower() for other in backend.hyper_parameter_tuning_jobs):
+            raise _in_use(f"Hyperparameter tuning job {name} already exists")
         definition = body.get("TrainingJobDefinition")
         if definition is None:
             raise ValidationError("The fake runs a TrainingJobDefinition; TrainingJobDefinitions is not simulated")
@@ -866,11 +882,7 @@ class FakeSageMaker:
         }
         objectives = [each["ObjectiveStatus"] for each in trials]
         job.objective_status_counters = {state: objectives.count(state) for state in ("Succeeded", "Pending", "Failed")}
-        scored = [
-            each
-            for each in trials
-            if each["TrainingJobStatus"] == "Completed" and each["ObjectiveStatus"] == "Succeeded"
-        ]
+        scored = [each for each in trials if each["ObjectiveStatus"] == "Succeeded"]
         maximise = tuning.config["HyperParameterTuningJobObjective"]["Type"] == "Maximize"
         value = lambda each: each["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]  # noqa: E731
         job.best_training_job = (max if maximise else min)(scored, key=value) if scored else None
@@ -914,8 +926,8 @@ class FakeSageMaker:
         return ActionResult({})
 
     def _list_trials(self, backend, body: dict):
-        """ListTrainingJobsForHyperParameterTuningJob: StatusEquals, SortBy (Name by default), SortOrder
-        (Ascending), pages of MaxResults (1-100, ``page_size`` by default) joined by NextToken."""
+        """ListTrainingJobsForHyperParameterTuningJob: StatusEquals, SortBy (Name by default; by
+        FinalObjectiveMetricValue only the jobs with one), SortOrder (Ascending), pages of MaxResults (1-100, ``page_size`` by default) joined by NextToken."""
         from moto.core.responses import ActionResult
         from moto.sagemaker.exceptions import ValidationError
 
@@ -932,18 +944,13 @@ class FakeSageMaker:
             "Name": lambda each: each["TrainingJobName"],
             "CreationTime": lambda each: each["CreationTime"],
             "Status": lambda each: each["TrainingJobStatus"],
-            # jobs with no objective value last, whichever the order
-            "FinalObjectiveMetricValue": lambda each: (
-                "FinalHyperParameterTuningJobObjectiveMetric" in each,
-                each.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get("Value", 0.0),
-            ),
+            "FinalObjectiveMetricValue": lambda each: each["FinalHyperParameterTuningJobObjectiveMetric"]["Value"],
         }
         if sort_by not in keys:
             raise _constraint(sort_by, "sortBy", f"Member must satisfy enum value set: [{', '.join(keys)}]")
-        descending = body.get("SortOrder", "Ascending") == "Descending"
-        trials.sort(key=keys[sort_by], reverse=descending)
-        if sort_by == "FinalObjectiveMetricValue" and not descending:
-            trials.sort(key=lambda each: "FinalHyperParameterTuningJobObjectiveMetric" not in each)
+        if sort_by == "FinalObjectiveMetricValue":  # botocore's SortBy: jobs without an objective are not listed
+            trials = [each for each in trials if "FinalHyperParameterTuningJobObjectiveMetric" in each]
+        trials.sort(key=keys[sort_by], reverse=body.get("SortOrder", "Ascending") == "Descending")
         token = body.get("NextToken")
         start = 0
         if token is not None:
@@ -1192,10 +1199,8 @@ def _check_ranges(ranges: dict, static: dict, jobs: int) -> None:
     for kind, where in (("Continuous", "ContinuousParameterRanges"), ("Integer", "IntegerParameterRanges")):
         for each in ranges.get(where) or []:
             scaling = each.get("ScalingType", "Auto")
-            if scaling not in _SCALING_TYPES:
-                raise _constraint(
-                    scaling, f"{where}.scalingType", f"Member must satisfy enum value set: {_SCALING_TYPES}"
-                )
+            if scaling not in (types := _shape("HyperParameterScalingType").enum):
+                raise _constraint(scaling, f"{where}.scalingType", f"Member must satisfy enum value set: {types}")
             low, high = _numbers(each, kind, where)
             if low >= high:
                 raise ValidationError(f"{where} {each['Name']}: MinValue {low} must be less than MaxValue {high}")
@@ -1206,9 +1211,10 @@ def _check_ranges(ranges: dict, static: dict, jobs: int) -> None:
             combinations = math.inf if kind == "Continuous" else combinations * (high - low + 1)
     for each in ranges.get("CategoricalParameterRanges") or []:
         values = each["Values"]
-        if not 1 <= len(values) <= _TUNING_LIMITS["values"] or len(set(values)) != len(values):
+        fewest, most = (_shape("ParameterValues").metadata[bound] for bound in ("min", "max"))
+        if not fewest <= len(values) <= most or len(set(values)) != len(values):
             raise ValidationError(
-                f"CategoricalParameterRanges {each['Name']}: 1 to {_TUNING_LIMITS['values']} distinct values, not {values}"
+                f"CategoricalParameterRanges {each['Name']}: {fewest} to {most} distinct values, not {values}"
             )
         combinations *= len(values)
     if combinations < jobs:

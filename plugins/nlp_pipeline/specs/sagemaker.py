@@ -27,10 +27,10 @@ from nlp_pipeline.artefacts import run_hash, run_suffix
 from nlp_pipeline.specs.sagemaker_api import BLUE_GREEN_DEFAULT as BLUE_GREEN_DEFAULT
 from nlp_pipeline.specs.sagemaker_api import (
     BLUE_GREEN_SCHEMA,
-    MAX_CATEGORICAL_VALUES,
     MAX_SEARCHED_HYPERPARAMETERS,
     MAX_TUNING_SECONDS,
     execution_timeout,
+    max_categorical_values,
 )
 from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
@@ -357,9 +357,10 @@ def search_space(space: dict) -> tuple[dict, dict]:
         kind = dimension["type"]
         if kind == _CHOICE[1]:
             values = list(dict.fromkeys(dimension["values"]))
-            if not 1 <= len(values) <= MAX_CATEGORICAL_VALUES:
+            most = max_categorical_values()
+            if not 1 <= len(values) <= most:
                 raise SearchError(
-                    f"the search of {name} needs 1 to {MAX_CATEGORICAL_VALUES} different values, not {values}",
+                    f"the search of {name} needs 1 to {most} different values, not {values}",
                     dimensions=(name,),
                 )
             if len(values) == 1:

@@ -42,7 +42,13 @@ def instance_types(use: str) -> frozenset[str]:
 # hyperparameters, each categorical one at most 30 values (botocore ParameterValues), and 30 days of run time.
 MAX_PARALLEL_TRAINING_JOBS = 10
 MAX_SEARCHED_HYPERPARAMETERS = 30
-MAX_CATEGORICAL_VALUES = 30
+
+
+def max_categorical_values() -> int:
+    """How many values a categorical range may hold (botocore's ParameterValues: at most 30)."""
+    return _service_shapes()["ParameterValues"]["max"]
+
+
 MAX_TUNING_SECONDS = 30 * 24 * 3600
 
 
