@@ -183,16 +183,12 @@ def pools_written_by(line: str, home) -> dict:
     return json.loads(printed.stdout)
 
 
-def test_every_airflow_home_gets_the_tuning_pool_from_limits_pools(tmp_path):
+def test_every_airflow_home_gets_the_tuning_pool_from_limits_pools(tmp_path, monkeypatch):
     """`make demo` and `make airflow`, docker-compose's airflow-init and the tests' Airflow home (conftest) import the
     pools limits.pools() gives: nlp_tuning, half the cores."""
-    from tests.airflow.conftest import import_pools
+    from tests.airflow import conftest
     from tests.docker import compose
 
-    assert limits.pools() == {
-        "nlp_tuning": {"slots": limits.tuning_pool_slots(), "description": limits.TUNING_POOL_DESCRIPTION}
-        | {"include_deferred": False}
-    }
     for target in ("demo", "airflow"):
         make = subprocess.run(
             ["make", "-n", target, f"DEMO={tmp_path}"], cwd=REPO, capture_output=True, text=True, check=True
@@ -208,7 +204,21 @@ def test_every_airflow_home_gets_the_tuning_pool_from_limits_pools(tmp_path):
     [writer] = [line for line in script.splitlines() if "nlp_pipeline.limits import pools" in line]
     assert pools_written_by(writer, tmp_path) == limits.pools()
     assert "airflow pools import /opt/airflow/config/pools.json" in script
-    assert "import_pools(env" in (REPO / "tests" / "airflow" / "conftest.py").read_text() and callable(import_pools)
+    imported = []
+    monkeypatch.setattr(conftest, "run_airflow", lambda env, *words: imported.append(words))
+    conftest.import_pools({"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(tmp_path)}, tmp_path / "pools.json")
+    assert imported == [("pools", "import", str(tmp_path / "pools.json"))], "the tests' Airflow home imports it"
+    assert json.loads((tmp_path / "pools.json").read_text()) == limits.pools()
+
+
+def test_the_pools_are_the_tuning_pool_of_this_machines_size(monkeypatch):
+    """8 usable cores and 64 GiB: 4 trials at once; 8 cores and 8 GiB: 2 (4 GiB each)."""
+    monkeypatch.setattr(limits, "available_cores", lambda: 8)
+    monkeypatch.setattr(limits, "total_memory_gib", lambda: 64)
+    described = {"description": limits.TUNING_POOL_DESCRIPTION, "include_deferred": False}
+    assert limits.pools() == {"nlp_tuning": {"slots": 4} | described}
+    monkeypatch.setattr(limits, "total_memory_gib", lambda: 8)
+    assert limits.pools() == {"nlp_tuning": {"slots": 2} | described}
 
 
 def test_an_unknown_platform_has_no_limits():
