@@ -213,6 +213,7 @@ _EPOCHS = {"minimum": 1}
 _BATCH_SIZE = {"minimum": 1}
 _RATIO = {"minimum": 0, "exclusiveMaximum": 1}
 _BY_MODEL_SIZE = "default: by the base model's size (tasks/training/defaults.py)"
+_DEFAULT_TABLE = "default: train's defaults (tasks/training/defaults.py), or the best setting under --tuning"
 
 
 @dataclass
@@ -224,10 +225,10 @@ class TrainArguments:
         metadata={"help": "Base model: a hub id, a local folder, or an s3:// URI."},
     )
     epochs: int | None = _flag(f"Passes over the training split; {_BY_MODEL_SIZE}.", _EPOCHS, default=None)
-    batch_size: int = _flag("Pairs per step on each worker.", _BATCH_SIZE, default=32)
+    batch_size: int | None = _flag(f"Pairs per step on each worker; {_DEFAULT_TABLE}.", _BATCH_SIZE, default=None)
     learning_rate: float | None = _flag(f"Peak learning rate of AdamW; {_BY_MODEL_SIZE}.", _LEARNING_RATE, default=None)
-    warmup_ratio: float = _flag("Share of steps with linear warm-up.", _RATIO, default=0.1)
-    weight_decay: float = _flag("AdamW weight decay.", _RATIO, default=0.01)
+    warmup_ratio: float | None = _flag(f"Share of steps with linear warm-up; {_DEFAULT_TABLE}.", _RATIO, default=None)
+    weight_decay: float | None = _flag(f"AdamW weight decay; {_DEFAULT_TABLE}.", _RATIO, default=None)
     max_seq_length: int = field(default=0, metadata={"help": "Truncate longer pairs; 0 keeps the staged max length."})
     precision: Literal["auto", "fp32", "bf16"] = field(
         default="auto",

@@ -17,7 +17,8 @@ def test_help_lists_every_step():
 
 def test_step_help_lists_flags_with_defaults():
     result = run_tasks("train", "--help")
-    assert "--batch-size" in result.stdout and "(default: 32)" in result.stdout
+    assert "--max-seq-length" in result.stdout and "(default: 0)" in result.stdout
+    assert "--batch-size" in result.stdout and "train's defaults" in " ".join(result.stdout.split())
     assert "--learning-rate" in result.stdout and "by the base model's size" in " ".join(result.stdout.split())
 
 

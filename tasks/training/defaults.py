@@ -1,4 +1,6 @@
-"""The learning rate and epochs a run gets when it names none: by the base model's size.
+"""The hyper-parameters a run gets when it names none (and has no --tuning to take them from): by the base model's
+size. The learning rate and epochs differ by size; batch size, warm-up and weight decay are the same for every size,
+so they are resolved without reading the model.
 
 BERT-base's fine-tuning defaults (learning rate 3e-5, 3 epochs) under-train a small model: the packaged 6-layer
 MiniLM reached 0.787 accuracy on real MRPC with them, where fine-tunes of its size reach ~0.86. A model of at
@@ -19,11 +21,14 @@ SMALL_MODEL_LAYERS = 6
 # The hyper-parameters by model size. "small": what tuning found best for the packaged MiniLM on generated
 # paraphrase data; the evidence (the search, default vs tuned, the CPU it ran on) is bench/tune.py's output as the
 # README's "Hyper-parameter tuning" section reports it. "base": BERT-base's published fine-tuning defaults.
+_COMMON = {"batch_size": 32, "warmup_ratio": 0.1, "weight_decay": 0.01}
 DEFAULTS = {
-    "small": {"learning_rate": 1e-4, "epochs": 4},
-    "base": {"learning_rate": 3e-5, "epochs": 3},
+    "small": {"learning_rate": 1e-4, "epochs": 4} | _COMMON,
+    "base": {"learning_rate": 3e-5, "epochs": 3} | _COMMON,
 }
 _RESOLVED = tuple(DEFAULTS["base"])
+# The hyper-parameters whose default depends on the model's size.
+BY_SIZE = tuple(name for name in _RESOLVED if len({DEFAULTS[size][name] for size in DEFAULTS}) > 1)
 
 
 def hidden_layers(model: str) -> int:
@@ -50,11 +55,15 @@ def model_size(model: str) -> str:
 
 
 def resolved(args: TrainArguments) -> TrainArguments:
-    """``args`` with the learning rate and epochs it left to the model's size (None) filled in."""
+    """``args`` with the hyper-parameters it left open (None) filled in from DEFAULTS; the model's config is read
+    only when one of them depends on its size."""
     missing = [name for name in _RESOLVED if getattr(args, name) is None]
     if not missing:
         return args
-    size = model_size(args.model)
-    chosen = {name: DEFAULTS[size][name] for name in missing}
-    log.info("%s: a %s model, so the %s defaults: %s", args.model, size, size, chosen)
+    chosen = {name: DEFAULTS["base"][name] for name in missing if name not in BY_SIZE}
+    by_size = [name for name in missing if name in BY_SIZE]
+    if by_size:
+        size = model_size(args.model)
+        chosen |= {name: DEFAULTS[size][name] for name in by_size}
+        log.info("%s: a %s model, so the %s defaults: %s", args.model, size, size, chosen)
     return dataclasses.replace(args, **chosen)

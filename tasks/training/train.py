@@ -63,7 +63,7 @@ _NOT_HYPERPARAMETERS = (
     "score_only",
     "tuning",
 )
-# The hyper-parameters metrics.json states, as the run resolved them (learning rate and epochs by model size).
+# The hyper-parameters metrics.json states, as the run resolved them (tasks/training/defaults.py, or --tuning).
 _TRAINING_SETTING = ("learning_rate", "epochs", "batch_size", "warmup_ratio", "weight_decay")
 _PACKAGES = ("tensorflow", "tf-keras", "transformers", "datasets", "numpy", "neural-compressor-tf")
 # Settings that change what a checkpoint means; a checkpoint written under others is not resumed.

@@ -35,9 +35,24 @@ def test_a_model_of_more_than_six_layers_gets_bert_bases_defaults(tmp_path):
 
 def test_given_values_are_kept_and_only_the_missing_one_is_resolved(tmp_path):
     base = str(write_config(tmp_path / "base", 12))
-    given = TrainArguments(data="d", output="o", model=base, learning_rate=1e-3, epochs=1)
+    given = TrainArguments(
+        data="d", output="o", model=base, learning_rate=1e-3, epochs=1, batch_size=8, warmup_ratio=0, weight_decay=0
+    )
     assert defaults.resolved(given) is given
     assert defaults.resolved(TrainArguments(data="d", output="o", model=base, epochs=7)).learning_rate == 3e-5
+
+
+def test_batch_size_warm_up_and_decay_default_to_the_table_and_need_no_model_when_every_size_agrees(tmp_path):
+    """The same for every size: resolved without reading the model (here, a model that does not exist)."""
+    given = TrainArguments(data="d", output="o", model=str(tmp_path / "nowhere"), learning_rate=1e-3, epochs=1)
+    assert (given.batch_size, given.warmup_ratio, given.weight_decay) == (None, None, None)
+    resolved = defaults.resolved(given)
+    assert (resolved.batch_size, resolved.warmup_ratio, resolved.weight_decay) == (32, 0.1, 0.01)
+    assert all(
+        defaults.DEFAULTS[size][name] == defaults.DEFAULTS["base"][name]
+        for size in defaults.DEFAULTS
+        for name in ("batch_size", "warmup_ratio", "weight_decay")
+    )
 
 
 def test_a_model_without_a_config_is_a_model_error(tmp_path):

@@ -149,6 +149,15 @@ def test_train_takes_the_open_values_from_the_best_setting_and_keeps_equal_given
     assert (tuned.learning_rate, tuned.epochs, tuned.batch_size) == (1e-4, 3, 16)
 
 
+def test_train_with_tuning_alone_takes_a_best_setting_of_non_default_warm_up_and_decay(tmp_path):
+    """No hyper-parameter flag given: every one comes from the best setting, however far from train's defaults."""
+    best = {"learning_rate": 2e-4, "epochs": 2, "batch_size": 8, "warmup_ratio": 0.17, "weight_decay": 0.07}
+    path = tmp_path / "tuning.json"
+    path.write_text(json.dumps(results.summarise(PLAN, [trial("trial-000", 0.9, **best)])))
+    tuned = results.with_best_setting(TrainArguments(data="d", output="o", tuning=str(path)), results.load(str(path)))
+    assert {name: getattr(tuned, name) for name in best} == best
+
+
 def test_train_refuses_hyperparameters_other_than_the_best_setting(tmp_path):
     uri = tuning_file(tmp_path)
     given = TrainArguments(data="d", output="o", tuning=uri, learning_rate=3e-5, batch_size=32)
