@@ -61,7 +61,8 @@ _RANGE = " [LO, HI]; LO above HI fails the run at its start (the policy task), b
 FORM_NOTES = {
     "tuning_trials": " Above 0: the tuning stage trains this many short trials, each scored on the validation split,"
     " and the training stage trains with the best one's learning rate, epochs, batch size, warm-up and weight"
-    " decay instead of the form's (docs/local.md, Hyperparameter tuning).",
+    " decay instead of the form's (Hyperparameter tuning in your platform's doc: docs/local.md, docs/sagemaker.md,"
+    " docs/eks.md).",
     "learning_rate_range": _RANGE,
     "epochs_range": _RANGE,
     "warmup_ratio_range": _RANGE,

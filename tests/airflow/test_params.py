@@ -388,3 +388,11 @@ def test_a_tuned_run_and_a_by_model_size_run_are_accepted_when_triggered():
     tuned = triggered({"tuning_trials": 32, "learning_rate_range": [1e-5, 1e-4], "batch_sizes": [8, 16, 32]})
     assert tuned["tuning_trials"] == 32 and tuned["epochs"] is None and tuned["learning_rate"] is None
     assert triggered({"epochs": 2, "learning_rate": 2e-4})["epochs"] == 2
+
+
+def test_the_tuning_form_points_each_platforms_users_to_their_doc():
+    """The Tuning section is every platform's: its note names each platform's doc section, not only local's."""
+    description = pipeline_params()["tuning_trials"].description
+    for doc in ("local", "sagemaker", "eks"):
+        assert f"docs/{doc}.md" in description, doc
+        assert "\n## Hyperparameter tuning\n" in (REPO / "docs" / f"{doc}.md").read_text(), doc
