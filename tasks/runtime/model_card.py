@@ -165,8 +165,9 @@ def describe_tuning(tuning: dict) -> str:
     best = tuning["best"]
     setting = describe(best["setting"])
     scored = [trial for trial in tuning.get("trials", []) if trial.get("accuracy") is not None]
+    f1 = "-" if best.get("f1") is None else f"{best['f1']:.4f}"
     return (
-        f"{setting} (trial {best['name']}: validation accuracy {best['accuracy']:.4f}, F1 {best['f1']:.4f}), the best"
+        f"{setting} (trial {best['name']}: validation accuracy {best['accuracy']:.4f}, F1 {f1}), the best"
         f" of {len(scored)} scored trial(s) of {len(tuning.get('trials', []))} ({tuning.get('uri')})"
     )
 

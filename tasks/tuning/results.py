@@ -90,11 +90,11 @@ def select(args: TuneArguments) -> dict:
     files.write_json_whole(files.join(args.output, TUNING), tuning)
     best = tuning["best"]
     log.info(
-        "best of %d trial(s): %s, validation accuracy %.4f, F1 %.4f, %s",
+        "best of %d trial(s): %s, validation accuracy %.4f, F1 %s, %s",
         len(outcomes),
         best["name"],
         best["accuracy"],
-        best["f1"],
+        "-" if best["f1"] is None else f"{best['f1']:.4f}",
         best["setting"],
     )
     return tuning

@@ -65,3 +65,14 @@ def test_a_models_card_is_the_readme_in_its_folder_or_inside_its_archive():
         "s3://bucket/nlp/model/20260501T000000Z-try1/README.md"
     )
     assert model_card.location("s3://bucket/jobs/train-1/output/model.tar.gz") is None
+
+
+def test_a_best_trial_without_f1_is_described_with_a_dash():
+    """A platform's trial may report accuracy but no F1 (summarise ranks it as 0): the card still describes it."""
+    from tasks.tuning import results
+
+    setting = {"learning_rate": 1e-4, "epochs": 3, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
+    outcome = {"name": "trial-000", "setting": setting, "accuracy": 0.8, "f1": None, "status": results.COMPLETED}
+    tuning = results.summarise({"seed": 1}, [outcome]) | {"uri": "/s/tuning.json"}
+    line = model_card.describe_tuning(tuning)
+    assert "(trial trial-000: validation accuracy 0.8000, F1 -), the best of 1 scored trial(s) of 1" in line
