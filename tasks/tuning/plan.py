@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from tasks.config import TuneArguments
+from tasks.errors import ConfigError
 from tasks.tuning import files, space
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,19 @@ def make(args: TuneArguments) -> dict:
     }
 
 
+def check_folder(folder: str, plan: dict) -> None:
+    """A folder may hold this search (planned again: its finished trials are kept), never another."""
+    existing = files.read_json(files.join(folder, PLAN))
+    if existing is not None and existing != plan:
+        raise ConfigError(
+            f"--output {folder} holds another search's {PLAN} (other ranges, seed, budget or trials):"
+            " give this search a new folder"
+        )
+
+
 def run(args: TuneArguments) -> dict:
     plan = make(args)
+    check_folder(args.output, plan)
     files.write_json_whole(files.join(args.output, PLAN), plan)
     log.info("planned %d trial(s) in %s (seed %d)", len(plan["trials"]), args.output, args.seed)
     return plan

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tasks.config import TuneArguments
+from tasks.data.splits import read_manifest
 from tasks.errors import ConfigError
 from tasks.runtime.remote_paths import is_remote
 from tasks.tuning import files, plan, results, space
@@ -21,6 +22,8 @@ from tasks.tuning import files, plan, results, space
 log = logging.getLogger(__name__)
 
 LOGS = "logs"
+# The data and model of the search in its folder (tune run's inputs, which plan.json does not name).
+SEARCH = "search.json"
 _LOG_TAIL_LINES = 20
 
 
@@ -46,22 +49,25 @@ def _tail(path: Path) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:])
 
 
-def _check_folder(args: TuneArguments, planned: dict) -> None:
-    """A folder may hold this search (run again: its finished trials are kept), never another."""
-    existing = files.read_json(files.join(args.output, plan.PLAN))
-    if existing is not None and existing != planned:
+def _check_inputs(args: TuneArguments) -> None:
+    """Record the data (its manifest's fingerprint) and model of the search in ``SEARCH``; a folder holding a search
+    of other data or another model is refused (plan.json alone is the same for both)."""
+    inputs = {"data": read_manifest(Path(args.data))["fingerprint"], "model": args.model}
+    location = files.join(args.output, SEARCH)
+    existing = files.read_json(location)
+    if existing is not None and existing != inputs:
         raise ConfigError(
-            f"--output {args.output} holds another search's {plan.PLAN} (other ranges, seed or trials):"
-            " give this search a new folder"
+            f"--output {args.output} holds a search of other data or another model ({SEARCH}: {existing}, this"
+            f" search: {inputs}): give this search a new folder"
         )
+    files.write_json_whole(location, inputs)
 
 
 def run(args: TuneArguments) -> dict:
     if is_remote(args.output):
         raise ConfigError(f"--output must be a local folder for `tune run` (its trials run here), got {args.output}")
-    planned = plan.make(args)
-    _check_folder(args, planned)
-    plan.run(args)
+    planned = plan.run(args)
+    _check_inputs(args)
     trials, started, trained = planned["trials"], time.monotonic(), 0
     (Path(args.output) / LOGS).mkdir(parents=True, exist_ok=True)
     for index, trial in enumerate(trials, start=1):

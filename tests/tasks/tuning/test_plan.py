@@ -89,3 +89,13 @@ def test_a_bad_search_is_refused_with_exit_2_naming_the_flag(tmp_path, capsys, f
     assert main(["tune", "plan", "--output", str(tmp_path / "search"), *flags]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "search").exists()
+
+
+def test_tune_plan_refuses_a_folder_holding_another_search(tmp_path, capsys):
+    from tasks.cli import main
+
+    output = str(tmp_path / "search")
+    assert main(["tune", "plan", "--output", output, "--trials", "2", "--seed", "1"]) == 0
+    assert main(["tune", "plan", "--output", output, "--trials", "2", "--seed", "1"]) == 0  # the same search again
+    assert main(["tune", "plan", "--output", output, "--trials", "2", "--seed", "2"]) == 2
+    assert "holds another search's plan.json" in capsys.readouterr().err

@@ -2,7 +2,10 @@
 
 import json
 
+import pytest
+
 from tasks.config import TuneArguments
+from tasks.errors import ConfigError, TaskError
 from tasks.tuning import search
 from tests.conftest import flags, run_tasks
 
@@ -49,3 +52,42 @@ def test_tune_run_trains_each_trial_and_selects_the_best(tmp_path, staged_data, 
     assert json.loads((tmp_path / "search" / "tuning.json").read_text()) == tuning
     other = run_tasks("tune", "run", *search_flags, "--seed", "4", check=False)
     assert other.returncode == 2 and "holds another search's plan.json" in other.stderr
+
+
+def staged(folder, fingerprint):
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"fingerprint": fingerprint}))
+    return str(folder)
+
+
+def failing_trials(monkeypatch):
+    """Every trial's train exits 1 after writing a line to its log."""
+    import subprocess
+
+    def train(command, stdout, **_):
+        stdout.write("Traceback: the trial broke\n")
+        return subprocess.CompletedProcess(command, 1)
+
+    monkeypatch.setattr(search.subprocess, "run", train)
+
+
+def test_a_failing_trial_is_warned_with_its_log_tail_and_counted_failed(tmp_path, monkeypatch, caplog):
+    failing_trials(monkeypatch)
+    output = str(tmp_path / "search")
+    with pytest.raises(TaskError, match="no trial of the search was scored"):
+        search.run(TuneArguments(output=output, action="run", data=staged(tmp_path / "a", "f"), trials=1))
+    assert "failed (exit 1)" in caplog.text and "Traceback: the trial broke" in caplog.text
+    assert "trial trial-000 wrote no scores: counted as failed" in caplog.text
+
+
+def test_a_folder_holding_a_search_of_other_data_or_another_model_is_refused(tmp_path, monkeypatch):
+    """The same plan on other data or another model is another search: its trials' scores are not this one's."""
+    failing_trials(monkeypatch)
+    data_a, data_b = staged(tmp_path / "a", "fingerprint-a"), staged(tmp_path / "b", "fingerprint-b")
+    output = str(tmp_path / "search")
+    with pytest.raises(TaskError, match="no trial of the search was scored"):
+        search.run(TuneArguments(output=output, action="run", data=data_a, model="/m", trials=1))
+    assert json.loads((tmp_path / "search" / search.SEARCH).read_text()) == {"data": "fingerprint-a", "model": "/m"}
+    for data, model in ((data_b, "/m"), (data_a, "/other")):
+        with pytest.raises(ConfigError, match=f"--output {output} holds a search of other data or another model"):
+            search.run(TuneArguments(output=output, action="run", data=data, model=model, trials=1))
