@@ -249,8 +249,7 @@ def _params_of(error: specs.SearchError) -> list[str]:
 
 def _search(context) -> TuneArguments | None:
     """The run's search, or None when tuning is off; refused, before any job runs, when SageMaker would refuse it
-    (specs.check_search: a logarithmic learning rate from 0, nothing to search, fewer settings than trials), and
-    with network isolation, where the train job could not read the search's tuning.json from S3."""
+    (specs.check_search: a logarithmic learning rate from 0, nothing to search, fewer settings than trials)."""
     if not context["params"]["tuning_trials"]:
         return None
     arguments = search(context)
@@ -258,11 +257,6 @@ def _search(context) -> TuneArguments | None:
         specs.check_search(space(arguments), arguments.trials)
     except specs.SearchError as error:
         raise AirflowFailException(f"tuning ({', '.join(_params_of(error))}): {error}") from error
-    if (isolated := network()) and isolated.isolation:
-        raise AirflowFailException(
-            "tuning_trials is above 0 with network isolation on (Variable nlp_sagemaker_network): the train job "
-            "reads the search's tuning.json from S3, which an isolated job cannot; set tuning_trials to 0"
-        )
     return arguments
 
 
@@ -420,8 +414,11 @@ def tune(staged):
 
 
 # ---- train --------------------------------------------------------------------------------------------------------
-def _training_request(context, params, name: str, staged: str, hyperparameters: dict, output: str) -> dict:
-    """The train step as a training job of ``params``: of the final model, or of a tuning job's trials."""
+def _training_request(
+    context, params, name: str, staged: str, hyperparameters: dict, output: str, tuning: str | None = None
+) -> dict:
+    """The train step as a training job of ``params``: of the final model (with the search's ``tuning``.json), or
+    of a tuning job's trials."""
     hours = params["max_runtime_hours"]
     _isolated_sources(base_model=params["base_model"])
     return specs.training_job(
@@ -439,6 +436,7 @@ def _training_request(context, params, name: str, staged: str, hyperparameters: 
         spot=params["spot_training"],
         max_wait_seconds=2 * hours * 3600,
         network=network(),
+        tuning=tuning,
     )
 
 
@@ -451,9 +449,10 @@ def tuned(context) -> tuple[dict, dict | None]:
 def _train_config(context, name: str) -> dict:
     (params, chosen), staged = tuned(context), context["ti"].xcom_pull(task_ids="stage_dataset")
     decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
-    hyperparameters = commands.values("train", params, model=None, tuning=chosen and chosen["tuning"])
+    hyperparameters = commands.values("train", params, model=None)
+    output = f"{artefacts.run_folder(context)}/model"
     return _training_request(
-        context, params, name, staged["uri"], hyperparameters, f"{artefacts.run_folder(context)}/model"
+        context, params, name, staged["uri"], hyperparameters, output, tuning=chosen and chosen["tuning"]
     )
 
 

@@ -459,14 +459,33 @@ def test_a_search_sagemaker_would_refuse_fails_the_runs_first_job_naming_the_par
     sagemaker._stage_config(tune_context(tuning_trials=0, **params), "nlp-stage-x")  # tuning off: nothing to refuse
 
 
-def test_tuning_is_refused_with_network_isolation(variables, monkeypatch):
-    from airflow.sdk.exceptions import AirflowFailException
+@pytest.mark.parametrize("isolation", [True, False], ids=["isolated", "open"])
+def test_the_final_training_reads_the_searchs_tuning_json_even_with_network_isolation(
+    variables, monkeypatch, isolation
+):
+    """An isolated job cannot read S3 itself: tuning.json comes as its ``tuning`` channel and train reads the copy
+    SageMaker puts under /opt/ml/input/data; an open one reads it from S3."""
     from nlp_pipeline import sagemaker
 
-    network = {"Subnets": ["subnet-1a"], "SecurityGroupIds": ["sg-1a"], "EnableNetworkIsolation": True}
+    network = {"Subnets": ["subnet-1a"], "SecurityGroupIds": ["sg-1a"], "EnableNetworkIsolation": isolation}
     monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_NETWORK", json.dumps(network))
-    with pytest.raises(AirflowFailException, match="network isolation.*tuning.json"):
-        sagemaker._tune_config(tune_context(tuning_trials=2, base_model="s3://b/models/bert/"), "nlp-tune-x")
+    monkeypatch.setattr(sagemaker, "production_model", lambda context: None)
+    context = tune_context(tuning_trials=2, base_model="s3://b/models/bert/")
+    tune = sagemaker._tune_config(context, "nlp-tune-x")
+    assert tune["TrainingJobDefinition"]["EnableNetworkIsolation"] is isolation
+    uri = "s3://b/artefacts/nlp_sagemaker/20260401T000000Z/tuning/nlp-tune-x/tuning.json"
+    setting = {"learning_rate": 1e-4, "epochs": 2, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
+    context["ti"].xcom[("choose_setting", "return_value")] = {"setting": setting, "tuning": uri}
+    train = sagemaker._train_config(context, "nlp-train-x")
+    channels = {
+        channel["ChannelName"]: channel["DataSource"]["S3DataSource"]["S3Uri"] for channel in train["InputDataConfig"]
+    }
+    if isolation:
+        assert channels["tuning"] == uri
+        assert train["HyperParameters"]["tuning"] == "/opt/ml/input/data/tuning/tuning.json"
+    else:
+        assert "tuning" not in channels and train["HyperParameters"]["tuning"] == uri
+    assert not refused("CreateTrainingJob", train)
 
 
 def test_the_tune_task_is_skipped_when_tuning_is_off(variables):

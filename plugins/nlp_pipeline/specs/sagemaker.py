@@ -206,6 +206,12 @@ def processing_job(
     return config
 
 
+# Where a training job finds its channels (SageMaker copies each to TRAINING_CHANNELS/NAME), and the search's
+# tuning.json's channel.
+TRAINING_CHANNELS = "/opt/ml/input/data"
+TUNING_CHANNEL = "tuning"
+
+
 def _channel(name: str, s3_uri: str) -> dict:
     return {
         "ChannelName": name,
@@ -251,8 +257,12 @@ def training_job(
     spot: bool,
     max_wait_seconds: int,
     network: Network | None = None,
+    tuning: str | None = None,
 ) -> dict:
     """The ``train`` step as a training job: the staged splits as channels, the model to ``output``.
+
+    ``tuning`` is the search's tuning.json on S3 (train's ``--tuning``): an isolated job (``network``) cannot read
+    S3 itself, so there it comes as the ``tuning`` channel and train reads SageMaker's copy of it.
 
     ``base_model`` is a hub id (a hyper-parameter) or an ``s3://`` folder (the ``model`` channel). With
     ``instance_count`` > 1 each host gets ``resourceconfig.json`` and the step trains multi-worker.
@@ -272,6 +282,11 @@ def training_job(
         channels["model"] = base_model.rstrip("/") + "/"
     else:
         parameters["model"] = base_model
+    if tuning and network and network.isolation:
+        channels[TUNING_CHANNEL] = tuning
+        parameters["tuning"] = f"{TRAINING_CHANNELS}/{TUNING_CHANNEL}/{tuning.rsplit('/', 1)[1]}"
+    elif tuning:
+        parameters["tuning"] = tuning
     config = {
         "TrainingJobName": name,
         "RoleArn": settings.role_arn,
