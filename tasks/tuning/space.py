@@ -52,8 +52,9 @@ def space(args: TuneArguments) -> dict:
     return found
 
 
-def _rounded(value: float) -> float:
-    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+def _rounded(value: float, low: float, high: float) -> float:
+    """``value`` to SIGNIFICANT_DIGITS, kept within [low, high] (rounding may step past a bound of more digits)."""
+    return min(max(float(f"{value:.{SIGNIFICANT_DIGITS}g}"), low), high)
 
 
 def _draw(generator, kind: str, spec: dict):
@@ -63,8 +64,8 @@ def _draw(generator, kind: str, spec: dict):
     if kind == INTEGER:
         return int(generator.integers(low, high + 1))
     if kind == LOG:
-        return _rounded(math.exp(generator.uniform(math.log(low), math.log(high))))
-    return _rounded(generator.uniform(low, high))
+        return _rounded(math.exp(generator.uniform(math.log(low), math.log(high))), low, high)
+    return _rounded(generator.uniform(low, high), low, high)
 
 
 def sample(search_space: dict, trials: int, seed: int) -> list[dict]:

@@ -99,3 +99,11 @@ def test_tune_plan_refuses_a_folder_holding_another_search(tmp_path, capsys):
     assert main(["tune", "plan", "--output", output, "--trials", "2", "--seed", "1"]) == 0  # the same search again
     assert main(["tune", "plan", "--output", output, "--trials", "2", "--seed", "2"]) == 2
     assert "holds another search's plan.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", [space.LINEAR, space.LOG])
+def test_a_rounded_draw_never_leaves_its_range(kind):
+    """Rounding to SIGNIFICANT_DIGITS would give 0.1235 here, above HI: the draw is clamped into [LO, HI]."""
+    low, high = 0.123451, 0.123459
+    settings = space.sample({"x": {"type": kind, "range": [low, high]}}, 20, seed=0)
+    assert all(low <= setting["x"] <= high for setting in settings)

@@ -91,3 +91,8 @@ def test_a_folder_holding_a_search_of_other_data_or_another_model_is_refused(tmp
     for data, model in ((data_b, "/m"), (data_a, "/other")):
         with pytest.raises(ConfigError, match=f"--output {output} holds a search of other data or another model"):
             search.run(TuneArguments(output=output, action="run", data=data, model=model, trials=1))
+
+
+def test_tune_run_refuses_an_s3_output(tmp_path):
+    with pytest.raises(ConfigError, match="--output must be a local folder for `tune run`"):
+        search.run(TuneArguments(output="s3://bucket/search", action="run", data=str(tmp_path), trials=1))
