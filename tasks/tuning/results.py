@@ -20,7 +20,7 @@ from tasks.config import TrainArguments, TuneArguments
 from tasks.errors import ConfigError, TaskError
 from tasks.tuning import files
 from tasks.tuning.plan import PLAN, TRIALS
-from tasks.tuning.space import DIMENSIONS
+from tasks.tuning.space import CHOICE, DIMENSIONS, INTEGER
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +106,23 @@ def load(uri: str) -> dict:
     tuning = files.read_json(uri)
     if tuning is None:
         raise ConfigError(f"--tuning {uri}: no such file")
-    setting = (tuning.get("best") or {}).get("setting")
-    missing = [
-        dimension.name for dimension in DIMENSIONS if not isinstance(setting, dict) or dimension.name not in setting
-    ]
+    best = tuning.get("best", {})
+    if not isinstance(best, dict):
+        raise ConfigError(f"--tuning {uri}: best must be an object")
+    setting = best.get("setting", {})
+    if not isinstance(setting, dict):
+        raise ConfigError(f"--tuning {uri}: best.setting must be an object")
+    missing = [dimension.name for dimension in DIMENSIONS if dimension.name not in setting]
     if missing:
         raise ConfigError(f"--tuning {uri}: not a search's tuning.json (its best setting lacks {', '.join(missing)})")
+    for dimension in DIMENSIONS:
+        value = setting[dimension.name]
+        whole = dimension.kind in (INTEGER, CHOICE)
+        if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+            raise ConfigError(
+                f"--tuning {uri}: best.setting.{dimension.name} must be {'an integer' if whole else 'a number'},"
+                f" got {value!r}"
+            )
     return tuning
 
 

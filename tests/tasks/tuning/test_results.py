@@ -180,3 +180,21 @@ def test_a_tuning_file_that_is_not_a_searchs_is_refused(tmp_path, content, messa
         path.write_text(content)
     with pytest.raises(ConfigError, match=message):
         results.load(str(path))
+
+
+@pytest.mark.parametrize(
+    ("best", "message"),
+    [
+        ([], "best must be an object"),
+        ({"setting": []}, "best.setting must be an object"),
+        ({"setting": SETTING | {"learning_rate": "fast"}}, "best.setting.learning_rate must be a number, got 'fast'"),
+        ({"setting": SETTING | {"epochs": 2.5}}, "best.setting.epochs must be an integer, got 2.5"),
+        ({"setting": SETTING | {"batch_size": True}}, "best.setting.batch_size must be an integer, got True"),
+    ],
+)
+def test_a_tuning_file_of_wrong_types_is_refused_naming_the_field(tmp_path, best, message):
+    path = tmp_path / "tuning.json"
+    path.write_text(json.dumps({"best": best}))
+    with pytest.raises(ConfigError) as refused:
+        results.load(str(path))
+    assert str(refused.value) == f"--tuning {path}: {message}"
