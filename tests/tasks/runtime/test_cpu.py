@@ -154,7 +154,7 @@ def test_shell_exports_leave_what_the_environment_sets_alone(monkeypatch, capsys
     assert not [line for line in exports if "OMP_NUM_THREADS" in line]
 
 
-def pinned_run(cpus: str | None) -> tuple[list[int], int]:
+def pinned_run(cpus: str | None) -> tuple:
     """(this process's CPUs, its available cores) in a fresh step process after configure_environment, given
     ``cpu.CPUS_ENV``."""
     import json
@@ -168,8 +168,7 @@ def pinned_run(cpus: str | None) -> tuple[list[int], int]:
     env = {key: value for key, value in os.environ.items() if key != cpu.CPUS_ENV}
     env |= {cpu.CPUS_ENV: cpus} if cpus is not None else {}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode == 0 or cpus is None or "Error" in done.stderr, done.stderr
-    if done.returncode:
+    if done.returncode:  # the step's error, as its last line of stderr
         raise ValueError(done.stderr.strip().splitlines()[-1])
     return tuple(json.loads(done.stdout))
 
@@ -186,5 +185,5 @@ def test_a_step_given_its_cpus_pins_itself_before_sizing_its_threads():
 
 
 def test_cpus_named_badly_are_refused_naming_the_variable():
-    with pytest.raises(ValueError, match="NLP_CPUS"):
+    with pytest.raises(ValueError, match="NLP_CPUS='one,two' is not a comma-separated list of CPU numbers"):
         pinned_run("one,two")
