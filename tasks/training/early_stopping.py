@@ -20,7 +20,9 @@ import logging
 import statistics
 from pathlib import Path
 
+from tasks.errors import ConfigError
 from tasks.runtime.remote_paths import is_remote
+from tasks.tuning import files
 
 log = logging.getLogger("tasks.training.train")
 
@@ -34,45 +36,34 @@ def run_name(identity: dict) -> str:
 
 def record(folder: str, run: str, accuracies: list[float]) -> None:
     """Replace ``run``'s record in ``folder`` with its accuracies so far, whole or not at all."""
-    text = json.dumps({"run": run, "accuracy": accuracies})
-    if is_remote(folder):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(folder)
-        fs.pipe_file(f"{path.rstrip('/')}/{run}.json", text.encode())
-        return
-    local = Path(folder)
-    local.mkdir(parents=True, exist_ok=True)
-    temporary = local / f".{run}.json.tmp"
-    temporary.write_text(text)
-    temporary.replace(local / f"{run}.json")
+    files.write_json_whole(files.join(folder, f"{run}.json"), {"run": run, "accuracy": accuracies})
 
 
-def _records(folder: str) -> list[tuple[str, str]]:
-    """(where, text) of every record in ``folder``."""
+def _records(folder: str) -> list[str]:
+    """The location of every record in ``folder``."""
     if is_remote(folder):
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(folder)
         fs.invalidate_cache()
-        paths = sorted(fs.glob(f"{path.rstrip('/')}/*.json"))
-        return [(name, text.decode()) for name, text in fs.cat(paths).items()] if paths else []
-    return [(str(path), path.read_text()) for path in sorted(Path(folder).glob("*.json"))]
+        protocol = folder.split("://", 1)[0]
+        return [f"{protocol}://{found}" for found in sorted(fs.glob(f"{path.rstrip('/')}/*.json"))]
+    return [str(path) for path in sorted(Path(folder).glob("*.json"))]
 
 
 def peer_accuracies(folder: str, run: str, epoch: int) -> list[float]:
     """The running averages of accuracy over epochs 1 to ``epoch`` (from 1) of the other runs in ``folder`` that got
     that far."""
     found = []
-    for where, text in _records(folder):
+    for where in _records(folder):
         try:
-            peer = json.loads(text)
-            accuracies = peer["accuracy"]
-        except (ValueError, KeyError, TypeError) as error:
+            peer = files.read_json(where) or {}
+            accuracies = [float(accuracy) for accuracy in peer["accuracy"]]
+        except (ConfigError, KeyError, TypeError, ValueError) as error:
             log.warning("early stopping: skipping %s, which is no run's record: %s", where, error)
             continue
         if peer.get("run") != run and len(accuracies) >= epoch:
-            found.append(statistics.fmean(float(accuracy) for accuracy in accuracies[:epoch]))
+            found.append(statistics.fmean(accuracies[:epoch]))
     return found
 
 

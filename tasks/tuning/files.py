@@ -4,6 +4,8 @@ prefix: the trials of a platform without a shared volume write to the artefact s
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from tasks.errors import ConfigError
@@ -48,6 +50,13 @@ def write_json_whole(location: str, payload: dict) -> None:
         return
     path = Path(location)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    write_json(temporary, payload)
-    temporary.replace(path)
+    # A temporary of its own in the same folder: two writers (retried trials) never share one, and a killed
+    # writer's leftover blocks nothing.
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        write_json(temporary, payload)
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)

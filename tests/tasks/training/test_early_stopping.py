@@ -89,3 +89,21 @@ def test_the_last_epoch_is_recorded_but_never_stops_the_run(tmp_path):
     callback = stopping(tmp_path, [0.1], last_epoch=1)
     assert not callback.model.stop_training and callback.stopped_after is None
     assert json.loads((tmp_path / "me.json").read_text())["accuracy"] == [0.1]
+
+
+def test_records_are_written_through_unique_temporaries(tmp_path):
+    """A leftover temporary of a fixed name (here a folder, a killed writer's debris) blocks no write."""
+    (tmp_path / ".me.json.tmp").mkdir()
+    early_stopping.record(str(tmp_path), "me", [0.5])
+    assert early_stopping.peer_accuracies(str(tmp_path), "other", 1) == [0.5]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".me.json.tmp", "me.json"]
+
+
+def test_records_are_read_and_written_under_an_s3_prefix(s3):
+    folder = f"s3://{s3['bucket']}/runs/search/scores"
+    early_stopping.record(folder, "a", [0.4, 0.8])
+    early_stopping.record(folder, "b", [0.6])
+    assert early_stopping.peer_accuracies(folder, "me", 1) == [0.4, 0.6]
+    assert early_stopping.peer_accuracies(folder, "me", 2) == [pytest.approx(0.6)]
+    early_stopping.record(folder, "b", [0.6, 0.9])  # replaced whole
+    assert early_stopping.peer_accuracies(folder, "me", 2) == [pytest.approx(0.6), pytest.approx(0.75)]

@@ -198,3 +198,12 @@ def test_a_tuning_file_of_wrong_types_is_refused_naming_the_field(tmp_path, best
     with pytest.raises(ConfigError) as refused:
         results.load(str(path))
     assert str(refused.value) == f"--tuning {path}: {message}"
+
+
+def test_a_search_file_that_is_not_json_is_a_config_error_naming_it(tmp_path):
+    from tasks.tuning import files
+
+    path = tmp_path / "plan.json"
+    path.write_text("{")
+    with pytest.raises(ConfigError, match=f"^{path}: not JSON: "):
+        files.read_json(str(path))
