@@ -212,6 +212,11 @@ _LEARNING_RATE = {"exclusiveMinimum": 0, "exclusiveMaximum": 1}
 _EPOCHS = {"minimum": 1}
 _BATCH_SIZE = {"minimum": 1}
 _RATIO = {"minimum": 0, "exclusiveMaximum": 1}
+# tune's --early-stopping: the trials stop by the median rule (auto) or each runs its budget (off).
+EARLY_STOPPING_AUTO = "auto"
+EARLY_STOPPING = (EARLY_STOPPING_AUTO, "off")
+# What train writes for the pipeline and a search: its scores and per-epoch history.
+TRAINING_METRICS = "metrics.json"
 _BY_MODEL_SIZE = "default: by the base model's size (tasks/training/defaults.py)"
 _DEFAULT_TABLE = "default: train's defaults (tasks/training/defaults.py), or the best setting under --tuning"
 
@@ -345,7 +350,7 @@ class TuneArguments:
 
     def __post_init__(self):
         _require(self.action in TUNE_ACTIONS, "action", f"one of {', '.join(TUNE_ACTIONS)}", self.action)
-        _require(self.early_stopping in ("auto", "off"), "early_stopping", "auto or off", self.early_stopping)
+        _require(self.early_stopping in EARLY_STOPPING, "early_stopping", "auto or off", self.early_stopping)
         check_ranges(self)
         for name in ("learning_rate_range", "epochs_range", "warmup_ratio_range", "weight_decay_range"):
             low, high = getattr(self, name)

@@ -14,6 +14,8 @@ import json
 import os
 from pathlib import Path
 
+from tasks.config import TRAINING_METRICS
+
 RESULT_FILE_ENV = "TASKS_RESULT_FILE"
 LIMIT = 4096
 _REASON_CHARS = 300
@@ -51,7 +53,7 @@ def _evaluate(report: dict) -> dict:
 # step -> (its report in the output folder, the part of it the pipeline needs)
 RESULTS = {
     "stage": ("manifest.json", _stage),
-    "train": ("metrics.json", lambda report: {"metrics": {k: v for k, v in report.items() if k != "epochs"}}),
+    "train": (TRAINING_METRICS, lambda report: {"metrics": {k: v for k, v in report.items() if k != "epochs"}}),
     "quantize": ("quantization.json", _quantize),
     "evaluate": ("evaluation.json", _evaluate),
 }

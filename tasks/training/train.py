@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from tasks.config import TrainArguments
+from tasks.config import TRAINING_METRICS, TrainArguments
 from tasks.data.splits import read_manifest, tokenizer_folder
 from tasks.errors import ConfigError, DataError, ModelError
 from tasks.runtime import cpu, model_card
@@ -434,7 +434,7 @@ def write_scores(run: TrainingRun, trained: Trained, work: Path, checkpoints: Pa
     """A tuning trial's output (--score-only): metrics.json and tensorboard/, no model. Its checkpoint, the size of
     the model and its optimizer state, is removed once the trial succeeded: a search runs many."""
     metrics = training_metrics(run, trained, wall_time)
-    write_json(work / "metrics.json", metrics)
+    write_json(work / TRAINING_METRICS, metrics)
     if checkpoints.is_relative_to(work):
         shutil.rmtree(checkpoints, ignore_errors=True)
     log_result(metrics, run.plan.precision)
@@ -448,7 +448,7 @@ def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float
     exported.config.save_pretrained(work)
     shutil.copytree(tokenizer_folder(run.data), work / "tokenizer", dirs_exist_ok=True)
     metrics = training_metrics(run, trained, wall_time)
-    write_json(work / "metrics.json", metrics)
+    write_json(work / TRAINING_METRICS, metrics)
     model_card.write(work, training_card(run, type(exported).__name__, metrics))
     log_result(metrics, run.plan.precision)
 

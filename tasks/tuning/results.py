@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import math
 
-from tasks.config import TrainArguments, TuneArguments
+from tasks.config import TRAINING_METRICS, TrainArguments, TuneArguments
 from tasks.errors import ConfigError, TaskError
 from tasks.tuning import files
 from tasks.tuning.plan import PLAN, TRIALS
@@ -80,7 +80,7 @@ def select(args: TuneArguments) -> dict:
     """``tune select``: read the plan and every trial's metrics.json, write tuning.json."""
     plan = read_plan(args.output)
     outcomes = [
-        outcome(trial, files.read_json(files.join(args.output, TRIALS, trial["name"], "metrics.json")))
+        outcome(trial, files.read_json(files.join(args.output, TRIALS, trial["name"], TRAINING_METRICS)))
         for trial in plan["trials"]
     ]
     for trial in outcomes:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tasks.config import TuneArguments
+from tasks.config import EARLY_STOPPING_AUTO, TRAINING_METRICS, TuneArguments
 from tasks.data.splits import read_manifest
 from tasks.errors import ConfigError
 from tasks.runtime.remote_paths import is_remote
@@ -32,7 +32,7 @@ def trial_arguments(args: TuneArguments, trial: dict) -> list[str]:
     folder = files.join(args.output, plan.TRIALS, trial["name"])
     flags = {"data": args.data, "model": args.model, "output": folder, "seed": args.seed, "max_steps": args.max_steps}
     flags |= trial["setting"]
-    if args.early_stopping == "auto":
+    if args.early_stopping == EARLY_STOPPING_AUTO:
         flags["early_stopping_dir"] = files.join(args.output, plan.SCORES)
     command = ["train", "--score-only"]
     for name, value in flags.items():
@@ -71,7 +71,7 @@ def run(args: TuneArguments) -> dict:
     trials, started, trained = planned["trials"], time.monotonic(), 0
     (Path(args.output) / LOGS).mkdir(parents=True, exist_ok=True)
     for index, trial in enumerate(trials, start=1):
-        name, metrics_file = trial["name"], Path(args.output) / plan.TRIALS / trial["name"] / "metrics.json"
+        name, metrics_file = trial["name"], Path(args.output) / plan.TRIALS / trial["name"] / TRAINING_METRICS
         prefix = f"trial {index}/{len(trials)} ({name}: {space.describe(trial['setting'])})"
         if metrics_file.is_file():
             log.info("%s: scored by an earlier run of this search, kept", prefix)
