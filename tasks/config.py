@@ -336,7 +336,9 @@ class TuneArguments:
     warmup_ratio_range: list[float] = _list_flag("Warm-up ratios to search, LO HI.", _RATIO, (2, 2), [0.0, 0.2])
     weight_decay_range: list[float] = _list_flag("Weight decays to search, LO HI.", _RATIO, (2, 2), [0.0, 0.1])
     max_steps: int = _flag(
-        "Steps per trial at most, within its own schedule (train's --max-steps); 0: every epoch.",
+        "Steps per trial at most, within its own schedule (train's --max-steps); 0: every epoch. A capped trial"
+        " keeps its full schedule (warm-up and decay span all its epochs), so a short budget favours slow schedules"
+        " (many epochs, long warm-up); early stopping needs at least one whole epoch inside the budget.",
         {"minimum": 0},
         default=0,
     )
