@@ -59,3 +59,11 @@ def test_a_model_without_a_config_is_a_model_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="cannot read the number of layers"):
         defaults.model_size(str(tmp_path / "empty"))
+
+
+def test_a_config_autoconfig_cannot_read_is_a_model_error_naming_the_model(tmp_path):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "no-such-architecture"}))
+    with pytest.raises(ModelError, match=f"^{folder}: cannot read the number of layers from its config.json"):
+        defaults.hidden_layers(str(folder))

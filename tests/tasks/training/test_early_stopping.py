@@ -107,3 +107,19 @@ def test_records_are_read_and_written_under_an_s3_prefix(s3):
     assert early_stopping.peer_accuracies(folder, "me", 2) == [pytest.approx(0.6)]
     early_stopping.record(folder, "b", [0.6, 0.9])  # replaced whole
     assert early_stopping.peer_accuracies(folder, "me", 2) == [pytest.approx(0.6), pytest.approx(0.75)]
+
+
+def test_early_stopping_on_more_than_one_worker_is_refused(monkeypatch, tmp_path):
+    """Each worker would decide alone whether to stop: refused before any training."""
+    from tasks.config import TrainArguments
+    from tasks.errors import ConfigError
+    from tasks.training import train
+
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+    arguments = TrainArguments(
+        data=str(tmp_path), output=str(tmp_path / "o"), learning_rate=1e-4, epochs=1, early_stopping_dir=str(tmp_path)
+    )
+    with pytest.raises(ConfigError, match="--early-stopping-dir needs a run on one worker, not 2"):
+        train.run(arguments)
+    assert not (tmp_path / "o").exists()
