@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
@@ -274,6 +276,7 @@ def stage_dataset():
 
 # ---- tuning: plan_trials >> trial (mapped over the plan) >> choose_setting ----------------------------------------
 SEARCH = "search"  # plan_trials' XCom with the search's folder: the trials write in it, tune select reads it
+DEADLINE = "deadline"  # plan_trials' XCom with the search's deadline (ISO 8601, UTC): no trial runs past it
 
 
 def _planning(context) -> NoPod | None:
@@ -290,9 +293,12 @@ def _plan_arguments(context) -> list:
 
 def _planned(context, plan: dict) -> list[dict]:
     """The plan's trials, which ``trial`` is mapped over; the search's folder (as the pod reported it: a retry may
-    take an earlier try's pod) goes along as the XCom ``search``."""
+    take an earlier try's pod) and its deadline, ``limits.TUNING_BUDGET`` from now, go along as the XComs
+    ``search`` and ``deadline``."""
+    deadline = datetime.now(UTC) + limits.TUNING_BUDGET
     context["ti"].xcom_push(key=SEARCH, value=plan["output"])
-    log.info("%d trials planned in %s", len(plan["trials"]), plan["output"])
+    context["ti"].xcom_push(key=DEADLINE, value=deadline.isoformat())
+    log.info("%d trials planned; the search in %s ends by %s", len(plan["trials"]), plan["output"], deadline)
     return plan["trials"]
 
 
@@ -300,11 +306,18 @@ def _search(context) -> str:
     return context["ti"].xcom_pull(task_ids="plan_trials", key=SEARCH)
 
 
+def _seconds_left(context) -> float:
+    """Seconds until the search's deadline: a trial starts only before it, and its pod is stopped there."""
+    deadline = datetime.fromisoformat(context["ti"].xcom_pull(task_ids="plan_trials", key=DEADLINE))
+    return (deadline - datetime.now(UTC)).total_seconds()
+
+
 def _trial_pod(context, trial: dict) -> dict:
     """A planned trial's pod: the train step on the trial's setting for at most ``tuning_max_steps`` steps, scoring
-    only, into the search's ``trials/NAME``; sized and placed as the train pod. The trials stop hopeless ones early
-    through the search's ``scores/``, which they all reach: on the shared volume, or under the run's S3 prefix
-    (the step reads and writes it with fsspec, as its outputs)."""
+    only, into the search's ``trials/NAME``; sized and placed as the train pod, and stopped by Kubernetes at the
+    search's deadline (``activeDeadlineSeconds``). The trials stop hopeless ones early through the search's
+    ``scores/``, which they all reach: on the shared volume, or under the run's S3 prefix (the step reads and
+    writes it with fsspec, as its outputs)."""
     params, search = context["params"], _search(context)
     arguments = commands.trial_command(
         params,
@@ -312,9 +325,11 @@ def _trial_pod(context, trial: dict) -> dict:
         data=context["ti"].xcom_pull(task_ids="stage_dataset")["data"],
         output=f"{search}/{TRIALS}/{trial['name']}",
         early_stopping_dir=f"{search}/{SCORES}",
-        max_steps=params["tuning_max_steps"],
+        max_steps=commands.values("tune", params)["max_steps"],  # the plan's budget per trial
     )
-    return _pod(context, arguments)
+    pod = _pod(context, arguments)
+    pod["spec"]["activeDeadlineSeconds"] = max(1, math.ceil(_seconds_left(context)))
+    return pod
 
 
 def _choosing(context) -> NoPod | None:
@@ -358,7 +373,12 @@ def tune(staged: XCom) -> XCom:
     )
     staged >> plan
     trials = TrialPodOperator.partial(
-        task_id="trial", pool=limits.TUNING_POOL, build_trial_pod=_trial_pod, **_POD_WATCH
+        task_id="trial",
+        pool=limits.TUNING_POOL,
+        map_index_template="{{ task.trial['name'] }}",
+        build_trial_pod=_trial_pod,
+        seconds_left=_seconds_left,
+        **_POD_WATCH,
     ).expand(trial=plan.output)
     chosen = _step(
         "choose_setting",

@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import kubernetes_validate
 import pytest
@@ -496,6 +497,7 @@ def tuning_context(monkeypatch, **params) -> dict:
     context["ti"].xcom |= {
         ("plan_trials", "return_value"): TRIALS,
         ("plan_trials", "search"): SEARCH,
+        ("plan_trials", "deadline"): (datetime.now(UTC) + timedelta(hours=20)).isoformat(),
         ("choose_setting", "return_value"): TUNED,
     }
     return context
@@ -544,6 +546,9 @@ def test_the_tuning_pods_are_valid_restricted_and_sized_and_placed_as_the_train_
         for key in ("affinity", "tolerations", "securityContext", "serviceAccountName", "volumes", "restartPolicy"):
             assert pod["spec"][key] == train["spec"][key], key
 
+    assert [19 * 3600 < pod["spec"]["activeDeadlineSeconds"] <= 20 * 3600 for pod in trial_pods] == [True, True], (
+        "stopped at the search's deadline"
+    )
     names = [pod["metadata"]["name"] for pod in trial_pods]
     assert [name.rsplit("-", 1)[0] for name in names] == ["nlp-tune-trial-000", "nlp-tune-trial-001"], names
     assert [pod["metadata"]["labels"]["map_index"] for pod in trial_pods] == ["0", "1"], "a retry finds its own pod"

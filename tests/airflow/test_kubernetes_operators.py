@@ -256,6 +256,7 @@ def trial_operators(trials: list[dict]) -> list[TrialPodOperator]:
             task_id="trial",
             pool="nlp_tuning",
             build_trial_pod=eks._trial_pod,
+            seconds_left=eks._seconds_left,
             kubernetes_conn_id="kubernetes_default",
             namespace="nlp",
             poll_interval=1,
@@ -268,17 +269,24 @@ def trial_setting(epochs: int) -> dict:
     return {"learning_rate": 1e-3, "epochs": epochs, "batch_size": 16, "warmup_ratio": 0.1, "weight_decay": 0.01}
 
 
-def run_trials(search: str, trials: list[dict], staged_data, tiny_model) -> list[dict]:
-    """Each trial's task, run as the task runner runs a mapped task (its map index); their XComs."""
+def run_trials(
+    search: str, trials: list[dict], staged_data, model, *, seconds: float = 3600, try_number: int = 1
+) -> list[dict]:
+    """Each trial's task, run as the task runner runs a mapped task (its map index, its try of 3), in a search
+    that ends in ``seconds``; their XComs."""
+    import datetime
+
+    deadline = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)
     results = []
     for index, operator in enumerate(trial_operators(trials)):
         xcom = {
             ("stage_dataset", "return_value"): {"data": str(staged_data), "fingerprint": "sha256:0f"},
             ("plan_trials", "search"): search,
+            ("plan_trials", "deadline"): deadline.isoformat(),
         }
-        run = context("trial", xcom=xcom, base_model=str(tiny_model), tuning_trials=len(trials), tuning_max_steps=0)
-        run["ti"].map_index = index
-        operator.execute(run)
+        run = context("trial", try_number, xcom, base_model=str(model), tuning_trials=len(trials), tuning_max_steps=0)
+        run["ti"].map_index, run["ti"].max_tries = index, 2
+        assert operator.execute(run) == run["ti"].xcom_pull("trial")
         results.append(run["ti"].xcom_pull("trial"))
     return results
 
@@ -303,6 +311,8 @@ def test_a_search_of_the_most_trials_is_planned_and_chosen_by_pods_whose_results
     assert search == str(fake_kubernetes.volume / "nlp_eks" / "20260501T000000Z" / "tune" / TRY1)
     assert len(trials) == MAX_TUNING_TRIALS and trials == json.loads((Path(search) / "plan.json").read_text())["trials"]
     assert len(json.dumps(trials)) > 4096
+    deadline = pendulum.parse(run["ti"].xcom_pull("plan_trials", key="deadline"))
+    assert 23.9 < (deadline - pendulum.now("UTC")).total_seconds() / 3600 <= 24, "limits.TUNING_BUDGET from now"
 
     for index, trial in enumerate(trials):  # what each trial's pod writes: its scores
         accuracy = 0.5 + index / 100
@@ -353,6 +363,40 @@ def test_trials_run_as_pods_of_their_own_scoring_only_and_stop_early_through_the
     assert len(list((search / "scores").glob("*.json"))) == 4, "each trial recorded its scores beside the others'"
     assert live_pods(fake_kubernetes) == [], "finished trial pods are deleted"
     assert forbidden(fake_kubernetes.api_calls()) == set(), "the Airflow workers' Role allows every call"
+
+
+def test_a_trial_that_cannot_be_scored_is_reported_failed_so_the_search_goes_on(fake_kubernetes, staged_data, tmp_path):
+    """Bad input at once, another failure on its last try (before, it is retried), and a trial at or past the
+    search's deadline: the task succeeds with the trial failed, which tune select counts so."""
+    from airflow.sdk.exceptions import AirflowException
+
+    search = str(fake_kubernetes.volume / "search")
+    bad_input = {"name": "trial-000", "setting": {"epochs": "many"}}
+    [result] = run_trials(search, [bad_input], staged_data, tmp_path)
+    assert result == bad_input | {"status": "failed", "reason": result["reason"]}
+    assert result["reason"].startswith("failed on try 1: train failed on a bad flag, not retried")
+
+    no_model = {"name": "trial-000", "setting": trial_setting(1)}  # the base model is missing: retried
+    with pytest.raises(AirflowException, match="train exited with 1"):
+        run_trials(search, [no_model], staged_data, tmp_path / "missing", try_number=1)
+    [result] = run_trials(search, [no_model], staged_data, tmp_path / "missing", try_number=3)
+    assert result["status"] == "failed" and result["reason"].startswith("failed on try 3: train exited with 1")
+
+    created = len(fake_kubernetes.pods_run)
+    [result] = run_trials(search, [no_model], staged_data, tmp_path, seconds=-1)
+    assert result["reason"] == "did not start: the search's deadline had passed"
+    assert len(fake_kubernetes.pods_run) == created, "no pod"
+
+    [result] = run_trials(search, [no_model], staged_data, tmp_path, seconds=2)  # stopped by Kubernetes at 2 s
+    [stopped] = fake_kubernetes.pods_run[created:]
+    assert stopped["spec"]["activeDeadlineSeconds"] == 2
+    last = [
+        version for version in fake_kubernetes.history(PODS, "nlp", stopped["metadata"]["name"]) if "status" in version
+    ]
+    assert (last[-1]["status"]["phase"], last[-1]["status"]["reason"]) == ("Failed", "DeadlineExceeded")
+    assert last[-1]["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137, "killed"
+    assert result["status"] == "failed" and result["reason"].startswith("ran past the search's deadline")
+    assert live_pods(fake_kubernetes) == []
 
 
 def test_on_an_s3_artefact_root_trials_share_their_scores_under_the_runs_prefix(

@@ -14,7 +14,7 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
 - a kubelet: a pod runs its container here, ``python -m tasks ARGS`` with the container's env (the CPU limit
   resolved for ``OMP_NUM_THREADS``) and ``TASKS_RESULT_FILE`` pointed at a file that becomes the termination
   message (or, with ``FallbackToLogsOnError``, the log's last lines after a failure); deleting the pod stops
-  it. The artefact volume is a folder of the test, mounted at its own path (Variable ``nlp_k8s_volume_path``);
+  it; one running past its ``activeDeadlineSeconds`` is killed (exit 137) and fails, reason ``DeadlineExceeded``. The artefact volume is a folder of the test, mounted at its own path (Variable ``nlp_k8s_volume_path``);
 - the Deployment controller: each new generation starts ``python -m tasks serve`` on the template's model,
   and reports the rollout (``observedGeneration``, updated and available replicas) once it answers
   ``/ping``; ``broken_rollouts`` keeps a new revision (a pod template not seen before) from ever becoming
@@ -367,6 +367,8 @@ class FakeKubernetes:
         self.hold_pods = self.unschedulable = self.broken_rollouts = self.broken_answers = False
         self.authentication = EksAuthentication()  # ``authentication.expire()``: the EKS tokens' credentials expire
         self._restarts: dict[str, float] = {}  # pod name -> when its crashed container restarts (monotonic)
+        self._started: dict[str, float] = {}  # pod name -> when the kubelet started it (monotonic)
+        self._deadline_exceeded: set[str] = set()  # pods the kubelet stopped at their activeDeadlineSeconds
         self._worker_ports: dict[tuple[str, str, int, int], str] = {}  # (namespace, job, index, port) -> local
         self._counted: set[str] = set()  # the Job pods whose end the Job controller has counted
         self.environments: dict[str, dict[str, str]] = {}  # pod name -> its container's environment, resolved
@@ -626,6 +628,8 @@ class FakeKubernetes:
                             self._start(obj, namespace, name)
                     elif name in self.processes and self.processes[name].poll() is not None:
                         self._finish(obj, name)
+                    elif name in self.processes and self._past_deadline(obj, name):
+                        self._stop_at_deadline(name)
                     elif name in self._restarts and time.monotonic() >= self._restarts[name]:
                         self._restart(obj, namespace, name)
             await asyncio.sleep(self.poll)
@@ -700,10 +704,22 @@ class FakeKubernetes:
         obj.patch({"status": None})
         obj.patch({"status": status})
 
+    def _past_deadline(self, obj, name: str) -> bool:
+        deadline = obj.raw["spec"].get("activeDeadlineSeconds")
+        return deadline is not None and time.monotonic() - self._started[name] > deadline
+
+    def _stop_at_deadline(self, name: str) -> None:
+        """The pod ran past its ``activeDeadlineSeconds``: the kubelet kills its container (``_finish`` then fails
+        the pod, reason ``DeadlineExceeded``, whatever its restart policy)."""
+        self._deadline_exceeded.add(name)
+        self.processes[name].kill()
+        self.processes[name].wait()
+
     def _start(self, obj, namespace: str, name: str) -> None:
         pod = obj.raw
         [container] = [c for c in pod["spec"]["containers"]]
         self.pods_run.append(copy.deepcopy(pod))
+        self._started[name] = time.monotonic()
         self._run(pod, namespace)
         obj.patch(
             {
@@ -729,6 +745,7 @@ class FakeKubernetes:
     def _finish(self, obj, name: str) -> None:
         self._collect_log(name)
         code = self.processes.pop(name).returncode
+        code = 128 - code if code < 0 else code  # killed by signal N: the runtime reports 128 + N (137: SIGKILL)
         container = obj.raw["spec"]["containers"][0]
         result = self.workdir / "pods" / f"{name}.result"
         message = result.read_text() if result.exists() else ""
@@ -744,7 +761,14 @@ class FakeKubernetes:
             "finishedAt": _now(),
         }
         status = copy.deepcopy(obj.raw["status"])
-        if code != 0 and obj.raw["spec"].get("restartPolicy") in ("OnFailure", "Always"):
+        if name in self._deadline_exceeded:
+            status |= {
+                "reason": "DeadlineExceeded",
+                "message": "Pod was active on the node longer than the specified deadline",
+            }
+            status["phase"] = "Failed"
+            status["containerStatuses"][0].update(ready=False, started=False, state={"terminated": terminated})
+        elif code != 0 and obj.raw["spec"].get("restartPolicy") in ("OnFailure", "Always"):
             # Restarted in place after a back-off: the pod stays Running, the crash is the container's lastState.
             waiting = {
                 "reason": "CrashLoopBackOff",

@@ -296,19 +296,56 @@ class TrialPodOperator(StepPodOperator):
     ``TrialPodOperator.partial(...).expand(trial=the planned trials)``: each mapped task's pods carry its
     ``map_index`` label, so a retry re-attaches to its own trial's pod, never another's.
 
+    A trial that cannot be scored does not fail the search: on bad input (exit 2 or 3), on its last try, or once
+    the search's deadline passed (its pod is stopped there: ``activeDeadlineSeconds``), the task succeeds with
+    the trial ``failed``, and ``tune select`` counts it so (it wrote no scores). Before that, a failure is raised
+    and retried as any step's.
+
     :param trial: the planned trial, ``{"name", "setting"}`` (``tune plan``).
     :param build_trial_pod: ``(context, trial) -> the pod manifest``.
+    :param seconds_left: ``context -> the seconds until the search's deadline`` (no trial starts after it).
     """
 
-    def __init__(self, *, trial: dict, build_trial_pod: Callable[[dict, dict], dict], **kwargs):
+    def __init__(
+        self,
+        *,
+        trial: dict,
+        build_trial_pod: Callable[[dict, dict], dict],
+        seconds_left: Callable[[dict], float],
+        **kwargs,
+    ):
         kwargs.setdefault("name", f"nlp-tune-{trial['name']}")
         super().__init__(
             step="train",
             build_pod=lambda context: build_trial_pod(context, trial),
             summarize=lambda context, result: trial | result,
+            result_without_pod=lambda context: self._too_late(context),
             **kwargs,
         )
-        self.trial = trial
+        self.trial, self.seconds_left = trial, seconds_left
+
+    def execute(self, context):
+        try:
+            return super().execute(context)
+        except Exception as error:
+            ti, late = context["ti"], self.seconds_left(context) <= 0
+            if ti.try_number <= ti.max_tries and not late and not isinstance(error, AirflowFailException):
+                raise  # a retry may still score it
+            why = "ran past the search's deadline" if late else f"failed on try {ti.try_number}"
+            return self._failed(context, f"{why}: {error}")
+
+    def _too_late(self, context) -> NoPod | None:
+        if self.seconds_left(context) > 0:
+            return None
+        return NoPod(self._failed(context, "did not start: the search's deadline had passed", push=False))
+
+    def _failed(self, context, reason: str, *, push: bool = True) -> dict:
+        """The trial's result when it cannot be scored: ``failed``, with why."""
+        self.log.error("%s %s; tune select counts it failed", self.trial["name"], reason)
+        result = self.trial | {"status": "failed", "reason": reason}
+        if push:
+            context["ti"].xcom_push(key="return_value", value=result)
+        return result
 
 
 def worker_counts(status: dict) -> str:
