@@ -1,9 +1,9 @@
 """``airflow dags test nlp_eks`` against a Kubernetes API on kmock (tests/fakes/kubernetes.py): every step a
 pod that really runs, the server a Deployment that really serves.
 
-A first run creates the server; a second rolls a new model out over it, with the first as the champion.
-Then a broken answer fails the smoke test (a pod calling the Service) and ``rollback`` puts the first run's
-revision back.
+One run tunes (two trial pods mapped over the plan), trains with the chosen setting, quantises and creates the
+server. Rolling a new model out over a server, the champion and rollback are the operators' tests
+(test_kubernetes_operators.py, test_kubernetes_rollout.py), multi-worker training too.
 """
 
 import hashlib
@@ -11,9 +11,9 @@ import json
 
 import yaml
 
-from tests.airflow.conftest import REPO, dags_test, model_events, run_airflow, smoke_conf, task_states
+from tests.airflow.conftest import REPO, dags_test, model_events, smoke_conf, task_states
 from tests.airflow.test_kubernetes_manifests import forbidden
-from tests.fakes.kubernetes import DEPLOYMENTS, JOBS, PODS, SERVICES, TFJOBS
+from tests.fakes.kubernetes import DEPLOYMENTS, PODS, TFJOBS
 
 
 def run_hash(run_id: str) -> str:
@@ -26,9 +26,24 @@ def served_model(cluster) -> str:
     return deployment["spec"]["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"]
 
 
-def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kubernetes, raw_data, tiny_model):
+def argument(arguments: list[str], flag: str) -> str:
+    return arguments[arguments.index(flag) + 1]
+
+
+def test_a_run_tunes_in_trial_pods_trains_the_chosen_setting_and_creates_the_server(
+    airflow_home, fake_kubernetes, raw_data, tiny_model
+):
+    from nlp_pipeline import commands, decisions, eks
+
     env, cluster = airflow_home | fake_kubernetes.env, fake_kubernetes
     cluster.create_namespace(yaml.safe_load((REPO / "docker" / "kubernetes" / "namespace.yaml").read_text()))
+    tuning = {
+        "tuning_trials": 2,
+        "learning_rate_range": [1e-4, 1e-3],
+        "epochs_range": [1, 1],
+        "batch_sizes": [16],
+        "tuning_max_steps": 4,
+    }
     conf = smoke_conf(
         raw_data,
         tiny_model,
@@ -39,18 +54,25 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
         server_replicas=2,
         node_features=["feature.node.kubernetes.io/cpu-cpuid.AVX512VNNI"],
         tolerations=[{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}],
+        quantize=True,
+        **tuning,
     )
 
-    first = dags_test(env, "nlp_eks", conf | {"quantize": True}, "2026-06-01")
+    first = dags_test(env, "nlp_eks", conf, "2026-06-01")
     states = task_states(env, "nlp_eks", first)
     skipped = ("reject", "approve", "rollback")
     assert {task: states[task] for task in skipped} == dict.fromkeys(skipped, "skipped"), states
     assert all(states[task] == "success" for task in states if task not in skipped), states
     steps = [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run]
-    assert steps == ["stage", "train", "quantize", "evaluate", "registry", "smoke-test", "registry"], steps
+    assert steps == ["stage", "tune", "train", "train", "tune", "train"] + [
+        "quantize",
+        "evaluate",
+        "registry",
+        "smoke-test",
+        "registry",
+    ], steps
     [smoke] = [pod for pod in cluster.pods_run if pod["spec"]["containers"][0]["args"][0] == "smoke-test"]
     assert smoke["spec"]["serviceAccountName"] == "nlp-serving" and not smoke["spec"].get("volumes")
-    first_annotations = cluster.objects(DEPLOYMENTS, "nlp")[0]["metadata"]["annotations"]
     for pod in (pod for pod in cluster.pods_run if pod is not smoke):
         spec = pod["spec"]
         [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
@@ -58,10 +80,31 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
         assert spec["tolerations"] == [{"key": "intel", "operator": "Exists", "effect": "NoSchedule"}]
         assert spec["volumes"] == [{"name": "artefacts", "persistentVolumeClaim": {"claimName": "nlp-artefacts"}}]
         assert pod["metadata"]["labels"]["dag_id"] == "nlp_eks"
-    evaluate = cluster.pods_run[3]["spec"]["containers"][0]["args"]
-    assert "--champion" not in evaluate, "no server yet, so no champion"
-    assert evaluate[evaluate.index("--timing") + 1] == "quick", "the run's timing Param reaches the step"
     run_folder = cluster.volume / "nlp_eks" / "20260601T000000Z"
+
+    # tuning: a plan pod, a pod per trial (mapped), a select pod; train takes the best setting and its tuning.json
+    search = run_folder / "tune" / f"try1-{run_hash(first)}"
+    trials = [pod for pod in cluster.pods_run if "--score-only" in pod["spec"]["containers"][0]["args"]]
+    assert sorted(pod["metadata"]["labels"]["map_index"] for pod in trials) == ["0", "1"], "two trial pods"
+    assert sorted(pod["metadata"]["name"].rsplit("-", 1)[0] for pod in trials) == [
+        "nlp-tune-trial-000",
+        "nlp-tune-trial-001",
+    ]
+    for pod in trials:
+        assert argument(pod["spec"]["containers"][0]["args"], "--max-steps") == "4"
+        assert argument(pod["spec"]["containers"][0]["args"], "--early-stopping-dir") == str(search / "scores")
+    chosen = json.loads((search / "tuning.json").read_text())
+    assert [trial["status"] for trial in chosen["trials"]] == ["completed", "completed"]
+    best = chosen["best"]["setting"]
+    [train] = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run[5:6]]
+    assert float(argument(train, "--learning-rate")) == best["learning_rate"], "train got the best setting"
+    assert "--score-only" not in train and argument(train, "--tuning") == str(search / "tuning.json")
+    model = run_folder / "model" / f"try1-{run_hash(first)}"
+    assert json.loads((model / "model_card.json").read_text())["tuning"]["best"] == chosen["best"]
+
+    evaluate = cluster.pods_run[7]["spec"]["containers"][0]["args"]
+    assert "--champion" not in evaluate, "no server yet, so no champion"
+    assert argument(evaluate, "--timing") == "quick", "the run's timing Param reaches the step"
     quantized = run_folder / "quantized" / f"try1-{run_hash(first)}"  # each try and run writes a folder of its own
     assert served_model(cluster) == str(quantized)
     # quantize measured on the server's nodes (the same node_features), and its decision says so.
@@ -80,37 +123,11 @@ def test_create_then_roll_out_a_new_model_then_roll_back(airflow_home, fake_kube
     assert candidate["model_card"] == str(quantized / "README.md") and (quantized / "README.md").is_file()
     assert candidate["precision"] == record["chosen_precision"] and candidate["run_id"] == first
 
-    second = dags_test(env, "nlp_eks", conf | {"quantize": False, "training_workers": 2}, "2026-06-08")
-    states = task_states(env, "nlp_eks", second)
-    assert states["quantize"] == "success" and states["mark_production"] == "success", states
-    assert [pod["spec"]["containers"][0]["args"][0] for pod in cluster.pods_run].count("quantize") == 1, "no pod"
-    workers = [
-        pod
-        for pod in cluster.pods_run
-        if "batch.kubernetes.io/job-completion-index" in pod["metadata"].get("annotations", {})
-    ]
-    assert len(workers) == 2 and cluster.objects(JOBS) == [] and cluster.objects(TFJOBS) == [], (
-        "an Indexed Job, deleted"
-    )
-    assert [service["metadata"]["name"] for service in cluster.objects(SERVICES, "nlp")] == ["nlp-paraphrase"]
-    evaluate = [pod["spec"]["containers"][0]["args"] for pod in cluster.pods_run][-4]
-    assert evaluate[0] == "evaluate"
-    assert evaluate[evaluate.index("--champion") + 1] == str(quantized)
-    second_model = str(cluster.volume / "nlp_eks" / "20260608T000000Z" / "model" / f"try1-{run_hash(second)}")
-    assert served_model(cluster) == second_model
-    assert [extra["uri"] for _, _, extra in model_events(env, "nlp_eks", second)] == [second_model] * 2
-    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
-    previous = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/previous-revision"])
-    assert previous["template"]["metadata"]["annotations"]["nlp.pipeline/model-uri"] == str(quantized)
-    lineage = json.loads(deployment["metadata"]["annotations"]["nlp.pipeline/training-config"])
-    assert lineage["quantize"] is False and deployment["metadata"]["annotations"]["nlp.pipeline/data-fingerprint"]
-    assert deployment["metadata"]["generation"] == 2 and deployment["status"]["updatedReplicas"] == 2
-
-    cluster.broken_answers = True
-    failed = run_airflow(env, "tasks", "test", "nlp_eks", "smoke_test", "2026-06-08", check=False)
-    assert "smoke test failed" in failed.stdout + failed.stderr
-    run_airflow(env, "tasks", "test", "nlp_eks", "rollback", "2026-06-08")
-    assert served_model(cluster) == str(quantized)
-    [deployment] = cluster.objects(DEPLOYMENTS, "nlp")
-    assert deployment["metadata"]["annotations"] == first_annotations, "the first run's revision, lineage too"
+    # What the next run reads from the server: its champion, and the training cache's fingerprint and the tuned
+    # setting's configuration.
+    served = eks.production_model()
+    tuned = commands.with_setting({}, best)  # the Params the setting replaced
+    assert served["model"] == str(quantized) and served["data_fingerprint"].startswith("sha256:")
+    assert set(served["config"]) == set(decisions.training_params())
+    assert {name: served["config"][name] for name in tuned} == tuned
     assert forbidden(cluster.api_calls()) == set(), "docker/kubernetes/airflow-rbac.yaml allows every call made"
