@@ -43,8 +43,16 @@ def tuned_params(params: Mapping, tuned: dict | None) -> dict:
 
 
 def training_config(params: Mapping) -> dict:
-    """What a model keeps of the Params it was trained with: the ones that decide which model training produces."""
-    return {name: params[name] for name in training_params()}
+    """What a model keeps of the Params it was trained with: the ones that decide which model training produces.
+    A hyper-parameter left to train (None) is decided by train's defaults table, so the table is part of the
+    configuration then: a model trained under an older table is not this run's."""
+    from tasks.training.defaults import DEFAULTS
+
+    config = {name: params[name] for name in training_params()}
+    defaulted = {spec.param for spec in commands.PARAM_FLAGS if spec.step == "train" and spec.field in DEFAULTS["base"]}
+    if any(config.get(name) is None for name in defaulted):
+        config["training_defaults"] = {size: dict(values) for size, values in DEFAULTS.items()}
+    return config
 
 
 def skip_training_if_cached(production: dict | None, fingerprint: str, params: Mapping) -> None:
