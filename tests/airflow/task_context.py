@@ -23,6 +23,7 @@ def task_context(
     logical_date: pendulum.DateTime,
     run_id: str,
     try_number: int = 1,
+    max_tries: int = 0,
     xcom: dict | None = None,
 ) -> dict:
     ti = TaskInstance(
@@ -30,6 +31,7 @@ def task_context(
         task_id=task_id,
         run_id=run_id,
         try_number=try_number,
+        max_tries=max_tries,
         map_index=-1,
         xcom=dict(xcom or {}),
         start_date=pendulum.now("UTC"),

@@ -205,7 +205,7 @@ def local_commands(monkeypatch, tmp_path):
     """The commands local tasks run, recorded; the registry's production model is ``production``."""
     ran, production = [], {"model": str(tmp_path / "champion"), "data_fingerprint": "sha256:1", "config": {}}
 
-    def run_step(*command, cpus=None):
+    def run_step(*command, cpus=None, timeout=None):
         ran.append([str(part) for part in command])
         if command[:1] == ("registry",) and "production" in command:
             return json.dumps(production)
@@ -268,6 +268,8 @@ TRIAL = {
         "weight_decay": 0.02,
     },
 }
+# A search deadline well ahead: the trial runs its step.
+DEADLINE = "2999-01-01T00:00:00+00:00"
 
 
 @pytest.mark.parametrize("param_set", PARAM_SETS)
@@ -286,6 +288,7 @@ def test_every_tuning_command_nlp_local_runs_parses_into_the_runs_params_and_the
         params,
         logical_date=pendulum.datetime(2026, 5, 1, tz="UTC"),
         run_id="manual__x",
+        max_tries=2,  # the pipeline's retries: a first try's failure is raised, to be retried
         xcom=POLICY_XCOM,
     )
     search = tmp_path / "tune" / "try1"
@@ -295,7 +298,7 @@ def test_every_tuning_command_nlp_local_runs_parses_into_the_runs_params_and_the
     evaluation = {"model": "/q", "evaluation": "/e", "reasons": []}
     calls = [
         lambda: local.plan_trials.function(staged, **context),
-        lambda: local.trial.function(TRIAL, staged, str(search), **context),
+        lambda: local.trial.function(TRIAL, staged, str(search), DEADLINE, **context),
         lambda: local.choose_setting.function([TRIAL], **context),
         lambda: local.train.function(staged, tuned, **context),
         lambda: local.register.function(evaluation, **context),
@@ -428,13 +431,8 @@ def test_commands_leave_out_what_is_none_and_spell_flags_in_kebab_case():
     assert command[0] == "evaluate" and "--champion" not in command
     assert command[command.index("--max-int8-loss") + 1] == "0.001" and command[-2:] == ["--output", "/o"]
     assert params["epochs"] is params["learning_rate"] is None, "by the model's size: the step decides"
-    assert commands.values("train", params, model=None).keys() == {
-        "batch_size",
-        "precision",
-        "warmup_ratio",
-        "weight_decay",
-        "seed",
-    }
+    assert params["batch_size"] is params["warmup_ratio"] is params["weight_decay"] is None, "the step's defaults"
+    assert commands.values("train", params, model=None).keys() == {"precision", "seed"}
 
 
 def test_a_switch_is_its_flag_alone_when_on_and_left_out_when_off():
