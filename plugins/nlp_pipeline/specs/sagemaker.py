@@ -463,7 +463,7 @@ def tuning_job(
     SageMaker runs ``trials`` training jobs, at most ``parallel`` at a time, each with a setting its Bayesian search
     draws from ``space`` (``search_space``) and the rest of the request's hyperparameters, and maximises their
     ``VALIDATION_ACCURACY``. With ``early_stopping`` (Auto) SageMaker stops a trial whose accuracy after an epoch is
-    below the median of the trials before it at the same epoch. ``seed`` makes its choices repeatable. The whole search may take as
+    below the median of the earlier trials' running averages up to that epoch. ``seed`` makes its choices repeatable. The whole search may take as
     long as its waves of trials (each its own limit, with Spot its wait, plus ``provisioning_seconds``), at most
     the search's budget (``budget_seconds``) and SageMaker's 30 days. Raises ValueError for a search SageMaker refuses (``check_search``).
     """
