@@ -36,6 +36,23 @@ def training_params() -> tuple[str, ...]:
     return (*dict.fromkeys(name for name in flags if name not in ("source", "timing")), "quantize")
 
 
+# The tuning stage's last task on every platform: its XCom is the setting train takes, or None when tuning is off.
+CHOOSE_SETTING = "choose_setting"
+
+
+def chosen_setting(tuning: dict, uri: str) -> dict:
+    """``choose_setting``'s XCom from a search's tuning.json (tasks.tuning.results.summarise) found at ``uri``: the
+    best trial's setting, its scores and how many trials ran."""
+    best = tuning["best"]
+    return {"setting": best["setting"], "best": best, "trials": len(tuning["trials"]), "tuning": uri}
+
+
+def run_params(context) -> tuple[dict, dict | None]:
+    """(the run's Params with the setting its tuning stage chose, ``choose_setting``'s XCom or None when off)."""
+    chosen = context["ti"].xcom_pull(task_ids=CHOOSE_SETTING)
+    return tuned_params(context["params"], chosen), chosen
+
+
 def tuned_params(params: Mapping, tuned: dict | None) -> dict:
     """The run's Params with the setting its tuning stage chose (``choose_setting``'s ``setting``: learning rate,
     epochs, batch size, warm-up, weight decay) in place of the form's; ``params`` when tuning is off (None)."""

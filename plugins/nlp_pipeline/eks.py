@@ -348,12 +348,7 @@ def _chosen(context, tuning: dict) -> dict:
     log.info(
         "best of %d trials: %s (accuracy %s, F1 %s)", len(tuning["trials"]), best["name"], best["accuracy"], best["f1"]
     )
-    return {
-        "setting": best["setting"],
-        "best": best,
-        "trials": len(tuning["trials"]),
-        "tuning": f"{tuning['output']}/{TUNING}",
-    }
+    return decisions.chosen_setting(tuning, f"{tuning['output']}/{TUNING}")
 
 
 def tune(staged: XCom) -> XCom:
@@ -381,7 +376,7 @@ def tune(staged: XCom) -> XCom:
         **_POD_WATCH,
     ).expand(trial=plan.output)
     chosen = _step(
-        "choose_setting",
+        decisions.CHOOSE_SETTING,
         "tune",
         _select_arguments,
         _chosen,
@@ -395,15 +390,8 @@ def tune(staged: XCom) -> XCom:
 
 
 # ---- train --------------------------------------------------------------------------------------------------------
-def training_params(context) -> dict:
-    """The run's Params with the setting its tuning chose (decisions.tuned_params): what train runs with, and
-    what the training cache, the registry and the server's lineage note."""
-    return decisions.tuned_params(context["params"], context["ti"].xcom_pull(task_ids="choose_setting"))
-
-
 def _train_arguments(context) -> list:
-    params, staged = training_params(context), context["ti"].xcom_pull(task_ids="stage_dataset")
-    tuned = context["ti"].xcom_pull(task_ids="choose_setting")
+    (params, tuned), staged = decisions.run_params(context), context["ti"].xcom_pull(task_ids="stage_dataset")
     decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
     return commands.command(
         "train", params, data=staged["data"], output=step_output(context, "model"), tuning=tuned and tuned["tuning"]
@@ -536,7 +524,7 @@ def evaluate(staged, candidate):
 def _registration(status_of):
     def arguments(context) -> list:
         evaluation = context["ti"].xcom_pull(task_ids="evaluate")
-        config = decisions.training_config(training_params(context))
+        config = decisions.training_config(decisions.run_params(context)[0])
         return commands.registration(cluster().registry, evaluation, status_of(context), config, context)
 
     return arguments
@@ -660,7 +648,7 @@ def _lineage(context) -> dict[str, str]:
     """What this run's model was trained from, noted on the Deployment that serves it."""
     return {
         DATA_FINGERPRINT: context["ti"].xcom_pull(task_ids="stage_dataset")["fingerprint"],
-        TRAINING_CONFIG: json.dumps(decisions.training_config(training_params(context)), sort_keys=True),
+        TRAINING_CONFIG: json.dumps(decisions.training_config(decisions.run_params(context)[0]), sort_keys=True),
     }
 
 

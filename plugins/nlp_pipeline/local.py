@@ -32,6 +32,8 @@ from nlp_pipeline.operators.local import StepTimeout, cpu_share, run_step, run_s
 from nlp_pipeline.platform import XCom
 from tasks.runtime import step_result
 from tasks.runtime.cpu import available_cores
+from tasks.tuning.plan import PLAN, SCORES, TRIALS
+from tasks.tuning.results import TUNING
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +78,10 @@ def plan_trials(staged: dict, **context) -> list[dict]:
         log.info("tuning is off (tuning_trials is 0): training takes the run's Params")
         return []
     command = commands.command("tune", params, action="plan")
-    plan = run_once(context, "tune", "tune", params, action="plan") / "plan.json"
+    plan = run_once(context, "tune", "tune", params, action="plan") / PLAN
     search = artefacts.claim_try(context, "tune/search", command)
     search.mkdir()
-    shutil.copyfile(plan, search / "plan.json")
+    shutil.copyfile(plan, search / PLAN)
     deadline = datetime.now(UTC) + limits.TUNING_BUDGET
     context["ti"].xcom_push(key=SEARCH, value=str(search))
     context["ti"].xcom_push(key=DEADLINE, value=deadline.isoformat())
@@ -104,13 +106,13 @@ def trial(trial: dict, staged: dict, search: str, deadline: str, **context) -> d
     left = (datetime.fromisoformat(deadline) - datetime.now(UTC)).total_seconds()
     if left <= 0:
         return _failed(trial, f"started after the search's deadline {deadline}")
-    output = folder / "trials" / trial["name"]
+    output = folder / TRIALS / trial["name"]
     command = commands.trial_command(
         params,
         trial,
         data=staged["data"],
         output=output,
-        early_stopping_dir=folder / "scores",
+        early_stopping_dir=folder / SCORES,
         max_steps=commands.values("tune", params)["max_steps"],
     )
     cores = available_cores()
@@ -128,7 +130,7 @@ def trial(trial: dict, staged: dict, search: str, deadline: str, **context) -> d
     return {"name": trial["name"], "setting": trial["setting"]} | step_result.result_of("train", output)
 
 
-@task(trigger_rule="none_failed")
+@task(task_id=decisions.CHOOSE_SETTING, trigger_rule="none_failed")
 def choose_setting(trials: list[dict], **context) -> dict | None:
     """The best trial's setting (``tune select``: highest validation accuracy, then F1), with the search published
     under the artefact root; None when tuning is off."""
@@ -139,7 +141,7 @@ def choose_setting(trials: list[dict], **context) -> dict | None:
     uri = artefacts.publish(context, "tune", search)
     best = tuning["best"]
     log.info("best of %d trials: %s (accuracy %s, F1 %s)", len(trials), best["name"], best["accuracy"], best["f1"])
-    return {"setting": best["setting"], "best": best, "trials": len(tuning["trials"]), "tuning": f"{uri}/tuning.json"}
+    return decisions.chosen_setting(tuning, f"{uri}/{TUNING}")
 
 
 def tune(staged: XCom) -> XCom:
@@ -202,8 +204,7 @@ def evaluate(staged: dict, candidate: dict, **context) -> dict:
 
 def _register(evaluation: dict, status: str, context) -> dict:
     """The registry entry, which is also the task's event on MODEL_CANDIDATES."""
-    tuned = context["ti"].xcom_pull(task_ids="choose_setting")
-    config = decisions.training_config(decisions.tuned_params(context["params"], tuned))
+    config = decisions.training_config(decisions.run_params(context)[0])
     entry = run_step_json(*commands.registration(artefacts.registry_file(), evaluation, status, config, context))
     model_event(context, MODEL_CANDIDATES, entry)
     return entry

@@ -360,7 +360,7 @@ def _outcome(hook, summary: dict, searched: dict, tuning: dict) -> dict:
     }
 
 
-@task(task_id="choose_setting", trigger_rule="none_failed")
+@task(task_id=decisions.CHOOSE_SETTING, trigger_rule="none_failed")
 def choose_setting(**context) -> dict | None:
     """The setting of the tuning job's best trial, and tuning.json (every trial's setting and scores, summarised as
     on every platform by tasks.tuning.results) beside the tuning job's trials on S3; None when tuning is off."""
@@ -402,7 +402,7 @@ def choose_setting(**context) -> dict | None:
         best["setting"],
         uri,
     )
-    return {"setting": best["setting"], "best": best, "trials": len(outcomes), "tuning": uri}
+    return decisions.chosen_setting(tuning, uri)
 
 
 def tune(staged):
@@ -440,14 +440,8 @@ def _training_request(
     )
 
 
-def tuned(context) -> tuple[dict, dict | None]:
-    """(the run's Params with the setting tuning chose, choose_setting's result or None when tuning is off)."""
-    chosen = context["ti"].xcom_pull(task_ids="choose_setting")
-    return decisions.tuned_params(context["params"], chosen), chosen
-
-
 def _train_config(context, name: str) -> dict:
-    (params, chosen), staged = tuned(context), context["ti"].xcom_pull(task_ids="stage_dataset")
+    (params, chosen), staged = decisions.run_params(context), context["ti"].xcom_pull(task_ids="stage_dataset")
     decisions.skip_training_if_cached(production_model(context), staged["fingerprint"], params)
     hyperparameters = commands.values("train", params, model=None)
     output = f"{artefacts.run_folder(context)}/model"
@@ -661,7 +655,9 @@ def _model_config(context) -> dict:
     ti, evaluation = context["ti"], context["ti"].xcom_pull(task_ids="evaluate")
     lineage = {
         specs.DATA_FINGERPRINT_ENV: ti.xcom_pull(task_ids="stage_dataset")["fingerprint"],
-        specs.TRAINING_CONFIG_ENV: json.dumps(decisions.training_config(tuned(context)[0]), sort_keys=True),
+        specs.TRAINING_CONFIG_ENV: json.dumps(
+            decisions.training_config(decisions.run_params(context)[0]), sort_keys=True
+        ),
     }
     if evaluation.get("model_digest"):  # the server refuses the model's files unless they have it
         lineage[MODEL_DIGEST_ENV] = evaluation["model_digest"]
