@@ -1,6 +1,7 @@
 """The SageMaker fake itself, talked to with boto3 as the operators talk to it: it must answer as AWS documents
 (times on its clock, statuses, ExitMessage, endpoint rollouts, request checks, the model registry's pages)."""
 
+import itertools
 import json
 import re
 import time
@@ -794,13 +795,13 @@ def test_a_second_tuning_job_of_a_name_in_use_is_refused(client, fake_sagemaker,
 def test_trials_without_an_objective_are_left_out_when_sorted_by_it(client, fake_sagemaker, bucket, monkeypatch):
     """ListTrainingJobsForHyperParameterTuningJob, SortBy FinalObjectiveMetricValue: "any training jobs that did not
     return an objective metric are not listed" (botocore's doc of SortBy)."""
-    calls = []
+    started = itertools.count()
 
     def run(arguments, root, environment):
-        calls.append(arguments)
+        first = next(started) == 0  # atomic: the trials run in parallel threads
         learning_rate = float(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
         scored = f"epoch 1: train loss 0.5, validation loss 0.4, validation accuracy {0.5 + learning_rate * 100:.6f}"
-        return 0, "" if len(calls) == 1 else scored
+        return 0, "" if first else scored
 
     monkeypatch.setattr(fake_sagemaker, "_run", run)
     client.create_hyper_parameter_tuning_job(**tuning_request(bucket, trials=3, parallel=3))
@@ -819,11 +820,13 @@ def test_the_best_training_job_is_the_best_of_those_whose_objective_succeeded(
     SageMaker: one rule for BestTrainingJob and the counters, the objective's status."""
     import threading
 
-    release, calls = threading.Event(), []
+    release, calls, lock = threading.Event(), [], threading.Lock()
 
     def run(arguments, root, environment):
-        calls.append(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
-        if len(calls) == 1:  # the first trial to run scores best, and is stopped before it ends
+        with lock:  # the trials run in parallel threads: exactly one of them is the first
+            calls.append(json.loads((root / "input/config/hyperparameters.json").read_text())["learning_rate"])
+            first = len(calls) == 1
+        if first:  # the first trial to run scores best, and is stopped before it ends
             release.wait(60)
             return 0, "epoch 1: train loss 0.5, validation loss 0.4, validation accuracy 0.990000"
         return 0, "epoch 1: train loss 0.5, validation loss 0.4, validation accuracy 0.600000"
