@@ -26,6 +26,7 @@ from tasks.config import (
     GcArguments,
     HealthcheckArguments,
     MeasureArguments,
+    MonitorArguments,
     QuantizeArguments,
     RegistryArguments,
     SampleArguments,
@@ -94,6 +95,11 @@ STEPS: dict[str, Step] = {
     ),
     "status": Step(
         EndpointArguments, "tasks.endpoint.commands:status", "print what the local endpoint serves", quiet=True
+    ),
+    "monitor": Step(
+        MonitorArguments,
+        "tasks.monitoring.monitor:run",
+        "compare a window of captured traffic with the model's traffic baseline: ok, drift or not enough data",
     ),
     "smoke-test": Step(
         SmokeTestArguments, "tasks.endpoint.smoke_test:run", "check that an endpoint answers as a model should"

@@ -13,6 +13,7 @@ import os
 import re
 import typing
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Literal
 
 from tasks.data.sources import parse_prefixes
@@ -722,6 +723,102 @@ class SmokeTestArguments:
     def __post_init__(self):
         _require(self.url.startswith(("http://", "https://")), "url", "an http(s) URL", self.url)
         _require(self.timeout > 0, "timeout", "positive", self.timeout)
+
+
+# The monitor step's report in its output folder; the step result and the DAGs read it.
+MONITORING_REPORT = "monitoring.json"
+# The longest window `monitor` compares: a week of hours (each hour's folder is listed).
+MAX_WINDOW_MINUTES = 7 * 24 * 60
+_SHARE_CHANGE = {"exclusiveMinimum": 0, "maximum": 1}
+
+
+@dataclass
+class MonitorArguments:
+    """``python -m tasks monitor``: compare a window of captured traffic with the traffic baseline of the model
+    that served it (docs/monitoring.md)."""
+
+    capture: str = field(
+        metadata={"help": "The capture root the server writes to (its --capture-dir): a local folder or s3:// URI."}
+    )
+    baseline: str = field(
+        metadata={
+            "help": "What the traffic is compared with: a model folder or URI whose model card holds the traffic"
+            " baseline (train writes it; a SageMaker model.tar.gz too), or a staged data folder (then mean"
+            " confidence and the low-confidence share have no reference)."
+        }
+    )
+    output: str = field(metadata={"help": "Folder to write monitoring.json and monitoring.png into (or s3://)."})
+    window_end: str = field(
+        default="",
+        metadata={
+            "help": "The window's end, ISO 8601 (2026-12-03T17:00:00Z; no zone: UTC), excluded; empty: now. The"
+            " window holds the records with end - --window-minutes <= time < end."
+        },
+    )
+    window_minutes: int = _flag(
+        "The window's length in minutes (a week at most).", {"minimum": 1, "maximum": MAX_WINDOW_MINUTES}, default=60
+    )
+    min_records: int = _flag(
+        "Pairs the window needs at least; with fewer its status is not_enough_data, never drift.",
+        {"minimum": 1},
+        default=100,
+    )
+    psi_threshold: float = _flag(
+        "Drift when the population stability index of the pairs' token lengths (over the baseline's decile bins)"
+        " is above this; 0.1 is a small shift, 0.25 a large one.",
+        {"exclusiveMinimum": 0},
+        default=0.2,
+    )
+    label_shift_threshold: float = _flag(
+        "Drift when the share of pairs predicted paraphrase differs from the baseline's by more than this"
+        " (absolute: 0.15 = 15 points).",
+        _SHARE_CHANGE,
+        default=0.15,
+    )
+    confidence_drop_threshold: float = _flag(
+        "Drift when the mean confidence (the predicted label's probability) is below the baseline's by more"
+        " than this (absolute).",
+        _SHARE_CHANGE,
+        default=0.1,
+    )
+    low_confidence: float = _flag(
+        "A pair whose predicted label's probability is below this is low confidence (the baseline's share is"
+        " measured at the default, 0.6).",
+        {"exclusiveMinimum": 0.5, "maximum": 1},
+        default=0.6,
+    )
+    low_confidence_shift_threshold: float = _flag(
+        "Drift when the share of low-confidence pairs is above the baseline's by more than this (absolute).",
+        _SHARE_CHANGE,
+        default=0.15,
+    )
+    unknown_rate_threshold: float = _flag(
+        "Drift when the share of unknown tokens ([UNK]) among the pairs' tokens is above the baseline's by more"
+        " than this (absolute).",
+        _SHARE_CHANGE,
+        default=0.02,
+    )
+
+    def __post_init__(self):
+        for name in ("capture", "baseline", "output"):
+            _require(bool(getattr(self, name)), name, "a local folder or URI", getattr(self, name))
+        check_ranges(self)
+        self.window()  # refuses a --window-end that is not ISO 8601
+
+    def window(self, now: datetime | None = None) -> tuple[datetime, datetime]:
+        """The window's (start, end) in UTC, start included, end excluded; ``now`` (default: the clock) when
+        --window-end is empty."""
+        if self.window_end:
+            try:
+                end = datetime.fromisoformat(self.window_end.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"--window-end must be an ISO 8601 time such as 2026-12-03T17:00:00Z, got {self.window_end!r}"
+                ) from None
+            end = end.replace(tzinfo=UTC) if end.tzinfo is None else end.astimezone(UTC)
+        else:
+            end = now or datetime.now(UTC)
+        return end - timedelta(minutes=self.window_minutes), end
 
 
 @dataclass

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from tasks.config import TRAINING_METRICS
+from tasks.config import MONITORING_REPORT, TRAINING_METRICS
 
 RESULT_FILE_ENV = "TASKS_RESULT_FILE"
 LIMIT = 4096
@@ -50,12 +50,18 @@ def _evaluate(report: dict) -> dict:
     }
 
 
+def _monitor(report: dict) -> dict:
+    statistics = [{key: statistic[key] for key in ("name", "value", "status")} for statistic in report["statistics"]]
+    return {key: report[key] for key in ("status", "records", "drifted", "window")} | {"statistics": statistics}
+
+
 # step -> (its report in the output folder, the part of it the pipeline needs)
 RESULTS = {
     "stage": ("manifest.json", _stage),
     "train": (TRAINING_METRICS, lambda report: {"metrics": {k: v for k, v in report.items() if k != "epochs"}}),
     "quantize": ("quantization.json", _quantize),
     "evaluate": ("evaluation.json", _evaluate),
+    "monitor": (MONITORING_REPORT, _monitor),
 }
 
 
