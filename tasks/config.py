@@ -28,6 +28,16 @@ MODEL_DIGEST = re.compile(re.escape(DIGEST_PREFIX) + "[0-9a-f]{64}")
 _DAG_ID = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")
 # Where a server started without flags (a SageMaker endpoint's container) finds the expected digest instead.
 MODEL_DIGEST_ENV = "NLP_MODEL_DIGEST"
+# Where a server started without flags (a SageMaker endpoint's container) finds its capture settings instead: each
+# variable is read when its flag keeps its default.
+CAPTURE_ENV = {
+    "capture_dir": "NLP_CAPTURE_DIR",
+    "capture_sample_rate": "NLP_CAPTURE_SAMPLE_RATE",
+    "capture_text": "NLP_CAPTURE_TEXT",
+}
+# The capture locations the server writes to: a local folder, or this prefix (uploaded through fsspec).
+CAPTURE_REMOTE = "s3://"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 # The registry `python -m tasks registry` reads when given no --registry (a person's shell, `make registry`).
 REGISTRY_ENV = "NLP_REGISTRY"
 # What `python -m tasks registry` does; the first word after `registry` may name it (`registry show VERSION`).
@@ -568,9 +578,47 @@ class ServeArguments:
             " owner-only control socket (set by deploy-local)."
         },
     )
+    capture_dir: str = field(
+        default="",
+        metadata={
+            "help": "Capture a record of each sampled request (docs/monitoring.md) as JSON Lines under this local"
+            f" folder or {CAPTURE_REMOTE} URI; empty: no capture. Default: the environment variable"
+            f" {CAPTURE_ENV['capture_dir']}'s."
+        },
+    )
+    capture_sample_rate: float = _flag(
+        "Share of requests captured, each with all its pairs; default: the environment variable"
+        f" {CAPTURE_ENV['capture_sample_rate']}'s, else 1.",
+        {"exclusiveMinimum": 0, "maximum": 1},
+        default=1.0,
+    )
+    capture_text: bool = field(
+        default=False,
+        metadata={
+            "help": "Also capture the raw sentences of text requests (privacy: off unless asked); default: the"
+            f" environment variable {CAPTURE_ENV['capture_text']}'s (true/false), else off."
+        },
+    )
+    capture_file_bytes: int = _flag(
+        "A capture file is closed (and uploaded) once it holds this many bytes.",
+        {"minimum": 1024},
+        default=16 * 1024 * 1024,
+    )
+    capture_file_seconds: int = _flag(
+        "A capture file is closed (and uploaded) this many seconds after its first record; also at its hour's end.",
+        {"minimum": 1, "maximum": 3600},
+        default=300,
+    )
+    capture_buffer_records: int = _flag(
+        "Capture records held in memory for the writer at most; beyond it records are dropped (and counted), never"
+        " requests.",
+        {"minimum": 1},
+        default=10_000,
+    )
 
     def __post_init__(self):
         _require(0 <= self.port <= 65535, "port", "between 0 and 65535", self.port)
+        self._capture_from_environment()
         digest_form = f"empty or {DIGEST_PREFIX} and 64 lowercase hex digits"
         if not self.model_digest and (given := os.environ.get(MODEL_DIGEST_ENV, "")):
             if MODEL_DIGEST.fullmatch(given) is None:
@@ -602,6 +650,41 @@ class ServeArguments:
         _require(8 <= self.max_seq_length <= 512, "max_seq_length", "between 8 and 512", self.max_seq_length)
         _require(self.padding in ("longest", "max_length"), "padding", "longest or max_length", self.padding)
         _require(self.graceful_timeout >= 0, "graceful_timeout", "0 or more", self.graceful_timeout)
+        _require(
+            not self.capture_dir or "://" not in self.capture_dir or self.capture_dir.startswith(CAPTURE_REMOTE),
+            "capture_dir",
+            f"empty, a local folder or {CAPTURE_REMOTE}bucket/prefix",
+            self.capture_dir,
+        )
+
+    def _capture_from_environment(self) -> None:
+        """Each capture setting whose flag keeps its default takes its CAPTURE_ENV variable's value, if set."""
+        specs = {spec.name: spec for spec in dataclasses.fields(self)}
+        for name, variable in CAPTURE_ENV.items():
+            given = os.environ.get(variable)
+            if given is not None and getattr(self, name) == specs[name].default:
+                setattr(self, name, _environment_value(variable, given.strip(), specs[name]))
+
+
+def _environment_value(variable: str, given: str, spec: dataclasses.Field):
+    """``given``, the text of the environment variable ``variable``, as the field ``spec`` takes it, within its
+    range; a ConfigError naming the variable if not."""
+    kind = type(spec.default)
+    if kind is bool:
+        if given.lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"the environment variable {variable} must be true or false, got {given!r}")
+        return given.lower() in _TRUE
+    if kind is str:
+        return given
+    bounds = spec.metadata.get("range", {})
+    allowed = describe_range(bounds, kind is int)
+    try:
+        value = kind(given)
+    except ValueError:
+        raise ConfigError(f"the environment variable {variable} must be {allowed}, got {given!r}") from None
+    if not _within(value, bounds):
+        raise ConfigError(f"the environment variable {variable} must be {allowed}, got {given!r}")
+    return value
 
 
 @dataclass

@@ -133,7 +133,8 @@ def _live_status(folder: Path) -> dict | None:
 def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     _require_free_port(args.host, args.port)
     kept = [spec.name for spec in fields(ServeArguments) if spec.name not in ("model", "state")]
-    flags = [f"--{name.replace('_', '-')}={getattr(args, name)}" for name in kept]
+    # A bool flag is a switch (tasks.cli): given when on, left out when off.
+    flags = [_flag(name, getattr(args, name)) for name in kept if getattr(args, name) is not False]
     flags += [f"--model={model}", f"--state={folder}"]
     with (folder / endpoint_state.SERVER_LOG).open("ab") as output:
         process = spawn_server(flags, output, detached=True)
@@ -149,6 +150,11 @@ def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     except EndpointError:
         terminate(process)
         raise
+
+
+def _flag(name: str, value: object) -> str:
+    flag = f"--{name.replace('_', '-')}"
+    return flag if value is True else f"{flag}={value}"
 
 
 def spawn_server(flags: list[str], output: IO, *, detached: bool = False) -> subprocess.Popen:
