@@ -1,4 +1,5 @@
-"""Telling someone a run failed: the DAGs' ``on_failure_callback``, through the amazon provider's SNS notifier.
+"""Telling someone a run failed (the DAGs' ``on_failure_callback``) or the endpoint's traffic drifted (the monitor
+DAGs' ``notify_drift``), through the amazon provider's SNS notifier.
 
 Airflow calls a DAG's failure callback once per failed run: when a task failed its last try (a try that will
 be retried does not fail the run) and when the run passed its ``dagrun_timeout``. Where to send the alert is
@@ -7,7 +8,7 @@ the Airflow Variable ``nlp_alerts``, read when a run fails (parsing the DAG read
     {"sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:nlp-alerts", "aws_conn_id": "aws_default"}
 
 ``aws_conn_id`` is optional (default ``aws_default``), as is ``region_name`` (default: the connection's).
-Unset, the failure is only logged. The message names the DAG, the run, why it failed, the task Airflow
+Unset, the failure or drift is only logged. The message names the DAG, the run, why it failed, the task Airflow
 blames (the last to fail, or for a timeout the last still running) and the links to its log and the run.
 """
 
@@ -51,7 +52,7 @@ def alert_settings() -> dict | None:
     return settings
 
 
-def _run_url(dag_id: str, run_id: str) -> str:
+def run_url(dag_id: str, run_id: str) -> str:
     from airflow.configuration import conf
 
     base_url = conf.get("api", "base_url", fallback="http://localhost:8080/").rstrip("/")
@@ -65,28 +66,34 @@ def failure_message(context) -> tuple[str, str]:
     lines = [f"DAG {dag_id}, run {run_id}: failed ({reason})."]
     if ti := context.get("ti"):
         lines.append(f"Task {ti.task_id} (try {ti.try_number}) failed or was still running; its log: {ti.log_url}")
-    lines.append(f"The run: {_run_url(dag_id, run_id)}")
+    lines.append(f"The run: {run_url(dag_id, run_id)}")
     subject = f"{dag_id} run failed ({reason})"[:_SUBJECT_LIMIT]
     return subject, "\n".join(lines)
+
+
+def publish(subject: str, message: str, context, level: int = logging.INFO) -> bool:
+    """Publish ``message`` to the SNS topic the ``nlp_alerts`` Variable names; False (and a warning) when it is
+    unset. The message is logged at ``level`` in any case."""
+    log.log(level, "%s", message)
+    settings = alert_settings()
+    if settings is None:
+        log.warning("nobody is told: set the Variable %s to send alerts (docs/operations.md)", ALERTS_VARIABLE)
+        return False
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+    SnsNotifier(
+        aws_conn_id=settings.get("aws_conn_id", "aws_default"),
+        region_name=settings.get("region_name"),
+        target_arn=settings["sns_topic_arn"],
+        subject=subject[:_SUBJECT_LIMIT],
+        message=message,
+    ).notify(context)
+    log.info("alert published to %s", settings["sns_topic_arn"])
+    return True
 
 
 class RunFailureNotifier(BaseNotifier):
     """Publishes a failed run to the SNS topic the ``nlp_alerts`` Variable names; logs it in any case."""
 
     def notify(self, context) -> None:
-        subject, message = failure_message(context)
-        log.error("%s", message)
-        settings = alert_settings()
-        if settings is None:
-            log.warning("nobody is told: set the Variable %s to send alerts (docs/operations.md)", ALERTS_VARIABLE)
-            return
-        from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
-
-        SnsNotifier(
-            aws_conn_id=settings.get("aws_conn_id", "aws_default"),
-            region_name=settings.get("region_name"),
-            target_arn=settings["sns_topic_arn"],
-            subject=subject,
-            message=message,
-        ).notify(context)
-        log.info("alert published to %s", settings["sns_topic_arn"])
+        publish(*failure_message(context), context, level=logging.ERROR)

@@ -5,6 +5,8 @@
     ROOT/DAG_ID/RUN_KEY/STEP/tryN.command.json   the command that try ran (written before it ran)
     ROOT/registry.sqlite                         the model registry (all DAGs)
     ROOT/DAG_ID/endpoint/                        the local endpoint's state folder
+    ROOT/capture/DAG_ID/YYYY/MM/DD/HH/*.jsonl    what the endpoint DAG_ID deployed captured of its traffic
+                                                 (tasks/monitoring/records.py), which its monitor DAG reads
 
 ROOT is the Airflow Variable ``nlp_artefact_root`` (or ``AIRFLOW_VAR_NLP_ARTEFACT_ROOT``), by default
 ``$AIRFLOW_HOME/nlp-artefacts``. RUN_KEY is the run's logical date (its run-after time when a manual run
@@ -198,6 +200,12 @@ def _local_root() -> Path:
 
 def registry_file() -> Path:
     return _local_root() / layout.REGISTRY_FILE
+
+
+def capture_uri(root: str, dag_id: str) -> str:
+    """Where the endpoint a training DAG (``dag_id``) deploys writes its capture, under the artefact ``root``: the one
+    place the capture location is named (the server's ``--capture-dir``, the monitor step's ``--capture``)."""
+    return f"{root.rstrip('/')}/capture/{dag_id}"
 
 
 def endpoint_state(context) -> Path:

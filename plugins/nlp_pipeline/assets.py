@@ -1,5 +1,5 @@
-"""The pipeline's Assets: the source data (an update can trigger a run), the staged data set it produces, and
-the models it evaluates and ships.
+"""The pipeline's Assets: the source data (an update can trigger a run), the staged data set it produces, the
+models it evaluates and ships, and each platform's drift signal (an event can trigger a run too).
 
 Named without a URI scheme: a scheme would make every DAG parse load the providers' URI normalisers
 (about 0.15 s here), and these Assets name data sets and models rather than one storage location.
@@ -11,6 +11,10 @@ part of ``register`` (the model package waits in SageMaker's model registry), so
 package is approved; a package a person rejects, or leaves undecided past the timeout, has none there. The event's ``extra`` (``model_event``)
 holds the model's figures and where it is, so the Assets view lists the models, and a DAG scheduled on
 ``MODEL_PRODUCTION`` gets the new production model's facts from its triggering event.
+
+Each platform's monitor DAG (monitoring.py) updates its ``drift_detected`` Asset when the traffic its endpoint
+captured drifted from the production model's training data; that platform's training DAG is scheduled on it
+(pipeline.py), so the event starts a retraining run.
 """
 
 from __future__ import annotations
@@ -25,6 +29,13 @@ SOURCE_DATA = Asset("nlp_source_data")
 STAGED_DATA = Asset("nlp_staged_data")
 MODEL_CANDIDATES = Asset("nlp_model_candidates")
 MODEL_PRODUCTION = Asset("nlp_model_production")
+
+
+def drift_detected(platform_name: str) -> Asset:
+    """The Asset the monitor DAG of ``platform_name`` (``local``, ``sagemaker``, ``eks``: the platform module's
+    name) updates on drift, and the platform's training DAG is scheduled on: ``nlp_drift_detected_<platform>``."""
+    return Asset(f"nlp_drift_detected_{platform_name}")
+
 
 # The model's figures in an event's extra, as the evaluate step reports them (tasks/runtime/step_result.py).
 FIGURES = ("precision", "accuracy", "f1", "latency_ms_b1_p50", "throughput_b32")

@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
 
 from nlp_pipeline import artefacts, sources
-from tasks.config import EvaluateArguments, QuantizeArguments, StageArguments, TrainArguments, TuneArguments
+from tasks.config import (
+    EvaluateArguments,
+    MonitorArguments,
+    QuantizeArguments,
+    StageArguments,
+    TrainArguments,
+    TuneArguments,
+)
 from tasks.errors import ConfigError
 
 # The steps whose flags Params set, and their argument dataclasses (as tasks.cli.STEPS has them).
@@ -25,7 +32,12 @@ STEP_ARGUMENTS = {
     "tune": TuneArguments,
     "quantize": QuantizeArguments,
     "evaluate": EvaluateArguments,
+    "monitor": MonitorArguments,
 }
+# The steps of the training DAGs (pipeline.py), whose Params their form offers; the monitor DAGs' (monitoring.py)
+# offer the monitor step's.
+PIPELINE_STEPS = ("stage", "train", "tune", "quantize", "evaluate")
+MONITOR_STEPS = ("monitor",)
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,14 @@ PARAM_FLAGS = (
     ParamFlag("quantization_tolerance", "quantize", "tolerance"),
     ParamFlag("timing", "quantize", "timing"),
     ParamFlag("timing", "evaluate", "timing"),
+    ParamFlag("window_minutes", "monitor", "window_minutes"),
+    ParamFlag("min_records", "monitor", "min_records"),
+    ParamFlag("psi_threshold", "monitor", "psi_threshold"),
+    ParamFlag("label_shift_threshold", "monitor", "label_shift_threshold"),
+    ParamFlag("confidence_drop_threshold", "monitor", "confidence_drop_threshold"),
+    ParamFlag("low_confidence", "monitor", "low_confidence"),
+    ParamFlag("low_confidence_shift_threshold", "monitor", "low_confidence_shift_threshold"),
+    ParamFlag("unknown_rate_threshold", "monitor", "unknown_rate_threshold"),
 )
 
 
@@ -123,6 +143,27 @@ def trial_command(params: Mapping, trial: Mapping, **given) -> list[str]:
     Params with the trial's setting, scoring only (no saved model); ``given`` adds where its files are, and its
     step budget and early stopping."""
     return command("train", with_setting(params, trial["setting"]), score_only=True, **given)
+
+
+def capture_flags(params: Mapping, capture_uri: str) -> dict:
+    """The server's capture settings for a run (``serve``'s flags: ``capture_dir``, ``capture_sample_rate``,
+    ``capture_text``), from its Params ``capture_sample_rate`` (0: off) and ``capture_text``; {} when capture is off.
+
+    The one place every platform takes them from: local passes them to ``deploy-local``, SageMaker into the
+    model's environment (tasks.config.CAPTURE_ENV) and its DataCaptureConfig, EKS into the server's args.
+    ``capture_uri`` is where the platform's endpoint writes (artefacts.capture_uri)."""
+    check_capture(params)
+    rate = params["capture_sample_rate"]
+    if not rate:
+        return {}
+    return {"capture_dir": capture_uri, "capture_sample_rate": rate, "capture_text": params["capture_text"]}
+
+
+def check_capture(params: Mapping) -> None:
+    """Refuse raw text capture without capture: ``capture_text`` on with ``capture_sample_rate`` 0 would capture
+    nothing, which is not what was asked."""
+    if params["capture_text"] and not params["capture_sample_rate"]:
+        raise ConfigError("capture_text: capturing text needs capture_sample_rate above 0 (0 turns capture off)")
 
 
 def registration(registry: str, evaluation: dict, status: str, config: dict, context) -> list[str]:

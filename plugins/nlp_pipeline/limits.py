@@ -81,6 +81,10 @@ _SAGEMAKER_DEPLOY = timedelta(seconds=MAX_EXECUTION_SECONDS) + JOB_START + _QUIC
 # eks: deploy waits rollout_timeout_minutes for the rollout, and for the previous revision again when undoing it.
 _EKS_ROLLOUT = timedelta(minutes=eks_params()["rollout_timeout_minutes"].schema["maximum"])
 
+# How long the monitor step may take: reading a window of capture (a week at most) and computing its statistics;
+# a SageMaker monitoring job's MaxRuntimeInSeconds, an EKS monitor pod's activeDeadlineSeconds.
+MONITOR_LIMIT = timedelta(hours=1)
+
 # The local platform's limits, and every platform's unless PLATFORM_LIMITS says otherwise.
 LIMITS: dict[str, timedelta] = {
     "policy": _QUICK,
@@ -100,6 +104,13 @@ LIMITS: dict[str, timedelta] = {
     "smoke_test": _QUICK,
     "mark_production": _QUICK,
     "rollback": timedelta(minutes=30),  # a swap back, as deploy
+    # The monitor DAGs (monitoring.py).
+    "production_model": _QUICK,
+    "monitor": MONITOR_LIMIT,
+    "detect_drift": _QUICK,
+    "signal_drift": _QUICK,
+    "notify_drift": _QUICK,
+    "no_drift": _QUICK,
 }
 PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
     "local": {},
@@ -117,6 +128,7 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
         "deploy": _SAGEMAKER_DEPLOY,
         # A blue/green deploy gave up on settling first, then the update back (all at once), in the worker.
         "rollback": _SAGEMAKER_DEPLOY + JOB_START,
+        "monitor": JOB_START + MONITOR_LIMIT + _QUICK,
     },
     "eks": {
         "stage_dataset": _POD_START + LIMITS["stage_dataset"],
@@ -133,6 +145,7 @@ PLATFORM_LIMITS: dict[str, dict[str, timedelta]] = {
         "smoke_test": _POD_START + _QUICK,  # a pod in the cluster: scheduled, then a few requests
         # An earlier try's restore still rolling out is waited for, then the previous revision applied again.
         "rollback": 2 * _EKS_ROLLOUT + _QUICK,
+        "monitor": _POD_START + MONITOR_LIMIT,
     },
 }
 
@@ -144,6 +157,14 @@ def task_limits(platform: str) -> dict[str, timedelta]:
             f"no time limits for platform {platform!r}: limits.PLATFORM_LIMITS has {sorted(PLATFORM_LIMITS)}"
         )
     return LIMITS | PLATFORM_LIMITS[platform]
+
+
+def apply(dag, platform: str) -> None:
+    """Each task's time limit on ``platform``, and the run's: its longest path, so a hung run ends."""
+    each_limit = task_limits(platform)
+    for each in dag.tasks:
+        each.execution_timeout = each_limit.get(each.task_id)
+    dag.dagrun_timeout = run_limit(dag)
 
 
 def run_limit(dag) -> timedelta:

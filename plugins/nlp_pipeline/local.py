@@ -5,6 +5,13 @@ is a SQLite file beside them, and the endpoint is the long-running local server 
 swapped in place. XCom carries each artefact's ``uri`` (under the root) and the local copy the next steps
 of the run read.
 
+Capture and monitoring (monitoring.py): ``deploy`` starts the server with the run's capture settings
+(commands.capture_flags) writing to ``capture_root()``, and records them beside the endpoint's state. A running
+server keeps the settings it was started with, so when the run asks for others ``deploy`` restarts it with them on
+the model it serves (a short outage while that known-good model loads again), then swaps the new model in as
+usual: a model that fails to load still leaves the old one served. ``monitor`` (nlp_monitor_local) runs the
+monitor step over ``capture_root()`` against the production model's folder.
+
 Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, starts the search in a folder of its own
 (``tune/search/tryN``: the plan's output stays as verified, and a cleared tuning group starts afresh) and sets its
 deadline (``limits.TUNING_BUDGET`` from now); ``trial`` is mapped over the plan's trials (``expand``) in the pool
@@ -25,11 +32,12 @@ from pathlib import Path
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions, limits, policy
+from nlp_pipeline import artefacts, commands, decisions, limits, monitoring, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.links import EVALUATION_LINKS, EndpointUrlLink, RegisteredModelCardLink, linked, persist_evaluation
 from nlp_pipeline.operators.local import StepTimeout, cpu_share, run_step, run_step_json
 from nlp_pipeline.platform import XCom
+from tasks.endpoint import state as endpoint_state
 from tasks.runtime import step_result
 from tasks.runtime.cpu import available_cores
 from tasks.tuning.plan import PLAN, SCORES, TRIALS
@@ -43,6 +51,7 @@ ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's bran
 _, TARGET_HARDWARE = decisions.compression_hardware("this machine", None, str, "")
 SEARCH = "search"  # plan_trials' XCom with the search's folder, where the trials write
 DEADLINE = "deadline"  # plan_trials' XCom with the search's deadline (ISO 8601, UTC): no trial runs past it
+CAPTURE_SETTINGS = "capture.json"  # in the endpoint's state folder: the capture flags its server was started with
 
 
 def production_model(context=None) -> dict | None:
@@ -231,12 +240,21 @@ def reject(evaluation: dict, **context) -> dict:
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     state, port = artefacts.endpoint_state(context), context["params"]["endpoint_port"]
+    capture = commands.capture_flags(context["params"], capture_root())
+    restart_for_capture(state, port, capture)
     # The entry's digest: deploy-local refuses a model whose bytes are not the ones registered.
     run_step(
         *commands.command(
-            "deploy-local", {}, model=entry["model"], state=state, port=port, model_digest=entry.get("digest")
+            "deploy-local",
+            {},
+            model=entry["model"],
+            state=state,
+            port=port,
+            model_digest=entry.get("digest"),
+            **capture,
         )
     )
+    record_capture(state, capture)
     status = run_step_json(*commands.command("status", {}, state=state, json=True))
     served = status["current"]["version"]
     if served != entry["version"]:
@@ -245,11 +263,71 @@ def deploy(entry: dict, **context) -> dict:
     return {"url": status["url"], "version": served, "state": str(state)}
 
 
+def capture_root() -> str:
+    """Where the local endpoint writes its capture and nlp_monitor_local reads it: ROOT/capture/nlp_local."""
+    return artefacts.capture_uri(artefacts.root(), DAG_ID)
+
+
+def served_capture(state: Path) -> dict:
+    """The capture flags the endpoint of ``state`` was started with (``CAPTURE_SETTINGS``); {} (off) when none are
+    recorded: an endpoint started before capture existed, or never."""
+    try:
+        return json.loads((state / CAPTURE_SETTINGS).read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def record_capture(state: Path, capture: dict) -> None:
+    """Record the running endpoint's capture flags, replaced in one rename."""
+    work = state / f".{CAPTURE_SETTINGS}.tmp"
+    work.write_text(json.dumps(capture, sort_keys=True) + "\n")
+    work.replace(state / CAPTURE_SETTINGS)
+
+
+def restart_for_capture(state: Path, port: int, capture: dict) -> None:
+    """Restart the running endpoint with ``capture`` when it captures otherwise: stop it (it drains its requests and
+    flushes its capture), then start it on the model it served. deploy-local then swaps the run's model in as
+    always. An endpoint not running is started with ``capture`` by deploy-local itself."""
+    running, was = endpoint_state.read(state), served_capture(state)
+    if was == capture or not running or not running.get("current") or not endpoint_state.pid_alive(running["pid"]):
+        return
+    current = running["current"]
+    log.warning(
+        "the endpoint captures %s, this run asks for %s: restarting it with them on %s, then rolling out",
+        was or "nothing",
+        capture or "nothing",
+        current["version"],
+    )
+    run_step(*commands.command("stop-local", {}, state=state))
+    run_step(
+        *commands.command(
+            "deploy-local",
+            {},
+            model=current["model"],
+            state=state,
+            port=port,
+            model_digest=current.get("digest") or None,
+            **capture,
+        )
+    )
+    record_capture(state, capture)
+
+
 def public_url(url: str) -> str:
     """Where a person's browser reaches the endpoint at the worker's ``url``: the Variable
     ``nlp_endpoint_public_url`` where the two differ (docker-compose publishes the scheduler's port 8080 on the
     host's 8090), else ``url``."""
     return Variable.get("nlp_endpoint_public_url", default=None) or url
+
+
+@task(task_id=monitoring.MONITOR)
+def monitor(production: dict, **context) -> dict:
+    """nlp_monitor_local's monitor step: the window of ``capture_root()`` against the production model's traffic
+    baseline, written into the run's ``monitoring`` folder."""
+    given = monitoring.monitor_arguments(context, production, capture_root())
+    output = run_once(context, "monitor", "monitoring", context["params"], **given)
+    uri = artefacts.publish(context, "monitoring", output)
+    return step_result.result_of("monitor", output) | {"uri": uri}
 
 
 @task

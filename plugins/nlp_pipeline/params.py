@@ -10,13 +10,14 @@ and the packaged MiniLM.
 
 from __future__ import annotations
 
+import os
 import re
 
 from airflow.sdk import Param
 
 from nlp_pipeline import commands
 from nlp_pipeline.specs import kubernetes_limits, sagemaker_api
-from tasks.config import flag_schema
+from tasks.config import ServeArguments, describe_range, flag_schema
 
 
 def anchored(body: str) -> str:
@@ -34,6 +35,7 @@ STEP_SECTIONS = {
     "train": "Training",
     "tune": "Tuning",
     "quantize": "Quantisation",
+    "monitor": "Monitoring",
 }
 # What the form adds to a flag's schema: a source the CLI would only refuse once the step runs.
 FORM_RULES = {
@@ -54,6 +56,14 @@ TITLES = {
     "warmup_ratio_range": "Warm-up ratio range",
     "weight_decay_range": "Weight decay range",
     "tuning_max_steps": "Steps per trial",
+    "window_minutes": "Window (minutes)",
+    "min_records": "Pairs needed",
+    "psi_threshold": "Token-length PSI threshold",
+    "label_shift_threshold": "Paraphrase share shift",
+    "confidence_drop_threshold": "Confidence drop",
+    "low_confidence": "Low confidence below",
+    "low_confidence_shift_threshold": "Low-confidence share shift",
+    "unknown_rate_threshold": "Unknown-token rate rise",
 }
 # What the form says beyond the flag's help: what a Param does in the run, and what only the run's start checks
 # (a JSON schema cannot compare a range's two ends; the policy task refuses LO > HI before any step).
@@ -80,34 +90,96 @@ def flag_param(spec: commands.ParamFlag) -> Param:
     return Param(schema.pop("default"), title=title, section=section, **schema)
 
 
-def pipeline_params() -> dict[str, Param]:
-    first = {}  # a Param setting several flags takes its schema from the first, in PARAM_FLAGS' order
-    for spec in commands.PARAM_FLAGS:
-        first.setdefault(spec.param, spec)
-    flags = {name: flag_param(spec) for name, spec in first.items()}
-    return flags | {
-        "quantize": Param(
-            True,
-            type="boolean",
-            title="Quantise to INT8",
-            description="Quantise with Intel Neural Compressor; off: the FP32 model is the candidate.",
-            section="Quantisation",
+# The default of the Param capture_sample_rate, so scheduled and drift-triggered runs (which take the defaults) keep
+# capturing what their model serves: unset, 0 (capture off).
+DEFAULT_CAPTURE_RATE_ENV = "NLP_DEFAULT_CAPTURE_SAMPLE_RATE"
+
+
+def default_capture_rate() -> float:
+    """The environment's ``DEFAULT_CAPTURE_RATE_ENV``, 0 when unset; a ValueError naming it when it is not a share
+    the server takes (0 or the serve flag's range), which fails the DAG's parse."""
+    given = os.environ.get(DEFAULT_CAPTURE_RATE_ENV, "").strip()
+    bounds = flag_schema(ServeArguments, "capture_sample_rate")
+    try:
+        rate = float(given or 0)
+    except ValueError:
+        rate = -1.0
+    if rate != 0 and not bounds["exclusiveMinimum"] < rate <= bounds["maximum"]:
+        allowed = describe_range({key: bounds[key] for key in ("exclusiveMinimum", "maximum")}, integer=False)
+        raise ValueError(f"{DEFAULT_CAPTURE_RATE_ENV} must be 0 (capture off) or {allowed}, got {given!r}")
+    return rate
+
+
+def capture_params() -> dict[str, Param]:
+    """What the rollout's endpoint captures of its traffic for the monitor DAG (docs/monitoring.md): the serve flags'
+    range and help, with 0 for "off"."""
+    rate = flag_schema(ServeArguments, "capture_sample_rate")
+    return {
+        "capture_sample_rate": Param(
+            default_capture_rate(),
+            type="number",
+            minimum=0,
+            maximum=rate["maximum"],
+            title="Capture sample rate",
+            description="Share of the endpoint's requests captured for drift monitoring (the monitor DAG); 0: capture"
+            f" off. Default: the environment variable {DEFAULT_CAPTURE_RATE_ENV}'s, else 0. Applies to the endpoint"
+            " this run deploys.",
+            section="Monitoring",
         ),
-        "deploy": Param(
-            True,
-            type="boolean",
-            title="Deploy",
-            description="Roll a promoted model out to the endpoint (never in backfills).",
-            section="Rollout",
-        ),
-        "require_approval": Param(
+        "capture_text": Param(
             False,
             type="boolean",
-            title="Require approval",
-            description="Wait for a person to approve the rollout in the Airflow UI.",
-            section="Rollout",
+            title="Capture text",
+            description="Also capture the raw sentences of text requests; off, a record keeps only token counts,"
+            " the label and its probability (privacy: docs/monitoring.md). Needs a capture sample rate above 0.",
+            section="Monitoring",
         ),
     }
+
+
+def step_params(steps: tuple[str, ...]) -> dict[str, Param]:
+    """The Params that set a flag of one of ``steps``; one setting several flags takes its schema from the first,
+    in PARAM_FLAGS' order."""
+    first = {}
+    for spec in commands.PARAM_FLAGS:
+        if spec.step in steps:
+            first.setdefault(spec.param, spec)
+    return {name: flag_param(spec) for name, spec in first.items()}
+
+
+def monitor_params() -> dict[str, Param]:
+    """The monitor DAGs' Params: the window and the drift thresholds of the monitor step (docs/monitoring.md)."""
+    return step_params(commands.MONITOR_STEPS)
+
+
+def pipeline_params() -> dict[str, Param]:
+    return (
+        step_params(commands.PIPELINE_STEPS)
+        | {
+            "quantize": Param(
+                True,
+                type="boolean",
+                title="Quantise to INT8",
+                description="Quantise with Intel Neural Compressor; off: the FP32 model is the candidate.",
+                section="Quantisation",
+            ),
+            "deploy": Param(
+                True,
+                type="boolean",
+                title="Deploy",
+                description="Roll a promoted model out to the endpoint (never in backfills).",
+                section="Rollout",
+            ),
+            "require_approval": Param(
+                False,
+                type="boolean",
+                title="Require approval",
+                description="Wait for a person to approve the rollout in the Airflow UI.",
+                section="Rollout",
+            ),
+        }
+        | capture_params()
+    )
 
 
 def local_params() -> dict[str, Param]:

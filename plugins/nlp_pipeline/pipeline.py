@@ -34,7 +34,7 @@ from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, T
 
 from nlp_pipeline import decisions, limits, policy
 from nlp_pipeline.alerts import RunFailureNotifier
-from nlp_pipeline.assets import SOURCE_DATA
+from nlp_pipeline.assets import SOURCE_DATA, drift_detected
 from nlp_pipeline.operators.approval import PolicyApprovalOperator
 from nlp_pipeline.params import pipeline_params
 from nlp_pipeline.platform import Platform
@@ -85,10 +85,14 @@ def build_pipeline(
     dag_id: str, platform: Platform, *, doc_md: str, tags: list[str], params: dict[str, Param] | None = None
 ) -> DAG:
     """The DAG for ``platform`` (a module with the step tasks and ``ROLLOUT_START``, the first task of its
-    rollout); ``params`` adds the platform's own Params to the shared ones."""
+    rollout); ``params`` adds the platform's own Params to the shared ones.
+
+    Scheduled on ``NLP_RETRAIN_SCHEDULE`` (weekly), or when the source data is updated or the platform's monitor DAG
+    finds the endpoint's traffic drifted (either Asset: ``|``)."""
+    platform_name = platform.__name__.rpartition(".")[2]
     schedule = AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(os.environ.get("NLP_RETRAIN_SCHEDULE", "@weekly"), timezone="UTC"),
-        assets=[SOURCE_DATA],
+        assets=SOURCE_DATA | drift_detected(platform_name),
     )
     with DAG(
         dag_id,
@@ -132,18 +136,10 @@ def build_pipeline(
             smoke = platform.smoke_test(deployed)
             platform.mark_production(entry, smoke)
             [deployed, smoke] >> platform.rollback()
-    _apply_limits(dag, platform.__name__.rpartition(".")[2])
+    limits.apply(dag, platform_name)
     return dag
 
 
 def _stage(group_id: str) -> TaskGroup:
     """The stage's TaskGroup; without a prefix, so its tasks keep their ids."""
     return TaskGroup(group_id, tooltip=STAGES[group_id], prefix_group_id=False)
-
-
-def _apply_limits(dag: DAG, platform_name: str) -> None:
-    """Each task's time limit (limits.py), and the run's: its longest path, so a hung run ends."""
-    task_limits = limits.task_limits(platform_name)
-    for each in dag.tasks:
-        each.execution_timeout = task_limits.get(each.task_id)
-    dag.dagrun_timeout = limits.run_limit(dag)

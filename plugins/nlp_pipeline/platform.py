@@ -1,4 +1,5 @@
-"""What a platform module gives the pipeline (pipeline.build_pipeline): its step tasks and its production model.
+"""What a platform module gives the pipeline (pipeline.build_pipeline) and its monitor DAG
+(monitoring.build_monitor): its step tasks, its production model, its capture location and its monitor step.
 
 ``local``, ``sagemaker`` and ``eks`` each provide these; tests/airflow/test_platforms.py checks that they do,
 with these parameters. Each step function, called inside the DAG, adds its task(s) and returns the XComArg
@@ -43,3 +44,11 @@ class Platform(Protocol):
     def mark_production(self, entry: XCom, smoke: XCom) -> XCom: ...
 
     def rollback(self) -> XCom: ...
+
+    def capture_root(self) -> str:
+        """Where the endpoint writes its capture (artefacts.capture_uri), which deploy hands the server and the
+        monitor DAG reads (monitoring.py)."""
+
+    def monitor(self, production: XCom) -> XCom:
+        """The monitor DAG's ``monitor`` task: the monitor step over the capture's window, against the production
+        model's traffic baseline; its step result and ``uri`` (monitoring.py has the whole contract)."""

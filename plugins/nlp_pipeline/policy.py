@@ -120,10 +120,12 @@ def for_run(conf: Mapping) -> dict:
 
 def check_params(params: Mapping) -> None:
     """Refuse, at the run's first task, what the Param schemas let through but the steps refuse: a tuning search
-    range whose LO is above its HI (commands.check builds the tune step's arguments from the Params). The error
+    range whose LO is above its HI (commands.check builds the tune step's arguments from the Params), text capture
+    without capture (commands.check_capture). The error
     names the Param; the run fails without retries, since its conf will not change."""
     try:
         commands.check("tune", params)
+        commands.check_capture(params)
     except ConfigError as error:
         raise AirflowFailException(f"{error} (the run's Params, checked before any step)") from None
 

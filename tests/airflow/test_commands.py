@@ -17,7 +17,14 @@ sys.path.insert(0, str(REPO / "plugins"))
 import pendulum  # noqa: E402
 from nlp_pipeline import commands, local, policy, sagemaker  # noqa: E402
 from nlp_pipeline.commands import PARAM_FLAGS, STEP_ARGUMENTS  # noqa: E402
-from nlp_pipeline.params import FORM_NOTES, eks_params, local_params, pipeline_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.params import (  # noqa: E402
+    FORM_NOTES,
+    eks_params,
+    local_params,
+    monitor_params,
+    pipeline_params,
+    sagemaker_params,
+)
 
 from tasks import cli  # noqa: E402
 from tasks.config import flag_schema  # noqa: E402
@@ -40,8 +47,13 @@ RUN_POLICY = policy.DEFAULTS | {"min_accuracy": 0.9, "min_f1": 0.95, "max_int8_l
 POLICY_XCOM = {(policy.TASK_ID, "return_value"): RUN_POLICY}
 
 
+def every_param() -> dict:
+    """The training DAGs' Params and the monitor DAGs': every Param that sets a flag is one of them."""
+    return pipeline_params() | monitor_params()
+
+
 def flag_params() -> dict:
-    params = pipeline_params()
+    params = every_param()
     return {spec.param: params[spec.param] for spec in PARAM_FLAGS}
 
 
@@ -113,7 +125,7 @@ def assert_carries(arguments, step: str, params: dict) -> None:
 def test_a_param_that_sets_a_flag_offers_the_flags_type_default_range_and_help(spec):
     assert STEP_ARGUMENTS[spec.step] is cli.STEPS[spec.step].arguments, "commands and the CLI name the same class"
     schema = flag_schema(STEP_ARGUMENTS[spec.step], spec.field)
-    param = pipeline_params()[spec.param]
+    param = every_param()[spec.param]
     assert param.value == schema["default"]
     assert {key: param.schema.get(key) for key in SCHEMA_KEYS} == {key: schema.get(key) for key in SCHEMA_KEYS}
     first = next(other for other in PARAM_FLAGS if other.param == spec.param)
@@ -143,9 +155,13 @@ NUMERIC_FLAGS = [spec for spec in PARAM_FLAGS if value_type(flag_params()[spec.p
 def test_the_form_and_the_cli_refuse_the_same_values(spec):
     from airflow.sdk.exceptions import ParamValidationError
 
-    param = pipeline_params()[spec.param]
+    param = every_param()[spec.param]
     arguments, step = STEP_ARGUMENTS[spec.step], cli.STEPS[spec.step]
-    required = {name: "x" for name in ("output", "data", "model") if name in arguments.__dataclass_fields__}
+    required = {
+        name: "x"
+        for name in ("output", "data", "model", "capture", "baseline")
+        if name in arguments.__dataclass_fields__
+    }
     for value, allowed in probes(param.schema):
         try:
             param.resolve(value)
@@ -178,7 +194,7 @@ def test_the_form_and_the_cli_refuse_the_same_lists(spec):
     size of 1 or more), as many items as the flag takes. The form refuses at trigger time what the step would."""
     from airflow.sdk.exceptions import ParamValidationError
 
-    param = pipeline_params()[spec.param]
+    param = every_param()[spec.param]
     cases = list_probes(param.schema)
     assert len(cases) >= 3
     for value, allowed in cases:
