@@ -5,7 +5,7 @@ from nlp_pipeline.params import sagemaker_params
 from nlp_pipeline.pipeline import build_pipeline
 
 dag = build_pipeline(
-    "nlp_sagemaker",
+    sagemaker.DAG_ID,
     sagemaker,
     params=sagemaker_params(),
     tags=["sagemaker", "aws"],

@@ -26,6 +26,7 @@ the run) is ``ROOT/nlp_sagemaker/RUN_KEY/rollout/record.json``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -68,6 +69,7 @@ from tasks.tuning.space import DIMENSIONS, space
 
 log = logging.getLogger(__name__)
 
+DAG_ID = "nlp_sagemaker"  # the pipeline's DAG, whose endpoint this module rolls out and monitors
 AWS_CONN_ID = "{{ var.value.get('nlp_aws_conn_id', 'aws_default') }}"
 ROLLOUT_START = "create_model"  # the first task of the rollout: choose_rollout's branch target
 # Seconds between status polls of a job or endpoint (read at parse time; the tests on moto poll every second).
@@ -94,12 +96,19 @@ def settings() -> specs.Settings:
             f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role SageMaker assumes "
             f"and the ECR URI of the task image's root tag, task-sagemaker (docs/sagemaker.md, Setup)"
         )
+    kms_key_id = Variable.get("nlp_sagemaker_kms_key", default=None)
+    if kms_key_id is not None and not specs.KMS_KEY_ID.fullmatch(kms_key_id):
+        raise AirflowFailException(
+            f"the Airflow Variable nlp_sagemaker_kms_key must be a KMS key id, alias or ARN "
+            f"({specs.KMS_KEY_ID.pattern}), got {kms_key_id!r}"
+        )
     return specs.Settings(
         role_arn=role_arn,
         image_uri=image_uri,
         artefact_root=root,
         endpoint_name=Variable.get("nlp_sagemaker_endpoint", default="nlp-paraphrase"),
         model_package_group=Variable.get("nlp_model_package_group", default="nlp-paraphrase"),
+        kms_key_id=kms_key_id,
     )
 
 
@@ -204,9 +213,11 @@ def _stage_config(context, name: str) -> dict:
     params, inputs, given = context["params"], {}, {"output": PROCESSING_OUTPUT}
     source, tokenizer = params["source"], params["base_model"]
     _isolated_sources(source=source, base_model=tokenizer)
-    # The first job: a rollout or a search SageMaker would refuse hours later is refused now.
+    # The first job: a rollout, a search or a capture SageMaker would refuse (or could not write) hours later is
+    # refused now.
     _deployment(params)
     _search(context)
+    capture(params)
     if source.startswith("s3://"):
         inputs["source"], given["source"] = as_input(source), f"{PROCESSING_INPUT}/source"
         given["allowed_sources"] = [given["source"]]
@@ -651,6 +662,24 @@ def rollout_name(kind: str, context) -> str:
     return run_name(kind, context, digest=digest)
 
 
+def capture_root() -> str:
+    """Where the endpoint's traffic is captured (artefacts.capture_uri of the nlp_sagemaker DAG), which the
+    monitor reads: the server's records, and SageMaker's own capture in its folder (specs.SAGEMAKER_CAPTURE)."""
+    return artefacts.capture_uri(artefacts.root(), DAG_ID)
+
+
+def capture(params) -> dict:
+    """The server's capture settings of the run (commands.capture_flags: ``{}`` when ``capture_sample_rate`` is
+    0); refused when network isolation would keep the server from writing them (specs.check_capture)."""
+    try:
+        flags = commands.capture_flags(params, capture_root())
+        if flags:
+            specs.check_capture(network())
+    except (ConfigError, ValueError) as error:
+        raise AirflowFailException(str(error)) from error
+    return flags
+
+
 def _model_config(context) -> dict:
     ti, evaluation = context["ti"], context["ti"].xcom_pull(task_ids="evaluate")
     lineage = {
@@ -661,16 +690,32 @@ def _model_config(context) -> dict:
     }
     if evaluation.get("model_digest"):  # the server refuses the model's files unless they have it
         lineage[MODEL_DIGEST_ENV] = evaluation["model_digest"]
-    return specs.model(rollout_name("model", context), settings(), evaluation["model"], lineage, network=network())
+    return specs.model(
+        rollout_name("model", context),
+        settings(),
+        evaluation["model"],
+        lineage,
+        network=network(),
+        capture=capture(context["params"]),
+    )
 
 
 def _endpoint_config(context) -> dict:
-    params = context["params"]
+    """The run's endpoint config; with capture on, SageMaker's own DataCaptureConfig at the server's rate."""
+    params, data_capture = context["params"], None
+    if flags := capture(params):
+        data_capture = specs.data_capture_config(
+            capture_root(),
+            sample_rate=flags["capture_sample_rate"],
+            text=flags.get("capture_text", False),
+            kms_key_id=settings().kms_key_id,
+        )
     return specs.endpoint_config(
         rollout_name("config", context),
         rollout_name("model", context),
         instance_type=params["endpoint_instance_type"],
         instance_count=params["endpoint_instance_count"],
+        data_capture=data_capture,
     )
 
 
@@ -799,3 +844,60 @@ def settled(hook, endpoint: str) -> dict:
         log.info("%s is %s: waiting for it to settle before rolling back", endpoint, state["EndpointStatus"])
         time.sleep(CHECK_INTERVAL)
     raise AirflowException(f"{endpoint} is still {state['EndpointStatus']}: rollback cannot update it yet")
+
+
+# ---- monitor (the nlp_monitor_sagemaker DAG) ------------------------------------------------------------------------
+def _default_processing_instance() -> str:
+    """The processing instance type of the pipeline's form, for the monitor DAG, whose form does not offer it."""
+    from nlp_pipeline.params import sagemaker_params
+
+    return sagemaker_params()["processing_instance_type"].value
+
+
+def _monitor_config(context, name: str, *, production_task: str) -> dict:
+    """``monitor`` as a processing job of the monitor DAG's run (monitoring.py's platform contract): it reads the
+    window's capture records (``capture_root``) and the production model's traffic baseline (the model card in its
+    data, a model.tar.gz or a prefix) from S3 itself, only what the window needs, and writes monitoring.json and
+    monitoring.png to its output, ``ROOT/nlp_monitor_sagemaker/RUN_KEY/monitoring/JOB/``."""
+    from nlp_pipeline import monitoring
+
+    params, production = context["params"], context["ti"].xcom_pull(task_ids=production_task)
+    net = network()
+    if net is not None and net.isolation:
+        raise AirflowFailException(
+            "network isolation is on (the Variable nlp_sagemaker_network): the monitor job cannot read the capture "
+            "and the model card from S3, and the endpoint writes no capture then (capture_sample_rate is refused). "
+            "Pause nlp_monitor_sagemaker, or set EnableNetworkIsolation to false"
+        )
+    arguments = monitoring.monitor_arguments(context, production, capture_root())
+    return specs.processing_job(
+        name,
+        settings(),
+        arguments=commands.command("monitor", params, **arguments, output=PROCESSING_OUTPUT),
+        inputs={},
+        output=step_prefix(context, "monitoring", name),
+        instance_type=params.get("processing_instance_type") or _default_processing_instance(),
+        max_runtime_seconds=int(limits.MONITOR_LIMIT.total_seconds()),
+        network=net,
+    )
+
+
+def _monitor_summary(context, result: dict) -> dict:
+    uri = _output_of(result)
+    return {"uri": uri} | _result("monitor", uri)
+
+
+def monitor(production):
+    """The monitor step on the production model's window of traffic, as a processing job (task ``monitor``);
+    returns the step's result (tasks/runtime/step_result.py) and ``uri``, its monitoring folder on S3."""
+    from nlp_pipeline import monitoring
+
+    operator = _job(
+        StepProcessingOperator,
+        monitoring.MONITOR,
+        "monitor",
+        functools.partial(_monitor_config, production_task=production.operator.task_id),
+        _monitor_summary,
+    )
+    production >> operator
+    return operator.output

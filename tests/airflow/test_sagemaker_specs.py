@@ -837,3 +837,183 @@ def test_a_choice_holds_at_most_the_values_botocore_allows():
     choice["values"].pop()
     ranges, _ = specs.search_space(SPACE | {"batch_size": choice})
     assert len(ranges["CategoricalParameterRanges"][0]["Values"]) == most
+
+
+# ---- data capture -------------------------------------------------------------------------------------------------
+CAPTURE_ROOT = "s3://b/artefacts/capture/nlp_sagemaker"
+KMS_KEY = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def capture_config(**overrides) -> dict:
+    arguments = {"sample_rate": 0.25, "text": False} | overrides
+    config = specs.data_capture_config(CAPTURE_ROOT, **arguments)
+    return specs.endpoint_config("nlp-config-x", "nlp-model-x", instance_type="ml.c6i.xlarge", instance_count=1) | {
+        "DataCaptureConfig": config
+    }
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        specs.endpoint_config("nlp-config-x", "nlp-model-x", instance_type="ml.c6i.xlarge", instance_count=1),
+        capture_config(),
+        capture_config(text=True),
+        capture_config(sample_rate=0.001, kms_key_id=KMS_KEY),
+    ],
+    ids=["off", "on", "text", "kms"],
+)
+def test_the_endpoint_config_with_or_without_capture_is_one_sagemaker_accepts(request_):
+    from botocore.validate import ParamValidator
+
+    shape = service_model().operation_model("CreateEndpointConfig").input_shape
+    assert refused("CreateEndpointConfig", request_) == []
+    assert not ParamValidator().validate(request_, shape).has_errors()
+
+
+def test_capture_keeps_answers_only_unless_text_is_asked_as_json_under_the_capture_root():
+    assert "DataCaptureConfig" not in specs.endpoint_config("c", "m", instance_type="ml.c6i.xlarge", instance_count=1)
+    answers = capture_config()["DataCaptureConfig"]
+    assert answers == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 25,
+        "DestinationS3Uri": f"{CAPTURE_ROOT}/{specs.SAGEMAKER_CAPTURE}",
+        "CaptureOptions": [{"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+    text = capture_config(text=True, kms_key_id=KMS_KEY)["DataCaptureConfig"]
+    assert text["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+    assert text["KmsKeyId"] == KMS_KEY
+
+
+def test_the_captured_content_type_is_the_one_the_server_takes():
+    from tasks.serving.server import JSON_TYPES
+
+    assert specs.CAPTURE_JSON_TYPES == JSON_TYPES
+
+
+@pytest.mark.parametrize(("rate", "percent"), [(1.0, 100), (0.25, 25), (0.004, 1), (0.126, 13), (0.999, 100)])
+def test_sagemakers_sampling_percentage_is_the_servers_rate_in_whole_percent_at_least_one(rate, percent):
+    assert specs.sampling_percentage(rate) == percent
+
+
+@pytest.mark.parametrize("rate", [0, -0.1, 1.5])
+def test_a_rate_the_server_refuses_has_no_sampling_percentage(rate):
+    with pytest.raises(ValueError, match="above 0 and at most 1"):
+        specs.sampling_percentage(rate)
+
+
+def test_the_models_environment_carries_the_servers_capture_which_serve_reads_back(monkeypatch):
+    """SageMaker starts ``serve`` without flags: the settings travel in the container's Environment, and the
+    real ServeArguments reads them back to the same values."""
+    from tasks.config import CAPTURE_ENV, ServeArguments
+
+    flags = {"capture_dir": CAPTURE_ROOT, "capture_sample_rate": 0.25, "capture_text": True}
+    request = specs.model("nlp-model-x", SETTINGS, "s3://b/m/", {"NLP_MODEL_DIGEST": DIGEST}, capture=flags)
+    environment = request["PrimaryContainer"]["Environment"]
+    assert refused("CreateModel", request) == []
+    assert environment["NLP_MODEL_DIGEST"] == DIGEST
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    served = ServeArguments()
+    assert {name: getattr(served, name) for name in CAPTURE_ENV} == flags
+    assert "Environment" not in specs.model("m", SETTINGS, "s3://b/m/", capture={})["PrimaryContainer"]
+
+
+def test_capture_settings_serve_cannot_read_from_its_environment_are_refused():
+    with pytest.raises(ValueError, match="not capture_file_bytes"):
+        specs.capture_environment({"capture_dir": CAPTURE_ROOT, "capture_file_bytes": 1024})
+
+
+def test_an_isolated_endpoint_cannot_write_its_capture():
+    specs.check_capture(None)
+    specs.check_capture(specs.Network(NETWORK.subnets, NETWORK.security_group_ids, isolation=False))
+    with pytest.raises(ValueError, match="capture_sample_rate.*nlp_sagemaker_network.*network isolation"):
+        specs.check_capture(NETWORK)
+
+
+def rollout_context(**params) -> dict:
+    """create_model's and create_endpoint_config's context: the run's evaluation and staged data in XCom."""
+    import pendulum
+
+    from tests.airflow.task_context import task_context
+
+    xcom = {
+        ("stage_dataset", "return_value"): {"uri": "s3://b/staged/job", "fingerprint": "sha256:0f"},
+        ("evaluate", "return_value"): {"model": "s3://b/quantized/job/", "model_digest": DIGEST},
+    }
+    values = run_params(source="s3://b/raw/", base_model="s3://b/models/bert/") | params
+    return task_context(
+        "nlp_sagemaker",
+        "create_model",
+        values,
+        logical_date=pendulum.datetime(2026, 4, 1, tz="UTC"),
+        run_id="r",
+        xcom=xcom,
+    )
+
+
+def test_a_run_capturing_its_traffic_rolls_out_both_captures_to_the_dags_capture_root(variables, monkeypatch):
+    from nlp_pipeline import sagemaker
+
+    from tasks.config import CAPTURE_ENV
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_KMS_KEY", KMS_KEY)
+    context = rollout_context(capture_sample_rate=0.5, capture_text=True)
+    root = "s3://b/artefacts/capture/nlp_sagemaker"
+    assert sagemaker.capture_root() == root
+    environment = sagemaker._model_config(context)["PrimaryContainer"]["Environment"]
+    assert {name: environment[variable] for name, variable in CAPTURE_ENV.items()} == {
+        "capture_dir": root,
+        "capture_sample_rate": "0.5",
+        "capture_text": "true",
+    }
+    config = sagemaker._endpoint_config(context)
+    assert refused("CreateEndpointConfig", config) == []
+    assert config["DataCaptureConfig"] == specs.data_capture_config(
+        root, sample_rate=0.5, text=True, kms_key_id=KMS_KEY
+    )
+
+    quiet = rollout_context()  # the default: capture off
+    assert not set(CAPTURE_ENV.values()) & set(sagemaker._model_config(quiet)["PrimaryContainer"]["Environment"])
+    assert "DataCaptureConfig" not in sagemaker._endpoint_config(quiet)
+
+
+@pytest.mark.parametrize(
+    ("params", "network", "refusal"),
+    [
+        (
+            {"capture_sample_rate": 0.1},
+            {"Subnets": ["subnet-1a"], "SecurityGroupIds": ["sg-1a"], "EnableNetworkIsolation": True},
+            "capture_sample_rate asks the endpoint to capture.*network isolation",
+        ),
+        (
+            {"capture_sample_rate": 0, "capture_text": True},
+            None,
+            "capture_text: capturing text needs capture_sample_rate",
+        ),
+    ],
+    ids=["isolated", "text-without-capture"],
+)
+def test_a_capture_the_endpoint_could_not_write_fails_the_runs_first_job_naming_the_params(
+    variables, monkeypatch, params, network, refusal
+):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import sagemaker
+
+    if network:
+        monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_NETWORK", json.dumps(network))
+    context = rollout_context(**params)
+    for build in (sagemaker._stage_config, lambda context, name: sagemaker._model_config(context)):
+        with pytest.raises(AirflowFailException, match=refusal):
+            build(context, "nlp-stage-x")
+    with pytest.raises(AirflowFailException, match=refusal):
+        sagemaker._endpoint_config(context)
+
+
+def test_a_kms_key_setting_that_is_not_a_key_is_refused_naming_the_variable(variables, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import sagemaker
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_KMS_KEY", "my key!")
+    with pytest.raises(AirflowFailException, match="nlp_sagemaker_kms_key must be a KMS key id"):
+        sagemaker.settings()

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from nlp_pipeline.artefacts import run_hash, run_suffix
@@ -36,6 +37,7 @@ from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
 from nlp_pipeline.specs.sagemaker_api import TRAFFIC as TRAFFIC
 from nlp_pipeline.specs.sagemaker_api import instance_types as instance_types
+from tasks.config import CAPTURE_ENV
 from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT, TENSORBOARD_OUTPUT
 
@@ -53,6 +55,7 @@ class Settings:
     artefact_root: str  # s3://bucket/prefix
     endpoint_name: str
     model_package_group: str
+    kms_key_id: str | None = None  # encrypts what SageMaker itself writes of the endpoint (its data capture)
 
 
 def _digest_hex(digest: str) -> str:
@@ -145,6 +148,18 @@ def check_isolation(network: Network | None, **sources: str) -> None:
     if remote := [f"{name} {uri!r}" for name, uri in sources.items() if not uri.startswith("s3://")]:
         raise ValueError(
             f"network isolation is on, so a job cannot fetch {', '.join(remote)}: copy them to S3 and pass s3:// URIs"
+        )
+
+
+def check_capture(network: Network | None) -> None:
+    """Raise when the endpoint's server could not write its capture: an isolated container reaches no S3, and
+    SageMaker's own capture (request and answer bodies) is not what the monitor step reads."""
+    if network is not None and network.isolation:
+        raise ValueError(
+            "capture_sample_rate asks the endpoint to capture its traffic, but the Variable nlp_sagemaker_network "
+            "turns network isolation on: the server cannot write its capture records to S3, so the monitor would "
+            "never see any. Set capture_sample_rate to 0, or EnableNetworkIsolation to false (the VPC then reaches "
+            "S3 through its gateway endpoint)"
         )
 
 
@@ -513,19 +528,32 @@ DATA_FINGERPRINT_ENV = "NLP_DATA_FINGERPRINT"
 TRAINING_CONFIG_ENV = "NLP_TRAINING_CONFIG"
 
 
+def capture_environment(flags: Mapping) -> dict[str, str]:
+    """The server's capture settings (``serve`` flag values, as commands.capture_flags gives them; empty when
+    capture is off) as the environment variables ``serve`` reads when started without flags
+    (tasks.config.CAPTURE_ENV), as SageMaker starts it."""
+    if unknown := sorted(set(flags) - set(CAPTURE_ENV)):
+        raise ValueError(f"serve reads only {', '.join(CAPTURE_ENV)} from its environment, not {', '.join(unknown)}")
+    rendered = {bool: lambda value: "true" if value else "false", float: repr, int: str, str: str}
+    return {CAPTURE_ENV[name]: rendered[type(value)](value) for name, value in flags.items()}
+
+
 def model(
     name: str,
     settings: Settings,
     model_data: str,
     lineage: dict[str, str] | None = None,
     network: Network | None = None,
+    capture: Mapping | None = None,
 ) -> dict:
     """A SageMaker model: the task image serving ``model_data`` with ``serve``; ``lineage`` goes into its
-    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``, ``MODEL_DIGEST_ENV``); ``network`` places the
-    endpoint's containers in a VPC, isolated if asked."""
+    environment (``DATA_FINGERPRINT_ENV``, ``TRAINING_CONFIG_ENV``, ``MODEL_DIGEST_ENV``), and ``capture``, the
+    server's capture settings (``capture_environment``); ``network`` places the endpoint's containers in a VPC,
+    isolated if asked (then the server cannot write its capture: ``check_capture``)."""
     primary = container(settings.image_uri, model_data) | {"Mode": "SingleModel"}
-    if lineage:
-        primary["Environment"] = lineage
+    environment = dict(lineage or {}) | capture_environment(capture or {})
+    if environment:
+        primary["Environment"] = environment
     config = {"ModelName": name, "ExecutionRoleArn": settings.role_arn, "PrimaryContainer": primary}
     if network:
         config |= {"VpcConfig": network.vpc_config(), "EnableNetworkIsolation": network.isolation}
@@ -584,8 +612,12 @@ def life_cycle(stage: str, description: str | None = None) -> dict:
     return {"Stage": name, "StageStatus": status} | ({"StageDescription": description[:1024]} if description else {})
 
 
-def endpoint_config(name: str, model_name: str, *, instance_type: str, instance_count: int) -> dict:
-    return {
+def endpoint_config(
+    name: str, model_name: str, *, instance_type: str, instance_count: int, data_capture: dict | None = None
+) -> dict:
+    """``CreateEndpointConfig`` of one variant serving ``model_name``; ``data_capture``: its DataCaptureConfig
+    (``data_capture_config``), none when capture is off."""
+    config = {
         "EndpointConfigName": name,
         "ProductionVariants": [
             {
@@ -597,6 +629,48 @@ def endpoint_config(name: str, model_name: str, *, instance_type: str, instance_
             }
         ],
     }
+    if data_capture:
+        config["DataCaptureConfig"] = data_capture
+    return config
+
+
+# ---- data capture -------------------------------------------------------------------------------------------------
+# Two captures run side by side under the run's capture root (artefacts.capture_uri). The server's own records
+# (tasks/monitoring/records.py: token lengths, label, confidence; text only if asked), which the monitor step
+# reads, go to ROOT/YYYY/MM/DD/HH/, set through the model's environment (tasks.config.CAPTURE_ENV), since SageMaker
+# starts the container without flags. SageMaker's DataCaptureConfig keeps the request and answer bodies under
+# ROOT/SAGEMAKER_CAPTURE/ENDPOINT/VARIANT/YYYY/MM/DD/HH/, apart from the hour folders the monitor reads.
+SAGEMAKER_CAPTURE = "sagemaker"
+KMS_KEY_ID = re.compile(r"[a-zA-Z0-9:/_-]{1,2048}")  # botocore's KmsKeyId: a key id, alias or ARN
+# Bodies of these content types are kept as JSON text, not base64 (CaptureContentTypeHeader): what the server
+# accepts (tasks/serving/server.py JSON_TYPES; tests/airflow/test_sagemaker_specs.py keeps them equal).
+CAPTURE_JSON_TYPES = ("application/json",)
+
+
+def sampling_percentage(rate: float) -> int:
+    """SageMaker's InitialSamplingPercentage (a whole percent, 0-100) of the server's ``--capture-sample-rate``
+    (0 < rate <= 1): the nearest percent, at least 1, so a small rate still captures."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"a capture sample rate is above 0 and at most 1, got {rate!r}")
+    return max(1, min(100, round(rate * 100)))
+
+
+def data_capture_config(capture_root: str, *, sample_rate: float, text: bool, kms_key_id: str | None = None) -> dict:
+    """The endpoint config's DataCaptureConfig: SageMaker keeps ``sample_rate`` of the requests under
+    ``capture_root``/SAGEMAKER_CAPTURE. It keeps bodies whole, so the requests (raw sentences) only when ``text``
+    (the ``capture_text`` Param, the server's ``--capture-text``); else only the answers (labels and
+    probabilities). ``kms_key_id`` encrypts them (SSE-KMS)."""
+    modes = ["Input", "Output"] if text else ["Output"]
+    config = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": sampling_percentage(sample_rate),
+        "DestinationS3Uri": f"{capture_root.rstrip('/')}/{SAGEMAKER_CAPTURE}",
+        "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
+        "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURE_JSON_TYPES)},
+    }
+    if kms_key_id:
+        config["KmsKeyId"] = kms_key_id
+    return config
 
 
 # ---- blue/green ---------------------------------------------------------------------------------------------------
