@@ -38,11 +38,13 @@ SMOKE_TOLERANCE = 0.05
 
 @dataclass(frozen=True)
 class Encoded:
-    """One pair as token ids; ``attention_mask`` marks real tokens (pre-tokenised input may carry padding)."""
+    """One pair as token ids; ``attention_mask`` marks real tokens (pre-tokenised input may carry padding);
+    ``truncated``: ``encode`` cut the text to fit (pre-tokenised input arrives cut, if at all)."""
 
     input_ids: list[int]
     token_type_ids: list[int]
     attention_mask: list[int]
+    truncated: bool = False
 
 
 def bucket_length(longest: int, max_seq_length: int) -> int:
@@ -115,11 +117,13 @@ class ServedModel:
     max_batch_size: int = 32
     digest: str = ""  # the folder's content digest, verified at load
     vocab_size: int = field(init=False)
+    unk_token_id: int | None = field(init=False)  # what data capture counts as an unknown token
 
     def __post_init__(self):
         # Counted once here, off the event loop: len() of a transformers tokenizer rebuilds its whole vocabulary
         # (about 100 ms), and once per request it held the event loop, /ping included, for half its time.
         self.vocab_size = len(self.tokenizer)
+        self.unk_token_id = self.tokenizer.unk_token_id
 
     @classmethod
     def load(
@@ -175,10 +179,11 @@ class ServedModel:
         encoded = []
         for first, second in zip(firsts, seconds, strict=True):
             kept_first, kept_second = longest_first(len(first), len(second), budget)
+            truncated = kept_first < len(first) or kept_second < len(second)
             first, second = first[:kept_first], second[:kept_second]
             ids = self.tokenizer.build_inputs_with_special_tokens(first, second)
             types = self.tokenizer.create_token_type_ids_from_sequences(first, second)
-            encoded.append(Encoded(ids, types, [1] * len(ids)))
+            encoded.append(Encoded(ids, types, [1] * len(ids), truncated))
         return encoded
 
     def _check_encoding(self) -> None:

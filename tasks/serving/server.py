@@ -5,11 +5,14 @@ FastAPI on uvicorn, with the HTTP contract of docs/architecture.md::
     GET  /ping          200 when it can serve: the model is loaded and warm, and its worker is alive and not stuck
     POST /invocations   {"instances": [...]} -> predictions (TF Serving's shape), labels, probabilities, model_version
     GET  /metrics       Prometheus text: requests by status, latency, batch sizes, queue, shed requests, timeouts,
-                        tokenisation and model time, resident memory, model version
+                        tokenisation and model time, resident memory, model version, data capture (records
+                        written, dropped and buffered, write errors)
 
 The model loads in the background after the server starts listening, so ``/ping`` can say 503 meanwhile.
 Client mistakes are 4xx with ``{"error": "..."}``; SIGTERM stops accepting and lets in-flight requests finish.
 With ``--state DIR`` the server is a local endpoint whose model is swapped in place (``tasks.serving.model_swap``, ``tasks.endpoint.control_server``).
+With ``--capture-dir`` it keeps a record of each pair of a sampled request (``tasks.serving.capture``): the request
+only hands its pairs to a bounded buffer, a writer thread writes them, and SIGTERM writes what is buffered.
 
 Nothing a client sends can stall it: parsing and tokenising run on a worker thread, never on the event loop that
 answers ``/ping``; a bounded queue sheds overload with 503 and Retry-After (``tasks.serving.batching``); a request
@@ -98,6 +101,20 @@ class Metrics:
         self.model_time = Histogram(
             "model_seconds", "One model call (a batch).", buckets=_STEP_BUCKETS, registry=self.registry
         )
+        self.capture_records = Counter(
+            "capture_records", "Capture records written (--capture-dir).", registry=self.registry
+        )
+        self.capture_dropped = Counter(
+            "capture_dropped_records",
+            "Capture records dropped: the buffer was full, or their write or upload failed.",
+            registry=self.registry,
+        )
+        self.capture_buffered = Gauge(
+            "capture_buffered_records", "Capture records waiting for the writer.", registry=self.registry
+        )
+        self.capture_errors = Counter(
+            "capture_write_errors", "Capture files that could not be written or uploaded.", registry=self.registry
+        )
         ProcessCollector(registry=self.registry)  # process_resident_memory_bytes and the rest
 
     def serving(self, version: str) -> None:
@@ -113,11 +130,12 @@ class BodyTimeout(Exception):
     """The client did not send its whole body in time."""
 
 
-def create_app(args: ServeArguments, load_model=None):
+def create_app(args: ServeArguments, load_model=None, capture_rng=None):
     """The ASGI app; ``load_model(source)`` returns a ServedModel (the default loads, warms and smoke-checks it).
 
     With ``args.state``, the app also records what it serves in that state folder and takes rollouts on its
-    owner-only control socket there (a local endpoint).
+    owner-only control socket there (a local endpoint). With ``args.capture_dir`` it captures sampled requests,
+    sampled by ``capture_rng`` (a ``random.Random``; default: unseeded).
     """
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -140,6 +158,7 @@ def create_app(args: ServeArguments, load_model=None):
             metrics.serving(slot.current.version)
 
     slot = ModelSlot(load_model, on_change=changed, **(endpoint.recalled() if endpoint else {}))
+    capture = _capture_writer(args, metrics, capture_rng)
 
     async def load_first_model() -> None:
         with contextlib.suppress(EndpointError):  # the reason is logged and /ping reports it
@@ -162,6 +181,8 @@ def create_app(args: ServeArguments, load_model=None):
         app.state.prepare = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
         if endpoint is not None:
             await endpoint.open_control(slot)
+        if capture is not None:
+            capture.start()
         loading = asyncio.create_task(load_first_model())
         yield
         if endpoint is not None:
@@ -169,6 +190,8 @@ def create_app(args: ServeArguments, load_model=None):
         loading.cancel()
         await batcher.stop()
         app.state.prepare.shutdown(wait=False, cancel_futures=True)
+        if capture is not None:  # after the last request: what they offered is written
+            await asyncio.to_thread(capture.stop, args.graceful_timeout)
 
     app = FastAPI(title="nlp-workflow inference", lifespan=lifespan)
     app.state.metrics = metrics
@@ -217,7 +240,7 @@ def create_app(args: ServeArguments, load_model=None):
         started = time.perf_counter()
         request_id = _request_id(request)
         try:
-            response = await _invoke(request)
+            response = await _invoke(request, request_id)
         except Exception as failure:  # a fault of the server or its model, never a client mistake
             response = fault(request, failure, request_id)
         response.headers[REQUEST_ID_HEADER] = request_id
@@ -225,7 +248,7 @@ def create_app(args: ServeArguments, load_model=None):
         metrics.latency.observe(time.perf_counter() - started)
         return response
 
-    async def _invoke(request: Request):
+    async def _invoke(request: Request, request_id: str):
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in JSON_TYPES:
             return error(415, f"content type {content_type or 'none'!r} is not supported; send application/json")
@@ -269,11 +292,15 @@ def create_app(args: ServeArguments, load_model=None):
         finally:
             if ticket is not None:
                 batcher.release(ticket)
+        shares = probabilities(logits).tolist()
+        if capture is not None and capture.sampled():
+            texts = None if isinstance(pairs[0], invocations.Encoded) else pairs
+            capture.offer(request_id, model.version, model.unk_token_id, encoded, shares, texts)
         return JSONResponse(
             {
                 "predictions": logits.tolist(),
                 "labels": labels(logits),
-                "probabilities": probabilities(logits).tolist(),
+                "probabilities": shares,
                 "model_version": model.version,
             }
         )
@@ -287,6 +314,23 @@ def create_app(args: ServeArguments, load_model=None):
         return encoded
 
     return app
+
+
+def _capture_writer(args: ServeArguments, metrics: Metrics, rng):
+    """The capture writer, counting into ``metrics``; None when ``--capture-dir`` is empty (capture off)."""
+    if not args.capture_dir:
+        return None
+    from tasks.serving.capture import CaptureWriter
+
+    writer = CaptureWriter.from_arguments(
+        args,
+        on_written=metrics.capture_records.inc,
+        on_dropped=metrics.capture_dropped.inc,
+        on_error=metrics.capture_errors.inc,
+        rng=rng,
+    )
+    metrics.capture_buffered.set_function(writer.buffered)
+    return writer
 
 
 def fault(request, failure: Exception, request_id: str | None = None) -> JSONResponse:

@@ -40,6 +40,17 @@ def test_pairs_are_tokenised_exactly_as_the_tokenizer_truncates_them(tokenizer):
         assert all(pair.attention_mask == [1] * len(pair.input_ids) for pair in encoded)
 
 
+def test_a_pair_says_whether_it_was_cut_and_the_model_names_its_unknown_token(tokenizer):
+    """What data capture records: ``truncated`` exactly when the tokenizer's own truncation drops tokens."""
+    rng = random.Random(3)
+    pairs = [(sentence(rng), sentence(rng)) for _ in range(200)]
+    model = ServedModel(None, "fp32-x", None, tokenizer, 64)
+    whole = tokenizer([first for first, _ in pairs], [second for _, second in pairs])["input_ids"]
+    assert [pair.truncated for pair in model.encode(pairs)] == [len(ids) > 64 for ids in whole]
+    assert any(len(ids) > 64 for ids in whole) and any(len(ids) <= 64 for ids in whole)
+    assert model.unk_token_id == tokenizer.unk_token_id == tokenizer.convert_tokens_to_ids("[UNK]")
+
+
 @pytest.mark.parametrize(
     ("first", "second", "budget", "kept"),
     [(10, 20, 125, (10, 20)), (10, 200, 125, (10, 115)), (200, 10, 125, (115, 10)), (90, 90, 125, (62, 63))],
