@@ -15,9 +15,14 @@ JSON, not JSON at all), and ``/ping`` every 50 ms from a process of its own. Pri
 the share of requests answered (200, 503 or 4xx: never a dropped connection or a client timeout), 5xx other
 than 503, the normal traffic's p99, slow clients cut off, and the server's resident memory before and after.
 
+Then the capture phase: the shipped server with data capture off and on (``--capture-sample-rate 1.0``, every
+pair written to a local temporary folder), both started at once and driven in turns (off, on, off, on, ...: a
+neighbour's load on the machine falls on both alike). Prints each one's requests/s and p99, the records the
+capturing server wrote, dropped and failed to write, and the throughput ratio on/off (the target: at least 0.95).
+
 Needs trained and quantised models: by default those of the latest ``make demo`` run
 (``demo-output/artefacts/nlp_local/<run>/{model,quantized,staged}``).
-Usage: ``python bench/serve_load.py [--fp32 DIR] [--int8 DIR] [--data STAGED] [--seconds 20]``.
+Usage: ``python bench/serve_load.py [--fp32 DIR] [--int8 DIR] [--data STAGED] [--seconds 20] [--capture-only]``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -244,6 +250,74 @@ while time.perf_counter() < until:
 """
 
 
+def metric_values(url: str) -> dict[str, float]:
+    """The server's /metrics samples without labels, by name."""
+    samples = (line.rsplit(" ", 1) for line in httpx.get(f"{url}/metrics").text.splitlines() if line[:1] != "#")
+    return {name: float(value) for name, value in samples if "{" not in name}
+
+
+# The capture phase's turns: each server is driven this many times, for --seconds / CAPTURE_TURNS each.
+CAPTURE_TURNS = 4
+
+
+def capture_phase(model: Path, pairs: list[dict], concurrency: int, seconds: float) -> dict:
+    """Throughput of ``model``'s server with capture off and with every request captured to a local folder."""
+    with tempfile.TemporaryDirectory(prefix="serve_load-capture-") as folder:
+        settings = {"off": [], "on": ["--capture-dir", folder, "--capture-sample-rate", "1.0"]}
+        servers = {name: start(model, *flags) for name, flags in settings.items()}
+        try:
+            turns = {name: [] for name in servers}
+            for _ in range(CAPTURE_TURNS):
+                for name, (_, url) in servers.items():
+                    turns[name].append(asyncio.run(closed_loop(url, pairs, concurrency, seconds / CAPTURE_TURNS)))
+            counters = metric_values(servers["on"][1])
+        finally:
+            for process, _ in servers.values():
+                process.terminate()
+                process.wait(timeout=60)
+        written = sum(len(path.read_bytes().splitlines()) for path in Path(folder).rglob("*.jsonl"))
+    result = {name: _merged(runs) for name, runs in turns.items()}
+    result["records"] = {
+        "written": counters.get("capture_records_total", 0),
+        "dropped": counters.get("capture_dropped_records_total", 0),
+        "errors": counters.get("capture_write_errors_total", 0),
+        "in_files": written,
+    }
+    return result
+
+
+def _merged(runs: list[dict]) -> dict:
+    """One figure for several closed-loop runs: requests over their summed time, the worst p99, every error."""
+    requests = sum(run["requests"] for run in runs)
+    elapsed = sum(run["requests"] / run["requests_per_second"] for run in runs)
+    return {
+        "requests_per_second": requests / elapsed,
+        "p99": max(run["p99"] for run in runs),
+        "requests": requests,
+        "errors": sum(run["errors"] for run in runs),
+    }
+
+
+def print_capture(capture: dict, concurrency: int, seconds: float) -> None:
+    records = capture["records"]
+    print(
+        f"\ncapture, shipped server, {concurrency} concurrent clients, {CAPTURE_TURNS} turns of "
+        f"{seconds / CAPTURE_TURNS:.0f} s each, one pair per request:"
+    )
+    for name, label in (("off", "capture off"), ("on", "capture on, rate 1.0, local")):
+        run = capture[name]
+        print(
+            f"  {label:<30} {run['requests_per_second']:>7.1f} req/s  p99 {run['p99']:>7.1f} ms  "
+            f"{run['requests']} requests, {run['errors']} errors"
+        )
+    print(
+        f"  records                        {records['written']:.0f} written ({records['in_files']} lines in the files), "
+        f"{records['dropped']:.0f} dropped, {records['errors']:.0f} write errors"
+    )
+    ratio = capture["on"]["requests_per_second"] / capture["off"]["requests_per_second"]
+    print(f"  throughput ratio, on / off     {ratio:.3f} (target >= 0.95)")
+
+
 def summary(latencies: list[float], errors: int, elapsed: float) -> dict:
     milliseconds = np.asarray(latencies) * 1e3
     return {
@@ -265,12 +339,23 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=latest / "staged")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--capture-only", action="store_true", help="Run only the capture phase (needs --int8 and --data only)."
+    )
     options = parser.parse_args()
     print_hardware()
-    for folder in (options.fp32 / "saved_model", options.int8 / "saved_model", options.data / "validation"):
+    needed = [options.int8 / "saved_model", options.data / "validation"]
+    for folder in needed if options.capture_only else [options.fp32 / "saved_model", *needed]:
         if not folder.is_dir():
             parser.error(f"{folder} is missing: run `make demo` first, or pass --fp32, --int8 and --data")
     pairs = pairs_from(options.data)
+    if options.capture_only:
+        print_capture(
+            capture_phase(options.int8, pairs, options.concurrency, options.seconds),
+            options.concurrency,
+            options.seconds,
+        )
+        return
 
     configurations = {
         "naive: FP32, pad 128, no batching": (options.fp32, ["--padding", "max_length", "--max-batch-size", "1"]),
@@ -320,6 +405,8 @@ def main() -> None:
         f"  slow clients cut off     {attacked['slow_cut']}\n"
         f"  resident memory          {before:.0f} MB before, {after:.0f} MB after ({after - before:+.0f} MB)"
     )
+    capture = capture_phase(options.int8, pairs, options.concurrency, options.seconds)
+    print_capture(capture, options.concurrency, options.seconds)
 
 
 if __name__ == "__main__":

@@ -193,14 +193,15 @@ class CaptureWriter:
         texts: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """Hand a sampled request's pairs to the writer; each one the buffer has no room for is dropped."""
+        if self._stopping.is_set():  # nothing offered now would be written
+            self._dropped(len(pairs))
+            return
         moment, dropped = self._now(), 0
         texts = texts if self.text else None
         for index, pair in enumerate(pairs):
             text = texts[index] if texts is not None else None
             pending = Pending(moment, model_version, request_id, pair, probabilities[index], unk_token_id, text)
             try:
-                if self._stopping.is_set():
-                    raise queue.Full
                 self._buffer.put_nowait(pending)
             except queue.Full:
                 dropped += 1
@@ -214,8 +215,9 @@ class CaptureWriter:
 
     def start(self) -> None:
         log.info(
-            "capturing %s of requests%s to %s (files of up to %d bytes or %g s, %d records buffered at most)",
-            f"{self.sample_rate:.0%}",
+            "capturing a share of %g of requests%s to %s (files of up to %d bytes or %g s, %d records buffered at"
+            " most)",
+            self.sample_rate,
             " with their text" if self.text else "",
             self.root,
             self.file_bytes,
