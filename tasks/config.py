@@ -813,6 +813,9 @@ MONITORING_REPORT = "monitoring.json"
 # The longest window `monitor` compares: a week of hours (each hour's folder is listed).
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 _SHARE_CHANGE = {"exclusiveMinimum": 0, "maximum": 1}
+# A prediction whose label's probability is below this is low confidence: monitor's default, and the threshold
+# train measures the validation predictions' low-confidence share at for the traffic baseline.
+LOW_CONFIDENCE = 0.6
 
 
 @dataclass
@@ -868,7 +871,7 @@ class MonitorArguments:
         "A pair whose predicted label's probability is below this is low confidence (the baseline's share is"
         " measured at the default, 0.6).",
         {"exclusiveMinimum": 0.5, "maximum": 1},
-        default=0.6,
+        default=LOW_CONFIDENCE,
     )
     low_confidence_shift_threshold: float = _flag(
         "Drift when the share of low-confidence pairs is above the baseline's by more than this (absolute).",

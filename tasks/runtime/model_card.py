@@ -21,6 +21,10 @@ TRAINING_HISTORY = "training_history"
 # The search that chose the card's hyper-parameters (train --tuning): where its tuning.json is, the best trial and
 # every trial's setting and score. A compressed model's card keeps it; the report and the registry show it.
 TUNING = "tuning"
+# What the model's own data looked like, for ``python -m tasks monitor`` to compare its traffic with: the train split's
+# token lengths, paraphrase share and unknown-token rate, and its validation predictions' confidence
+# (tasks/monitoring/baseline.py). The train step writes it; a compressed model's card keeps it.
+TRAFFIC_BASELINE = "traffic_baseline"
 README = "README.md"
 _GLUE = "nyu-mll/glue"
 _TEMPLATE = """---

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import tf_keras
 
+from tasks.config import LOW_CONFIDENCE
 from tasks.errors import ConfigError
 from tasks.evaluation.scores import classification_scores
+from tasks.monitoring import baseline as traffic_baseline
 from tasks.runtime.outputs import write_json
 
 log = logging.getLogger("tasks.training.train")
@@ -151,30 +153,39 @@ class ValidationScorer(tf_keras.callbacks.Callback):
         self.loss = loss
         self.history = history or EpochHistory(None)
         self._predict = None
+        # The predicted labels' probabilities of the last scoring: the traffic baseline's confidence figures.
+        self.confidences: np.ndarray | None = None
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """(labels, predicted labels, mean loss) over the validation split."""
+        """(labels, predicted labels, mean loss) over the validation split; keeps the predicted labels'
+        probabilities in ``confidences``."""
         import tensorflow as tf
 
         def predict(features, labels):
             logits = self.model(features, training=False).logits
-            return tf.argmax(logits, axis=-1, output_type=tf.int32), self.loss(labels, logits)
+            confidence = tf.reduce_max(tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1), axis=-1)
+            return tf.argmax(logits, axis=-1, output_type=tf.int32), confidence, self.loss(labels, logits)
 
         if self._predict is None:
             self._predict = tf.function(predict, reduce_retracing=True)
-        labels, predictions, losses = [], [], []
+        labels, predictions, confidences, losses = [], [], [], []
         for features, label in self.dataset:
-            predicted, loss = self._predict(features, label)
+            predicted, confidence, loss = self._predict(features, label)
             predictions.append(predicted.numpy())
+            confidences.append(confidence.numpy())
             losses.append(loss.numpy())
             labels.append(label.numpy())
+        self.confidences = np.concatenate(confidences)
         return np.concatenate(labels), np.concatenate(predictions), float(np.concatenate(losses).mean())
 
     def on_epoch_end(self, epoch, logs=None):
         start = time.perf_counter()
+        self.confidences = None
         labels, predictions, val_loss = self.predictions()
         scores = classification_scores(labels, predictions)
         record = {"epoch": epoch + 1, "loss": (logs or {}).get("loss"), "val_loss": val_loss, **scores}
+        if self.confidences is not None:
+            record |= traffic_baseline.of_predictions(self.confidences, predictions, LOW_CONFIDENCE)
         self.history.append(record)
         if logs is not None:
             logs["val_loss"], logs["val_accuracy"], logs["val_f1"] = val_loss, scores["accuracy"], scores["f1"]

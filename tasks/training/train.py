@@ -219,6 +219,10 @@ class Trained:
     epochs: list[dict]
     progress: object
     stopped_early: bool = False
+    # The train split's part of the traffic baseline, and the validation split's size (its predictions' part is
+    # in the last epoch's record).
+    data_baseline: dict | None = None
+    validation_pairs: int = 0
 
 
 def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> Trained:
@@ -298,7 +302,36 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
     finally:
         if curves:
             curves.close()
-    return Trained(model, history.records, progress, stopped_early=bool(stopping and stopping.stopped_after))
+    return Trained(
+        model,
+        history.records,
+        progress,
+        stopped_early=bool(stopping and stopping.stopped_after),
+        data_baseline=training_data_baseline(train, run.data) if run.cluster.is_chief else None,
+        validation_pairs=len(validation),
+    )
+
+
+def training_data_baseline(train, data: Path) -> dict:
+    """The train split's part of the traffic baseline (tasks/monitoring/baseline.py): its pairs' token lengths
+    (as trained: re-tokenised when --max-seq-length asked), the unknown tokens among them, its labels."""
+    import numpy as np
+
+    from tasks.monitoring import baseline
+
+    unknown_id = baseline.unknown_token_id(tokenizer_folder(data))
+    token_ids = train.input_ids.flat_values.numpy()
+    unknown = 0 if unknown_id is None else int(np.count_nonzero(token_ids == unknown_id))
+    return baseline.of_training_data(train.input_ids.row_lengths().numpy(), unknown, train.labels)
+
+
+def card_traffic_baseline(trained: Trained) -> dict:
+    """The card's traffic baseline: the train split's figures, with the final model's validation predictions'."""
+    from tasks.config import LOW_CONFIDENCE
+    from tasks.monitoring import baseline
+
+    final = trained.epochs[-1] if trained.epochs else {}
+    return baseline.with_validation(trained.data_baseline, final, trained.validation_pairs, LOW_CONFIDENCE)
 
 
 @contextmanager
@@ -449,7 +482,8 @@ def write_model(run: TrainingRun, trained: Trained, work: Path, wall_time: float
     shutil.copytree(tokenizer_folder(run.data), work / "tokenizer", dirs_exist_ok=True)
     metrics = training_metrics(run, trained, wall_time)
     write_json(work / TRAINING_METRICS, metrics)
-    model_card.write(work, training_card(run, type(exported).__name__, metrics))
+    card = training_card(run, type(exported).__name__, metrics)
+    model_card.write(work, card | {model_card.TRAFFIC_BASELINE: card_traffic_baseline(trained)})
     log_result(metrics, run.plan.precision)
 
 

@@ -1,0 +1,47 @@
+"""``monitoring.json``: the window, the traffic it held, each statistic against its threshold, and the verdict.
+
+The verdict (``status``) is ``not_enough_data`` when the window holds fewer than ``--min-records`` pairs
+(whatever the statistics say: a few pairs are noise, never drift), else ``drift`` when any statistic drifted,
+else ``ok``. The statistics of a window with too few pairs are still listed, for a person to read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from tasks.monitoring import records, statistics
+
+OK, DRIFT, NOT_ENOUGH_DATA = "ok", "drift", "not_enough_data"
+STATUSES = (OK, DRIFT, NOT_ENOUGH_DATA)
+CHART = "monitoring.png"
+
+
+def build(args, window: tuple[datetime, datetime], traffic, reference, entries: list[dict]) -> dict:
+    """The report of one monitor run.
+
+    :param args: the step's MonitorArguments.
+    :param window: its (start, end).
+    :param traffic: the window's pairs (tasks.monitoring.traffic.Traffic).
+    :param reference: the baseline and where it came from (tasks.monitoring.reference.Reference).
+    :param entries: each statistic's entry (tasks.monitoring.statistics.compare).
+    """
+    enough = len(traffic) >= args.min_records
+    drifted = [entry["name"] for entry in entries if entry["status"] == statistics.DRIFT] if enough else []
+    edges = reference.baseline["token_length"]["edges"]
+    return {
+        "status": (DRIFT if drifted else OK) if enough else NOT_ENOUGH_DATA,
+        "window": {"start": records.stamp(window[0]), "end": records.stamp(window[1])},
+        "records": len(traffic),
+        "min_records": args.min_records,
+        "model_versions": dict(sorted(traffic.model_versions.items())),
+        "capture": args.capture,
+        "baseline": args.baseline,
+        "baseline_kind": reference.kind,
+        "statistics": entries,
+        "drifted": drifted,
+        "token_length": {
+            "edges": edges,
+            "baseline_shares": reference.baseline["token_length"]["shares"],
+            "traffic_shares": statistics.bin_shares(traffic.lengths, edges) if len(traffic) else None,
+        },
+    }

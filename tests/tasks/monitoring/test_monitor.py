@@ -1,0 +1,163 @@
+"""``python -m tasks monitor`` end to end on capture files: its verdicts, its window, its refusals."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from tasks.cli import main
+from tasks.monitoring import records
+from tests.tasks.monitoring.conftest import WINDOW_END, WINDOW_START, draw, monitor_flags, write_capture
+
+
+def run_monitor(tmp_path, model_folder, *extra: str) -> dict:
+    output = tmp_path / "monitoring"
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", model_folder, output, *extra)]) == 0
+    assert (output / "monitoring.png").stat().st_size > 0
+    return json.loads((output / "monitoring.json").read_text())
+
+
+def statuses(report: dict) -> dict[str, str]:
+    return {entry["name"]: entry["status"] for entry in report["statistics"]}
+
+
+def test_traffic_drawn_like_the_baseline_is_ok(tmp_path, model_folder):
+    write_capture(tmp_path / "capture", draw(400, seed=1))
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "ok" and report["drifted"] == []
+    assert report["records"] == 400 and report["model_versions"] == {"v1": 400}
+    assert set(statuses(report).values()) == {"pass"}
+    assert report["window"] == {"start": "2026-12-03T16:00:00.000Z", "end": "2026-12-03T17:00:00.000Z"}
+    assert report["baseline_kind"] == "model card"
+
+
+def test_much_longer_pairs_drift_on_token_length_psi(tmp_path, model_folder):
+    write_capture(tmp_path / "capture", draw(400, seed=2, extra_tokens=40))
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "drift" and report["drifted"] == ["token_length_psi"]
+    psi = next(entry for entry in report["statistics"] if entry["name"] == "token_length_psi")
+    assert psi["value"] > 1 and psi["threshold"] == 0.2
+    assert report["token_length"]["traffic_shares"][-1] == 1.0, "every pair is longer than the baseline's longest tenth"
+
+
+def test_flipped_labels_drift_on_the_paraphrase_share(tmp_path, model_folder):
+    write_capture(tmp_path / "capture", draw(400, seed=3, flip_labels=True))
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "drift" and report["drifted"] == ["positive_share"]
+    share = next(entry for entry in report["statistics"] if entry["name"] == "positive_share")
+    assert share["value"] == pytest.approx(1 - share["baseline"], abs=0.08)
+
+
+def test_fewer_records_than_min_records_is_not_enough_data_never_drift(tmp_path, model_folder):
+    write_capture(tmp_path / "capture", draw(99, seed=4, extra_tokens=40))
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "not_enough_data" and report["drifted"] == []
+    assert report["records"] == 99 and report["min_records"] == 100
+    assert statuses(report)["token_length_psi"] == "drift", "the statistics are still listed for a person"
+    assert run_monitor(tmp_path, model_folder, "--min-records", "99")["status"] == "drift"
+
+
+def test_an_empty_window_is_not_enough_data(tmp_path, model_folder):
+    (tmp_path / "capture").mkdir()
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "not_enough_data" and report["records"] == 0
+    assert set(statuses(report).values()) == {"no_reference"}
+
+
+def test_the_window_keeps_start_and_leaves_out_end(tmp_path, model_folder):
+    template = draw(1)[0]
+    moments = {
+        "before": WINDOW_START - timedelta(milliseconds=1),
+        "start": WINDOW_START,
+        "last": WINDOW_END - timedelta(milliseconds=1),
+        "end": WINDOW_END,
+    }
+    drawn = [template | {"time": records.stamp(moment), "model_version": name} for name, moment in moments.items()]
+    write_capture(tmp_path / "capture", drawn)
+    report = run_monitor(tmp_path, model_folder, "--min-records", "1")
+    assert report["model_versions"] == {"last": 1, "start": 1}
+
+
+def test_only_the_windows_hours_are_read_and_hidden_files_are_skipped(tmp_path, model_folder):
+    capture = tmp_path / "capture"
+    write_capture(capture, draw(150, seed=5))
+    for hour in (WINDOW_START - timedelta(hours=1), WINDOW_END):  # the hours either side: never opened
+        folder = capture / records.hour_folder(hour)
+        folder.mkdir(parents=True)
+        (folder / "junk.jsonl").write_text("not json\n")
+    inside = capture / records.hour_folder(WINDOW_START)
+    (inside / ".being-written.jsonl").write_text("half a li")
+    (inside / "notes.txt").write_text("not a capture file")
+    report = run_monitor(tmp_path, model_folder)
+    assert report["records"] == 150 and report["status"] == "ok"
+
+
+def test_a_window_across_hours_reads_each_hour(tmp_path, model_folder):
+    drawn = draw(300, seed=6)
+    for index, record in enumerate(drawn):  # half of them in the hour before
+        if index % 2:
+            record["time"] = records.stamp(records.parse_time(record["time"]) - timedelta(hours=1))
+    write_capture(tmp_path / "capture", drawn)
+    assert run_monitor(tmp_path, model_folder)["records"] == 150
+    assert run_monitor(tmp_path, model_folder, "--window-minutes", "120")["records"] == 300
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "not JSON"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"time": "2026-12-03T16:30:00.000Z"}', "no field model_version, request_id, tokens"),
+        ("TOKENS", "field 'tokens' is [3], not two token counts"),
+        ("LABEL", "field 'label' is 2, not a label index (0 to 1)"),
+        ("PROBABILITY", "field 'probability' is 1.5, not a probability"),
+        ("TIME", "field 'time' is 'yesterday', not a time"),
+    ],
+)
+def test_a_malformed_line_is_an_error_naming_file_and_line_and_nothing_is_written(
+    tmp_path, model_folder, capsys, line, reason
+):
+    good = draw(3, seed=7)
+    broken = {
+        "TOKENS": good[0] | {"tokens": [3]},
+        "LABEL": good[0] | {"label": 2},
+        "PROBABILITY": good[0] | {"probability": 1.5},
+        "TIME": good[0] | {"time": "yesterday"},
+    }
+    (path,) = write_capture(tmp_path / "capture", good)
+    lines = path.read_text().splitlines()
+    lines.insert(1, json.dumps(broken[line]) if line in broken else line)
+    path.write_text("\n".join(lines) + "\n")
+    output = tmp_path / "monitoring"
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", model_folder, output)]) == 3
+    assert f"error: {path}:2: {reason}" in capsys.readouterr().err
+    assert not output.exists() and not list(tmp_path.glob(".monitoring*"))
+
+
+def test_a_previous_report_survives_a_failed_run(tmp_path, model_folder):
+    (path,) = write_capture(tmp_path / "capture", draw(120, seed=8))
+    first = run_monitor(tmp_path, model_folder)
+    path.write_text(path.read_text() + "{broken\n")
+    output = tmp_path / "monitoring"
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", model_folder, output)]) == 3
+    assert json.loads((output / "monitoring.json").read_text()) == first
+
+
+def test_a_model_without_a_traffic_baseline_is_refused_naming_what_to_pass(tmp_path, capsys):
+    model = tmp_path / "old-model"
+    model.mkdir()
+    (model / "model_card.json").write_text('{"architecture": "TFBertForSequenceClassification"}')
+    (tmp_path / "capture").mkdir()
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", model, tmp_path / "out")]) == 3
+    error = capsys.readouterr().err
+    assert f"--baseline {model}: its model card has no traffic_baseline" in error
+    assert "pass the staged data folder it was trained on as --baseline" in error
+
+
+def test_a_baseline_that_is_neither_model_nor_data_is_refused(tmp_path, capsys):
+    (tmp_path / "capture").mkdir()
+    (tmp_path / "empty").mkdir()
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", tmp_path / "empty", tmp_path / "out")]) == 3
+    assert "neither a model" in capsys.readouterr().err
