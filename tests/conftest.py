@@ -293,7 +293,7 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m tasks serve`` on 127.0.0.1 in a subprocess, ready once ``/ping`` answers 200."""
 
-    def __init__(self, model: Path, *flags: str, log: Path):
+    def __init__(self, model: Path, *flags: str, log: Path, environment: dict[str, str] | None = None):
         from tasks.endpoint.commands import spawn_server
 
         self.port = free_port()
@@ -301,7 +301,9 @@ class ServerProcess:
         self.log_path = log
         with log.open("wb") as output:
             self.process = spawn_server(
-                ["--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *flags], output
+                ["--model", str(model), "--host", "127.0.0.1", "--port", str(self.port), *flags],
+                output,
+                environment=environment,
             )
 
     def wait_ready(self, timeout: float = 120) -> str:

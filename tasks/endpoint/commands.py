@@ -157,14 +157,18 @@ def _flag(name: str, value: object) -> str:
     return flag if value is True else f"{flag}={value}"
 
 
-def spawn_server(flags: list[str], output: IO, *, detached: bool = False) -> subprocess.Popen:
-    """``python -m tasks serve FLAGS`` with its output in ``output``; ``detached``: in a session of its own."""
+def spawn_server(
+    flags: list[str], output: IO, *, detached: bool = False, environment: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``python -m tasks serve FLAGS`` with its output in ``output``; ``detached``: in a session of its own;
+    ``environment``: variables added to this process's (what a SageMaker model's Environment sets)."""
     return subprocess.Popen(
         [sys.executable, "-m", "tasks", "serve", *flags],
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=detached,
+        env={**os.environ, **environment} if environment else None,
     )
 
 

@@ -467,6 +467,134 @@ def test_a_second_group_of_a_name_is_refused_as_the_provider_expects(client, fak
     assert client.describe_model_package_group(ModelPackageGroupName="g")["ModelPackageGroupDescription"] == "first"
 
 
+# ---- data capture -----------------------------------------------------------------------------------------------
+def capture(bucket: str, **changes) -> dict:
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 100,
+        "DestinationS3Uri": f"s3://{bucket}/capture/sagemaker",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    } | changes
+
+
+def test_data_capture_is_kept_in_the_config_and_summarised_by_the_endpoint_serving_it(client, fake_sagemaker, bucket):
+    asked = capture(bucket, KmsKeyId="alias/nlp-capture")
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    endpoint_config(client, "quiet")
+    variants = [{"VariantName": "main", "ModelName": "m", "InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 2}]
+    client.create_endpoint_config(EndpointConfigName="watched", ProductionVariants=variants, DataCaptureConfig=asked)
+    assert client.describe_endpoint_config(EndpointConfigName="watched")["DataCaptureConfig"] == asked
+    assert "DataCaptureConfig" not in client.describe_endpoint_config(EndpointConfigName="quiet")
+
+    fake_sagemaker.endpoint_seconds = 600
+    client.create_endpoint(EndpointName="e", EndpointConfigName="watched")
+    summary = {
+        "EnableCapture": True,
+        "CaptureStatus": "Stopped",  # not serving yet
+        "CurrentSamplingPercentage": 100,
+        "DestinationS3Uri": asked["DestinationS3Uri"],
+        "KmsKeyId": "alias/nlp-capture",
+    }
+    assert client.describe_endpoint(EndpointName="e")["DataCaptureConfig"] == summary
+    fake_sagemaker.clock.advance(600)
+    assert client.describe_endpoint(EndpointName="e")["DataCaptureConfig"] == summary | {"CaptureStatus": "Started"}
+
+    client.update_endpoint(EndpointName="e", EndpointConfigName="quiet")
+    assert client.describe_endpoint(EndpointName="e")["DataCaptureConfig"]["CaptureStatus"] == "Started", "updating"
+    fake_sagemaker.clock.advance(600)
+    assert "DataCaptureConfig" not in client.describe_endpoint(EndpointName="e")
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (
+            {"InitialSamplingPercentage": 101},
+            "Value '101' at 'dataCaptureConfig.initialSamplingPercentage' failed to satisfy constraint: Member must "
+            "have value less than or equal to 100",
+        ),
+        (
+            {"CaptureOptions": [{"CaptureMode": "Both"}]},
+            "at 'dataCaptureConfig.captureOptions.1.member.captureMode' failed to satisfy constraint: Member must "
+            "satisfy enum value set: [Input, Output, InputAndOutput]",
+        ),
+        ({"DestinationS3Uri": "ftp://b/capture"}, "dataCaptureConfig.destinationS3Uri' failed to satisfy constraint"),
+        ({"KmsKeyId": "my key"}, "dataCaptureConfig.kmsKeyId' failed to satisfy constraint: Member must satisfy"),
+        (
+            {"CaptureContentTypeHeader": {"JsonContentTypes": [f"application/x{n}" for n in range(11)]}},
+            "dataCaptureConfig.captureContentTypeHeader.jsonContentTypes' failed to satisfy constraint: Member must "
+            "have length less than or equal to 10",
+        ),
+        (
+            {"CaptureContentTypeHeader": {"JsonContentTypes": ["json"]}},
+            "captureContentTypeHeader.jsonContentTypes.1.member' failed to satisfy constraint: Member must satisfy",
+        ),
+    ],
+    ids=["percent", "mode", "destination", "kms", "types", "type"],
+)
+def test_a_data_capture_config_sagemaker_refuses_is_refused(client, fake_sagemaker, bucket, change, refusal):
+    from botocore.exceptions import ClientError
+
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    variants = [{"VariantName": "main", "ModelName": "m", "InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 1}]
+    with pytest.raises(ClientError, match=re.escape(refusal)):
+        client.create_endpoint_config(
+            EndpointConfigName="c", ProductionVariants=variants, DataCaptureConfig=capture(bucket, **change)
+        )
+    assert not client.list_endpoint_configs()["EndpointConfigs"]
+
+
+def test_an_invocation_is_captured_by_sagemaker_and_by_the_server_its_models_environment_configures(
+    client, fake_sagemaker, bucket, s3, trained_tiny
+):
+    """SageMaker starts the serving container without flags: the fake starts it with the model's Environment, so
+    the server's own capture (NLP_CAPTURE_DIR) lands in S3 beside SageMaker's, which the config's DataCaptureConfig
+    asks for (answers only here)."""
+    import boto3
+
+    from tasks.config import CAPTURE_ENV
+    from tasks.monitoring import records
+    from tasks.serving.contract import LABELS, SMOKE_REQUEST
+    from tests.conftest import upload_folder
+
+    model = upload_folder(s3["client"], trained_tiny, bucket, "models/tiny") + "/"
+    root = f"s3://{bucket}/capture/nlp_sagemaker"
+    environment = {CAPTURE_ENV["capture_dir"]: root, CAPTURE_ENV["capture_sample_rate"]: "1.0"}
+    source = {"S3DataSource": {"S3Uri": model, "S3DataType": "S3Prefix", "CompressionType": "None"}}
+    container = {"Image": IMAGE, "ModelDataSource": source, "Environment": environment}
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer=container)
+    variants = [{"VariantName": "main", "ModelName": "m", "InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 1}]
+    answers_only = capture(bucket, DestinationS3Uri=f"{root}/sagemaker", CaptureOptions=[{"CaptureMode": "Output"}])
+    client.create_endpoint_config(EndpointConfigName="c", ProductionVariants=variants, DataCaptureConfig=answers_only)
+    client.create_endpoint(EndpointName="e", EndpointConfigName="c")
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=s3["env"]["AWS_ENDPOINT_URL"], region_name=REGION)
+    answer = runtime.invoke_endpoint(EndpointName="e", ContentType="application/json", Body=json.dumps(SMOKE_REQUEST))[
+        "Body"
+    ].read()
+    for server in fake_sagemaker.servers.values():
+        server.stop()  # SIGTERM: the server closes (uploads) its capture file
+    keys = [item["Key"] for item in s3["client"].list_objects_v2(Bucket=bucket, Prefix="capture/")["Contents"]]
+
+    def read(key: str) -> list[dict]:
+        body = s3["client"].get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+        return [json.loads(line) for line in body.splitlines()]
+
+    hour = r"\d{4}/\d{2}/\d{2}/\d{2}"
+    [sagemakers] = [
+        key for key in keys if re.fullmatch(rf"capture/nlp_sagemaker/sagemaker/e/main/{hour}/.+\.jsonl", key)
+    ]
+    [event] = read(sagemakers)
+    assert set(event["captureData"]) == {"endpointOutput"}, "no request bodies (raw text) unless asked"
+    output = event["captureData"]["endpointOutput"]
+    assert (output["encoding"], output["mode"], json.loads(output["data"])) == ("JSON", "OUTPUT", json.loads(answer))
+    [servers] = [key for key in keys if re.fullmatch(rf"capture/nlp_sagemaker/{hour}/[^.].*\{records.SUFFIX}", key)]
+    captured = read(servers)
+    assert len(captured) == len(SMOKE_REQUEST["instances"])
+    assert [LABELS[each["label"]] for each in captured] == json.loads(answer)["labels"]
+    assert all(set(records.FIELDS) <= set(each) and records.TEXT not in each for each in captured)
+
+
 # ---- model registry ---------------------------------------------------------------------------------------------
 def register(client, token: str | None = None, description: str = "v", **extra) -> str:
     request = {

@@ -36,8 +36,16 @@ and answers at once where SageMaker takes hours. Installed with ``FakeSageMaker(
 - instance types are checked against botocore's enum for their use (processing, training, hosting).
 - ListModelPackages answers pages of ``page_size`` (a small default, so callers must follow NextToken);
   CreateModelPackage honours ClientToken; ModelLifeCycle is kept; UpdateModelPackage changes only what it names.
-- InvokeEndpoint answers with the served model: ``python -m tasks serve`` on the endpoint's model data;
-  ``broken_answers`` makes it answer what no model would.
+- InvokeEndpoint answers with the served model: ``python -m tasks serve`` on the endpoint's model data, started
+  as SageMaker starts the container: no flags, the model's Environment (so the server's own capture, configured
+  there, lands in moto's S3); ``broken_answers`` makes it answer what no model would.
+- DataCaptureConfig: CreateEndpointConfig checks it against botocore's shapes (required members, enums, lengths,
+  ranges, patterns; AWS's wording), DescribeEndpointConfig returns it as asked (and leaves it out when not asked,
+  where moto answers ``{}``), DescribeEndpoint summarises the served config's (DataCaptureConfigSummary: Stopped
+  until the endpoint serves, Started after; it follows an update). Each invocation is captured as SageMaker does
+  it: at InitialSamplingPercentage, CaptureOptions' bodies (JSON text for JsonContentTypes, else base64) in a
+  JSON Lines record under ``DestinationS3Uri/ENDPOINT/VARIANT/YYYY/MM/DD/HH/`` (SSE-KMS with KmsKeyId); one file
+  per invocation, where SageMaker gathers a few minutes of records into one.
 
 Every request is kept as received (``requests``: action, JSON body) for tests to assert on. A status a test
 sets on moto's objects directly (``backend().processing_jobs[name].processing_job_status = ...``) stays.
@@ -48,6 +56,7 @@ tuning job's search strategy, early stopping and warm start.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import functools
@@ -63,6 +72,7 @@ import sys
 import tarfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,6 +196,57 @@ def _check_vpc(vpc: dict | None, where: str) -> None:
             )
 
 
+def _member(name: str) -> str:
+    return name[0].lower() + name[1:]
+
+
+def _check_shape(value, shape, where: str) -> None:
+    """Refuse ``value`` as SageMaker's front end refuses what its service model does not allow (botocore's
+    ``shape``: required members, enums, lengths, ranges, patterns, which Java reads and ``regex`` too), with its
+    wording: ``where`` in camelCase, list items as ``name.N.member``."""
+    import regex
+
+    if shape.type_name == "structure":
+        for name in shape.required_members:
+            if value.get(name) is None:
+                raise _constraint(None, f"{where}.{_member(name)}", "Member must not be null")
+        for name, member in value.items():  # botocore refuses unknown members before sending
+            _check_shape(member, shape.members[name], f"{where}.{_member(name)}")
+        return
+    limits, size = shape.metadata, value
+    if shape.type_name == "list":
+        for index, item in enumerate(value, 1):
+            _check_shape(item, shape.member, f"{where}.{index}.member")
+    if shape.type_name in ("string", "list"):
+        size, kind = len(value), "length"
+    else:
+        kind = "value"
+    if "min" in limits and size < limits["min"]:
+        raise _constraint(value, where, f"Member must have {kind} greater than or equal to {limits['min']}")
+    if "max" in limits and size > limits["max"]:
+        raise _constraint(value, where, f"Member must have {kind} less than or equal to {limits['max']}")
+    if (enum := getattr(shape, "enum", None)) and value not in enum:
+        raise _constraint(value, where, f"Member must satisfy enum value set: [{', '.join(enum)}]")
+    if "pattern" in limits and not regex.fullmatch(limits["pattern"], value):
+        raise _constraint(value, where, f"Member must satisfy regular expression pattern: {limits['pattern']}")
+
+
+def _capture_summary(config: dict | None, endpoint_status: str) -> dict | None:
+    """DescribeEndpoint's DataCaptureConfigSummary of the served config's DataCaptureConfig (EnableCapture
+    defaults to true): capture is Started once the endpoint serves with it on, else Stopped."""
+    if not config:
+        return None
+    enabled = config.get("EnableCapture", True)
+    serving = endpoint_status not in ("Creating", "Failed", "OutOfService")
+    summary = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled and serving else "Stopped",
+        "CurrentSamplingPercentage": config["InitialSamplingPercentage"],
+        "DestinationS3Uri": config["DestinationS3Uri"],
+    }
+    return summary | ({"KmsKeyId": config["KmsKeyId"]} if config.get("KmsKeyId") else {})
+
+
 @dataclass
 class _Job:
     """A job as SageMaker tracks it: when it was created, its limits, and what its container did."""
@@ -255,11 +316,12 @@ class FakeSageMaker:
         self._tunings: dict[str, _Tuning] = {}
         self._rollouts: dict[str, _Rollout] = {}
         self._tokens: dict[str, tuple[dict, str, float]] = {}  # ClientToken -> (request, package ARN, when)
+        self._sampler = random.Random(0)  # which invocations SageMaker's data capture samples
         self._lock = threading.RLock()
 
     # ---- installation -------------------------------------------------------------------------------------
     def install(self, monkeypatch) -> FakeSageMaker:
-        from moto.sagemaker.models import FakeEndpointConfig, ModelPackage, SageMakerModelBackend
+        from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, ModelPackage, SageMakerModelBackend
         from moto.sagemaker.responses import SageMakerResponse
         from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
@@ -268,6 +330,7 @@ class FakeSageMaker:
             "create_training_job": (self._check_training, self._after_training),
             "create_processing_job": (self._check_processing, self._after_processing),
             "create_model": (lambda backend, body: _check_vpc(body.get("VpcConfig"), "vpcConfig"), self._after_model),
+            "create_endpoint_config": (self._check_endpoint_config, None),
             "create_endpoint": (None, self._after_endpoint),
             "update_endpoint": (self._update_endpoint, None),
             "create_model_package": (self._reuse_model_package, self._after_model_package),
@@ -337,6 +400,24 @@ class FakeSageMaker:
                 instance_type, "ProductionVariantInstanceType", "productionVariants.1.member.instanceType"
             ),
         )
+        config_response = FakeEndpointConfig.response_object.fget
+        # moto answers DataCaptureConfig {} for a config without one; SageMaker leaves it out.
+        monkeypatch.setattr(
+            FakeEndpointConfig,
+            "response_object",
+            property(lambda config: {k: v for k, v in config_response(config).items() if v != {}}),
+        )
+        endpoint_response = FakeEndpoint.response_object.fget
+
+        def with_capture_summary(endpoint):
+            """DescribeEndpoint's DataCaptureConfig is a DataCaptureConfigSummary, not the config's request."""
+            answer = endpoint_response(endpoint)
+            answer.pop("DataCaptureConfig", None)
+            if summary := _capture_summary(endpoint.data_capture_config, endpoint.endpoint_status):
+                answer["DataCaptureConfig"] = summary
+            return answer
+
+        monkeypatch.setattr(FakeEndpoint, "response_object", property(with_capture_summary))
         monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", self._invoke_endpoint_response())
         return self
 
@@ -964,6 +1045,12 @@ class FakeSageMaker:
         return ActionResult(answer)
 
     # ---- endpoints ----------------------------------------------------------------------------------------
+    @staticmethod
+    def _check_endpoint_config(backend, body: dict) -> None:
+        """CreateEndpointConfig's DataCaptureConfig as SageMaker's front end checks it against its model."""
+        if (capture := body.get("DataCaptureConfig")) is not None:
+            _check_shape(capture, _shape("DataCaptureConfig"), "dataCaptureConfig")
+
     def _after_endpoint(self, backend, body: dict, result: dict) -> None:
         endpoint = backend.endpoints[body["EndpointName"]]
         started = self.clock.now()
@@ -1018,6 +1105,7 @@ class FakeSageMaker:
             config = backend.describe_endpoint_config(rollout.config)
             endpoint.endpoint_config_name = rollout.config
             endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+            endpoint.data_capture_config = config.get("DataCaptureConfig") or {}
             self._settle(endpoint, rollout, "InService", None, rollout.started + seconds)
             return
         if now < rollout.started + 2 * seconds:
@@ -1073,17 +1161,23 @@ class FakeSageMaker:
                 headers={"Content-Type": "application/json"},
                 timeout=120,
             )
+            content_type = response.headers.get("Content-Type", "application/octet-stream")
+            body = response.body if isinstance(response.body, bytes) else response.body.encode()
+            fake._capture(name, (content_type, body), (answer.headers.get("content-type", ""), answer.content))
             return answer.status_code, {"Content-Type": "application/json"}, answer.text
 
         return invoke_endpoint
 
     def _server_for(self, endpoint_name: str) -> ServerProcess:
-        """``python -m tasks serve`` on the model data the endpoint's config names (started once per model)."""
+        """``python -m tasks serve`` on the model data the endpoint's config names, with the container's
+        Environment (started once per model data and environment), as SageMaker starts it: no flags."""
         backend = self.backend()
         config = backend.describe_endpoint_config(backend.endpoints[endpoint_name].endpoint_config_name)
         container = backend.describe_model(config["ProductionVariants"][0]["ModelName"]).primary_container
         model_data = container.get("ModelDataUrl") or container["ModelDataSource"]["S3DataSource"]["S3Uri"]
-        if model_data not in self.servers:
+        environment = container.get("Environment") or {}
+        served = (model_data, json.dumps(environment, sort_keys=True))
+        if served not in self.servers:
             folder = self.workdir / "served" / str(len(self.servers))
             if model_data.endswith(".tar.gz"):
                 archive = self.workdir / "served" / f"{len(self.servers)}.tar.gz"
@@ -1094,10 +1188,56 @@ class FakeSageMaker:
                     tar.extractall(folder, filter="data")
             else:
                 self._download(model_data, folder)
-            server = ServerProcess(folder, log=self.workdir / "served" / f"{len(self.servers)}.log")
-            self.servers[model_data] = server
+            log = self.workdir / "served" / f"{len(self.servers)}.log"
+            server = ServerProcess(folder, log=log, environment=environment)
+            self.servers[served] = server
             server.wait_ready()
-        return self.servers[model_data]
+        return self.servers[served]
+
+    def _capture(self, endpoint_name: str, request: tuple[str, bytes], answer: tuple[str, bytes]) -> None:
+        """SageMaker's own capture of one invocation, as the served config's DataCaptureConfig asks: at its sampling
+        percentage, a JSON Lines record (captureData: endpointInput with CaptureMode Input, endpointOutput with
+        Output; eventMetadata; eventVersion) under DESTINATION/ENDPOINT/VARIANT/YYYY/MM/DD/HH/, a body as JSON text
+        when its content type is among JsonContentTypes, else base64; with KmsKeyId, SSE-KMS. SageMaker gathers
+        records into a file every few minutes; the fake writes a file per invocation."""
+        endpoint = self._moto_backend().endpoints[endpoint_name]
+        config = endpoint.data_capture_config
+        if not config or not config.get("EnableCapture", True):
+            return
+        if self._sampler.uniform(0, 100) >= config["InitialSamplingPercentage"]:
+            return
+        modes = {each["CaptureMode"] for each in config["CaptureOptions"]}
+        json_types = (config.get("CaptureContentTypeHeader") or {}).get("JsonContentTypes") or []
+
+        def data(mode: str, content_type: str, body: bytes) -> dict:
+            as_json = content_type in json_types
+            text = body.decode() if as_json else base64.b64encode(body).decode()
+            encoding = "JSON" if as_json else "BASE64"
+            return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+        captured = {}
+        if modes & {"Input", "InputAndOutput"}:
+            captured["endpointInput"] = data("INPUT", *request)
+        if modes & {"Output", "InputAndOutput"}:
+            captured["endpointOutput"] = data("OUTPUT", *answer)
+        moment, event = datetime.datetime.fromtimestamp(self.clock.now(), datetime.UTC), str(uuid.uuid4())
+        record = {
+            "captureData": captured,
+            "eventMetadata": {"eventId": event, "inferenceTime": moment.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "eventVersion": "0",
+        }
+        variant = endpoint.production_variants[0]["VariantName"]
+        bucket, prefix = config["DestinationS3Uri"].removeprefix("s3://").split("/", 1)
+        name = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{event}.jsonl"
+        encryption = (
+            {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": config["KmsKeyId"]} if config.get("KmsKeyId") else {}
+        )
+        self.s3.put_object(
+            Bucket=bucket,
+            Key=f"{prefix.rstrip('/')}/{endpoint_name}/{variant}/{moment:%Y/%m/%d/%H}/{name}",
+            Body=json.dumps(record).encode() + b"\n",
+            **encryption,
+        )
 
     # ---- model registry -----------------------------------------------------------------------------------
     def _reuse_model_package(self, backend, body: dict):
