@@ -42,6 +42,8 @@ def build(args, window: tuple[datetime, datetime], traffic, reference, entries: 
         "token_length": {
             "edges": edges,
             "baseline_shares": reference.baseline["token_length"]["shares"],
-            "traffic_shares": statistics.bin_shares(traffic.lengths, edges) if len(traffic) else None,
+            "traffic_shares": [round(share, 6) for share in statistics.bin_shares(traffic.lengths, edges)]
+            if len(traffic)
+            else None,
         },
     }
