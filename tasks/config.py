@@ -810,6 +810,9 @@ class SmokeTestArguments:
 
 # The monitor step's report in its output folder; the step result and the DAGs read it.
 MONITORING_REPORT = "monitoring.json"
+# Its verdicts (``status``): a DAG branches on them. Too few pairs in the window is never drift.
+MONITOR_OK, MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA = "ok", "drift", "not_enough_data"
+MONITOR_STATUSES = (MONITOR_OK, MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA)
 # The longest window `monitor` compares: a week of hours (each hour's folder is listed).
 MAX_WINDOW_MINUTES = 7 * 24 * 60
 _SHARE_CHANGE = {"exclusiveMinimum": 0, "maximum": 1}

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tasks.config import MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA, MONITOR_OK
 from tasks.monitoring import records, statistics
 
-OK, DRIFT, NOT_ENOUGH_DATA = "ok", "drift", "not_enough_data"
-STATUSES = (OK, DRIFT, NOT_ENOUGH_DATA)
 CHART = "monitoring.png"
 
 
@@ -29,7 +28,7 @@ def build(args, window: tuple[datetime, datetime], traffic, reference, entries: 
     drifted = [entry["name"] for entry in entries if entry["status"] == statistics.DRIFT] if enough else []
     edges = reference.baseline["token_length"]["edges"]
     return {
-        "status": (DRIFT if drifted else OK) if enough else NOT_ENOUGH_DATA,
+        "status": (MONITOR_DRIFT if drifted else MONITOR_OK) if enough else MONITOR_NOT_ENOUGH_DATA,
         "window": {"start": records.stamp(window[0]), "end": records.stamp(window[1])},
         "records": len(traffic),
         "min_records": args.min_records,

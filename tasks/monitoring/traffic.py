@@ -34,7 +34,6 @@ class Traffic:
     labels: np.ndarray
     probabilities: np.ndarray
     model_versions: Counter = field(default_factory=Counter)
-    files: int = 0
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -76,7 +75,6 @@ def read_window(root: str, start: datetime, end: datetime) -> Traffic:
         labels=np.asarray(columns["labels"], dtype=np.int64),
         probabilities=np.asarray(columns["probabilities"], dtype=float),
         model_versions=versions,
-        files=files,
     )
 
 

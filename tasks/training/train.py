@@ -307,7 +307,7 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
         history.records,
         progress,
         stopped_early=bool(stopping and stopping.stopped_after),
-        data_baseline=training_data_baseline(train, run.data) if run.cluster.is_chief else None,
+        data_baseline=None if args.score_only or not run.cluster.is_chief else training_data_baseline(train, run.data),
         validation_pairs=len(validation),
     )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tasks.cli import main
-from tasks.monitoring import records
+from tasks.config import MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA, MONITOR_OK, MONITOR_STATUSES
+from tasks.monitoring import records, traffic
 from tests.tasks.monitoring.conftest import WINDOW_END, WINDOW_START, draw, monitor_flags, write_capture
 
 
@@ -161,3 +162,17 @@ def test_a_baseline_that_is_neither_model_nor_data_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["monitor", *monitor_flags(tmp_path / "capture", tmp_path / "empty", tmp_path / "out")]) == 3
     assert "neither a model" in capsys.readouterr().err
+
+
+def test_the_hour_folders_of_a_window_cover_each_hour_it_touches_and_no_other():
+    start = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+    assert traffic.hour_folders(start, start + timedelta(minutes=31)) == ["2026/12/31/23", "2027/01/01/00"]
+    assert traffic.hour_folders(start, start + timedelta(minutes=30)) == ["2026/12/31/23"], "the end is excluded"
+    on_the_hour = datetime(2026, 12, 3, 16, tzinfo=UTC)
+    assert traffic.hour_folders(on_the_hour, on_the_hour + timedelta(hours=2)) == ["2026/12/03/16", "2026/12/03/17"]
+
+
+def test_the_verdicts_are_the_ones_the_dags_branch_on(tmp_path, model_folder):
+    write_capture(tmp_path / "capture", draw(120, seed=9))
+    assert run_monitor(tmp_path, model_folder)["status"] in MONITOR_STATUSES
+    assert (MONITOR_OK, MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA) == ("ok", "drift", "not_enough_data")
