@@ -50,6 +50,8 @@ def load(uri: str) -> Reference:
             return _from_card(uri, _card_in_archive(fs, f"{path}/{ARCHIVE}", uri))
         if any(fs.isfile(f"{path}/{manifest}") for manifest in _MANIFESTS):
             return Reference(traffic_baseline.of_staged_data(_local(uri)), STAGED_DATA, uri)
+    except FileNotFoundError as error:
+        raise DataError(f"--baseline {uri}: no such file: {error}") from error
     except OSError as error:
         raise SourceError(f"--baseline {uri}: cannot read: {error}") from error
     raise DataError(

@@ -102,6 +102,11 @@ def test_a_file_that_is_no_archive_is_refused(tmp_path):
         reference.load(str(archive))
 
 
+def test_a_missing_archive_is_bad_input_not_a_retryable_read_failure(tmp_path):
+    with pytest.raises(DataError, match=f"--baseline {tmp_path}/gone/model.tar.gz: no such file"):
+        reference.load(str(tmp_path / "gone" / "model.tar.gz"))
+
+
 def test_a_card_whose_baseline_lacks_a_figure_is_refused_naming_it(tmp_path, card_baseline):
     (tmp_path / model_card.JSON_CARD).write_text(
         json.dumps({model_card.TRAFFIC_BASELINE: card_baseline | {"token_length": {"edges": [1.0], "shares": [1.0]}}})
