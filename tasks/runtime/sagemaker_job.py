@@ -175,9 +175,13 @@ class TrainingJob:
         write_failure(self.failure_file, error)
 
 
+# The processing steps whose flags name every input and output (URIs read and written by the step itself).
+_OWN_PATHS = ("stage", "monitor")
+
+
 @dataclass(frozen=True)
 class ProcessingJob:
-    """The SageMaker processing-container contract for the ``stage``, ``quantize`` and ``evaluate`` steps.
+    """The SageMaker processing-container contract for the ``stage``, ``quantize``, ``evaluate`` and ``monitor`` steps.
 
     SageMaker describes the job in ``config/processingjobconfig.json`` and mounts each ``ProcessingInput``
     at the local path the job names, all under ``PROCESSING``. The pipeline's jobs use the layout below;
@@ -188,7 +192,7 @@ class ProcessingJob:
         PROCESSING_INPUT/champion/   evaluate only, optional: the model in production
         PROCESSING_OUTPUT/           uploaded to S3 when the job ends
 
-    ``stage`` reads its source from a URI, so it gets no default paths: its flags name them all.
+    ``stage`` and ``monitor`` read their inputs from URIs, so they get no default paths: their flags name them all.
     On failure the reason goes to ``output/message``, which SageMaker shows as the job's ExitMessage.
     """
 
@@ -216,7 +220,7 @@ class ProcessingJob:
         return self.root / "output" / "message"
 
     def arguments(self, step: str) -> list[str]:
-        if step == "stage":
+        if step in _OWN_PATHS:
             return []
         flags = ["--model", str(self.input_dir / "model"), "--data", str(self.input_dir / "data")]
         flags += ["--output", str(self.output_dir)]
@@ -233,6 +237,6 @@ def detect_job(step: str) -> TrainingJob | ProcessingJob | None:
     """The SageMaker job this step runs in, if any: training for ``train``, processing for the others."""
     if step == "train":
         return TrainingJob.detect()
-    if step in ("stage", "quantize", "evaluate"):
+    if step in ("quantize", "evaluate", *_OWN_PATHS):
         return ProcessingJob.detect()
     return None

@@ -176,3 +176,19 @@ def test_the_verdicts_are_the_ones_the_dags_branch_on(tmp_path, model_folder):
     write_capture(tmp_path / "capture", draw(120, seed=9))
     assert run_monitor(tmp_path, model_folder)["status"] in MONITOR_STATUSES
     assert (MONITOR_OK, MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA) == ("ok", "drift", "not_enough_data")
+
+
+def test_a_monitor_processing_job_names_its_own_paths_and_reports_why_it_failed(tmp_path, model_folder, monkeypatch):
+    """In a SageMaker processing job the step adds no default paths (its flags name its URIs), and a failure goes
+    to the job's message with its exit code, so the platform knows a retry cannot help."""
+    from tasks.runtime.sagemaker_job import detect_job
+
+    job_root = tmp_path / "opt-ml"
+    (job_root / "config").mkdir(parents=True)
+    (job_root / "config" / "processingjobconfig.json").write_text("{}")
+    monkeypatch.setenv("TASKS_SAGEMAKER_ROOT", str(job_root))
+    assert detect_job("monitor").arguments("monitor") == []
+    (path,) = write_capture(tmp_path / "capture", draw(2, seed=10))
+    path.write_text(path.read_text() + "{broken\n")
+    assert main(["monitor", *monitor_flags(tmp_path / "capture", model_folder, tmp_path / "out")]) == 3
+    assert (job_root / "output" / "message").read_text().startswith(f"DataError (exit 3): {path}:3: not JSON")
