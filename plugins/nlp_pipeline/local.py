@@ -279,7 +279,7 @@ def served_capture(state: Path) -> dict:
 
 def record_capture(state: Path, capture: dict) -> None:
     """Record the running endpoint's capture flags, replaced in one rename."""
-    work = state / f".{CAPTURE_SETTINGS}.tmp"
+    work = endpoint_state.prepare(state) / f".{CAPTURE_SETTINGS}.tmp"
     work.write_text(json.dumps(capture, sort_keys=True) + "\n")
     work.replace(state / CAPTURE_SETTINGS)
 

@@ -50,12 +50,12 @@ from nlp_pipeline.alerts import RunFailureNotifier
 from nlp_pipeline.assets import drift_detected
 from nlp_pipeline.params import monitor_params
 from nlp_pipeline.pipeline import DEFAULT_ARGS
+from tasks.config import MONITOR_DRIFT
 
 log = logging.getLogger(__name__)
 
 MONITOR = "monitor"  # the platform's monitor task
 SIGNAL_DRIFT, NO_DRIFT = "signal_drift", "no_drift"  # detect_drift's branches
-DRIFT = "drift"  # monitoring.json's status when a statistic drifted (tasks/monitoring)
 # At most one drift signal per production model version within this long: the retraining it started has a day to
 # replace the model before drift of the same model starts another.
 DRIFT_COOLDOWN = timedelta(hours=24)
@@ -124,7 +124,7 @@ def build_monitor(platform) -> DAG:
             log.info(
                 "%s: %s pairs, status %s (%s)", result["window"], result["records"], result["status"], result["uri"]
             )
-            return SIGNAL_DRIFT if result["status"] == DRIFT else NO_DRIFT
+            return SIGNAL_DRIFT if result["status"] == MONITOR_DRIFT else NO_DRIFT
 
         @task(task_id=SIGNAL_DRIFT, inlets=[asset], outlets=[asset])
         def signal_drift(production: dict, result: dict, **context) -> dict:

@@ -474,3 +474,67 @@ def test_a_new_flag_of_a_step_is_one_line_of_param_flags(monkeypatch):
     params = defaults({}) | {"checkpoint_every": 50}
     assert parsed(commands.command("train", params, data="/d", output="/o")).checkpoint_every == 50
     assert decisions.training_config(params)["checkpoint_every"] == 50
+
+
+# ---- capture: the server's settings from the run's Params, the same on every platform -----------------------------
+def test_capture_is_off_by_default_and_its_flags_parse_into_the_servers_settings():
+    params = defaults({})
+    assert (params["capture_sample_rate"], params["capture_text"]) == (0, False)
+    assert commands.capture_flags(params, "s3://b/capture/nlp_local") == {}
+    on = params | {"capture_sample_rate": 0.5, "capture_text": True}
+    flags = commands.capture_flags(on, "s3://b/capture/nlp_local")
+    served = parsed(commands.command("serve", {}, model="/m", **flags))
+    assert (served.capture_dir, served.capture_sample_rate, served.capture_text) == (
+        "s3://b/capture/nlp_local",
+        0.5,
+        True,
+    )
+    assert parsed(commands.command("serve", {}, model="/m", **commands.capture_flags(params, "/c"))).capture_dir == ""
+
+
+def test_the_capture_rate_param_offers_the_serve_flags_range_and_0_for_off():
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = pipeline_params()["capture_sample_rate"]
+    assert param.schema["section"] == "Monitoring" and "0: capture off" in param.description
+    for value in (0, 0.001, 1):
+        param.resolve(value)
+    for value in (-0.1, 1.01):
+        with pytest.raises(ParamValidationError):
+            param.resolve(value)
+
+
+def test_text_capture_without_capture_is_refused_when_the_run_starts():
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="capture_text: capturing text needs capture_sample_rate above 0"):
+        policy.check_params(defaults({}) | {"capture_text": True})
+    policy.check_params(defaults({}) | {"capture_text": True, "capture_sample_rate": 0.1})
+
+
+@pytest.mark.parametrize(("given", "rate"), [(None, 0), ("0", 0), ("0.05", 0.05), ("1", 1)])
+def test_the_capture_rate_defaults_to_the_environments_so_scheduled_runs_keep_capturing(monkeypatch, given, rate):
+    from nlp_pipeline import params
+
+    if given is None:
+        monkeypatch.delenv(params.DEFAULT_CAPTURE_RATE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(params.DEFAULT_CAPTURE_RATE_ENV, given)
+    assert pipeline_params()["capture_sample_rate"].value == rate
+
+
+@pytest.mark.parametrize("given", ["1.5", "-0.2", "often"])
+def test_a_bad_default_capture_rate_names_the_variable(monkeypatch, given):
+    from nlp_pipeline import params
+
+    monkeypatch.setenv(params.DEFAULT_CAPTURE_RATE_ENV, given)
+    with pytest.raises(
+        ValueError, match=rf"NLP_DEFAULT_CAPTURE_SAMPLE_RATE must be 0 \(capture off\) or in \(0, 1\], got '{given}'"
+    ):
+        pipeline_params()
+
+
+def test_the_monitor_params_are_the_monitor_dags_and_no_training_dags():
+    assert set(monitor_params()) == {spec.param for spec in PARAM_FLAGS if spec.step == "monitor"}
+    assert not set(monitor_params()) & set(pipeline_params())
+    assert all(param.schema["section"] == "Monitoring" for param in monitor_params().values())

@@ -425,3 +425,87 @@ def test_each_mapped_trial_is_named_after_its_trial():
     template = local.trial.partial(staged={}, search="", deadline="").expand(trial=TRIALS).operator.map_index_template
     rendered = jinja2.Template(template).render(task=SimpleNamespace(op_kwargs={"trial": {"name": "trial-003"}}))
     assert rendered == "trial-003"
+
+
+# ---- capture: the run's settings reach the endpoint, a running one included -------------------------------------------
+CAPTURED = {"capture_sample_rate": 0.25, "capture_text": True}
+
+
+def deploy_with(tmp_path, monkeypatch, running: dict | None = None, **params) -> list[list[str]]:
+    """Run local.deploy with ``params``; ``running``: the endpoint's state.json (its pid this process: alive)."""
+    import os
+
+    from nlp_pipeline import local
+
+    state = tmp_path / "nlp_local" / "endpoint"
+    if running is not None:
+        state.mkdir(parents=True, exist_ok=True)
+        (state / "state.json").write_text(json.dumps({"pid": os.getpid()} | running))
+    ran = []
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
+    monkeypatch.setattr(local, "run_step", lambda *command: ran.append([str(part) for part in command]))
+    monkeypatch.setattr(local, "run_step_json", lambda *command: {"url": "http://127.0.0.1:1", "current": ENTRY})
+    context = train_context(**params)
+    context["params"] |= {"endpoint_port": 8080}
+    local.deploy.function(ENTRY, **context)
+    return ran
+
+
+ENTRY = {"id": 2, "model": "/artefacts/model/try1-bbbbbb", "version": "fp32-bbbb", "digest": "sha256:" + "b" * 64}
+SERVED = {"model": "/artefacts/model/try1-aaaaaa", "version": "fp32-aaaa", "digest": "sha256:" + "a" * 64, "since": "x"}
+
+
+def test_the_local_deploy_starts_the_endpoint_with_the_runs_capture_settings(tmp_path, monkeypatch):
+    from nlp_pipeline import local
+
+    from tasks import cli
+
+    [(step, *flags)] = deploy_with(tmp_path, monkeypatch, **CAPTURED)
+    arguments = cli.parse(step, flags)
+    assert step == "deploy-local" and arguments.capture_dir == f"{tmp_path}/capture/nlp_local"
+    assert (arguments.capture_sample_rate, arguments.capture_text) == (0.25, True)
+    recorded = json.loads((tmp_path / "nlp_local" / "endpoint" / local.CAPTURE_SETTINGS).read_text())
+    assert recorded == {"capture_dir": arguments.capture_dir, "capture_sample_rate": 0.25, "capture_text": True}
+
+
+def test_capture_off_passes_no_capture_flag(tmp_path, monkeypatch):
+    [(step, *flags)] = deploy_with(tmp_path, monkeypatch)
+    assert step == "deploy-local" and not [flag for flag in flags if flag.startswith("--capture")]
+
+
+def test_a_running_endpoint_capturing_otherwise_is_restarted_on_its_model_before_the_swap(tmp_path, monkeypatch):
+    """deploy-local's swap keeps a running server's settings: the server is stopped, started again with the run's
+    capture on the model it served (known to load), and only then is the run's model swapped in, so a model that
+    fails to load still leaves one served."""
+    from tasks import cli
+
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **CAPTURED)
+    assert [command[0] for command in ran] == ["stop-local", "deploy-local", "deploy-local"]
+    restarted, swapped = (cli.parse(command[0], command[1:]) for command in ran[1:])
+    assert (restarted.model, restarted.model_digest) == (SERVED["model"], SERVED["digest"])
+    assert (swapped.model, swapped.model_digest) == (ENTRY["model"], ENTRY["digest"])
+    assert restarted.capture_sample_rate == swapped.capture_sample_rate == 0.25
+    assert restarted.capture_dir == swapped.capture_dir == f"{tmp_path}/capture/nlp_local"
+
+
+def test_capture_turned_off_restarts_an_endpoint_that_captures(tmp_path, monkeypatch):
+    deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **CAPTURED)
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED})
+    assert [command[0] for command in ran] == ["stop-local", "deploy-local", "deploy-local"]
+    assert not [part for command in ran for part in command if part.startswith("--capture")]
+
+
+def test_an_endpoint_already_capturing_as_asked_is_only_swapped(tmp_path, monkeypatch):
+    deploy_with(tmp_path, monkeypatch, **CAPTURED)
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **CAPTURED)
+    assert [command[0] for command in ran] == ["deploy-local"]
+    assert [command[0] for command in deploy_with(tmp_path, monkeypatch, running={"current": SERVED})] == [
+        "stop-local",
+        "deploy-local",
+        "deploy-local",
+    ], "capture off asked of a capturing endpoint"
+
+
+def test_an_endpoint_not_running_is_not_restarted_but_started_by_deploy_local(tmp_path, monkeypatch):
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED, "pid": 2**22 + 1}, **CAPTURED)
+    assert [command[0] for command in ran] == ["deploy-local"]

@@ -43,7 +43,7 @@ def test_gc_gets_the_local_root_and_its_registry(monkeypatch, tmp_path, recorded
     arguments = cli.parse(step, flags)
     assert (arguments.root, arguments.workspace) == (str(tmp_path), "")
     assert str(tmp_path / "registry.sqlite") in str(arguments.registries)
-    assert arguments.dag_ids() == ["nlp_local"], "its registry names the local DAG's models only"
+    assert arguments.dag_ids() == ["nlp_local", "nlp_monitor_local"], "its registry names the local DAG's models only"
 
 
 def test_a_remote_root_has_its_workspace_collected_too(monkeypatch, tmp_path, recorded):
@@ -55,7 +55,7 @@ def test_a_remote_root_has_its_workspace_collected_too(monkeypatch, tmp_path, re
     [[step, *flags]] = recorded
     arguments = cli.parse(step, flags)
     assert (arguments.root, arguments.workspace) == ("s3://bucket/root", str(tmp_path / "nlp-workspace"))
-    assert arguments.dag_ids() == ["nlp_local"], "the EKS and SageMaker DAGs' models on the shared root stay"
+    assert arguments.dag_ids() == ["nlp_local", "nlp_monitor_local"], "the EKS and SageMaker DAGs' models stay"
 
 
 def test_a_reused_try_is_kept_by_gc_however_old_it_was(monkeypatch, tmp_path, capsys):
