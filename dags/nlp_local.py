@@ -17,7 +17,10 @@ Artefacts: `$AIRFLOW_HOME/nlp-artefacts/nlp_local/<logical date>/` (Variable `nl
 registry: `registry.sqlite` beside them; endpoint: http://127.0.0.1:`endpoint_port`, swapped in place.
 
 - **Trigger** with the form: data source, base model, training, quantisation, gate and rollout settings.
-- **Schedule**: weekly (`NLP_RETRAIN_SCHEDULE`), and whenever the `nlp_source_data` Asset is updated.
+- **Schedule**: weekly (`NLP_RETRAIN_SCHEDULE`), and whenever the `nlp_source_data` Asset is updated or
+  `nlp_monitor_local` finds the endpoint's traffic drifted (Asset `nlp_drift_detected_local`).
+- **Capture**: `capture_sample_rate` above 0 makes the endpoint record that share of its requests for
+  `nlp_monitor_local` (`capture_text`: the sentences too).
   Training is skipped when the data and configuration equal the production model's.
 - **Backfill**: `airflow backfill create --dag-id nlp_local --from-date ... --to-date ...` runs one pipeline
   per interval and registers its model; a backfill never deploys.
