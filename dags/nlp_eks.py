@@ -5,7 +5,7 @@ from nlp_pipeline.params import eks_params
 from nlp_pipeline.pipeline import build_pipeline
 
 dag = build_pipeline(
-    "nlp_eks",
+    eks.DAG_ID,
     eks,
     params=eks_params(),
     tags=["kubernetes", "eks"],

@@ -14,6 +14,12 @@
     smoke_test                          a pod in the cluster (``python -m tasks smoke-test``) sends the smoke
                                         pairs to the Service's cluster DNS name; failure → ``rollback``
                                         applies the previous revision (image, settings, model) again
+    monitor (nlp_monitor_eks)           a ``python -m tasks monitor`` pod compares the window's capture with
+                                        the production model's traffic baseline (monitoring.py)
+
+With ``capture_sample_rate`` above 0 the server captures what it serves into ``capture_root()``
+(``capture/nlp_eks`` under the artefact root): on the volume through a writable mount of that folder alone
+(the model stays read-only), on S3 with the serving account's credentials.
 
 Artefacts live on a shared volume (a ReadWriteMany PVC, e.g. Amazon EFS) mounted at ``/artefacts`` (Variable
 ``nlp_k8s_volume_path``) in every pod: ``/artefacts/nlp_eks/RUN_KEY/STEP/tryN``, one new folder per try
@@ -45,7 +51,7 @@ from datetime import UTC, datetime
 from airflow.sdk import Variable, task
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
-from nlp_pipeline import artefacts, commands, decisions, limits, policy
+from nlp_pipeline import artefacts, commands, decisions, limits, monitoring, policy
 from nlp_pipeline.assets import MODEL_CANDIDATES, MODEL_PRODUCTION, STAGED_DATA, model_event
 from nlp_pipeline.hooks.eks_access import ClusterAccess, eks_access
 from nlp_pipeline.links import (
@@ -77,6 +83,7 @@ from tasks.tuning.results import TUNING
 
 log = logging.getLogger(__name__)
 
+DAG_ID = "nlp_eks"  # the DAG whose server this module rolls out (dags/nlp_eks.py)
 ROLLOUT_START = "deploy"  # the first task of the rollout: choose_rollout's branch target
 K8S_CONN_ID = "{{ var.value.get('nlp_k8s_conn_id', 'kubernetes_default') }}"
 # On the Deployment, what a rollback goes back to: the pod template (image, settings, model and its digest)
@@ -85,6 +92,8 @@ PREVIOUS_REVISION = "nlp.pipeline/previous-revision"
 # On the Deployment, what its model was trained from (the training cache reads them); a rollback drops them.
 DATA_FINGERPRINT = "nlp.pipeline/data-fingerprint"
 TRAINING_CONFIG = "nlp.pipeline/training-config"
+# On the Deployment, the registry version of the model it serves (the monitor DAG's drift events name it).
+MODEL_VERSION = "nlp.pipeline/model-version"
 # Seconds between status polls of pods, TFJobs and rollouts (read at parse time; the tests poll every second).
 CHECK_INTERVAL = int(os.environ.get("NLP_K8S_POLL_SECONDS", "10"))
 STARTUP_CHECK = min(CHECK_INTERVAL, 5)  # how often a pending pod is looked at (the provider's default: 5 s)
@@ -159,6 +168,12 @@ def step_output(context, step: str) -> str:
     settings = cluster()
     folder = f"{settings.storage_root}/{context['dag'].dag_id}/{artefacts.run_key(context)}/{step}"
     return f"{folder}/{artefacts.try_folder(context['ti'].try_number, context['run_id'])}"
+
+
+def capture_root() -> str:
+    """Where nlp_eks's server writes what it captures and the monitor reads it: ``capture/nlp_eks`` under the
+    artefact root, on the volume or on S3."""
+    return artefacts.capture_uri(cluster().storage_root, DAG_ID)
 
 
 def _placement(params) -> manifests.Placement:
@@ -478,8 +493,9 @@ def _api_client():
 
 
 def production_model(context=None) -> dict | None:
-    """The model the server's Deployment serves (``model``) and what it was trained from (``data_fingerprint``,
-    ``config``, as deploy noted them), or None when there is no server yet."""
+    """The model the server's Deployment serves (``model``, its registry ``version``) and what it was trained from
+    (``data_fingerprint``, ``config``, as deploy noted them), or None when there is no server yet. A server
+    deployed before versions were noted has ``version`` None."""
     from nlp_pipeline.hooks.kubernetes import live_deployment, served_model
 
     settings = cluster()
@@ -490,6 +506,7 @@ def production_model(context=None) -> dict | None:
     annotations = live["metadata"].get("annotations") or {}
     return {
         "model": model,
+        "version": annotations.get(MODEL_VERSION),
         "data_fingerprint": annotations.get(DATA_FINGERPRINT),
         "config": json.loads(annotations.get(TRAINING_CONFIG, "null")),
     }
@@ -568,6 +585,39 @@ def mark_production(entry, smoke):
     return operator.output
 
 
+# ---- monitor (nlp_monitor_eks, monitoring.py) ---------------------------------------------------------------------
+def _monitor_pod(context, production_task: str) -> dict:
+    """The monitor step over the window of ``capture_root()``, against the production model's traffic baseline,
+    into the monitor run's ``monitoring`` folder (``step_output``): under the pipeline's service account, which
+    reads the capture and the model and writes the report (the volume mounted as for every step, or S3)."""
+    settings, production = cluster(), context["ti"].xcom_pull(task_ids=production_task)
+    given = monitoring.monitor_arguments(context, production, capture_root())
+    arguments = commands.command("monitor", context["params"], **given, output=step_output(context, "monitoring"))
+    return manifests.monitor_pod(
+        settings.namespace,
+        settings.image,
+        [str(argument) for argument in arguments],
+        service_account=settings.service_account,
+        deadline_seconds=int(limits.MONITOR_LIMIT.total_seconds()),
+        volume_claim=settings.volume_claim,
+        mount_path=settings.volume_path,
+    )
+
+
+def monitor(production: XCom) -> XCom:
+    """nlp_monitor_eks's monitor task: a ``python -m tasks monitor`` pod; its result (the termination message,
+    as every step's) with ``uri``, the monitoring folder it wrote."""
+    operator = _step(
+        monitoring.MONITOR,
+        "monitor",
+        None,
+        lambda context, result: result | {"uri": result["output"]},
+        build_pod=lambda context: _monitor_pod(context, production.operator.task_id),
+    )
+    production >> operator
+    return operator.output
+
+
 # ---- rollout ------------------------------------------------------------------------------------------------------
 def _server_objects(
     context,
@@ -594,6 +644,7 @@ def _server_objects(
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
         model_digest=model_digest,
+        capture=commands.capture_flags(params, capture_root()),
     )
     noted = {PREVIOUS_REVISION: json.dumps(previous, sort_keys=True)} if previous else {}
     deployment["metadata"]["annotations"] = lineage | noted
@@ -628,7 +679,9 @@ def _revision_of(deployment: dict | None) -> dict | None:
     if not deployment:
         return None
     annotations = deployment["metadata"].get("annotations") or {}
-    lineage = {key: annotations[key] for key in (DATA_FINGERPRINT, TRAINING_CONFIG) if key in annotations}
+    lineage = {
+        key: annotations[key] for key in (DATA_FINGERPRINT, TRAINING_CONFIG, MODEL_VERSION) if key in annotations
+    }
     return {"template": deployment["spec"]["template"], "lineage": lineage}
 
 
@@ -725,7 +778,11 @@ def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict
     )
     # The entry's digest: the server refuses a model whose bytes are not the ones registered.
     objects = _server_objects(
-        context, entry["model"], _lineage(context), model_digest=entry.get("digest"), previous=previous
+        context,
+        entry["model"],
+        _lineage(context) | {MODEL_VERSION: entry["version"]},
+        model_digest=entry.get("digest"),
+        previous=previous,
     )
     try:
         _roll_out(context, api_client, objects)

@@ -86,6 +86,66 @@ def test_a_shared_volume_is_mounted_when_artefacts_live_on_a_claim():
     assert pod["containers"][0]["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts", "readOnly": True}]
 
 
+# ---- capture: the server's writable capture folder, the model read-only ------------------------------------------
+VOLUME_CAPTURE = "/artefacts/capture/nlp_eks"
+
+
+def served_flags(manifest: dict):
+    """The server container's flags as ``python -m tasks serve`` parses them."""
+    from tasks import cli
+
+    [container] = manifest["spec"]["template"]["spec"]["containers"]
+    assert container["args"][0] == "serve"
+    return cli.parse("serve", container["args"][1:])
+
+
+def test_without_capture_the_server_has_no_capture_flag_and_no_writable_mount():
+    manifest = deployment(volume_claim="nlp-artefacts", capture={})
+    pod = manifest["spec"]["template"]["spec"]
+    assert not any(argument.startswith("--capture") for argument in pod["containers"][0]["args"])
+    assert served_flags(manifest).capture_dir == ""
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts", "readOnly": True}]
+    assert pod["volumes"] == k8s.artefact_volumes("nlp-artefacts")
+
+
+def test_a_server_capturing_to_the_volume_can_write_its_capture_folder_and_nothing_else():
+    """The claim again, read-write, at the capture folder only (its subPath): the model stays read-only."""
+    manifest = deployment(
+        volume_claim="nlp-artefacts",
+        capture={"capture_dir": VOLUME_CAPTURE, "capture_sample_rate": 0.25, "capture_text": True},
+    )
+    pod = manifest["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    flags = served_flags(manifest)
+    assert (flags.capture_dir, flags.capture_sample_rate, flags.capture_text) == (VOLUME_CAPTURE, 0.25, True)
+    assert flags.model == "s3://bucket/run/quantized/", "the model is still served"
+    assert pod["containers"][0]["volumeMounts"] == [
+        {"name": "artefacts", "mountPath": "/artefacts", "readOnly": True},
+        {"name": "artefacts", "mountPath": VOLUME_CAPTURE, "subPath": "capture/nlp_eks"},
+    ]
+    assert pod["volumes"] == k8s.artefact_volumes("nlp-artefacts"), "no other volume"
+
+
+def test_a_server_capturing_to_s3_stages_its_files_in_an_empty_dir_and_mounts_no_claim():
+    capture = "s3://bucket/root/capture/nlp_eks"
+    manifest = deployment(capture={"capture_dir": capture, "capture_sample_rate": 1.0})
+    pod = manifest["spec"]["template"]["spec"]
+    assert restricted_violations(pod) == []
+    assert served_flags(manifest).capture_dir == capture
+    assert pod["volumes"] == [{"name": "capture-staging", "emptyDir": {}}], "written with the pods' IRSA role"
+    assert pod["containers"][0]["volumeMounts"] == [{"name": "capture-staging", "mountPath": k8s.CAPTURE_STAGING}]
+
+
+@pytest.mark.parametrize(
+    ("claim", "folder"),
+    [("nlp-artefacts", "/srv/capture"), ("nlp-artefacts", "/artefacts"), (None, VOLUME_CAPTURE)],
+    ids=["outside the volume", "the volume itself", "no volume"],
+)
+def test_a_local_capture_folder_the_server_cannot_reach_on_the_volume_is_refused(claim, folder):
+    with pytest.raises(ValueError, match=f"cannot write its capture to {folder}: .*artefact volume"):
+        deployment(volume_claim=claim, capture={"capture_dir": folder})
+
+
 def test_a_step_pod_is_a_valid_pod():
     container = k8s.step_container(
         "stage",
@@ -384,9 +444,11 @@ def test_the_server_verifies_the_registered_digest_and_a_rollback_the_previous_o
     deploy("/m/try2", DIGEST_B)  # a retry: what it replaced is still the one noted
     assert noted() == ["/m/try1", "--host", "0.0.0.0", "--model-digest", DIGEST_A]
 
+    assert cluster["live"]["metadata"]["annotations"][eks.MODEL_VERSION] == "/m/try2", "the version deployed"
     with pytest.raises(AirflowFailException, match=r"previous revision \(/m/try2\) is serving again"):
         deploy("/m/try3", "sha256:broken")
     assert served[-1] == ["/m/try2", "--host", "0.0.0.0", "--model-digest", DIGEST_B]
+    assert cluster["live"]["metadata"]["annotations"][eks.MODEL_VERSION] == "/m/try2", "restored with its model"
 
     context["ti"].xcom[("register", "return_value")] = {"model": "/m/try2"}
     cluster["live"]["metadata"]["annotations"] = {
@@ -608,3 +670,85 @@ def test_with_tuning_off_the_plan_and_selection_need_no_pod_and_train_takes_the_
     assert dag.get_task("choose_setting").trigger_rule == "none_failed"
     train = parsed(pod_of(dag.get_task("train"), context))
     assert (train.learning_rate, train.tuning) == (context["params"]["learning_rate"], "")
+
+
+# ---- capture and monitoring: the server nlp_eks applies, the pod nlp_monitor_eks starts ---------------------------
+def server_deployment(context) -> dict:
+    from nlp_pipeline import eks
+
+    objects = eks._server_objects(context, "/artefacts/nlp_eks/20260501T000000Z/quantized", eks._lineage(context))
+    return valid(next(manifest for manifest in objects if manifest["kind"] == "Deployment"))
+
+
+def test_the_server_nlp_eks_applies_captures_into_the_artefact_root_as_the_runs_params_say(monkeypatch):
+    off = server_deployment(eks_context(monkeypatch))
+    assert served_flags(off).capture_dir == "", "capture is off by default"
+
+    on = server_deployment(eks_context(monkeypatch, capture_sample_rate=0.5))
+    flags, pod = served_flags(on), on["spec"]["template"]["spec"]
+    assert (flags.capture_dir, flags.capture_sample_rate, flags.capture_text) == (VOLUME_CAPTURE, 0.5, False)
+    assert restricted_violations(pod) == []
+    assert pod["containers"][0]["volumeMounts"][1] == {
+        "name": "artefacts",
+        "mountPath": VOLUME_CAPTURE,
+        "subPath": "capture/nlp_eks",
+    }
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://bucket/root/")
+    on_s3 = server_deployment(eks_context(monkeypatch, capture_sample_rate=1.0, capture_text=True))
+    flags, pod = served_flags(on_s3), on_s3["spec"]["template"]["spec"]
+    assert (flags.capture_dir, flags.capture_text) == ("s3://bucket/root/capture/nlp_eks", True)
+    assert [volume["name"] for volume in pod["volumes"]] == ["capture-staging"] and restricted_violations(pod) == []
+
+
+PRODUCTION = {"model": "/artefacts/nlp_eks/20260424T000000Z/quantized/try1-abcdef", "version": "v7"}
+
+
+def monitor_context(monkeypatch, **params) -> dict:
+    import pendulum
+    from nlp_pipeline.params import monitor_params
+
+    from tests.airflow.task_context import task_context
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_TASK_IMAGE", IMAGE)
+    defaults = {name: param.value for name, param in monitor_params().items()}
+    context = task_context(
+        "nlp_monitor_eks",
+        "monitor",
+        defaults | params,
+        logical_date=pendulum.datetime(2026, 5, 1, 13, tz="UTC"),
+        run_id="scheduled__2026-05-01T13:00:00+00:00",
+        xcom={("production_model", "return_value"): PRODUCTION},
+    )
+    return context | {"data_interval_end": pendulum.datetime(2026, 5, 1, 14, tz="UTC")}
+
+
+def test_the_monitor_pod_reads_the_servers_capture_against_the_production_model(monkeypatch):
+    from nlp_pipeline import eks, limits
+    from nlp_pipeline.monitoring import build_monitor
+
+    context = monitor_context(monkeypatch, window_minutes=120, min_records=50)
+    operator = build_monitor(eks).get_task("monitor")
+    pod = pod_of(operator, context)
+    valid(pod)
+    assert restricted_violations(pod["spec"]) == []
+    arguments = parsed(pod)
+    assert (arguments.capture, arguments.baseline) == (VOLUME_CAPTURE, PRODUCTION["model"])
+    assert (arguments.window_minutes, arguments.min_records) == (120, 50), "the monitor DAG's Params"
+    assert arguments.window(None) == (
+        datetime(2026, 5, 1, 12, tzinfo=UTC),
+        datetime(2026, 5, 1, 14, tzinfo=UTC),
+    ), "the window ends at the run's data interval end"
+    run_hash = hashlib.sha1(context["run_id"].encode()).hexdigest()[:6]
+    assert arguments.output == f"/artefacts/nlp_monitor_eks/20260501T130000Z/monitoring/try1-{run_hash}"
+    spec, [container] = pod["spec"], pod["spec"]["containers"]
+    assert spec["serviceAccountName"] == "nlp-pipeline", "reads the capture and the model, writes the report"
+    assert container["volumeMounts"] == [{"name": "artefacts", "mountPath": "/artefacts"}]
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "2Gi"}
+    assert not spec.get("affinity") and not spec.get("tolerations"), "any node: it needs no CPU feature"
+    assert spec["activeDeadlineSeconds"] == limits.MONITOR_LIMIT.total_seconds()
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError", "its result: the termination message"
+
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", "s3://bucket/root")
+    on_s3 = pod_of(operator, context)
+    assert parsed(on_s3).capture == "s3://bucket/root/capture/nlp_eks" and not on_s3["spec"].get("volumes")

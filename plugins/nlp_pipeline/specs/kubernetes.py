@@ -8,22 +8,27 @@ Python client's snake_case), from plain values, so each can be validated against
   tolerations of a dedicated Intel node group;
 - the inference server: ``inference_deployment`` (readiness and liveness on ``/ping``, a rolling update that
   never takes a serving pod away first, a ``preStop`` pause while endpoints drop the pod, then the server's own
-  drain within the termination grace; its own read-only service account and a read-only model mount),
+  drain within the termination grace; its own read-only service account and a read-only model mount; with
+  capture on, the capture folder: on the volume its own writable mount, on S3 a staging folder),
   ``inference_service``, ``pod_disruption_budget`` and an optional ``horizontal_pod_autoscaler``;
 - ``smoke_pod``: a short pod of the task image that calls the Service from inside the cluster.
+- ``monitor_pod``: the monitor DAG's step pod, small and on any node.
 - multi-worker training (``Training``): an ``indexed_job`` under a ``headless_service`` (stock Kubernetes), or
   a Kubeflow ``tf_job`` (Training Operator v1).
 
 Every pod passes Pod Security "restricted" (``POD_SECURITY``, ``CONTAINER_SECURITY``): non-root, the runtime's
-default seccomp profile, no privilege escalation, all capabilities dropped; its only volume is a claim.
+default seccomp profile, no privilege escalation, all capabilities dropped; its volumes are the artefact claim
+and, for a server capturing to S3, an ``emptyDir``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
-from nlp_pipeline import commands
+from nlp_pipeline import artefacts, commands
 from tasks.config import ServeArguments
 from tasks.errors import NOT_RETRYABLE
 from tasks.runtime.indexed_job import ADDRESSES_ENV, WORKER_PORT
@@ -48,8 +53,15 @@ CONTAINER_SECURITY = {
     "runAsUser": RUN_AS_USER,
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+CAPTURE_DIR = "capture_dir"  # serve's flag (tasks/config.py ServeArguments) naming the capture root
+# Where a server capturing to S3 stages each capture file until it is closed and uploaded (tasks/serving/capture.py:
+# a tempfile folder, /tmp as the task image sets no TMPDIR): an emptyDir, so staging never depends on the image's
+# filesystem being writable.
+CAPTURE_STAGING = "/tmp"
 SMOKE_RESOURCES_CPU, SMOKE_RESOURCES_MEMORY = "1", "512Mi"  # an HTTP client: small
 SMOKE_DEADLINE_SECONDS = 300  # the smoke pod is stopped after this, whatever it waits for
+# The monitor step reads a window of capture into a few arrays and counts: one core, no CPU feature to ask for.
+MONITOR_RESOURCES = ("1", "2Gi")
 # A step writes its result here (tasks/runtime/step_result.py); the API server shows it as the termination message.
 # A failed step writes nothing, so Kubernetes shows the log's last lines instead (FallbackToLogsOnError).
 TERMINATION_LOG = "/dev/termination-log"
@@ -204,19 +216,26 @@ def inference_deployment(
     volume_claim: str | None = None,
     mount_path: str = "/artefacts",
     model_digest: str | None = None,
+    capture: Mapping[str, object] | None = None,
 ) -> dict:
     """The inference server serving ``model_uri``; a new URI rolls out pod by pod, none taken away first.
     With ``model_digest`` (the registry entry's), the server refuses a model whose bytes are not those.
-    ``service_account``: the serving identity, which only reads models (no API token is mounted)."""
+    ``service_account``: the serving identity, which only reads models (no API token is mounted).
+    ``capture``: serve's capture flags (``commands.capture_flags``; empty: no capture), whose folder the server
+    can write (``capture_storage``) while the model stays read-only."""
+    capture = dict(capture or {})
     container = step_container(
         "server",
         image,
-        commands.command("serve", {}, model=model_uri, host="0.0.0.0", model_digest=model_digest),
+        commands.command("serve", {}, model=model_uri, host="0.0.0.0", model_digest=model_digest, **capture),
         resources,
         volume_claim=volume_claim,
         mount_path=mount_path,
         read_only=True,
     )
+    capture_mounts, capture_volumes = capture_storage(str(capture.get(CAPTURE_DIR) or ""), volume_claim, mount_path)
+    if capture_mounts:
+        container["volumeMounts"] = container.get("volumeMounts", []) + capture_mounts
     container["ports"] = [{"name": "http", "containerPort": SERVER_PORT}]
     # SIGTERM only after the endpoints stopped sending requests here; then the server drains its own.
     container["lifecycle"] = {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}}
@@ -244,12 +263,39 @@ def inference_deployment(
                     "securityContext": copy.deepcopy(POD_SECURITY),
                     "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
                     "containers": [container],
-                    "volumes": artefact_volumes(volume_claim),
+                    "volumes": artefact_volumes(volume_claim) + capture_volumes,
                 }
                 | intel_placement(placement),
             },
         },
     }
+
+
+def capture_storage(capture_dir: str, volume_claim: str | None, mount_path: str) -> tuple[list[dict], list[dict]]:
+    """(the server container's extra mounts, the pod's extra volumes) for capturing to ``capture_dir``.
+
+    - On S3: the server's service account writes it (IRSA, as the steps do); the writer stages each file in the
+      temporary folder until it is closed and uploaded, an ``emptyDir`` at ``CAPTURE_STAGING``, writable by the
+      non-root user. It holds the open files (``--capture-file-bytes`` each) and nothing after their upload,
+      failed or not; no ``sizeLimit``, since going over one evicts the pod, and capture must never take a server
+      away.
+    - On the volume: the claim again, read-write at ``capture_dir`` with that folder as its ``subPath``, so only
+      the capture folder is writable and the model (the claim's read-only mount) stays read-only. The kubelet
+      creates a missing ``subPath`` folder (on EFS through an access point, as its POSIX user).
+    - No capture: nothing.
+    """
+    if not capture_dir:
+        return [], []
+    if artefacts.is_remote(capture_dir):
+        staging = "capture-staging"
+        return [{"name": staging, "mountPath": CAPTURE_STAGING}], [{"name": staging, "emptyDir": {}}]
+    folder, root = PurePosixPath(capture_dir), PurePosixPath(mount_path)
+    if not volume_claim or folder == root or not folder.is_relative_to(root):
+        raise ValueError(
+            f"the server cannot write its capture to {capture_dir}: a local capture folder must be a folder of the"
+            f" artefact volume (claim {volume_claim or 'none'}, mounted at {mount_path})"
+        )
+    return [{"name": "artefacts", "mountPath": capture_dir, "subPath": str(folder.relative_to(root))}], []
 
 
 def inference_service(name: str, namespace: str) -> dict:
@@ -296,6 +342,35 @@ def smoke_pod(namespace: str, image: str, arguments: list[str], *, service_accou
         }
         | intel_placement(placement),
     }
+
+
+def monitor_pod(
+    namespace: str,
+    image: str,
+    arguments: list[str],
+    *,
+    service_account: str,
+    deadline_seconds: int,
+    volume_claim: str | None = None,
+    mount_path: str = "/artefacts",
+) -> dict:
+    """``python -m tasks monitor``: a step pod of ``MONITOR_RESOURCES`` on any node that takes it (it needs no
+    Intel CPU feature, and stays off the server's nodes unless they are the only ones), stopped by the cluster
+    after ``deadline_seconds`` should nobody watch it any more."""
+    cpu, memory = MONITOR_RESOURCES
+    pod = step_pod(
+        namespace,
+        image,
+        arguments,
+        resources=Resources(cpu, cpu, memory, memory),
+        placement=Placement(node_features=(), tolerations=()),
+        service_account=service_account,
+        volume_claim=volume_claim,
+        mount_path=mount_path,
+    )
+    pod["metadata"]["labels"] = labels("nlp-monitor")
+    pod["spec"]["activeDeadlineSeconds"] = deadline_seconds
+    return pod
 
 
 def horizontal_pod_autoscaler(name: str, namespace: str, *, minimum: int, maximum: int, cpu_percent: int) -> dict:
