@@ -12,12 +12,19 @@
                                         a model and endpoint config per run and model digest; create the
                                         endpoint, or update it blue/green (Param ``blue_green``)
     smoke_test                          InvokeEndpoint with sentence pairs; failure → ``rollback``
+    monitor (nlp_monitor_sagemaker)     a processing job: ``python -m tasks monitor`` on the window of the
+                                        endpoint's capture (``capture_root``) against the production model's card
+
+With the Param ``capture_sample_rate`` above 0 the rollout captures the endpoint's traffic: the server's own
+records through the model's Environment (tasks.config.CAPTURE_ENV), SageMaker's DataCaptureConfig beside them
+(specs.data_capture_config); network isolation, which would keep the server from writing them, is then refused.
 
 Everything AWS-side comes from Airflow: the connection (Variable ``nlp_aws_conn_id``, default
 ``aws_default``, which holds the region and credentials), and the Variables ``nlp_artefact_root``
 (``s3://bucket/prefix``), ``nlp_sagemaker_role_arn``, ``nlp_sagemaker_image`` (the ECR URI of the task
 image's root tag), ``nlp_sagemaker_endpoint`` and ``nlp_model_package_group`` (both default
-``nlp-paraphrase``), and optionally ``nlp_sagemaker_network`` (a VPC, network isolation).
+``nlp-paraphrase``), and optionally ``nlp_sagemaker_network`` (a VPC, network isolation) and
+``nlp_sagemaker_kms_key`` (encrypts SageMaker's data capture).
 Artefacts: ``ROOT/nlp_sagemaker/RUN_KEY/STEP/JOB_NAME/``, one prefix per job, so a retry never mixes its
 files with an earlier try's; XCom carries the exact prefix on. The tuning job's trials write
 ``ROOT/nlp_sagemaker/RUN_KEY/tuning/TRAINING_JOB/``, its summary ``ROOT/.../RUN_KEY/tuning/TUNING_JOB/tuning.json``. The rollout's record (the config served before
@@ -707,7 +714,7 @@ def _endpoint_config(context) -> dict:
         data_capture = specs.data_capture_config(
             capture_root(),
             sample_rate=flags["capture_sample_rate"],
-            text=flags.get("capture_text", False),
+            text=flags["capture_text"],
             kms_key_id=settings().kms_key_id,
         )
     return specs.endpoint_config(
