@@ -1,4 +1,5 @@
-"""nlp_monitor_local: hourly drift monitoring of the local endpoint (nlp_local); drift starts a retraining run (plugins/nlp_pipeline/monitoring.py)."""
+"""nlp_monitor_local: the Airflow DAG that watches the local endpoint (nlp_local) for drift, hourly; drift starts a
+retraining run (plugins/nlp_pipeline/monitoring.py)."""
 
 from nlp_pipeline import local
 from nlp_pipeline.monitoring import build_monitor

@@ -1,4 +1,5 @@
-"""nlp_monitor_sagemaker: hourly drift monitoring of the SageMaker endpoint (nlp_sagemaker); drift starts a retraining run (plugins/nlp_pipeline/monitoring.py)."""
+"""nlp_monitor_sagemaker: the Airflow DAG that watches the SageMaker endpoint (nlp_sagemaker) for drift, hourly; drift starts a
+retraining run (plugins/nlp_pipeline/monitoring.py)."""
 
 from nlp_pipeline import sagemaker
 from nlp_pipeline.monitoring import build_monitor
