@@ -26,11 +26,12 @@ def dag_bag():
 def test_every_dag_file_imports_without_errors(dag_bag):
     assert DAG_FILES and dag_bag.import_errors == {}
     assert {"nlp_local", "nlp_sagemaker", "nlp_eks"} <= set(dag_bag.dag_ids)
+    assert {"nlp_monitor_local", "nlp_monitor_sagemaker", "nlp_monitor_eks"} <= set(dag_bag.dag_ids)
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda path: path.name)
 def test_dag_files_import_nothing_heavy(dag_file):
-    allowed = {"kubernetes"} if dag_file.stem == "nlp_eks" else set()
+    allowed = {"kubernetes"} if dag_file.stem in ("nlp_eks", "nlp_monitor_eks") else set()
     probe = (
         f"import runpy, sys; sys.path[:0] = [{str(REPO / 'plugins')!r}]; runpy.run_path({str(dag_file)!r}); "
         f"print(sorted(m for m in {HEAVY + ('kubernetes',)!r} if m in sys.modules and m not in {allowed!r}))"
