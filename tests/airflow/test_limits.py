@@ -262,3 +262,17 @@ def test_a_hung_local_step_is_stopped_at_its_time_limit(hung_step):
     assert time.monotonic() - started < 10
     pid = int(hung_step.read_text())
     assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0, "the step still runs"
+
+
+@pytest.mark.parametrize("name", PLATFORMS)
+def test_every_task_of_the_monitor_dags_has_its_time_limit_and_the_run_its_longest_path(name):
+    from nlp_pipeline import monitoring
+
+    dag, expected = monitoring.build_monitor(PLATFORMS[name][0]), limits.task_limits(name)
+    missing = sorted(task.task_id for task in dag.tasks if task.execution_timeout is None)
+    assert not missing, f"{name}: no execution_timeout on {missing} (add them to plugins/nlp_pipeline/limits.py)"
+    for task in dag.tasks:
+        assert task.execution_timeout == expected[task.task_id], task.task_id
+    assert dag.get_task("monitor").execution_timeout >= limits.MONITOR_LIMIT, "the step's own limit fits"
+    path = ["production_model", "monitor", "detect_drift", "signal_drift", "notify_drift"]
+    assert dag.dagrun_timeout == sum((dag.get_task(task_id).execution_timeout for task_id in path), timedelta(0))
