@@ -331,6 +331,7 @@ class FakeSageMaker:
             "create_processing_job": (self._check_processing, self._after_processing),
             "create_model": (lambda backend, body: _check_vpc(body.get("VpcConfig"), "vpcConfig"), self._after_model),
             "create_endpoint_config": (self._check_endpoint_config, None),
+            "describe_endpoint_config": (self._describe_endpoint_config, None),
             "create_endpoint": (None, self._after_endpoint),
             "update_endpoint": (self._update_endpoint, None),
             "create_model_package": (self._reuse_model_package, self._after_model_package),
@@ -399,13 +400,6 @@ class FakeSageMaker:
             lambda config, instance_type: _check_instance_type(
                 instance_type, "ProductionVariantInstanceType", "productionVariants.1.member.instanceType"
             ),
-        )
-        config_response = FakeEndpointConfig.response_object.fget
-        # moto answers DataCaptureConfig {} for a config without one; SageMaker leaves it out.
-        monkeypatch.setattr(
-            FakeEndpointConfig,
-            "response_object",
-            property(lambda config: {k: v for k, v in config_response(config).items() if v != {}}),
         )
         endpoint_response = FakeEndpoint.response_object.fget
 
@@ -1050,6 +1044,14 @@ class FakeSageMaker:
         """CreateEndpointConfig's DataCaptureConfig as SageMaker's front end checks it against its model."""
         if (capture := body.get("DataCaptureConfig")) is not None:
             _check_shape(capture, _shape("DataCaptureConfig"), "dataCaptureConfig")
+
+    @staticmethod
+    def _describe_endpoint_config(backend, body: dict):
+        """moto answers DataCaptureConfig {} for a config without one; SageMaker leaves it out."""
+        from moto.core.responses import ActionResult
+
+        answer = backend.describe_endpoint_config(body["EndpointConfigName"])
+        return ActionResult({key: value for key, value in answer.items() if key != "DataCaptureConfig" or value})
 
     def _after_endpoint(self, backend, body: dict, result: dict) -> None:
         endpoint = backend.endpoints[body["EndpointName"]]
