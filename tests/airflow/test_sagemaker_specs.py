@@ -898,7 +898,7 @@ def test_sagemakers_sampling_percentage_is_the_servers_rate_in_whole_percent_at_
 
 @pytest.mark.parametrize("rate", [0, -0.1, 1.5])
 def test_a_rate_the_server_refuses_has_no_sampling_percentage(rate):
-    with pytest.raises(ValueError, match="above 0 and at most 1"):
+    with pytest.raises(ValueError, match=r"a capture sample rate is in \(0, 1\], got"):
         specs.sampling_percentage(rate)
 
 

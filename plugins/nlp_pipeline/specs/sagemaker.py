@@ -37,7 +37,7 @@ from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
 from nlp_pipeline.specs.sagemaker_api import TRAFFIC as TRAFFIC
 from nlp_pipeline.specs.sagemaker_api import instance_types as instance_types
-from tasks.config import CAPTURE_ENV
+from tasks.config import CAPTURE_ENV, ServeArguments, describe_range, flag_schema
 from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT, TENSORBOARD_OUTPUT
 
@@ -649,9 +649,11 @@ CAPTURE_JSON_TYPES = ("application/json",)
 
 def sampling_percentage(rate: float) -> int:
     """SageMaker's InitialSamplingPercentage (a whole percent, 0-100) of the server's ``--capture-sample-rate``
-    (0 < rate <= 1): the nearest percent, at least 1, so a small rate still captures."""
-    if not 0 < rate <= 1:
-        raise ValueError(f"a capture sample rate is above 0 and at most 1, got {rate!r}")
+    (in its range, ServeArguments'): the nearest percent, at least 1, so a small rate still captures."""
+    bounds = flag_schema(ServeArguments, "capture_sample_rate")
+    if not bounds["exclusiveMinimum"] < rate <= bounds["maximum"]:
+        allowed = describe_range({key: bounds[key] for key in ("exclusiveMinimum", "maximum")}, integer=False)
+        raise ValueError(f"a capture sample rate is {allowed}, got {rate!r}")
     return max(1, min(100, round(rate * 100)))
 
 
