@@ -753,6 +753,7 @@ def test_the_served_model_is_the_next_runs_champion_and_a_broken_answer_fails_th
     next_run = context("evaluate", try_number=1)
     assert eks.production_model() == {
         "model": str(trained_tiny),
+        "version": deployed["version"],  # what the monitor DAG's drift events name
         "data_fingerprint": "sha256:0f",
         "config": decisions.training_config(next_run["params"]),
     }
@@ -770,3 +771,46 @@ def test_the_served_model_is_the_next_runs_champion_and_a_broken_answer_fails_th
     with pytest.raises(AirflowException, match="smoke test failed"):
         smoke_operator().execute(smoke)
     assert live_pods(fake_kubernetes) == []
+
+
+# ---- monitor: nlp_monitor_eks's pod ---------------------------------------------------------------------------------
+def test_the_monitor_pod_compares_the_servers_capture_with_the_production_models_baseline(fake_kubernetes):
+    """The capture under the volume's capture/nlp_eks (as the server writes it), the production model's card with its
+    traffic baseline: the pod's result is the step's (status, records, ...) and ``uri``, the folder of the monitor
+    run where monitoring.json is."""
+    from datetime import timedelta
+
+    from nlp_pipeline.monitoring import build_monitor
+    from nlp_pipeline.params import monitor_params
+
+    from tasks.runtime import model_card
+    from tests.tasks.monitoring.conftest import WINDOW_END, draw, traffic_baseline, write_capture
+
+    write_capture(fake_kubernetes.volume / "capture" / "nlp_eks", draw(150))
+    model = fake_kubernetes.volume / "nlp_eks" / "20261126T000000Z" / "quantized" / TRY1
+    model.mkdir(parents=True)
+    card = {model_card.TRAFFIC_BASELINE: traffic_baseline(2000)}
+    (model / model_card.JSON_CARD).write_text(json.dumps(card))
+    run_id = "scheduled__2026-12-03T16:00:00+00:00"
+    run = task_context(
+        "nlp_monitor_eks",
+        "monitor",
+        {name: param.value for name, param in monitor_params().items()},
+        logical_date=pendulum.instance(WINDOW_END - timedelta(hours=1)),
+        run_id=run_id,
+        xcom={("production_model", "return_value"): {"model": str(model), "version": "v1"}},
+    ) | {"data_interval_end": pendulum.instance(WINDOW_END)}
+    operator = build_monitor(eks).get_task("monitor")
+    operator.kubernetes_conn_id, operator.namespace = "kubernetes_default", "nlp"
+    operator.poll_interval = operator.startup_check_interval_seconds = 1
+    result = operator.execute(run)
+
+    folder = fake_kubernetes.volume / "nlp_monitor_eks" / "20261203T160000Z" / "monitoring"
+    uri = folder / f"try1-{hashlib.sha1(run_id.encode()).hexdigest()[:6]}"
+    assert result["uri"] == result["output"] == str(uri)
+    assert (result["status"], result["records"], result["drifted"]) == ("ok", 150, [])
+    assert json.loads((uri / "monitoring.json").read_text())["records"] == 150
+    assert run["ti"].xcom_pull("monitor") == result
+    [pod] = fake_kubernetes.pods_run
+    assert pod["metadata"]["labels"]["dag_id"] == "nlp_monitor_eks"
+    assert live_pods(fake_kubernetes) == [], "the finished pod was deleted"

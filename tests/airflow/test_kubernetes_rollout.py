@@ -233,6 +233,40 @@ def test_the_smoke_test_is_a_pod_in_the_cluster_calling_the_service_not_the_api_
         smoke_operator().execute(wrong)
 
 
+# ---- capture: the server writes what it serves under the artefact root --------------------------------------------
+def test_a_server_deployed_with_capture_on_writes_what_it_serves_into_the_capture_folder_of_the_volume(
+    cluster, trained_tiny
+):
+    """The fake's server runs the Deployment's flags on this machine, where the volume's capture folder (the
+    pod's writable subPath mount) is the volume's folder: what it wrote is what the monitor pod reads."""
+    import json
+
+    import httpx
+
+    from tasks.monitoring import records
+    from tasks.serving.contract import LABELS
+
+    deployed = deploy(trained_tiny, capture_sample_rate=1.0)
+    server = cluster.servers[cluster.serving[("nlp", "nlp-paraphrase")]]
+    pairs = [
+        {"sentence1": "The cat sat on the mat.", "sentence2": "A cat was sitting on the mat."},
+        {"sentence1": "Shares rose by two percent.", "sentence2": "It rained all day in the city."},
+    ]
+    answer = httpx.post(f"{server.url}/invocations", json={"instances": pairs}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    server.stop()  # SIGTERM, as the kubelet stops a pod: the server drains and closes its capture file
+
+    capture = cluster.volume / "capture" / "nlp_eks"
+    [written] = [path for path in capture.rglob("*") if path.is_file()]
+    assert not written.name.startswith(records.HIDDEN) and written.suffix == records.SUFFIX
+    captured = [json.loads(line) for line in written.read_text().splitlines()]
+    assert [record["model_version"] for record in captured] == [deployed["version"]] * len(pairs)
+    assert [LABELS[record["label"]] for record in captured] == answer.json()["labels"]
+    assert set(records.FIELDS) <= set(captured[0]) and records.TEXT not in captured[0], "no text unless asked"
+    hour = records.hour_folder(records.parse_time(captured[0]["time"]))
+    assert written.parent == capture / hour, "one folder per UTC hour"
+
+
 # ---- a read-only serving identity ---------------------------------------------------------------------------------
 def test_the_server_runs_as_its_read_only_serving_account_with_the_model_volume_mounted_read_only(monkeypatch):
     from tests.airflow.test_kubernetes_manifests import eks_context

@@ -15,8 +15,9 @@ HTTP. ``FakeKubernetes`` runs it in a thread with its own event loop, and adds w
   resolved for ``OMP_NUM_THREADS``) and ``TASKS_RESULT_FILE`` pointed at a file that becomes the termination
   message (or, with ``FallbackToLogsOnError``, the log's last lines after a failure); deleting the pod stops
   it; one running past its ``activeDeadlineSeconds`` is killed (exit 137) and fails, reason ``DeadlineExceeded``. The artefact volume is a folder of the test, mounted at its own path (Variable ``nlp_k8s_volume_path``);
-- the Deployment controller: each new generation starts ``python -m tasks serve`` on the template's model,
-  and reports the rollout (``observedGeneration``, updated and available replicas) once it answers
+- the Deployment controller: each new generation starts ``python -m tasks serve`` on the template's model
+  with the container's other flags (its digest, its capture; on this machine, so a capture folder on the
+  volume is the volume's folder), and reports the rollout (``observedGeneration``, updated and available replicas) once it answers
   ``/ping``; ``broken_rollouts`` keeps a new revision (a pod template not seen before) from ever becoming
   available; a template Pod Security refuses gets ``ReplicaFailure``/``FailedCreate`` and never rolls out.
   A Service's cluster DNS names reach the server of the Deployment it selects (``addresses``);
@@ -121,6 +122,19 @@ def _replacing(old: dict, new: dict) -> dict:
         elif isinstance(value, dict) and isinstance(new[key], dict):
             patch[key] = _replacing(value, new[key])
     return patch
+
+
+def _server_flags(args: list[str]) -> list[str]:
+    """The server container's ``serve`` flags but its model and address, which the fake's server process sets
+    (the digest it verifies, what it captures and where, ...)."""
+    flags, rest = [], args[1:] if args[:1] == ["serve"] else list(args)
+    while rest:
+        name = rest.pop(0)
+        if name in ("--model", "--host", "--port"):
+            rest.pop(0)
+        else:
+            flags.append(name)
+    return flags
 
 
 def _selected(labels: dict, selector: str) -> bool:
@@ -872,8 +886,8 @@ class FakeKubernetes:
             return  # a new revision's pods never become ready; an earlier revision's still can
         if template_hash not in self.servers:
             args = spec["template"]["spec"]["containers"][0]["args"]
-            model = args[args.index("--model") + 1]
-            server = ServerProcess(Path(model), log=self.workdir / f"server-{template_hash}.log")
+            model, flags = args[args.index("--model") + 1], _server_flags(args)
+            server = ServerProcess(Path(model), *flags, log=self.workdir / f"server-{template_hash}.log")
             self.servers[template_hash] = server
             await asyncio.get_running_loop().run_in_executor(None, server.wait_ready)
         self.serving[key] = template_hash
