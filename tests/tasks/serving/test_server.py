@@ -1,6 +1,7 @@
 """The inference server over real HTTP on 127.0.0.1: the contract, every client error, metrics, batching, SIGTERM."""
 
 import asyncio
+import json
 import re
 import signal
 import time
@@ -10,6 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from tasks.serving.contract import LABELS
 from tests.conftest import ServerProcess, flags
 
 PAIR = {"sentence1": "The company posted a profit.", "sentence2": "The firm reported earnings."}
@@ -283,3 +285,31 @@ def test_a_model_whose_bytes_changed_is_refused_before_it_is_loaded(tmp_path):
         ModelError, match=re.escape(f"{unsealed_model}: the content digest is {actual}, not the expected {registered}")
     ):
         ServedModel.load(str(unsealed_model), digest=registered)
+
+
+def test_the_real_model_s_captured_records_match_its_answers(int8_tiny, tmp_path):
+    """Capture with the real tokenizer: a long pair is recorded cut to the model's length, a character outside the
+    vocabulary as an unknown token, and each record's label and probability are the answer's."""
+    from tasks.monitoring import records
+
+    long_pair = {"sentence1": " ".join(["profit"] * 200), "sentence2": " ".join(["earnings"] * 100)}
+    unknown = {"sentence1": "The company posted a profit \u2603.", "sentence2": PAIR["sentence2"]}
+    capture = tmp_path / "capture"
+    process = ServerProcess(int8_tiny, *flags(capture_dir=capture), log=tmp_path / "server.log")
+    try:
+        process.wait_ready()
+        answer = invoke(process, {"instances": [PAIR, long_pair, unknown]}, headers={"X-Request-Id": "real-1"}).json()
+    finally:
+        assert process.stop() == -signal.SIGTERM
+    (path,) = [path for path in capture.rglob("*" + records.SUFFIX)]
+    assert not path.name.startswith(records.HIDDEN)
+    short, long, odd = (json.loads(line) for line in path.read_text().splitlines())
+    assert short["truncated"] is False and short["unknown_tokens"] == 0
+    # 300 words in 125 tokens, the longer sentence first: 63 and 62 words, with [CLS] [SEP] and [SEP]
+    assert long["truncated"] is True and long["tokens"] == [65, 63]
+    assert odd["unknown_tokens"] == 1
+    for index, record in enumerate((short, long, odd)):
+        assert record["request_id"] == "real-1" and record["model_version"] == answer["model_version"]
+        assert LABELS[record["label"]] == answer["labels"][index]
+        assert record["probability"] == pytest.approx(max(answer["probabilities"][index]), abs=1e-6)
+        assert records.TEXT not in record
