@@ -774,39 +774,49 @@ def test_the_served_model_is_the_next_runs_champion_and_a_broken_answer_fails_th
 
 
 # ---- monitor: nlp_monitor_eks's pod ---------------------------------------------------------------------------------
-def test_the_monitor_pod_compares_the_servers_capture_with_the_production_models_baseline(fake_kubernetes):
-    """The capture under the volume's capture/nlp_eks (as the server writes it), the production model's card with its
-    traffic baseline: the pod's result is the step's (status, records, ...) and ``uri``, the folder of the monitor
-    run where monitoring.json is."""
+MONITOR_RUN_ID = "scheduled__2026-12-03T16:00:00+00:00"
+
+
+def monitor_run(cluster, capture: list[dict]) -> tuple[StepPodOperator, dict]:
+    """nlp_monitor_eks's monitor task and its context: the ``capture`` records under the volume's capture/nlp_eks
+    (as the server writes them), the production model a folder whose card holds the traffic baseline."""
     from datetime import timedelta
 
     from nlp_pipeline.monitoring import build_monitor
     from nlp_pipeline.params import monitor_params
 
     from tasks.runtime import model_card
-    from tests.tasks.monitoring.conftest import WINDOW_END, draw, traffic_baseline, write_capture
+    from tests.tasks.monitoring.conftest import WINDOW_END, traffic_baseline, write_capture
 
-    write_capture(fake_kubernetes.volume / "capture" / "nlp_eks", draw(150))
-    model = fake_kubernetes.volume / "nlp_eks" / "20261126T000000Z" / "quantized" / TRY1
+    write_capture(cluster.volume / "capture" / "nlp_eks", capture)
+    model = cluster.volume / "nlp_eks" / "20261126T000000Z" / "quantized" / TRY1
     model.mkdir(parents=True)
     card = {model_card.TRAFFIC_BASELINE: traffic_baseline(2000)}
     (model / model_card.JSON_CARD).write_text(json.dumps(card))
-    run_id = "scheduled__2026-12-03T16:00:00+00:00"
     run = task_context(
         "nlp_monitor_eks",
         "monitor",
         {name: param.value for name, param in monitor_params().items()},
         logical_date=pendulum.instance(WINDOW_END - timedelta(hours=1)),
-        run_id=run_id,
+        run_id=MONITOR_RUN_ID,
         xcom={("production_model", "return_value"): {"model": str(model), "version": "v1"}},
     ) | {"data_interval_end": pendulum.instance(WINDOW_END)}
     operator = build_monitor(eks).get_task("monitor")
     operator.kubernetes_conn_id, operator.namespace = "kubernetes_default", "nlp"
     operator.poll_interval = operator.startup_check_interval_seconds = 1
+    return operator, run
+
+
+def test_the_monitor_pod_compares_the_servers_capture_with_the_production_models_baseline(fake_kubernetes):
+    """The pod's result is the step's (status, records, ...) and ``uri``, the folder of the monitor run where
+    monitoring.json is."""
+    from tests.tasks.monitoring.conftest import draw
+
+    operator, run = monitor_run(fake_kubernetes, draw(150))
     result = operator.execute(run)
 
     folder = fake_kubernetes.volume / "nlp_monitor_eks" / "20261203T160000Z" / "monitoring"
-    uri = folder / f"try1-{hashlib.sha1(run_id.encode()).hexdigest()[:6]}"
+    uri = folder / f"try1-{hashlib.sha1(MONITOR_RUN_ID.encode()).hexdigest()[:6]}"
     assert result["uri"] == result["output"] == str(uri)
     assert (result["status"], result["records"], result["drifted"]) == ("ok", 150, [])
     assert json.loads((uri / "monitoring.json").read_text())["records"] == 150
@@ -814,3 +824,19 @@ def test_the_monitor_pod_compares_the_servers_capture_with_the_production_models
     [pod] = fake_kubernetes.pods_run
     assert pod["metadata"]["labels"]["dag_id"] == "nlp_monitor_eks"
     assert live_pods(fake_kubernetes) == [], "the finished pod was deleted"
+
+
+def test_a_capture_file_the_monitor_cannot_read_fails_the_task_naming_it_without_a_retry(fake_kubernetes):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tests.tasks.monitoring.conftest import draw
+
+    broken = draw(3)
+    broken[1]["probability"] = "high"
+    operator, run = monitor_run(fake_kubernetes, broken)
+    with pytest.raises(
+        AirflowFailException,
+        match=r"(?s)monitor failed on bad data, not retried:.*\.jsonl:2: field 'probability' is 'high'",
+    ):
+        operator.execute(run)
+    assert not list(fake_kubernetes.volume.rglob("monitoring.json")), "nothing written"
