@@ -22,10 +22,14 @@ def monitor(args: MonitorArguments) -> dict:
     window = args.window()
     found = reference.load(args.baseline)
     log.info("baseline: the %s of %s (%d train pairs)", found.kind, args.baseline, found.baseline["pairs"])
-    pairs = traffic.read_window(args.capture, *window)
+    read = traffic.read_window(args.capture, *window)
+    notes = baseline.length_notes(read, found.baseline)
+    for note in notes:
+        log.warning("%s", note)
+    pairs = read.clipped(found.baseline.get(baseline.MAX_SEQ_LENGTH))  # compared at the length trained at
     values = statistics.traffic_values(pairs, found.baseline, args.low_confidence)
     entries = statistics.compare(values, baseline.reference_values(found.baseline, args.low_confidence), args)
-    return report.build(args, window, pairs, found, entries)
+    return report.build(args, window, pairs, found, entries, notes)
 
 
 def run(args: MonitorArguments) -> None:

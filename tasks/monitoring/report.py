@@ -15,7 +15,7 @@ from tasks.monitoring import records, statistics
 CHART = "monitoring.png"
 
 
-def build(args, window: tuple[datetime, datetime], traffic, reference, entries: list[dict]) -> dict:
+def build(args, window: tuple[datetime, datetime], traffic, reference, entries: list[dict], notes: list[str]) -> dict:
     """The report of one monitor run.
 
     :param args: the step's MonitorArguments.
@@ -23,6 +23,7 @@ def build(args, window: tuple[datetime, datetime], traffic, reference, entries: 
     :param traffic: the window's pairs (tasks.monitoring.traffic.Traffic).
     :param reference: the baseline and where it came from (tasks.monitoring.reference.Reference).
     :param entries: each statistic's entry (tasks.monitoring.statistics.compare).
+    :param notes: what a reader must know to trust the figures (tasks.monitoring.baseline.length_notes).
     """
     enough = len(traffic) >= args.min_records
     drifted = [entry["name"] for entry in entries if entry["status"] == statistics.DRIFT] if enough else []
@@ -38,7 +39,9 @@ def build(args, window: tuple[datetime, datetime], traffic, reference, entries: 
         "baseline_kind": reference.kind,
         "statistics": entries,
         "drifted": drifted,
+        "notes": notes,
         "token_length": {
+            "max_seq_length": reference.baseline.get("max_seq_length"),
             "edges": edges,
             "baseline_shares": reference.baseline["token_length"]["shares"],
             "traffic_shares": [round(share, 6) for share in statistics.bin_shares(traffic.lengths, edges)]

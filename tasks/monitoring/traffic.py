@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -27,16 +27,28 @@ _HOUR = timedelta(hours=1)
 
 @dataclass
 class Traffic:
-    """The window's pairs, one array entry each: token length, unknown tokens, predicted label, its probability."""
+    """The window's pairs, one array entry each: token length, unknown tokens, predicted label, its probability,
+    whether the server cut it."""
 
     lengths: np.ndarray
     unknown_tokens: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
+    truncated: np.ndarray
     model_versions: Counter = field(default_factory=Counter)
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+    def clipped(self, max_seq_length: int | None) -> Traffic:
+        """These pairs with their lengths cut at ``max_seq_length`` (as the baseline's were; None: as they are)."""
+        if max_seq_length is None:
+            return self
+        return replace(self, lengths=np.minimum(self.lengths, max_seq_length))
+
+    def server_cut(self) -> int | None:
+        """The length the server cut pairs at, as its truncated pairs show it (None: it cut none)."""
+        return int(self.lengths[self.truncated].max()) if self.truncated.any() else None
 
 
 def hour_folders(start: datetime, end: datetime) -> list[str]:
@@ -54,7 +66,7 @@ def read_window(root: str, start: datetime, end: datetime) -> Traffic:
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(root)
-    columns: dict[str, list] = {"lengths": [], "unknown_tokens": [], "labels": [], "probabilities": []}
+    columns: dict[str, list] = {"lengths": [], "unknown_tokens": [], "labels": [], "probabilities": [], "truncated": []}
     versions: Counter = Counter()
     files = 0
     for folder in hour_folders(start, end):
@@ -74,6 +86,7 @@ def read_window(root: str, start: datetime, end: datetime) -> Traffic:
         unknown_tokens=np.asarray(columns["unknown_tokens"], dtype=np.int64),
         labels=np.asarray(columns["labels"], dtype=np.int64),
         probabilities=np.asarray(columns["probabilities"], dtype=float),
+        truncated=np.asarray(columns["truncated"], dtype=bool),
         model_versions=versions,
     )
 
@@ -107,6 +120,7 @@ def _keep(record: dict, start: datetime, end: datetime, columns: dict, versions:
     columns["unknown_tokens"].append(record["unknown_tokens"])
     columns["labels"].append(record["label"])
     columns["probabilities"].append(record["probability"])
+    columns["truncated"].append(record["truncated"] is True)
     versions[record["model_version"]] += 1
 
 

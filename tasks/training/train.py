@@ -307,14 +307,17 @@ def fit(run: TrainingRun, strategy, checkpoints: Path, events: Path | None) -> T
         history.records,
         progress,
         stopped_early=bool(stopping and stopping.stopped_after),
-        data_baseline=None if args.score_only or not run.cluster.is_chief else training_data_baseline(train, run.data),
+        data_baseline=None
+        if args.score_only or not run.cluster.is_chief
+        else training_data_baseline(train, run.data, max_seq_length),
         validation_pairs=len(validation),
     )
 
 
-def training_data_baseline(train, data: Path) -> dict:
+def training_data_baseline(train, data: Path, max_seq_length: int) -> dict:
     """The train split's part of the traffic baseline (tasks/monitoring/baseline.py): its pairs' token lengths
-    (as trained: re-tokenised when --max-seq-length asked), the unknown tokens among them, its labels."""
+    (as trained: re-tokenised when --max-seq-length asked), the unknown tokens among them, its labels, and the
+    ``max_seq_length`` they were cut at."""
     import numpy as np
 
     from tasks.monitoring import baseline
@@ -322,7 +325,7 @@ def training_data_baseline(train, data: Path) -> dict:
     unknown_id = baseline.unknown_token_id(tokenizer_folder(data))
     token_ids = train.input_ids.flat_values.numpy()
     unknown = 0 if unknown_id is None else int(np.count_nonzero(token_ids == unknown_id))
-    return baseline.of_training_data(train.input_ids.row_lengths().numpy(), unknown, train.labels)
+    return baseline.of_training_data(train.input_ids.row_lengths().numpy(), unknown, train.labels, max_seq_length)
 
 
 def card_traffic_baseline(trained: Trained) -> dict:

@@ -18,7 +18,7 @@ from tasks.monitoring import baseline, reference, statistics
 from tasks.runtime import model_card
 from tests.tasks.monitoring.conftest import draw, monitor_flags, write_capture
 
-TRAIN_PART = ("pairs", "token_length", "positive_share", "unknown_token_rate")
+TRAIN_PART = ("pairs", "max_seq_length", "token_length", "positive_share", "unknown_token_rate")
 
 
 def tar_model(path, card: dict, *, nested: bool = False) -> None:

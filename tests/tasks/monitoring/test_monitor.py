@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from tasks.cli import main
 from tasks.config import MONITOR_DRIFT, MONITOR_NOT_ENOUGH_DATA, MONITOR_OK, MONITOR_STATUSES
-from tasks.monitoring import records, traffic
+from tasks.monitoring import baseline, records, traffic
+from tasks.runtime import model_card
 from tests.tasks.monitoring.conftest import WINDOW_END, WINDOW_START, draw, monitor_flags, write_capture
 
 
@@ -192,3 +194,42 @@ def test_a_monitor_processing_job_names_its_own_paths_and_reports_why_it_failed(
     path.write_text(path.read_text() + "{broken\n")
     assert main(["monitor", *monitor_flags(tmp_path / "capture", model_folder, tmp_path / "out")]) == 3
     assert (job_root / "output" / "message").read_text().startswith(f"DataError (exit 3): {path}:3: not JSON")
+
+
+def long_pairs(count: int, seed: int, cut: int) -> list[dict]:
+    """``draw``'s records with lengths around 60 (a long tail), cut at ``cut`` tokens as a server of that max
+    length cuts them."""
+    rng = np.random.default_rng(seed)
+    drawn = draw(count, seed=seed)
+    for record, length in zip(drawn, rng.normal(60, 20, count).round().clip(8, 200).astype(int), strict=True):
+        kept = min(int(length), cut)
+        record["tokens"], record["truncated"] = [kept // 2, kept - kept // 2], bool(length > cut)
+    return drawn
+
+
+def test_traffic_cut_longer_than_the_baseline_is_compared_at_the_baselines_max_length(tmp_path):
+    trained = long_pairs(20_000, seed=98, cut=64)
+    lengths = np.array([sum(record["tokens"]) for record in trained])
+    labels = np.array([record["label"] for record in trained])
+    figures = baseline.of_training_data(lengths, 0, labels, max_seq_length=64)
+    assert figures["max_seq_length"] == 64
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / model_card.JSON_CARD).write_text(json.dumps({model_card.TRAFFIC_BASELINE: figures}))
+    write_capture(tmp_path / "capture", long_pairs(400, seed=5, cut=128))
+    report = run_monitor(tmp_path, folder)
+    assert report["status"] == "ok", report["statistics"]
+    assert report["notes"] == []
+
+
+def test_a_server_cutting_shorter_than_the_model_was_trained_is_noted_naming_both_lengths(tmp_path):
+    trained = long_pairs(20_000, seed=98, cut=128)
+    lengths = np.array([sum(record["tokens"]) for record in trained])
+    labels = np.array([record["label"] for record in trained])
+    figures = baseline.of_training_data(lengths, 0, labels, max_seq_length=128)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / model_card.JSON_CARD).write_text(json.dumps({model_card.TRAFFIC_BASELINE: figures}))
+    write_capture(tmp_path / "capture", long_pairs(400, seed=6, cut=64))
+    report = run_monitor(tmp_path, folder)
+    assert any("64" in note and "128" in note for note in report["notes"]), report["notes"]
