@@ -13,7 +13,8 @@ A file is closed when it holds ``--capture-file-bytes``, ``--capture-file-second
 its hour's end, and when the server stops. On ``s3://`` the file is written in a local temporary folder, uploaded
 (fsspec) when closed, and the temporary removed. A failed write or upload is counted (``on_error``; its records as
 dropped, with those of the file it was writing, which may hold half a line and is discarded), logged once per run
-of failures, and never reaches a request.
+of failures, and never reaches a request. A pair whose probabilities are not finite is dropped (counted), never
+written: every line is JSON the monitor reads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -60,8 +62,11 @@ class Pending:
     text: tuple[str, str] | None = None
 
 
-def record(pending: Pending) -> dict:
-    """The capture record of a pair (``tasks.monitoring.records.FIELDS``, and ``text`` when it was kept)."""
+def record(pending: Pending) -> dict | None:
+    """The capture record of a pair (``tasks.monitoring.records.FIELDS``, and ``text`` when it was kept); None
+    when its probabilities are not all finite (JSON has no NaN, and the monitor would refuse the line)."""
+    if not all(math.isfinite(share) for share in pending.probabilities):
+        return None
     first = second = unknown = 0
     for token, segment, real in zip(
         pending.pair.input_ids, pending.pair.token_type_ids, pending.pair.attention_mask, strict=True
@@ -261,10 +266,14 @@ class CaptureWriter:
         hour = pending.time.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
         if self._file is not None and self._file.hour != hour:
             self._close()
+        kept = record(pending)
+        if kept is None:
+            self._dropped(1)
+            return
         try:
             if self._file is None:
                 self._file = self._open(hour, pending.time)
-            self._file.write(json.dumps(record(pending), separators=(",", ":")) + "\n")
+            self._file.write(json.dumps(kept, separators=(",", ":"), allow_nan=False) + "\n")
         except Exception as failure:  # noqa: BLE001 - a capture failure must never end the writer
             self._failed(failure, "writing a record", 1)
             return

@@ -293,10 +293,7 @@ def create_app(args: ServeArguments, load_model=None, capture_rng=None):
             if ticket is not None:
                 batcher.release(ticket)
         shares = probabilities(logits).tolist()
-        if capture is not None and capture.sampled():
-            texts = None if isinstance(pairs[0], invocations.Encoded) else pairs
-            capture.offer(request_id, model.version, model.unk_token_id, encoded, shares, texts)
-        return JSONResponse(
+        answer = JSONResponse(  # raises on a value JSON cannot carry (NaN): a 500, and nothing captured
             {
                 "predictions": logits.tolist(),
                 "labels": labels(logits),
@@ -304,6 +301,10 @@ def create_app(args: ServeArguments, load_model=None, capture_rng=None):
                 "model_version": model.version,
             }
         )
+        if capture is not None and capture.sampled():  # only answered requests are captured
+            texts = None if isinstance(pairs[0], invocations.Encoded) else pairs
+            capture.offer(request_id, model.version, model.unk_token_id, encoded, shares, texts)
+        return answer
 
     async def _encode(loop, prepare, model, pairs):
         if isinstance(pairs[0], invocations.Encoded):

@@ -275,3 +275,14 @@ def test_a_failed_upload_is_counted_and_its_records_dropped(s3, tmp_path, monkey
     assert capture_writer.stop(30)
     assert (counts.written, counts.errors, counts.dropped) == (3, 1, 3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pair_without_a_finite_probability_is_dropped_and_every_line_is_json(tmp_path):
+    counts = Counts()
+    capture_writer = writer(tmp_path, counts)
+    capture_writer.start()
+    capture_writer.offer("nan", "fp32-abc", UNK, [PAIR, PAIR], [[math.nan, math.nan], [0.2, math.inf]])
+    offer(capture_writer, "fine")
+    assert capture_writer.stop(10)
+    assert [line["request_id"] for line in lines(tmp_path)] == ["fine"]
+    assert (counts.written, counts.dropped, counts.errors) == (1, 2, 0)

@@ -172,3 +172,17 @@ def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
         log.close()
     assert len(captured(tmp_path / "capture")) == 80
     assert not list((tmp_path / "capture").rglob(records.HIDDEN + "*")), "no file is left hidden"
+
+
+class NaNStandIn(CapturedStandIn):
+    """A model whose logits are not numbers: the server cannot answer it (JSON has no NaN)."""
+
+    def predict(self, pairs):
+        return np.full((len(pairs), 2), np.nan, dtype=np.float32)
+
+
+def test_a_request_the_server_cannot_answer_leaves_no_record(tmp_path):
+    with serving(NaNStandIn(), capture_dir=str(tmp_path)) as url:
+        assert invoke(url, {"instances": [PAIR, PAIR]}).status_code == 500
+        assert metric(url, "capture_dropped_records_total") == 0, "nothing was offered"
+    assert captured(tmp_path) == []
