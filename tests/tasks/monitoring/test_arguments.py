@@ -16,7 +16,7 @@ REQUIRED = ["--capture", "s3://bucket/capture", "--baseline", "/models/v1", "--o
 def test_the_defaults_are_the_contracts():
     args = parse("monitor", REQUIRED)
     assert (args.capture, args.baseline, args.output) == ("s3://bucket/capture", "/models/v1", "/out")
-    assert (args.window_minutes, args.min_records, args.low_confidence) == (60, 100, 0.6)
+    assert (args.window_minutes, args.min_records, args.low_confidence) == (60, 200, 0.6)
     thresholds = (
         args.psi_threshold,
         args.label_shift_threshold,

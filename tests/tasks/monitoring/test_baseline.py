@@ -10,11 +10,11 @@ import tarfile
 import numpy as np
 import pytest
 
-from tasks.cli import main
+from tasks.cli import main, parse
 from tasks.compression.quantize import compressed_card
 from tasks.config import LOW_CONFIDENCE
 from tasks.errors import DataError
-from tasks.monitoring import baseline, reference, statistics
+from tasks.monitoring import baseline, reference, statistics, traffic
 from tasks.runtime import model_card
 from tests.tasks.monitoring.conftest import draw, monitor_flags, write_capture
 
@@ -170,3 +170,29 @@ def test_train_writes_the_traffic_baseline_into_the_card(trained_tiny, staged_da
     metrics = json.loads((trained_tiny / "metrics.json").read_text())
     assert validation["mean_confidence"] == metrics["epochs"][-1]["mean_confidence"], "the final model's scoring"
     assert reference.load(str(trained_tiny)).baseline == written
+
+
+def quiet_window(drawn: list[dict]) -> traffic.Traffic:
+    """A window's pairs as the monitor reads them."""
+    return traffic.Traffic(
+        lengths=np.array([sum(record["tokens"]) for record in drawn]),
+        unknown_tokens=np.array([record["unknown_tokens"] for record in drawn]),
+        labels=np.array([record["label"] for record in drawn]),
+        probabilities=np.array([record["probability"] for record in drawn]),
+        truncated=np.array([record["truncated"] for record in drawn]),
+    )
+
+
+def test_quiet_windows_of_the_fewest_pairs_rarely_drift_at_the_defaults(card_baseline):
+    """Windows drawn from the baseline's own distribution, each as small as --min-records allows: at the default
+    thresholds fewer than 1 % drift (a false signal; hourly, a quarter of one a day)."""
+    args = parse("monitor", ["--capture", "c", "--baseline", "b", "--output", "o"])
+    references = baseline.reference_values(card_baseline, args.low_confidence)
+    windows = 1000
+    drifted = 0
+    for seed in range(windows):
+        values = statistics.traffic_values(
+            quiet_window(draw(args.min_records, seed=1000 + seed)), card_baseline, args.low_confidence
+        )
+        drifted += any(entry["status"] == statistics.DRIFT for entry in statistics.compare(values, references, args))
+    assert drifted / windows < 0.01, f"{drifted} of {windows} quiet windows drifted"

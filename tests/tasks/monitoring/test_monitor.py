@@ -54,12 +54,12 @@ def test_flipped_labels_drift_on_the_paraphrase_share(tmp_path, model_folder):
 
 
 def test_fewer_records_than_min_records_is_not_enough_data_never_drift(tmp_path, model_folder):
-    write_capture(tmp_path / "capture", draw(99, seed=4, extra_tokens=40))
+    write_capture(tmp_path / "capture", draw(199, seed=4, extra_tokens=40))
     report = run_monitor(tmp_path, model_folder)
     assert report["status"] == "not_enough_data" and report["drifted"] == []
-    assert report["records"] == 99 and report["min_records"] == 100
+    assert report["records"] == 199 and report["min_records"] == 200
     assert statuses(report)["token_length_psi"] == "drift", "the statistics are still listed for a person"
-    assert run_monitor(tmp_path, model_folder, "--min-records", "99")["status"] == "drift"
+    assert run_monitor(tmp_path, model_folder, "--min-records", "199")["status"] == "drift"
 
 
 def test_an_empty_window_is_not_enough_data(tmp_path, model_folder):
@@ -85,7 +85,7 @@ def test_the_window_keeps_start_and_leaves_out_end(tmp_path, model_folder):
 
 def test_only_the_windows_hours_are_read_and_hidden_files_are_skipped(tmp_path, model_folder):
     capture = tmp_path / "capture"
-    write_capture(capture, draw(150, seed=5))
+    write_capture(capture, draw(250, seed=5))
     for hour in (WINDOW_START - timedelta(hours=1), WINDOW_END):  # the hours either side: never opened
         folder = capture / records.hour_folder(hour)
         folder.mkdir(parents=True)
@@ -94,7 +94,7 @@ def test_only_the_windows_hours_are_read_and_hidden_files_are_skipped(tmp_path, 
     (inside / ".being-written.jsonl").write_text("half a li")
     (inside / "notes.txt").write_text("not a capture file")
     report = run_monitor(tmp_path, model_folder)
-    assert report["records"] == 150 and report["status"] == "ok"
+    assert report["records"] == 250 and report["status"] == "ok"
 
 
 def test_a_window_across_hours_reads_each_hour(tmp_path, model_folder):
