@@ -145,25 +145,34 @@ def trial_command(params: Mapping, trial: Mapping, **given) -> list[str]:
     return command("train", with_setting(params, trial["setting"]), score_only=True, **given)
 
 
-def capture_flags(params: Mapping, capture_uri: str) -> dict:
+def capture_flags(params: Mapping, capture_uri: str, current: Mapping | None = None) -> dict:
     """The server's capture settings for a run (``serve``'s flags: ``capture_dir``, ``capture_sample_rate``,
-    ``capture_text``), from its Params ``capture_sample_rate`` (0: off) and ``capture_text``; {} when capture is off.
+    ``capture_text``), from its Params ``capture_sample_rate`` and ``capture_text``; {} when capture is off.
 
-    The one place every platform takes them from: local passes them to ``deploy-local``, SageMaker into the
-    model's environment (tasks.config.CAPTURE_ENV) and its DataCaptureConfig, EKS into the server's args.
-    ``capture_uri`` is where the platform's endpoint writes (artefacts.capture_uri)."""
+    ``capture_sample_rate`` null (the default: what a run started by drift or the schedule takes) keeps ``current``,
+    the flags the live endpoint runs with (each platform reads them: local its capture.json), {} when none; 0 turns
+    capture off; a share turns it on at ``capture_uri``. The one place every platform takes them from: local passes
+    them to ``deploy-local``, SageMaker into the model's environment (tasks.config.CAPTURE_ENV) and its
+    DataCaptureConfig, EKS into the server's args. ``capture_uri`` is where the platform's endpoint writes
+    (artefacts.capture_uri)."""
     check_capture(params)
     rate = params["capture_sample_rate"]
+    if rate is None:
+        return dict(current or {})
     if not rate:
         return {}
     return {"capture_dir": capture_uri, "capture_sample_rate": rate, "capture_text": params["capture_text"]}
 
 
 def check_capture(params: Mapping) -> None:
-    """Refuse raw text capture without capture: ``capture_text`` on with ``capture_sample_rate`` 0 would capture
-    nothing, which is not what was asked."""
+    """Refuse raw text capture without a capture rate: ``capture_text`` on with ``capture_sample_rate`` 0 would
+    capture nothing, and with null (keep the endpoint's capture) it would either be ignored or turn text capture on
+    at a rate nobody chose; both are not what was asked."""
     if params["capture_text"] and not params["capture_sample_rate"]:
-        raise ConfigError("capture_text: capturing text needs capture_sample_rate above 0 (0 turns capture off)")
+        raise ConfigError(
+            "capture_text: capturing text needs capture_sample_rate above 0 (0 turns capture off, null keeps the"
+            " endpoint's capture as it is)"
+        )
 
 
 def registration(registry: str, evaluation: dict, status: str, config: dict, context) -> list[str]:

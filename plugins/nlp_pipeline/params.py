@@ -90,40 +90,45 @@ def flag_param(spec: commands.ParamFlag) -> Param:
     return Param(schema.pop("default"), title=title, section=section, **schema)
 
 
-# The default of the Param capture_sample_rate, so scheduled and drift-triggered runs (which take the defaults) keep
-# capturing what their model serves: unset, 0 (capture off).
+# The default of the Param capture_sample_rate, which scheduled and drift-triggered runs take: unset or empty, null
+# (keep the endpoint's capture as it is: off for a new endpoint); 0, capture off; a share, capture on.
 DEFAULT_CAPTURE_RATE_ENV = "NLP_DEFAULT_CAPTURE_SAMPLE_RATE"
 
 
-def default_capture_rate() -> float:
-    """The environment's ``DEFAULT_CAPTURE_RATE_ENV``, 0 when unset; a ValueError naming it when it is not a share
-    the server takes (0 or the serve flag's range), which fails the DAG's parse."""
+def default_capture_rate() -> float | None:
+    """The environment's ``DEFAULT_CAPTURE_RATE_ENV``, None (keep) when unset or empty; a ValueError naming it when
+    it is not a share the server takes (0 or the serve flag's range), which fails the DAG's parse."""
     given = os.environ.get(DEFAULT_CAPTURE_RATE_ENV, "").strip()
+    if not given:
+        return None
     bounds = flag_schema(ServeArguments, "capture_sample_rate")
     try:
-        rate = float(given or 0)
+        rate = float(given)
     except ValueError:
         rate = -1.0
     if rate != 0 and not bounds["exclusiveMinimum"] < rate <= bounds["maximum"]:
         allowed = describe_range({key: bounds[key] for key in ("exclusiveMinimum", "maximum")}, integer=False)
-        raise ValueError(f"{DEFAULT_CAPTURE_RATE_ENV} must be 0 (capture off) or {allowed}, got {given!r}")
+        raise ValueError(
+            f"{DEFAULT_CAPTURE_RATE_ENV} must be empty (keep the endpoint's capture), 0 (capture off) or {allowed},"
+            f" got {given!r}"
+        )
     return rate
 
 
 def capture_params() -> dict[str, Param]:
     """What the rollout's endpoint captures of its traffic for the monitor DAG (docs/monitoring.md): the serve flags'
-    range and help, with 0 for "off"."""
+    range and help, with 0 for "off" and null for "as the endpoint captures now"."""
     rate = flag_schema(ServeArguments, "capture_sample_rate")
     return {
         "capture_sample_rate": Param(
             default_capture_rate(),
-            type="number",
+            type=["null", "number"],
             minimum=0,
             maximum=rate["maximum"],
             title="Capture sample rate",
             description="Share of the endpoint's requests captured for drift monitoring (the monitor DAG); 0: capture"
-            f" off. Default: the environment variable {DEFAULT_CAPTURE_RATE_ENV}'s, else 0. Applies to the endpoint"
-            " this run deploys.",
+            " off; null: keep the endpoint's capture as it is (off for a new endpoint). Default: the environment"
+            f" variable {DEFAULT_CAPTURE_RATE_ENV}'s, else null. Applies to the endpoint this run deploys.",
             section="Monitoring",
         ),
         "capture_text": Param(

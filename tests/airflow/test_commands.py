@@ -477,9 +477,19 @@ def test_a_new_flag_of_a_step_is_one_line_of_param_flags(monkeypatch):
 
 
 # ---- capture: the server's settings from the run's Params, the same on every platform -----------------------------
-def test_capture_is_off_by_default_and_its_flags_parse_into_the_servers_settings():
+SERVED = {"capture_dir": "/c", "capture_sample_rate": 0.5, "capture_text": False}  # a live endpoint's capture
+
+
+@pytest.fixture
+def no_default_rate(monkeypatch):
+    from nlp_pipeline import params
+
+    monkeypatch.delenv(params.DEFAULT_CAPTURE_RATE_ENV, raising=False)
+
+
+def test_capture_keeps_the_endpoints_by_default_and_its_flags_parse_into_the_servers_settings(no_default_rate):
     params = defaults({})
-    assert (params["capture_sample_rate"], params["capture_text"]) == (0, False)
+    assert (params["capture_sample_rate"], params["capture_text"]) == (None, False)
     assert commands.capture_flags(params, "s3://b/capture/nlp_local") == {}
     on = params | {"capture_sample_rate": 0.5, "capture_text": True}
     flags = commands.capture_flags(on, "s3://b/capture/nlp_local")
@@ -492,27 +502,44 @@ def test_capture_is_off_by_default_and_its_flags_parse_into_the_servers_settings
     assert parsed(commands.command("serve", {}, model="/m", **commands.capture_flags(params, "/c"))).capture_dir == ""
 
 
-def test_the_capture_rate_param_offers_the_serve_flags_range_and_0_for_off():
+def test_a_null_capture_rate_keeps_the_live_endpoints_capture_and_0_turns_it_off(no_default_rate):
+    """A run started by drift or the schedule takes the defaults: it keeps capturing what the endpoint captured."""
+    params = defaults({})
+    assert commands.capture_flags(params, "/elsewhere", SERVED) == SERVED
+    assert commands.capture_flags(params, "/elsewhere", {}) == {}
+    assert commands.capture_flags(params | {"capture_sample_rate": 0}, "/c", SERVED) == {}
+    assert commands.capture_flags(params | {"capture_sample_rate": 1}, "/c", SERVED) == {
+        "capture_dir": "/c",
+        "capture_sample_rate": 1,
+        "capture_text": False,
+    }
+
+
+def test_the_capture_rate_param_offers_the_serve_flags_range_0_for_off_and_null_for_keep():
     from airflow.sdk.exceptions import ParamValidationError
 
     param = pipeline_params()["capture_sample_rate"]
     assert param.schema["section"] == "Monitoring" and "0: capture off" in param.description
-    for value in (0, 0.001, 1):
+    assert "null" in param.description
+    for value in (None, 0, 0.001, 1):
         param.resolve(value)
     for value in (-0.1, 1.01):
         with pytest.raises(ParamValidationError):
             param.resolve(value)
 
 
-def test_text_capture_without_capture_is_refused_when_the_run_starts():
+@pytest.mark.parametrize("rate", [0, None])
+def test_text_capture_without_a_capture_rate_is_refused_when_the_run_starts(no_default_rate, rate):
     from airflow.sdk.exceptions import AirflowFailException
 
-    with pytest.raises(AirflowFailException, match="capture_text: capturing text needs capture_sample_rate above 0"):
-        policy.check_params(defaults({}) | {"capture_text": True})
+    with pytest.raises(
+        AirflowFailException, match="capture_text: capturing text needs capture_sample_rate above 0 .*null"
+    ):
+        policy.check_params(defaults({}) | {"capture_text": True, "capture_sample_rate": rate})
     policy.check_params(defaults({}) | {"capture_text": True, "capture_sample_rate": 0.1})
 
 
-@pytest.mark.parametrize(("given", "rate"), [(None, 0), ("0", 0), ("0.05", 0.05), ("1", 1)])
+@pytest.mark.parametrize(("given", "rate"), [(None, None), ("", None), ("0", 0), ("0.05", 0.05), ("1", 1)])
 def test_the_capture_rate_defaults_to_the_environments_so_scheduled_runs_keep_capturing(monkeypatch, given, rate):
     from nlp_pipeline import params
 
@@ -529,7 +556,9 @@ def test_a_bad_default_capture_rate_names_the_variable(monkeypatch, given):
 
     monkeypatch.setenv(params.DEFAULT_CAPTURE_RATE_ENV, given)
     with pytest.raises(
-        ValueError, match=rf"NLP_DEFAULT_CAPTURE_SAMPLE_RATE must be 0 \(capture off\) or in \(0, 1\], got '{given}'"
+        ValueError,
+        match=rf"NLP_DEFAULT_CAPTURE_SAMPLE_RATE must be empty \(keep the endpoint's capture\), 0 \(capture off\) or"
+        rf" in \(0, 1\], got '{given}'",
     ):
         pipeline_params()
 
