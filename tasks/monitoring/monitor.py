@@ -23,13 +23,33 @@ def monitor(args: MonitorArguments) -> dict:
     found = reference.load(args.baseline)
     log.info("baseline: the %s of %s (%d train pairs)", found.kind, args.baseline, found.baseline["pairs"])
     read = traffic.read_window(args.capture, *window)
-    notes = baseline.length_notes(read, found.baseline)
+    everything = read.model_versions
+    judged = read.newest_version()
+    notes = other_versions(read, judged)
+    if judged is not None:
+        read = read.of_version(judged)
+    notes += baseline.length_notes(read, found.baseline)
     for note in notes:
         log.warning("%s", note)
     pairs = read.clipped(found.baseline.get(baseline.MAX_SEQ_LENGTH))  # compared at the length trained at
     values = statistics.traffic_values(pairs, found.baseline, args.low_confidence)
     entries = statistics.compare(values, baseline.reference_values(found.baseline, args.low_confidence), args)
-    return report.build(args, window, pairs, found, entries, notes)
+    return report.build(args, window, pairs, found, entries, notes) | {
+        "model_version": judged,
+        "model_versions": dict(sorted(everything.items())),
+    }
+
+
+def other_versions(read: traffic.Traffic, judged: str | None) -> list[str]:
+    """A note on the pairs of versions other than ``judged`` (a rollout inside the window): they are left out,
+    since the baseline is the model serving now, and another model's labels and confidence are not its drift."""
+    others = {version: count for version, count in sorted(read.model_versions.items()) if version != judged}
+    if not others:
+        return []
+    listed = ", ".join(f"{version}: {count}" for version, count in others.items())
+    return [
+        f"{sum(others.values())} pair(s) answered by other model versions ({listed}) left out: the window is judged on {judged}, the version serving at its end"
+    ]
 
 
 def run(args: MonitorArguments) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -23,19 +23,34 @@ from tasks.serving.contract import LABELS
 log = logging.getLogger(__name__)
 
 _HOUR = timedelta(hours=1)
+# Traffic's columns and their array types.
+_COLUMNS = {
+    "lengths": np.int64,
+    "unknown_tokens": np.int64,
+    "labels": np.int64,
+    "probabilities": float,
+    "truncated": bool,
+    "versions": str,
+    "times": float,
+}
 
 
 @dataclass
 class Traffic:
     """The window's pairs, one array entry each: token length, unknown tokens, predicted label, its probability,
-    whether the server cut it."""
+    whether the server cut it, the model version that answered and when (seconds since the epoch)."""
 
     lengths: np.ndarray
     unknown_tokens: np.ndarray
     labels: np.ndarray
     probabilities: np.ndarray
     truncated: np.ndarray
-    model_versions: Counter = field(default_factory=Counter)
+    versions: np.ndarray
+    times: np.ndarray
+
+    @property
+    def model_versions(self) -> Counter:
+        return Counter(self.versions.tolist())
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -45,6 +60,15 @@ class Traffic:
         if max_seq_length is None:
             return self
         return replace(self, lengths=np.minimum(self.lengths, max_seq_length))
+
+    def newest_version(self) -> str | None:
+        """The version that answered the window's last pair: the one serving at its end (None: no pairs)."""
+        return str(self.versions[int(np.argmax(self.times))]) if len(self) else None
+
+    def of_version(self, version: str) -> Traffic:
+        """The pairs ``version`` answered."""
+        kept = self.versions == version
+        return Traffic(**{name: getattr(self, name)[kept] for name in _COLUMNS})
 
     def server_cut(self) -> int | None:
         """The length the server cut pairs at, as its truncated pairs show it (None: it cut none)."""
@@ -66,8 +90,7 @@ def read_window(root: str, start: datetime, end: datetime) -> Traffic:
     import fsspec
 
     fs, base = fsspec.core.url_to_fs(root)
-    columns: dict[str, list] = {"lengths": [], "unknown_tokens": [], "labels": [], "probabilities": [], "truncated": []}
-    versions: Counter = Counter()
+    columns: dict[str, list] = {name: [] for name in _COLUMNS}
     files = 0
     for folder in hour_folders(start, end):
         for path in _capture_files(fs, f"{base.rstrip('/')}/{folder}", root):
@@ -77,18 +100,11 @@ def read_window(root: str, start: datetime, end: datetime) -> Traffic:
                 with fs.open(path, "rt", encoding="utf-8") as handle:
                     for number, line in enumerate(handle, start=1):
                         if line.strip():
-                            _keep(_parse(line, shown, number), start, end, columns, versions)
+                            _keep(_parse(line, shown, number), start, end, columns)
             except (OSError, UnicodeDecodeError) as error:
                 raise SourceError(f"{shown}: cannot read: {error}") from error
     log.info("read %d pair(s) of %s to %s from %d file(s) under %s", len(columns["lengths"]), start, end, files, root)
-    return Traffic(
-        lengths=np.asarray(columns["lengths"], dtype=np.int64),
-        unknown_tokens=np.asarray(columns["unknown_tokens"], dtype=np.int64),
-        labels=np.asarray(columns["labels"], dtype=np.int64),
-        probabilities=np.asarray(columns["probabilities"], dtype=float),
-        truncated=np.asarray(columns["truncated"], dtype=bool),
-        model_versions=versions,
-    )
+    return Traffic(**{name: np.asarray(values, dtype=_COLUMNS[name]) for name, values in columns.items()})
 
 
 def _capture_files(fs, folder: str, root: str) -> list[str]:
@@ -113,7 +129,7 @@ def _shown(fs, path: str) -> str:
     return path if protocol in ("file", "local") else f"{protocol}://{path}"
 
 
-def _keep(record: dict, start: datetime, end: datetime, columns: dict, versions: Counter) -> None:
+def _keep(record: dict, start: datetime, end: datetime, columns: dict) -> None:
     if not start <= record["moment"] < end:
         return
     columns["lengths"].append(sum(record["tokens"]))
@@ -121,7 +137,8 @@ def _keep(record: dict, start: datetime, end: datetime, columns: dict, versions:
     columns["labels"].append(record["label"])
     columns["probabilities"].append(record["probability"])
     columns["truncated"].append(record["truncated"] is True)
-    versions[record["model_version"]] += 1
+    columns["versions"].append(record["model_version"])
+    columns["times"].append(record["moment"].timestamp())
 
 
 def _parse(line: str, file: str, number: int) -> dict:

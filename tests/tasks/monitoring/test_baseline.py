@@ -14,7 +14,7 @@ from tasks.cli import main, parse
 from tasks.compression.quantize import compressed_card
 from tasks.config import LOW_CONFIDENCE
 from tasks.errors import DataError
-from tasks.monitoring import baseline, reference, statistics, traffic
+from tasks.monitoring import baseline, records, reference, statistics, traffic
 from tasks.runtime import model_card
 from tests.tasks.monitoring.conftest import draw, monitor_flags, write_capture
 
@@ -180,6 +180,8 @@ def quiet_window(drawn: list[dict]) -> traffic.Traffic:
         labels=np.array([record["label"] for record in drawn]),
         probabilities=np.array([record["probability"] for record in drawn]),
         truncated=np.array([record["truncated"] for record in drawn]),
+        versions=np.array([record["model_version"] for record in drawn]),
+        times=np.array([records.parse_time(record["time"]).timestamp() for record in drawn]),
     )
 
 

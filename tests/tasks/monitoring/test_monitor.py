@@ -233,3 +233,19 @@ def test_a_server_cutting_shorter_than_the_model_was_trained_is_noted_naming_bot
     write_capture(tmp_path / "capture", long_pairs(400, seed=6, cut=64))
     report = run_monitor(tmp_path, folder)
     assert any("64" in note and "128" in note for note in report["notes"]), report["notes"]
+
+
+def test_a_window_spanning_a_rollout_is_judged_on_the_version_serving_at_its_end(tmp_path, model_folder):
+    """Records the previous model answered (before a rollout inside the window) are not the production model's:
+    judged against its baseline they would blame it for another model's labels and confidence."""
+    previous = [
+        record | {"model_version": "v0", "time": records.stamp(WINDOW_START + timedelta(seconds=index))}
+        for index, record in enumerate(draw(300, seed=5, flip_labels=True))
+    ]
+    current = [record for record in draw(400, seed=6) if record["time"] > previous[-1]["time"]]
+    write_capture(tmp_path / "capture", sorted(previous + current, key=lambda record: record["time"]))
+    report = run_monitor(tmp_path, model_folder)
+    assert report["status"] == "ok", report["drifted"]
+    assert report["model_version"] == "v1" and report["records"] == len(current)
+    assert report["model_versions"] == {"v0": 300, "v1": len(current)}
+    assert any("v0" in note and "300" in note for note in report["notes"])
