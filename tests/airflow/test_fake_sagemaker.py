@@ -506,6 +506,26 @@ def test_data_capture_is_kept_in_the_config_and_summarised_by_the_endpoint_servi
     assert "DataCaptureConfig" not in client.describe_endpoint(EndpointName="e")
 
 
+def test_an_endpoints_capture_summary_has_every_member_botocore_requires_with_or_without_a_key(
+    client, fake_sagemaker, bucket
+):
+    """DataCaptureConfigSummary requires KmsKeyId (botocore); a config without a key is summarised with the
+    shape's empty value, which its pattern and minimum length (0) allow."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    shape = botocore.session.get_session().get_service_model("sagemaker").shape_for("DataCaptureConfigSummary")
+    client.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    variants = [{"VariantName": "main", "ModelName": "m", "InstanceType": "ml.c6i.xlarge", "InitialInstanceCount": 1}]
+    for name, config in (("keyed", capture(bucket, KmsKeyId="alias/nlp-capture")), ("plain", capture(bucket))):
+        client.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, DataCaptureConfig=config)
+        client.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        summary = client.describe_endpoint(EndpointName=name)["DataCaptureConfig"]
+        assert set(shape.required_members) <= set(summary), name
+        assert not ParamValidator().validate(summary, shape).has_errors(), name
+    assert client.describe_endpoint(EndpointName="plain")["DataCaptureConfig"]["KmsKeyId"] == ""
+
+
 @pytest.mark.parametrize(
     ("change", "refusal"),
     [
