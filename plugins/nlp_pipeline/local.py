@@ -6,10 +6,11 @@ swapped in place. XCom carries each artefact's ``uri`` (under the root) and the 
 of the run read.
 
 Capture and monitoring (monitoring.py): ``deploy`` starts the server with the run's capture settings
-(commands.capture_flags) writing to ``capture_root()``, and records them beside the endpoint's state. A running
-server keeps the settings it was started with, so when the run asks for others ``deploy`` restarts it with them on
-the model it serves (a short outage while that known-good model loads again), then swaps the new model in as
-usual: a model that fails to load still leaves the old one served. ``monitor`` (nlp_monitor_local) runs the
+(commands.capture_flags; a run whose ``capture_sample_rate`` is null keeps the recorded ones) writing to
+``capture_root()``, and records them beside the endpoint's state. A running server keeps the settings it was
+started with, so when the run asks for others ``deploy`` restarts it with them on the model it serves (a short
+outage while that known-good model loads again; if it does not start, it is started again as it was and the task
+fails), then swaps the new model in as usual: a model that fails to load still leaves the old one served. ``monitor`` (nlp_monitor_local) runs the
 monitor step over ``capture_root()`` against the production model's folder.
 
 Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, starts the search in a folder of its own
@@ -240,7 +241,7 @@ def reject(evaluation: dict, **context) -> dict:
 @task(trigger_rule="none_failed_min_one_success")
 def deploy(entry: dict, **context) -> dict:
     state, port = artefacts.endpoint_state(context), context["params"]["endpoint_port"]
-    capture = commands.capture_flags(context["params"], capture_root())
+    capture = commands.capture_flags(context["params"], capture_root(), served_capture(state))
     restart_for_capture(state, port, capture)
     # The entry's digest: deploy-local refuses a model whose bytes are not the ones registered.
     run_step(
@@ -287,7 +288,9 @@ def record_capture(state: Path, capture: dict) -> None:
 def restart_for_capture(state: Path, port: int, capture: dict) -> None:
     """Restart the running endpoint with ``capture`` when it captures otherwise: stop it (it drains its requests and
     flushes its capture), then start it on the model it served. deploy-local then swaps the run's model in as
-    always. An endpoint not running is started with ``capture`` by deploy-local itself."""
+    always. An endpoint not running is started with ``capture`` by deploy-local itself. When the server does not
+    start with ``capture``, the model it served is started again with the capture it had, and the error raised: the
+    endpoint keeps serving what it served, and the run's model is not rolled out on an untested server."""
     running, was = endpoint_state.read(state), served_capture(state)
     if was == capture or not running or not running.get("current") or not endpoint_state.pid_alive(running["pid"]):
         return
@@ -299,18 +302,25 @@ def restart_for_capture(state: Path, port: int, capture: dict) -> None:
         current["version"],
     )
     run_step(*commands.command("stop-local", {}, state=state))
+    try:
+        _start(state, port, current, capture)
+    except Exception:
+        log.error(
+            "the endpoint did not start with capture %s: starting %s again as it was", capture, current["version"]
+        )
+        _start(state, port, current, was)
+        raise
+    record_capture(state, capture)
+
+
+def _start(state: Path, port: int, served: dict, capture: dict) -> None:
+    """Start the stopped endpoint of ``state`` on the model it ``served`` (its state's ``current``) with ``capture``."""
+    model_digest = served.get("digest") or None
     run_step(
         *commands.command(
-            "deploy-local",
-            {},
-            model=current["model"],
-            state=state,
-            port=port,
-            model_digest=current.get("digest") or None,
-            **capture,
+            "deploy-local", {}, model=served["model"], state=state, port=port, model_digest=model_digest, **capture
         )
     )
-    record_capture(state, capture)
 
 
 def public_url(url: str) -> str:

@@ -429,21 +429,34 @@ def test_each_mapped_trial_is_named_after_its_trial():
 
 # ---- capture: the run's settings reach the endpoint, a running one included -------------------------------------------
 CAPTURED = {"capture_sample_rate": 0.25, "capture_text": True}
+OFF = {"capture_sample_rate": 0}
 
 
-def deploy_with(tmp_path, monkeypatch, running: dict | None = None, **params) -> list[list[str]]:
-    """Run local.deploy with ``params``; ``running``: the endpoint's state.json (its pid this process: alive)."""
+class StartFailed(RuntimeError):
+    """deploy-local failing to start the server (the port taken, the disk full)."""
+
+
+def deploy_with(tmp_path, monkeypatch, running: dict | None = None, fails=None, **params) -> list[list[str]]:
+    """Run local.deploy with ``params``; ``running``: the endpoint's state.json (its pid this process: alive);
+    ``fails(command)``: which steps raise StartFailed (after being recorded)."""
     import os
 
     from nlp_pipeline import local
 
+    monkeypatch.delenv("NLP_DEFAULT_CAPTURE_SAMPLE_RATE", raising=False)
     state = tmp_path / "nlp_local" / "endpoint"
     if running is not None:
         state.mkdir(parents=True, exist_ok=True)
         (state / "state.json").write_text(json.dumps({"pid": os.getpid()} | running))
     ran = []
+
+    def run_step(*command):
+        ran.append([str(part) for part in command])
+        if fails and fails(ran[-1]):
+            raise StartFailed(f"{command[0]} failed")
+
     monkeypatch.setenv("AIRFLOW_VAR_NLP_ARTEFACT_ROOT", str(tmp_path))
-    monkeypatch.setattr(local, "run_step", lambda *command: ran.append([str(part) for part in command]))
+    monkeypatch.setattr(local, "run_step", run_step)
     monkeypatch.setattr(local, "run_step_json", lambda *command: {"url": "http://127.0.0.1:1", "current": ENTRY})
     context = train_context(**params)
     context["params"] |= {"endpoint_port": 8080}
@@ -469,8 +482,76 @@ def test_the_local_deploy_starts_the_endpoint_with_the_runs_capture_settings(tmp
 
 
 def test_capture_off_passes_no_capture_flag(tmp_path, monkeypatch):
-    [(step, *flags)] = deploy_with(tmp_path, monkeypatch)
-    assert step == "deploy-local" and not [flag for flag in flags if flag.startswith("--capture")]
+    for params in ({}, OFF):
+        [(step, *flags)] = deploy_with(tmp_path, monkeypatch, **params)
+        assert step == "deploy-local" and not [flag for flag in flags if flag.startswith("--capture")]
+
+
+def test_a_deploy_with_the_default_params_keeps_the_endpoints_capture_without_a_restart(tmp_path, monkeypatch):
+    """A retraining run started by drift or the schedule takes the defaults (capture_sample_rate null): its model is
+    served with the capture the endpoint had, so the monitor keeps getting traffic, and nothing restarts."""
+    from nlp_pipeline import local
+
+    from tasks import cli
+
+    deploy_with(tmp_path, monkeypatch, **CAPTURED)
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED})
+    assert [command[0] for command in ran] == ["deploy-local"]
+    swapped = cli.parse(ran[0][0], ran[0][1:])
+    assert (swapped.capture_dir, swapped.capture_sample_rate, swapped.capture_text) == (
+        f"{tmp_path}/capture/nlp_local",
+        0.25,
+        True,
+    )
+    recorded = json.loads((tmp_path / "nlp_local" / "endpoint" / local.CAPTURE_SETTINGS).read_text())
+    assert recorded == {"capture_dir": swapped.capture_dir, "capture_sample_rate": 0.25, "capture_text": True}
+
+
+def test_a_failed_capture_restart_starts_the_served_model_again_with_its_former_capture(tmp_path, monkeypatch):
+    """The server stopped for a capture change fails to start with it: the model it served is started again with the
+    capture it had (none), so the endpoint serves and a later rollback has one to roll back; then the task fails,
+    and the run's model is not swapped in."""
+    from tasks import cli
+
+    deploy_with(tmp_path, monkeypatch, **OFF)
+    ran = []
+
+    def fails(command):
+        ran.append(command)
+        return command[0] == "deploy-local" and "--capture-dir" in command
+
+    with pytest.raises(StartFailed):
+        deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, fails=fails, **CAPTURED)
+    assert [command[0] for command in ran] == ["stop-local", "deploy-local", "deploy-local"]
+    restored = cli.parse(ran[-1][0], ran[-1][1:])
+    assert (restored.model, restored.model_digest, restored.capture_dir) == (SERVED["model"], SERVED["digest"], "")
+
+
+def test_a_failed_capture_restart_leaves_the_endpoint_serving_as_before(tmp_path, monkeypatch):
+    from nlp_pipeline import local
+
+    from tasks import cli
+
+    deploy_with(tmp_path, monkeypatch, **CAPTURED)
+    before = json.loads((tmp_path / "nlp_local" / "endpoint" / local.CAPTURE_SETTINGS).read_text())
+    attempts = []
+
+    def fails(command):
+        attempts.append(command)
+        return command[0] == "deploy-local" and len(attempts) == 2  # the restart with the new capture
+
+    with pytest.raises(StartFailed):
+        deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, fails=fails, **OFF)
+    assert [command[0] for command in attempts] == ["stop-local", "deploy-local", "deploy-local"]
+    failed, restored = (cli.parse(command[0], command[1:]) for command in attempts[1:])
+    assert failed.capture_dir == "" and failed.model == SERVED["model"]
+    assert (restored.model, restored.model_digest) == (SERVED["model"], SERVED["digest"])
+    assert (restored.capture_dir, restored.capture_sample_rate, restored.capture_text) == (
+        before["capture_dir"],
+        0.25,
+        True,
+    )
+    assert json.loads((tmp_path / "nlp_local" / "endpoint" / local.CAPTURE_SETTINGS).read_text()) == before
 
 
 def test_a_running_endpoint_capturing_otherwise_is_restarted_on_its_model_before_the_swap(tmp_path, monkeypatch):
@@ -490,7 +571,7 @@ def test_a_running_endpoint_capturing_otherwise_is_restarted_on_its_model_before
 
 def test_capture_turned_off_restarts_an_endpoint_that_captures(tmp_path, monkeypatch):
     deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **CAPTURED)
-    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED})
+    ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **OFF)
     assert [command[0] for command in ran] == ["stop-local", "deploy-local", "deploy-local"]
     assert not [part for command in ran for part in command if part.startswith("--capture")]
 
@@ -499,7 +580,7 @@ def test_an_endpoint_already_capturing_as_asked_is_only_swapped(tmp_path, monkey
     deploy_with(tmp_path, monkeypatch, **CAPTURED)
     ran = deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **CAPTURED)
     assert [command[0] for command in ran] == ["deploy-local"]
-    assert [command[0] for command in deploy_with(tmp_path, monkeypatch, running={"current": SERVED})] == [
+    assert [command[0] for command in deploy_with(tmp_path, monkeypatch, running={"current": SERVED}, **OFF)] == [
         "stop-local",
         "deploy-local",
         "deploy-local",
