@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+from argparse import BooleanOptionalAction
 from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, fields
 
@@ -192,7 +193,8 @@ def _step_parser() -> type:
         def add_argument(self, *names, **keywords):
             if keywords.get("type") is string_to_bool:
                 keywords = {k: v for k, v in keywords.items() if k not in ("type", "nargs", "const")}
-                keywords["action"] = "store_true"
+                # A bool that may be not given (None: decided later) can be said off too (--no-capture-text).
+                keywords["action"] = "store_true" if keywords.get("default") is not None else BooleanOptionalAction
             action = super().add_argument(*names, **{k: v for k, v in keywords.items() if k in _ARGPARSE_KEYWORDS})
             shown = [name for name in action.option_strings if not _is_snake_twin(name, action.option_strings)]
             action.option_strings = shown  # the parser still knows every spelling it was given

@@ -35,6 +35,9 @@ CAPTURE_ENV = {
     "capture_sample_rate": "NLP_CAPTURE_SAMPLE_RATE",
     "capture_text": "NLP_CAPTURE_TEXT",
 }
+# Each capture setting's value when neither its flag nor its CAPTURE_ENV variable gives one (the fields default to
+# None, "not given", so a flag given at this value still wins over the environment).
+CAPTURE_DEFAULTS = {"capture_dir": "", "capture_sample_rate": 1.0, "capture_text": False}
 # The capture locations the server writes to: a local folder, or this prefix (uploaded through fsspec).
 CAPTURE_REMOTE = "s3://"
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
@@ -578,25 +581,26 @@ class ServeArguments:
             " owner-only control socket (set by deploy-local)."
         },
     )
-    capture_dir: str = field(
-        default="",
+    capture_dir: str | None = field(
+        default=None,
         metadata={
             "help": "Capture a record of each sampled request (docs/monitoring.md) as JSON Lines under this local"
             f" folder or {CAPTURE_REMOTE} URI; empty: no capture. Default: the environment variable"
-            f" {CAPTURE_ENV['capture_dir']}'s."
+            f" {CAPTURE_ENV['capture_dir']}'s, else none."
         },
     )
-    capture_sample_rate: float = _flag(
+    capture_sample_rate: float | None = _flag(
         "Share of requests captured, each with all its pairs; default: the environment variable"
         f" {CAPTURE_ENV['capture_sample_rate']}'s, else 1.",
         {"exclusiveMinimum": 0, "maximum": 1},
-        default=1.0,
+        default=None,
     )
-    capture_text: bool = field(
-        default=False,
+    capture_text: bool | None = field(
+        default=None,
         metadata={
-            "help": "Also capture the raw sentences of text requests (privacy: off unless asked); default: the"
-            f" environment variable {CAPTURE_ENV['capture_text']}'s (true/false), else off."
+            "help": "Also capture the raw sentences of text requests (privacy: off unless asked;"
+            " --no-capture-text says off whatever the environment says); default: the environment variable"
+            f" {CAPTURE_ENV['capture_text']}'s (true/false), else off."
         },
     )
     capture_file_bytes: int = _flag(
@@ -658,18 +662,23 @@ class ServeArguments:
         )
 
     def _capture_from_environment(self) -> None:
-        """Each capture setting whose flag keeps its default takes its CAPTURE_ENV variable's value, if set."""
+        """Each capture setting not given (None) takes its CAPTURE_ENV variable's value if set, else
+        CAPTURE_DEFAULTS'; a setting given, even at that default, keeps its value."""
         specs = {spec.name: spec for spec in dataclasses.fields(self)}
         for name, variable in CAPTURE_ENV.items():
+            if getattr(self, name) is not None:
+                continue
             given = os.environ.get(variable)
-            if given is not None and getattr(self, name) == specs[name].default:
-                setattr(self, name, _environment_value(variable, given.strip(), specs[name]))
+            fallback = CAPTURE_DEFAULTS[name]
+            value = (
+                fallback if given is None else _environment_value(variable, given.strip(), specs[name], type(fallback))
+            )
+            setattr(self, name, value)
 
 
-def _environment_value(variable: str, given: str, spec: dataclasses.Field):
-    """``given``, the text of the environment variable ``variable``, as the field ``spec`` takes it, within its
+def _environment_value(variable: str, given: str, spec: dataclasses.Field, kind: type):
+    """``given``, the text of the environment variable ``variable``, as a ``kind`` within the field ``spec``'s
     range; a ConfigError naming the variable if not."""
-    kind = type(spec.default)
     if kind is bool:
         if given.lower() not in _TRUE + _FALSE:
             raise ConfigError(f"the environment variable {variable} must be true or false, got {given!r}")

@@ -132,9 +132,8 @@ def _live_status(folder: Path) -> dict | None:
 
 def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
     _require_free_port(args.host, args.port)
-    kept = [spec.name for spec in fields(ServeArguments) if spec.name not in ("model", "state")]
-    # A bool flag is a switch (tasks.cli): given when on, left out when off.
-    flags = [_flag(name, getattr(args, name)) for name in kept if getattr(args, name) is not False]
+    kept = [spec for spec in fields(ServeArguments) if spec.name not in ("model", "state")]
+    flags = [flag for spec in kept if (flag := _flag(spec, getattr(args, spec.name)))]
     flags += [f"--model={model}", f"--state={folder}"]
     with (folder / endpoint_state.SERVER_LOG).open("ab") as output:
         process = spawn_server(flags, output, detached=True)
@@ -152,9 +151,14 @@ def _start(args: DeployLocalArguments, model: str, folder: Path) -> None:
         raise
 
 
-def _flag(name: str, value: object) -> str:
-    flag = f"--{name.replace('_', '-')}"
-    return flag if value is True else f"{flag}={value}"
+def _flag(spec, value: object) -> str | None:
+    """``value`` as the flag of the ServeArguments field ``spec``. A bool flag is a switch (tasks.cli): given when
+    on; when off, left out, or said off (``--no-capture-text``) when the field may be not given (None), since the
+    server would then take its environment's value."""
+    flag = f"--{spec.name.replace('_', '-')}"
+    if isinstance(value, bool):
+        return flag if value else (f"--no-{flag[2:]}" if spec.default is None else None)
+    return f"{flag}={value}"
 
 
 def spawn_server(

@@ -3,7 +3,7 @@
 import pytest
 
 from tasks.cli import parse
-from tasks.config import CAPTURE_ENV, DeployLocalArguments, ServeArguments, flag_schema
+from tasks.config import CAPTURE_DEFAULTS, CAPTURE_ENV, DeployLocalArguments, ServeArguments, flag_schema
 from tasks.errors import ConfigError
 
 
@@ -111,4 +111,38 @@ def test_a_bad_environment_value_is_refused_naming_the_variable(monkeypatch, nam
 
 def test_the_sample_rate_schema_gives_a_form_the_flag_s_range():
     schema = flag_schema(ServeArguments, "capture_sample_rate")
-    assert (schema["exclusiveMinimum"], schema["maximum"], schema["default"]) == (0, 1, 1.0)
+    assert (schema["exclusiveMinimum"], schema["maximum"], schema["default"]) == (0, 1, None)
+    assert CAPTURE_DEFAULTS["capture_sample_rate"] == 1.0, "not given: the environment's, else this"
+
+
+def test_a_flag_given_at_its_default_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv(CAPTURE_ENV["capture_sample_rate"], "0.1")
+    monkeypatch.setenv(CAPTURE_ENV["capture_dir"], "/from/environment")
+    assert ServeArguments(capture_sample_rate=1.0).capture_sample_rate == 1.0
+    assert parse("serve", ["--capture-sample-rate=1"]).capture_sample_rate == 1.0
+    assert ServeArguments(capture_dir="").capture_dir == "", "capture said off stays off"
+    assert ServeArguments().capture_sample_rate == 0.1 and ServeArguments().capture_dir == "/from/environment"
+
+
+def test_capture_text_can_be_said_off_against_the_environment(monkeypatch):
+    """Privacy: a server told not to keep text keeps none, whatever its environment says."""
+    monkeypatch.setenv(CAPTURE_ENV["capture_text"], "true")
+    assert parse("serve", ["--no-capture-text"]).capture_text is False
+    assert ServeArguments(capture_text=False).capture_text is False
+    assert parse("serve", []).capture_text is True
+    monkeypatch.delenv(CAPTURE_ENV["capture_text"])
+    assert ServeArguments().capture_text is False and ServeArguments().capture_sample_rate == 1.0
+
+
+def test_deploy_local_says_its_capture_settings_whatever_the_servers_environment(monkeypatch, tmp_path):
+    from tasks.endpoint import commands
+
+    started = []
+    monkeypatch.setattr(commands, "_require_free_port", lambda host, port: None)
+    monkeypatch.setattr(commands, "spawn_server", lambda flags, output, detached: started.append(flags) or Started())
+    monkeypatch.setattr(commands, "wait_ready", lambda *arguments: "v1")
+    commands._start(parse("deploy-local", ["--model=/m", f"--state={tmp_path}"]), "/m", tmp_path)
+    for name, value in (("capture_dir", "/elsewhere"), ("capture_sample_rate", "0.1"), ("capture_text", "true")):
+        monkeypatch.setenv(CAPTURE_ENV[name], value)
+    served = parse("serve", started[0])
+    assert (served.capture_dir, served.capture_sample_rate, served.capture_text) == ("", 1.0, False)
