@@ -190,3 +190,15 @@ def test_each_secret_reaches_only_the_services_that_use_it():
         assert reached == SECRET_USERS[name], f"{name} reaches {sorted(reached)}"
     unset = compose.load()["services"]["airflow-scheduler"]["environment"]
     assert "AWS_ACCESS_KEY_ID" not in unset, "a credential .env does not set stays unset, not empty"
+
+
+def test_retraining_runs_keep_the_endpoints_capture_by_default(monkeypatch):
+    """Scheduled and drift-triggered runs take the Params' defaults: shipped as is, the compose stack leaves the
+    endpoint's capture as it is (capture_sample_rate null), rather than turning it off."""
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from nlp_pipeline import params
+
+    for variables in (compose.env_file() | compose.FILLED_IN, dict(compose.FILLED_IN)):
+        environment = compose.load(variables)["services"]["airflow-scheduler"]["environment"]
+        monkeypatch.setenv(params.DEFAULT_CAPTURE_RATE_ENV, environment[params.DEFAULT_CAPTURE_RATE_ENV])
+        assert params.default_capture_rate() is None
