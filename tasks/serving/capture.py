@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 # The longest the writer sleeps with nothing to write: how late a file may close after its age or hour is up.
 _IDLE_SECONDS = 1.0
 _HOUR = timedelta(hours=1)
+# The least time stop gives the writer, even with no --graceful-timeout left: what is buffered is written and the
+# open file published at least once (SageMaker kills 30 s after SIGTERM; the default graceful timeout is 25 s).
+STOP_LEAST_SECONDS = 3.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9.-]")  # a host name goes into file names
 
 
@@ -232,12 +235,14 @@ class CaptureWriter:
         self._thread.start()
 
     def stop(self, timeout: float) -> bool:
-        """Write what is buffered, close the open file and end the thread, within ``timeout`` seconds; False (and
-        a warning naming what was left) when that was not enough."""
+        """Write what is buffered, close the open file and end the thread, within ``timeout`` seconds but never
+        less than STOP_LEAST_SECONDS (the writer is a daemon thread: it dies with the process, its file hidden);
+        False (and a warning naming what was left) when that was not enough."""
         self._stopping.set()
-        self._thread.join(timeout)
+        waited = max(timeout, STOP_LEAST_SECONDS)
+        self._thread.join(waited)
         if self._thread.is_alive():
-            log.warning("capture: %d buffered records not written within %g s of stopping", self.buffered(), timeout)
+            log.warning("capture: %d buffered records not written within %g s of stopping", self.buffered(), waited)
             return False
         return True
 

@@ -190,11 +190,14 @@ def create_app(args: ServeArguments, load_model=None, capture_rng=None):
         loading.cancel()
         await batcher.stop()
         app.state.prepare.shutdown(wait=False, cancel_futures=True)
-        if capture is not None:  # after the last request: what they offered is written
-            await asyncio.to_thread(capture.stop, args.graceful_timeout)
+        if capture is not None:  # after the last request: what they offered is written, in what the drain left
+            asked = app.state.stop_requested or time.monotonic()
+            left = max(0.0, args.graceful_timeout - (time.monotonic() - asked))
+            await asyncio.to_thread(capture.stop, left)
 
     app = FastAPI(title="nlp-workflow inference", lifespan=lifespan)
     app.state.metrics = metrics
+    app.state.stop_requested = None  # when SIGTERM came (uvicorn_server): --graceful-timeout counts from then
 
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
@@ -392,9 +395,21 @@ def uvicorn_config(args: ServeArguments, app):
     )
 
 
-def run(args: ServeArguments) -> None:
+def uvicorn_server(config):
+    """uvicorn's server for ``config``, noting in its app's state when it was asked to stop: one --graceful-timeout
+    covers both the drain of in-flight requests and the capture writer's flush after it."""
     import uvicorn
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            state = self.config.app.state
+            state.stop_requested = state.stop_requested or time.monotonic()
+            super().handle_exit(sig, frame)
+
+    return Server(config)
+
+
+def run(args: ServeArguments) -> None:
     from tasks.runtime import cpu
 
     cpu.configure_tensorflow(cpu.configure_environment("fp32"))
@@ -408,4 +423,4 @@ def run(args: ServeArguments) -> None:
         args.max_wait_ms,
         args.max_queued_pairs,
     )
-    asyncio.run(uvicorn.Server(config).serve())
+    asyncio.run(uvicorn_server(config).serve())

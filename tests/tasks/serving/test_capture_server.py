@@ -127,39 +127,67 @@ def test_a_server_started_without_flags_captures_where_its_environment_says(tmp_
 
 _SERVE_SLOW_WRITES = """
 import asyncio, sys, time
-import uvicorn
 from tasks.config import ServeArguments
 from tasks.serving import capture
-from tasks.serving.server import create_app, uvicorn_config
+from tasks.serving.server import create_app, uvicorn_config, uvicorn_server
 from tests.tasks.serving.test_capture_server import CapturedStandIn
 
 write = capture._CaptureFile.write
 capture._CaptureFile.write = lambda self, line: time.sleep(0.02) or write(self, line)  # a slow disk
-args = ServeArguments(host="127.0.0.1", port=int(sys.argv[1]), capture_dir=sys.argv[2], capture_file_seconds=3600)
+args = ServeArguments(
+    host="127.0.0.1",
+    port=int(sys.argv[1]),
+    capture_dir=sys.argv[2],
+    capture_file_seconds=3600,
+    graceful_timeout=float(sys.argv[3]),
+)
 model = CapturedStandIn()
-asyncio.run(uvicorn.Server(uvicorn_config(args, create_app(args, load_model=lambda source, digest: model))).serve())
+asyncio.run(uvicorn_server(uvicorn_config(args, create_app(args, load_model=lambda source, digest: model))).serve())
 """
 
 
-def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
+def serve_slow_writes(tmp_path: Path, graceful_timeout: float) -> tuple[subprocess.Popen, str]:
+    """A capturing server in its own process whose disk writes slowly, ready to answer."""
     port = free_port()
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE_SLOW_WRITES, str(port), str(tmp_path / "capture")],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _SERVE_SLOW_WRITES, str(port), str(tmp_path / "capture"), str(graceful_timeout)],
+            cwd=REPO,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(log.read_text())
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def test_sigterm_with_no_graceful_time_still_writes_every_answered_record(tmp_path):
+    process, url = serve_slow_writes(tmp_path, 0)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"{url}/ping", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        for request in range(5):
+            assert invoke(url, {"instances": [PAIR] * 8}, f"r{request}").status_code == 200
+        assert metric(url, "capture_buffered_records") > 0, "records are still waiting for the slow disk"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert len(captured(tmp_path / "capture")) == 40
+    assert not list((tmp_path / "capture").rglob(records.HIDDEN + "*")), "no file is left hidden"
+
+
+def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
+    process, url = serve_slow_writes(tmp_path, 25)
+    try:
         for request in range(10):
             assert invoke(url, {"instances": [PAIR] * 8}, f"r{request}").status_code == 200
         assert metric(url, "capture_buffered_records") > 0, "records are still waiting for the slow disk"
@@ -169,7 +197,6 @@ def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-        log.close()
     assert len(captured(tmp_path / "capture")) == 80
     assert not list((tmp_path / "capture").rglob(records.HIDDEN + "*")), "no file is left hidden"
 
