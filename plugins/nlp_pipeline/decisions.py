@@ -38,6 +38,7 @@ def training_params() -> tuple[str, ...]:
 
 # The tuning stage's last task on every platform: its XCom is the setting train takes, or None when tuning is off.
 CHOOSE_SETTING = "choose_setting"
+BACKFILL = "backfill"  # the run_type of a DagRun of `airflow backfill create`
 
 
 def chosen_setting(tuning: dict, uri: str) -> dict:
@@ -109,7 +110,7 @@ def gate(evaluation: dict) -> str:
 
 def rollout(params: Mapping, run_type: str, rollout_start: str) -> tuple[str | None, str]:
     """(the task to roll out with, or None for no rollout; why)."""
-    if run_type == "backfill":
+    if run_type == BACKFILL:
         return None, "a backfill run never deploys, so production never goes back in time"
     if not params["deploy"]:
         return None, "deploy is off for this run"

@@ -4,15 +4,16 @@
                                                  └─► no_drift
 
 Hourly (``NLP_MONITOR_SCHEDULE``), ``monitor`` runs ``python -m tasks monitor`` (docs/monitoring.md) over the window
-of captured traffic that ends at the run's ``data_interval_end`` (a manual run: its logical date, else when it was
-triggered) and is ``window_minutes`` long, against the traffic baseline in the production model's card.
-``detect_drift`` branches on its status: ``drift`` goes to ``signal_drift``, ``ok`` and ``not_enough_data`` (too few
-pairs: never drift) to ``no_drift``. ``signal_drift`` updates the platform's Asset ``nlp_drift_detected_<platform>``
-(assets.drift_detected), on which the platform's training DAG is scheduled, so a retraining run starts; it signals
-at most once per production model version within ``DRIFT_COOLDOWN``, so traffic that stays drifted does not queue a
-retraining every hour while the first one runs (it reads the Asset's last events, ``inlet_events``). A signal is
-then told through the ``nlp_alerts`` SNS topic (alerts.py) by ``notify_drift``, a task of its own: a failed notice
-is retried, and never holds back the retraining.
+of captured traffic that ends at the run's logical date (a scheduled run: its data interval's end; a manual run
+without one: when it was triggered) and is ``window_minutes`` long, against the traffic baseline in the production
+model's card. ``detect_drift`` branches on its status: ``drift`` goes to ``signal_drift``, ``ok`` and
+``not_enough_data`` (too few pairs: never drift) to ``no_drift``. ``signal_drift`` updates the platform's Asset
+``nlp_drift_detected_<platform>`` (assets.drift_detected), on which the platform's training DAG is scheduled, so a
+retraining run starts; never from a backfill (past windows, judged against today's model); at most once per
+production model version within ``DRIFT_COOLDOWN``, so traffic that stays drifted does not queue a retraining every
+hour while the first one runs (it reads the Asset's last events, ``inlet_events``). A signal is then told through
+the ``nlp_alerts`` SNS topic (alerts.py) by ``notify_drift``, a task of its own: a failed notice is retried, and
+never holds back the retraining.
 
 The platform contract. ``build_monitor(platform)`` takes a platform module (local, sagemaker, eks) that provides,
 besides ``production_model(context)`` (platform.Platform; here its dict must name ``model``, the baseline, and
@@ -48,6 +49,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 from nlp_pipeline import alerts, limits
 from nlp_pipeline.alerts import RunFailureNotifier
 from nlp_pipeline.assets import drift_detected
+from nlp_pipeline.decisions import BACKFILL
 from nlp_pipeline.params import monitor_params
 from nlp_pipeline.pipeline import DEFAULT_ARGS
 from tasks.config import MONITOR_DRIFT
@@ -67,10 +69,14 @@ def dag_id(platform_name: str) -> str:
 
 
 def window_end(context) -> datetime:
-    """Where the run's window ends: its data interval's end (a scheduled run: the hour it ran for), else its logical
-    date, else when it was triggered (a manual run without one)."""
+    """Where the run's window ends: its logical date, else when it was triggered (a manual run without one).
+
+    Under the cron timetable a scheduled (or backfilled) run's logical date is its data interval's end, the hour it
+    ran for. The data interval itself is not used: a run triggered with a logical date (``airflow dags trigger -l``,
+    TriggerDagRunOperator) gets one computed from when it was triggered (airflow/api/common/trigger_dag.py), which
+    would watch the hour before now instead of the hour asked for."""
     dag_run = context["dag_run"]
-    return context.get("data_interval_end") or dag_run.logical_date or dag_run.run_after
+    return dag_run.logical_date or dag_run.run_after
 
 
 def monitor_arguments(context, production: dict, capture: str) -> dict:
@@ -128,9 +134,15 @@ def build_monitor(platform) -> DAG:
 
         @task(task_id=SIGNAL_DRIFT, inlets=[asset], outlets=[asset])
         def signal_drift(production: dict, result: dict, **context) -> dict:
-            """The event on the drift Asset, which starts a retraining run, unless this model's drift was signalled
-            within DRIFT_COOLDOWN (then skipped: no event)."""
+            """The event on the drift Asset, which starts a retraining run, unless the run is a backfill or this
+            model's drift was signalled within DRIFT_COOLDOWN (then skipped: no event)."""
             version = model_version(production)
+            if context["dag_run"].run_type == BACKFILL:
+                raise AirflowSkipException(
+                    f"a backfill run never signals drift: its window {result['window']} is in the past and was"
+                    f" judged against today's production model {version}, so it starts no retraining (see its report"
+                    f" {result['uri']})"
+                )
             if earlier := last_signal(context["inlet_events"][asset], version, datetime.now(UTC)):
                 raise AirflowSkipException(
                     f"drift of {version} was signalled at {earlier.timestamp.isoformat()} (run "

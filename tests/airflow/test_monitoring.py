@@ -38,7 +38,9 @@ RESULT = {
 
 @pytest.fixture(scope="module", params=sorted(PLATFORMS))
 def monitor_dag(request):
-    return request.param, monitoring.build_monitor(PLATFORMS[request.param][0])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("NLP_MONITOR_SCHEDULE", raising=False)
+        return request.param, monitoring.build_monitor(PLATFORMS[request.param][0])
 
 
 def test_each_platform_has_an_hourly_monitor_dag_of_the_documented_tasks(monitor_dag):
@@ -86,14 +88,23 @@ def monitor_context(dag_id: str = "nlp_monitor_local", **fields) -> dict:
     return context | {"data_interval_end": fields.get("data_interval_end", pendulum.instance(NOW))}
 
 
-def test_the_window_ends_at_the_data_intervals_end_else_the_logical_date_else_the_trigger_time():
+def test_the_window_ends_at_the_logical_date_else_the_trigger_time():
+    """A scheduled run of the cron timetable: its logical date is its data interval's end, the hour it ran for."""
     context = monitor_context()
     assert monitoring.window_end(context) == NOW
-    context["data_interval_end"] = None
     context["dag_run"] = SimpleNamespace(logical_date=NOW - timedelta(hours=2), run_after=NOW)
     assert monitoring.window_end(context) == NOW - timedelta(hours=2)
     context["dag_run"] = SimpleNamespace(logical_date=None, run_after=NOW)
     assert monitoring.window_end(context) == NOW
+
+
+def test_a_run_triggered_with_a_logical_date_watches_the_window_before_it_not_before_now():
+    """``airflow dags trigger -l`` and TriggerDagRunOperator give a logical date, but Airflow computes the data
+    interval from when the run was triggered (airflow/api/common/trigger_dag.py): its end is now."""
+    asked = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    context = monitor_context(data_interval_end=pendulum.instance(NOW))
+    context["dag_run"] = SimpleNamespace(logical_date=asked, run_after=NOW, run_type="manual")
+    assert monitoring.window_end(context) == asked
 
 
 def test_no_production_model_skips_the_run(monitor_dag, monkeypatch):
@@ -154,6 +165,18 @@ def test_drift_of_a_model_signalled_within_a_day_is_not_signalled_again():
         signal(events)
     [since] = events.asked
     assert abs(datetime.now(UTC) - since - monitoring.DRIFT_COOLDOWN) < timedelta(minutes=1)
+
+
+def test_a_backfilled_window_never_signals_drift():
+    """A backfill watches past windows, judged against today's production model: its drift starts no retraining."""
+    dag = monitoring.build_monitor(local)
+    context = monitor_context()
+    context["dag_run"] = SimpleNamespace(logical_date=NOW, run_after=NOW, run_type="backfill")
+    drift = assets.drift_detected("local")
+    context["inlet_events"] = {drift: Events()}
+    with pytest.raises(AirflowSkipException, match="a backfill run never signals drift"):
+        dag.get_task("signal_drift").python_callable(PRODUCTION, RESULT, **context)
+    assert context["outlet_events"][drift].extra == {}
 
 
 def test_a_model_without_a_version_is_known_by_its_location():
