@@ -354,9 +354,10 @@ def monitor_pod(
     volume_claim: str | None = None,
     mount_path: str = "/artefacts",
 ) -> dict:
-    """``python -m tasks monitor``: a step pod of ``MONITOR_RESOURCES`` on any node that takes it (it needs no
-    Intel CPU feature, and stays off the server's nodes unless they are the only ones), stopped by the cluster
-    after ``deadline_seconds`` should nobody watch it any more."""
+    """``python -m tasks monitor``: a step pod of ``MONITOR_RESOURCES`` with no placement of its own (it needs no
+    Intel CPU feature: no node selector, affinity or toleration), so it runs on any untainted node with room for
+    it, the server's included (docs/eks.md: the cluster needs an untainted node); stopped by the cluster after
+    ``deadline_seconds`` should nobody watch it any more."""
     cpu, memory = MONITOR_RESOURCES
     pod = step_pod(
         namespace,
