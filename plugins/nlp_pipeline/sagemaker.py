@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Mapping
 from datetime import timedelta
 
 from airflow.sdk import Variable, task
@@ -556,6 +557,7 @@ def endpoint_model(hook, endpoint: str) -> dict | None:
         "version": model_name,
         "data_fingerprint": environment.get(specs.DATA_FINGERPRINT_ENV),
         "config": json.loads(environment.get(specs.TRAINING_CONFIG_ENV, "null")),
+        "capture": specs.environment_capture(environment),
     }
 
 
@@ -675,16 +677,24 @@ def capture_root() -> str:
     return artefacts.capture_uri(artefacts.root(), DAG_ID)
 
 
-def capture(params) -> dict:
+def capture(params, current: Mapping | None = None) -> dict:
     """The server's capture settings of the run (commands.capture_flags: ``{}`` when ``capture_sample_rate`` is
-    0); refused when network isolation would keep the server from writing them (specs.check_capture)."""
+    0, ``current`` when it is null); refused when network isolation would keep the server from writing them
+    (specs.check_capture)."""
     try:
-        flags = commands.capture_flags(params, capture_root())
+        flags = commands.capture_flags(params, capture_root(), current)
         if flags:
             specs.check_capture(network())
     except (ConfigError, ValueError) as error:
         raise AirflowFailException(str(error)) from error
     return flags
+
+
+def rollout_capture(params) -> dict:
+    """The capture the run rolls out: with ``capture_sample_rate`` null, the one the live endpoint's server runs
+    with (its model's Environment, ``endpoint_model``), none without an endpoint; else the Params' (``capture``)."""
+    live = production_model(None) if params["capture_sample_rate"] is None else None
+    return capture(params, live["capture"] if live else None)
 
 
 def _model_config(context) -> dict:
@@ -703,16 +713,17 @@ def _model_config(context) -> dict:
         evaluation["model"],
         lineage,
         network=network(),
-        capture=capture(context["params"]),
+        capture=rollout_capture(context["params"]),
     )
 
 
 def _endpoint_config(context) -> dict:
-    """The run's endpoint config; with capture on, SageMaker's own DataCaptureConfig at the server's rate."""
+    """The run's endpoint config; with capture on, SageMaker's own DataCaptureConfig at the server's rate, beside
+    the server's capture."""
     params, data_capture = context["params"], None
-    if flags := capture(params):
+    if flags := rollout_capture(params):
         data_capture = specs.data_capture_config(
-            capture_root(),
+            flags["capture_dir"],
             sample_rate=flags["capture_sample_rate"],
             text=flags["capture_text"],
             kms_key_id=settings().kms_key_id,

@@ -237,3 +237,31 @@ def test_a_canary_on_one_instance_is_refused_before_any_job_runs(aws):
             sagemaker._stage_config(run, "nlp-stage-x")
     assert not aws.fake.requests_of("create_processing_job")
     sagemaker._stage_config(context("stage_dataset", endpoint_instance_count=2, blue_green=CANARY), "nlp-stage-x")
+
+
+def test_a_run_with_a_null_capture_rate_keeps_the_live_endpoints_capture(aws):
+    """capture_sample_rate null (what a run started by drift or the schedule takes) rolls out the capture the live
+    endpoint runs with again: its model's Environment (tasks.config.CAPTURE_ENV) and SageMaker's DataCaptureConfig.
+    With no endpoint yet, there is none to keep: capture stays off."""
+    from tasks.config import CAPTURE_ENV
+
+    def capture_of(run) -> tuple[dict, dict | None]:
+        environment = sagemaker._model_config(run)["PrimaryContainer"].get("Environment", {})
+        captured = {variable: environment[variable] for variable in CAPTURE_ENV.values() if variable in environment}
+        return captured, sagemaker._endpoint_config(run).get("DataCaptureConfig")
+
+    assert capture_of(rollout_context("create_model", capture_sample_rate=None)) == ({}, None)
+
+    capturing = rollout_context("create_model", capture_sample_rate=0.25, capture_text=True)
+    model, config = sagemaker._model_config(capturing), sagemaker._endpoint_config(capturing)
+    aws.sagemaker.create_model(**model)
+    aws.sagemaker.create_endpoint_config(**config)
+    aws.sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=config["EndpointConfigName"])
+    live_environment, live_capture = capture_of(capturing)
+    assert live_environment[CAPTURE_ENV["capture_dir"]] == sagemaker.capture_root()
+    assert live_capture["InitialSamplingPercentage"] == 25
+
+    retrain = rollout_context("create_model", digest="sha256:" + "cd" * 32, capture_sample_rate=None)
+    assert capture_of(retrain) == (live_environment, live_capture)
+    off = rollout_context("create_model", digest="sha256:" + "cd" * 32, capture_sample_rate=0)
+    assert capture_of(off) == ({}, None)

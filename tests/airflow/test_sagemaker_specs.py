@@ -973,7 +973,9 @@ def test_a_run_capturing_its_traffic_rolls_out_both_captures_to_the_dags_capture
         root, sample_rate=0.5, text=True, kms_key_id=KMS_KEY
     )
 
-    quiet = rollout_context()  # the default: capture off
+    quiet = rollout_context(
+        capture_sample_rate=0
+    )  # capture off (null keeps the live endpoint's: test_sagemaker_endpoint)
     assert not set(CAPTURE_ENV.values()) & set(sagemaker._model_config(quiet)["PrimaryContainer"]["Environment"])
     assert "DataCaptureConfig" not in sagemaker._endpoint_config(quiet)
 

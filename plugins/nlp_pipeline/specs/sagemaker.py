@@ -17,6 +17,7 @@ and the AWS docs; tests/airflow/test_sagemaker_specs.py checks every request aga
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -37,7 +38,14 @@ from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
 from nlp_pipeline.specs.sagemaker_api import TRAFFIC as TRAFFIC
 from nlp_pipeline.specs.sagemaker_api import instance_types as instance_types
-from tasks.config import CAPTURE_ENV, ServeArguments, describe_range, flag_schema
+from tasks.config import (
+    CAPTURE_DEFAULTS,
+    CAPTURE_ENV,
+    ServeArguments,
+    _environment_value,
+    describe_range,
+    flag_schema,
+)
 from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT, TENSORBOARD_OUTPUT
 
@@ -536,6 +544,20 @@ def capture_environment(flags: Mapping) -> dict[str, str]:
         raise ValueError(f"serve reads only {', '.join(CAPTURE_ENV)} from its environment, not {', '.join(unknown)}")
     rendered = {bool: lambda value: "true" if value else "false", float: repr, int: str, str: str}
     return {CAPTURE_ENV[name]: rendered[type(value)](value) for name, value in flags.items()}
+
+
+def environment_capture(environment: Mapping[str, str]) -> dict:
+    """The capture settings a model's Environment starts its server with, read as ``serve`` reads them
+    (tasks.config.CAPTURE_ENV, a variable not set takes CAPTURE_DEFAULTS'): the inverse of
+    ``capture_environment``; empty when the server captures nothing (no capture dir)."""
+    fields = {spec.name: spec for spec in dataclasses.fields(ServeArguments)}
+    flags = {}
+    for name, variable in CAPTURE_ENV.items():
+        default, given = CAPTURE_DEFAULTS[name], environment.get(variable)
+        flags[name] = (
+            default if given is None else _environment_value(variable, given.strip(), fields[name], type(default))
+        )
+    return flags if flags["capture_dir"] else {}
 
 
 def model(
