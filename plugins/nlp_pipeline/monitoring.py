@@ -13,7 +13,9 @@ retraining run starts; never from a backfill (past windows, judged against today
 production model version within ``DRIFT_COOLDOWN``, so traffic that stays drifted does not queue a retraining every
 hour while the first one runs (it reads the Asset's last events, ``inlet_events``). A signal is then told through
 the ``nlp_alerts`` SNS topic (alerts.py) by ``notify_drift``, a task of its own: a failed notice is retried, and
-never holds back the retraining.
+never holds back the retraining. That retraining does not bypass the training cache (retraining the same data with
+the same seed gives the same model): with the source data unchanged it is skipped, and the signal's log and the
+notice say that it needs new source data (``retraining_note``).
 
 The platform contract. ``build_monitor(platform)`` takes a platform module (local, sagemaker, eks) that provides,
 besides ``production_model(context)`` (platform.Platform; here its dict must name ``model``, the baseline, and
@@ -48,7 +50,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from nlp_pipeline import alerts, limits
 from nlp_pipeline.alerts import RunFailureNotifier
-from nlp_pipeline.assets import drift_detected
+from nlp_pipeline.assets import SOURCE_DATA, drift_detected
 from nlp_pipeline.decisions import BACKFILL
 from nlp_pipeline.params import monitor_params
 from nlp_pipeline.pipeline import DEFAULT_ARGS
@@ -151,6 +153,7 @@ def build_monitor(platform) -> DAG:
             extra = drift_extra(production, result, context)
             context["outlet_events"][asset].extra = extra
             log.info("drift of %s in %s: %s; %s updated", version, result["window"], result["drifted"], asset.name)
+            log.warning("%s", retraining_note(extra))
             return extra
 
         @task
@@ -184,9 +187,22 @@ def drift_extra(production: dict, result: dict, context) -> dict:
         "window": result["window"],
         "records": result["records"],
         "uri": result["uri"],
+        "data_fingerprint": production.get("data_fingerprint"),
         "dag_id": context["dag"].dag_id,
         "run_id": context["run_id"],
     }
+
+
+def retraining_note(extra: dict) -> str:
+    """What the retraining a drift signal starts can do: it retrains only on changed source data. The training cache
+    skips a run whose data and configuration are the production model's, since the same data with the same seed
+    gives the same model; a drift signal does not bypass it."""
+    trained_on = f" (data fingerprint {extra['data_fingerprint'][:19]})" if extra.get("data_fingerprint") else ""
+    return (
+        f"Retraining needs new source data: if {SOURCE_DATA.name} has not changed since {extra['version']} was trained"
+        f"{trained_on}, the training cache skips it, since the same data with the same configuration gives the same"
+        f" model. Add new labelled pairs like the drifted traffic to the source data and update {SOURCE_DATA.name}."
+    )
 
 
 def drift_message(extra: dict, platform_name: str, asset_name: str) -> tuple[str, str]:
@@ -197,6 +213,7 @@ def drift_message(extra: dict, platform_name: str, asset_name: str) -> tuple[str
         f" {window['start']} .. {window['end']} ({extra['records']} pairs): {', '.join(extra['drifted'])}.",
         f"Monitoring report: {extra['uri']}",
         f"{asset_name} was updated: a retraining run of the training DAG starts.",
+        retraining_note(extra),
         f"The monitor run: {alerts.run_url(extra['dag_id'], extra['run_id'])}",
     ]
     return f"{extra['dag_id']}: drift in the traffic of {extra['version']}", "\n".join(lines)
@@ -210,6 +227,7 @@ Hourly (`NLP_MONITOR_SCHEDULE`), `monitor` compares the last `window_minutes` of
 (the training DAG's Params `capture_sample_rate`, `capture_text`) with the production model's training data:
 token lengths (PSI), paraphrase share, mean confidence, low-confidence share, unknown-token rate, each against its
 threshold Param. Too few pairs (`min_records`) is "not enough data", never drift. On drift, `signal_drift` updates
-the Asset `{asset_name}`, which starts a retraining run, at most once per model version a day, and
-`notify_drift` tells the SNS topic of the Variable `nlp_alerts`. See docs/monitoring.md.
+the Asset `{asset_name}`, which starts a retraining run, at most once per model version a day (never from a
+backfill), and `notify_drift` tells the SNS topic of the Variable `nlp_alerts`. That run retrains only on new source
+data: with `{SOURCE_DATA.name}` unchanged, the training cache skips it. See docs/monitoring.md.
 """

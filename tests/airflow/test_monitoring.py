@@ -25,7 +25,12 @@ from tasks import cli  # noqa: E402
 
 PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
 NOW = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
-PRODUCTION = {"model": "/artefacts/nlp_local/x/model/try1-abc123", "version": "fp32-1a2b3c4d", "digest": "sha256:1"}
+PRODUCTION = {
+    "model": "/artefacts/nlp_local/x/model/try1-abc123",
+    "version": "fp32-1a2b3c4d",
+    "digest": "sha256:1",
+    "data_fingerprint": "sha256:0f1e2d3c4b5a69788796",
+}
 RESULT = {
     "status": "drift",
     "records": 412,
@@ -151,10 +156,25 @@ def test_drift_updates_the_asset_with_the_model_the_window_and_the_report():
             "window": RESULT["window"],
             "records": RESULT["records"],
             "uri": RESULT["uri"],
+            "data_fingerprint": PRODUCTION["data_fingerprint"],
             "dag_id": "nlp_monitor_local",
             "run_id": "r1",
         }
     )
+
+
+def test_the_signal_says_retraining_needs_new_source_data(caplog, monkeypatch):
+    """Retraining the same data with the same seed gives the same model, so the training cache skips a drift-started
+    run when the source has not changed: the signal's log and the notice say so, naming the data it was trained on."""
+    with caplog.at_level("WARNING", logger="nlp_pipeline.monitoring"):
+        extra, _ = signal(Events())
+    [note] = [record.getMessage() for record in caplog.records if "nlp_source_data" in record.getMessage()]
+    assert "the training cache skips it" in note and PRODUCTION["data_fingerprint"][:19] in note
+    assert "new labelled pairs" in note
+    _, message = monitoring.drift_message(extra, "local", "nlp_drift_detected_local")
+    assert note in message
+    _, unknown = monitoring.drift_message(extra | {"data_fingerprint": None}, "local", "nlp_drift_detected_local")
+    assert "nlp_source_data has not changed since fp32-1a2b3c4d was trained, the training cache" in unknown
 
 
 def test_drift_of_a_model_signalled_within_a_day_is_not_signalled_again():
