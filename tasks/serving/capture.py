@@ -11,9 +11,10 @@ and appends it to the open file of the record's UTC hour::
 
 A file is closed when it holds ``--capture-file-bytes``, ``--capture-file-seconds`` after its first record, at
 its hour's end, and when the server stops. On ``s3://`` the file is written in a local temporary folder, uploaded
-(fsspec) when closed, and the temporary removed. A failed write or upload is counted (``on_error``; its records as
-dropped, with those of the file it was writing, which may hold half a line and is discarded), logged once per run
-of failures, and never reaches a request. A pair whose probabilities are not finite is dropped (counted), never
+(fsspec) when closed, and the temporary removed. A record counts as written (``on_written``) once its file is
+published. A failed write or upload is counted (``on_error``; its records as dropped, with those of the file it
+was writing, which may hold half a line and is discarded), logged once per run of failures (of either kind: the
+run ends when a file is published), and never reaches a request. A pair whose probabilities are not finite is dropped (counted), never
 written: every line is JSON the monitor reads.
 """
 
@@ -140,7 +141,8 @@ class CaptureWriter:
     :param file_bytes: close a file once it holds this many bytes.
     :param file_seconds: close a file this long after it was opened (and always at its hour's end).
     :param buffer_records: pairs held for the writer at most; more are dropped.
-    :param on_written, on_dropped, on_error: called with a count (records written, records dropped, failures).
+    :param on_written, on_dropped, on_error: called with a count (records written: in a published file; records
+        dropped; failures).
     :param rng: decides which requests are sampled (seed it for a reproducible sample).
     :param now: the current time, UTC (when the open file's hour is over).
     """
@@ -282,8 +284,6 @@ class CaptureWriter:
         except Exception as failure:  # noqa: BLE001 - a capture failure must never end the writer
             self._failed(failure, "writing a record", 1)
             return
-        self._written(1)
-        self._recovered()
         if self._file.size >= self.file_bytes:
             self._close()
 
@@ -322,6 +322,9 @@ class CaptureWriter:
         except Exception as failure:  # noqa: BLE001
             current.discard()
             self._failed(failure, f"publishing {current.target}", current.records)
+            return
+        self._written(current.records)  # written once readers can see them
+        self._recovered()
 
     def _failed(self, failure: Exception, action: str, lost: int) -> None:
         """Count a failure and the records it lost; a file being written when it happened may hold half a line,
@@ -343,6 +346,7 @@ class CaptureWriter:
             )
 
     def _recovered(self) -> None:
+        """A file was published: a run of failures (of writing or publishing) is over."""
         if self._failures:
             log.info("capture: writing again after %d failures", self._failures)
             self._failures = 0

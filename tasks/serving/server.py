@@ -102,7 +102,9 @@ class Metrics:
             "model_seconds", "One model call (a batch).", buckets=_STEP_BUCKETS, registry=self.registry
         )
         self.capture_records = Counter(
-            "capture_records", "Capture records written (--capture-dir).", registry=self.registry
+            "capture_records",
+            "Capture records written (in files published under --capture-dir).",
+            registry=self.registry,
         )
         self.capture_dropped = Counter(
             "capture_dropped_records",

@@ -68,6 +68,11 @@ def lines(root: Path) -> list[dict]:
     return [json.loads(line) for path in files(root) for line in path.read_text().splitlines()]
 
 
+def written_hidden(root: Path) -> bool:
+    """Whether a record is in a file still being written."""
+    return any(path.read_text() for path in files(root, hidden=True))
+
+
 def wait_for(condition, what: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -112,10 +117,12 @@ def test_a_file_is_hidden_while_it_is_written(tmp_path):
     capture_writer = writer(tmp_path, counts)
     capture_writer.start()
     offer(capture_writer)
-    wait_for(lambda: counts.written == 1, "the record's write")
+    wait_for(lambda: written_hidden(tmp_path), "the record's write")
     assert files(tmp_path) == [] and len(files(tmp_path, hidden=True)) == 1
+    assert counts.written == 0, "a record counts as written once its file is published"
     capture_writer.stop(10)
     assert len(files(tmp_path)) == 1 and files(tmp_path, hidden=True) == []
+    assert counts.written == 1
 
 
 def test_the_sample_rate_decides_per_request_with_the_given_generator(tmp_path):
@@ -173,7 +180,7 @@ def test_a_file_closes_at_its_hour_s_end_and_records_go_to_their_hour(tmp_path):
     capture_writer = writer(tmp_path, counts, clock)
     capture_writer.start()
     offer(capture_writer, "before")
-    wait_for(lambda: counts.written == 1, "the first record's write")
+    wait_for(lambda: written_hidden(tmp_path), "the first record's write")
     clock.moment += timedelta(seconds=2)  # 13:00:01: the 12 o'clock file is closed without a new record
     wait_for(lambda: len(files(tmp_path)) == 1, "the hour's file to close")
     assert files(tmp_path)[0].parent.name == "12"
@@ -273,8 +280,23 @@ def test_a_failed_upload_is_counted_and_its_records_dropped(s3, tmp_path, monkey
     capture_writer.start()
     offer(capture_writer, pairs=3)
     assert capture_writer.stop(30)
-    assert (counts.written, counts.errors, counts.dropped) == (3, 1, 3)
+    assert (counts.written, counts.errors, counts.dropped) == (0, 1, 3), "written counts only published records"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_uploads_of_several_files_count_nothing_written_and_log_once(s3, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(capture.tempfile, "tempdir", str(tmp_path))
+    counts = Counts()
+    capture_writer = writer("s3://no-such-bucket-for-capture/capture", counts, file_bytes=1024)
+    capture_writer.start()
+    with caplog.at_level(logging.INFO, logger=capture.__name__):
+        for request in range(12):
+            offer(capture_writer, f"r{request}")
+        assert capture_writer.stop(30)
+    assert counts.written == 0 and counts.dropped == 12 and counts.errors >= 2, "several files, each failed"
+    warnings = [entry for entry in caplog.records if entry.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "publishing" in warnings[0].getMessage()
+    assert not [entry for entry in caplog.records if "writing again" in entry.getMessage()]
 
 
 def test_a_pair_without_a_finite_probability_is_dropped_and_every_line_is_json(tmp_path):

@@ -83,11 +83,11 @@ def test_with_capture_text_a_text_request_keeps_its_sentences_and_a_tokenised_on
 
 
 def test_metrics_count_written_records_and_capture_off_writes_nothing(tmp_path):
-    with serving(CapturedStandIn(), capture_dir=str(tmp_path / "on")) as url:
+    with serving(CapturedStandIn(), capture_dir=str(tmp_path / "on"), capture_file_seconds=1) as url:
         for _ in range(3):
             assert invoke(url, {"instances": [PAIR, PAIR]}).status_code == 200
         deadline = time.monotonic() + 20
-        while metric(url, "capture_records_total") < 6:
+        while metric(url, "capture_records_total") < 6:  # once their file is published, a second on
             assert time.monotonic() < deadline, "the records were not written"
             time.sleep(0.05)
         assert metric(url, "capture_dropped_records_total") == metric(url, "capture_write_errors_total") == 0
