@@ -12,13 +12,17 @@ count. ``probability`` is the predicted label's, the model's confidence. ``text`
 
 A file holds the records of one UTC hour, in time order, under that hour's folder (SageMaker's capture layout)::
 
-    <capture root>/YYYY/MM/DD/HH/<first record's time, YYYYmmddTHHMMSSZ>-<host>-<pid>-<sequence>.jsonl
+    <capture root>/YYYY/MM/DD/HH/<first record's time, YYYYmmddTHHMMSSZ>-<host>-<pid>-<sequence>-<random>.jsonl
+
+The random part (8 hex digits) keeps apart the files of two writers with the same host, pid and second
+(containers share pids, and two servers may share a host name): one would otherwise replace the other's.
 
 A file being written is hidden (its name starts with ``.``) until it is complete; readers skip hidden files.
 """
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 
 SUFFIX = ".jsonl"
@@ -43,4 +47,6 @@ def hour_folder(moment: datetime) -> str:
 
 
 def file_name(first: datetime, host: str, pid: int, sequence: int) -> str:
-    return f"{first.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}-{host}-{pid}-{sequence:06d}{SUFFIX}"
+    """A new file's name: its first record's time (names sort in time order), writer, sequence, a random part."""
+    stamped = first.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamped}-{host}-{pid}-{sequence:06d}-{secrets.token_hex(4)}{SUFFIX}"

@@ -308,3 +308,15 @@ def test_a_pair_without_a_finite_probability_is_dropped_and_every_line_is_json(t
     assert capture_writer.stop(10)
     assert [line["request_id"] for line in lines(tmp_path)] == ["fine"]
     assert (counts.written, counts.dropped, counts.errors) == (1, 2, 0)
+
+
+def test_two_writers_of_one_process_clock_and_root_keep_each_others_files(tmp_path):
+    """Containers share pids and may share host names: the file name has a random part too."""
+    first, second = writer(tmp_path), writer(tmp_path)
+    first.start()
+    second.start()
+    offer(first, "first")
+    offer(second, "second")
+    assert first.stop(10) and second.stop(10)
+    assert sorted(line["request_id"] for line in lines(tmp_path)) == ["first", "second"]
+    assert len(files(tmp_path)) == 2
