@@ -883,7 +883,7 @@ class MonitorArguments:
     )
     low_confidence: float = _flag(
         "A pair whose predicted label's probability is below this is low confidence (the baseline's share is"
-        " measured at the default, 0.6).",
+        f" measured at the default, {LOW_CONFIDENCE:g}).",
         {"exclusiveMinimum": 0.5, "maximum": 1},
         default=LOW_CONFIDENCE,
     )

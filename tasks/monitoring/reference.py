@@ -1,8 +1,8 @@
 """Finding the traffic baseline ``--baseline`` names: in a model's card, or computed from a staged data folder.
 
 A model is a folder or URI with ``model_card.json``, or a SageMaker model artefact (``model.tar.gz``, or a
-folder holding one): the card is then read out of the archive as it streams past, and nothing else of the model
-is downloaded. A staged data folder (``manifest.json``) is downloaded when remote and its train split measured.
+folder holding one): the card is then read out of the archive as it streams past, and nothing of it is kept; the
+bytes before the card in the archive (for ``train``'s archives, the weights) are still transferred. A staged data folder (``manifest.json``) is downloaded when remote and its train split measured.
 """
 
 from __future__ import annotations
