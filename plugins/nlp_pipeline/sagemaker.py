@@ -104,11 +104,11 @@ def settings() -> specs.Settings:
             f"nlp_sagemaker needs the Airflow Variable(s) {', '.join(missing)}: the IAM role SageMaker assumes "
             f"and the ECR URI of the task image's root tag, task-sagemaker (docs/sagemaker.md, Setup)"
         )
-    kms_key_id = Variable.get("nlp_sagemaker_kms_key", default=None)
-    if kms_key_id is not None and not specs.KMS_KEY_ID.fullmatch(kms_key_id):
+    kms_key_id = Variable.get("nlp_sagemaker_kms_key", default=None) or None  # empty: no key
+    if kms_key_id is not None and (refusal := specs.kms_key_id_refusal(kms_key_id)):
         raise AirflowFailException(
-            f"the Airflow Variable nlp_sagemaker_kms_key must be a KMS key id, alias or ARN "
-            f"({specs.KMS_KEY_ID.pattern}), got {kms_key_id!r}"
+            f"the Airflow Variable nlp_sagemaker_kms_key must be a KMS key id, alias or ARN ({refusal}), "
+            f"got {kms_key_id!r}"
         )
     return specs.Settings(
         role_arn=role_arn,

@@ -15,6 +15,9 @@ from __future__ import annotations
 import json
 import math
 
+JSON_TYPES = ("application/json",)
+"""The request content types the server takes (the SageMaker endpoint's capture keeps their bodies as text)."""
+
 LABELS = ("not_equivalent", "equivalent")
 """Class names in label order, as GLUE MRPC names them; label 1 (a paraphrase) is the positive class."""
 

@@ -43,11 +43,11 @@ from tasks.config import ServeArguments
 from tasks.endpoint.control_server import LocalEndpoint
 from tasks.endpoint.state import client_url
 from tasks.errors import EndpointError
+from tasks.serving.contract import JSON_TYPES
 from tasks.serving.model_swap import ModelSlot
 
 log = logging.getLogger(__name__)
 
-JSON_TYPES = ("application/json",)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 _STEP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)

@@ -885,12 +885,6 @@ def test_capture_keeps_answers_only_unless_text_is_asked_as_json_under_the_captu
     assert text["KmsKeyId"] == KMS_KEY
 
 
-def test_the_captured_content_type_is_the_one_the_server_takes():
-    from tasks.serving.server import JSON_TYPES
-
-    assert specs.CAPTURE_JSON_TYPES == JSON_TYPES
-
-
 @pytest.mark.parametrize(("rate", "percent"), [(1.0, 100), (0.25, 25), (0.004, 1), (0.126, 13), (0.999, 100)])
 def test_sagemakers_sampling_percentage_is_the_servers_rate_in_whole_percent_at_least_one(rate, percent):
     assert specs.sampling_percentage(rate) == percent
@@ -1019,3 +1013,20 @@ def test_a_kms_key_setting_that_is_not_a_key_is_refused_naming_the_variable(vari
     monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_KMS_KEY", "my key!")
     with pytest.raises(AirflowFailException, match="nlp_sagemaker_kms_key must be a KMS key id"):
         sagemaker.settings()
+
+
+@pytest.mark.parametrize("key", ["", "alias/nlp-capture", KMS_KEY, "k" * 2048, "k" * 2049, "my key!"])
+def test_the_kms_key_setting_is_checked_against_botocores_kms_key_id_shape(variables, monkeypatch, key):
+    """The Variable nlp_sagemaker_kms_key takes what botocore's KmsKeyId shape takes (its pattern and length),
+    read from the service model, not a copy of them; empty is no key."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from nlp_pipeline import sagemaker
+
+    limits = service_model().shape_for("KmsKeyId").metadata
+    accepted = limits["min"] <= len(key) <= limits["max"] and re.fullmatch(limits["pattern"], key)
+    monkeypatch.setenv("AIRFLOW_VAR_NLP_SAGEMAKER_KMS_KEY", key)
+    if accepted:
+        assert sagemaker.settings().kms_key_id == (key or None)
+    else:
+        with pytest.raises(AirflowFailException, match="nlp_sagemaker_kms_key must be a KMS key id"):
+            sagemaker.settings()

@@ -38,6 +38,7 @@ from nlp_pipeline.specs.sagemaker_api import INSTANCE_SHAPES as INSTANCE_SHAPES
 from nlp_pipeline.specs.sagemaker_api import PROVISIONING_SECONDS as PROVISIONING_SECONDS
 from nlp_pipeline.specs.sagemaker_api import TRAFFIC as TRAFFIC
 from nlp_pipeline.specs.sagemaker_api import instance_types as instance_types
+from nlp_pipeline.specs.sagemaker_api import kms_key_id_refusal as kms_key_id_refusal
 from tasks.config import (
     CAPTURE_DEFAULTS,
     CAPTURE_ENV,
@@ -48,6 +49,7 @@ from tasks.config import (
 )
 from tasks.runtime.digest import PREFIX as DIGEST_PREFIX
 from tasks.runtime.sagemaker_job import PROCESSING_INPUT, PROCESSING_OUTPUT, TENSORBOARD_OUTPUT
+from tasks.serving.contract import JSON_TYPES
 
 # The task image's entrypoint runs `python -m tasks ARGS` for a processing job's ContainerArguments.
 _NAME_LIMIT = 63
@@ -663,10 +665,6 @@ def endpoint_config(
 # starts the container without flags. SageMaker's DataCaptureConfig keeps the request and answer bodies under
 # ROOT/SAGEMAKER_CAPTURE/ENDPOINT/VARIANT/YYYY/MM/DD/HH/, apart from the hour folders the monitor reads.
 SAGEMAKER_CAPTURE = "sagemaker"
-KMS_KEY_ID = re.compile(r"[a-zA-Z0-9:/_-]{1,2048}")  # botocore's KmsKeyId: a key id, alias or ARN
-# Bodies of these content types are kept as JSON text, not base64 (CaptureContentTypeHeader): what the server
-# accepts (tasks/serving/server.py JSON_TYPES; tests/airflow/test_sagemaker_specs.py keeps them equal).
-CAPTURE_JSON_TYPES = ("application/json",)
 
 
 def sampling_percentage(rate: float) -> int:
@@ -690,7 +688,7 @@ def data_capture_config(capture_root: str, *, sample_rate: float, text: bool, km
         "InitialSamplingPercentage": sampling_percentage(sample_rate),
         "DestinationS3Uri": f"{capture_root.rstrip('/')}/{SAGEMAKER_CAPTURE}",
         "CaptureOptions": [{"CaptureMode": mode} for mode in modes],
-        "CaptureContentTypeHeader": {"JsonContentTypes": list(CAPTURE_JSON_TYPES)},
+        "CaptureContentTypeHeader": {"JsonContentTypes": list(JSON_TYPES)},  # kept as text, not base64
     }
     if kms_key_id:
         config["KmsKeyId"] = kms_key_id

@@ -1,15 +1,16 @@
 """What SageMaker's API accepts, read from botocore's service model and the AWS docs: the instance types of each
-use, the limits of a hyperparameter tuning job and the rules of a blue/green rollout.
+use, a KMS key id, the limits of a hyperparameter tuning job and the rules of a blue/green rollout.
 
 Pure data and functions, imported by the trigger form (nlp_pipeline.params, shared by every platform) and by the
 request builders (specs/sagemaker.py), so both check one definition. botocore is imported only when an instance
-type list is first asked for.
+type list or a KMS key's limits are first asked for.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import re
 
 # What each use's request calls its instance type in botocore's service model.
 INSTANCE_SHAPES = {
@@ -34,6 +35,17 @@ def instance_types(use: str) -> frozenset[str]:
     if use not in INSTANCE_SHAPES:
         raise ValueError(f"no SageMaker instance use {use!r}: one of {', '.join(INSTANCE_SHAPES)}")
     return frozenset(_service_shapes()[INSTANCE_SHAPES[use]]["enum"])
+
+
+def kms_key_id_refusal(key: str) -> str | None:
+    """Why SageMaker refuses ``key`` as a KmsKeyId (botocore's shape: its pattern and length; a key id, alias or
+    ARN), or None when it takes it."""
+    limits = _service_shapes()["KmsKeyId"]
+    if not limits.get("min", 0) <= len(key) <= limits["max"]:
+        return f"{limits.get('min', 0)} to {limits['max']} characters, got {len(key)}"
+    if not re.fullmatch(limits["pattern"], key):
+        return f"only characters of {limits['pattern']}"
+    return None
 
 
 # ---- hyperparameter tuning ----------------------------------------------------------------------------------------
