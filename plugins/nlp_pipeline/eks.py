@@ -626,9 +626,11 @@ def _server_objects(
     *,
     model_digest: str | None = None,
     previous: dict | None = None,
+    live: dict | None = None,
 ) -> list[dict]:
     """Service, Deployment serving ``model`` (verified by ``model_digest``; noting the model's ``lineage`` and
-    the ``previous`` revision), PDB, and the HPA when autoscaling is on."""
+    the ``previous`` revision; capturing as the run's Params say, or as the ``live`` Deployment's server does when
+    ``capture_sample_rate`` is null), PDB, and the HPA when autoscaling is on."""
     params, settings = context["params"], cluster()
     name, namespace, replicas = settings.server, settings.namespace, params["server_replicas"]
     cpu, memory = params["server_cpu"], params["server_memory"]
@@ -644,7 +646,7 @@ def _server_objects(
         volume_claim=settings.volume_claim,
         mount_path=settings.volume_path,
         model_digest=model_digest,
-        capture=commands.capture_flags(params, capture_root()),
+        capture=commands.capture_flags(params, capture_root(), manifests.served_capture(live)),
     )
     noted = {PREVIOUS_REVISION: json.dumps(previous, sort_keys=True)} if previous else {}
     deployment["metadata"]["annotations"] = lineage | noted
@@ -783,6 +785,7 @@ def _deploy(context, api_client, settings: ClusterSettings, entry: dict) -> dict
         _lineage(context) | {MODEL_VERSION: entry["version"]},
         model_digest=entry.get("digest"),
         previous=previous,
+        live=live,
     )
     try:
         _roll_out(context, api_client, objects)

@@ -137,6 +137,25 @@ def test_a_server_capturing_to_s3_stages_its_files_in_an_empty_dir_and_mounts_no
 
 
 @pytest.mark.parametrize(
+    "capture",
+    [
+        {"capture_dir": VOLUME_CAPTURE, "capture_sample_rate": 0.25, "capture_text": True},
+        {"capture_dir": "s3://bucket/root/capture/nlp_eks", "capture_sample_rate": 1.0, "capture_text": False},
+        {},
+    ],
+    ids=["volume-text", "s3", "off"],
+)
+def test_the_live_servers_capture_reads_back_as_the_flags_it_was_deployed_with_as_serve_parses_them(capture):
+    """What a run with capture_sample_rate null keeps (eks._server_objects): the live Deployment's capture flags."""
+    manifest = deployment(volume_claim="nlp-artefacts", capture=capture)
+    assert k8s.served_capture(manifest) == capture
+    flags = served_flags(manifest)
+    if capture:
+        assert {name: getattr(flags, name) for name in capture} == capture
+    assert k8s.served_capture(None) == {}
+
+
+@pytest.mark.parametrize(
     ("claim", "folder"),
     [("nlp-artefacts", "/srv/capture"), ("nlp-artefacts", "/artefacts"), (None, VOLUME_CAPTURE)],
     ids=["outside the volume", "the volume itself", "no volume"],

@@ -267,6 +267,34 @@ def test_a_server_deployed_with_capture_on_writes_what_it_serves_into_the_captur
     assert written.parent == capture / hour, "one folder per UTC hour"
 
 
+def test_a_run_with_a_null_capture_rate_keeps_the_live_servers_capture_flags_and_mount(
+    cluster, trained_tiny, int8_tiny
+):
+    """capture_sample_rate null (what a run started by drift or the schedule takes) rolls the next model out with
+    the capture the live server runs with: its capture flags and its writable capture mount. With no server yet,
+    there is none to keep."""
+
+    from tasks import cli
+
+    def capture_of(deployment: dict) -> tuple[tuple, list[dict]]:
+        """The server's capture flags as ``serve`` parses them, and its mounts."""
+        container = server_container(deployment)
+        flags = cli.parse("serve", container["args"][1:])
+        return (flags.capture_dir, flags.capture_sample_rate, flags.capture_text), container.get("volumeMounts", [])
+
+    deploy(trained_tiny, capture_sample_rate=None)
+    assert capture_of(live(cluster))[0][0] == "", "no server before: nothing to keep"
+    deploy(trained_tiny, capture_sample_rate=0.5, capture_text=True)
+    capturing = capture_of(live(cluster))
+    assert capturing[0] == (eks.capture_root(), 0.5, True) and capturing[1], "a writable capture mount"
+
+    deploy(int8_tiny, capture_sample_rate=None)
+    assert served(live(cluster))[1] == str(int8_tiny)
+    assert capture_of(live(cluster)) == capturing
+    deploy(trained_tiny, capture_sample_rate=0)
+    assert capture_of(live(cluster))[0][0] == ""
+
+
 # ---- a read-only serving identity ---------------------------------------------------------------------------------
 def test_the_server_runs_as_its_read_only_serving_account_with_the_model_volume_mounted_read_only(monkeypatch):
     from tests.airflow.test_kubernetes_manifests import eks_context

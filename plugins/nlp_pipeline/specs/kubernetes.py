@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from nlp_pipeline import artefacts, commands
-from tasks.config import ServeArguments
+from tasks.config import CAPTURE_DEFAULTS, ServeArguments
 from tasks.errors import NOT_RETRYABLE
 from tasks.runtime.indexed_job import ADDRESSES_ENV, WORKER_PORT
 
@@ -269,6 +269,26 @@ def inference_deployment(
             },
         },
     }
+
+
+def served_capture(deployment: Mapping | None) -> dict:
+    """The capture flags the Deployment's server runs with, read back from its ``serve`` args as
+    ``inference_deployment`` wrote them (a bool is a switch; a flag left out has serve's default,
+    tasks.config.CAPTURE_DEFAULTS); empty when it captures nothing or there is no Deployment."""
+    containers = deployment["spec"]["template"]["spec"]["containers"] if deployment else []
+    server = next((container for container in containers if (container.get("args") or [""])[0] == "serve"), None)
+    if server is None:
+        return {}
+    arguments, flags = server["args"], {}
+    for name, default in CAPTURE_DEFAULTS.items():
+        option = commands.flag(name)
+        if isinstance(default, bool):
+            flags[name] = option in arguments
+        elif option in arguments[:-1]:
+            flags[name] = type(default)(arguments[arguments.index(option) + 1])
+        else:
+            flags[name] = default
+    return flags if flags[CAPTURE_DIR] else {}
 
 
 def capture_storage(capture_dir: str, volume_claim: str | None, mount_path: str) -> tuple[list[dict], list[dict]]:
