@@ -780,7 +780,6 @@ MONITOR_RUN_ID = "scheduled__2026-12-03T16:00:00+00:00"
 def monitor_run(cluster, capture: list[dict]) -> tuple[StepPodOperator, dict]:
     """nlp_monitor_eks's monitor task and its context: the ``capture`` records under the volume's capture/nlp_eks
     (as the server writes them), the production model a folder whose card holds the traffic baseline."""
-    from datetime import timedelta
 
     from nlp_pipeline.monitoring import build_monitor
     from nlp_pipeline.params import monitor_params
@@ -797,7 +796,7 @@ def monitor_run(cluster, capture: list[dict]) -> tuple[StepPodOperator, dict]:
         "nlp_monitor_eks",
         "monitor",
         {name: param.value for name, param in monitor_params().items()},
-        logical_date=pendulum.instance(WINDOW_END - timedelta(hours=1)),
+        logical_date=pendulum.instance(WINDOW_END),  # the cron timetable's: its data interval's end
         run_id=MONITOR_RUN_ID,
         xcom={("production_model", "return_value"): {"model": str(model), "version": "v1"}},
     ) | {"data_interval_end": pendulum.instance(WINDOW_END)}
@@ -812,14 +811,14 @@ def test_the_monitor_pod_compares_the_servers_capture_with_the_production_models
     monitoring.json is."""
     from tests.tasks.monitoring.conftest import draw
 
-    operator, run = monitor_run(fake_kubernetes, draw(150))
+    operator, run = monitor_run(fake_kubernetes, draw(250))
     result = operator.execute(run)
 
-    folder = fake_kubernetes.volume / "nlp_monitor_eks" / "20261203T160000Z" / "monitoring"
+    folder = fake_kubernetes.volume / "nlp_monitor_eks" / "20261203T170000Z" / "monitoring"
     uri = folder / f"try1-{hashlib.sha1(MONITOR_RUN_ID.encode()).hexdigest()[:6]}"
     assert result["uri"] == result["output"] == str(uri)
-    assert (result["status"], result["records"], result["drifted"]) == ("ok", 150, [])
-    assert json.loads((uri / "monitoring.json").read_text())["records"] == 150
+    assert (result["status"], result["records"], result["drifted"]) == ("ok", 250, [])
+    assert json.loads((uri / "monitoring.json").read_text())["records"] == 250
     assert run["ti"].xcom_pull("monitor") == result
     [pod] = fake_kubernetes.pods_run
     assert pod["metadata"]["labels"]["dag_id"] == "nlp_monitor_eks"
