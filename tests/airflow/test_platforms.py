@@ -260,6 +260,7 @@ def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monke
     task_context_ = platform_context("sagemaker", monkeypatch, tmp_path)
     digest = "sha256:" + "ab" * 32
     task_context_["ti"].xcom[("evaluate", "return_value")] = {"model": "s3://b/quantized", "model_digest": digest}
+    task_context_["params"]["capture_sample_rate"] = 0  # null would read the live endpoint's capture
     request = sagemaker._model_config(task_context_)
     environment = request["PrimaryContainer"]["Environment"]
     assert environment["NLP_MODEL_DIGEST"] == digest, "the endpoint's server verifies the bytes the gate judged"
@@ -280,6 +281,7 @@ def test_sagemaker_notes_what_its_model_was_trained_from_and_reads_it_back(monke
         "version": "nlp-model-x",
         "data_fingerprint": FINGERPRINT,
         "config": decisions.training_config(task_context_["params"]),
+        "capture": {},
     }
     assert json.loads(environment["NLP_TRAINING_CONFIG"]) == served["config"]
 
