@@ -7,11 +7,11 @@ of the run read.
 
 Capture and monitoring (monitoring.py): ``deploy`` starts the server with the run's capture settings
 (commands.capture_flags; a run whose ``capture_sample_rate`` is null keeps the recorded ones) writing to
-``capture_root()``, and records them beside the endpoint's state. A running server keeps the settings it was
-started with, so when the run asks for others ``deploy`` restarts it with them on the model it serves (a short
-outage while that known-good model loads again; if it does not start, it is started again as it was and the task
-fails), then swaps the new model in as usual: a model that fails to load still leaves the old one served. ``monitor`` (nlp_monitor_local) runs the
-monitor step over ``capture_root()`` against the production model's folder.
+``capture_root()``, and records them beside the endpoint's state. A running server keeps the settings it was started
+with, so when the run asks for others ``deploy`` restarts it with them on the model it serves (a short outage while
+that known-good model loads again; if it does not start, it is started again as it was and the task fails), then
+swaps the new model in as usual: a model that fails to load still leaves the old one served. ``monitor``
+(nlp_monitor_local) runs the monitor step over ``capture_root()`` against the production model's folder.
 
 Tuning: ``plan_trials`` runs ``tune plan`` into the run's ``tune`` folder, starts the search in a folder of its own
 (``tune/search/tryN``: the plan's output stays as verified, and a cleared tuning group starts afresh) and sets its
