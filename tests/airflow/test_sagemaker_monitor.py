@@ -129,9 +129,10 @@ def test_under_network_isolation_the_monitor_is_skipped_saying_why_not_failed_ev
     assert not aws.fake.requests_of("create_processing_job")
 
 
-def test_the_monitor_window_ends_at_the_runs_data_interval_end(aws):
+def test_the_monitor_window_ends_at_the_runs_logical_date(aws):
+    """Not at its data interval's end, which a run triggered with a logical date gets from its trigger time."""
     run = monitor_context({"model": "s3://b/model.tar.gz"})
     run["data_interval_end"] = datetime(2026, 12, 3, 16, tzinfo=UTC)
     request = sagemaker._monitor_config(run, "nlp-monitor-x", production_task="production_model")
     arguments = request["AppSpecification"]["ContainerArguments"]
-    assert arguments[arguments.index("--window-end") + 1].startswith("2026-12-03T16:00:00")
+    assert arguments[arguments.index("--window-end") + 1].startswith(WINDOW_END.isoformat()[:19])
