@@ -755,9 +755,9 @@ def test_the_monitor_pod_reads_the_servers_capture_against_the_production_model(
     assert (arguments.capture, arguments.baseline) == (VOLUME_CAPTURE, PRODUCTION["model"])
     assert (arguments.window_minutes, arguments.min_records) == (120, 50), "the monitor DAG's Params"
     assert arguments.window(None) == (
-        datetime(2026, 5, 1, 12, tzinfo=UTC),
-        datetime(2026, 5, 1, 14, tzinfo=UTC),
-    ), "the window ends at the run's data interval end"
+        datetime(2026, 5, 1, 11, tzinfo=UTC),
+        datetime(2026, 5, 1, 13, tzinfo=UTC),
+    ), "the window ends at the run's logical date, not its data interval's end (monitoring.window_end)"
     run_hash = hashlib.sha1(context["run_id"].encode()).hexdigest()[:6]
     assert arguments.output == f"/artefacts/nlp_monitor_eks/20260501T130000Z/monitoring/try1-{run_hash}"
     spec, [container] = pod["spec"], pod["spec"]["containers"]
