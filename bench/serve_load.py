@@ -278,7 +278,7 @@ def capture_phase(model: Path, pairs: list[dict], concurrency: int, seconds: flo
         written = sum(len(path.read_bytes().splitlines()) for path in Path(folder).rglob("*.jsonl"))
     result = {name: _merged(runs) for name, runs in turns.items()}
     result["records"] = {
-        "written": counters.get("capture_records_total", 0),
+        "published_while_serving": counters.get("capture_records_total", 0),
         "dropped": counters.get("capture_dropped_records_total", 0),
         "errors": counters.get("capture_write_errors_total", 0),
         "in_files": written,
@@ -311,8 +311,9 @@ def print_capture(capture: dict, concurrency: int, seconds: float) -> None:
             f"{run['requests']} requests, {run['errors']} errors"
         )
     print(
-        f"  records                        {records['written']:.0f} written ({records['in_files']} lines in the files), "
-        f"{records['dropped']:.0f} dropped, {records['errors']:.0f} write errors"
+        f"  records                        {records['in_files']} in the files after the stop"
+        f" ({records['published_while_serving']:.0f} published while serving: a file is published at its size,"
+        f" age or hour's end), {records['dropped']:.0f} dropped, {records['errors']:.0f} write errors"
     )
     ratio = capture["on"]["requests_per_second"] / capture["off"]["requests_per_second"]
     print(f"  throughput ratio, on / off     {ratio:.3f} (target >= 0.95)")
