@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 
 from tasks.config import CAPTURE_ENV
 from tasks.monitoring import records
@@ -170,25 +171,12 @@ def serve_slow_writes(tmp_path: Path, graceful_timeout: float) -> tuple[subproce
             time.sleep(0.1)
 
 
-def test_sigterm_with_no_graceful_time_still_writes_every_answered_record(tmp_path):
-    process, url = serve_slow_writes(tmp_path, 0)
+@pytest.mark.parametrize("graceful_timeout, requests", [(25, 10), (0, 5)], ids=["graceful", "no-graceful-time"])
+def test_sigterm_writes_every_answered_record_and_closes_the_file(tmp_path, graceful_timeout, requests):
+    """With --graceful-timeout 0 too: the flush always gets a few seconds of its own."""
+    process, url = serve_slow_writes(tmp_path, graceful_timeout)
     try:
-        for request in range(5):
-            assert invoke(url, {"instances": [PAIR] * 8}, f"r{request}").status_code == 200
-        assert metric(url, "capture_buffered_records") > 0, "records are still waiting for the slow disk"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == -signal.SIGTERM
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert len(captured(tmp_path / "capture")) == 40
-    assert not list((tmp_path / "capture").rglob(records.HIDDEN + "*")), "no file is left hidden"
-
-
-def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
-    process, url = serve_slow_writes(tmp_path, 25)
-    try:
-        for request in range(10):
+        for request in range(requests):
             assert invoke(url, {"instances": [PAIR] * 8}, f"r{request}").status_code == 200
         assert metric(url, "capture_buffered_records") > 0, "records are still waiting for the slow disk"
         process.send_signal(signal.SIGTERM)
@@ -197,7 +185,7 @@ def test_sigterm_writes_what_is_buffered_and_closes_the_file(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
-    assert len(captured(tmp_path / "capture")) == 80
+    assert len(captured(tmp_path / "capture")) == requests * 8
     assert not list((tmp_path / "capture").rglob(records.HIDDEN + "*")), "no file is left hidden"
 
 
