@@ -18,7 +18,7 @@ from tests.conftest import REPO
 sys.path.insert(0, str(REPO / "plugins"))
 
 from nlp_pipeline import eks, links, local, pipeline, sagemaker  # noqa: E402
-from nlp_pipeline.params import eks_params, local_params, sagemaker_params  # noqa: E402
+from nlp_pipeline.params import capture_params, eks_params, local_params, sagemaker_params  # noqa: E402
 
 PLATFORMS = {"local": (local, local_params), "sagemaker": (sagemaker, sagemaker_params), "eks": (eks, eks_params)}
 
@@ -360,7 +360,7 @@ def test_the_local_deploy_links_where_a_browser_reaches_the_endpoint(monkeypatch
         if public:
             monkeypatch.setenv("AIRFLOW_VAR_NLP_ENDPOINT_PUBLIC_URL", public)
         context = run_context("nlp_local", "deploy")
-        context["params"]["endpoint_port"] = 8080
+        context["params"] |= {name: param.value for name, param in capture_params().items()} | {"endpoint_port": 8080}
         deployed = local.deploy.function({"model": "/m", "version": "v1"}, **context)
         assert deployed["url"] == "http://127.0.0.1:8080"
         assert urls(context, links.EndpointUrlLink()) == {"Endpoint URL": shown}
